@@ -1,0 +1,127 @@
+"""Every filesystem path Herd uses, derived from one root.
+
+Several nodes live on one machine in tests and in the lab, each with its own HERD_ROOT, so no
+module may hard-code a path: they all ask :func:`current` (or build a :class:`HerdPaths` for an
+explicit root).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Directory of the bundled OS definitions shipped with the source tree (``os/`` at the top).
+BUNDLED_OS_DIR = Path(__file__).resolve().parent.parent / "os"
+
+
+@dataclass(frozen=True)
+class HerdPaths:
+    """The layout of one node's files under ``root``."""
+
+    root: Path
+
+    # -- persistent state -------------------------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "var/lib/herd"
+
+    @property
+    def config_file(self) -> Path:
+        """The cluster configuration (authoritative on the master, copies on candidates)."""
+        return self.data_dir / "config.data"
+
+    @property
+    def cluster_facts_file(self) -> Path:
+        """Small per-node file of cluster facts (name, master, nodes, serial)."""
+        return self.data_dir / "cluster-facts.json"
+
+    @property
+    def queue_db(self) -> Path:
+        return self.data_dir / "queue.db"
+
+    @property
+    def ssl_dir(self) -> Path:
+        return self.data_dir / "ssl"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.ssl_dir / "cluster-ca.pem"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.ssl_dir / "cluster-ca.key"
+
+    @property
+    def node_cert(self) -> Path:
+        return self.ssl_dir / "node.pem"
+
+    @property
+    def node_key(self) -> Path:
+        return self.ssl_dir / "node.key"
+
+    @property
+    def rapi_cert(self) -> Path:
+        return self.ssl_dir / "rapi.pem"
+
+    @property
+    def rapi_key(self) -> Path:
+        return self.ssl_dir / "rapi.key"
+
+    @property
+    def rapi_users_file(self) -> Path:
+        return self.data_dir / "rapi/users"
+
+    @property
+    def file_storage_dir(self) -> Path:
+        return self.root / "srv/herd/file-storage"
+
+    @property
+    def os_dir(self) -> Path:
+        """The node's own OS definitions directory (first in the search path)."""
+        return self.root / "srv/herd/os"
+
+    @property
+    def os_search_path(self) -> list[Path]:
+        return [self.os_dir, self.root / "usr/share/ganeti/os", BUNDLED_OS_DIR]
+
+    # -- runtime state ----------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "var/run/herd"
+
+    @property
+    def master_socket(self) -> Path:
+        return self.run_dir / "masterd.sock"
+
+    def pid_file(self, daemon: str) -> Path:
+        return self.run_dir / f"{daemon}.pid"
+
+    @property
+    def instance_run_dir(self) -> Path:
+        """Per-instance runtime files of the hypervisor (pidfile, QMP, serial, runtime JSON)."""
+        return self.run_dir / "kvm"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "var/log/herd"
+
+    def daemon_log(self, daemon: str) -> Path:
+        return self.log_dir / f"{daemon}.log"
+
+    @property
+    def os_log_dir(self) -> Path:
+        return self.log_dir / "os"
+
+    def ensure(self) -> None:
+        """Create the directories a node needs (idempotent)."""
+        for d in (self.data_dir, self.ssl_dir, self.file_storage_dir, self.os_dir, self.run_dir,
+                  self.instance_run_dir, self.log_dir, self.os_log_dir,
+                  self.rapi_users_file.parent):
+            d.mkdir(parents=True, exist_ok=True)
+        self.ssl_dir.chmod(0o700)
+
+
+def current() -> HerdPaths:
+    """Paths for the root named by ``HERD_ROOT`` (default ``/``), read at each call."""
+    return HerdPaths(Path(os.environ.get("HERD_ROOT", "/")))
