@@ -33,7 +33,7 @@ def parse_size(value: str | int | float, what: str = "size") -> int:
 
 
 def _round(mib: float) -> int:
-    whole = int(math.ceil(mib))
+    whole = math.ceil(mib)
     if whole != mib and whole % 4:
         whole += 4 - whole % 4
     return whole

@@ -1,0 +1,279 @@
+"""The kvm hypervisor: QEMU processes that outlive noded, driven through QMP.
+
+Each instance is one daemonized ``qemu-system-x86_64`` with an explicit ``-accel`` (KVM only
+where the node probe proved it works, see detect.py), a QMP socket, a serial console socket and
+a runtime file; everything noded later says about the instance is read back from those files
+and checked against the live process, so a restarted noded finds its VMs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from herd.errors import HypervisorError
+from herd.hypervisor.base import Hypervisor, InstanceSpec, RuntimeInfo
+from herd.hypervisor.kvm import detect, display, nics, params, pinning, process, qmp
+from herd.hypervisor.kvm.cmdline import LaunchContext, build_argv
+from herd.hypervisor.kvm.runtime import (
+    InstanceFiles,
+    RuntimeRecord,
+    is_our_qemu,
+    list_names,
+    read_pidfile,
+    read_record,
+    write_record,
+)
+from herd.paths import HerdPaths
+
+log = logging.getLogger(__name__)
+
+#: QEMU run states in which the guest CPUs execute; every other live state is 'paused'.
+_RUNNING_STATES = {"running"}
+
+
+class Kvm(Hypervisor):
+    """Ganeti's kvm hypervisor on top of qemu-system-x86_64."""
+
+    name: ClassVar[str] = "kvm"
+
+    def __init__(self, paths: HerdPaths) -> None:
+        super().__init__(paths)
+        self.run_dir = paths.instance_run_dir
+        self._probe: detect.KvmProbe | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._display_lock = asyncio.Lock()
+
+    # -- parameters ---------------------------------------------------------------------------
+    @classmethod
+    def parameter_defaults(cls) -> dict[str, Any]:
+        return params.parameter_defaults()
+
+    @classmethod
+    def check_parameters(cls, hvparams: dict[str, Any]) -> dict[str, Any]:
+        return params.check_parameters(hvparams)
+
+    # -- node facts and acceleration ----------------------------------------------------------
+    def _detect_sync(self) -> detect.KvmProbe:
+        if self._probe is None:
+            self._probe = detect.detect(self.paths)
+        return self._probe
+
+    async def detect_kvm(self, *, force: bool = False) -> detect.KvmProbe:
+        """The KVM probe result, probing in a worker thread if needed (at most ~2 s)."""
+        if self._probe is None or force:
+            self._probe = await asyncio.to_thread(detect.detect, self.paths, force=force)
+        return self._probe
+
+    def node_facts(self) -> dict[str, Any]:
+        """Sync for the API's sake: cheap once probed (cached); call detect_kvm() at startup."""
+        probe = self._detect_sync()
+        return {"hypervisor": self.name, "accel": "kvm" if probe.kvm_usable else "tcg",
+                "kvm_usable": probe.kvm_usable, "kvm_reason": probe.kvm_reason,
+                "qemu_version": probe.qemu_version}
+
+    async def _choose_accel(self, kvm_flag: str) -> str:
+        """Herd's kvm_flag: '' = KVM if usable else TCG; enabled = KVM or error; disabled = TCG."""
+        if kvm_flag == "disabled":
+            return "tcg"
+        probe = await self.detect_kvm()
+        if probe.kvm_usable:
+            return "kvm"
+        if kvm_flag == "enabled":
+            raise HypervisorError(
+                f"kvm_flag=enabled but KVM is not usable on this node: {probe.kvm_reason}")
+        return "tcg"
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _files(self, name: str) -> InstanceFiles:
+        return InstanceFiles(self.run_dir, name)
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    def console_socket(self, name: str) -> Path:
+        return self._files(name).serial
+
+    async def _live_record(self, name: str) -> RuntimeRecord | None:
+        """The runtime record if its QEMU is alive; otherwise clean up what is left."""
+        files = self._files(name)
+        record = read_record(files.runtime)
+        if record is not None and is_our_qemu(record.pid, files, record.spec.uuid):
+            return record
+        if not self._lock(name).locked():  # a start/stop in progress owns the files
+            await self._cleanup(files, record)
+        return None
+
+    async def _cleanup(self, files: InstanceFiles, record: RuntimeRecord | None) -> None:
+        if record is not None:
+            await nics.teardown(record.taps)
+        files.remove()
+
+    async def _info(self, record: RuntimeRecord) -> RuntimeInfo:
+        files = self._files(record.spec.name)
+        try:
+            status = await qmp.query_status(files.qmp, timeout=2.0)
+            state = "running" if status in _RUNNING_STATES else "paused"
+        except HypervisorError as exc:
+            log.warning("instance %s: %s", record.spec.name, exc)
+            state = "running"
+        spec = record.spec
+        return RuntimeInfo(name=spec.name, uuid=spec.uuid, pid=record.pid, state=state,
+                           memory=spec.memory, vcpus=spec.vcpus, accel=record.accel,
+                           started=record.started, spec=spec)
+
+    # -- queries -----------------------------------------------------------------------------
+    async def instance_info(self, name: str) -> RuntimeInfo | None:
+        record = await self._live_record(name)
+        return None if record is None else await self._info(record)
+
+    async def list_instances(self) -> list[RuntimeInfo]:
+        out = []
+        for name in list_names(self.run_dir):
+            info = await self.instance_info(name)
+            if info is not None:
+                out.append(info)
+        return out
+
+    # -- start ------------------------------------------------------------------------------
+    def _check_startable(self, spec: InstanceSpec, hv: dict[str, Any]) -> None:
+        for disk in spec.disks:
+            if not os.path.exists(disk.path):
+                raise HypervisorError(f"disk {disk.index} of {spec.name}: {disk.path} not found")
+        for key in ("kernel_path", "initrd_path", "cdrom_image_path", "cdrom2_image_path",
+                    "floppy_image_path"):
+            if hv[key] and not os.path.exists(hv[key]):
+                raise HypervisorError(f"{key} {hv[key]} does not exist on this node")
+        if hv["security_model"] == "pool":
+            raise HypervisorError("security_model=pool is not supported by Herd yet")
+        if hv["security_model"] == "user" and not hv["security_domain"]:
+            raise HypervisorError("security_model=user needs security_domain")
+        if hv["spice_use_tls"]:
+            raise HypervisorError("spice_use_tls is not supported by Herd yet")
+        if spec.memory <= 0 or spec.vcpus <= 0:
+            raise HypervisorError(
+                f"invalid memory {spec.memory} MiB / vcpus {spec.vcpus} for {spec.name}")
+        pinning.check(hv["cpu_mask"], spec.vcpus)
+        nics.check_nics(spec.nics)
+
+    async def _pick_display(self, hv: dict[str, Any], ctx: LaunchContext) -> None:
+        taken: set[int] = set()
+        for other in list_names(self.run_dir):
+            rec = read_record(self._files(other).runtime)
+            if rec is not None:
+                taken.update(p for p in (rec.vnc_port, rec.spice_port) if p)
+        if hv["vnc_bind_address"]:
+            ctx.vnc_address = await asyncio.to_thread(display.resolve_address,
+                                                      hv["vnc_bind_address"])
+            ctx.vnc_port = display.free_port(ctx.vnc_address, display.VNC_BASE,
+                                             display.VNC_LAST, taken)
+        if hv["spice_bind"]:
+            ctx.spice_address = await asyncio.to_thread(
+                display.resolve_address, hv["spice_bind"], hv["spice_ip_version"])
+            ctx.spice_port = display.free_port(ctx.spice_address, display.SPICE_BASE,
+                                               display.SPICE_LAST, taken)
+
+    async def start(self, spec: InstanceSpec, *, paused: bool = False) -> RuntimeInfo:
+        async with self._lock(spec.name):
+            return await self._start(spec, paused)
+
+    async def _start(self, spec: InstanceSpec, paused: bool) -> RuntimeInfo:
+        hv = params.fill(spec.hvparams)
+        files = self._files(spec.name)
+        files.check_socket_paths()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        old = read_record(files.runtime)
+        if old is not None and is_our_qemu(old.pid, files, old.spec.uuid):
+            raise HypervisorError(f"instance {spec.name} is already running (pid {old.pid})")
+        await self._cleanup(files, old)
+        self._check_startable(spec, hv)
+        ctx = LaunchContext(files=files, accel=await self._choose_accel(hv["kvm_flag"]),
+                            paused=paused)
+        if hv["use_chroot"]:
+            files.chroot_dir.mkdir(parents=True, exist_ok=True)
+        ctx.taps = await nics.setup(spec.uuid, spec.nics)
+        try:
+            async with self._display_lock:
+                await self._pick_display(hv, ctx)
+                argv = build_argv(spec, hv, ctx)
+                started = time.time()
+                pid = await process.launch(argv, files)
+            record = RuntimeRecord(spec=spec, pid=pid, accel=ctx.accel, started=started,
+                                   argv=argv, taps=ctx.taps, vnc_port=ctx.vnc_port,
+                                   spice_port=ctx.spice_port)
+            write_record(files.runtime, record)
+            await self._after_launch(spec, hv, pid, files)
+        except BaseException:
+            await self._abort_start(files, spec.uuid, ctx.taps)
+            raise
+        return RuntimeInfo(name=spec.name, uuid=spec.uuid, pid=pid,
+                           state="paused" if paused else "running", memory=spec.memory,
+                           vcpus=spec.vcpus, accel=ctx.accel, started=started, spec=spec)
+
+    async def _after_launch(self, spec: InstanceSpec, hv: dict[str, Any], pid: int,
+                            files: InstanceFiles) -> None:
+        for key, protocol in (("vnc_password_file", "vnc"), ("spice_password_file", "spice")):
+            if hv[key] and (hv["vnc_bind_address"] if protocol == "vnc" else hv["spice_bind"]):
+                try:
+                    password = Path(hv[key]).read_text().splitlines()[0].strip()
+                except (OSError, IndexError):
+                    raise HypervisorError(f"cannot read {key} {hv[key]}") from None
+                await qmp.execute(files.qmp, "set_password",
+                                  {"protocol": protocol, "password": password})
+        if hv["cpu_mask"] != "all":
+            threads = await qmp.execute(files.qmp, "query-cpus-fast")
+            pinning.apply(hv["cpu_mask"], pid, threads if isinstance(threads, list) else [])
+
+    async def _abort_start(self, files: InstanceFiles, uuid: str, taps: list[str]) -> None:
+        """Undo a failed start: end a QEMU that did daemonize, remove taps and files."""
+        pid = read_pidfile(files.pidfile)
+        if pid is not None and is_our_qemu(pid, files, uuid):
+            await process.terminate(pid)
+        await nics.teardown(taps)
+        files.remove()
+
+    # -- stop / reboot / resume -------------------------------------------------------------
+    async def stop(self, name: str, timeout: float) -> None:
+        async with self._lock(name):
+            files = self._files(name)
+            record = read_record(files.runtime)
+            if record is not None and is_our_qemu(record.pid, files, record.spec.uuid):
+                await self._shutdown(record, files, timeout)
+            await self._cleanup(files, record)
+
+    async def _shutdown(self, record: RuntimeRecord, files: InstanceFiles,
+                        timeout: float) -> None:
+        if timeout > 0:
+            try:
+                await qmp.execute(files.qmp, "system_powerdown", timeout=min(timeout, 5.0))
+                if await process.wait_gone(record.pid, timeout, interval=0.1):
+                    return
+                log.info("instance %s did not power off within %g s; killing it",
+                         record.spec.name, timeout)
+            except HypervisorError as exc:
+                log.warning("instance %s: ACPI powerdown failed (%s); killing it",
+                            record.spec.name, exc)
+        await process.terminate(record.pid)
+
+    async def _require(self, name: str) -> RuntimeRecord:
+        record = await self._live_record(name)
+        if record is None:
+            raise HypervisorError(f"instance {name} is not running")
+        return record
+
+    async def reboot(self, name: str) -> None:
+        """Ganeti's soft reboot for kvm: a hardware reset of the running VM."""
+        async with self._lock(name):
+            await self._require(name)
+            await qmp.execute(self._files(name).qmp, "system_reset")
+
+    async def resume(self, name: str) -> None:
+        async with self._lock(name):
+            await self._require(name)
+            sock = self._files(name).qmp
+            if await qmp.query_status(sock) not in _RUNNING_STATES:
+                await qmp.execute(sock, "cont")

@@ -1,0 +1,132 @@
+"""What all gnt-* commands share: running a command with clean errors, submitting jobs and
+following them, and printing lists.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from herd import errors
+from herd.cli.client import MasterClient
+from herd.cli.formatting import format_json, format_table
+from herd.cli.options import resolve_fields
+from herd.jobs import queue as q
+
+
+class CommandFailed(Exception):
+    """A command ends with a message already printed and an exit code."""
+
+    def __init__(self, code: int = 1) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def run_command(prog: str, fn: Callable[[], int | None]) -> int:
+    """Run a command; any Herd error becomes one line on stderr and exit code 1."""
+    try:
+        return fn() or 0
+    except CommandFailed as exc:
+        return exc.code
+    except errors.HerdError as exc:
+        print(f"{prog}: error: {exc.message}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def op_common(opts: Any) -> dict[str, Any]:
+    """The opcode fields every command sets from its options (dry run, priority, debug)."""
+    out: dict[str, Any] = {}
+    if getattr(opts, "dry_run", False):
+        out["dry_run"] = True
+    if getattr(opts, "priority", None) is not None:
+        out["priority"] = opts.priority
+    if getattr(opts, "debug", 0):
+        out["debug_level"] = int(opts.debug)
+    return out
+
+
+def print_feedback(entry: Sequence[Any]) -> None:
+    _serial, _op_index, ts, _kind, message = entry
+    print(f"{time.ctime(ts)} {message}", flush=True)
+
+
+def wait_for_job(client: MasterClient, job_id: int,
+                 feedback: Callable[[Sequence[Any]], None] = print_feedback) -> dict[str, Any]:
+    """Follow a job, printing its log, until it ends; return the final job."""
+    status: str | None = None
+    serial = 0
+    while True:
+        change = client.call("wait_for_job_change", job_id=job_id, prev_status=status,
+                             prev_serial=serial, timeout=30)
+        if change is None:
+            continue
+        for entry in change["log"]:
+            serial = max(serial, entry[0])
+            feedback(entry)
+        status = change["status"]
+        if status in q.FINAL_STATES:
+            return client.call("query_jobs", ids=[job_id])[0]
+
+
+def job_error(job: dict[str, Any]) -> errors.HerdError:
+    for status, result in zip(job["opstatus"], job["opresult"], strict=False):
+        if status == q.ERROR and isinstance(result, list) and len(result) == 2:
+            message = result[1][0] if result[1] else "unknown error"
+            return errors.from_dict({"code": result[0], "message": message})
+        if status == q.CANCELED:
+            return errors.JobCanceled(f"job {job['id']} was canceled")
+    return errors.OpExecError(f"job {job['id']} failed")
+
+
+def submit_or_run(opts: Any, ops: list[dict[str, Any]],
+                  client: MasterClient | None = None) -> list[Any] | None:
+    """Ganeti's SubmitOrSend: with --submit print the job id and return; otherwise wait.
+
+    Returns the opcode results of a successful job; raises the job's error otherwise.
+    """
+    common = op_common(opts)
+    ops = [dict(common, **op) for op in ops]
+    own = client is None
+    client = client or MasterClient()
+    try:
+        job_id = client.call("submit_job", ops=ops)
+        if getattr(opts, "submit_only", False):
+            print(f"JobID: {job_id}")
+            return None
+        if getattr(opts, "print_jobid", False):
+            print(f"JobID: {job_id}")
+        job = wait_for_job(client, job_id)
+        if job["status"] != q.SUCCESS:
+            raise job_error(job)
+        return job["opresult"]
+    finally:
+        if own:
+            client.close()
+
+
+def print_list(opts: Any, rows: list[dict[str, Any]], default_fields: Sequence[str],
+               titles: dict[str, str], unit_fields: set[str], numeric_fields: set[str],
+               known_fields: Callable[[str], bool] | None = None) -> None:
+    fields = resolve_fields(getattr(opts, "output", None), default_fields)
+    if known_fields is not None:
+        unknown = [f for f in fields if not known_fields(f)]
+        if unknown:
+            raise errors.ParameterError(f"unknown field(s) {', '.join(unknown)}; "
+                                        "see 'list-fields'")
+    table = [[row.get(f) for f in fields] for row in rows]
+    if getattr(opts, "json", False):
+        print(format_json(fields, table))
+        return
+    lines = format_table(fields, titles, table, separator=opts.separator,
+                         header=not opts.no_headers, units=opts.units,
+                         unit_fields=unit_fields, numeric_fields=numeric_fields)
+    for line in lines:
+        print(line)

@@ -1,0 +1,213 @@
+"""gnt-cluster: cluster-wide commands (Ganeti's names and options)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from typing import Any
+
+from herd import __version__, errors, paths
+from herd.cli.client import MasterClient
+from herd.cli.common import print_feedback, run_command, submit_or_run, wait_for_job
+from herd.cli.formatting import format_info
+from herd.cli.options import HerdArgumentParser, add_common_options, keyval_type
+from herd.config.facts import read_facts
+from herd.daemons import util as daemon_util
+from herd.logic import bootstrap
+
+PROG = "gnt-cluster"
+
+
+def cmd_init(opts: Any) -> int:
+    p = paths.current()
+    node_name = opts.node_name or socket.getfqdn()
+    data = bootstrap.init_cluster(
+        p, opts.cluster_name, node_name, secondary_ip=opts.secondary_ip,
+        master_netdev=opts.master_netdev or "",
+        enabled_hypervisors=opts.enabled_hypervisors.split(",")
+        if opts.enabled_hypervisors else None,
+        enabled_disk_templates=opts.enabled_disk_templates.split(",")
+        if opts.enabled_disk_templates else None,
+        hvparams=opts.hvparams, beparams=opts.beparams, nicparams=opts.nicparams,
+        ndparams=opts.ndparams, mac_prefix=opts.mac_prefix,
+        candidate_pool_size=opts.candidate_pool_size, noded_port=opts.noded_port)
+    print(f"Cluster {data.cluster.cluster_name} initialised; master node {node_name} "
+          f"({data.master.primary_ip})")
+    return 0
+
+
+def cmd_destroy(opts: Any) -> int:
+    if not opts.yes_do_it:
+        raise errors.OpPrereqError("destroying the cluster needs --yes-do-it")
+    p = paths.current()
+    with MasterClient(p) as client:
+        info = client.call("query_cluster")
+        instances = client.call("query_instances", live=False)
+        nodes = client.call("query_nodes", live=False)
+    if instances:
+        raise errors.OpPrereqError(f"there are still {len(instances)} instance(s) in the "
+                                   "cluster; remove them first")
+    if len(nodes) > 1:
+        raise errors.OpPrereqError(f"there are still {len(nodes) - 1} node(s) besides the "
+                                   "master; remove them first")
+    daemon_util.stop_all(p)
+    bootstrap.remove_cluster_files(p)
+    print(f"Cluster {info['name']} destroyed")
+    return 0
+
+
+def cmd_getmaster(opts: Any) -> int:
+    facts = read_facts(paths.current())
+    if facts is None:
+        raise errors.HerdError("this node is not part of a cluster")
+    print(facts["master_node"])
+    return 0
+
+
+def cmd_version(opts: Any) -> int:
+    print(f"Software version: {__version__}")
+    print("Internode protocol: 1")
+    print("Configuration format: 1")
+    print("OS api version: 20")
+    print("Export interface: 0")
+    print("VCS version: (none)")
+    return 0
+
+
+def cmd_info(opts: Any) -> int:
+    with MasterClient() as client:
+        info = client.call("query_cluster")
+    data = {
+        "Cluster name": info["name"],
+        "Cluster UUID": info["uuid"],
+        "Creation time": time.ctime(info["ctime"]),
+        "Modification time": time.ctime(info["mtime"]),
+        "Master node": info["master"],
+        "Architecture (this node)": f"{info['architecture'][0]} ({info['architecture'][1]})",
+        "Tags": ", ".join(info["tags"]) or "(none)",
+        "Default hypervisor": info["default_hypervisor"],
+        "Enabled hypervisors": ", ".join(info["enabled_hypervisors"]),
+        "Hypervisor parameters": info["hvparams"],
+        "Cluster parameters": {
+            "candidate pool size": info["candidate_pool_size"],
+            "master netdev": info["master_netdev"],
+            "master IP": info["master_ip"],
+            "MAC prefix": info["mac_prefix"],
+            "file storage path": info["file_storage_dir"],
+            "enabled disk templates": ", ".join(info["enabled_disk_templates"]),
+            "default instance allocator": info["default_iallocator"],
+            "maintenance of node health": info["maintain_node_health"],
+        },
+        "Default node parameters": info["ndparams"],
+        "Default instance parameters": info["beparams"],
+        "Default nic parameters": info["nicparams"],
+        "OS parameters": info["osparams"],
+    }
+    print(format_info(data))
+    return 0
+
+
+def cmd_verify(opts: Any) -> int:
+    """Ganeti prints the verify log as it goes and exits 1 if anything is wrong."""
+    with MasterClient() as client:
+        job_id = client.call("submit_job", ops=[{"OP_ID": "OP_CLUSTER_VERIFY",
+                                                 "verbose": opts.verbose}])
+        print(f"Submitted jobs {job_id}")
+        print(f"Waiting for job {job_id} ...")
+        job = wait_for_job(client, job_id, print_feedback)
+    if job["status"] != "success":
+        raise errors.OpExecError(f"cluster verify job {job_id} failed")
+    return 0 if job["opresult"][0] else 1
+
+
+def cmd_modify(opts: Any) -> int:
+    op: dict[str, Any] = {"OP_ID": "OP_CLUSTER_SET_PARAMS"}
+    for attr in ("hvparams", "beparams", "nicparams", "ndparams"):
+        if getattr(opts, attr):
+            op[attr] = getattr(opts, attr)
+    if opts.mac_prefix:
+        op["mac_prefix"] = opts.mac_prefix
+    if opts.candidate_pool_size is not None:
+        op["candidate_pool_size"] = opts.candidate_pool_size
+    if opts.enabled_hypervisors:
+        op["enabled_hypervisors"] = opts.enabled_hypervisors.split(",")
+    if opts.enabled_disk_templates:
+        op["enabled_disk_templates"] = opts.enabled_disk_templates.split(",")
+    if opts.os_parameters:
+        os_name, _, rest = opts.os_parameters.partition(":")
+        op["osparams"] = {os_name: keyval_type(rest)}
+    if len(op) == 1:
+        raise errors.ParameterError("please give at least one of the parameters to modify")
+    submit_or_run(opts, [op])
+    return 0
+
+
+def cmd_queue(opts: Any) -> int:
+    raise errors.OpPrereqError("queue draining is not supported yet")
+
+
+def build_parser() -> HerdArgumentParser:
+    parser = HerdArgumentParser(prog=PROG, description="Cluster-wide operations")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = sub.add_parser("init", help="initialise a new cluster on this node")
+    init.add_argument("cluster_name")
+    init.add_argument("-s", "--secondary-ip", dest="secondary_ip", default=None)
+    init.add_argument("--master-netdev", dest="master_netdev", default=None)
+    init.add_argument("--enabled-hypervisors", dest="enabled_hypervisors", default=None)
+    init.add_argument("--enabled-disk-templates", dest="enabled_disk_templates", default=None)
+    init.add_argument("-N", "--nic-parameters", dest="nicparams", type=keyval_type, default={})
+    init.add_argument("--node-parameters", dest="ndparams", type=keyval_type, default={})
+    init.add_argument("-m", "--mac-prefix", dest="mac_prefix", default=None)
+    init.add_argument("-C", "--candidate-pool-size", dest="candidate_pool_size", type=int,
+                      default=None)
+    init.add_argument("--node-name", dest="node_name", default=None,
+                      help="this node's name (Herd extension; default: the host's FQDN)")
+    init.add_argument("--noded-port", dest="noded_port", type=int, default=None,
+                      help="TCP port of the node daemons (default 1811)")
+    add_common_options(init, "backend", "hvparams_list")
+    init.set_defaults(func=cmd_init)
+
+    destroy = sub.add_parser("destroy", help="destroy the cluster (only an empty one)")
+    destroy.add_argument("--yes-do-it", dest="yes_do_it", action="store_true")
+    destroy.set_defaults(func=cmd_destroy)
+
+    for name, func in (("getmaster", cmd_getmaster), ("version", cmd_version),
+                       ("info", cmd_info)):
+        cmd = sub.add_parser(name)
+        if name == "info":
+            cmd.add_argument("--roman", action="store_true", help="(ignored)")
+        cmd.set_defaults(func=func)
+
+    verify = sub.add_parser("verify", help="verify the cluster's consistency")
+    add_common_options(verify, "verbose", "debug")
+    verify.add_argument("--error-codes", action="store_true")
+    verify.set_defaults(func=cmd_verify)
+
+    modify = sub.add_parser("modify", help="change cluster parameters")
+    add_common_options(modify, "backend", "hvparams_list", *("submit", "print_jobid",
+                                                            "dry_run", "priority"))
+    modify.add_argument("-N", "--nic-parameters", dest="nicparams", type=keyval_type,
+                        default={})
+    modify.add_argument("--node-parameters", dest="ndparams", type=keyval_type, default={})
+    modify.add_argument("-m", "--mac-prefix", dest="mac_prefix", default=None)
+    modify.add_argument("-C", "--candidate-pool-size", dest="candidate_pool_size", type=int,
+                        default=None)
+    modify.add_argument("--enabled-hypervisors", dest="enabled_hypervisors", default=None)
+    modify.add_argument("--enabled-disk-templates", dest="enabled_disk_templates",
+                        default=None)
+    modify.add_argument("-O", "--os-parameters", dest="os_parameters", default=None,
+                        metavar="OS:PARAMS")
+    modify.set_defaults(func=cmd_modify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = build_parser().parse_args(argv)
+    return run_command(PROG, lambda: opts.func(opts))
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

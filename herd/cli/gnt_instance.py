@@ -1,0 +1,312 @@
+"""gnt-instance: instance commands (Ganeti's names, options, fields and output)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from herd import errors
+from herd.cli.client import MasterClient
+from herd.cli.common import print_list, run_command, submit_or_run
+from herd.cli.formatting import format_info
+from herd.cli.options import (
+    JOB_OPTIONS,
+    LIST_OPTIONS,
+    HerdArgumentParser,
+    add_common_options,
+    parse_disk_option,
+    parse_net_option,
+)
+from herd.units import format_size
+
+PROG = "gnt-instance"
+
+DEFAULT_FIELDS = ["name", "hypervisor", "os", "pnode", "status", "oper_ram"]
+TITLES = {
+    "name": "Instance", "hypervisor": "Hypervisor", "os": "OS", "pnode": "Primary_node",
+    "snodes": "Secondary_Nodes", "status": "Status", "oper_ram": "Memory",
+    "oper_state": "Running", "oper_vcpus": "VCPUs", "admin_state": "InstanceState",
+    "admin_up": "Autostart", "disk_template": "Disk_template", "disk_usage": "DiskUsage",
+    "disk.count": "Disks", "disk.sizes": "Disk_sizes", "nic.count": "NICs",
+    "nic.macs": "NIC_MACs", "nic.ips": "NIC_IPs", "nic.modes": "NIC_modes",
+    "nic.links": "NIC_links", "nic.bridges": "NIC_bridges", "tags": "Tags", "uuid": "UUID",
+    "network_port": "Network_port", "ctime": "CTime", "mtime": "MTime",
+    "serial_no": "SerialNo", "be/memory": "ConfigMaxMem", "be/maxmem": "ConfigMaxMem",
+    "be/minmem": "ConfigMinMem", "be/vcpus": "ConfigVCPUs", "pnode.group": "PrimaryNodeGroup",
+    "disks_active": "DisksActive", "admin_state_source": "InstanceStateSource",
+}
+UNIT_FIELDS = {"oper_ram", "be/memory", "be/maxmem", "be/minmem", "disk_usage", "disk.sizes"}
+NUMERIC_FIELDS = UNIT_FIELDS | {"oper_vcpus", "be/vcpus", "disk.count", "nic.count",
+                                "serial_no", "network_port"}
+_ROW_ONLY = {"disks", "nics", "runtime", "console"}
+
+
+def _known_field(rows: list[dict[str, Any]]) -> Any:
+    def check(field: str) -> bool:
+        if rows:
+            return field in rows[0] or field in TITLES
+        return field in TITLES or "/" in field or field in ("hvparams", "beparams")
+    return check
+
+
+# -- add/remove ----------------------------------------------------------------------------------
+def cmd_add(opts: Any) -> int:
+    if opts.sd_size is not None and opts.disks:
+        raise errors.ParameterError("-s/--os-size and --disk are mutually exclusive")
+    if not opts.disk_template:
+        raise errors.ParameterError("a disk template is required (-t diskless|file|drbd)")
+    if opts.sd_size is not None:
+        disks: list[dict[str, Any]] = [{"size": opts.sd_size}]
+    else:
+        disks = parse_disk_option(opts.disks) if opts.disks else []
+    if opts.no_nics and opts.nics:
+        raise errors.ParameterError("--no-nics and --net are mutually exclusive")
+    nics = [] if opts.no_nics else (parse_net_option(opts.nics) if opts.nics else [{}])
+    hypervisor, hvparams = opts.hypervisor
+    pnode, snode = opts.node if opts.node else (None, None)
+    op: dict[str, Any] = {
+        "OP_ID": "OP_INSTANCE_CREATE", "instance_name": opts.instance, "mode": "create",
+        "disk_template": opts.disk_template, "disks": disks, "nics": nics,
+        "os_type": opts.os, "osparams": opts.osparams, "beparams": opts.beparams,
+        "hvparams": hvparams, "hypervisor": hypervisor, "pnode": pnode, "snode": snode,
+        "start": opts.start and not opts.no_install, "no_install": opts.no_install,
+        "ip_check": opts.ip_check, "name_check": opts.name_check,
+        "wait_for_sync": opts.wait_for_sync, "force_variant": opts.force_variant,
+        "tags": opts.tags.split(",") if opts.tags else [],
+    }
+    submit_or_run(opts, [op])
+    return 0
+
+
+def cmd_remove(opts: Any) -> int:
+    submit_or_run(opts, [{"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": opts.instance,
+                          "ignore_failures": opts.ignore_failures,
+                          "shutdown_timeout": opts.shutdown_timeout}])
+    return 0
+
+
+# -- power -----------------------------------------------------------------------------------
+def cmd_startup(opts: Any) -> int:
+    ops = [{"OP_ID": "OP_INSTANCE_STARTUP", "instance_name": name, "force": opts.force,
+            "hvparams": opts.hvparams, "beparams": opts.beparams,
+            "no_remember": opts.no_remember, "startup_paused": opts.startup_paused}
+           for name in opts.instances]
+    for op in ops:
+        submit_or_run(opts, [op])
+    return 0
+
+
+def cmd_shutdown(opts: Any) -> int:
+    # Ganeti: --timeout is the time to wait for a clean shutdown; 0 means a hard stop.
+    timeout = opts.timeout if opts.shutdown_timeout is None else opts.shutdown_timeout
+    for name in opts.instances:
+        submit_or_run(opts, [{"OP_ID": "OP_INSTANCE_SHUTDOWN", "instance_name": name,
+                              "timeout": timeout, "no_remember": opts.no_remember,
+                              "force": opts.force}])
+    return 0
+
+
+def cmd_reboot(opts: Any) -> int:
+    for name in opts.instances:
+        submit_or_run(opts, [{"OP_ID": "OP_INSTANCE_REBOOT", "instance_name": name,
+                              "reboot_type": opts.reboot_type,
+                              "ignore_secondaries": opts.ignore_secondaries,
+                              "shutdown_timeout": opts.shutdown_timeout}])
+    return 0
+
+
+def cmd_activate_disks(opts: Any) -> int:
+    result = submit_or_run(opts, [{"OP_ID": "OP_INSTANCE_ACTIVATE_DISKS",
+                                   "instance_name": opts.instance,
+                                   "ignore_size": opts.ignore_size,
+                                   "wait_for_sync": opts.wait_for_sync}])
+    if result:
+        for node, iv_name, path in result[0]:
+            print(f"{node}:{iv_name}:{path}")
+    return 0
+
+
+def cmd_deactivate_disks(opts: Any) -> int:
+    submit_or_run(opts, [{"OP_ID": "OP_INSTANCE_DEACTIVATE_DISKS",
+                          "instance_name": opts.instance, "force": opts.force}])
+    return 0
+
+
+# -- queries ---------------------------------------------------------------------------------
+def cmd_list(opts: Any) -> int:
+    with MasterClient() as client:
+        rows = client.call("query_instances", names=opts.instances or None, live=True)
+    print_list(opts, rows, DEFAULT_FIELDS, TITLES, UNIT_FIELDS, NUMERIC_FIELDS,
+               known_fields=_known_field(rows))
+    return 0
+
+
+def cmd_list_fields(opts: Any) -> int:
+    for name in sorted(TITLES):
+        print(f"{name:<20} {TITLES[name]}")
+    return 0
+
+
+def _state_line(row: dict[str, Any]) -> str:
+    actual = {True: "up", False: "down", None: "unknown"}[row.get("oper_state")]
+    if row.get("runtime") and row["runtime"].get("state") == "paused":
+        actual = "paused"
+    return f"configured to be {row['admin_state']}, actual state is {actual}"
+
+
+def instance_info_data(row: dict[str, Any]) -> dict[str, Any]:
+    hv = row["hvparams"]
+    custom_hv = row["custom_hvparams"]
+    runtime = row.get("runtime") or {}
+    disks = []
+    for index, disk in enumerate(row["disks"]):
+        disks.append({
+            f"disk/{index}": f"{disk['dev_type']}, size {format_size(disk['size'])}",
+            "access mode": disk["mode"],
+            "logical_id": "/".join(str(x) for x in disk["logical_id"]),
+            "name": disk["name"],
+            "UUID": disk["uuid"],
+        })
+    nics = []
+    for index, nic in enumerate(row["nics"]):
+        nics.append({f"nic/{index}": "", "MAC": nic["mac"], "IP": nic["ip"],
+                     "mode": nic["mode"], "link": nic["link"], "name": nic["name"],
+                     "UUID": nic["uuid"]})
+    return {
+        "Instance name": row["name"],
+        "UUID": row["uuid"],
+        "Serial number": row["serial_no"],
+        "Creation time": time.ctime(row["ctime"]),
+        "Modification time": time.ctime(row["mtime"]),
+        "State": _state_line(row),
+        "Nodes": [{"primary": row["pnode"], "group": row["pnode.group"]},
+                  {"secondaries": ", ".join(row["snodes"])}],
+        "Operating system": row["os"],
+        "Operating system parameters": row["osparams"],
+        "Allocated network port": row["network_port"],
+        "Hypervisor": row["hypervisor"],
+        "Hypervisor parameters": {
+            k: (f"{v}" if k in custom_hv else f"default ({v})") for k, v in sorted(hv.items())},
+        "Back-end parameters": {
+            "always_failover": row["be/always_failover"],
+            "auto_balance": row["be/auto_balance"],
+            "maxmem": row["be/maxmem"], "minmem": row["be/minmem"], "vcpus": row["be/vcpus"],
+        },
+        "Runtime": {"memory": runtime.get("memory"), "vcpus": runtime.get("vcpus"),
+                    "accelerator": runtime.get("accel"), "pid": runtime.get("pid")},
+        "NICs": nics,
+        "Disk template": row["disk_template"],
+        "Disks": disks,
+    }
+
+
+def cmd_info(opts: Any) -> int:
+    with MasterClient() as client:
+        rows = client.call("query_instances", names=opts.instances or None,
+                           live=not opts.static)
+    print(format_info([instance_info_data(r) for r in rows]))
+    return 0
+
+
+def cmd_console(opts: Any) -> int:
+    from herd.cli.console import attach
+
+    with MasterClient() as client:
+        row = client.call("query_instances", names=[opts.instance], live=True)[0]
+        node = client.call("query_nodes", names=[row["pnode"]], live=False)[0]
+        cluster = client.call("query_cluster")
+    if not row.get("oper_state"):
+        raise errors.OpPrereqError(f"instance {row['name']} is not running, cannot get a "
+                                   "console")
+    if opts.show_command:
+        print(f"herd console of {row['name']} on {node['name']} ({node['pip']})")
+        return 0
+    return attach(row["name"], node["pip"], cluster.get("noded_port", 1811))
+
+
+def build_parser() -> HerdArgumentParser:
+    parser = HerdArgumentParser(prog=PROG, description="Instance operations")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    add = sub.add_parser("add", help="create an instance")
+    add.add_argument("instance")
+    add_common_options(add, "disk_template", "os_type", "os_size", "disk", "net", "no_nics",
+                       "backend", "hypervisor", "osparams", "node_placement", "no_start",
+                       "no_install", "no_ip_check", "no_name_check", "no_wait_for_sync",
+                       *JOB_OPTIONS)
+    add.add_argument("--force-variant", dest="force_variant", action="store_true")
+    add.add_argument("--tags", dest="tags", default=None)
+    add.add_argument("-I", "--iallocator", dest="iallocator", default=None)
+    add.set_defaults(func=cmd_add)
+
+    remove = sub.add_parser("remove", help="remove an instance and its disks")
+    remove.add_argument("instance")
+    add_common_options(remove, "force", "shutdown_timeout", *JOB_OPTIONS)
+    remove.add_argument("--ignore-failures", dest="ignore_failures", action="store_true")
+    remove.set_defaults(func=cmd_remove)
+
+    for name in ("startup", "start"):
+        start = sub.add_parser(name, help="start instances")
+        start.add_argument("instances", nargs="+")
+        add_common_options(start, "force", "backend", "hvparams", *JOB_OPTIONS)
+        start.add_argument("--no-remember", dest="no_remember", action="store_true")
+        start.add_argument("--paused", dest="startup_paused", action="store_true")
+        start.set_defaults(func=cmd_startup)
+
+    for name in ("shutdown", "stop"):
+        stop = sub.add_parser(name, help="stop instances")
+        stop.add_argument("instances", nargs="+")
+        add_common_options(stop, "force", "timeout", *JOB_OPTIONS)
+        stop.add_argument("--shutdown-timeout", dest="shutdown_timeout", type=int,
+                          default=None, help="alias of --timeout; 0 means a hard stop")
+        stop.add_argument("--no-remember", dest="no_remember", action="store_true")
+        stop.set_defaults(func=cmd_shutdown)
+
+    reboot = sub.add_parser("reboot", help="reboot instances")
+    reboot.add_argument("instances", nargs="+")
+    add_common_options(reboot, "force", "shutdown_timeout", *JOB_OPTIONS)
+    reboot.add_argument("-t", "--type", dest="reboot_type", default="hard",
+                        choices=("soft", "hard", "full"))
+    reboot.add_argument("--ignore-secondaries", dest="ignore_secondaries", action="store_true")
+    reboot.set_defaults(func=cmd_reboot)
+
+    act = sub.add_parser("activate-disks", help="make the instance's disks available")
+    act.add_argument("instance")
+    add_common_options(act, "no_wait_for_sync", *JOB_OPTIONS)
+    act.add_argument("--ignore-size", dest="ignore_size", action="store_true")
+    act.set_defaults(func=cmd_activate_disks)
+
+    deact = sub.add_parser("deactivate-disks", help="release the instance's disks")
+    deact.add_argument("instance")
+    add_common_options(deact, "force", *JOB_OPTIONS)
+    deact.set_defaults(func=cmd_deactivate_disks)
+
+    lst = sub.add_parser("list", help="list instances")
+    lst.add_argument("instances", nargs="*")
+    add_common_options(lst, *LIST_OPTIONS)
+    lst.set_defaults(func=cmd_list)
+
+    fields = sub.add_parser("list-fields", help="list the available fields")
+    fields.set_defaults(func=cmd_list_fields)
+
+    info = sub.add_parser("info", help="show detailed information")
+    info.add_argument("instances", nargs="*")
+    info.add_argument("-s", "--static", dest="static", action="store_true")
+    info.add_argument("--all", dest="all", action="store_true")
+    info.set_defaults(func=cmd_info)
+
+    console = sub.add_parser("console", help="attach to the serial console (Ctrl+] detaches)")
+    console.add_argument("instance")
+    console.add_argument("--show-cmd", dest="show_command", action="store_true")
+    console.set_defaults(func=cmd_console)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = build_parser().parse_args(argv)
+    return run_command(PROG, lambda: opts.func(opts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""gnt-node: node commands (Ganeti's names, fields and output)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from herd.cli.client import MasterClient
+from herd.cli.common import print_list, run_command
+from herd.cli.formatting import format_info
+from herd.cli.options import LIST_OPTIONS, HerdArgumentParser, add_common_options
+
+PROG = "gnt-node"
+
+DEFAULT_FIELDS = ["name", "dtotal", "dfree", "mtotal", "mnode", "mfree", "pinst_cnt",
+                  "sinst_cnt"]
+TITLES = {
+    "name": "Node", "dtotal": "DTotal", "dfree": "DFree", "mtotal": "MTotal", "mnode": "MNode",
+    "mfree": "MFree", "pinst_cnt": "Pinst", "sinst_cnt": "Sinst", "pinst_list": "PriInstances",
+    "sinst_list": "SecInstances", "pip": "PrimaryIP", "sip": "SecondaryIP", "role": "Role",
+    "offline": "Offline", "drained": "Drained", "master_candidate": "MasterC",
+    "master_capable": "MasterCapable", "vm_capable": "VMCapable", "master": "IsMaster",
+    "group": "Group", "group.uuid": "GroupUUID", "ctotal": "CTotal", "cnodes": "CNodes",
+    "csockets": "CSockets", "tags": "Tags", "uuid": "UUID", "serial_no": "SerialNo",
+    "ctime": "CTime", "mtime": "MTime", "hv_accel": "Accel", "kvm_usable": "KVMUsable",
+    "powered": "Powered",
+}
+UNIT_FIELDS = {"dtotal", "dfree", "mtotal", "mnode", "mfree"}
+NUMERIC_FIELDS = UNIT_FIELDS | {"pinst_cnt", "sinst_cnt", "ctotal", "cnodes", "csockets",
+                                "serial_no"}
+
+
+def cmd_list(opts: Any) -> int:
+    with MasterClient() as client:
+        rows = client.call("query_nodes", names=opts.nodes or None, live=True)
+    print_list(opts, rows, DEFAULT_FIELDS, TITLES, UNIT_FIELDS, NUMERIC_FIELDS,
+               known_fields=lambda f: f in TITLES or (bool(rows) and f in rows[0]))
+    return 0
+
+
+def cmd_list_fields(opts: Any) -> int:
+    for name in sorted(TITLES):
+        print(f"{name:<20} {TITLES[name]}")
+    return 0
+
+
+def cmd_info(opts: Any) -> int:
+    with MasterClient() as client:
+        rows = client.call("query_nodes", names=opts.nodes or None, live=True)
+    out = []
+    for row in rows:
+        accel = row.get("hv_accel")
+        out.append({
+            "Node name": row["name"],
+            "primary ip": row["pip"],
+            "secondary ip": row["sip"],
+            "master candidate": row["master_candidate"],
+            "drained": row["drained"],
+            "offline": row["offline"],
+            "master_capable": row["master_capable"],
+            "vm_capable": row["vm_capable"],
+            "primary for instances": row["pinst_list"],
+            "secondary for instances": row["sinst_list"],
+            "node parameters": row["ndparams"],
+            "hypervisor": {
+                "name": "kvm",
+                "accelerator": accel or "unknown (node unreachable)",
+                "kvm usable": row.get("kvm_usable"),
+                "kvm detail": row.get("kvm_reason"),
+                "qemu version": row.get("qemu_version"),
+            },
+            "memory (MiB)": {"total": row["mtotal"], "node": row["mnode"],
+                             "free": row["mfree"]},
+            "file storage (MiB)": {"total": row["dtotal"], "free": row["dfree"]},
+        })
+    print(format_info(out))
+    return 0
+
+
+def build_parser() -> HerdArgumentParser:
+    parser = HerdArgumentParser(prog=PROG, description="Node operations")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    lst = sub.add_parser("list", help="list nodes")
+    lst.add_argument("nodes", nargs="*")
+    add_common_options(lst, *LIST_OPTIONS)
+    lst.set_defaults(func=cmd_list)
+    fields = sub.add_parser("list-fields", help="list the available fields")
+    fields.set_defaults(func=cmd_list_fields)
+    info = sub.add_parser("info", help="show detailed information")
+    info.add_argument("nodes", nargs="*")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = build_parser().parse_args(argv)
+    return run_command(PROG, lambda: opts.func(opts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

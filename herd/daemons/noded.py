@@ -1,0 +1,62 @@
+"""herd-noded: the node daemon, HTTPS with mutual TLS on the noded port (1811 by default)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import ssl
+
+import uvicorn
+
+from herd import paths
+from herd.daemons.common import install_stop_handlers, pid_file, setup_logging
+from herd.node.service import NodeService
+from herd.objects.cluster import NODED_PORT
+from herd.rpc.server import build_app
+
+log = logging.getLogger("herd.noded")
+
+
+def default_port(p: paths.HerdPaths) -> int:
+    try:
+        return int(json.loads(p.cluster_facts_file.read_text()).get("noded_port", NODED_PORT))
+    except (OSError, ValueError):
+        return NODED_PORT
+
+
+async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
+    service = NodeService(p)
+    config = uvicorn.Config(
+        build_app(service), host=bind, port=port, log_level="warning", access_log=False,
+        ssl_certfile=str(p.node_cert), ssl_keyfile=str(p.node_key),
+        ssl_ca_certs=str(p.ca_cert), ssl_cert_reqs=ssl.CERT_REQUIRED,
+        lifespan="off", ws="websockets", ws_ping_interval=None)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    install_stop_handlers(stop)
+    task = asyncio.create_task(server.serve())
+    log.info("noded listening on %s:%s", bind, port)
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await task
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="herd-noded", description=__doc__)
+    parser.add_argument("-b", "--bind", default="0.0.0.0",
+                        help="address to listen on (default: all, as Ganeti's noded)")
+    parser.add_argument("-p", "--port", type=int, default=None)
+    parser.add_argument("-d", "--debug", action="store_true")
+    args = parser.parse_args()
+    p = paths.current()
+    setup_logging(p.daemon_log("noded"), args.debug)
+    with pid_file(p.pid_file("noded"), "herd-noded"):
+        asyncio.run(serve(p, args.bind, args.port or default_port(p)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""herd-daemon-util: start, stop and check Herd's daemons on this node (as Ganeti's daemon-util).
+
+Daemons are started detached (own session, output to their log) so that they outlive the
+command that started them; "started" means ready: noded answers on its port, masterd on its
+socket. Stopping sends SIGTERM to the pid in the daemon's pid file and waits for it to exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from herd import paths
+from herd.fileutil import pid_alive, read_pid
+
+DAEMONS = ("noded", "masterd")
+START_TIMEOUT = 30.0
+
+
+def _executable(name: str) -> list[str]:
+    """Run the daemon with the same interpreter as this command (the project's venv)."""
+    return [sys.executable, "-m", f"herd.daemons.{name}"]
+
+
+def is_running(p: paths.HerdPaths, daemon: str) -> int | None:
+    pid = read_pid(p.pid_file(daemon))
+    return pid if pid_alive(pid) else None
+
+
+def _ready(p: paths.HerdPaths, daemon: str, port: int) -> bool:
+    if daemon == "masterd":
+        target: object = str(p.master_socket)
+        family = socket.AF_UNIX
+    else:
+        target, family = ("127.0.0.1", port), socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        try:
+            sock.connect(target)  # type: ignore[arg-type]
+        except OSError:
+            return False
+    return True
+
+
+def start(p: paths.HerdPaths, daemon: str, port: int = 1811) -> int:
+    """Start ``daemon`` unless it runs; return its pid once it is ready."""
+    pid = is_running(p, daemon)
+    if pid:
+        return pid
+    p.ensure()
+    log = open(p.daemon_log(daemon), "ab")  # noqa: SIM115 - handed to the child
+    env = dict(os.environ, HERD_ROOT=str(p.root))
+    proc = subprocess.Popen(_executable(daemon), stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=log, env=env, start_new_session=True, close_fds=True)
+    log.close()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = p.daemon_log(daemon).read_text(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(f"herd-{daemon} exited at start (code {proc.returncode}): "
+                               + " | ".join(tail))
+        if read_pid(p.pid_file(daemon)) == proc.pid and _ready(p, daemon, port):
+            return proc.pid
+        time.sleep(0.05)
+    raise RuntimeError(f"herd-{daemon} did not become ready within {START_TIMEOUT:.0f} s; "
+                       f"see {p.daemon_log(daemon)}")
+
+
+def stop(p: paths.HerdPaths, daemon: str, timeout: float = 30.0) -> bool:
+    """Stop ``daemon`` if it runs; return True if it was running."""
+    pid = is_running(p, daemon)
+    if not pid:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def noded_port(p: paths.HerdPaths) -> int:
+    from herd.daemons.noded import default_port
+
+    return default_port(p)
+
+
+def start_all(p: paths.HerdPaths, master: bool) -> None:
+    start(p, "noded", noded_port(p))
+    if master:
+        start(p, "masterd")
+
+
+def stop_all(p: paths.HerdPaths) -> None:
+    for daemon in reversed(DAEMONS):
+        stop(p, daemon)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="herd-daemon-util")
+    sub = parser.add_subparsers(dest="action", required=True)
+    for action in ("start", "stop", "check"):
+        cmd = sub.add_parser(action)
+        cmd.add_argument("daemon", choices=DAEMONS)
+    sub.add_parser("start-all")
+    sub.add_parser("stop-all")
+    args = parser.parse_args(argv)
+    p = paths.current()
+    try:
+        if args.action == "start":
+            print(start(p, args.daemon, noded_port(p)))
+        elif args.action == "stop":
+            stop(p, args.daemon)
+        elif args.action == "check":
+            pid = is_running(p, args.daemon)
+            print(f"herd-{args.daemon}: {'running, pid ' + str(pid) if pid else 'stopped'}")
+            return 0 if pid else 1
+        elif args.action == "start-all":
+            from herd.config.facts import is_master
+
+            start_all(p, is_master(p))
+        else:
+            stop_all(p)
+    except RuntimeError as exc:
+        print(f"herd-daemon-util: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Choosing VNC/SPICE listen addresses and free ports for one instance.
+
+Ganeti allocates the VNC port cluster-wide; Herd picks a free one on the node at start (5900+N,
+the number QEMU's -vnc display is derived from) and records it in the runtime file, so a port
+used by another running instance or by anything else on the node is never handed out twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+
+from pyroute2 import IPRoute
+
+from herd.errors import HypervisorError
+
+VNC_BASE = 5900
+VNC_LAST = 6899
+SPICE_BASE = 6900
+SPICE_LAST = 7899
+
+
+def resolve_address(value: str, ip_version: int = 0) -> str:
+    """An IP as is; an interface name -> its first address (IPv4 unless ip_version is 6)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    family = socket.AF_INET6 if ip_version == 6 else socket.AF_INET
+    with IPRoute() as ip:
+        found = ip.link_lookup(ifname=value)
+        if not found:
+            raise HypervisorError(f"display bind interface '{value}' does not exist")
+        for addr in ip.get_addr(index=found[0], family=family):
+            a = addr.get("IFA_ADDRESS")
+            if a:
+                return str(a)
+    raise HypervisorError(f"display bind interface '{value}' has no IPv{ip_version or 4} address")
+
+
+def _port_free(address: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(address: str, first: int, last: int, taken: set[int]) -> int:
+    """The lowest port in [first, last] not in ``taken`` that ``address`` can bind now."""
+    for port in range(first, last + 1):
+        if port not in taken:
+            with contextlib.suppress(OSError):
+                if _port_free(address, port):
+                    return port
+    raise HypervisorError(f"no free port in {first}-{last} on {address}")

@@ -1,0 +1,49 @@
+"""QMP calls to one instance's QEMU: one short-lived connection per call, always with a timeout.
+
+QEMU serves one QMP client at a time on a socket, and noded may restart at any moment, so
+holding a connection open would block other callers and leave state behind. A connection costs
+a few milliseconds on a local socket; the timeout makes a wedged QEMU an error, not a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import QMPClient, QMPError
+
+from herd.errors import HypervisorError
+
+#: Seconds allowed for connect + one command.
+DEFAULT_TIMEOUT = 5.0
+
+# qemu.qmp logs every protocol step at INFO/DEBUG; keep noded's log readable.
+logging.getLogger("qemu.qmp").setLevel(logging.WARNING)
+
+
+async def execute(socket: Path, command: str, arguments: dict[str, Any] | None = None,
+                  *, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """Run one QMP command and return its result; HypervisorError if QEMU does not answer."""
+    client = QMPClient(socket.stem)
+    try:
+        async with asyncio.timeout(timeout):
+            await client.connect(str(socket))
+            return await client.execute(command, arguments)
+    except TimeoutError:
+        raise HypervisorError(
+            f"QMP command '{command}' on {socket} timed out after {timeout:g} s") from None
+    except (QMPError, OSError) as exc:
+        raise HypervisorError(f"QMP command '{command}' on {socket} failed: {exc}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await client.disconnect()
+
+
+async def query_status(socket: Path, *, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """QEMU's run state ('running', 'paused', 'prelaunch', ...)."""
+    result = await execute(socket, "query-status", timeout=timeout)
+    return str(result.get("status", "")) if isinstance(result, dict) else ""

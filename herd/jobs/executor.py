@@ -1,0 +1,192 @@
+"""Runs jobs: concurrently, each holding the locks its logical units declare.
+
+The executor is the only writer of job state. Each change is committed to the queue before
+anyone is told, and watchers are woken through one event per job. At start, jobs that were
+running when masterd stopped are failed with a clear message (their outcome is unknown); jobs
+that were only queued run normally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from herd import errors
+from herd.jobs import queue as q
+from herd.logic.base import MasterContext, lu_for
+from herd.opcodes import OpCode, opcode_from_dict
+
+log = logging.getLogger(__name__)
+
+LOST_MESSAGE = ("job was running when masterd stopped, so its outcome is unknown; "
+                "check the objects it touched ('gnt-cluster verify') and submit it again")
+
+
+def encode_error(exc: BaseException) -> list[Any]:
+    """Ganeti's encoding of an exception in a job result: [class name, [message]]."""
+    if isinstance(exc, errors.HerdError):
+        return [exc.code, [exc.message]]
+    return ["OpExecError", [f"{type(exc).__name__}: {exc}"]]
+
+
+class JobExecutor:
+    def __init__(self, queue: q.JobQueue, ctx: MasterContext, max_running: int = 25) -> None:
+        self.queue = queue
+        self.ctx = ctx
+        self._slots = asyncio.Semaphore(max_running)
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._changed: dict[int, asyncio.Event] = {}
+        self._canceled: set[int] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Fail jobs that were running at the last stop; restart the ones still queued."""
+        for job in self.queue.pending():
+            if job.status == q.QUEUED:
+                self._spawn(job.id)
+                continue
+            now = time.time()
+            for op in job.ops:
+                if op.status not in q.FINAL_STATES:
+                    op.status = q.ERROR
+                    op.result = ["JobLost", [LOST_MESSAGE]]
+                    op.end_ts = now
+            job.status, job.end_ts = q.ERROR, now
+            self.queue.save(job)
+            self.queue.append_log(job.id, 0, "message", f"Error: {LOST_MESSAGE}")
+            log.warning("job %s marked as failed: it was running when masterd stopped", job.id)
+
+    async def shutdown(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    # -- client entry points ------------------------------------------------------------------
+    def submit(self, ops: list[dict[str, Any]]) -> int:
+        """Validate every opcode, store the job durably, start it; return its id."""
+        if not ops:
+            raise errors.ParameterError("a job needs at least one opcode")
+        parsed = [opcode_from_dict(op) for op in ops]
+        priority = min(op.priority for op in parsed)
+        job_id = self.queue.submit([op.to_dict() for op in parsed], priority)
+        self._spawn(job_id)
+        return job_id
+
+    def cancel(self, job_id: int) -> tuple[bool, str]:
+        job = self.queue.get(job_id, with_log=False)
+        if job.status in q.FINAL_STATES:
+            return False, f"Job {job_id} is no longer waiting in the queue"
+        if job.status == q.RUNNING:
+            return False, f"Job {job_id} is running and cannot be canceled"
+        self._canceled.add(job_id)
+        task = self._tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+        return True, f"Job {job_id} canceled"
+
+    async def wait_for_change(self, job_id: int, prev_status: str | None, prev_serial: int,
+                              timeout: float) -> dict[str, Any] | None:
+        """Long poll: return the job's status and new log entries once something changed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self._changed.setdefault(job_id, asyncio.Event())
+            job = self.queue.get(job_id, with_log=False)
+            entries = self.queue.log_since(job_id, prev_serial)
+            if job.status != prev_status or entries or job.status in q.FINAL_STATES:
+                return {"status": job.status, "log": entries}
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return None
+
+    # -- running ------------------------------------------------------------------------------
+    def _notify(self, job_id: int) -> None:
+        event = self._changed.pop(job_id, None)
+        if event is not None:
+            event.set()
+
+    def _spawn(self, job_id: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(job_id), name=f"job-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(job_id, None))
+
+    def _set_status(self, job: q.Job, status: str) -> None:
+        job.status = status
+        self.queue.save(job)
+        self._notify(job.id)
+
+    async def _run(self, job_id: int) -> None:
+        job = self.queue.get(job_id, with_log=False)
+        try:
+            async with self._slots:
+                job.start_ts = time.time()
+                for index, state in enumerate(job.ops):
+                    op = opcode_from_dict(state.input)
+                    ok = await self._run_op(job, index, state, op)
+                    if not ok:
+                        for rest in job.ops[index + 1:]:
+                            rest.status = q.ERROR
+                            rest.result = ["OpExecError", ["Job aborted: an earlier opcode failed"]]
+                        job.end_ts = time.time()
+                        self._set_status(job, q.ERROR)
+                        return
+                job.end_ts = time.time()
+                self._set_status(job, q.SUCCESS)
+        except asyncio.CancelledError:
+            if job_id in self._canceled:
+                now = time.time()
+                for state in job.ops:
+                    if state.status not in q.FINAL_STATES:
+                        state.status, state.end_ts = q.CANCELED, now
+                        state.result = ["JobCanceled", ["Job canceled by request"]]
+                job.end_ts = now
+                self._set_status(job, q.CANCELED)
+                self._canceled.discard(job_id)
+                return
+            raise
+        except Exception:  # a bug in the executor itself: never leave a job hanging
+            log.exception("job %s crashed", job_id)
+            job.end_ts = time.time()
+            self._set_status(job, q.ERROR)
+
+    async def _run_op(self, job: q.Job, index: int, state: q.OpState, op: OpCode) -> bool:
+        def feedback(message: str) -> None:
+            self.queue.append_log(job.id, index, "message", message)
+            self._notify(job.id)
+
+        state.start_ts = time.time()
+        state.status = q.WAITING
+        self._set_status(job, q.WAITING)
+        lu = None
+        try:
+            lu = lu_for(op)(op, self.ctx, feedback)
+            async with self.ctx.locks.hold(f"job/{job.id}", lu.locks()):
+                if job.id in self._canceled:
+                    raise asyncio.CancelledError
+                state.status, state.exec_ts = q.RUNNING, time.time()
+                self._set_status(job, q.RUNNING)
+                await lu.check()
+                if op.dry_run:
+                    result: Any = None
+                else:
+                    result = await lu.execute()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every failure is recorded in the job, never lost
+            if not isinstance(exc, errors.HerdError):
+                log.exception("opcode %s of job %s failed unexpectedly", op.OP_ID, job.id)
+            state.status, state.result, state.end_ts = q.ERROR, encode_error(exc), time.time()
+            message = exc.message if isinstance(exc, errors.HerdError) else str(exc)
+            feedback(f"Error: {message}")
+            return False
+        finally:
+            if lu is not None:
+                lu.cleanup()
+        state.status, state.result, state.end_ts = q.SUCCESS, result, time.time()
+        self.queue.save(job)
+        return True

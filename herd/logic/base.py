@@ -1,0 +1,82 @@
+"""Logical units: the code that carries out one opcode, in two phases.
+
+``locks()`` names what the operation touches; the executor acquires those locks; ``check()``
+verifies every prerequisite against the (now stable) config and the nodes, changing nothing;
+``execute()`` does the work. An execute that fails undoes what it created before re-raising, so
+that a failed job leaves the cluster and the config as they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
+from herd.opcodes import OpCode
+
+if TYPE_CHECKING:
+    from herd.config.store import ConfigStore
+    from herd.jobs.locking import LockManager
+    from herd.paths import HerdPaths
+    from herd.rpc.client import RpcRunner
+
+OpT = TypeVar("OpT", bound=OpCode)
+Feedback = Callable[[str], None]
+
+
+@dataclass
+class MasterContext:
+    """What logical units may use: the config, the node RPC and the master's paths."""
+
+    paths: HerdPaths
+    config: ConfigStore
+    locks: LockManager
+    rpc: RpcRunner
+
+
+_LU_REGISTRY: dict[str, type[LogicalUnit[Any]]] = {}
+
+
+class LogicalUnit(Generic[OpT]):
+    OPCODE: ClassVar[type[OpCode]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        opcode = cls.__dict__.get("OPCODE")
+        if opcode is not None:
+            _LU_REGISTRY[opcode.OP_ID] = cls
+
+    def __init__(self, op: OpT, ctx: MasterContext, feedback: Feedback) -> None:
+        self.op = op
+        self.ctx = ctx
+        self.feedback = feedback
+
+    @property
+    def cfg(self):
+        return self.ctx.config.data
+
+    def locks(self) -> list[LockRequest]:
+        """Locks to hold while checking and executing. Default: the whole cluster, exclusive."""
+        return [LockRequest(LEVEL_CLUSTER, "cluster", shared=False)]
+
+    async def check(self) -> None:
+        """Verify prerequisites; raise OpPrereqError without changing anything."""
+
+    async def execute(self) -> Any:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        """Release in-memory reservations; called after the opcode ends, however it ended."""
+
+
+def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:
+    # importing the modules registers their logical units
+    from herd.logic import cluster, instance, instance_create, misc  # noqa: F401
+
+    try:
+        return _LU_REGISTRY[op.OP_ID]
+    except KeyError:
+        from herd.errors import OpPrereqError
+
+        raise OpPrereqError(f"operation {op.OP_ID} is not supported by this version") from None

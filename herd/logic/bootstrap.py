@@ -1,0 +1,135 @@
+"""Creating and destroying a cluster on the first node (``gnt-cluster init`` / ``destroy``).
+
+This runs before any daemon exists, so it works locally: it writes the TLS material, the first
+config and the node's identity, then starts noded and masterd. If any step fails, what it wrote
+is removed again, so a failed init can simply be retried.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import socket
+from typing import Any
+
+from herd import errors
+from herd.config.facts import write_facts
+from herd.config.store import ConfigStore
+from herd.daemons import util as daemon_util
+from herd.fileutil import atomic_write
+from herd.logic.cluster import SUPPORTED_HYPERVISORS
+from herd.logic.specs import hypervisor_class
+from herd.network import mac as macs
+from herd.objects import Cluster, ConfigData, Node, NodeGroup, params
+from herd.paths import HerdPaths
+from herd.rpc import tls
+
+
+def resolve(name: str, what: str) -> str:
+    """Resolve a host name to an IPv4 address that other nodes can reach (never loopback)."""
+    try:
+        infos = socket.getaddrinfo(name, None, socket.AF_INET)
+    except OSError as exc:
+        raise errors.OpPrereqError(f"cannot resolve {what} '{name}': {exc.strerror or exc}; "
+                                   "add it to DNS or /etc/hosts") from None
+    address = infos[0][4][0]
+    if ipaddress.ip_address(address).is_loopback:
+        raise errors.OpPrereqError(
+            f"{what} '{name}' resolves to {address}, a loopback address; other nodes could not "
+            "reach it. Fix /etc/hosts or DNS")
+    return str(address)
+
+
+def _check_ip(value: str, what: str) -> str:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise errors.ParameterError(f"invalid {what} '{value}': expected an IPv4 address") from None
+    if address.is_loopback:
+        raise errors.ParameterError(f"invalid {what} '{value}': must not be a loopback address")
+    return str(address)
+
+
+def init_cluster(p: HerdPaths, cluster_name: str, node_name: str, *,
+                 secondary_ip: str | None = None, master_netdev: str = "",
+                 enabled_hypervisors: list[str] | None = None,
+                 enabled_disk_templates: list[str] | None = None,
+                 hvparams: dict[str, dict[str, Any]] | None = None,
+                 beparams: dict[str, Any] | None = None,
+                 nicparams: dict[str, Any] | None = None,
+                 ndparams: dict[str, Any] | None = None,
+                 mac_prefix: str | None = None, candidate_pool_size: int | None = None,
+                 noded_port: int | None = None, start_daemons: bool = True) -> ConfigData:
+    if p.config_file.exists():
+        raise errors.OpPrereqError(
+            f"this node already belongs to a cluster (config at {p.config_file}); "
+            "run 'gnt-cluster destroy --yes-do-it' first")
+    node_ip = resolve(node_name, "node name")
+    master_ip = resolve(cluster_name, "cluster name")
+    sip = _check_ip(secondary_ip, "secondary IP") if secondary_ip else node_ip
+
+    hypervisors = enabled_hypervisors or ["kvm"]
+    bad = [h for h in hypervisors if h not in SUPPORTED_HYPERVISORS]
+    if bad:
+        raise errors.ParameterError(f"unknown hypervisor(s) {', '.join(bad)}; allowed are "
+                                    f"{', '.join(SUPPORTED_HYPERVISORS)}")
+    templates = enabled_disk_templates or ["file", "diskless"]
+    bad = [t for t in templates if t not in params.DISK_TEMPLATES]
+    if bad:
+        raise errors.ParameterError(f"unknown disk template(s) {', '.join(bad)}; allowed are "
+                                    f"{', '.join(params.DISK_TEMPLATES)}")
+    hv_checked: dict[str, dict[str, Any]] = {}
+    for hv, values in (hvparams or {}).items():
+        if hv not in SUPPORTED_HYPERVISORS:
+            raise errors.ParameterError(f"unknown hypervisor '{hv}' in -H; allowed are "
+                                        f"{', '.join(SUPPORTED_HYPERVISORS)}")
+        hv_checked[hv] = {k: v for k, v in
+                          hypervisor_class(hv, p).check_parameters(values).items()
+                          if v is not None}
+    cluster = Cluster(
+        cluster_name=cluster_name, master_ip=master_ip, master_netdev=master_netdev,
+        enabled_hypervisors=hypervisors, enabled_disk_templates=templates,
+        hvparams=hv_checked,
+        beparams=params.fill(params.BE_DEFAULTS, params.check_beparams(beparams or {})),
+        nicparams=params.fill(params.NIC_DEFAULTS, params.check_nicparams(nicparams or {})),
+        ndparams=params.fill(params.ND_DEFAULTS, params.check_ndparams(ndparams or {})),
+        file_storage_dir=str(p.file_storage_dir))
+    if mac_prefix:
+        cluster.mac_prefix = macs.check_prefix(mac_prefix)
+    if candidate_pool_size:
+        cluster.candidate_pool_size = candidate_pool_size
+    if noded_port:
+        cluster.noded_port = noded_port
+    group = NodeGroup(name="default")
+    node = Node(name=node_name, primary_ip=node_ip, secondary_ip=sip, group=group.uuid,
+                master_candidate=True)
+    cluster.master_node = node.uuid
+    data = ConfigData(cluster=cluster, nodegroups={group.uuid: group}, nodes={node.uuid: node})
+
+    p.ensure()
+    try:
+        ca_cert, ca_key = tls.create_ca(cluster_name)
+        tls.write_pair(p.ca_cert, p.ca_key, ca_cert, ca_key)
+        cert, key = tls.create_signed(ca_cert, ca_key, node_name, [node_name], [node_ip, sip])
+        tls.write_pair(p.node_cert, p.node_key, cert, key)
+        cert, key = tls.create_signed(ca_cert, ca_key, cluster_name, [cluster_name], [master_ip])
+        tls.write_pair(p.rapi_cert, p.rapi_key, cert, key)
+        atomic_write(p.data_dir / "node-name", node_name + "\n", 0o644)
+        ConfigStore.create(p.config_file, data)
+        write_facts(p, data)
+        if start_daemons:
+            daemon_util.start_all(p, master=True)
+    except BaseException:
+        daemon_util.stop_all(p)
+        remove_cluster_files(p)
+        raise
+    return data
+
+
+def remove_cluster_files(p: HerdPaths) -> None:
+    """Forget the cluster on this node: config, queue, TLS material, identity."""
+    for path in (p.config_file, p.cluster_facts_file, p.data_dir / "node-name"):
+        path.unlink(missing_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        p.queue_db.with_name(p.queue_db.name + suffix).unlink(missing_ok=True)
+    shutil.rmtree(p.ssl_dir, ignore_errors=True)

@@ -1,0 +1,205 @@
+"""Cluster-wide logical units: modify parameters, verify."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from herd import errors
+from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
+from herd.logic.base import LogicalUnit
+from herd.logic.specs import hypervisor_class
+from herd.network import mac as macs
+from herd.objects import params
+from herd.opcodes import OpClusterModify, OpClusterVerify
+
+SUPPORTED_HYPERVISORS = ("kvm", "fake")
+
+
+class LUClusterModify(LogicalUnit[OpClusterModify]):
+    OPCODE = OpClusterModify
+
+    async def check(self) -> None:
+        op = self.op
+        self.changes: dict[str, Any] = {}
+        if op.hvparams:
+            hv = {}
+            for name, values in op.hvparams.items():
+                if name not in SUPPORTED_HYPERVISORS:
+                    raise errors.ParameterError(f"unknown hypervisor '{name}'; known: "
+                                                f"{', '.join(SUPPORTED_HYPERVISORS)}")
+                hv[name] = hypervisor_class(name, self.ctx.paths).check_parameters(values)
+            self.changes["hvparams"] = hv
+        if op.beparams:
+            self.changes["beparams"] = params.check_beparams(op.beparams)
+        if op.nicparams:
+            self.changes["nicparams"] = params.check_nicparams(op.nicparams)
+        if op.ndparams:
+            self.changes["ndparams"] = params.check_ndparams(op.ndparams)
+        if op.mac_prefix is not None:
+            op.mac_prefix = macs.check_prefix(op.mac_prefix)
+        if op.candidate_pool_size is not None and op.candidate_pool_size < 1:
+            raise errors.ParameterError(f"invalid candidate pool size {op.candidate_pool_size}:"
+                                        " must be at least 1")
+        if op.enabled_hypervisors is not None:
+            bad = [h for h in op.enabled_hypervisors if h not in SUPPORTED_HYPERVISORS]
+            if bad or not op.enabled_hypervisors:
+                raise errors.ParameterError(
+                    f"invalid enabled hypervisors {', '.join(bad) or '(none)'}: allowed are "
+                    f"{', '.join(SUPPORTED_HYPERVISORS)}")
+        if op.enabled_disk_templates is not None:
+            bad = [t for t in op.enabled_disk_templates if t not in params.DISK_TEMPLATES]
+            if bad or not op.enabled_disk_templates:
+                raise errors.ParameterError(
+                    f"invalid disk templates {', '.join(bad) or '(none)'}: allowed are "
+                    f"{', '.join(params.DISK_TEMPLATES)}")
+            in_use = {i.disk_template for i in self.cfg.instances.values()}
+            missing = in_use - set(op.enabled_disk_templates)
+            if missing:
+                raise errors.OpPrereqError(
+                    f"cannot disable disk template(s) {', '.join(sorted(missing))}: "
+                    "instances use them")
+
+    async def execute(self) -> None:
+        cluster = self.cfg.cluster
+        op = self.op
+        for name, values in self.changes.get("hvparams", {}).items():
+            cluster.hvparams[name] = params.update_overrides(cluster.hvparams.get(name, {}),
+                                                             values)
+        for family in ("beparams", "nicparams", "ndparams"):
+            if family in self.changes:
+                setattr(cluster, family,
+                        params.update_overrides(getattr(cluster, family), self.changes[family]))
+        if op.osparams:
+            for os_name, values in op.osparams.items():
+                cluster.osparams[os_name] = params.update_overrides(
+                    cluster.osparams.get(os_name, {}), values)
+        if op.mac_prefix is not None:
+            cluster.mac_prefix = op.mac_prefix
+        if op.candidate_pool_size is not None:
+            cluster.candidate_pool_size = op.candidate_pool_size
+        if op.enabled_hypervisors is not None:
+            cluster.enabled_hypervisors = list(op.enabled_hypervisors)
+        if op.enabled_disk_templates is not None:
+            cluster.enabled_disk_templates = list(op.enabled_disk_templates)
+        cluster.touch()
+        await self.ctx.config.save()
+
+
+class LUClusterVerify(LogicalUnit[OpClusterVerify]):
+    """Check the config and every node; report problems as Ganeti's verify does.
+
+    Returns True when nothing is wrong. Every finding is also written to the job log as
+    ``ERROR: ...`` or ``WARNING: ...`` so that ``gnt-cluster verify`` can print it.
+    """
+
+    OPCODE = OpClusterVerify
+
+    def locks(self) -> list[LockRequest]:
+        return [LockRequest(LEVEL_CLUSTER, "cluster", shared=True)]
+
+    async def execute(self) -> bool:
+        self.ok = True
+        cfg = self.cfg
+        self.feedback("* Verifying cluster config")
+        self._verify_config()
+        self.feedback("* Verifying node status")
+        live: dict[str, dict[str, dict[str, Any]]] = {}
+        infos: dict[str, dict[str, Any]] = {}
+        for node in cfg.nodes.values():
+            if node.offline:
+                continue
+            rpc = self.ctx.rpc.node(node)
+            try:
+                infos[node.uuid] = await rpc.node_info()
+                live[node.uuid] = {r["name"]: r for r in await rpc.instance_list()}
+            except errors.HerdError as exc:
+                self.error(f"node {node.name}: unreachable or failing: {exc.message}")
+                continue
+            self._verify_node(node.name, infos[node.uuid])
+        self.feedback("* Verifying instance status")
+        for inst in cfg.instances.values():
+            pnode = cfg.nodes.get(inst.primary_node)
+            if pnode is None or pnode.uuid not in live:
+                continue
+            running = inst.name in live[pnode.uuid]
+            if inst.admin_state == "up" and not running:
+                self.error(f"instance {inst.name}: instance not running on its primary node "
+                           f"{pnode.name}")
+            if inst.admin_state != "up" and running:
+                self.error(f"instance {inst.name}: instance is running on {pnode.name} but "
+                           "its admin state is down")
+            for other_uuid, running_there in live.items():
+                if other_uuid != pnode.uuid and inst.name in running_there:
+                    self.error(f"instance {inst.name}: instance running on node "
+                               f"{cfg.node_name(other_uuid)} which is not its primary")
+        self.feedback("* Verifying orphan instances")
+        known = {i.name for i in cfg.instances.values()}
+        for node_uuid, running in live.items():
+            for name in sorted(set(running) - known):
+                self.error(f"node {cfg.node_name(node_uuid)}: instance {name} is unknown "
+                           "(orphan instance running behind Herd's back)")
+        self.feedback("* Verifying N+1 Memory redundancy")
+        self._verify_n_plus_one(infos)
+        self.feedback("* Other Notes")
+        return self.ok
+
+    def error(self, text: str) -> None:
+        self.ok = False
+        self.feedback(f"  - ERROR: {text}")
+
+    def warning(self, text: str) -> None:
+        self.feedback(f"  - WARNING: {text}")
+
+    def _verify_config(self) -> None:
+        cfg = self.cfg
+        if cfg.cluster.master_node not in cfg.nodes:
+            self.error("cluster: the master node is not in the node list")
+        names: dict[str, str] = {}
+        macs_seen: dict[str, str] = {}
+        for inst in cfg.instances.values():
+            if inst.name in names:
+                self.error(f"instance {inst.name}: duplicate instance name")
+            names[inst.name] = inst.uuid
+            if inst.primary_node not in cfg.nodes:
+                self.error(f"instance {inst.name}: primary node {inst.primary_node} unknown")
+            for nic in inst.nics:
+                if nic.mac in macs_seen:
+                    self.error(f"instance {inst.name}: MAC {nic.mac} also used by "
+                               f"{macs_seen[nic.mac]}")
+                macs_seen[nic.mac] = inst.name
+            try:
+                hypervisor_class(inst.hypervisor, self.ctx.paths).check_parameters(
+                    inst.hvparams)
+            except errors.HerdError as exc:
+                self.error(f"instance {inst.name}: {exc.message}")
+        digest = hashlib.sha256(self.ctx.config.path.read_bytes()).hexdigest()
+        self.feedback(f"  config serial {cfg.serial_no}, checksum {digest[:16]}")
+
+    def _verify_node(self, name: str, info: dict[str, Any]) -> None:
+        hv = info.get("hypervisor", {})
+        if hv.get("accel") == "tcg":
+            reason = hv.get("kvm_reason") or "KVM not usable"
+            self.warning(f"node {name}: KVM is not usable ({reason}); instances run with "
+                         "TCG emulation (slow)")
+        if int(info.get("storage_free", 0)) < 1024:
+            self.warning(f"node {name}: less than 1 GiB free in the file storage directory")
+
+    def _verify_n_plus_one(self, infos: dict[str, dict[str, Any]]) -> None:
+        """Ganeti's rule: each node must be able to take the memory of the instances for which
+        it is secondary should any single primary of theirs fail."""
+        cfg = self.cfg
+        for node_uuid, info in infos.items():
+            needed: dict[str, int] = {}
+            for inst in cfg.instances.values():
+                if node_uuid in inst.secondary_nodes and inst.admin_state == "up":
+                    be = cfg.filled_beparams(inst)
+                    if be.get("auto_balance", True):
+                        needed[inst.primary_node] = needed.get(inst.primary_node, 0) + \
+                            int(be["maxmem"])
+            for primary, memory in needed.items():
+                if memory > int(info.get("memory_free", 0)):
+                    self.error(f"node {cfg.node_name(node_uuid)}: not enough memory to "
+                               f"accommodate instance failovers should node "
+                               f"{cfg.node_name(primary)} fail ({memory}MiB needed, "
+                               f"{info.get('memory_free')}MiB available)")

@@ -1,0 +1,30 @@
+"""Steps shared by the instance logical units: memory checks, start, stop."""
+
+from __future__ import annotations
+
+from herd import errors
+from herd.logic.base import MasterContext
+from herd.logic.specs import instance_spec
+from herd.objects import Instance, Node
+
+
+async def check_node_free_memory(ctx: MasterContext, node: Node, needed: int,
+                                 reason: str) -> None:
+    """Refuse, as Ganeti does, when the node lacks the memory an instance needs."""
+    info = await ctx.rpc.node(node).node_info()
+    free = int(info.get("memory_free", 0))
+    if needed > free:
+        raise errors.OpPrereqError(
+            f"not enough memory on node {node.name} for {reason}: needed {needed} MiB, "
+            f"available {free} MiB")
+
+
+async def start_instance(ctx: MasterContext, inst: Instance, node: Node, *,
+                         paused: bool = False, hvparams: dict | None = None,
+                         beparams: dict | None = None) -> None:
+    spec = instance_spec(ctx.config.data, inst, ctx.paths, hvparams, beparams)
+    await ctx.rpc.node(node).instance_start(spec, paused=paused)
+
+
+async def is_running(ctx: MasterContext, inst: Instance, node: Node) -> bool:
+    return await ctx.rpc.node(node).instance_info(inst.name) is not None

@@ -1,0 +1,255 @@
+"""Creating an instance: checks, disks, OS installation, config entry, first start.
+
+Order matters for "nothing half-done": disks are created, the OS is installed, and only then is
+the instance written to the config; if anything fails, what was made is removed again and the
+config is untouched. Names and MACs being created are reserved in memory for the duration of
+the job so that two concurrent creations cannot take the same one.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from typing import Any
+
+from herd import errors
+from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
+from herd.logic.base import LogicalUnit
+from herd.logic.instance_common import check_node_free_memory, start_instance
+from herd.logic.specs import hypervisor_class, instance_spec
+from herd.network import mac as macs
+from herd.objects import Disk, Instance, Nic, params
+from herd.opcodes import OpInstanceCreate
+from herd.storage.file import relative_path
+from herd.units import parse_size
+
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62})(\.[a-z0-9]([a-z0-9-]{0,62}))*$", re.I)
+_DISK_KEYS = {"size", "mode", "name", "vg", "metavg", "adopt", "spindles", "provider", "access"}
+_NIC_KEYS = {"mac", "ip", "mode", "link", "name", "network", "vlan"}
+
+# Reservations of names and MACs by running create jobs (the config holds only finished ones).
+_RESERVED_NAMES: set[str] = set()
+_RESERVED_MACS: set[str] = set()
+
+
+class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
+    OPCODE = OpInstanceCreate
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reserved_macs: list[str] = []
+        self._reserved_name: str | None = None
+
+    def locks(self) -> list[LockRequest]:
+        reqs = [LockRequest(LEVEL_CLUSTER, "cluster", shared=True),
+                LockRequest(LEVEL_INSTANCE, self.op.instance_name)]
+        if self.op.pnode:
+            node = self.cfg.find_node(self.op.pnode)
+            reqs.append(LockRequest(LEVEL_NODE, node.uuid if node else self.op.pnode))
+        return reqs
+
+    async def check(self) -> None:
+        op, cfg = self.op, self.cfg
+        if op.mode != "create":
+            raise errors.ParameterError(f"instance creation mode '{op.mode}' is not supported; "
+                                        "use 'create'")
+        name = op.instance_name
+        if not _NAME_RE.match(name):
+            raise errors.ParameterError(f"invalid instance name '{name}': use letters, digits, "
+                                        "'-' and '.' like a host name")
+        if cfg.find_instance(name) is not None or name in _RESERVED_NAMES:
+            raise errors.AlreadyExistsError(f"instance '{name}' already exists")
+        if op.name_check:
+            try:
+                socket.getaddrinfo(name, None)
+            except OSError:
+                raise errors.OpPrereqError(
+                    f"instance name '{name}' does not resolve; use --no-name-check "
+                    "(and --no-ip-check) for names not in DNS") from None
+
+        # template and disks
+        template = op.disk_template
+        if template not in params.DISK_TEMPLATES:
+            raise errors.ParameterError(f"invalid disk template '{template}': allowed are "
+                                        f"{', '.join(params.DISK_TEMPLATES)}")
+        if template not in params.SUPPORTED_DISK_TEMPLATES:
+            raise errors.OpPrereqError(f"disk template '{template}' is not supported yet")
+        if template not in cfg.cluster.enabled_disk_templates:
+            raise errors.OpPrereqError(
+                f"disk template '{template}' is not enabled in this cluster; enabled: "
+                f"{', '.join(cfg.cluster.enabled_disk_templates)}")
+        self.disk_specs = [self._check_disk(i, d) for i, d in enumerate(op.disks)]
+        if template == "diskless" and self.disk_specs:
+            raise errors.ParameterError("the diskless template takes no disks")
+        if template != "diskless" and not self.disk_specs:
+            raise errors.ParameterError(f"disk template '{template}' needs at least one disk "
+                                        "(--disk 0:size=... or -s SIZE)")
+
+        # node
+        if not op.pnode:
+            if len(cfg.nodes) != 1:
+                raise errors.OpPrereqError("no primary node given (-n NODE) and no "
+                                           "default iallocator")
+            self.pnode = next(iter(cfg.nodes.values()))
+        else:
+            self.pnode = cfg.get_node(op.pnode)
+        if self.pnode.offline:
+            raise errors.OpPrereqError(f"node {self.pnode.name} is offline")
+        if self.pnode.drained:
+            raise errors.OpPrereqError(f"node {self.pnode.name} is drained")
+        if not self.pnode.vm_capable:
+            raise errors.OpPrereqError(f"node {self.pnode.name} is not vm_capable")
+        if op.snode:
+            raise errors.OpPrereqError("a secondary node is only used by mirrored templates")
+
+        # hypervisor and parameters
+        self.hv_name = op.hypervisor or cfg.cluster.enabled_hypervisors[0]
+        if self.hv_name not in cfg.cluster.enabled_hypervisors:
+            raise errors.ParameterError(
+                f"hypervisor '{self.hv_name}' is not enabled; enabled: "
+                f"{', '.join(cfg.cluster.enabled_hypervisors)}")
+        hv_cls = hypervisor_class(self.hv_name, self.ctx.paths)
+        self.hvparams = {k: v for k, v in hv_cls.check_parameters(op.hvparams).items()
+                         if v is not None}
+        self.beparams = {k: v for k, v in params.check_beparams(op.beparams).items()
+                         if v is not None}
+        self.nics = [self._check_nic(i, n) for i, n in enumerate(op.nics)]
+
+        # OS
+        self.os_name = op.os_type or ""
+        if not op.no_install or self.os_name:
+            if not self.os_name:
+                raise errors.ParameterError("no OS given (-o OS); see 'gnt-os list'")
+            await self._check_os()
+        elif op.osparams:
+            raise errors.ParameterError("OS parameters given without an OS")
+
+        instance = self._build_instance()
+        if op.start:
+            await check_node_free_memory(self.ctx, self.pnode,
+                                         int(self.cfg.filled_beparams(instance)["maxmem"]),
+                                         f"starting instance {name}")
+        self.instance = instance
+
+    def _check_disk(self, index: int, disk: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(disk) - _DISK_KEYS
+        if unknown:
+            raise errors.ParameterError(
+                f"unknown disk parameter(s) {', '.join(sorted(unknown))} for disk {index}; "
+                f"known: {', '.join(sorted(_DISK_KEYS))}")
+        if "size" not in disk:
+            raise errors.ParameterError(f"disk {index} needs a size")
+        mode = disk.get("mode", disk.get("access", "rw"))
+        if mode not in params.DISK_ACCESS_MODES:
+            raise errors.ParameterError(f"invalid mode '{mode}' for disk {index}: allowed are "
+                                        "rw, ro")
+        size = parse_size(disk["size"], f"size of disk {index}")
+        if size <= 0:
+            raise errors.ParameterError(f"invalid size of disk {index}: must be positive")
+        return {"size": size, "mode": mode, "name": disk.get("name")}
+
+    def _check_nic(self, index: int, nic: dict[str, Any]) -> Nic:
+        unknown = set(nic) - _NIC_KEYS
+        if unknown:
+            raise errors.ParameterError(
+                f"unknown NIC parameter(s) {', '.join(sorted(unknown))} for NIC {index}; "
+                f"known: {', '.join(sorted(_NIC_KEYS))}")
+        nicparams = params.check_nicparams(
+            {k: nic[k] for k in ("mode", "link", "vlan") if k in nic and nic[k] is not None})
+        mac = str(nic.get("mac") or "auto")
+        used = self._used_macs()
+        if mac in ("auto", "generate"):
+            mac = macs.generate_mac(self.cfg.cluster.mac_prefix, used)
+        else:
+            mac = macs.normalize_mac(mac)
+            if mac in used:
+                raise errors.AlreadyExistsError(
+                    f"MAC address {mac} is already in use in the cluster")
+        _RESERVED_MACS.add(mac)
+        self._reserved_macs.append(mac)
+        mode = nicparams.get("mode") or self.cfg.cluster.nicparams.get("mode", "bridged")
+        ip = nic.get("ip") or None
+        if mode == "routed" and not ip:
+            raise errors.ParameterError(f"NIC {index} is routed and needs an IP address (ip=)")
+        return Nic(mac=mac, ip=ip, name=nic.get("name"), network=nic.get("network"),
+                   nicparams=nicparams)
+
+    def _used_macs(self) -> set[str]:
+        used = {n.mac for i in self.cfg.instances.values() for n in i.nics}
+        return used | _RESERVED_MACS
+
+    async def _check_os(self) -> None:
+        from herd import osdef
+
+        found = await self.ctx.rpc.node(self.pnode).os_diagnose()
+        definitions = {d["name"]: d for d in found}
+        base, _, variant = self.os_name.partition("+")
+        if base not in definitions:
+            available = ", ".join(sorted(n for n, d in definitions.items() if d["valid"]))
+            raise errors.NotFoundError(f"OS '{base}' not found on node {self.pnode.name}; "
+                                       f"available: {available or 'none'}")
+        definition = osdef.OsDefinition.from_dict(definitions[base])
+        if not definition.valid:
+            raise errors.OpPrereqError(f"OS '{base}' on node {self.pnode.name} is invalid: "
+                                       f"{definition.error}")
+        if definition.variants and not variant and not self.op.force_variant:
+            raise errors.ParameterError(
+                f"OS '{base}' needs a variant: use {base}+VARIANT with one of "
+                f"{', '.join(definition.variants)}")
+        if variant and variant not in definition.variants and not self.op.force_variant:
+            raise errors.ParameterError(
+                f"invalid variant '{variant}' of OS '{base}': allowed are "
+                f"{', '.join(definition.variants) or 'none'}")
+        osdef.check_osparams(definition, {k: str(v) for k, v in self.op.osparams.items()})
+
+    def _build_instance(self) -> Instance:
+        _RESERVED_NAMES.add(self.op.instance_name)
+        self._reserved_name = self.op.instance_name
+        inst = Instance(name=self.op.instance_name, primary_node=self.pnode.uuid,
+                        os=self.os_name, hypervisor=self.hv_name,
+                        disk_template=self.op.disk_template, admin_state="down",
+                        hvparams=self.hvparams, beparams=self.beparams,
+                        osparams=dict(self.op.osparams), nics=self.nics,
+                        tags=list(self.op.tags))
+        for index, spec in enumerate(self.disk_specs):
+            disk = Disk(size=spec["size"], mode=spec["mode"], name=spec["name"],
+                        dev_type=self.op.disk_template, nodes=[self.pnode.uuid])
+            disk.logical_id = ["loop", relative_path(inst.name, disk.uuid, index)]
+            inst.disks.append(disk)
+        return inst
+
+    def cleanup(self) -> None:
+        for mac in self._reserved_macs:
+            _RESERVED_MACS.discard(mac)
+        if self._reserved_name:
+            _RESERVED_NAMES.discard(self._reserved_name)
+
+    async def execute(self) -> list[str]:
+        inst, node_rpc = self.instance, self.ctx.rpc.node(self.pnode)
+        spec = instance_spec(self.cfg, inst, self.ctx.paths)
+        created_disks = False
+        started = False
+        try:
+            if inst.disks:
+                self.feedback(f"* creating instance disks on {self.pnode.name}...")
+                await node_rpc.disks_create(spec["disks"])
+                created_disks = True
+            if self.os_name and not self.op.no_install:
+                self.feedback(f"* running the instance OS create scripts ({self.os_name})...")
+                await node_rpc.os_run("create", self.os_name, spec)
+            if self.op.start:
+                self.feedback("* starting instance...")
+                await start_instance(self.ctx, inst, self.pnode)
+                started = True
+                inst.admin_state = "up"
+            self.cfg.instances[inst.uuid] = inst
+            await self.ctx.config.save()
+        except BaseException:
+            if started:
+                await node_rpc.instance_stop(inst.name, 0)
+            if created_disks:
+                self.feedback("* removing the disks created for the failed instance")
+                await node_rpc.disks_remove(spec["disks"])
+            self.cfg.instances.pop(inst.uuid, None)
+            raise
+        return [inst.name]

@@ -1,0 +1,58 @@
+"""What the master sends a node about an instance: effective parameters, disks and NICs.
+
+Computed here once from the config, so that start, reboot, OS installation and (later)
+migration all describe an instance the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from herd.hypervisor import base as hvbase
+from herd.objects import ConfigData, Instance
+from herd.paths import HerdPaths
+
+
+def hypervisor_class(name: str, paths: HerdPaths) -> type[hvbase.Hypervisor]:
+    return type(hvbase.get_hypervisor(name, paths))
+
+
+def filled_hvparams(cfg: ConfigData, inst: Instance, paths: HerdPaths) -> dict[str, Any]:
+    cls = hypervisor_class(inst.hypervisor, paths)
+    return cfg.filled_hvparams(inst, cls.parameter_defaults())
+
+
+def disk_dict(inst: Instance, index: int) -> dict[str, Any]:
+    disk = inst.disks[index]
+    return {"index": index, "template": disk.dev_type, "logical_id": list(disk.logical_id),
+            "size": disk.size, "mode": disk.mode, "uuid": disk.uuid, "name": disk.name}
+
+
+def nic_dicts(cfg: ConfigData, inst: Instance) -> list[dict[str, Any]]:
+    out = []
+    for index, nic in enumerate(inst.nics):
+        nicparams = cfg.filled_nicparams(inst, nic.nicparams)
+        out.append({"index": index, "mac": nic.mac, "ip": nic.ip, "mode": nicparams["mode"],
+                    "link": nicparams["link"], "vlan": nicparams.get("vlan", ""),
+                    "uuid": nic.uuid, "name": nic.name, "network": nic.network})
+    return out
+
+
+def instance_spec(cfg: ConfigData, inst: Instance, paths: HerdPaths,
+                  hvparams_override: dict[str, Any] | None = None,
+                  beparams_override: dict[str, Any] | None = None) -> dict[str, Any]:
+    beparams = dict(cfg.filled_beparams(inst), **(beparams_override or {}))
+    hvparams = dict(filled_hvparams(cfg, inst, paths), **(hvparams_override or {}))
+    return {
+        "name": inst.name,
+        "uuid": inst.uuid,
+        "hypervisor": inst.hypervisor,
+        "os": inst.os,
+        "memory": int(beparams["maxmem"]),
+        "vcpus": int(beparams["vcpus"]),
+        "beparams": beparams,
+        "hvparams": hvparams,
+        "osparams": cfg.filled_osparams(inst),
+        "disks": [disk_dict(inst, i) for i in range(len(inst.disks))],
+        "nics": nic_dicts(cfg, inst),
+    }

@@ -1,0 +1,52 @@
+"""What a node reports about itself: memory, CPUs, storage, hypervisor capabilities."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from herd.storage.file import FileStorage
+
+
+def meminfo() -> dict[str, int]:
+    """/proc/meminfo in MiB."""
+    out: dict[str, int] = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts:
+            out[key] = int(parts[0]) // 1024
+    return out
+
+
+def cpu_sockets() -> int:
+    ids = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("physical id"):
+                ids.add(line.split(":")[1].strip())
+    except OSError:
+        pass
+    return max(1, len(ids))
+
+
+def node_facts(storage: FileStorage, hv_facts: dict[str, Any],
+               instances_memory: int) -> dict[str, Any]:
+    mem = meminfo()
+    total = mem.get("MemTotal", 0)
+    free = mem.get("MemAvailable", mem.get("MemFree", 0))
+    return {
+        "memory_total": total,
+        "memory_free": free,
+        # memory used by the node itself (Ganeti's mnode): all used memory minus the guests'
+        "memory_dom0": max(0, total - free - instances_memory),
+        "memory_instances": instances_memory,
+        "cpu_total": os.cpu_count() or 1,
+        "cpu_sockets": cpu_sockets(),
+        "storage_total": storage.total_mib(),
+        "storage_free": storage.free_mib(),
+        "kernel": platform.release(),
+        "hypervisor": hv_facts,
+    }

@@ -1,0 +1,166 @@
+"""The node daemon's work: every RPC method maps to one method here.
+
+The master sends instances as plain dicts (see :func:`herd.logic.specs.instance_spec`); this
+module turns their disks into local paths and hands them to the hypervisor, storage and OS
+script runner. Nothing here keeps state in memory that a restart would lose: running guests are
+rediscovered from the hypervisor's runtime files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from herd import errors
+from herd.hypervisor import base as hvbase
+from herd.node.facts import node_facts
+from herd.paths import HerdPaths
+from herd.storage.file import FileStorage
+
+log = logging.getLogger(__name__)
+
+
+class NodeService:
+    def __init__(self, paths: HerdPaths) -> None:
+        self.paths = paths
+        self.storage = FileStorage(paths)
+        self._hypervisors: dict[str, hvbase.Hypervisor] = {}
+        self.started = time.time()
+
+    def hypervisor(self, name: str = "kvm") -> hvbase.Hypervisor:
+        if name not in self._hypervisors:
+            self._hypervisors[name] = hvbase.get_hypervisor(name, self.paths)
+        return self._hypervisors[name]
+
+    # -- node ---------------------------------------------------------------------------------
+    async def ping(self) -> dict[str, Any]:
+        name_file = self.paths.data_dir / "node-name"
+        return {"node_name": name_file.read_text().strip() if name_file.exists() else None,
+                "pid": os.getpid(), "uptime": time.time() - self.started}
+
+    async def node_info(self) -> dict[str, Any]:
+        hv = self.hypervisor()
+        running = await hv.list_instances()
+        used = sum(r.memory for r in running)
+        # the first call may probe /dev/kvm (seconds): keep it off the event loop
+        hv_facts = await asyncio.to_thread(hv.node_facts)
+        return node_facts(self.storage, hv_facts, used)
+
+    # -- disks --------------------------------------------------------------------------------
+    def disk_path(self, disk: dict[str, Any]) -> str:
+        template = disk.get("template") or disk.get("dev_type")
+        if template == "file":
+            return str(self.storage.path_for(disk["logical_id"][1]))
+        raise errors.StorageError(f"disk template '{template}' has no local path on this node")
+
+    async def disks_create(self, disks: list[dict[str, Any]]) -> list[str]:
+        """Create every disk or none: on failure, remove those already made."""
+        made: list[str] = []
+        try:
+            for disk in disks:
+                if disk["template"] != "file":
+                    raise errors.StorageError(f"cannot create disks of template "
+                                              f"'{disk['template']}' on this node")
+                self.storage.create(disk["logical_id"][1], int(disk["size"]))
+                made.append(disk["logical_id"][1])
+        except Exception:
+            for rel in made:
+                self.storage.remove(rel)
+            raise
+        return [str(self.storage.path_for(rel)) for rel in made]
+
+    async def disks_remove(self, disks: list[dict[str, Any]]) -> None:
+        for disk in disks:
+            if disk["template"] == "file":
+                self.storage.remove(disk["logical_id"][1])
+
+    async def disks_check(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for disk in disks:
+            size = self.storage.size_mib(disk["logical_id"][1]) \
+                if disk["template"] == "file" else None
+            out.append({"uuid": disk.get("uuid"), "exists": size is not None, "size": size,
+                        "path": self.disk_path(disk) if disk["template"] == "file" else None})
+        return out
+
+    # -- instances ----------------------------------------------------------------------------
+    def _hv_spec(self, spec: dict[str, Any]) -> hvbase.InstanceSpec:
+        return hvbase.InstanceSpec(
+            name=spec["name"], uuid=spec["uuid"], memory=int(spec["memory"]),
+            vcpus=int(spec["vcpus"]), hvparams=dict(spec["hvparams"]),
+            disks=[hvbase.DiskSpec(index=d["index"], path=self.disk_path(d), mode=d["mode"])
+                   for d in spec["disks"]],
+            nics=[hvbase.NicSpec(index=n["index"], mac=n["mac"], mode=n["mode"], link=n["link"],
+                                 ip=n.get("ip")) for n in spec["nics"]],
+        )
+
+    async def instance_start(self, spec: dict[str, Any], paused: bool = False) -> dict[str, Any]:
+        hv = self.hypervisor(spec.get("hypervisor", "kvm"))
+        if await hv.instance_info(spec["name"]) is not None:
+            raise errors.HypervisorError(f"instance {spec['name']} is already running here")
+        for disk in spec["disks"]:
+            path = self.disk_path(disk)
+            if not os.path.exists(path):
+                raise errors.StorageError(f"disk {disk['index']} of {spec['name']} is missing "
+                                          f"on this node ({path})")
+        info = await hv.start(self._hv_spec(spec), paused=paused)
+        return info.to_dict()
+
+    async def instance_stop(self, name: str, stop_timeout: float) -> None:
+        await self.hypervisor().stop(name, stop_timeout)
+
+    async def instance_reboot(self, name: str, reboot_type: str, spec: dict[str, Any],
+                              shutdown_timeout: float) -> None:
+        hv = self.hypervisor(spec.get("hypervisor", "kvm"))
+        if reboot_type == "soft":
+            await hv.reboot(name)
+            return
+        # hard (and full): stop the process and start a fresh one with the current parameters
+        await hv.stop(name, shutdown_timeout if reboot_type == "full" else 0)
+        await hv.start(self._hv_spec(spec))
+
+    async def instance_resume(self, name: str) -> None:
+        await self.hypervisor().resume(name)
+
+    async def instance_list(self) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in await self.hypervisor().list_instances()]
+
+    async def instance_info(self, name: str) -> dict[str, Any] | None:
+        info = await self.hypervisor().instance_info(name)
+        return info.to_dict() if info else None
+
+    # -- OS definitions -----------------------------------------------------------------------
+    async def os_diagnose(self) -> list[dict[str, Any]]:
+        from herd import osdef
+
+        found = osdef.discover(self.paths.os_search_path)
+        return [d.to_dict() for d in found.values()]
+
+    async def os_run(self, script: str, os_name: str, instance: dict[str, Any],
+                     extra_env: dict[str, str]) -> None:
+        from herd import osdef
+
+        if script not in ("create", "import", "export", "rename"):
+            raise errors.ParameterError(f"invalid OS script '{script}'")
+        definition, variant = osdef.lookup(os_name, self.paths.os_search_path)
+        disks = [{"path": self.disk_path(d), "size": d["size"], "mode": d["mode"],
+                  "uuid": d["uuid"], "name": d.get("name"), "template": d["template"]}
+                 for d in instance["disks"]]
+        env = osdef.build_env(
+            definition, variant, instance_name=instance["name"],
+            hypervisor=instance.get("hypervisor", "kvm"), disks=disks, nics=instance["nics"],
+            osparams={k: str(v) for k, v in instance.get("osparams", {}).items()},
+            hvparams=instance["hvparams"], beparams=instance.get("beparams", {}),
+            extra=extra_env)
+        stamp = time.strftime("%Y%m%d%H%M%S")
+        log_name = f"{script}-{definition.name}-{instance['name']}-{stamp}.log"
+        log_file = self.paths.os_log_dir / log_name
+        await osdef.run_script(definition, script, env, log_file)
+
+
+def encode_result(value: Any) -> bytes:
+    return json.dumps({"ok": True, "result": value}).encode()

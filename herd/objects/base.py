@@ -1,0 +1,73 @@
+"""Common base of configuration objects: identity, serial number and timestamps.
+
+Every object in the config has a uuid, a ``serial_no`` bumped on each change, and ctime/mtime,
+as Ganeti's do; RAPI exposes them under the same names. Objects serialise to plain JSON-safe
+dicts so that the config file, the node RPC and the job results share one representation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid as uuidlib
+from typing import Any, Self, get_type_hints
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+@dataclasses.dataclass
+class ConfigObject:
+    """Base for config objects; subclasses are dataclasses with JSON-safe fields."""
+
+    uuid: str = dataclasses.field(default_factory=new_uuid)
+    serial_no: int = 1
+    ctime: float = dataclasses.field(default_factory=time.time)
+    mtime: float = dataclasses.field(default_factory=time.time)
+
+    def touch(self) -> None:
+        """Record a modification: bump the serial number and mtime."""
+        self.serial_no += 1
+        self.mtime = time.time()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name.startswith("_"):
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                value = [v.to_dict() if isinstance(v, ConfigObject) else v for v in value]
+            elif isinstance(value, ConfigObject):
+                value = value.to_dict()
+            elif isinstance(value, dict):
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        hints = get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        for key, value in data.items():
+            if key not in names:
+                continue  # tolerate fields written by a newer version
+            nested = _nested_class(hints.get(key))
+            if nested is not None and isinstance(value, list):
+                value = [nested.from_dict(v) for v in value]
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    def copy(self) -> Self:
+        return type(self).from_dict(self.to_dict())
+
+
+def _nested_class(hint: Any) -> type[ConfigObject] | None:
+    args = getattr(hint, "__args__", ())
+    if getattr(hint, "__origin__", None) is list and args:
+        inner = args[0]
+        if isinstance(inner, type) and issubclass(inner, ConfigObject):
+            return inner
+    return None

@@ -1,0 +1,143 @@
+"""The cluster object and the whole configuration document."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from herd.errors import NotFoundError
+from herd.objects import params
+from herd.objects.base import ConfigObject
+from herd.objects.instance import Instance
+from herd.objects.node import Node, NodeGroup
+
+NODED_PORT = 1811
+
+
+@dataclasses.dataclass
+class Cluster(ConfigObject):
+    cluster_name: str = ""
+    master_node: str = ""  # node uuid
+    master_ip: str = ""
+    master_netdev: str = ""
+    master_netmask: int = 32
+    mac_prefix: str = "aa:00:00"
+    file_storage_dir: str = ""
+    noded_port: int = NODED_PORT
+    enabled_hypervisors: list[str] = dataclasses.field(default_factory=lambda: ["kvm"])
+    enabled_disk_templates: list[str] = dataclasses.field(
+        default_factory=lambda: ["file", "diskless"])
+    default_iallocator: str = ""
+    candidate_pool_size: int = 10
+    hvparams: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    beparams: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: dict(params.BE_DEFAULTS))
+    nicparams: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: dict(params.NIC_DEFAULTS))
+    ndparams: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: dict(params.ND_DEFAULTS))
+    diskparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    osparams: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    maintain_node_health: bool = False
+    uid_pool: list[Any] = dataclasses.field(default_factory=list)
+    tags: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class ConfigData:
+    """The whole configuration document. ``serial_no`` counts every saved change."""
+
+    cluster: Cluster
+    nodegroups: dict[str, NodeGroup] = dataclasses.field(default_factory=dict)
+    nodes: dict[str, Node] = dataclasses.field(default_factory=dict)
+    instances: dict[str, Instance] = dataclasses.field(default_factory=dict)
+    serial_no: int = 1
+    version: int = 1
+    mtime: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "serial_no": self.serial_no,
+            "mtime": self.mtime,
+            "cluster": self.cluster.to_dict(),
+            "nodegroups": {k: v.to_dict() for k, v in self.nodegroups.items()},
+            "nodes": {k: v.to_dict() for k, v in self.nodes.items()},
+            "instances": {k: v.to_dict() for k, v in self.instances.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConfigData:
+        return cls(
+            cluster=Cluster.from_dict(data["cluster"]),
+            nodegroups={k: NodeGroup.from_dict(v) for k, v in data.get("nodegroups", {}).items()},
+            nodes={k: Node.from_dict(v) for k, v in data.get("nodes", {}).items()},
+            instances={k: Instance.from_dict(v) for k, v in data.get("instances", {}).items()},
+            serial_no=int(data.get("serial_no", 1)),
+            version=int(data.get("version", 1)),
+            mtime=float(data.get("mtime", 0.0)),
+        )
+
+    # -- lookups by name (names are unique; uuids are the keys) ------------------------------
+    def find_node(self, name: str) -> Node | None:
+        for node in self.nodes.values():
+            if node.name == name or node.uuid == name or node.name.split(".")[0] == name:
+                return node
+        return None
+
+    def get_node(self, name: str) -> Node:
+        node = self.find_node(name)
+        if node is None:
+            known = ", ".join(sorted(n.name for n in self.nodes.values())) or "none"
+            raise NotFoundError(f"node '{name}' is not in the cluster; nodes: {known}")
+        return node
+
+    def find_instance(self, name: str) -> Instance | None:
+        for inst in self.instances.values():
+            if inst.name == name or inst.uuid == name:
+                return inst
+        # Ganeti accepts a unique short name prefix of an FQDN
+        matches = [i for i in self.instances.values() if i.name.split(".")[0] == name]
+        return matches[0] if len(matches) == 1 else None
+
+    def get_instance(self, name: str) -> Instance:
+        inst = self.find_instance(name)
+        if inst is None:
+            raise NotFoundError(f"instance '{name}' does not exist")
+        return inst
+
+    def node_name(self, uuid: str) -> str:
+        node = self.nodes.get(uuid)
+        return node.name if node else uuid
+
+    @property
+    def master(self) -> Node:
+        return self.nodes[self.cluster.master_node]
+
+    def default_group(self) -> NodeGroup:
+        return next(iter(self.nodegroups.values()))
+
+    # -- effective parameters (the one place where inheritance is computed) ------------------
+    def filled_beparams(self, inst: Instance) -> dict[str, Any]:
+        group = self._group_of(inst)
+        return params.fill(params.BE_DEFAULTS, self.cluster.beparams,
+                           group.beparams if group else None, inst.beparams)
+
+    def filled_hvparams(self, inst: Instance, hv_defaults: dict[str, Any]) -> dict[str, Any]:
+        group = self._group_of(inst)
+        return params.fill(hv_defaults, self.cluster.hvparams.get(inst.hypervisor),
+                           group.hvparams.get(inst.hypervisor) if group else None,
+                           inst.hvparams)
+
+    def filled_nicparams(self, inst: Instance, nic_overrides: dict[str, Any]) -> dict[str, Any]:
+        group = self._group_of(inst)
+        return params.fill(params.NIC_DEFAULTS, self.cluster.nicparams,
+                           group.nicparams if group else None, nic_overrides)
+
+    def filled_osparams(self, inst: Instance) -> dict[str, Any]:
+        base_os = inst.os.split("+", 1)[0]
+        return params.fill(self.cluster.osparams.get(base_os), inst.osparams)
+
+    def _group_of(self, inst: Instance) -> NodeGroup | None:
+        node = self.nodes.get(inst.primary_node)
+        return self.nodegroups.get(node.group) if node else None

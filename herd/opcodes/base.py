@@ -1,0 +1,128 @@
+"""Opcode base: a typed, validated description of one operation.
+
+Opcodes travel as JSON dicts with Ganeti's ``OP_ID`` key and field names, so that job listings
+and RAPI show them the way Ganeti does. :func:`from_dict` checks every field against the
+opcode's type hints and rejects unknown fields with one clear line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, ClassVar, Self
+
+from herd.errors import ParameterError
+
+_REGISTRY: dict[str, type[OpCode]] = {}
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpCode:
+    OP_ID: ClassVar[str] = ""
+    #: Field whose value names the opcode in job summaries, e.g. INSTANCE_STARTUP(name).
+    SUMMARY_FIELD: ClassVar[str | None] = None
+
+    dry_run: bool = False
+    debug_level: int = 0
+    priority: int = 0
+    depends: list[Any] | None = None
+    comment: str | None = None
+    reason: list[Any] = dataclasses.field(default_factory=list)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.OP_ID:
+            _REGISTRY[cls.OP_ID] = cls
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"OP_ID": self.OP_ID}
+        out.update(dataclasses.asdict(self))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "OP_ID":
+                continue
+            if key not in fields:
+                known = ", ".join(sorted(fields))
+                raise ParameterError(
+                    f"unknown parameter '{key}' for {cls.OP_ID}; known: {known}")
+            kwargs[key] = _check_type(cls.OP_ID, key, value, hints[key])
+        missing = [name for name, f in fields.items()
+                   if name not in kwargs and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ParameterError(f"{cls.OP_ID} requires parameter(s): {', '.join(missing)}")
+        return cls(**kwargs)
+
+    def summary(self) -> str:
+        name = self.OP_ID.removeprefix("OP_")
+        if self.SUMMARY_FIELD:
+            return f"{name}({getattr(self, self.SUMMARY_FIELD)})"
+        return name
+
+
+def _check_type(op_id: str, key: str, value: Any, hint: Any) -> Any:
+    """Accept ``value`` if it matches ``hint`` (basic JSON types, Optional, list, dict)."""
+    if _matches(value, hint):
+        # JSON gives ints for floats sometimes; normalise
+        if hint is float and isinstance(value, int):
+            return float(value)
+        return value
+    raise ParameterError(
+        f"parameter '{key}' of {op_id} has invalid value {value!r}: expected {_describe(hint)}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (inner,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_matches(v, inner) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if origin is list:
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))
+
+
+def opcode_from_dict(data: dict[str, Any]) -> OpCode:
+    op_id = data.get("OP_ID") if isinstance(data, dict) else None
+    cls = _REGISTRY.get(str(op_id))
+    if cls is None:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ParameterError(f"unknown opcode {op_id!r}; known: {known}")
+    return cls.from_dict(data)

@@ -1,0 +1,137 @@
+"""The opcodes Herd understands, with Ganeti's OP_IDs and field names."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from herd.opcodes.base import OpCode
+
+# pylint: disable=too-many-instance-attributes
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpTestDelay(OpCode):
+    """Sleep, optionally holding locks: Ganeti's gnt-debug delay, used for tests and benchmarks."""
+
+    OP_ID = "OP_TEST_DELAY"
+    duration: float
+    on_master: bool = True
+    on_nodes: list[str] = dataclasses.field(default_factory=list)
+    repeat: int = 0
+    fail: bool = False
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpClusterModify(OpCode):
+    OP_ID = "OP_CLUSTER_SET_PARAMS"
+    hvparams: dict[str, Any] | None = None
+    beparams: dict[str, Any] | None = None
+    nicparams: dict[str, Any] | None = None
+    ndparams: dict[str, Any] | None = None
+    osparams: dict[str, Any] | None = None
+    mac_prefix: str | None = None
+    candidate_pool_size: int | None = None
+    enabled_hypervisors: list[str] | None = None
+    enabled_disk_templates: list[str] | None = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpClusterVerify(OpCode):
+    OP_ID = "OP_CLUSTER_VERIFY"
+    skip_checks: list[str] = dataclasses.field(default_factory=list)
+    verbose: bool = False
+    error_codes: bool = False
+    debug_simulate_errors: bool = False
+    ignore_errors: list[str] = dataclasses.field(default_factory=list)
+    group_name: str | None = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpInstanceCreate(OpCode):
+    OP_ID = "OP_INSTANCE_CREATE"
+    SUMMARY_FIELD = "instance_name"
+    instance_name: str
+    mode: str = "create"
+    os_type: str | None = None
+    osparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    disk_template: str
+    disks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    nics: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    pnode: str | None = None
+    snode: str | None = None
+    iallocator: str | None = None
+    hypervisor: str | None = None
+    hvparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    beparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    start: bool = True
+    no_install: bool = False
+    ip_check: bool = True
+    name_check: bool = True
+    wait_for_sync: bool = True
+    file_storage_dir: str | None = None
+    file_driver: str | None = None
+    tags: list[str] = dataclasses.field(default_factory=list)
+    force_variant: bool = False
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpInstanceRemove(OpCode):
+    OP_ID = "OP_INSTANCE_REMOVE"
+    SUMMARY_FIELD = "instance_name"
+    instance_name: str
+    ignore_failures: bool = False
+    shutdown_timeout: int = 120
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpInstanceStartup(OpCode):
+    OP_ID = "OP_INSTANCE_STARTUP"
+    SUMMARY_FIELD = "instance_name"
+    instance_name: str
+    force: bool = False
+    ignore_offline_nodes: bool = False
+    hvparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    beparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    no_remember: bool = False
+    startup_paused: bool = False
+    shutdown_timeout: int = 120
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpInstanceShutdown(OpCode):
+    OP_ID = "OP_INSTANCE_SHUTDOWN"
+    SUMMARY_FIELD = "instance_name"
+    instance_name: str
+    force: bool = False
+    ignore_offline_nodes: bool = False
+    timeout: int = 120
+    no_remember: bool = False
+    admin_state_source: str | None = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpInstanceReboot(OpCode):
+    OP_ID = "OP_INSTANCE_REBOOT"
+    SUMMARY_FIELD = "instance_name"
+    instance_name: str
+    ignore_secondaries: bool = False
+    reboot_type: str = "hard"
+    shutdown_timeout: int = 120
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpInstanceActivateDisks(OpCode):
+    OP_ID = "OP_INSTANCE_ACTIVATE_DISKS"
+    SUMMARY_FIELD = "instance_name"
+    instance_name: str
+    ignore_size: bool = False
+    wait_for_sync: bool = False
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpInstanceDeactivateDisks(OpCode):
+    OP_ID = "OP_INSTANCE_DEACTIVATE_DISKS"
+    SUMMARY_FIELD = "instance_name"
+    instance_name: str
+    force: bool = False

@@ -1,0 +1,116 @@
+"""The master's typed client for node RPC (HTTPS with mutual TLS).
+
+One method per node operation, so that call sites name what they ask and the wire format lives
+here only. Connections are pooled and kept alive: a job that talks to a node several times pays
+for one TLS handshake.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from herd import errors
+from herd.objects import Node
+from herd.paths import HerdPaths
+from herd.rpc import tls
+
+DEFAULT_TIMEOUT = 60.0
+
+
+class NodeClient:
+    def __init__(self, http: httpx.AsyncClient, node_name: str, address: str, port: int) -> None:
+        self._http = http
+        self.node_name = node_name
+        self.base = f"https://{address}:{port}"
+
+    async def call(self, method: str, timeout: float = DEFAULT_TIMEOUT, **args: Any) -> Any:
+        try:
+            resp = await self._http.post(f"{self.base}/rpc/{method}", json=args, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise errors.RpcError(
+                f"node {self.node_name} ({self.base}) unreachable for '{method}': "
+                f"{type(exc).__name__}: {exc}") from None
+        try:
+            body = resp.json()
+        except ValueError:
+            raise errors.RpcError(f"node {self.node_name}: invalid answer to '{method}' "
+                                  f"(HTTP {resp.status_code})") from None
+        if not body.get("ok"):
+            raise errors.from_dict(body.get("error") or {})
+        return body.get("result")
+
+    # -- node ---------------------------------------------------------------------------------
+    async def node_info(self) -> dict[str, Any]:
+        return await self.call("node_info")
+
+    async def ping(self) -> dict[str, Any]:
+        return await self.call("ping", timeout=10)
+
+    # -- instances ----------------------------------------------------------------------------
+    async def instance_start(self, spec: dict[str, Any], paused: bool = False) -> dict[str, Any]:
+        return await self.call("instance_start", spec=spec, paused=paused, timeout=120)
+
+    async def instance_stop(self, name: str, timeout: float) -> None:
+        await self.call("instance_stop", name=name, stop_timeout=timeout, timeout=timeout + 60)
+
+    async def instance_reboot(self, name: str, reboot_type: str, spec: dict[str, Any],
+                              shutdown_timeout: float) -> None:
+        await self.call("instance_reboot", name=name, reboot_type=reboot_type, spec=spec,
+                        shutdown_timeout=shutdown_timeout, timeout=shutdown_timeout + 120)
+
+    async def instance_resume(self, name: str) -> None:
+        await self.call("instance_resume", name=name)
+
+    async def instance_list(self) -> list[dict[str, Any]]:
+        return await self.call("instance_list", timeout=30)
+
+    async def instance_info(self, name: str) -> dict[str, Any] | None:
+        return await self.call("instance_info", name=name, timeout=30)
+
+    # -- storage ------------------------------------------------------------------------------
+    async def disks_create(self, disks: list[dict[str, Any]]) -> list[str]:
+        return await self.call("disks_create", disks=disks, timeout=600)
+
+    async def disks_remove(self, disks: list[dict[str, Any]]) -> None:
+        await self.call("disks_remove", disks=disks, timeout=120)
+
+    async def disks_check(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await self.call("disks_check", disks=disks, timeout=60)
+
+    # -- OS definitions -----------------------------------------------------------------------
+    async def os_diagnose(self) -> list[dict[str, Any]]:
+        return await self.call("os_diagnose", timeout=30)
+
+    async def os_run(self, script: str, os_name: str, instance: dict[str, Any],
+                     extra_env: dict[str, str] | None = None, timeout: float = 3600) -> None:
+        await self.call("os_run", script=script, os_name=os_name, instance=instance,
+                        extra_env=extra_env or {}, timeout=timeout + 30)
+
+
+class RpcRunner:
+    """Hands out clients for nodes of the config, sharing one connection pool."""
+
+    def __init__(self, paths: HerdPaths, port: int) -> None:
+        self.paths = paths
+        self.port = port
+        self._http: httpx.AsyncClient | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                verify=tls.client_context(self.paths), timeout=DEFAULT_TIMEOUT,
+                limits=httpx.Limits(max_keepalive_connections=32, keepalive_expiry=60))
+        return self._http
+
+    def node(self, node: Node) -> NodeClient:
+        return NodeClient(self._client(), node.name, node.primary_ip, self.port)
+
+    def address(self, name: str, address: str) -> NodeClient:
+        return NodeClient(self._client(), name, address, self.port)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
