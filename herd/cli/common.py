@@ -54,8 +54,10 @@ def op_common(opts: Any) -> dict[str, Any]:
 
 
 def print_feedback(entry: Sequence[Any]) -> None:
-    _serial, _op_index, ts, _kind, message = entry
-    print(f"{time.ctime(ts)} {message}", flush=True)
+    """Print a job log entry as Ganeti does; errors are left to the command's final line."""
+    _serial, _op_index, ts, kind, message = entry
+    if kind != "error":
+        print(f"{time.ctime(ts)} {message}", flush=True)
 
 
 def wait_for_job(client: MasterClient, job_id: int,

@@ -55,7 +55,7 @@ class JobExecutor:
                     op.end_ts = now
             job.status, job.end_ts = q.ERROR, now
             self.queue.save(job)
-            self.queue.append_log(job.id, 0, "message", f"Error: {LOST_MESSAGE}")
+            self.queue.append_log(job.id, 0, "error", f"Error: {LOST_MESSAGE}")
             log.warning("job %s marked as failed: it was running when masterd stopped", job.id)
 
     async def shutdown(self) -> None:
@@ -155,8 +155,8 @@ class JobExecutor:
             self._set_status(job, q.ERROR)
 
     async def _run_op(self, job: q.Job, index: int, state: q.OpState, op: OpCode) -> bool:
-        def feedback(message: str) -> None:
-            self.queue.append_log(job.id, index, "message", message)
+        def feedback(message: str, kind: str = "message") -> None:
+            self.queue.append_log(job.id, index, kind, message)
             self._notify(job.id)
 
         state.start_ts = time.time()
@@ -182,7 +182,7 @@ class JobExecutor:
                 log.exception("opcode %s of job %s failed unexpectedly", op.OP_ID, job.id)
             state.status, state.result, state.end_ts = q.ERROR, encode_error(exc), time.time()
             message = exc.message if isinstance(exc, errors.HerdError) else str(exc)
-            feedback(f"Error: {message}")
+            feedback(f"Error: {message}", "error")
             return False
         finally:
             if lu is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import stat
 import time
 from pathlib import Path
@@ -214,14 +213,19 @@ def test_run_script_timeout_kills_group(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 5
     child = int(pidfile.read_text())
     deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
+    while time.monotonic() < deadline and _alive(child):
         time.sleep(0.05)
-    else:
+    if _alive(child):
         pytest.fail("background child of the script survived the timeout")
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` runs; an orphaned zombie (unreaped by a container's PID 1) is dead."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
 
 
 # -- the bundled busybox OS definition, for real -------------------------------------------------
