@@ -1,7 +1,8 @@
 """Sizes as Ganeti writes them: a number with an optional unit, counted in MiB.
 
 ``512`` and ``512M`` are 512 MiB, ``10G`` is 10240 MiB, ``1.5T`` is 1572864 MiB. Ganeti rounds
-fractional MiB up to a multiple of 4; Herd does the same so that sizes match between the two.
+every size up to a whole multiple of 4 MiB (``125`` is 128); Herd does the same so that sizes
+match between the two.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def parse_size(value: str | int | float, what: str = "size") -> int:
 
 def _round(mib: float) -> int:
     whole = math.ceil(mib)
-    if whole != mib and whole % 4:
+    if whole % 4:
         whole += 4 - whole % 4
     return whole
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 import sys
 import time
@@ -14,7 +15,7 @@ from herd.cli.formatting import format_info
 from herd.cli.options import HerdArgumentParser, add_common_options, keyval_type
 from herd.config.facts import read_facts
 from herd.daemons import util as daemon_util
-from herd.logic import bootstrap
+from herd.logic import bootstrap, failover
 
 PROG = "gnt-cluster"
 
@@ -143,8 +144,54 @@ def cmd_modify(opts: Any) -> int:
     return 0
 
 
-def cmd_queue(opts: Any) -> int:
-    raise errors.OpPrereqError("queue draining is not supported yet")
+def cmd_master_failover(opts: Any) -> int:
+    old = failover.master_failover(paths.current(), opts.no_voting,
+                                   lambda text: print(text, flush=True))
+    print(f"Master role moved from {old} to this node")
+    return 0
+
+
+def cmd_redist_conf(opts: Any) -> int:
+    submit_or_run(opts, [{"OP_ID": "OP_CLUSTER_REDIST_CONF"}])
+    return 0
+
+
+def cmd_command(opts: Any) -> int:
+    command = " ".join(opts.command_args)
+    with MasterClient(timeout=opts.timeout + 60) as client:
+        results = client.call("node_command", command=command, nodes=opts.nodes or None,
+                              timeout=opts.timeout)
+    failed = False
+    for result in results:
+        print("------------------------------------------------")
+        print(f"node: {result['node']}")
+        print(result["output"], end="" if result["output"].endswith("\n") else "\n")
+        print(f"return code = {result['exit_code']}")
+        failed = failed or result["exit_code"] != 0
+    return 1 if failed else 0
+
+
+def cmd_copyfile(opts: Any) -> int:
+    import base64
+    import os
+
+    path = os.path.abspath(opts.file)
+    try:
+        with open(path, "rb") as handle:
+            content = base64.b64encode(handle.read()).decode()
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise errors.ParameterError(f"cannot read '{opts.file}': {exc.strerror}") from None
+    root = str(paths.current().root)
+    rel = os.path.relpath(path, root) if root != "/" and path.startswith(root) else path
+    with MasterClient() as client:
+        results = client.call("node_copyfile", path=rel, content=content, mode=mode,
+                              nodes=opts.nodes or None)
+    failed = [r for r in results if r["error"]]
+    for result in failed:
+        print(f"Copy of file {path} to node {result['node']} failed: {result['error']}",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 def build_parser() -> HerdArgumentParser:
@@ -200,6 +247,26 @@ def build_parser() -> HerdArgumentParser:
     modify.add_argument("-O", "--os-parameters", dest="os_parameters", default=None,
                         metavar="OS:PARAMS")
     modify.set_defaults(func=cmd_modify)
+    mf = sub.add_parser("master-failover", help="make this master candidate the master")
+    mf.add_argument("--no-voting", dest="no_voting", action="store_true",
+                    help="do not ask the other nodes (when most of them are gone)")
+    mf.add_argument("--yes-do-it", dest="yes_do_it", action="store_true")
+    mf.set_defaults(func=cmd_master_failover)
+
+    redist = sub.add_parser("redist-conf", help="push the configuration to all nodes")
+    add_common_options(redist, "submit", "print_jobid", "priority")
+    redist.set_defaults(func=cmd_redist_conf)
+
+    command = sub.add_parser("command", help="run a command on all (or some) nodes")
+    command.add_argument("-n", "--node", dest="nodes", action="append", default=[])
+    command.add_argument("--timeout", type=float, default=300)
+    command.add_argument("command_args", nargs=argparse.REMAINDER, metavar="COMMAND")
+    command.set_defaults(func=cmd_command)
+
+    copyfile = sub.add_parser("copyfile", help="copy a file to all (or some) other nodes")
+    copyfile.add_argument("-n", "--node", dest="nodes", action="append", default=[])
+    copyfile.add_argument("file")
+    copyfile.set_defaults(func=cmd_copyfile)
     return parser
 
 

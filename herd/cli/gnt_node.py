@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
+from herd import errors
 from herd.cli.client import MasterClient
-from herd.cli.common import print_list, run_command
+from herd.cli.common import print_list, run_command, submit_or_run
 from herd.cli.formatting import format_info
-from herd.cli.options import LIST_OPTIONS, HerdArgumentParser, add_common_options
+from herd.cli.options import JOB_OPTIONS, LIST_OPTIONS, HerdArgumentParser, add_common_options
 
 PROG = "gnt-node"
 
@@ -77,6 +79,46 @@ def cmd_info(opts: Any) -> int:
     return 0
 
 
+def _yes_no(value: str | None, option: str) -> bool | None:
+    if value is None:
+        return None
+    if value.lower() in ("yes", "true"):
+        return True
+    if value.lower() in ("no", "false"):
+        return False
+    raise errors.ParameterError(f"invalid value '{value}' for {option}: expected yes or no")
+
+
+def cmd_add(opts: Any) -> int:
+    token = opts.join_token or os.environ.get("HERD_JOIN_TOKEN")
+    op: dict[str, Any] = {"OP_ID": "OP_NODE_ADD", "node_name": opts.node,
+                          "secondary_ip": opts.secondary_ip, "readd": opts.readd,
+                          "group": opts.nodegroup, "join_token": token,
+                          "master_capable": _yes_no(opts.master_capable, "--master-capable"),
+                          "vm_capable": _yes_no(opts.vm_capable, "--vm-capable")}
+    submit_or_run(opts, [op])
+    return 0
+
+
+def cmd_remove(opts: Any) -> int:
+    submit_or_run(opts, [{"OP_ID": "OP_NODE_REMOVE", "node_name": opts.node}])
+    return 0
+
+
+def cmd_modify(opts: Any) -> int:
+    op: dict[str, Any] = {"OP_ID": "OP_NODE_SET_PARAMS", "node_name": opts.node,
+                          "force": opts.force, "auto_promote": opts.auto_promote,
+                          "offline": _yes_no(opts.offline, "--offline"),
+                          "drained": _yes_no(opts.drained, "--drained"),
+                          "master_candidate": _yes_no(opts.master_candidate,
+                                                      "--master-candidate"),
+                          "master_capable": _yes_no(opts.master_capable, "--master-capable"),
+                          "vm_capable": _yes_no(opts.vm_capable, "--vm-capable"),
+                          "secondary_ip": opts.secondary_ip}
+    submit_or_run(opts, [op])
+    return 0
+
+
 def build_parser() -> HerdArgumentParser:
     parser = HerdArgumentParser(prog=PROG, description="Node operations")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -89,6 +131,37 @@ def build_parser() -> HerdArgumentParser:
     info = sub.add_parser("info", help="show detailed information")
     info.add_argument("nodes", nargs="*")
     info.set_defaults(func=cmd_info)
+
+    add = sub.add_parser("add", help="add a node (give the token herd-join-token printed on it)")
+    add.add_argument("node")
+    add.add_argument("-s", "--secondary-ip", dest="secondary_ip", default=None)
+    add.add_argument("--join-token", dest="join_token", default=None,
+                     help="the token printed by herd-join-token on the new node "
+                          "(or set HERD_JOIN_TOKEN)")
+    add.add_argument("--readd", action="store_true")
+    add.add_argument("-g", "--node-group", dest="nodegroup", default=None)
+    add.add_argument("--master-capable", dest="master_capable", default=None)
+    add.add_argument("--vm-capable", dest="vm_capable", default=None)
+    add_common_options(add, *JOB_OPTIONS)
+    add.set_defaults(func=cmd_add)
+
+    remove = sub.add_parser("remove", help="remove a node without instances")
+    remove.add_argument("node")
+    add_common_options(remove, *JOB_OPTIONS)
+    remove.set_defaults(func=cmd_remove)
+
+    modify = sub.add_parser("modify", help="change a node's role or parameters")
+    modify.add_argument("node")
+    modify.add_argument("-O", "--offline", dest="offline", default=None, metavar="yes|no")
+    modify.add_argument("-D", "--drained", dest="drained", default=None, metavar="yes|no")
+    modify.add_argument("-C", "--master-candidate", dest="master_candidate", default=None,
+                        metavar="yes|no")
+    modify.add_argument("--master-capable", dest="master_capable", default=None)
+    modify.add_argument("--vm-capable", dest="vm_capable", default=None)
+    modify.add_argument("-s", "--secondary-ip", dest="secondary_ip", default=None)
+    modify.add_argument("--auto-promote", dest="auto_promote", action="store_true")
+    add_common_options(modify, "force", *JOB_OPTIONS)
+    modify.set_defaults(func=cmd_modify)
     return parser
 
 

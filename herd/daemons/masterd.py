@@ -14,7 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from herd import errors, paths
+from herd.config import vote
 from herd.config.facts import write_facts
+from herd.config.replication import Replicator
 from herd.config.store import ConfigStore
 from herd.daemons.common import install_stop_handlers, pid_file, setup_logging
 from herd.jobs.executor import JobExecutor
@@ -22,6 +24,7 @@ from herd.jobs.locking import LockManager
 from herd.jobs.queue import JobQueue
 from herd.logic import query
 from herd.logic.base import MasterContext
+from herd.network import masterip
 from herd.objects import ConfigData
 from herd.rpc import master_protocol as proto
 from herd.rpc.client import RpcRunner
@@ -37,9 +40,12 @@ class MasterDaemon:
         self.config = ConfigStore.load(p.config_file)
         self.queue = JobQueue(p.queue_db)
         self.rpc = RpcRunner(p, self.config.data.cluster.noded_port)
-        self.ctx = MasterContext(paths=p, config=self.config, locks=LockManager(), rpc=self.rpc)
+        self.replicator = Replicator(p, self.rpc)
+        self.ctx = MasterContext(paths=p, config=self.config, locks=LockManager(), rpc=self.rpc,
+                                 replicator=self.replicator)
         self.executor = JobExecutor(self.queue, self.ctx)
         self.config.add_listener(self._write_facts)
+        self.config.add_listener(self.replicator.on_save)
         self.handlers: dict[str, Handler] = {
             "ping": self.h_ping,
             "submit_job": self.h_submit_job,
@@ -54,6 +60,8 @@ class MasterDaemon:
             "query_cluster": self.h_query_cluster,
             "query_os": self.h_query_os,
             "query_locks": self.h_query_locks,
+            "node_command": self.h_node_command,
+            "node_copyfile": self.h_node_copyfile,
         }
 
     async def _write_facts(self, cfg: ConfigData) -> None:
@@ -119,6 +127,35 @@ class MasterDaemon:
     async def h_query_locks(self) -> list[Any]:
         return self.ctx.locks.held()
 
+    def _target_nodes(self, names: list[str] | None) -> list[Any]:
+        cfg = self.config.data
+        nodes = [cfg.get_node(n) for n in names] if names else \
+            sorted(cfg.nodes.values(), key=lambda n: n.name)
+        return [n for n in nodes if not n.offline]
+
+    async def h_node_command(self, command: str, nodes: list[str] | None = None,
+                             timeout: float = 300) -> list[dict[str, Any]]:
+        async def one(node: Any) -> dict[str, Any]:
+            try:
+                result = await self.rpc.node(node).run_command(command, timeout)
+            except errors.HerdError as exc:
+                result = {"exit_code": None, "output": f"error: {exc.message}\n"}
+            return {"node": node.name, **result}
+        return list(await asyncio.gather(*(one(n) for n in self._target_nodes(nodes))))
+
+    async def h_node_copyfile(self, path: str, content: str, mode: int,
+                              nodes: list[str] | None = None) -> list[dict[str, Any]]:
+        master = self.config.data.master.name
+        targets = [n for n in self._target_nodes(nodes) if n.name != master]
+
+        async def one(node: Any) -> dict[str, Any]:
+            try:
+                await self.rpc.node(node).file_upload(path, content, mode)
+            except errors.HerdError as exc:
+                return {"node": node.name, "error": exc.message}
+            return {"node": node.name, "error": None}
+        return list(await asyncio.gather(*(one(n) for n in targets)))
+
     # -- socket server ------------------------------------------------------------------------
     async def handle_client(self, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
@@ -148,10 +185,44 @@ class MasterDaemon:
             return {"ok": False, "error": errors.HerdError(f"{type(exc).__name__}: {exc}")
                     .to_dict()}
 
-    async def run(self) -> None:
+    async def confirm_master(self, me: str, no_voting: bool) -> None:
+        """Refuse to run if another node took over while this one was away (see vote)."""
+        cfg = self.config.data
+        if cfg.master.name != me:
+            raise errors.OpPrereqError(f"this node ({me}) is not the master "
+                                       f"({cfg.master.name}); not starting masterd")
+        if no_voting or len(cfg.nodes) == 1:
+            return
+        votes = await vote.collect(self.rpc, cfg, me)
+        problem = vote.check_still_master(cfg, me, votes)
+        if problem is None:
+            return
+        best = vote.newest(votes)
+        if best is not None and best.answer and best.answer["config_serial"] > cfg.serial_no:
+            # step down for good: take the newer config, so this node knows the new master
+            newer = await self.rpc.node(cfg.get_node(best.node)).config_download()
+            if newer:
+                self.config.data = ConfigData.from_dict(newer)
+                self.config.write()
+                write_facts(self.paths, self.config.data)
+        await asyncio.to_thread(masterip.deactivate, cfg.cluster.master_netdev,
+                                cfg.cluster.master_ip, cfg.cluster.master_netmask)
+        raise errors.OpPrereqError(f"not starting masterd on {me}: {problem}")
+
+    async def run(self, me: str, no_voting: bool = False) -> None:
         stop = asyncio.Event()
         install_stop_handlers(stop)
+        try:
+            await self.confirm_master(me, no_voting)
+        except BaseException:
+            await self.rpc.close()
+            raise
+        cluster = self.config.data.cluster
+        await asyncio.to_thread(masterip.activate, cluster.master_netdev, cluster.master_ip,
+                                cluster.master_netmask)
         self.executor.recover()
+        # bring every node up to date with the config this master starts from
+        asyncio.get_running_loop().create_task(self.replicator.push(self.config.data))
         sock = self.paths.master_socket
         sock.unlink(missing_ok=True)
         server = await asyncio.start_unix_server(self.handle_client, path=str(sock),
@@ -162,6 +233,9 @@ class MasterDaemon:
             await stop.wait()
         log.info("masterd stopping")
         await self.executor.shutdown()
+        await self.replicator.close()
+        await asyncio.to_thread(masterip.deactivate, cluster.master_netdev, cluster.master_ip,
+                                cluster.master_netmask)
         await self.rpc.close()
         self.queue.close()
         sock.unlink(missing_ok=True)
@@ -170,6 +244,8 @@ class MasterDaemon:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="herd-masterd", description=__doc__)
     parser.add_argument("-d", "--debug", action="store_true")
+    parser.add_argument("--no-voting", action="store_true",
+                        help="start without asking the other nodes (most of them are gone)")
     args = parser.parse_args()
     p = paths.current()
     setup_logging(p.daemon_log("masterd"), args.debug)
@@ -177,11 +253,9 @@ def main() -> None:
         with pid_file(p.pid_file("masterd"), "herd-masterd"):
             daemon = MasterDaemon(p)
             me = (p.data_dir / "node-name").read_text().strip()
-            if daemon.config.data.master.name != me:
-                raise SystemExit(f"this node ({me}) is not the master "
-                                 f"({daemon.config.data.master.name}); not starting masterd")
-            asyncio.run(daemon.run())
+            asyncio.run(daemon.run(me, args.no_voting))
     except errors.HerdError as exc:
+        log.error("%s", exc.message)
         raise SystemExit(f"herd-masterd: {exc.message}") from None
 
 

@@ -14,6 +14,7 @@ from herd import paths
 from herd.daemons.common import install_stop_handlers, pid_file, setup_logging
 from herd.node.service import NodeService
 from herd.objects.cluster import NODED_PORT
+from herd.rpc.join import build_join_app, ensure_join_material
 from herd.rpc.server import build_app
 
 log = logging.getLogger("herd.noded")
@@ -26,13 +27,27 @@ def default_port(p: paths.HerdPaths) -> int:
         return NODED_PORT
 
 
+def in_cluster(p: paths.HerdPaths) -> bool:
+    return p.node_cert.exists() and p.ca_cert.exists()
+
+
 async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
-    service = NodeService(p)
+    if in_cluster(p):
+        service = NodeService(p)
+        app = build_app(service)
+        tls_args: dict[str, object] = dict(
+            ssl_certfile=str(p.node_cert), ssl_keyfile=str(p.node_key),
+            ssl_ca_certs=str(p.ca_cert), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    else:
+        # not in a cluster yet: wait to be joined (see herd.rpc.join)
+        ensure_join_material(p)
+        app = build_join_app(p)
+        tls_args = dict(ssl_certfile=str(p.ssl_dir / "join.pem"),
+                        ssl_keyfile=str(p.ssl_dir / "join.key"))
+        log.info("no cluster certificate: waiting to join (token: herd-join-token)")
     config = uvicorn.Config(
-        build_app(service), host=bind, port=port, log_level="warning", access_log=False,
-        ssl_certfile=str(p.node_cert), ssl_keyfile=str(p.node_key),
-        ssl_ca_certs=str(p.ca_cert), ssl_cert_reqs=ssl.CERT_REQUIRED,
-        lifespan="off", ws="websockets", ws_ping_interval=None)
+        app, host=bind, port=port, log_level="warning", access_log=False,
+        lifespan="off", ws="websockets", ws_ping_interval=None, **tls_args)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     stop = asyncio.Event()

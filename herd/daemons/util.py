@@ -47,7 +47,8 @@ def _ready(p: paths.HerdPaths, daemon: str, port: int) -> bool:
     return True
 
 
-def start(p: paths.HerdPaths, daemon: str, port: int = 1811) -> int:
+def start(p: paths.HerdPaths, daemon: str, port: int = 1811,
+          extra_args: tuple[str, ...] = ()) -> int:
     """Start ``daemon`` unless it runs; return its pid once it is ready."""
     pid = is_running(p, daemon)
     if pid:
@@ -55,8 +56,9 @@ def start(p: paths.HerdPaths, daemon: str, port: int = 1811) -> int:
     p.ensure()
     log = open(p.daemon_log(daemon), "ab")  # noqa: SIM115 - handed to the child
     env = dict(os.environ, HERD_ROOT=str(p.root))
-    proc = subprocess.Popen(_executable(daemon), stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=log, env=env, start_new_session=True, close_fds=True)
+    proc = subprocess.Popen([*_executable(daemon), *extra_args], stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=log, env=env, start_new_session=True,
+                            close_fds=True)
     log.close()
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:

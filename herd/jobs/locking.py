@@ -85,7 +85,9 @@ class LockManager:
         wanted: dict[tuple[int, int, str], bool] = {}
         for req in requests:
             if req.name == ALL:
-                keys = [((req.level, 0, ""), req.shared)]
+                # always exclusive: a shared level lock would not exclude single-name
+                # holders, which take it shared whatever their mode
+                keys = [((req.level, 0, ""), False)]
             else:
                 keys = [((req.level, 0, ""), True), ((req.level, 1, req.name), req.shared)]
             for key, shared in keys:

@@ -16,6 +16,7 @@ from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
 from herd.opcodes import OpCode
 
 if TYPE_CHECKING:
+    from herd.config.replication import Replicator
     from herd.config.store import ConfigStore
     from herd.jobs.locking import LockManager
     from herd.paths import HerdPaths
@@ -33,6 +34,7 @@ class MasterContext:
     config: ConfigStore
     locks: LockManager
     rpc: RpcRunner
+    replicator: Replicator | None = None
 
 
 _LU_REGISTRY: dict[str, type[LogicalUnit[Any]]] = {}

@@ -107,6 +107,10 @@ def init_cluster(p: HerdPaths, cluster_name: str, node_name: str, *,
     data = ConfigData(cluster=cluster, nodegroups={group.uuid: group}, nodes={node.uuid: node})
 
     p.ensure()
+    daemon_util.stop(p, "noded")  # a noded waiting to join must make way for the cluster's
+    for name in ("join.pem", "join.key"):
+        (p.ssl_dir / name).unlink(missing_ok=True)
+    (p.data_dir / "join-token").unlink(missing_ok=True)
     try:
         ca_cert, ca_key = tls.create_ca(cluster_name)
         tls.write_pair(p.ca_cert, p.ca_key, ca_cert, ca_key)

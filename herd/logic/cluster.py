@@ -10,6 +10,7 @@ from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
 from herd.logic.base import LogicalUnit
 from herd.logic.specs import hypervisor_class
 from herd.network import mac as macs
+from herd.node.cluster_files import ClusterFiles
 from herd.objects import params
 from herd.opcodes import OpClusterModify, OpClusterVerify
 
@@ -117,6 +118,7 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
                 self.error(f"node {node.name}: unreachable or failing: {exc.message}")
                 continue
             self._verify_node(node.name, infos[node.uuid])
+            await self._verify_node_files(node)
         self.feedback("* Verifying instance status")
         for inst in cfg.instances.values():
             pnode = cfg.nodes.get(inst.primary_node)
@@ -175,6 +177,43 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
                 self.error(f"instance {inst.name}: {exc.message}")
         digest = hashlib.sha256(self.ctx.config.path.read_bytes()).hexdigest()
         self.feedback(f"  config serial {cfg.serial_no}, checksum {digest[:16]}")
+
+    def _distributed_files(self, candidate: bool) -> list[str]:
+        p = self.ctx.paths
+        files = [p.ca_cert]
+        if p.rapi_users_file.exists():
+            files.append(p.rapi_users_file)
+        if candidate:
+            files += [p.config_file, p.ca_key, p.rapi_cert, p.rapi_key]
+        return [str(f.relative_to(p.root)) for f in files]
+
+    async def _verify_node_files(self, node: Any) -> None:
+        """Config serial and checksums of the files the master distributes."""
+        cfg = self.cfg
+        if node.uuid == cfg.cluster.master_node:
+            return
+        rpc = self.ctx.rpc.node(node)
+        try:
+            info = await rpc.master_info()
+            wanted = self._distributed_files(node.master_candidate)
+            theirs = await rpc.files_checksums(wanted)
+        except errors.HerdError as exc:
+            self.error(f"node {node.name}: cannot check its files: {exc.message}")
+            return
+        if info.get("master_node") != cfg.master.name:
+            self.error(f"node {node.name}: believes the master is {info.get('master_node')}, "
+                       f"not {cfg.master.name}")
+        serial = info.get("config_serial") if node.master_candidate else info.get("serial_no")
+        if serial != cfg.serial_no:
+            self.error(f"node {node.name}: configuration serial {serial}, master has "
+                       f"{cfg.serial_no} (gnt-cluster redist-conf pushes it)")
+        ours = ClusterFiles(self.ctx.paths).checksums(wanted)
+        for rel in wanted:
+            if theirs.get(rel) is None:
+                self.error(f"node {node.name}: file /{rel} is missing")
+            elif theirs[rel] != ours[rel]:
+                self.error(f"node {node.name}: file /{rel} differs from the master's copy "
+                           "(checksum mismatch)")
 
     def _verify_node(self, name: str, info: dict[str, Any]) -> None:
         hv = info.get("hypervisor", {})

@@ -17,6 +17,7 @@ from typing import Any
 
 from herd import errors
 from herd.hypervisor import base as hvbase
+from herd.node.cluster_files import ClusterFiles
 from herd.node.facts import node_facts
 from herd.paths import HerdPaths
 from herd.storage.file import FileStorage
@@ -29,6 +30,7 @@ class NodeService:
         self.paths = paths
         self.storage = FileStorage(paths)
         self._hypervisors: dict[str, hvbase.Hypervisor] = {}
+        self.files = ClusterFiles(paths)
         self.started = time.time()
 
     def hypervisor(self, name: str = "kvm") -> hvbase.Hypervisor:
@@ -49,6 +51,60 @@ class NodeService:
         # the first call may probe /dev/kvm (seconds): keep it off the event loop
         hv_facts = await asyncio.to_thread(hv.node_facts)
         return node_facts(self.storage, hv_facts, used)
+
+    # -- cluster membership and files ---------------------------------------------------------
+    async def master_info(self) -> dict[str, Any]:
+        return self.files.master_info()
+
+    async def config_upload(self, config: dict[str, Any], facts: dict[str, Any],
+                            ssl: dict[str, str] | None = None, force: bool = False) -> int:
+        return self.files.config_upload(config, facts, ssl, force)
+
+    async def facts_upload(self, facts: dict[str, Any], drop_config: bool = False,
+                           force: bool = False) -> int:
+        if drop_config:
+            self.files.drop_config()
+        return self.files.facts_upload(facts, force)
+
+    async def config_download(self) -> dict[str, Any] | None:
+        return self.files.config_download()
+
+    async def files_checksums(self, paths: list[str]) -> dict[str, str | None]:
+        return self.files.checksums(paths)
+
+    async def file_upload(self, path: str, content: str, mode: int = 0o644) -> None:
+        self.files.file_upload(path, content, mode)
+
+    async def run_command(self, command: str, command_timeout: float = 300) -> dict[str, Any]:
+        """gnt-cluster command: run a shell command as root on this node (admins only: the
+        caller holds a cluster certificate)."""
+        proc = await asyncio.create_subprocess_shell(
+            command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), command_timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return {"exit_code": -9,
+                    "output": f"command timed out after {command_timeout:g} s"}
+        return {"exit_code": proc.returncode, "output": out.decode(errors="replace")}
+
+    async def master_demote(self, netdev: str, address: str, netmask: int) -> None:
+        """Stop being master: stop masterd and drop the master IP (master failover)."""
+        from herd.daemons import util as daemon_util
+        from herd.network import masterip
+
+        await asyncio.to_thread(daemon_util.stop, self.paths, "masterd")
+        await asyncio.to_thread(masterip.deactivate, netdev, address, netmask)
+
+    async def node_leave(self) -> None:
+        """This node was removed from the cluster: forget it and wait to be joined again."""
+        from herd.logic.bootstrap import remove_cluster_files
+        from herd.rpc.join import _reexec
+
+        remove_cluster_files(self.paths)
+        asyncio.get_running_loop().call_later(0.2, _reexec)
 
     # -- disks --------------------------------------------------------------------------------
     def disk_path(self, disk: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from herd.opcodes.base import OpCode, opcode_from_dict
 from herd.opcodes.definitions import (
     OpClusterModify,
+    OpClusterRedistConf,
     OpClusterVerify,
     OpInstanceActivateDisks,
     OpInstanceCreate,
@@ -11,10 +12,27 @@ from herd.opcodes.definitions import (
     OpInstanceRemove,
     OpInstanceShutdown,
     OpInstanceStartup,
+    OpNodeAdd,
+    OpNodeRemove,
+    OpNodeSetParams,
     OpTestDelay,
 )
 
-__all__ = ["OpClusterModify", "OpClusterVerify", "OpCode", "OpInstanceActivateDisks",
-           "OpInstanceCreate", "OpInstanceDeactivateDisks", "OpInstanceReboot",
-           "OpInstanceRemove", "OpInstanceShutdown", "OpInstanceStartup", "OpTestDelay",
-           "opcode_from_dict"]
+__all__ = [
+    "OpClusterModify",
+    "OpClusterRedistConf",
+    "OpClusterVerify",
+    "OpCode",
+    "OpInstanceActivateDisks",
+    "OpInstanceCreate",
+    "OpInstanceDeactivateDisks",
+    "OpInstanceReboot",
+    "OpInstanceRemove",
+    "OpInstanceShutdown",
+    "OpInstanceStartup",
+    "OpNodeAdd",
+    "OpNodeRemove",
+    "OpNodeSetParams",
+    "OpTestDelay",
+    "opcode_from_dict",
+]

@@ -135,3 +135,48 @@ class OpInstanceDeactivateDisks(OpCode):
     SUMMARY_FIELD = "instance_name"
     instance_name: str
     force: bool = False
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpNodeAdd(OpCode):
+    OP_ID = "OP_NODE_ADD"
+    SUMMARY_FIELD = "node_name"
+    node_name: str
+    primary_ip: str | None = None
+    secondary_ip: str | None = None
+    readd: bool = False
+    group: str | None = None
+    master_capable: bool | None = None
+    vm_capable: bool | None = None
+    ndparams: dict[str, Any] | None = None
+    #: Herd: the token printed by herd-join-token on the new node (replaces Ganeti's SSH).
+    join_token: str | None = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpNodeRemove(OpCode):
+    OP_ID = "OP_NODE_REMOVE"
+    SUMMARY_FIELD = "node_name"
+    node_name: str
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpNodeSetParams(OpCode):
+    OP_ID = "OP_NODE_SET_PARAMS"
+    SUMMARY_FIELD = "node_name"
+    node_name: str
+    force: bool = False
+    master_candidate: bool | None = None
+    offline: bool | None = None
+    drained: bool | None = None
+    auto_promote: bool = False
+    master_capable: bool | None = None
+    vm_capable: bool | None = None
+    secondary_ip: str | None = None
+    ndparams: dict[str, Any] | None = None
+    powered: bool | None = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpClusterRedistConf(OpCode):
+    OP_ID = "OP_CLUSTER_REDIST_CONF"

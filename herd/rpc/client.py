@@ -48,6 +48,41 @@ class NodeClient:
     async def ping(self) -> dict[str, Any]:
         return await self.call("ping", timeout=10)
 
+    # -- cluster files and membership -------------------------------------------------------
+    async def master_info(self, timeout: float = 5.0) -> dict[str, Any]:
+        return await self.call("master_info", timeout=timeout)
+
+    async def config_upload(self, config: dict[str, Any], facts: dict[str, Any],
+                            ssl: dict[str, str] | None = None, force: bool = False,
+                            timeout: float = 10.0) -> int:
+        return await self.call("config_upload", config=config, facts=facts, ssl=ssl or {},
+                               force=force, timeout=timeout)
+
+    async def facts_upload(self, facts: dict[str, Any], drop_config: bool = False,
+                           force: bool = False, timeout: float = 10.0) -> int:
+        return await self.call("facts_upload", facts=facts, drop_config=drop_config,
+                               force=force, timeout=timeout)
+
+    async def config_download(self) -> dict[str, Any] | None:
+        return await self.call("config_download", timeout=15)
+
+    async def files_checksums(self, paths: list[str]) -> dict[str, str | None]:
+        return await self.call("files_checksums", paths=paths, timeout=15)
+
+    async def file_upload(self, path: str, content_b64: str, mode: int) -> None:
+        await self.call("file_upload", path=path, content=content_b64, mode=mode, timeout=60)
+
+    async def run_command(self, command: str, timeout: float) -> dict[str, Any]:
+        return await self.call("run_command", command=command, command_timeout=timeout,
+                               timeout=timeout + 10)
+
+    async def master_demote(self, netdev: str, address: str, netmask: int) -> None:
+        await self.call("master_demote", netdev=netdev, address=address, netmask=netmask,
+                        timeout=45)
+
+    async def node_leave(self) -> None:
+        await self.call("node_leave", timeout=10)
+
     # -- instances ----------------------------------------------------------------------------
     async def instance_start(self, spec: dict[str, Any], paused: bool = False) -> dict[str, Any]:
         return await self.call("instance_start", spec=spec, paused=paused, timeout=120)

@@ -30,6 +30,8 @@ RPC_METHODS = frozenset({
     "instance_start", "instance_stop", "instance_reboot", "instance_resume",
     "instance_list", "instance_info",
     "os_diagnose", "os_run",
+    "master_info", "config_upload", "facts_upload", "config_download", "files_checksums",
+    "file_upload", "run_command", "master_demote", "node_leave",
 })
 
 
