@@ -4,6 +4,7 @@ following them, and printing lists.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,9 @@ class CommandFailed(Exception):
 
 def run_command(prog: str, fn: Callable[[], int | None]) -> int:
     """Run a command; any Herd error becomes one line on stderr and exit code 1."""
+    # library modules log for daemons; a command says what matters itself
+    logging.getLogger("herd").addHandler(logging.NullHandler())
+    logging.getLogger("herd").propagate = False
     try:
         return fn() or 0
     except CommandFailed as exc:

@@ -22,7 +22,9 @@ def main() -> int:
         return 1
     token = ensure_join_material(p)
     try:
-        daemon_util.start(p, "noded", daemon_util.noded_port(p))
+        port = daemon_util.noded_port(p)
+        daemon_util.start(p, "noded", port)
+        daemon_util.wait_ready(p, "noded", port)
     except RuntimeError as exc:
         print(f"herd-join-token: {exc}", file=sys.stderr)
         return 1

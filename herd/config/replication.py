@@ -14,7 +14,7 @@ from typing import Any
 
 from herd import errors
 from herd.config.facts import facts_from_config
-from herd.node.cluster_files import CANDIDATE_SSL_FILES
+from herd.node.cluster_files import CANDIDATE_SSL_FILES, NODE_SSL_FILES
 from herd.objects import ConfigData, Node
 from herd.paths import HerdPaths
 from herd.rpc.client import RpcRunner
@@ -34,9 +34,9 @@ class Replicator:
         #: nodes that must drop their copy of the config (demoted candidates)
         self._demoted: set[str] = set()
 
-    def ssl_files(self) -> dict[str, str]:
+    def ssl_files(self, candidate: bool = True) -> dict[str, str]:
         out = {}
-        for name in CANDIDATE_SSL_FILES:
+        for name in (CANDIDATE_SSL_FILES if candidate else ()) + NODE_SSL_FILES:
             path = self.paths.ssl_dir / name
             if path.exists():
                 out[name] = path.read_text()
@@ -52,7 +52,7 @@ class Replicator:
             await client.config_upload(cfg.to_dict(), facts, self.ssl_files(), force=force)
         else:
             await client.facts_upload(facts, drop_config=node.uuid in self._demoted,
-                                      force=force)
+                                      force=force, ssl=self.ssl_files(candidate=False))
             self._demoted.discard(node.uuid)
 
     async def push(self, cfg: ConfigData, force: bool = False,

@@ -17,6 +17,8 @@ def setup_logging(log_file: Path, debug: bool = False) -> None:
     logging.basicConfig(
         filename=str(log_file), level=logging.DEBUG if debug else logging.INFO,
         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    # one line per HTTP request drowns what matters
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @contextlib.contextmanager

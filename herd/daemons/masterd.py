@@ -10,12 +10,13 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from herd import errors, paths
 from herd.config import vote
-from herd.config.facts import write_facts
+from herd.config.facts import facts_from_config, write_facts
 from herd.config.replication import Replicator
 from herd.config.store import ConfigStore
 from herd.daemons.common import install_stop_handlers, pid_file, setup_logging
@@ -25,6 +26,7 @@ from herd.jobs.queue import JobQueue
 from herd.logic import query
 from herd.logic.base import MasterContext
 from herd.network import masterip
+from herd.node.cluster_files import ClusterFiles
 from herd.objects import ConfigData
 from herd.rpc import master_protocol as proto
 from herd.rpc.client import RpcRunner
@@ -32,6 +34,12 @@ from herd.rpc.client import RpcRunner
 log = logging.getLogger("herd.masterd")
 
 Handler = Callable[..., Awaitable[Any]]
+#: Exit code of masterd when this node is not (or no longer) the master: not a failure.
+EXIT_NOT_MASTER = 11
+
+
+class NotMaster(errors.OpPrereqError):
+    code = "NotMaster"
 
 
 class MasterDaemon:
@@ -189,8 +197,8 @@ class MasterDaemon:
         """Refuse to run if another node took over while this one was away (see vote)."""
         cfg = self.config.data
         if cfg.master.name != me:
-            raise errors.OpPrereqError(f"this node ({me}) is not the master "
-                                       f"({cfg.master.name}); not starting masterd")
+            raise NotMaster(f"this node ({me}) is not the master ({cfg.master.name}); "
+                            "not starting masterd")
         if no_voting or len(cfg.nodes) == 1:
             return
         votes = await vote.collect(self.rpc, cfg, me)
@@ -202,12 +210,12 @@ class MasterDaemon:
             # step down for good: take the newer config, so this node knows the new master
             newer = await self.rpc.node(cfg.get_node(best.node)).config_download()
             if newer:
-                self.config.data = ConfigData.from_dict(newer)
-                self.config.write()
-                write_facts(self.paths, self.config.data)
+                data = ConfigData.from_dict(newer)
+                ClusterFiles(self.paths).config_upload(newer, facts_from_config(data),
+                                                       force=True)
         await asyncio.to_thread(masterip.deactivate, cfg.cluster.master_netdev,
                                 cfg.cluster.master_ip, cfg.cluster.master_netmask)
-        raise errors.OpPrereqError(f"not starting masterd on {me}: {problem}")
+        raise NotMaster(f"not starting masterd on {me}: {problem}")
 
     async def run(self, me: str, no_voting: bool = False) -> None:
         stop = asyncio.Event()
@@ -254,6 +262,10 @@ def main() -> None:
             daemon = MasterDaemon(p)
             me = (p.data_dir / "node-name").read_text().strip()
             asyncio.run(daemon.run(me, args.no_voting))
+    except NotMaster as exc:
+        log.warning("%s", exc.message)
+        print(f"herd-masterd: {exc.message}", file=sys.stderr)
+        raise SystemExit(EXIT_NOT_MASTER) from None
     except errors.HerdError as exc:
         log.error("%s", exc.message)
         raise SystemExit(f"herd-masterd: {exc.message}") from None

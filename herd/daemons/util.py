@@ -19,6 +19,11 @@ from herd import paths
 from herd.fileutil import pid_alive, read_pid
 
 DAEMONS = ("noded", "masterd")
+EXIT_NOT_MASTER = 11  # herd-masterd's exit code when this node is not the master
+
+
+class NotMaster(RuntimeError):
+    """masterd refused to start because another node is the master (not an error)."""
 START_TIMEOUT = 30.0
 
 
@@ -63,7 +68,9 @@ def start(p: paths.HerdPaths, daemon: str, port: int = 1811,
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = p.daemon_log(daemon).read_text(errors="replace").strip().splitlines()[-3:]
+            tail = p.daemon_log(daemon).read_text(errors="replace").strip().splitlines()[-1:]
+            if daemon == "masterd" and proc.returncode == EXIT_NOT_MASTER:
+                raise NotMaster(tail[-1] if tail else "not the master")
             raise RuntimeError(f"herd-{daemon} exited at start (code {proc.returncode}): "
                                + " | ".join(tail))
         if read_pid(p.pid_file(daemon)) == proc.pid and _ready(p, daemon, port):
@@ -71,6 +78,15 @@ def start(p: paths.HerdPaths, daemon: str, port: int = 1811,
         time.sleep(0.05)
     raise RuntimeError(f"herd-{daemon} did not become ready within {START_TIMEOUT:.0f} s; "
                        f"see {p.daemon_log(daemon)}")
+
+
+def wait_ready(p: paths.HerdPaths, daemon: str, port: int = 1811,
+               timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not _ready(p, daemon, port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"herd-{daemon} does not answer after {timeout:.0f} s")
+        time.sleep(0.05)
 
 
 def stop(p: paths.HerdPaths, daemon: str, timeout: float = 30.0) -> bool:
@@ -97,7 +113,10 @@ def noded_port(p: paths.HerdPaths) -> int:
 def start_all(p: paths.HerdPaths, master: bool) -> None:
     start(p, "noded", noded_port(p))
     if master:
-        start(p, "masterd")
+        try:
+            start(p, "masterd")
+        except NotMaster as exc:
+            print(f"herd-daemon-util: {exc}", file=sys.stderr)
 
 
 def stop_all(p: paths.HerdPaths) -> None:

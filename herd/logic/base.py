@@ -74,7 +74,7 @@ class LogicalUnit(Generic[OpT]):
 
 def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:
     # importing the modules registers their logical units
-    from herd.logic import cluster, instance, instance_create, misc  # noqa: F401
+    from herd.logic import cluster, instance, instance_create, misc, node  # noqa: F401
 
     try:
         return _LU_REGISTRY[op.OP_ID]

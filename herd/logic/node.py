@@ -157,6 +157,9 @@ class LUNodeRemove(LogicalUnit[OpNodeRemove]):
         except errors.HerdError as exc:
             self.feedback(f"  WARNING: could not tell {node.name} to forget the cluster: "
                           f"{exc.message}")
+            return
+        if not await join.wait_join_mode(node.primary_ip, cfg.cluster.noded_port):
+            self.feedback(f"  WARNING: {node.name} did not come back waiting to be joined")
 
 
 class LUNodeSetParams(LogicalUnit[OpNodeSetParams]):

@@ -20,6 +20,8 @@ from herd.paths import HerdPaths
 
 #: TLS files that master candidates hold besides the node's own (so any of them can take over).
 CANDIDATE_SSL_FILES = ("cluster-ca.key", "rapi.pem", "rapi.key")
+#: TLS files every node holds (and gets again on redist-conf).
+NODE_SSL_FILES = ("cluster-ca.pem",)
 
 
 class ClusterFiles:
@@ -41,19 +43,26 @@ class ClusterFiles:
         serial = int(config["serial_no"])
         if serial < self._config_serial() and not force:
             return self._config_serial()
-        for name, content in (ssl or {}).items():
-            if name not in CANDIDATE_SSL_FILES:
-                raise errors.ParameterError(f"refusing to write unknown TLS file '{name}'")
-            mode = 0o600 if name.endswith(".key") else 0o644
-            atomic_write(self.paths.ssl_dir / name, content, mode)
+        self.write_ssl(ssl or {}, CANDIDATE_SSL_FILES + NODE_SSL_FILES)
         atomic_write_json(self.paths.config_file, config)
         self.facts_upload(facts, force=True)
         return serial
 
-    def facts_upload(self, facts: dict[str, Any], force: bool = False) -> int:
+    def write_ssl(self, files: dict[str, str], allowed: tuple[str, ...]) -> None:
+        for name, content in files.items():
+            if name not in allowed:
+                raise errors.ParameterError(f"refusing to write TLS file '{name}' here")
+            mode = 0o600 if name.endswith(".key") else 0o644
+            path = self.paths.ssl_dir / name
+            if not path.exists() or path.read_text() != content:
+                atomic_write(path, content, mode)
+
+    def facts_upload(self, facts: dict[str, Any], force: bool = False,
+                     ssl: dict[str, str] | None = None) -> int:
         current = read_facts(self.paths) or {}
         if int(facts["serial_no"]) < int(current.get("serial_no", 0)) and not force:
             return int(current["serial_no"])
+        self.write_ssl(ssl or {}, NODE_SSL_FILES)
         atomic_write_json(self.paths.cluster_facts_file, facts, 0o644)
         return int(facts["serial_no"])
 

@@ -61,10 +61,10 @@ class NodeService:
         return self.files.config_upload(config, facts, ssl, force)
 
     async def facts_upload(self, facts: dict[str, Any], drop_config: bool = False,
-                           force: bool = False) -> int:
+                           force: bool = False, ssl: dict[str, str] | None = None) -> int:
         if drop_config:
             self.files.drop_config()
-        return self.files.facts_upload(facts, force)
+        return self.files.facts_upload(facts, force, ssl)
 
     async def config_download(self) -> dict[str, Any] | None:
         return self.files.config_download()

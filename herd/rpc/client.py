@@ -17,6 +17,8 @@ from herd.paths import HerdPaths
 from herd.rpc import tls
 
 DEFAULT_TIMEOUT = 60.0
+#: A node that does not accept a connection within this is down or cut off; fail fast.
+CONNECT_TIMEOUT = 3.0
 
 
 class NodeClient:
@@ -27,7 +29,9 @@ class NodeClient:
 
     async def call(self, method: str, timeout: float = DEFAULT_TIMEOUT, **args: Any) -> Any:
         try:
-            resp = await self._http.post(f"{self.base}/rpc/{method}", json=args, timeout=timeout)
+            resp = await self._http.post(
+                f"{self.base}/rpc/{method}", json=args,
+                timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)))
         except httpx.HTTPError as exc:
             raise errors.RpcError(
                 f"node {self.node_name} ({self.base}) unreachable for '{method}': "
@@ -59,9 +63,10 @@ class NodeClient:
                                force=force, timeout=timeout)
 
     async def facts_upload(self, facts: dict[str, Any], drop_config: bool = False,
-                           force: bool = False, timeout: float = 10.0) -> int:
+                           force: bool = False, ssl: dict[str, str] | None = None,
+                           timeout: float = 10.0) -> int:
         return await self.call("facts_upload", facts=facts, drop_config=drop_config,
-                               force=force, timeout=timeout)
+                               force=force, ssl=ssl or {}, timeout=timeout)
 
     async def config_download(self) -> dict[str, Any] | None:
         return await self.call("config_download", timeout=15)

@@ -192,3 +192,21 @@ async def join_node(address: str, port: int, token: str, node_name: str, ips: li
         if resp.status_code != 200:
             message = resp.json().get("error", {}).get("message", resp.text)
             raise errors.OpExecError(f"node {node_name} failed to join: {message}")
+
+
+async def wait_join_mode(address: str, port: int, timeout: float = 10.0) -> bool:
+    """Wait until the node at ``address`` waits to be joined (after it left the cluster)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with httpx.AsyncClient(verify=ctx, timeout=2.0) as client:
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                resp = await client.post(f"https://{address}:{port}/join/csr", json={})
+                if resp.status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    return False
