@@ -1,39 +1,35 @@
-"""``make demo``: a one-node cluster in a network namespace running the test guest.
+"""``make demo``: a three-node cluster in a herd-lab, with guests on two nodes.
 
-Everything lives under ``demo-root/`` of the repository and in the ``herd-demo`` namespace;
-``make demo-clean`` (``python -m herd.lab.demo --clean``) ends what the demo started and
-removes both.
+The nodes are network namespaces (lab "demo"); node1 inits the cluster, node2 and node3 join
+with their one-time tokens, and the test guest boots on node1 and node2. ``make demo-clean``
+(``python -m herd.lab.demo --clean``) ends what the demo started and removes the lab.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
+import select
 import sys
 import time
-from pathlib import Path
 
-from herd.lab.single import REPO, SingleNodeCluster, build_test_guest
+from herd.lab.cluster import Lab, LabError
+from herd.lab.single import build_test_guest
 
-NETNS = "herd-demo"
-ROOT = REPO / "demo-root"
-INSTANCE = "demo1.example.com"
+LAB = "demo"
+GUESTS = {"web1.example.com": "node1", "web2.example.com": "node2"}
 
 
-def _show(cluster: SingleNodeCluster, *args: str) -> str:
-    print(f"\n$ {' '.join(args)}", flush=True)
-    proc = cluster.run(*args)
+def _show(lab: Lab, node: str, *args: str) -> str:
+    print(f"\n[{node}]$ {' '.join(args)}", flush=True)
+    proc = lab.run(node, *args)
     print(proc.stdout.rstrip(), flush=True)
     return proc.stdout
 
 
-def _console_transcript(cluster: SingleNodeCluster, timeout: float = 120) -> str:
+def _console_transcript(lab: Lab, instance: str, timeout: float = 120) -> str:
     """Attach to the paused guest's console (which resumes it) and run one command."""
-    import select
-
-    console = cluster.popen("gnt-instance", "console", INSTANCE)
+    console = lab.popen("node1", "gnt-instance", "console", instance)
     assert console.stdout is not None and console.stdin is not None
     out = b""
     sent = False
@@ -47,7 +43,7 @@ def _console_transcript(cluster: SingleNodeCluster, timeout: float = 120) -> str
                     break
                 out += chunk
             if not sent and b"guest# " in out:
-                console.stdin.write(b"uname -sr; cat /proc/cmdline\n")
+                console.stdin.write(b"uname -sr; hostname\n")
                 console.stdin.flush()
                 sent = True
             elif sent and out.count(b"guest# ") >= 2:
@@ -62,44 +58,54 @@ def _console_transcript(cluster: SingleNodeCluster, timeout: float = 120) -> str
 
 
 def clean() -> None:
-    cluster = SingleNodeCluster(NETNS, ROOT)
-    cluster.destroy()
-    shutil.rmtree(ROOT, ignore_errors=True)
+    Lab(LAB).down()
 
 
 def demo() -> int:
-    if ROOT.exists() or Path(f"/run/netns/{NETNS}").exists():
-        print("Removing the previous demo first (make demo-clean)", flush=True)
-        clean()
+    clean()
     kernel, initrd = build_test_guest()
-    cluster = SingleNodeCluster(NETNS, ROOT)
-    print(f"Creating a one-node cluster in network namespace {NETNS}, HERD_ROOT={ROOT}",
-          flush=True)
+    lab = Lab(LAB)
     start = time.monotonic()
-    cluster.create(kernel, initrd)
-    print(f"Cluster initialised in {time.monotonic() - start:.1f} s", flush=True)
-    _show(cluster, "gnt-cluster", "getmaster")
-    _show(cluster, "gnt-node", "list")
-    _show(cluster, "gnt-os", "list")
-    _show(cluster, "gnt-instance", "add", "-t", "file", "-o", "busybox+default", "-s", "256M",
-          "--no-name-check", "--no-ip-check", "--no-start", INSTANCE)
-    # Start paused so the console sees the boot from its first line (attaching resumes it).
-    _show(cluster, "gnt-instance", "startup", "--paused", INSTANCE)
-    print(f"\n$ gnt-instance console {INSTANCE}   (scripted; Ctrl+] detaches)", flush=True)
-    transcript = _console_transcript(cluster)
-    marker = next((line for line in transcript.splitlines() if "HERD_GUEST_READY" in line),
-                  None)
-    print("\n".join(transcript.splitlines()[-12:]), flush=True)
-    _show(cluster, "gnt-instance", "list")
-    _show(cluster, "gnt-node", "info")
-    if marker is None:
-        print("\nDEMO FAILED: the guest did not print its boot marker", file=sys.stderr)
+    lab.up(3)
+    print(f"Lab '{LAB}': 3 nodes (network namespaces) up in {time.monotonic() - start:.1f} s",
+          flush=True)
+    _show(lab, "node1", "gnt-cluster", "init", "--node-name", "node1.example.com",
+          "--master-netdev", "eth0", "-s", lab.node("node1").secondary_ip,
+          "-H", f"kvm:kernel_path={kernel},initrd_path={initrd}", "cluster.example.com")
+    for node in ("node2", "node3"):
+        token = _show(lab, node, "herd-join-token").strip()
+        info = lab.node(node)
+        _show(lab, "node1", "gnt-node", "add", "-s", info.secondary_ip, "--join-token", token,
+              info.fqdn)
+    _show(lab, "node1", "gnt-node", "list", "-o",
+          "name,role,pip,sip,mtotal,mfree,pinst_cnt,sinst_cnt")
+    for instance, node in GUESTS.items():
+        _show(lab, "node1", "gnt-instance", "add", "-t", "file", "-o", "busybox+default",
+              "-s", "256M", "--no-name-check", "--no-ip-check", "--no-start",
+              "-n", f"{node}.example.com", instance)
+        # Start paused so the console sees the boot from its first line (attaching resumes it).
+        _show(lab, "node1", "gnt-instance", "startup", "--paused", instance)
+    markers = []
+    for instance in GUESTS:
+        print(f"\n[node1]$ gnt-instance console {instance}   (scripted; Ctrl+] detaches)",
+              flush=True)
+        transcript = _console_transcript(lab, instance)
+        print("\n".join(transcript.splitlines()[-8:]), flush=True)
+        markers += [line.strip() for line in transcript.splitlines()
+                    if "HERD_GUEST_READY" in line]
+    _show(lab, "node1", "gnt-instance", "list", "-o", "name,pnode,status,oper_ram,nic.macs")
+    _show(lab, "node1", "gnt-cluster", "verify")
+    if len(markers) != len(GUESTS):
+        print("\nDEMO FAILED: not every guest printed its boot marker", file=sys.stderr)
         return 1
-    print(f"\nThe guest booted and printed its marker:\n  {marker.strip()}")
+    print("\nBoth guests booted on their nodes and printed their markers:")
+    for marker in markers:
+        print(f"  {marker}")
     print("\nTry it yourself (as root):")
-    print(f"  export HERD_ROOT={ROOT}")
-    print(f"  ip netns exec {NETNS} {Path(sys.executable).parent}/gnt-instance console "
-          f"{INSTANCE}")
+    print(f"  {sys.executable.rsplit('/', 1)[0]}/herd-lab --name {LAB} exec node1 -- "
+          "gnt-instance list")
+    print(f"  ... exec node1 -- gnt-instance console {next(iter(GUESTS))}   (Ctrl+] detaches)")
+    print("  ... crash node1, then: exec node2 -- gnt-cluster master-failover")
     print("Clean up with: make demo-clean")
     return 0
 
@@ -114,7 +120,7 @@ def main() -> int:
         return 0
     try:
         return demo()
-    except (AssertionError, subprocess.CalledProcessError) as exc:
+    except LabError as exc:
         print(f"DEMO FAILED: {exc}", file=sys.stderr)
         return 1
 
