@@ -20,7 +20,7 @@ class LabCluster:
         self.kernel, self.initrd = kernel, initrd
         self.master = "node1"
 
-    def gnt(self, *argv: str, node: str | None = None, check: bool = True):  # noqa: ANN201
+    def gnt(self, *argv: str, node: str | None = None, check: bool = True):
         return self.lab.run(node or self.master, *argv, check=check)
 
     def init(self) -> None:

@@ -23,7 +23,7 @@ ADD = ("gnt-instance", "add", "-t", "file", "-o", "busybox+default", "-s", "64M"
        "--no-name-check", "--no-ip-check")
 
 
-def one_line_error(proc, text: str) -> None:  # noqa: ANN001
+def one_line_error(proc, text: str) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and text in lines[0], proc.stderr
