@@ -79,6 +79,10 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
             cluster.mac_prefix = op.mac_prefix
         if op.candidate_pool_size is not None:
             cluster.candidate_pool_size = op.candidate_pool_size
+            from herd.logic.node import fill_candidate_pool
+
+            for node in fill_candidate_pool(self.cfg):
+                self.feedback(f"  promoting {node.name} to master candidate")
         if op.enabled_hypervisors is not None:
             cluster.enabled_hypervisors = list(op.enabled_hypervisors)
         if op.enabled_disk_templates is not None:

@@ -93,5 +93,6 @@ async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -
 
 def master_failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -> str:
     old = asyncio.run(_failover(p, no_voting, say))
-    daemon_util.start(p, "masterd", extra_args=("--no-voting",) if no_voting else ())
+    # the vote above just settled who the master is; masterd need not ask again
+    daemon_util.start(p, "masterd", extra_args=("--no-voting",))
     return old

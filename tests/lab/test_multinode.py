@@ -171,3 +171,40 @@ def test_old_master_returns_as_non_master(lab3: LabCluster) -> None:
     lab3.gnt("gnt-instance", "startup", "g1")
     assert lab3.instances()["g1"]["status"] == "running"
     assert json.loads(lab3.gnt("gnt-node", "list", "--json", "-o", "name,pinst_cnt").stdout)
+
+
+def test_failover_refused_on_non_candidate_and_copyfile(lab3: LabCluster) -> None:
+    lab3.gnt("gnt-node", "modify", "-C", "no", "node3.example.com")
+    assert lab3.nodes()["node3.example.com"]["role"] == "R"
+    serial = lab3.config()["serial_no"]
+    proc = lab3.gnt("gnt-cluster", "master-failover", node="node3", check=False)
+    one_line_error(proc, "only a master candidate can become master")
+    assert lab3.config()["serial_no"] == serial
+    assert lab3.gnt("gnt-cluster", "getmaster", node="node3").stdout.strip() == \
+        "node2.example.com"
+    lab3.gnt("gnt-node", "modify", "-C", "yes", "node3.example.com")
+    assert lab3.config("node3")["serial_no"] == lab3.config()["serial_no"]
+    # copyfile: a file of the master appears on every other node, same content and mode
+    master_root = lab3.lab.node(lab3.master).root
+    src = master_root / "etc/herd-demo.conf"
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_text("copied by gnt-cluster copyfile\n")
+    src.chmod(0o640)
+    lab3.gnt("gnt-cluster", "copyfile", str(src))
+    for node in ("node1", "node3"):
+        copy = lab3.lab.node(node).root / "etc/herd-demo.conf"
+        assert copy.read_text() == "copied by gnt-cluster copyfile\n"
+        assert copy.stat().st_mode & 0o777 == 0o640
+
+
+def test_failover_without_majority_needs_no_voting(lab3: LabCluster) -> None:
+    lab3.lab.crash("node1")
+    lab3.lab.crash("node2")  # the master and one candidate are gone
+    proc = lab3.gnt("gnt-cluster", "master-failover", node="node3", check=False)
+    one_line_error(proc, "a majority is needed")
+    lab3.gnt("gnt-cluster", "master-failover", "--no-voting", node="node3")
+    lab3.master = "node3"
+    assert lab3.gnt("gnt-cluster", "getmaster", node="node3").stdout.strip() == \
+        "node3.example.com"
+    assert "198.51.100.254" in lab3.lab.run("node3", "ip", "-4", "addr").stdout
+    assert lab3.instances()["g3"]["status"] == "running"
