@@ -133,6 +133,31 @@ def cmd_deactivate_disks(opts: Any) -> int:
     return 0
 
 
+# -- moves ---------------------------------------------------------------------------------
+def cmd_failover(opts: Any) -> int:
+    submit_or_run(opts, [{"OP_ID": "OP_INSTANCE_FAILOVER", "instance_name": opts.instance,
+                          "ignore_consistency": opts.ignore_consistency,
+                          "shutdown_timeout": opts.shutdown_timeout,
+                          "target_node": opts.target_node}])
+    return 0
+
+
+def cmd_migrate(opts: Any) -> int:
+    op: dict[str, Any] = {"OP_ID": "OP_INSTANCE_MIGRATE", "instance_name": opts.instance,
+                          "cleanup": opts.cleanup, "allow_failover": opts.allow_failover,
+                          "target_node": opts.target_node}
+    if opts.non_live:
+        op["mode"] = "non-live"
+    elif opts.migration_mode:
+        op["mode"] = opts.migration_mode
+    result = submit_or_run(opts, [op])
+    if result and isinstance(result[0], dict) and result[0].get("total_time_ms") is not None:
+        stats = result[0]
+        print(f"Migration done in {stats['total_time_ms'] / 1000:.2f} s, guest paused for "
+              f"{stats.get('downtime_ms', '?')} ms")
+    return 0
+
+
 # -- queries ---------------------------------------------------------------------------------
 def cmd_list(opts: Any) -> int:
     with MasterClient() as client:
@@ -155,19 +180,47 @@ def _state_line(row: dict[str, Any]) -> str:
     return f"configured to be {row['admin_state']}, actual state is {actual}"
 
 
+def mirror_state_text(state: dict[str, Any]) -> str:
+    """DRBD-like words for a mirrored disk's state, as gnt-instance info shows them."""
+    if state.get("error"):
+        return f"unknown ({state['error']})"
+    role = state.get("role")
+    if role != "primary":
+        return "not active" if role == "down" else f"{role}"
+    if state.get("in_sync"):
+        return "connected, in sync"
+    if state.get("degraded") or not state.get("connected"):
+        return "degraded (secondary not connected)"
+    percent = state.get("sync_percent")
+    text = f"connected, resync {percent:.1f}%" if percent is not None else "connected, resync"
+    speed = state.get("speed_bps")
+    if speed:
+        text += f" at {speed / 1048576:.1f} MiB/s"
+    eta = state.get("eta_seconds")
+    if eta is not None:
+        text += f", {eta:.0f} s left"
+    return text
+
+
 def instance_info_data(row: dict[str, Any]) -> dict[str, Any]:
     hv = row["hvparams"]
     custom_hv = row["custom_hvparams"]
     runtime = row.get("runtime") or {}
     disks = []
+    mirror = row.get("disk.mirror") or []
     for index, disk in enumerate(row["disks"]):
-        disks.append({
+        entry: dict[str, Any] = {
             f"disk/{index}": f"{disk['dev_type']}, size {format_size(disk['size'])}",
             "access mode": disk["mode"],
             "logical_id": "/".join(str(x) for x in disk["logical_id"]),
             "name": disk["name"],
             "UUID": disk["uuid"],
-        })
+        }
+        if disk["dev_type"] == "drbd":
+            entry["nodes"] = f"primary {row['pnode']}, secondary {', '.join(row['snodes'])}"
+            if index < len(mirror):
+                entry["mirror"] = mirror_state_text(mirror[index])
+        disks.append(entry)
     nics = []
     for index, nic in enumerate(row["nics"]):
         nics.append({f"nic/{index}": "", "MAC": nic["mac"], "IP": nic["ip"],
@@ -281,6 +334,24 @@ def build_parser() -> HerdArgumentParser:
     deact.add_argument("instance")
     add_common_options(deact, "force", *JOB_OPTIONS)
     deact.set_defaults(func=cmd_deactivate_disks)
+
+    fo = sub.add_parser("failover", help="restart an instance on its secondary node")
+    fo.add_argument("instance")
+    add_common_options(fo, "force", "shutdown_timeout", *JOB_OPTIONS)
+    fo.add_argument("--ignore-consistency", dest="ignore_consistency", action="store_true")
+    fo.add_argument("-n", "--target-node", dest="target_node", default=None)
+    fo.set_defaults(func=cmd_failover)
+
+    mig = sub.add_parser("migrate", help="move a running instance to its secondary node")
+    mig.add_argument("instance")
+    add_common_options(mig, "force", *JOB_OPTIONS)
+    mig.add_argument("--non-live", dest="non_live", action="store_true")
+    mig.add_argument("--migration-mode", dest="migration_mode", default=None,
+                     choices=("live", "non-live"))
+    mig.add_argument("--cleanup", action="store_true")
+    mig.add_argument("--allow-failover", dest="allow_failover", action="store_true")
+    mig.add_argument("-n", "--target-node", dest="target_node", default=None)
+    mig.set_defaults(func=cmd_migrate)
 
     lst = sub.add_parser("list", help="list instances")
     lst.add_argument("instances", nargs="*")

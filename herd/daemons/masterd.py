@@ -70,6 +70,8 @@ class MasterDaemon:
             "query_locks": self.h_query_locks,
             "node_command": self.h_node_command,
             "node_copyfile": self.h_node_copyfile,
+            "query_groups": self.h_query_groups,
+            "query_tags": self.h_query_tags,
         }
 
     async def _write_facts(self, cfg: ConfigData) -> None:
@@ -131,6 +133,16 @@ class MasterDaemon:
 
     async def h_query_os(self) -> dict[str, Any]:
         return await query.query_os(self.ctx)
+
+    async def h_query_groups(self, names: list[str] | None = None) -> list[dict[str, Any]]:
+        from herd.logic import querydata
+
+        return querydata.query_groups(self.ctx, names)
+
+    async def h_query_tags(self, kind: str, name: str | None = None) -> list[str]:
+        from herd.logic import querydata
+
+        return querydata.query_tags(self.ctx, kind, name)
 
     async def h_query_locks(self) -> list[Any]:
         return self.ctx.locks.held()

@@ -18,8 +18,9 @@ import time
 from herd import paths
 from herd.fileutil import pid_alive, read_pid
 
-DAEMONS = ("noded", "masterd")
-EXIT_NOT_MASTER = 11  # herd-masterd's exit code when this node is not the master
+DAEMONS = ("noded", "masterd", "rapi")
+EXIT_NOT_MASTER = 11  # herd-masterd's (and herd-rapi's) exit code when this node is not master
+RAPI_PORT = 5080
 
 
 class NotMaster(RuntimeError):
@@ -69,7 +70,7 @@ def start(p: paths.HerdPaths, daemon: str, port: int = 1811,
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = p.daemon_log(daemon).read_text(errors="replace").strip().splitlines()[-1:]
-            if daemon == "masterd" and proc.returncode == EXIT_NOT_MASTER:
+            if daemon in ("masterd", "rapi") and proc.returncode == EXIT_NOT_MASTER:
                 raise NotMaster(tail[-1] if tail else "not the master")
             raise RuntimeError(f"herd-{daemon} exited at start (code {proc.returncode}): "
                                + " | ".join(tail))
@@ -110,11 +111,16 @@ def noded_port(p: paths.HerdPaths) -> int:
     return default_port(p)
 
 
+def daemon_port(p: paths.HerdPaths, daemon: str) -> int:
+    return RAPI_PORT if daemon == "rapi" else noded_port(p)
+
+
 def start_all(p: paths.HerdPaths, master: bool) -> None:
     start(p, "noded", noded_port(p))
     if master:
         try:
             start(p, "masterd")
+            start(p, "rapi", RAPI_PORT)
         except NotMaster as exc:
             print(f"herd-daemon-util: {exc}", file=sys.stderr)
 
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p = paths.current()
     try:
         if args.action == "start":
-            print(start(p, args.daemon, noded_port(p)))
+            print(start(p, args.daemon, daemon_port(p, args.daemon)))
         elif args.action == "stop":
             stop(p, args.daemon)
         elif args.action == "check":

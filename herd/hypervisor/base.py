@@ -21,7 +21,12 @@ from herd.paths import HerdPaths
 
 @dataclass
 class DiskSpec:
-    """One instance disk as the node sees it: a local file or block device."""
+    """One instance disk as the node sees it.
+
+    ``path`` is a local file or block device, or an NBD URI (``nbd+unix:///EXPORT?socket=PATH``
+    from the node's storage daemon for the mirrored template, or ``nbd://HOST[:PORT]/EXPORT``).
+    The same disk has a different path on each node, so a migration target gets its own spec.
+    """
 
     index: int
     path: str
@@ -80,6 +85,8 @@ class RuntimeInfo:
     accel: str  # 'kvm' | 'tcg'
     started: float
     spec: InstanceSpec
+    #: None, or this node's part in a migration in progress: 'source' or 'target'.
+    migration: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -92,6 +99,7 @@ class RuntimeInfo:
             name=str(d["name"]), uuid=str(d["uuid"]), pid=int(d["pid"]), state=str(d["state"]),
             memory=int(d["memory"]), vcpus=int(d["vcpus"]), accel=str(d["accel"]),
             started=float(d["started"]), spec=InstanceSpec.from_dict(d["spec"]),
+            migration=d.get("migration"),
         )
 
 
@@ -133,6 +141,48 @@ class Hypervisor(ABC):
 
     @abstractmethod
     def console_socket(self, name: str) -> Path: ...
+
+    # -- live migration (Ganeti's sequence) ---------------------------------------------------
+    # target: accept_migration -> source: migrate -> target: finish_migration_target(True) ->
+    # source: finish_migration_source.  On failure: target finish_migration_target(False),
+    # then source abort_migration (resumes the guest there).  The guest is paused on the
+    # target until finish_migration_target, so the caller can switch storage (the mirrored
+    # template's mirror) between the two nodes while no side is running.
+
+    @abstractmethod
+    async def accept_migration(self, spec: InstanceSpec, port: int,
+                               listen_address: str) -> RuntimeInfo:
+        """Start ``spec`` paused, waiting for its state on ``listen_address:port`` (TCP).
+
+        ``spec`` carries this node's disk paths; devices must match the source's.
+        """
+
+    @abstractmethod
+    async def migrate(self, name: str, target_address: str, port: int, *, live: bool = True,
+                      bandwidth_mibps: int | None = None,
+                      downtime_ms: int | None = None) -> dict[str, Any]:
+        """Send the running instance to the target and wait until the transfer is done.
+
+        ``live=False`` is Ganeti's --non-live: the guest is paused first. Bandwidth (MiB/s) and
+        downtime (ms) default to the hvparams migration_bandwidth / migration_downtime.
+        Returns statistics (status, total_time_ms, downtime_ms, transferred_bytes, ...).
+        On success the source is left paused; on failure or timeout the migration is
+        cancelled, the guest keeps (or resumes) running here and HypervisorError is raised.
+        """
+
+    @abstractmethod
+    async def finish_migration_source(self, name: str) -> None:
+        """After a completed migration: end the source QEMU, remove its taps and files."""
+
+    @abstractmethod
+    async def finish_migration_target(self, name: str, success: bool) -> None:
+        """success: resume the guest here. Failure: kill the incoming QEMU and clean up."""
+
+    @abstractmethod
+    async def abort_migration(self, name: str) -> None:
+        """Undo this node's part of a migration: the target is killed, the source cancels
+        the transfer and resumes its guest. Call on the target first: resuming the source
+        while the target runs the guest would corrupt its disks."""
 
     @abstractmethod
     def node_facts(self) -> dict[str, Any]: ...

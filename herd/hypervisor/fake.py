@@ -17,6 +17,13 @@ from herd.hypervisor.base import Hypervisor, InstanceSpec, RuntimeInfo
 from herd.paths import HerdPaths
 
 
+def migration_uri(host: str, port: int) -> str:
+    """The URI kvm would use (kept here: importing the kvm package is not cheap)."""
+    if not host or not 0 < port < 65536:
+        raise HypervisorError(f"invalid migration address {host!r} port {port}")
+    return f"tcp:[{host}]:{port}" if ":" in host else f"tcp:{host}:{port}"
+
+
 class FakeHypervisor(Hypervisor):
     """Instant, process-less instances recorded in run_dir/fake-hypervisor.json."""
 
@@ -48,15 +55,76 @@ class FakeHypervisor(Hypervisor):
         os.replace(tmp, self._file)
 
     async def start(self, spec: InstanceSpec, *, paused: bool = False) -> RuntimeInfo:
+        return self._add(spec, paused, None)
+
+    def _add(self, spec: InstanceSpec, paused: bool, migration: str | None) -> RuntimeInfo:
         data = self._load()
         if spec.name in data:
             raise HypervisorError(f"instance {spec.name} is already running")
         info = RuntimeInfo(name=spec.name, uuid=spec.uuid, pid=0,
                            state="paused" if paused else "running", memory=spec.memory,
-                           vcpus=spec.vcpus, accel="tcg", started=time.time(), spec=spec)
+                           vcpus=spec.vcpus, accel="tcg", started=time.time(), spec=spec,
+                           migration=migration)
         data[spec.name] = info.to_dict()
         self._save(data)
         return info
+
+    def _get(self, data: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+        if name not in data:
+            raise HypervisorError(f"instance {name} is not running")
+        return data[name]
+
+    # -- migration: the kvm sequence and its checks, with instant transfers --------------------
+    async def accept_migration(self, spec: InstanceSpec, port: int,
+                               listen_address: str) -> RuntimeInfo:
+        migration_uri(listen_address, port)
+        return self._add(spec, True, "target")
+
+    async def migrate(self, name: str, target_address: str, port: int, *, live: bool = True,
+                      bandwidth_mibps: int | None = None, downtime_ms: int | None = None,
+                      timeout: float | None = None) -> dict[str, Any]:
+        data = self._load()
+        inst = self._get(data, name)
+        if inst.get("migration"):
+            raise HypervisorError(f"instance {name} is already migrating ({inst['migration']})")
+        inst.update(migration="source", state="paused", was_running=inst["state"] == "running")
+        self._save(data)
+        total = int(inst["memory"]) << 20
+        return {"status": "completed", "total_time_ms": 0, "downtime_ms": 0,
+                "setup_time_ms": 0, "transferred_bytes": total, "ram_total_bytes": total,
+                "live": live, "target": migration_uri(target_address, port),
+                "bandwidth_mibps": bandwidth_mibps, "downtime_limit_ms": downtime_ms}
+
+    async def finish_migration_source(self, name: str) -> None:
+        data = self._load()
+        if name not in data:
+            return
+        if data[name].get("migration") != "source":
+            raise HypervisorError(f"instance {name} has not migrated away from this node")
+        del data[name]
+        self._save(data)
+
+    async def finish_migration_target(self, name: str, success: bool) -> None:
+        data = self._load()
+        if not success:
+            if data.pop(name, None) is not None:
+                self._save(data)
+            return
+        inst = self._get(data, name)
+        inst.update(migration=None, state="running")
+        self._save(data)
+
+    async def abort_migration(self, name: str) -> None:
+        data = self._load()
+        inst = data.get(name)
+        if inst is None or not inst.get("migration"):
+            return
+        if inst["migration"] == "target":
+            del data[name]
+        else:
+            inst.update(migration=None,
+                        state="running" if inst.pop("was_running", True) else "paused")
+        self._save(data)
 
     async def stop(self, name: str, timeout: float) -> None:
         data = self._load()

@@ -74,7 +74,17 @@ class LogicalUnit(Generic[OpT]):
 
 def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:
     # importing the modules registers their logical units
-    from herd.logic import cluster, instance, instance_create, misc, node  # noqa: F401
+    from herd.logic import (  # noqa: F401
+        cluster,
+        instance,
+        instance_create,
+        instance_failover,
+        misc,
+        node,
+        querydata,
+        tags,
+        unsupported,
+    )
 
     try:
         return _LU_REGISTRY[op.OP_ID]

@@ -95,4 +95,5 @@ def master_failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -
     old = asyncio.run(_failover(p, no_voting, say))
     # the vote above just settled who the master is; masterd need not ask again
     daemon_util.start(p, "masterd", extra_args=("--no-voting",))
+    daemon_util.start(p, "rapi", daemon_util.RAPI_PORT)
     return old

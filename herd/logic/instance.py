@@ -6,6 +6,7 @@ from typing import Any
 
 from herd import errors
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
+from herd.logic import drbd
 from herd.logic.base import LogicalUnit
 from herd.logic.instance_common import check_node_free_memory, is_running, start_instance
 from herd.logic.specs import hypervisor_class, instance_spec
@@ -78,6 +79,8 @@ class LUInstanceStartup(_InstanceLU):
         if self.running:
             self.feedback(f"instance {self.inst.name} is already running")
         else:
+            if self.inst.disk_template == "drbd":
+                await drbd.activate(self.ctx, self.inst, self.feedback, ignore_secondary=True)
             await start_instance(self.ctx, self.inst, self.pnode,
                                  paused=self.op.startup_paused, hvparams=self.hvparams,
                                  beparams=self.beparams)
@@ -101,6 +104,8 @@ class LUInstanceShutdown(_InstanceLU):
             self.feedback(f"instance {self.inst.name} is not running")
         else:
             await node_rpc.instance_stop(self.inst.name, float(self.op.timeout))
+        if self.inst.disk_template == "drbd" and not self.inst.disks_active:
+            await drbd.deactivate(self.ctx, self.inst)
         if not self.op.no_remember:
             await self.set_admin_state("down")
 
@@ -120,6 +125,8 @@ class LUInstanceReboot(_InstanceLU):
         if await node_rpc.instance_info(self.inst.name) is None:
             # as Ganeti: rebooting a stopped instance starts it
             self.feedback(f"instance {self.inst.name} was not running; starting it")
+            if self.inst.disk_template == "drbd":
+                await drbd.activate(self.ctx, self.inst, self.feedback, ignore_secondary=True)
             await start_instance(self.ctx, self.inst, self.pnode)
         else:
             spec = instance_spec(self.cfg, self.inst, self.ctx.paths)
@@ -139,7 +146,14 @@ class LUInstanceRemove(_InstanceLU):
             if await node_rpc.instance_info(self.inst.name) is not None:
                 self.feedback(f"* shutting down instance {self.inst.name}")
                 await node_rpc.instance_stop(self.inst.name, float(self.op.shutdown_timeout))
-            if spec["disks"]:
+            if spec["disks"] and self.inst.disk_template == "drbd":
+                self.feedback("* removing mirrored disks")
+                await drbd.deactivate(self.ctx, self.inst)
+                for uuid in self.inst.all_nodes:
+                    node = self.cfg.nodes[uuid]
+                    await self.ctx.rpc.node(node).mirror_remove(
+                        drbd.mirror_disks(self.cfg, self.inst, uuid))
+            elif spec["disks"]:
                 self.feedback("* removing disks")
                 await node_rpc.disks_remove(spec["disks"])
         except errors.HerdError as exc:
@@ -157,6 +171,15 @@ class LUInstanceActivateDisks(_InstanceLU):
         disks = instance_spec(self.cfg, self.inst, self.ctx.paths)["disks"]
         if not disks:
             return []
+        if self.inst.disk_template == "drbd":
+            await drbd.activate(self.ctx, self.inst, self.feedback,
+                                wait_for_sync=self.op.wait_for_sync)
+            states = await drbd.status(self.ctx, self.inst)
+            if not self.inst.disks_active:
+                self.inst.disks_active = True
+                await self.ctx.config.save()
+            return [[self.pnode.name, f"disk/{i}", str(st.get("vm_uri"))]
+                    for i, st in enumerate(states)]
         states = await self.ctx.rpc.node(self.pnode).disks_check(disks)
         result = []
         for disk, state in zip(disks, states, strict=True):
@@ -177,6 +200,8 @@ class LUInstanceDeactivateDisks(_InstanceLU):
         if not self.op.force and await is_running(self.ctx, self.inst, self.pnode):
             raise errors.OpPrereqError(f"instance {self.inst.name} is running; stop it first "
                                        "or use --force")
+        if self.inst.disk_template == "drbd":
+            await drbd.deactivate(self.ctx, self.inst)
         if self.inst.disks_active:
             self.inst.disks_active = False
             await self.ctx.config.save()

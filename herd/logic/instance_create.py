@@ -14,6 +14,7 @@ from typing import Any
 
 from herd import errors
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
+from herd.logic import drbd
 from herd.logic.base import LogicalUnit
 from herd.logic.instance_common import check_node_free_memory, start_instance
 from herd.logic.specs import hypervisor_class, instance_spec
@@ -30,6 +31,7 @@ _NIC_KEYS = {"mac", "ip", "mode", "link", "name", "network", "vlan"}
 # Reservations of names and MACs by running create jobs (the config holds only finished ones).
 _RESERVED_NAMES: set[str] = set()
 _RESERVED_MACS: set[str] = set()
+_RESERVED_PORTS: set[int] = set()
 
 
 class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
@@ -39,13 +41,15 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
         super().__init__(*args, **kwargs)
         self._reserved_macs: list[str] = []
         self._reserved_name: str | None = None
+        self._reserved_ports: list[int] = []
 
     def locks(self) -> list[LockRequest]:
         reqs = [LockRequest(LEVEL_CLUSTER, "cluster", shared=True),
                 LockRequest(LEVEL_INSTANCE, self.op.instance_name)]
-        if self.op.pnode:
-            node = self.cfg.find_node(self.op.pnode)
-            reqs.append(LockRequest(LEVEL_NODE, node.uuid if node else self.op.pnode))
+        for name in (self.op.pnode, self.op.snode):
+            if name:
+                node = self.cfg.find_node(name)
+                reqs.append(LockRequest(LEVEL_NODE, node.uuid if node else name))
         return reqs
 
     async def check(self) -> None:
@@ -99,7 +103,22 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
             raise errors.OpPrereqError(f"node {self.pnode.name} is drained")
         if not self.pnode.vm_capable:
             raise errors.OpPrereqError(f"node {self.pnode.name} is not vm_capable")
-        if op.snode:
+        self.snode = None
+        if template in params.MIRRORED_TEMPLATES:
+            if not op.snode:
+                raise errors.OpPrereqError(f"disk template '{template}' needs a secondary node: "
+                                           "-n PRIMARY:SECONDARY")
+            self.snode = cfg.get_node(op.snode)
+            if self.snode.uuid == self.pnode.uuid:
+                raise errors.OpPrereqError("the secondary node must differ from the primary "
+                                           f"node ({self.pnode.name})")
+            for flag, what in (("offline", "offline"), ("drained", "drained")):
+                if getattr(self.snode, flag):
+                    raise errors.OpPrereqError(f"secondary node {self.snode.name} is {what}")
+            if not self.snode.vm_capable:
+                raise errors.OpPrereqError(f"secondary node {self.snode.name} is not "
+                                           "vm_capable")
+        elif op.snode:
             raise errors.OpPrereqError("a secondary node is only used by mirrored templates")
 
         # hypervisor and parameters
@@ -211,14 +230,25 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                         hvparams=self.hvparams, beparams=self.beparams,
                         osparams=dict(self.op.osparams), nics=self.nics,
                         tags=list(self.op.tags))
+        ports = []
+        if self.snode is not None:
+            ports = drbd.allocate_ports(self.cfg, len(self.disk_specs), _RESERVED_PORTS)
+            _RESERVED_PORTS.update(ports)
+            self._reserved_ports = ports
         for index, spec in enumerate(self.disk_specs):
             disk = Disk(size=spec["size"], mode=spec["mode"], name=spec["name"],
                         dev_type=self.op.disk_template, nodes=[self.pnode.uuid])
-            disk.logical_id = ["loop", relative_path(inst.name, disk.uuid, index)]
+            if self.snode is not None:
+                disk.nodes.append(self.snode.uuid)
+                disk.logical_id = drbd.new_logical_id(self.pnode.uuid, self.snode.uuid,
+                                                      ports[index], inst.name, disk, index)
+            else:
+                disk.logical_id = ["loop", relative_path(inst.name, disk.uuid, index)]
             inst.disks.append(disk)
         return inst
 
     def cleanup(self) -> None:
+        _RESERVED_PORTS.difference_update(self._reserved_ports)
         for mac in self._reserved_macs:
             _RESERVED_MACS.discard(mac)
         if self._reserved_name:
@@ -227,16 +257,31 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
     async def execute(self) -> list[str]:
         inst, node_rpc = self.instance, self.ctx.rpc.node(self.pnode)
         spec = instance_spec(self.cfg, inst, self.ctx.paths)
+        mirrored = self.snode is not None
         created_disks = False
+        activated = False
         started = False
         try:
-            if inst.disks:
+            if inst.disks and mirrored:
+                assert self.snode is not None
+                self.feedback(f"* creating mirrored disks on {self.pnode.name} and "
+                              f"{self.snode.name}...")
+                created_disks = True
+                await node_rpc.mirror_create(drbd.mirror_disks(self.cfg, inst, self.pnode.uuid))
+                await self.ctx.rpc.node(self.snode).mirror_create(
+                    drbd.mirror_disks(self.cfg, inst, self.snode.uuid))
+            elif inst.disks:
                 self.feedback(f"* creating instance disks on {self.pnode.name}...")
                 await node_rpc.disks_create(spec["disks"])
                 created_disks = True
             if self.os_name and not self.op.no_install:
                 self.feedback(f"* running the instance OS create scripts ({self.os_name})...")
                 await node_rpc.os_run("create", self.os_name, spec)
+            if mirrored and inst.disks:
+                self.feedback("* starting the mirror to the secondary (full sync)")
+                activated = True
+                await drbd.activate(self.ctx, inst, self.feedback,
+                                    wait_for_sync=self.op.wait_for_sync)
             if self.op.start:
                 self.feedback("* starting instance...")
                 await start_instance(self.ctx, inst, self.pnode)
@@ -249,7 +294,21 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                 await node_rpc.instance_stop(inst.name, 0)
             if created_disks:
                 self.feedback("* removing the disks created for the failed instance")
-                await node_rpc.disks_remove(spec["disks"])
+                await self._remove_disks(inst, spec, activated)
             self.cfg.instances.pop(inst.uuid, None)
             raise
         return [inst.name]
+
+    async def _remove_disks(self, inst: Instance, spec: dict[str, Any], activated: bool) -> None:
+        if self.snode is None:
+            await self.ctx.rpc.node(self.pnode).disks_remove(spec["disks"])
+            return
+        if activated:
+            await drbd.deactivate(self.ctx, inst)
+        for node in (self.pnode, self.snode):
+            try:
+                await self.ctx.rpc.node(node).mirror_remove(
+                    drbd.mirror_disks(self.cfg, inst, node.uuid))
+            except errors.HerdError as exc:
+                self.feedback(f"  WARNING: could not remove disks on {node.name}: "
+                              f"{exc.message}")

@@ -61,7 +61,17 @@ async def query_instances(ctx: MasterContext, names: list[str] | None,
         nodes = {i.primary_node for i in instances}
         live_data = await _gather_nodes(ctx, [cfg.nodes[u] for u in nodes if u in cfg.nodes],
                                         "instance_list")
-    return [_instance_fields(ctx, cfg, inst, live_data, live) for inst in instances]
+    rows = [_instance_fields(ctx, cfg, inst, live_data, live) for inst in instances]
+    if live:
+        mirrored = [(row, inst) for row, inst in zip(rows, instances, strict=True)
+                    if inst.disk_template == "drbd" and inst.disks]
+        if mirrored:
+            from herd.logic import drbd
+
+            states = await asyncio.gather(*(drbd.status(ctx, inst) for _, inst in mirrored))
+            for (row, _), state in zip(mirrored, states, strict=True):
+                row["disk.mirror"] = state
+    return rows
 
 
 def _instance_fields(ctx: MasterContext, cfg: ConfigData, inst: Instance,

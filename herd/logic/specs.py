@@ -28,6 +28,16 @@ def disk_dict(inst: Instance, index: int) -> dict[str, Any]:
             "size": disk.size, "mode": disk.mode, "uuid": disk.uuid, "name": disk.name}
 
 
+def _with_mirror(cfg: ConfigData, inst: Instance, index: int) -> dict[str, Any]:
+    """A disk as the primary node sees it; mirrored disks carry their mirror description."""
+    out = disk_dict(inst, index)
+    if inst.disks[index].dev_type == "drbd":
+        from herd.logic.drbd import mirror_disk
+
+        out["mirror"] = mirror_disk(cfg, inst, index, inst.primary_node)
+    return out
+
+
 def nic_dicts(cfg: ConfigData, inst: Instance) -> list[dict[str, Any]]:
     out = []
     for index, nic in enumerate(inst.nics):
@@ -53,6 +63,6 @@ def instance_spec(cfg: ConfigData, inst: Instance, paths: HerdPaths,
         "beparams": beparams,
         "hvparams": hvparams,
         "osparams": cfg.filled_osparams(inst),
-        "disks": [disk_dict(inst, i) for i in range(len(inst.disks))],
+        "disks": [_with_mirror(cfg, inst, i) for i in range(len(inst.disks))],
         "nics": nic_dicts(cfg, inst),
     }

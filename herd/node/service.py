@@ -23,6 +23,8 @@ from herd.paths import HerdPaths
 from herd.storage.file import FileStorage
 
 log = logging.getLogger(__name__)
+#: Hypervisors whose guests a node looks for (the fake one is for scale tests).
+HYPERVISORS = ("kvm", "fake")
 
 
 class NodeService:
@@ -31,12 +33,21 @@ class NodeService:
         self.storage = FileStorage(paths)
         self._hypervisors: dict[str, hvbase.Hypervisor] = {}
         self.files = ClusterFiles(paths)
+        self._mirror: Any = None
         self.started = time.time()
 
     def hypervisor(self, name: str = "kvm") -> hvbase.Hypervisor:
         if name not in self._hypervisors:
             self._hypervisors[name] = hvbase.get_hypervisor(name, self.paths)
         return self._hypervisors[name]
+
+    async def _running_on(self, name: str) -> hvbase.Hypervisor:
+        """The hypervisor running instance ``name`` here (kvm if none does)."""
+        for hv_name in HYPERVISORS:
+            hv = self.hypervisor(hv_name)
+            if await hv.instance_info(name) is not None:
+                return hv
+        return self.hypervisor()
 
     # -- node ---------------------------------------------------------------------------------
     async def ping(self) -> dict[str, Any]:
@@ -46,8 +57,7 @@ class NodeService:
 
     async def node_info(self) -> dict[str, Any]:
         hv = self.hypervisor()
-        running = await hv.list_instances()
-        used = sum(r.memory for r in running)
+        used = sum(int(r["memory"]) for r in await self.instance_list())
         # the first call may probe /dev/kvm (seconds): keep it off the event loop
         hv_facts = await asyncio.to_thread(hv.node_facts)
         return node_facts(self.storage, hv_facts, used)
@@ -91,10 +101,11 @@ class NodeService:
         return {"exit_code": proc.returncode, "output": out.decode(errors="replace")}
 
     async def master_demote(self, netdev: str, address: str, netmask: int) -> None:
-        """Stop being master: stop masterd and drop the master IP (master failover)."""
+        """Stop being master: stop rapi and masterd, drop the master IP (master failover)."""
         from herd.daemons import util as daemon_util
         from herd.network import masterip
 
+        await asyncio.to_thread(daemon_util.stop, self.paths, "rapi")
         await asyncio.to_thread(daemon_util.stop, self.paths, "masterd")
         await asyncio.to_thread(masterip.deactivate, netdev, address, netmask)
 
@@ -106,11 +117,83 @@ class NodeService:
         remove_cluster_files(self.paths)
         asyncio.get_running_loop().call_later(0.2, _reexec)
 
+    # -- mirrored disks (drbd template) --------------------------------------------------------
+    @property
+    def mirror(self) -> Any:
+        if self._mirror is None:
+            from herd.storage.mirror import MirrorManager
+
+            self._mirror = MirrorManager(self.paths)
+        return self._mirror
+
+    @staticmethod
+    def _mdisks(disks: list[dict[str, Any]]) -> list[Any]:
+        from herd.storage.mirror import MirrorDisk
+
+        return [MirrorDisk.from_dict(d) for d in disks]
+
+    async def mirror_create(self, disks: list[dict[str, Any]]) -> None:
+        made = []
+        try:
+            for disk in self._mdisks(disks):
+                await self.mirror.create(disk)
+                made.append(disk)
+        except Exception:
+            for disk in made:
+                await self.mirror.remove(disk)
+            raise
+
+    async def mirror_remove(self, disks: list[dict[str, Any]]) -> None:
+        for disk in self._mdisks(disks):
+            await self.mirror.remove(disk)
+
+    async def mirror_generation(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [self.mirror.generation(d) for d in self._mdisks(disks)]
+
+    async def mirror_start_secondary(self, disks: list[dict[str, Any]]) -> None:
+        for disk in self._mdisks(disks):
+            await self.mirror.start_secondary(disk)
+
+    async def mirror_start_primary(self, disks: list[dict[str, Any]], syncs: list[str],
+                                   allow_degraded: bool = False) -> list[dict[str, Any]]:
+        out = []
+        for disk, sync in zip(self._mdisks(disks), syncs, strict=True):
+            state = await self.mirror.start_primary(disk, sync, allow_degraded=allow_degraded)
+            out.append(state.to_dict())
+        return out
+
+    async def mirror_status(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [(await self.mirror.status(d)).to_dict() for d in self._mdisks(disks)]
+
+    async def mirror_wait_sync(self, disks: list[dict[str, Any]],
+                               sync_timeout: float) -> list[dict[str, Any]]:
+        return [(await self.mirror.wait_sync(d, sync_timeout)).to_dict()
+                for d in self._mdisks(disks)]
+
+    async def mirror_reconnect(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [(await self.mirror.reconnect(d)).to_dict() for d in self._mdisks(disks)]
+
+    async def mirror_stop(self, disks: list[dict[str, Any]]) -> None:
+        for disk in self._mdisks(disks):
+            await self.mirror.stop(disk)
+
+    async def _vm_disk_path(self, disk: dict[str, Any]) -> str:
+        """Where the VM opens a disk: the file, or the primary's mirror export for drbd."""
+        if disk["template"] != "drbd":
+            return self.disk_path(disk)
+        state = await self.mirror.status(self._mdisks([disk["mirror"]])[0])
+        if state.role != "primary" or not state.vm_uri:
+            raise errors.StorageError(f"disk {disk['index']} is not active as primary on this "
+                                      "node (activate the instance's disks first)")
+        return str(state.vm_uri)
+
     # -- disks --------------------------------------------------------------------------------
     def disk_path(self, disk: dict[str, Any]) -> str:
         template = disk.get("template") or disk.get("dev_type")
         if template == "file":
             return str(self.storage.path_for(disk["logical_id"][1]))
+        if template == "drbd":  # the local backing file (OS scripts run before the first sync)
+            return str(self.storage.path_for(disk["logical_id"][3]))
         raise errors.StorageError(f"disk template '{template}' has no local path on this node")
 
     async def disks_create(self, disks: list[dict[str, Any]]) -> list[str]:
@@ -137,19 +220,19 @@ class NodeService:
     async def disks_check(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
         for disk in disks:
-            size = self.storage.size_mib(disk["logical_id"][1]) \
-                if disk["template"] == "file" else None
+            rel = {"file": 1, "drbd": 3}.get(disk["template"])
+            size = self.storage.size_mib(disk["logical_id"][rel]) if rel is not None else None
             out.append({"uuid": disk.get("uuid"), "exists": size is not None, "size": size,
-                        "path": self.disk_path(disk) if disk["template"] == "file" else None})
+                        "path": self.disk_path(disk) if rel is not None else None})
         return out
 
     # -- instances ----------------------------------------------------------------------------
-    def _hv_spec(self, spec: dict[str, Any]) -> hvbase.InstanceSpec:
+    async def _hv_spec(self, spec: dict[str, Any]) -> hvbase.InstanceSpec:
         return hvbase.InstanceSpec(
             name=spec["name"], uuid=spec["uuid"], memory=int(spec["memory"]),
             vcpus=int(spec["vcpus"]), hvparams=dict(spec["hvparams"]),
-            disks=[hvbase.DiskSpec(index=d["index"], path=self.disk_path(d), mode=d["mode"])
-                   for d in spec["disks"]],
+            disks=[hvbase.DiskSpec(index=d["index"], path=await self._vm_disk_path(d),
+                                   mode=d["mode"]) for d in spec["disks"]],
             nics=[hvbase.NicSpec(index=n["index"], mac=n["mac"], mode=n["mode"], link=n["link"],
                                  ip=n.get("ip")) for n in spec["nics"]],
         )
@@ -163,11 +246,11 @@ class NodeService:
             if not os.path.exists(path):
                 raise errors.StorageError(f"disk {disk['index']} of {spec['name']} is missing "
                                           f"on this node ({path})")
-        info = await hv.start(self._hv_spec(spec), paused=paused)
+        info = await hv.start(await self._hv_spec(spec), paused=paused)
         return info.to_dict()
 
     async def instance_stop(self, name: str, stop_timeout: float) -> None:
-        await self.hypervisor().stop(name, stop_timeout)
+        await (await self._running_on(name)).stop(name, stop_timeout)
 
     async def instance_reboot(self, name: str, reboot_type: str, spec: dict[str, Any],
                               shutdown_timeout: float) -> None:
@@ -177,16 +260,19 @@ class NodeService:
             return
         # hard (and full): stop the process and start a fresh one with the current parameters
         await hv.stop(name, shutdown_timeout if reboot_type == "full" else 0)
-        await hv.start(self._hv_spec(spec))
+        await hv.start(await self._hv_spec(spec))
 
     async def instance_resume(self, name: str) -> None:
-        await self.hypervisor().resume(name)
+        await (await self._running_on(name)).resume(name)
 
     async def instance_list(self) -> list[dict[str, Any]]:
-        return [r.to_dict() for r in await self.hypervisor().list_instances()]
+        out = []
+        for name in HYPERVISORS:
+            out += [r.to_dict() for r in await self.hypervisor(name).list_instances()]
+        return out
 
     async def instance_info(self, name: str) -> dict[str, Any] | None:
-        info = await self.hypervisor().instance_info(name)
+        info = await (await self._running_on(name)).instance_info(name)
         return info.to_dict() if info else None
 
     # -- OS definitions -----------------------------------------------------------------------

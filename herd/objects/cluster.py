@@ -29,6 +29,9 @@ class Cluster(ConfigObject):
         default_factory=lambda: ["file", "diskless"])
     default_iallocator: str = ""
     candidate_pool_size: int = 10
+    #: Ports handed to mirrored disks (Ganeti's DRBD port range); each disk owns one.
+    drbd_port_first: int = 11000
+    drbd_port_last: int = 14999
     hvparams: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     beparams: dict[str, Any] = dataclasses.field(
         default_factory=lambda: dict(params.BE_DEFAULTS))

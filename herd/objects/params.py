@@ -35,8 +35,10 @@ ND_DEFAULTS: dict[str, Any] = {
 }
 
 DISK_TEMPLATES = ("diskless", "file", "drbd")
-#: Templates this version can create (drbd arrives with mirrored storage).
-SUPPORTED_DISK_TEMPLATES = ("diskless", "file")
+#: Templates this version can create.
+SUPPORTED_DISK_TEMPLATES = ("diskless", "file", "drbd")
+#: Templates whose disks live on two nodes.
+MIRRORED_TEMPLATES = ("drbd",)
 DISK_ACCESS_MODES = ("rw", "ro")
 
 

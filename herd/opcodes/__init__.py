@@ -17,6 +17,9 @@ from herd.opcodes.definitions import (
     OpNodeSetParams,
     OpTestDelay,
 )
+from herd.opcodes.instance_extra import OpInstanceQueryData
+from herd.opcodes.mirror_ops import OpInstanceFailover, OpInstanceMigrate
+from herd.opcodes.tags import OpTagsDel, OpTagsGet, OpTagsSearch, OpTagsSet
 
 __all__ = [
     "OpClusterModify",
@@ -26,6 +29,9 @@ __all__ = [
     "OpInstanceActivateDisks",
     "OpInstanceCreate",
     "OpInstanceDeactivateDisks",
+    "OpInstanceFailover",
+    "OpInstanceMigrate",
+    "OpInstanceQueryData",
     "OpInstanceReboot",
     "OpInstanceRemove",
     "OpInstanceShutdown",
@@ -33,6 +39,10 @@ __all__ = [
     "OpNodeAdd",
     "OpNodeRemove",
     "OpNodeSetParams",
+    "OpTagsDel",
+    "OpTagsGet",
+    "OpTagsSearch",
+    "OpTagsSet",
     "OpTestDelay",
     "opcode_from_dict",
 ]

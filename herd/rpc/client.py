@@ -119,6 +119,38 @@ class NodeClient:
     async def disks_check(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return await self.call("disks_check", disks=disks, timeout=60)
 
+    # -- mirrored disks -----------------------------------------------------------------------
+    async def mirror_create(self, disks: list[dict[str, Any]]) -> None:
+        await self.call("mirror_create", disks=disks, timeout=600)
+
+    async def mirror_remove(self, disks: list[dict[str, Any]]) -> None:
+        await self.call("mirror_remove", disks=disks, timeout=120)
+
+    async def mirror_generation(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await self.call("mirror_generation", disks=disks, timeout=30)
+
+    async def mirror_start_secondary(self, disks: list[dict[str, Any]]) -> None:
+        await self.call("mirror_start_secondary", disks=disks, timeout=120)
+
+    async def mirror_start_primary(self, disks: list[dict[str, Any]], syncs: list[str],
+                                   allow_degraded: bool = False) -> list[dict[str, Any]]:
+        return await self.call("mirror_start_primary", disks=disks, syncs=syncs,
+                               allow_degraded=allow_degraded, timeout=120)
+
+    async def mirror_status(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await self.call("mirror_status", disks=disks, timeout=30)
+
+    async def mirror_wait_sync(self, disks: list[dict[str, Any]],
+                               timeout: float) -> list[dict[str, Any]]:
+        return await self.call("mirror_wait_sync", disks=disks, sync_timeout=timeout,
+                               timeout=timeout + 30)
+
+    async def mirror_reconnect(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await self.call("mirror_reconnect", disks=disks, timeout=120)
+
+    async def mirror_stop(self, disks: list[dict[str, Any]]) -> None:
+        await self.call("mirror_stop", disks=disks, timeout=120)
+
     # -- OS definitions -----------------------------------------------------------------------
     async def os_diagnose(self) -> list[dict[str, Any]]:
         return await self.call("os_diagnose", timeout=30)

@@ -32,6 +32,9 @@ RPC_METHODS = frozenset({
     "os_diagnose", "os_run",
     "master_info", "config_upload", "facts_upload", "config_download", "files_checksums",
     "file_upload", "run_command", "master_demote", "node_leave",
+    "mirror_create", "mirror_remove", "mirror_generation", "mirror_start_secondary",
+    "mirror_start_primary", "mirror_status", "mirror_wait_sync", "mirror_reconnect",
+    "mirror_stop",
 })
 
 

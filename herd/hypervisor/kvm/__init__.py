@@ -9,6 +9,7 @@ and checked against the live process, so a restarted noded finds its VMs again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -17,7 +18,17 @@ from typing import Any, ClassVar
 
 from herd.errors import HypervisorError
 from herd.hypervisor.base import Hypervisor, InstanceSpec, RuntimeInfo
-from herd.hypervisor.kvm import detect, display, nics, params, pinning, process, qmp
+from herd.hypervisor.kvm import (
+    detect,
+    disks,
+    display,
+    migration,
+    nics,
+    params,
+    pinning,
+    process,
+    qmp,
+)
 from herd.hypervisor.kvm.cmdline import LaunchContext, build_argv
 from herd.hypervisor.kvm.runtime import (
     InstanceFiles,
@@ -124,7 +135,8 @@ class Kvm(Hypervisor):
         spec = record.spec
         return RuntimeInfo(name=spec.name, uuid=spec.uuid, pid=record.pid, state=state,
                            memory=spec.memory, vcpus=spec.vcpus, accel=record.accel,
-                           started=record.started, spec=spec)
+                           started=record.started, spec=spec,
+                           migration=(record.migration or {}).get("role"))
 
     # -- queries -----------------------------------------------------------------------------
     async def instance_info(self, name: str) -> RuntimeInfo | None:
@@ -142,7 +154,9 @@ class Kvm(Hypervisor):
     # -- start ------------------------------------------------------------------------------
     def _check_startable(self, spec: InstanceSpec, hv: dict[str, Any]) -> None:
         for disk in spec.disks:
-            if not os.path.exists(disk.path):
+            if disks.is_uri(disk.path):
+                disks.parse_nbd_uri(disk.path)  # malformed -> error; reachability is QEMU's
+            elif not os.path.exists(disk.path):
                 raise HypervisorError(f"disk {disk.index} of {spec.name}: {disk.path} not found")
         for key in ("kernel_path", "initrd_path", "cdrom_image_path", "cdrom2_image_path",
                     "floppy_image_path"):
@@ -181,7 +195,9 @@ class Kvm(Hypervisor):
         async with self._lock(spec.name):
             return await self._start(spec, paused)
 
-    async def _start(self, spec: InstanceSpec, paused: bool) -> RuntimeInfo:
+    async def _start(self, spec: InstanceSpec, paused: bool,
+                     incoming: tuple[str, int] | None = None) -> RuntimeInfo:
+        """Start QEMU; with ``incoming`` (address, port) as a paused migration target."""
         hv = params.fill(spec.hvparams)
         files = self._files(spec.name)
         files.check_socket_paths()
@@ -192,7 +208,8 @@ class Kvm(Hypervisor):
         await self._cleanup(files, old)
         self._check_startable(spec, hv)
         ctx = LaunchContext(files=files, accel=await self._choose_accel(hv["kvm_flag"]),
-                            paused=paused)
+                            paused=paused or incoming is not None,
+                            incoming=incoming is not None)
         if hv["use_chroot"]:
             files.chroot_dir.mkdir(parents=True, exist_ok=True)
         ctx.taps = await nics.setup(spec.uuid, spec.nics)
@@ -205,14 +222,20 @@ class Kvm(Hypervisor):
             record = RuntimeRecord(spec=spec, pid=pid, accel=ctx.accel, started=started,
                                    argv=argv, taps=ctx.taps, vnc_port=ctx.vnc_port,
                                    spice_port=ctx.spice_port)
+            if incoming is not None:
+                record.migration = {"role": "target", "uri": migration.uri(*incoming),
+                                    "since": time.time()}
             write_record(files.runtime, record)
             await self._after_launch(spec, hv, pid, files)
+            if incoming is not None:
+                await migration.listen(files.qmp, *incoming)
         except BaseException:
             await self._abort_start(files, spec.uuid, ctx.taps)
             raise
         return RuntimeInfo(name=spec.name, uuid=spec.uuid, pid=pid,
-                           state="paused" if paused else "running", memory=spec.memory,
-                           vcpus=spec.vcpus, accel=ctx.accel, started=started, spec=spec)
+                           state="paused" if ctx.paused else "running", memory=spec.memory,
+                           vcpus=spec.vcpus, accel=ctx.accel, started=started, spec=spec,
+                           migration="target" if incoming is not None else None)
 
     async def _after_launch(self, spec: InstanceSpec, hv: dict[str, Any], pid: int,
                             files: InstanceFiles) -> None:
@@ -277,3 +300,165 @@ class Kvm(Hypervisor):
             sock = self._files(name).qmp
             if await qmp.query_status(sock) not in _RUNNING_STATES:
                 await qmp.execute(sock, "cont")
+
+    # -- live migration ---------------------------------------------------------------------
+    async def accept_migration(self, spec: InstanceSpec, port: int,
+                               listen_address: str) -> RuntimeInfo:
+        """Target: start QEMU with this node's devices (own taps on its bridge, own disk
+        paths), paused, listening for the state on ``listen_address:port``."""
+        async with self._lock(spec.name):
+            return await self._start(spec, paused=True, incoming=(listen_address, port))
+
+    async def migrate(self, name: str, target_address: str, port: int, *, live: bool = True,
+                      bandwidth_mibps: int | None = None, downtime_ms: int | None = None,
+                      timeout: float | None = None) -> dict[str, Any]:
+        """Source: send the guest to ``target_address:port`` and wait for the outcome.
+
+        ``timeout`` defaults to a few passes over the RAM at the bandwidth limit; after it the
+        migration is cancelled. The lock is held only while starting, so abort_migration
+        (another RPC) can cancel a migration that is under way.
+        """
+        files = self._files(name)
+        target = migration.uri(target_address, port)
+        async with self._lock(name):
+            record = await self._require(name)
+            hv = params.fill(record.spec.hvparams)
+            bandwidth = bandwidth_mibps or hv["migration_bandwidth"]
+            downtime = downtime_ms or hv["migration_downtime"]
+            if (record.migration or {}).get("role") == "target":
+                raise HypervisorError(
+                    f"instance {name} is an incoming migration on this node; finish it first")
+            state = await qmp.query_status(files.qmp)
+            current = (await migration.query(files.qmp)).get("status")
+            if state not in ("running", "paused") or \
+                    current not in (None, "none", *migration.FINAL_STATES):
+                raise HypervisorError(f"cannot migrate {name}: QEMU state '{state}', "
+                                      f"migration status '{current}'")
+            requested = live
+            if live and not migration.live_is_safe(
+                    record.accel, (await self.detect_kvm()).qemu_version):
+                log.warning("instance %s runs under TCG on a QEMU that loses dirty pages in "
+                            "live migrations; migrating it non-live", name)
+                live = False
+            record.migration = {"role": "source", "uri": target, "live": live,
+                                "was_running": state == "running", "since": time.time()}
+            write_record(files.runtime, record)
+            started = time.monotonic()
+            try:
+                await migration.start(files.qmp, target_address, port,
+                                      bandwidth_mibps=bandwidth, downtime_ms=downtime,
+                                      stop_first=not live and state == "running")
+            except BaseException:
+                await self._resume_source(files, record)
+                raise
+        if timeout is None:
+            timeout = migration.timeout_for(record.spec.memory, bandwidth)
+        try:
+            info = last = await migration.wait(files.qmp, timeout)
+            timed_out = info.get("status") not in migration.FINAL_STATES
+            if timed_out:
+                log.warning("migration of %s to %s not done after %g s; cancelling",
+                            name, target, timeout)
+                info = await migration.cancel(files.qmp)
+        except HypervisorError:
+            with contextlib.suppress(HypervisorError):
+                await self.abort_migration(name)
+            raise
+        result = {**migration.stats(info, paused_throughout=not live), "live": live,
+                  "live_requested": requested, "target": target,
+                  "bandwidth_mibps": bandwidth, "downtime_limit_ms": downtime,
+                  "wall_time_ms": int((time.monotonic() - started) * 1000)}
+        if result["status"] == "completed":
+            async with self._lock(name):  # re-read: abort_migration may have run meanwhile
+                current = read_record(files.runtime)
+                if current is not None and (current.migration or {}).get("role") == "source":
+                    current.migration = {**(current.migration or {}), "status": "completed"}
+                    write_record(files.runtime, current)
+            log.info("migrated %s to %s: %s", name, target, result)
+            return result
+        try:
+            await self.abort_migration(name)
+            after = "the instance stays on this node"
+        except HypervisorError as exc:
+            after = f"undoing it on this node failed too: {exc}"
+        if timed_out:
+            was = migration.stats(last)
+            raise HypervisorError(
+                f"migration of {name} to {target} did not finish within {timeout:g} s "
+                f"({was['transferred_bytes'] >> 20} of {was['ram_total_bytes'] >> 20} MiB "
+                f"sent, status '{was['status']}'); cancelled, {after}")
+        raise HypervisorError(
+            f"migration of {name} to {target} {result['status']}: "
+            f"{info.get('error-desc') or 'QEMU gave no reason'}; {after}")
+
+    async def _resume_source(self, files: InstanceFiles, record: RuntimeRecord) -> None:
+        """Give the guest back to the source: cont if it ran before the migration."""
+        was_running = (record.migration or {}).get("was_running", False)
+        if was_running and await qmp.query_status(files.qmp) not in _RUNNING_STATES:
+            await qmp.execute(files.qmp, "cont")
+        record.migration = None
+        write_record(files.runtime, record)
+
+    async def _end_target(self, files: InstanceFiles, record: RuntimeRecord | None) -> None:
+        if record is not None and is_our_qemu(record.pid, files, record.spec.uuid):
+            await process.terminate(record.pid)
+        await self._cleanup(files, record)
+
+    async def abort_migration(self, name: str) -> None:
+        """Target: kill the incoming QEMU. Source: cancel, and resume the guest if it ran."""
+        async with self._lock(name):
+            files = self._files(name)
+            record = read_record(files.runtime)
+            if record is None or not is_our_qemu(record.pid, files, record.spec.uuid):
+                await self._cleanup(files, record)
+                return
+            if (record.migration or {}).get("role") == "target":
+                await self._end_target(files, record)
+                return
+            info = await migration.cancel(files.qmp)
+            if info.get("status") not in (None, "none", *migration.FINAL_STATES):
+                raise HypervisorError(f"migration of {name} could not be cancelled "
+                                      f"(status '{info.get('status')}')")
+            await self._resume_source(files, record)
+
+    async def finish_migration_source(self, name: str) -> None:
+        """Source, after success: end the paused QEMU (it must have handed over), clean up."""
+        async with self._lock(name):
+            files = self._files(name)
+            record = read_record(files.runtime)
+            if record is None or not is_our_qemu(record.pid, files, record.spec.uuid):
+                await self._cleanup(files, record)
+                return
+            status = (await migration.query(files.qmp)).get("status")
+            state = await qmp.query_status(files.qmp)
+            if status != "completed" or state in _RUNNING_STATES:
+                raise HypervisorError(
+                    f"not ending {name} here: its migration is '{status}' and the guest is "
+                    f"'{state}' on this node (use abort_migration to keep it here)")
+            with contextlib.suppress(HypervisorError):  # QEMU may exit before it answers
+                await qmp.execute(files.qmp, "quit", timeout=2.0)
+            if not await process.wait_gone(record.pid, 5.0):
+                await process.terminate(record.pid)
+            await self._cleanup(files, record)
+
+    async def finish_migration_target(self, name: str, success: bool) -> None:
+        """Target: on success wait for the state to be loaded and resume the guest; on
+        failure kill the incoming QEMU and remove its taps and files."""
+        async with self._lock(name):
+            files = self._files(name)
+            record = read_record(files.runtime)
+            if not success:
+                await self._end_target(files, record)
+                return
+            if record is None or not is_our_qemu(record.pid, files, record.spec.uuid):
+                await self._cleanup(files, record)
+                raise HypervisorError(f"incoming QEMU of {name} is gone; migration failed")
+            state = await migration.wait_incoming_done(files.qmp, 30.0)
+            status = (await migration.query(files.qmp)).get("status")
+            if status != "completed":
+                raise HypervisorError(f"incoming migration of {name} is '{status}' "
+                                      f"(guest '{state}'); not resuming it")
+            if state not in _RUNNING_STATES:
+                await qmp.execute(files.qmp, "cont")
+            record.migration = None
+            write_record(files.runtime, record)

@@ -14,6 +14,7 @@ from typing import Any
 
 from herd.errors import HypervisorError
 from herd.hypervisor.base import InstanceSpec
+from herd.hypervisor.kvm.disks import source_options
 from herd.hypervisor.kvm.runtime import InstanceFiles
 
 #: Ganeti's boot_order values -> QEMU's -boot letters.
@@ -40,6 +41,9 @@ class LaunchContext:
     spice_address: str | None = None
     spice_port: int | None = None
     paused: bool = False
+    #: Set on a migration target: QEMU waits for the incoming state ('-incoming defer'; the
+    #: listening address is given later with QMP migrate-incoming).
+    incoming: bool = False
 
 
 def kernel_append(hv: dict[str, Any]) -> str:
@@ -94,7 +98,7 @@ def _disks(spec: InstanceSpec, hv: dict[str, Any]) -> list[str]:
     argv: list[str] = []
     iface = DRIVE_IF[hv["disk_type"]]
     for disk in sorted(spec.disks, key=lambda d: d.index):
-        opts = [f"file={disk.path}", "format=raw", f"if={iface}", f"index={disk.index}"]
+        opts = [*source_options(disk.path), "format=raw", f"if={iface}", f"index={disk.index}"]
         if hv["disk_cache"] != "default":
             opts.append(f"cache={hv['disk_cache']}")
         if hv["disk_aio"] != "threads":
@@ -236,8 +240,10 @@ def build_argv(spec: InstanceSpec, hv: dict[str, Any], ctx: LaunchContext) -> li
     argv += _removable(hv)
     argv += _nics(spec, hv, ctx.taps)
     argv += _devices(hv)
-    if ctx.paused:
-        argv += ["-S"]
+    if ctx.paused or ctx.incoming:
+        argv += ["-S"]  # an incoming guest stays paused until finish_migration_target
+    if ctx.incoming:
+        argv += ["-incoming", "defer"]
     if hv["kvm_extra"]:
         argv += shlex.split(hv["kvm_extra"])
     return argv

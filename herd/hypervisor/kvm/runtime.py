@@ -89,18 +89,24 @@ class RuntimeRecord:
     taps: list[str] = field(default_factory=list)
     vnc_port: int | None = None
     spice_port: int | None = None
+    #: Set while a migration involves this QEMU, so that a restarted noded can still finish
+    #: or abort it: {"role": "source"|"target", "uri": ..., "stopped": bool (source paused
+    #: the guest itself for a non-live migration), "status": ...}.
+    migration: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": 1, "spec": self.spec.to_dict(), "pid": self.pid,
                 "accel": self.accel, "started": self.started, "argv": self.argv,
-                "taps": self.taps, "vnc_port": self.vnc_port, "spice_port": self.spice_port}
+                "taps": self.taps, "vnc_port": self.vnc_port, "spice_port": self.spice_port,
+                "migration": self.migration}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RuntimeRecord:
         return cls(spec=InstanceSpec.from_dict(d["spec"]), pid=int(d["pid"]),
                    accel=str(d["accel"]), started=float(d["started"]),
                    argv=[str(a) for a in d["argv"]], taps=[str(t) for t in d.get("taps", [])],
-                   vnc_port=d.get("vnc_port"), spice_port=d.get("spice_port"))
+                   vnc_port=d.get("vnc_port"), spice_port=d.get("spice_port"),
+                   migration=d.get("migration"))
 
 
 def write_record(path: Path, record: RuntimeRecord) -> None:

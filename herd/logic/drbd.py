@@ -1,0 +1,142 @@
+"""The master's side of mirrored (``drbd``) disks: ports, per-node descriptions, activation.
+
+A mirrored disk lives on the instance's primary and secondary node. Each node runs a storage
+daemon per disk (herd.storage.mirror); the primary's mirrors every write to the secondary over
+the secondary network and exports the disk to the VM. Activation decides, from the generation
+ids both nodes keep, whether the secondary needs nothing, the changed blocks, a full copy, or
+whether the two sides diverged (split brain), which is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from herd import errors
+from herd.logic.base import MasterContext
+from herd.objects import ConfigData, Disk, Instance, Node
+from herd.storage.file import relative_path
+
+DRBD_FILE_KIND = "drbd"
+
+
+def used_ports(cfg: ConfigData) -> set[int]:
+    return {int(d.logical_id[2]) for i in cfg.instances.values() for d in i.disks
+            if d.dev_type == "drbd" and len(d.logical_id) > 2}
+
+
+def allocate_ports(cfg: ConfigData, count: int, reserved: set[int] | None = None) -> list[int]:
+    taken = used_ports(cfg) | (reserved or set())
+    out: list[int] = []
+    for port in range(cfg.cluster.drbd_port_first, cfg.cluster.drbd_port_last + 1):
+        if port not in taken:
+            out.append(port)
+            if len(out) == count:
+                return out
+    raise errors.OpPrereqError("no free port left for mirrored disks in "
+                               f"{cfg.cluster.drbd_port_first}-{cfg.cluster.drbd_port_last}")
+
+
+def new_logical_id(pnode: str, snode: str, port: int, inst_name: str, disk: Disk,
+                   index: int) -> list[Any]:
+    rel = relative_path(inst_name, disk.uuid, index).replace(".file.", f".{DRBD_FILE_KIND}.")
+    return [pnode, snode, port, rel]
+
+
+def mirror_disk(cfg: ConfigData, inst: Instance, index: int, node_uuid: str) -> dict[str, Any]:
+    """The MirrorDisk (as a dict) that ``node_uuid`` needs for disk ``index``."""
+    disk = inst.disks[index]
+    pnode, snode, port, rel = disk.logical_id[:4]
+    peer = snode if node_uuid == pnode else pnode
+    local, other = cfg.nodes[node_uuid], cfg.nodes[peer]
+    return {"uuid": disk.uuid, "index": index, "size": disk.size, "relpath": rel,
+            "port": int(port), "local_ip": local.secondary_ip or local.primary_ip,
+            "peer_ip": other.secondary_ip or other.primary_ip}
+
+
+def mirror_disks(cfg: ConfigData, inst: Instance, node_uuid: str) -> list[dict[str, Any]]:
+    return [mirror_disk(cfg, inst, i, node_uuid) for i in range(len(inst.disks))]
+
+
+def secondary_of(cfg: ConfigData, inst: Instance) -> Node:
+    return cfg.nodes[inst.secondary_nodes[0]]
+
+
+async def activate(ctx: MasterContext, inst: Instance, feedback: Callable[[str], None], *,
+                   ignore_secondary: bool = False, wait_for_sync: bool = False) -> None:
+    """Bring up the storage daemons: the secondary exports, the primary mirrors to it."""
+    from herd.storage.mirror import SplitBrainError, decide_sync
+
+    cfg = ctx.config.data
+    pnode, snode = cfg.nodes[inst.primary_node], secondary_of(cfg, inst)
+    prpc, srpc = ctx.rpc.node(pnode), ctx.rpc.node(snode)
+    pdisks, sdisks = mirror_disks(cfg, inst, pnode.uuid), mirror_disks(cfg, inst, snode.uuid)
+    pgens = await prpc.mirror_generation(pdisks)
+    secondary_ok = not snode.offline
+    sgens: list[dict[str, Any]] = []
+    if secondary_ok:
+        try:
+            sgens = await srpc.mirror_generation(sdisks)
+        except errors.RpcError as exc:
+            if not ignore_secondary:
+                raise errors.OpExecError(
+                    f"secondary node {snode.name} of {inst.name} is unreachable "
+                    f"({exc.message}); the disks would start degraded") from None
+            secondary_ok = False
+    elif not ignore_secondary:
+        raise errors.OpPrereqError(f"secondary node {snode.name} is offline")
+    syncs = []
+    for index, pgen in enumerate(pgens):
+        if not secondary_ok:
+            syncs.append("none")
+            continue
+        mode = decide_sync(pgen, sgens[index])
+        if mode == "split-brain":
+            raise SplitBrainError(
+                f"disk/{index} of {inst.name}: both {pnode.name} (generation "
+                f"{pgen.get('current')}) and {snode.name} (generation "
+                f"{sgens[index].get('current')}) changed while apart (split brain); keep one "
+                f"side with 'gnt-instance replace-disks -s {inst.name}' (discards the "
+                "secondary's data) after checking which copy is right")
+        syncs.append(mode)
+    if secondary_ok:
+        await srpc.mirror_start_secondary(sdisks)
+    states = await prpc.mirror_start_primary(pdisks, syncs, allow_degraded=not secondary_ok)
+    for index, (mode, state) in enumerate(zip(syncs, states, strict=True)):
+        if mode != "none":
+            feedback(f"  disk/{index}: {mode} resync to {snode.name} started")
+        elif state.get("degraded"):
+            feedback(f"  WARNING: disk/{index} runs degraded (no secondary)")
+    if wait_for_sync and secondary_ok:
+        feedback("* waiting for the disks to be in sync")
+        await prpc.mirror_wait_sync(pdisks, timeout=3600)
+
+
+async def deactivate(ctx: MasterContext, inst: Instance) -> None:
+    """Stop the storage daemons: the primary first (it flushes), then the secondary."""
+    cfg = ctx.config.data
+    pnode, snode = cfg.nodes[inst.primary_node], secondary_of(cfg, inst)
+    errors_seen = []
+    for node in (pnode, snode):
+        if node.offline:
+            continue
+        try:
+            await ctx.rpc.node(node).mirror_stop(mirror_disks(cfg, inst, node.uuid))
+        except errors.RpcError as exc:
+            errors_seen.append(exc.message)
+    if errors_seen and not snode.offline and len(errors_seen) > 1:
+        raise errors.OpExecError("; ".join(errors_seen))
+
+
+async def status(ctx: MasterContext, inst: Instance) -> list[dict[str, Any]]:
+    cfg = ctx.config.data
+    pnode = cfg.nodes[inst.primary_node]
+    try:
+        return await ctx.rpc.node(pnode).mirror_status(mirror_disks(cfg, inst, pnode.uuid))
+    except errors.HerdError as exc:
+        return [{"role": "unknown", "error": exc.message} for _ in inst.disks]
+
+
+async def gather(*aws: Any) -> list[Any]:
+    return list(await asyncio.gather(*aws))

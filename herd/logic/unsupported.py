@@ -1,0 +1,33 @@
+"""The logical unit of operations Herd does not carry out yet (see herd.opcodes.instance_extra).
+
+Their jobs are accepted and fail in the check phase with OpPrereqError naming the operation,
+as Ganeti fails an operation the cluster cannot perform; nothing is changed. The unit is
+registered only for OP_IDs that no real logical unit claimed, so a module that brings the real
+operation wins whatever the import order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from herd import errors
+from herd.jobs.locking import LockRequest
+from herd.logic import base
+from herd.opcodes.instance_extra import UNBACKED, UnbackedOpCode
+
+
+class LUUnsupported(base.LogicalUnit[UnbackedOpCode]):
+    def locks(self) -> list[LockRequest]:
+        return []
+
+    async def check(self) -> None:
+        what = UNBACKED.get(self.op.OP_ID, (self.op.OP_ID,))[0]
+        raise errors.OpPrereqError(
+            f"{what} ({self.op.OP_ID}) is not supported by this version of Herd")
+
+    async def execute(self) -> Any:  # never reached: check() always refuses
+        raise errors.ProgrammerError(f"{self.op.OP_ID} has no implementation")
+
+
+for _op_id in UNBACKED:
+    base._LU_REGISTRY.setdefault(_op_id, LUUnsupported)

@@ -1,0 +1,37 @@
+"""Opcodes of instances with mirrored disks: failover, migrate, node-wide moves (Ganeti's)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from herd.opcodes.base import OpCode
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpInstanceFailover(OpCode):
+    OP_ID = "OP_INSTANCE_FAILOVER"
+    SUMMARY_FIELD = "instance_name"
+    instance_name: str
+    instance_uuid: str | None = None
+    ignore_consistency: bool = False
+    shutdown_timeout: int = 120
+    ignore_ipolicy: bool = False
+    target_node: str | None = None
+    iallocator: str | None = None
+    cleanup: bool = False
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpInstanceMigrate(OpCode):
+    OP_ID = "OP_INSTANCE_MIGRATE"
+    SUMMARY_FIELD = "instance_name"
+    instance_name: str
+    instance_uuid: str | None = None
+    mode: str | None = None  # "live" | "non-live"; None: the hypervisor's migration_mode
+    live: bool | None = None  # deprecated in Ganeti, still accepted
+    cleanup: bool = False
+    target_node: str | None = None
+    allow_failover: bool = False
+    ignore_ipolicy: bool = False
+    ignore_hvversions: bool = False
+    iallocator: str | None = None

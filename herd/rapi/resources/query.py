@@ -1,0 +1,221 @@
+"""/2/query/RESOURCE and /2/query/RESOURCE/fields: Ganeti's query2 over RAPI.
+
+GET takes ``fields=a,b``; PUT takes a body ``{"fields": [...], "qfilter": FILTER}`` (``filter``
+is the older name). The answer is ``{"fields": [field definitions], "data": [[[status, value],
+...], ...]}``; status 0 is a normal value, 1 an unknown field, 2 no data (the node did not
+answer or the value needs a running instance). Filters use Ganeti's operators: ``|``, ``&``,
+``!``, ``?``, ``=``, ``!=``, ``=~``, ``<``, ``>``, ``<=``, ``>=``, ``=[]``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from herd.rapi import convert
+from herd.rapi.auth import ACCESS_READ
+from herd.rapi.errors import HttpError, bad_request
+from herd.rapi.routing import Req, Resource, resource
+
+RS_NORMAL, RS_UNKNOWN, RS_NODATA = 0, 1, 2
+
+T, B, N, U, TS, OT = "text", "bool", "number", "unit", "timestamp", "other"
+
+_COMMON = {"name": T, "uuid": T, "tags": OT, "ctime": TS, "mtime": TS, "serial_no": N}
+
+FIELDS: dict[str, dict[str, str]] = {
+    "instance": {**_COMMON, **{
+        "os": T, "pnode": T, "pnode.group": T, "snodes": OT, "admin_state": T,
+        "admin_state_source": T, "admin_up": B, "disk_template": T, "disks_active": B,
+        "hypervisor": T, "network_port": N, "beparams": OT, "custom_beparams": OT,
+        "hvparams": OT, "custom_hvparams": OT, "osparams": OT, "custom_osparams": OT,
+        "be/maxmem": U, "be/minmem": U, "be/memory": U, "be/vcpus": N, "be/auto_balance": B,
+        "be/always_failover": B, "disk.count": N, "disk.sizes": OT, "disk.names": OT,
+        "disk.uuids": OT, "disk_usage": U, "disk.spindles": OT, "nic.count": N, "nic.macs": OT,
+        "nic.ips": OT, "nic.modes": OT, "nic.links": OT, "nic.bridges": OT, "nic.names": OT,
+        "nic.uuids": OT, "nic.networks": OT, "nic.vlans": OT, "disks": OT, "nics": OT,
+        "oper_state": B, "status": T, "oper_ram": U, "oper_vcpus": N, "console": OT}},
+    "node": {**_COMMON, **{
+        "pip": T, "sip": T, "group": T, "group.uuid": T, "master": B, "role": T,
+        "master_candidate": B, "offline": B, "drained": B, "master_capable": B,
+        "vm_capable": B, "ndparams": OT, "custom_ndparams": OT, "pinst_cnt": N, "sinst_cnt": N,
+        "pinst_list": OT, "sinst_list": OT, "powered": B, "mtotal": U, "mnode": U, "mfree": U,
+        "dtotal": U, "dfree": U, "ctotal": N, "cnodes": N, "csockets": N, "cnos": N,
+        "spfree": N, "sptotal": N, "bootid": T, "hv_accel": T, "kvm_usable": B,
+        "kvm_reason": T, "qemu_version": T, "reachable": B}},
+    "group": {**_COMMON, **{
+        "alloc_policy": T, "node_cnt": N, "node_list": OT, "pinst_cnt": N, "pinst_list": OT,
+        "ndparams": OT, "custom_ndparams": OT, "diskparams": OT, "custom_diskparams": OT}},
+    "job": {
+        "id": N, "status": T, "priority": N, "ops": OT, "opstatus": OT, "opresult": OT,
+        "opstart": OT, "opexec": OT, "opend": OT, "oplog": OT, "received_ts": OT, "start_ts": OT,
+        "end_ts": OT, "summary": OT, "archived": B},
+}
+
+_LIVE = {"instance": {"oper_state", "status", "oper_ram", "oper_vcpus", "console"},
+         "node": {"mtotal", "mnode", "mfree", "dtotal", "dfree", "ctotal", "cnodes",
+                  "csockets", "cnos", "hv_accel", "kvm_usable", "kvm_reason", "qemu_version",
+                  "reachable"}}
+#: Dynamic fields (hv/NAME, disk.size/N, ...) exist per object; accept those prefixes.
+_PREFIXES = {"instance": ("hv/", "be/", "disk.size/", "nic.mac/", "nic.ip/", "nic.mode/",
+                          "nic.link/")}
+_TITLES = {"name": "Name", "uuid": "UUID", "tags": "Tags", "ctime": "CTime",
+           "mtime": "MTime", "serial_no": "SerialNo", "os": "OS", "pnode": "Primary_node",
+           "snodes": "Secondary_Nodes", "status": "Status", "id": "ID", "role": "Role"}
+
+
+def _known(what: str, name: str) -> bool:
+    return name in FIELDS[what] or name.startswith(_PREFIXES.get(what, ("\0",)))
+
+
+def field_def(what: str, name: str) -> dict[str, str]:
+    if not _known(what, name):
+        return {"name": name, "title": name, "kind": "unknown",
+                "doc": f"Unknown field '{name}'"}
+    kind = FIELDS[what].get(name, OT)
+    return {"name": name, "title": _TITLES.get(name, name), "kind": kind,
+            "doc": f"{what} field {name}"}
+
+
+async def _rows(req: Req, what: str, fields: list[str]) -> list[dict[str, Any]]:
+    live = bool(set(fields) & _LIVE.get(what, set()))
+    if what == "instance":
+        return await req.call("query_instances", names=None, live=live)
+    if what == "node":
+        return await req.call("query_nodes", names=None, live=live)
+    if what == "group":
+        return await req.call("query_groups")
+    rows = await req.call("query_jobs")
+    return [convert.job(r, tuple(FIELDS["job"])) for r in rows]
+
+
+def _value(what: str, row: dict[str, Any], name: str) -> list[Any]:
+    if not _known(what, name):
+        return [RS_UNKNOWN, None]
+    if name not in row:
+        return [RS_NODATA, None]
+    value = row[name]
+    if value is None and name in _LIVE.get(what, set()):
+        return [RS_NODATA, None]
+    return [RS_NORMAL, value]
+
+
+_CMP = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b,
+        "<": lambda a, b: a < b, ">": lambda a, b: a > b,
+        "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
+
+
+def check_filter(what: str, flt: Any) -> list[str]:
+    """Validate a filter; return the fields it uses."""
+    if flt is None:
+        return []
+    if not isinstance(flt, list) or not flt or not isinstance(flt[0], str):
+        raise bad_request(f"Invalid filter: {flt!r}")
+    op, args = flt[0], flt[1:]
+    if op in ("|", "&"):
+        return [f for sub in args for f in check_filter(what, sub)]
+    if op == "!":
+        if len(args) != 1:
+            raise bad_request("Invalid filter: '!' takes one operand")
+        return check_filter(what, args[0])
+    if op == "?":
+        if len(args) != 1 or not isinstance(args[0], str):
+            raise bad_request("Invalid filter: '?' takes one field name")
+        fields = [args[0]]
+    elif op in (*_CMP, "=~", "=[]"):
+        if len(args) != 2 or not isinstance(args[0], str):
+            raise bad_request(f"Invalid filter: '{op}' takes a field name and a value")
+        if op == "=~":
+            try:
+                re.compile(str(args[1]))
+            except re.error as exc:
+                raise bad_request(f"Invalid regular expression '{args[1]}': {exc}") from None
+        fields = [args[0]]
+    else:
+        raise bad_request(f"Unknown filter operator '{op}'")
+    for name in fields:
+        if not _known(what, name):
+            raise bad_request(f"Unknown field '{name}' in filter")
+    return fields
+
+
+def matches(flt: Any, row: dict[str, Any]) -> bool:
+    if flt is None:
+        return True
+    op, args = flt[0], flt[1:]
+    if op == "|":
+        return any(matches(sub, row) for sub in args)
+    if op == "&":
+        return all(matches(sub, row) for sub in args)
+    if op == "!":
+        return not matches(args[0], row)
+    value = row.get(args[0])
+    if op == "?":
+        return bool(value)
+    if op == "=~":
+        return isinstance(value, str) and re.search(str(args[1]), value) is not None
+    if op == "=[]":
+        return isinstance(value, list) and args[1] in value
+    try:
+        return bool(_CMP[op](value, args[1]))
+    except TypeError:
+        return False
+
+
+def _resource(req: Req) -> str:
+    what = req.items[0]
+    if what not in FIELDS:
+        raise HttpError(404, f"Resource '{what}' can not be queried; available: "
+                             f"{', '.join(sorted(FIELDS))}")
+    return what
+
+
+def _fields_arg(req: Req) -> list[str] | None:
+    text = req.str_arg("fields")
+    return [f for f in text.split(",") if f] if text is not None else None
+
+
+async def run_query(req: Req, what: str, fields: list[str], flt: Any) -> dict[str, Any]:
+    used = check_filter(what, flt)
+    rows = await _rows(req, what, [*fields, *used])
+    return {"fields": [field_def(what, f) for f in fields],
+            "data": [[_value(what, row, f) for f in fields]
+                     for row in rows if matches(flt, row)]}
+
+
+@resource("/2/query/[resource]")
+class Query(Resource):
+    PUT_ACCESS = ACCESS_READ  # a query, whatever the method
+    DOC = {"GET": "Query a resource (instance, node, group, job): fields=a,b.",
+           "PUT": "Query with a body {fields, qfilter}."}
+    QUERY = {"GET": ("fields",)}
+
+    async def GET(self, req: Req) -> Any:
+        what = _resource(req)
+        fields = _fields_arg(req)
+        if not fields:
+            raise bad_request("Missing the required 'fields' parameter")
+        return await run_query(req, what, fields, None)
+
+    async def PUT(self, req: Req) -> Any:
+        what = _resource(req)
+        body = req.body_dict()
+        fields = body.get("fields", _fields_arg(req))
+        if isinstance(fields, str):
+            fields = [f for f in fields.split(",") if f]
+        if not isinstance(fields, list) or not fields or \
+                not all(isinstance(f, str) for f in fields):
+            raise bad_request("Parameter 'fields' must be a non-empty list of field names")
+        flt = body.get("qfilter", body.get("filter"))
+        return await run_query(req, what, fields, flt)
+
+
+@resource("/2/query/[resource]/fields")
+class QueryFields(Resource):
+    DOC = {"GET": "Field definitions of a resource (optionally fields=a,b)."}
+    QUERY = {"GET": ("fields",)}
+
+    async def GET(self, req: Req) -> Any:
+        what = _resource(req)
+        fields = _fields_arg(req) or sorted(FIELDS[what])
+        return {"fields": [field_def(what, f) for f in fields]}

@@ -1,0 +1,184 @@
+"""Resources and the request context they receive.
+
+A resource is a class with one async method per HTTP method it supports (``GET``, ``PUT``,
+``POST``, ``DELETE``) and the access each needs (``GET_ACCESS`` read, the others write, as in
+Ganeti). ``@resource(pattern)`` registers it; groups in the pattern become ``req.items``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from herd import errors
+from herd.opcodes import opcode_from_dict
+from herd.rapi.auth import ACCESS_READ, ACCESS_WRITE
+from herd.rapi.errors import HttpError, bad_request, from_herd
+from herd.rapi.master import MasterPool
+
+METHODS = ("GET", "PUT", "POST", "DELETE")
+_NAME = r"([^/]+)"
+
+
+class Resource:
+    GET_ACCESS: ClassVar[str | None] = ACCESS_READ
+    PUT_ACCESS: ClassVar[str | None] = ACCESS_WRITE
+    POST_ACCESS: ClassVar[str | None] = ACCESS_WRITE
+    DELETE_ACCESS: ClassVar[str | None] = ACCESS_WRITE
+    #: Short description for the OpenAPI document, per method.
+    DOC: ClassVar[dict[str, str]] = {}
+    #: Query parameters and body fields each method takes (for the OpenAPI document).
+    QUERY: ClassVar[dict[str, tuple[str, ...]]] = {}
+    BODY: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def methods(cls) -> list[str]:
+        return [m for m in METHODS if hasattr(cls, m)]
+
+    @classmethod
+    def access(cls, method: str) -> str | None:
+        return getattr(cls, f"{method}_ACCESS")
+
+
+@dataclass
+class Route:
+    template: str  # Ganeti's notation: /2/instances/[instance_name]
+    regex: re.Pattern[str]
+    resource: type[Resource]
+
+
+ROUTES: list[Route] = []
+
+
+def resource(template: str) -> Callable[[type[Resource]], type[Resource]]:
+    pattern = re.sub(r"\[[a-z_]+\]", _NAME, template)
+    regex = re.compile(f"^{pattern}$")
+
+    def register(cls: type[Resource]) -> type[Resource]:
+        ROUTES.append(Route(template, regex, cls))
+        return cls
+    return register
+
+
+def match(path: str) -> tuple[type[Resource], tuple[str, ...], str] | None:
+    for route in ROUTES:
+        m = route.regex.match(path)
+        if m:
+            return route.resource, m.groups(), route.template
+    return None
+
+
+@dataclass
+class Req:
+    """What a resource method sees of its request."""
+
+    method: str
+    path: str
+    items: tuple[str, ...]
+    query: dict[str, list[str]]
+    body: Any
+    master: MasterPool
+    user: str | None
+    handler_name: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- query parameters (Ganeti's rules: booleans are 0/1 integers) ---------------------------
+    def _one(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+    def int_arg(self, name: str, default: int = 0) -> int:
+        value = self._one(name)
+        if value is None:
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise bad_request(f"Invalid value for parameter '{name}': '{value}' "
+                              "(expected an integer)") from None
+
+    def bool_arg(self, name: str, default: bool = False) -> bool:
+        return bool(self.int_arg(name, int(default)))
+
+    def str_arg(self, name: str, default: str | None = None) -> str | None:
+        value = self._one(name)
+        return default if value is None else value
+
+    def list_arg(self, name: str) -> list[str]:
+        return list(self.query.get(name, []))
+
+    @property
+    def bulk(self) -> bool:
+        return self.bool_arg("bulk")
+
+    @property
+    def dry_run(self) -> bool:
+        return self.bool_arg("dry-run")
+
+    @property
+    def force(self) -> bool:
+        return self.bool_arg("force")
+
+    # -- body -----------------------------------------------------------------------------------
+    def body_dict(self, allow_none: bool = True) -> dict[str, Any]:
+        if self.body is None and allow_none:
+            return {}
+        if not isinstance(self.body, dict):
+            raise bad_request("Invalid body contents, not a dictionary")
+        return dict(self.body)
+
+    # -- masterd --------------------------------------------------------------------------------
+    async def call(self, method: str, **args: Any) -> Any:
+        try:
+            return await self.master.call(method, **args)
+        except errors.HerdError as exc:
+            raise from_herd(exc) from None
+
+    def reason_trail(self) -> list[list[Any]]:
+        now = time.time_ns()
+        trail: list[list[Any]] = []
+        user_reason = self.str_arg("reason")
+        if user_reason:
+            trail.append(["gnt:user", user_reason, now])
+        trail.append([f"gnt:library:rlib2:{self.handler_name}", "", now])
+        return trail
+
+    def opcode(self, op_id: str, body: dict[str, Any] | None = None,
+               **static: Any) -> dict[str, Any]:
+        """An opcode dict from the body and the URL's values; unknown or badly typed fields
+        are refused with 400 as Ganeti refuses them."""
+        op: dict[str, Any] = {"OP_ID": op_id}
+        for key, value in (body or {}).items():
+            if key in static and static[key] != value:
+                raise bad_request(f"Parameter '{key}' must not be given in the body "
+                                  f"(it is '{static[key]}' from the URL)")
+            op[key] = value
+        op.update(static)
+        if self.dry_run:
+            op["dry_run"] = True
+        op["reason"] = [*op.get("reason", []), *self.reason_trail()]
+        try:
+            opcode_from_dict(op)
+        except errors.HerdError as exc:
+            raise bad_request(f"Invalid body parameters: {exc.message}") from None
+        return op
+
+    async def submit(self, *ops: dict[str, Any]) -> int:
+        """Submit one job; Ganeti's RAPI answers writes with the job id, a JSON number."""
+        try:
+            return int(await self.master.call("submit_job", ops=list(ops)))
+        except errors.OpPrereqError as exc:
+            raise bad_request(f"Invalid body parameters: {exc.message}") from None
+        except errors.HerdError as exc:
+            raise from_herd(exc) from None
+
+
+Handler = Callable[[Req], Awaitable[Any]]
+
+
+def not_found_unless(condition: bool) -> None:
+    if not condition:
+        raise HttpError(404)

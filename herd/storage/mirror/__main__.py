@@ -1,0 +1,66 @@
+"""``python -m herd.storage.mirror OP DISK_JSON [ARG]``: one MirrorManager call, JSON out.
+
+For tests, benchmarks and debugging inside a node (its namespace and HERD_ROOT), where noded
+is not involved. OP: create remove generation start-secondary start-primary reconnect status
+wait-sync stop list-active mark-synced. Errors: JSON ``{"error": {...}}`` and exit status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from herd import paths
+from herd.errors import HerdError
+from herd.storage.mirror import MirrorDisk, MirrorManager
+
+
+async def run(op: str, disk: MirrorDisk | None, args: list[str]) -> Any:
+    mgr = MirrorManager(paths.current())
+    if op == "list-active":
+        return await mgr.list_active()
+    assert disk is not None
+    if op == "create":
+        return await mgr.create(disk)
+    if op == "remove":
+        return await mgr.remove(disk)
+    if op == "generation":
+        return mgr.generation(disk)
+    if op == "mark-synced":
+        return await mgr.mark_synced(disk, json.loads(args[0]))
+    if op == "start-secondary":
+        return await mgr.start_secondary(disk)
+    if op == "start-primary":
+        degraded = len(args) > 1 and args[1] == "degraded"
+        return (await mgr.start_primary(disk, args[0] if args else "auto",
+                                        allow_degraded=degraded)).to_dict()
+    if op == "reconnect":
+        return (await mgr.reconnect(disk)).to_dict()
+    if op == "status":
+        return (await mgr.status(disk)).to_dict()
+    if op == "wait-sync":
+        return (await mgr.wait_sync(disk, float(args[0]) if args else 60.0)).to_dict()
+    if op == "stop":
+        return await mgr.stop(disk)
+    raise SystemExit(f"unknown operation {op!r}")
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    op = argv[0]
+    disk = MirrorDisk.from_dict(json.loads(argv[1])) if len(argv) > 1 else None
+    try:
+        result = asyncio.run(run(op, disk, argv[2:]))
+    except HerdError as exc:
+        print(json.dumps({"error": exc.to_dict()}))
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,112 @@
+"""The QMP arguments that build a disk's block graph inside its storage daemon.
+
+Kept as pure functions so that the exact sequences are visible and unit-tested in one place.
+
+Primary::
+
+    VM --NBD unix--> [export "vm"] -> mirror-top (filter, from blockdev-mirror) -> local (file)
+                                        \\-- job "mirror" (write-blocking) --> target (raw)
+                                                       -> peerN (nbd client to peer_ip:port)
+Secondary::
+
+    peer's NBD client --TCP--> [export "repl", writethrough] -> local (file)
+    incoming migration VM --TCP--> [export "vm"] -> local
+
+A primary without its peer (degraded start) gives the job a target that fails every write
+(``deadN``: blkdebug over null-co): the job pauses at once and keeps marking what the peer
+lacks in its dirty map; when the peer returns, ``blockdev-reopen`` swaps the target's ``file``
+child for a real NBD node and ``block-job-resume`` copies only the map.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+JOB = "mirror"
+LOCAL = "local"
+TARGET = "target"
+FILTER = "mirror-top"
+#: Seconds the NBD client holds requests while reconnecting before failing them (then the job
+#: pauses and the guest writes on locally).
+RECONNECT_DELAY = 5
+#: The mirror's dirty map: one bit per granule. 4 KiB granules make a resync after small
+#: scattered writes copy what changed (64 KiB, QEMU's default for NBD targets, copied 339 MiB
+#: for 32 MiB of 4 KiB writes); the map stays below MAX_MAP_BITS (2 MiB of RAM) on big disks.
+MIN_GRANULARITY = 4096
+MAX_MAP_BITS = 16 * 1024 * 1024
+#: Copy buffer of the background copy (full sync and resync).
+BUF_SIZE = 16 * 1024 * 1024
+
+
+def local_node(path: Path) -> dict[str, Any]:
+    # Page cache + fdatasync on flush; aio=threads works on every filesystem.
+    return {"driver": "file", "node-name": LOCAL, "filename": str(path), "aio": "threads",
+            "discard": "unmap", "cache": {"direct": False, "no-flush": False}}
+
+
+def unix_server(sock: Path) -> dict[str, Any]:
+    return {"addr": {"type": "unix", "data": {"path": str(sock)}}}
+
+
+def tcp_server(host: str, port: int) -> dict[str, Any]:
+    return {"addr": {"type": "inet", "data": {"host": host, "port": str(port)}}}
+
+
+def vm_export(name: str) -> dict[str, Any]:
+    return {"type": "nbd", "id": "vm", "node-name": LOCAL, "name": name, "writable": True}
+
+
+def repl_export(name: str, generation_summary: dict[str, Any]) -> dict[str, Any]:
+    """The secondary's export to its primary. ``writethrough``: every write the primary sends
+    is flushed to stable storage here before it is acknowledged, so a guest write (and thus a
+    guest flush) is durable on the secondary before the guest sees it complete: the mirror's
+    filter forwards flushes only to the local file (QEMU's mirror-top flushes its backing only)."""
+    return {"type": "nbd", "id": "repl", "node-name": LOCAL, "name": name, "writable": True,
+            "writethrough": True,
+            "description": json.dumps(generation_summary, separators=(",", ":"))}
+
+
+def nbd_node(name: str, host: str, port: int, export: str) -> dict[str, Any]:
+    return {"driver": "nbd", "node-name": name,
+            "server": {"type": "inet", "host": host, "port": str(port), "keep-alive": True},
+            "export": export, "reconnect-delay": RECONNECT_DELAY}
+
+
+def dead_node(name: str, size: int) -> dict[str, Any]:
+    """A stand-in peer that fails every write with EIO (for a degraded start). Flushes succeed:
+    ``blockdev-reopen`` flushes the target before swapping this child for the real peer."""
+    return {"driver": "blkdebug", "node-name": name,
+            "inject-error": [{"event": "none", "iotype": io, "errno": 5}
+                             for io in ("write", "write-zeroes", "discard")],
+            "image": {"driver": "null-co", "node-name": f"{name}-null", "size": size}}
+
+
+def target_node(child: str) -> dict[str, Any]:
+    return {"driver": "raw", "node-name": TARGET, "file": child}
+
+
+def granularity(size: int) -> int:
+    """Smallest power of two >= 4 KiB that keeps the dirty map of ``size`` bytes small."""
+    gran = MIN_GRANULARITY
+    while size // gran > MAX_MAP_BITS:
+        gran *= 2
+    return gran
+
+
+def mirror_job(sync: str, size: int) -> dict[str, Any]:
+    assert sync in ("full", "none")
+    return {"job-id": JOB, "device": LOCAL, "target": TARGET, "sync": sync,
+            "copy-mode": "write-blocking", "on-source-error": "stop",
+            "on-target-error": "stop", "filter-node-name": FILTER,
+            "granularity": granularity(size), "buf-size": BUF_SIZE,
+            "auto-finalize": True, "auto-dismiss": True}
+
+
+def vm_uri_unix(name: str, sock: Path) -> str:
+    return f"nbd+unix:///{name}?socket={sock}"
+
+
+def vm_uri_tcp(name: str, host: str, port: int) -> str:
+    return f"nbd://{host}:{port}/{name}"

@@ -1,0 +1,516 @@
+"""MirrorManager: the node-local side of the ``drbd`` template (DESIGN §7).
+
+Stateless between calls on purpose: everything it needs is in files (the generation JSON beside
+each backing file, the runtime files of each storage daemon), so a restarted noded picks up the
+running daemons where the old one left them. Calls for one disk are serialised by a lock; every
+QMP step has a timeout (see :mod:`.qmp`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from herd.errors import StorageError
+from herd.paths import HerdPaths
+from herd.storage.mirror import daemon, generation, graph, peer
+from herd.storage.mirror.generation import (
+    SYNC_ORDER,
+    GenerationFile,
+    SplitBrainError,
+    bump,
+    decide_sync,
+    initial,
+    split_brain_message,
+    summary,
+)
+from herd.storage.mirror.model import MirrorDisk, MirrorStatus
+from herd.storage.mirror.qmp import QmpCommandError, QmpSession, session
+
+#: Seconds a clean cancel of an in-sync job may take (it drains what is in flight).
+CANCEL_TIMEOUT = 30.0
+#: QMP calls that may wait for the NBD client (drain of requests stuck on a lost peer).
+SLOW_TIMEOUT = graph.RECONNECT_DELAY + 20.0
+SYNC_MODES = ("auto", "none", "dirty", "full")
+
+
+class MirrorManager:
+    def __init__(self, paths: HerdPaths) -> None:
+        self.paths = paths
+        self.run_dir = paths.run_dir / "mirror"
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._samples: dict[str, tuple[float, int]] = {}
+
+    # -- files -------------------------------------------------------------------------------
+    def backing_file(self, disk: MirrorDisk) -> Path:
+        base = self.paths.file_storage_dir
+        path = (base / disk.relpath).resolve()
+        if base.resolve() not in path.parents:
+            raise StorageError(f"disk path {disk.relpath!r} escapes {base}")
+        return path
+
+    def _gen(self, disk: MirrorDisk) -> GenerationFile:
+        path = self.backing_file(disk)
+        return GenerationFile(path.with_name(path.name + ".gen"))
+
+    def _files(self, disk: MirrorDisk) -> daemon.DaemonFiles:
+        return daemon.DaemonFiles.for_disk(self.run_dir, disk.uuid)
+
+    def _lock(self, disk: MirrorDisk) -> asyncio.Lock:
+        return self._locks.setdefault(disk.uuid, asyncio.Lock())
+
+    # -- lifecycle of the copy ---------------------------------------------------------------
+    async def create(self, disk: MirrorDisk) -> None:
+        """A sparse backing file of ``disk.size`` MiB and a fresh generation; refuse if present."""
+        async with self._lock(disk):
+            path, gen = self.backing_file(disk), self._gen(disk)
+            if path.exists() or gen.exists():
+                raise StorageError(f"mirrored disk {disk.relpath} already exists on this node")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.ftruncate(fd, disk.size_bytes)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            gen.write(initial())
+
+    async def remove(self, disk: MirrorDisk) -> None:
+        """Stop the disk's daemon if any, delete backing file, generation and runtime files."""
+        async with self._lock(disk):
+            files = self._files(disk)
+            pid = files.pid()
+            if pid is not None:
+                await self._quit(files, pid)
+            files.cleanup()
+            files.log.unlink(missing_ok=True)
+            path = self.backing_file(disk)
+            path.unlink(missing_ok=True)
+            self._gen(disk).path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # the instance's directory, once its last disk is gone
+
+    def generation(self, disk: MirrorDisk) -> dict[str, Any]:
+        """The generation record; ``dirty_map_valid`` only while the daemon holding it lives."""
+        gen = self._gen(disk).read()
+        files = self._files(disk)
+        running = files.pid() is not None
+        rt = files.read_runtime() or {}
+        gen["running"] = running
+        gen["dirty_map_valid"] = bool(gen.get("dirty_map_valid") and running
+                                      and rt.get("role") == "primary")
+        return gen
+
+    async def mark_synced(self, disk: MirrorDisk, primary_generation: dict[str, Any]) -> None:
+        """On the secondary: this copy now equals the primary's (told by the master once the
+        primary reported in_sync), so it takes the primary's generation and lineage."""
+        async with self._lock(disk):
+            self._gen(disk).update(current=primary_generation["current"],
+                                   history=list(primary_generation.get("history", [])),
+                                   fresh=False, needs_full=False)
+
+    # -- secondary ---------------------------------------------------------------------------
+    async def start_secondary(self, disk: MirrorDisk) -> None:
+        """A QSD owning the file, exported writable to the peer on local_ip:port."""
+        async with self._lock(disk):
+            files = self._files(disk)
+            pid, rt = files.pid(), files.read_runtime() or {}
+            if pid is not None and rt.get("role") == "secondary":
+                return
+            if pid is not None and rt.get("role") == "primary":
+                await self._primary_to_secondary(disk, files)
+                return
+            gf = self._gen(disk)
+            gen = gf.read()
+            if gen.get("role") == "primary" and not gen.get("clean", True):
+                gen["needs_full"] = True  # crashed primary: writes in flight then are unknown
+            gen = gf.write({**gen, "role": "secondary", "clean": False, "degraded": False,
+                            "dirty_map_valid": False, "map_since": None})
+            self._check_file(disk)
+            pid = await daemon.launch(files)
+            try:
+                async with session(files.qmp) as q:
+                    await q.cmd("blockdev-add", graph.local_node(self.backing_file(disk)))
+                    await self._serve_secondary(q, disk, gen)
+            except BaseException:
+                await daemon.terminate(pid)
+                files.cleanup()
+                raise
+            files.write_runtime({"role": "secondary", "disk": disk.to_dict(), "server": "tcp",
+                                 "pid": pid, "started": time.time()})
+
+    async def _serve_secondary(self, q: QmpSession, disk: MirrorDisk,
+                               gen: dict[str, Any]) -> None:
+        await q.cmd("nbd-server-start", graph.tcp_server(disk.local_ip, disk.port))
+        name = peer.export_name(disk.uuid, gen.get("export_token", gen["current"]))
+        await q.cmd("block-export-add", graph.repl_export(name, summary(gen)))
+        await q.cmd("block-export-add", graph.vm_export(disk.uuid))
+
+    async def _primary_to_secondary(self, disk: MirrorDisk, files: daemon.DaemonFiles) -> None:
+        """Hand-over after live migration: the guest now runs on the peer. The mirror must be in
+        sync; it ends cleanly, and the daemon serves the file to the new primary instead."""
+        async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
+            job = await self._job(q)
+            if job is not None:
+                if not _in_sync(job):
+                    raise StorageError(f"mirror of {disk.relpath} is not in sync: refusing to "
+                                       f"hand over to the peer")
+                await self._cancel(q, force=False)
+            await self._drop_target(q, (files.read_runtime() or {}).get("target_child"))
+            await q.cmd("block-export-del", {"id": "vm", "mode": "hard"})
+            await q.cmd("nbd-server-stop")
+            gen = self._gen(disk).update(role="secondary", clean=False, degraded=False,
+                                         dirty_map_valid=False, map_since=None, needs_full=False)
+            await self._serve_secondary(q, disk, gen)
+        rt = files.read_runtime() or {}
+        files.write_runtime({**rt, "role": "secondary", "server": "tcp", "target": None,
+                             "target_child": None, "export": None})
+
+    # -- primary -----------------------------------------------------------------------------
+    async def start_primary(self, disk: MirrorDisk, sync: str, *,
+                            allow_degraded: bool = False) -> MirrorStatus:
+        """Own the file, replicate every write to the peer, export the result to the local VM.
+
+        ``sync`` is the least the caller wants copied: 'none' asserts that both copies are
+        identical (after live migration) and is trusted; otherwise the generation rules may
+        ask for more ('dirty' without a live dirty map means 'full'). Split brain is refused.
+        """
+        if sync not in SYNC_MODES:
+            raise StorageError(f"invalid sync mode {sync!r}, expected one of {SYNC_MODES}")
+        async with self._lock(disk):
+            files = self._files(disk)
+            pid, rt = files.pid(), files.read_runtime() or {}
+            if pid is not None and rt.get("role") == "primary":
+                return await self._status(disk)
+            gf = self._gen(disk)
+            own = gf.read()
+            if pid is None and own.get("role") == "primary" and not own.get("clean", True):
+                own["dirty_map_valid"] = False  # our daemon crashed: its dirty map is gone
+            try:
+                export, peer_gen = await peer.probe(disk.peer_ip, disk.port, disk.uuid)
+            except peer.PeerUnreachable as exc:
+                if not allow_degraded:
+                    raise StorageError(f"cannot attach mirrored disk {disk.relpath}: {exc} "
+                                       f"(start degraded only if the peer is dead)") from None
+                export, peer_gen = None, None
+            crashed = own.get("role") == "primary" and not own.get("clean", True)
+            if peer_gen is not None:
+                job_sync, own = self._choose_sync(disk, own, peer_gen, sync)
+                map_since = own["current"]
+            else:
+                job_sync = "full" if own.get("fresh") or sync == "full" else "none"
+                map_since = None if crashed else own["current"]
+                own = bump(own)
+            own.update(role="primary", clean=False, fresh=False, needs_full=False,
+                       export_token=generation.new_id(),
+                       degraded=peer_gen is None, dirty_map_valid=True, map_since=map_since)
+            self._check_file(disk)
+            converting = pid is not None and rt.get("role") == "secondary"
+            started = pid is None
+            if started:
+                pid = await daemon.launch(files)
+            gf.write(own)
+            try:
+                async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
+                    if converting:
+                        # live migration: the incoming VM already uses the TCP "vm" export
+                        await q.cmd("block-export-del", {"id": "repl", "mode": "hard"})
+                        server = "tcp"
+                    else:
+                        await q.cmd("blockdev-add", graph.local_node(self.backing_file(disk)))
+                        await q.cmd("nbd-server-start", graph.unix_server(files.sock))
+                        await q.cmd("block-export-add", graph.vm_export(disk.uuid))
+                        server = "unix"
+                    child, kind = await self._add_peer_node(q, disk, export, seq=1)
+                    await q.cmd("blockdev-add", graph.target_node(child), timeout=SLOW_TIMEOUT)
+                    await q.cmd("blockdev-mirror", graph.mirror_job(job_sync, disk.size_bytes))
+            except BaseException:
+                if started:
+                    await daemon.terminate(pid)
+                    files.cleanup()
+                raise
+            files.write_runtime({"role": "primary", "disk": disk.to_dict(), "server": server,
+                                 "pid": pid, "target": kind, "target_child": child,
+                                 "export": export, "target_seq": 1, "base_offset": 0,
+                                 "sync_started": time.time(),
+                                 "sync": job_sync, "started": time.time()})
+            self._samples.pop(disk.uuid, None)
+            return await self._status(disk)
+
+    def _choose_sync(self, disk: MirrorDisk, own: dict[str, Any], peer_gen: dict[str, Any],
+                     sync: str) -> tuple[str, dict[str, Any]]:
+        """The job's sync mode and our (possibly adopted) generation record."""
+        decision = decide_sync(own, peer_gen)
+        if sync == "none" and decision != "none":
+            behind = own.get("fresh") or own["current"] in [*peer_gen.get("history", []),
+                                                            peer_gen["current"]]
+            if decision == "split-brain" and not behind:
+                raise SplitBrainError(split_brain_message(disk.relpath, own, peer_gen))
+            if decision == "split-brain":  # caller asserts equal copies: take the peer's lineage
+                own = {**own, "current": peer_gen["current"],
+                       "history": list(peer_gen.get("history", []))}
+            return "none", own
+        if decision == "split-brain":
+            raise SplitBrainError(split_brain_message(disk.relpath, own, peer_gen))
+        wanted = "none" if sync == "auto" else sync
+        strongest = max(wanted, decision, key=SYNC_ORDER.index)
+        return ("none" if strongest == "none" else "full"), own  # a new job has no dirty map
+
+    async def _add_peer_node(self, q: QmpSession, disk: MirrorDisk, export: str | None,
+                             seq: int) -> tuple[str, str]:
+        if export is None:
+            name = f"dead{seq}"
+            await q.cmd("blockdev-add", graph.dead_node(name, disk.size_bytes))
+            return name, "dead"
+        name = f"peer{seq}"
+        await q.cmd("blockdev-add", graph.nbd_node(name, disk.peer_ip, disk.port, export),
+                    timeout=SLOW_TIMEOUT)
+        return name, "nbd"
+
+    async def reconnect(self, disk: MirrorDisk) -> MirrorStatus:
+        """The peer is back: copy only what changed (the job's dirty map), or all if the rules
+        say so; SplitBrainError if both copies moved on."""
+        async with self._lock(disk):
+            files = self._files(disk)
+            rt = files.read_runtime() or {}
+            if files.pid() is None or rt.get("role") != "primary":
+                raise StorageError(f"mirrored disk {disk.relpath} is not primary on this node")
+            export, peer_gen = await peer.probe(disk.peer_ip, disk.port, disk.uuid)
+            gf = self._gen(disk)
+            own = self.generation(disk)
+            decision = decide_sync(own, peer_gen)
+            if decision == "split-brain":
+                raise SplitBrainError(split_brain_message(disk.relpath, own, peer_gen))
+            seq = int(rt.get("target_seq", 1)) + 1
+            async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
+                job = await self._job(q)
+                same_peer = rt.get("target") == "nbd" and rt.get("export") in (None, export)
+                swapped = True
+                if decision != "full" and job is not None:
+                    kind, child = "nbd", rt.get("target_child")
+                    if not same_peer:  # swap the target's peer for the one just checked
+                        swapped, child, kind = await self._swap_peer(q, disk, export, seq, child)
+                    else:
+                        seq -= 1
+                    base = int(job.get("offset", 0))
+                    if swapped:
+                        await self._resume(q)
+                if decision == "full" or job is None or not swapped:
+                    if job is not None:
+                        await self._cancel(q, force=True)
+                    await self._drop_target(q, rt.get("target_child"))
+                    child, kind = await self._add_peer_node(q, disk, export, seq + 1)
+                    await q.cmd("blockdev-add", graph.target_node(child))
+                    await q.cmd("blockdev-mirror", graph.mirror_job("full", disk.size_bytes))
+                    base, seq = 0, seq + 1
+                    gf.update(dirty_map_valid=True, map_since=own["current"])
+            files.write_runtime({**rt, "target": kind, "target_child": child,
+                                 "target_seq": seq, "export": export, "base_offset": base,
+                                 "sync_started": time.time()})
+            self._samples.pop(disk.uuid, None)
+            return await self._status(disk)
+
+    # -- state -------------------------------------------------------------------------------
+    async def status(self, disk: MirrorDisk) -> MirrorStatus:
+        async with self._lock(disk):
+            return await self._status(disk)
+
+    async def wait_sync(self, disk: MirrorDisk, timeout: float) -> MirrorStatus:
+        """Poll until in sync; the last status either way (check ``in_sync``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = await self.status(disk)
+            if st.in_sync or st.role != "primary" or time.monotonic() >= deadline:
+                return st
+            await asyncio.sleep(0.2)
+
+    async def _status(self, disk: MirrorDisk) -> MirrorStatus:
+        files = self._files(disk)
+        gf = self._gen(disk)
+        gen = gf.read()
+        rt = files.read_runtime() or {}
+        if files.pid() is None:
+            return MirrorStatus(role="down", connected=False, in_sync=False, degraded=True,
+                                generation=gen["current"])
+        if rt.get("role") == "secondary":
+            connected = _has_client(disk.local_ip, disk.port)
+            return MirrorStatus(
+                role="secondary", connected=connected,
+                in_sync=connected and not gen.get("fresh") and not gen.get("needs_full"),
+                degraded=not connected, generation=gen["current"],
+                vm_uri=graph.vm_uri_tcp(disk.uuid, disk.local_ip, disk.port))
+        async with session(files.qmp) as q:
+            job = await self._job(q)
+        in_sync = job is not None and _in_sync(job) and rt.get("target") == "nbd"
+        broken = (job is None or rt.get("target") != "nbd" or bool(job.get("paused"))
+                  or job.get("io-status", "ok") != "ok")
+        if broken and not gen.get("degraded"):
+            # the primary writes without its peer from now on: a new generation
+            gen = gf.write({**bump(gen), "degraded": True})
+        elif in_sync and gen.get("degraded"):
+            gen = gf.update(degraded=False)
+        uri = (graph.vm_uri_unix(disk.uuid, files.sock) if rt.get("server") == "unix"
+               else graph.vm_uri_tcp(disk.uuid, disk.local_ip, disk.port))
+        st = MirrorStatus(role="primary", connected=not broken, in_sync=in_sync,
+                          degraded=not in_sync, generation=gen["current"], vm_uri=uri)
+        if job is not None:
+            base = int(rt.get("base_offset", 0))
+            offset, length = int(job["offset"]), int(job["len"])
+            st.copied_bytes = max(0, offset - base)
+            st.total_bytes = max(0, length - base)
+            st.sync_percent = (100.0 if in_sync or not st.total_bytes
+                               else round(100.0 * st.copied_bytes / st.total_bytes, 1))
+            now = time.monotonic()
+            prev = self._samples.get(disk.uuid)
+            self._samples[disk.uuid] = (now, offset)
+            if prev and now > prev[0] and offset >= prev[1]:
+                st.speed_bps = (offset - prev[1]) / (now - prev[0])
+            elif not in_sync and time.time() > float(rt.get("sync_started", 0)):
+                # first look from this process (noded restarted): average since (re)start
+                st.speed_bps = st.copied_bytes / (time.time() - float(rt["sync_started"]))
+            if st.speed_bps and not in_sync:
+                st.eta_seconds = round((length - offset) / st.speed_bps, 1)
+        return st
+
+    # -- stopping ----------------------------------------------------------------------------
+    async def stop(self, disk: MirrorDisk) -> None:
+        """Clean stop (the VM is already stopped): end the job, flush, quit the daemon."""
+        async with self._lock(disk):
+            files = self._files(disk)
+            pid, rt = files.pid(), files.read_runtime() or {}
+            gf = self._gen(disk)
+            if pid is None:
+                files.cleanup()
+                return
+            if rt.get("role") == "primary":
+                st = await self._status(disk)
+                async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
+                    if await self._job(q) is not None:
+                        await self._cancel(q, force=not st.in_sync)
+                if not st.in_sync and not gf.read().get("degraded"):
+                    gf.write({**bump(gf.read()), "degraded": True})  # peer misses something
+            await self._quit(files, pid)
+            gf.update(clean=True, dirty_map_valid=False)
+            files.cleanup()
+            self._samples.pop(disk.uuid, None)
+
+    async def list_active(self) -> list[str]:
+        """Uuids of the disks whose storage daemon runs on this node."""
+        out = []
+        if not self.run_dir.is_dir():
+            return out
+        for runtime in sorted(self.run_dir.glob("*.json")):
+            files = daemon.DaemonFiles(self.run_dir, runtime.stem)
+            rt = files.read_runtime() or {}
+            uuid = (rt.get("disk") or {}).get("uuid")
+            if uuid and files.pid() is not None:
+                out.append(uuid)
+        return out
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _check_file(self, disk: MirrorDisk) -> None:
+        path = self.backing_file(disk)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise StorageError(f"mirrored disk {disk.relpath} does not exist here") from None
+        if size != disk.size_bytes:
+            raise StorageError(f"{path} has {size} bytes, expected {disk.size_bytes}")
+
+    @staticmethod
+    async def _job(q: QmpSession) -> dict[str, Any] | None:
+        for job in await q.cmd("query-block-jobs"):
+            if job.get("device") == graph.JOB:
+                return dict(job)
+        return None
+
+    async def _cancel(self, q: QmpSession, *, force: bool) -> None:
+        """Cancel the mirror; a ready job cancelled without force ends as a consistent copy."""
+        with contextlib.suppress(QmpCommandError):
+            await q.cmd("block-job-cancel", {"device": graph.JOB, "force": force})
+        deadline = time.monotonic() + CANCEL_TIMEOUT
+        while await self._job(q) is not None:
+            if time.monotonic() > deadline:
+                raise StorageError("mirror job did not end after cancel")
+            await asyncio.sleep(0.05)
+
+    async def _resume(self, q: QmpSession, timeout: float = 15.0) -> None:
+        """Resume the paused job until it stays running. The NBD client reconnects in the
+        background: the first request after the peer's return fails and pauses the job again,
+        and a later one finds the new connection."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await self._job(q)
+            if job is None or not job.get("paused"):
+                return
+            if time.monotonic() > deadline:
+                raise StorageError("mirror job keeps failing against the peer after resume")
+            with contextlib.suppress(QmpCommandError):
+                await q.cmd("block-job-resume", {"device": graph.JOB})
+            await asyncio.sleep(0.5)
+            job = await self._job(q)
+            if job is not None and not job.get("paused"):
+                await asyncio.sleep(0.5)  # still running a moment later?
+
+    async def _swap_peer(self, q: QmpSession, disk: MirrorDisk, export: str, seq: int,
+                         old: str | None) -> tuple[bool, str | None, str]:
+        """Give the job's target a new peer node, keeping the job and its dirty map.
+
+        ``blockdev-reopen`` flushes the target first, which fails while the old child is an
+        NBD client whose peer is gone; then (False, old, "nbd") and the caller syncs fully."""
+        child, kind = await self._add_peer_node(q, disk, export, seq)
+        try:
+            await q.cmd("blockdev-reopen", {"options": [graph.target_node(child)]})
+        except QmpCommandError:
+            await self._del_node(q, child)
+            return False, old, "nbd"
+        if old:
+            await self._del_node(q, old)
+        return True, child, kind
+
+    @staticmethod
+    async def _del_node(q: QmpSession, name: str) -> None:
+        with contextlib.suppress(QmpCommandError):
+            await q.cmd("blockdev-del", {"node-name": name}, timeout=SLOW_TIMEOUT)
+        if name.startswith("dead"):
+            with contextlib.suppress(QmpCommandError):
+                await q.cmd("blockdev-del", {"node-name": f"{name}-null"})
+
+    async def _drop_target(self, q: QmpSession, child: str | None) -> None:
+        with contextlib.suppress(QmpCommandError):
+            await q.cmd("blockdev-del", {"node-name": graph.TARGET}, timeout=SLOW_TIMEOUT)
+        if child:
+            await self._del_node(q, child)
+
+    @staticmethod
+    async def _quit(files: daemon.DaemonFiles, pid: int) -> None:
+        """QMP quit (the daemon closes and flushes every node), SIGTERM/SIGKILL if it hangs."""
+        with contextlib.suppress(StorageError):
+            async with session(files.qmp, timeout=5.0) as q:
+                await q.cmd("quit")
+        if not await daemon.wait_gone(pid, 15.0):
+            await daemon.terminate(pid)
+
+
+def _in_sync(job: dict[str, Any]) -> bool:
+    return (bool(job.get("ready")) and not job.get("paused")
+            and job.get("io-status", "ok") == "ok" and job.get("offset") == job.get("len"))
+
+
+def _has_client(ip: str, port: int) -> bool:
+    """Best effort: an established TCP connection to our export (this namespace's table)."""
+    want = f"{_hex_ip(ip)}:{port:04X}"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            cols = line.split()
+            if len(cols) > 3 and cols[1] == want and cols[3] == "01":
+                return True
+    return False
+
+
+def _hex_ip(ip: str) -> str:
+    return "".join(f"{int(p):02X}" for p in reversed(ip.split(".")))

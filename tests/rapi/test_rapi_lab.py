@@ -1,0 +1,235 @@
+"""RAPI v2 against a real two-node lab cluster, driven by Ganeti's own Python client.
+
+The tests build on each other in file order (one lab for the module): list and query, create
+an instance with a version 1 request, compare the answers with recorded Ganeti 3.0.2 ones key
+by key, refuse bad requests exactly as Ganeti does, answer unsupported operations with a
+failing job, re-read the users file, and follow the master role through a failover.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from herd.fileutil import pid_alive, read_pid
+from tests.rapi.conftest import CLUSTER, RapiLab, sample, sample_http, wait_rapi
+
+pytestmark = pytest.mark.slow
+
+INSTANCE = "web1.example.com"
+#: Keys Ganeti can report as null too (no console port for the hypervisor's settings).
+NULLABLE = {"network_port"}
+
+
+def assert_same_shape(ours: dict[str, Any], theirs: dict[str, Any], where: str,
+                      nested: tuple[str, ...] = ()) -> None:
+    """Every key Ganeti returns is there, with the same JSON type (int and float are both
+    numbers only where Ganeti itself mixes them: never here)."""
+    missing = sorted(set(theirs) - set(ours))
+    assert not missing, f"{where}: keys missing: {missing}"
+    for key, value in theirs.items():
+        mine = ours[key]
+        if mine is None and key in NULLABLE:
+            continue
+        assert type(mine) is type(value), \
+            f"{where}.{key}: {type(mine).__name__} {mine!r} vs Ganeti's {type(value).__name__}"
+        if key in nested and isinstance(value, dict):
+            assert_same_shape(mine, value, f"{where}.{key}")
+
+
+def test_ganeti_client_lists_and_queries(rapi_lab: RapiLab) -> None:
+    assert rapi_lab.ok("GetVersion") == 2
+    assert "instance-create-reqv1" in rapi_lab.ok("GetFeatures")
+    info = rapi_lab.ok("GetInfo")
+    assert info["name"] == CLUSTER and info["master"] == "node1.example.com"
+    assert sorted(rapi_lab.ok("GetNodes")) == ["node1.example.com", "node2.example.com"]
+    nodes = {n["name"]: n for n in rapi_lab.ok("GetNodes", bulk=True)}
+    assert {n: r["role"] for n, r in nodes.items()} == {"node1.example.com": "M",
+                                                        "node2.example.com": "C"}
+    assert nodes["node2.example.com"]["mtotal"] > 0
+    assert rapi_lab.ok("GetNodeRole", "node2.example.com") == "master-candidate"
+    assert rapi_lab.ok("GetInstances") == []
+    assert "busybox+default" in rapi_lab.ok("GetOperatingSystems")
+    result = rapi_lab.ok("Query", "node", ["name", "role", "bogus"])
+    assert [f["kind"] for f in result["fields"]] == ["text", "text", "unknown"]
+    assert [[0, "node1.example.com"], [0, "M"], [1, None]] in result["data"]
+    fields = rapi_lab.ok("QueryFields", "instance", ["name", "oper_ram"])
+    assert [f["name"] for f in fields["fields"]] == ["name", "oper_ram"]
+    groups = rapi_lab.ok("GetGroups", bulk=True)
+    assert groups[0]["name"] == "default" and groups[0]["node_cnt"] == 2
+
+
+def test_create_instance_with_request_version_1(rapi_lab: RapiLab) -> None:
+    done = rapi_lab.run_job(
+        "CreateInstance", "create", INSTANCE, "file", [{"size": "64M"}], [{}],
+        os="busybox+default", pnode="node2.example.com", name_check=False, ip_check=False,
+        beparams={"memory": "128M"},  # sizes as strings, as Ganeti accepts them
+        hvparams={"kernel_path": str(rapi_lab.kernel), "initrd_path": str(rapi_lab.initrd)})
+    assert done["status"] == "success", done
+    assert any("creating instance disks" in m for m in done["log"]), done["log"]
+    job = rapi_lab.ok("GetJobStatus", done["id"])
+    assert job["ops"][0]["OP_ID"] == "OP_INSTANCE_CREATE"
+    assert job["opresult"] == [[INSTANCE]]
+    # the job's log as Ganeti shows it: [serial, [sec, usec], type, message]
+    serial, (sec, usec), kind, _message = job["oplog"][0][0]
+    assert serial == 1 and sec > 1e9 and 0 <= usec < 1_000_000 and kind == "message"
+    rows = rapi_lab.ok("GetInstances", bulk=True)
+    assert [(r["name"], r["pnode"], r["status"]) for r in rows] == \
+        [(INSTANCE, "node2.example.com", "running")]
+    assert rows[0]["disk.sizes"] == [64] and rows[0]["beparams"]["memory"] == 128
+    assert rapi_lab.ok("GetInstances") == [INSTANCE]
+
+
+def test_answers_have_ganetis_keys_and_types(rapi_lab: RapiLab) -> None:
+    info = rapi_lab.ok("GetInfo")
+    assert_same_shape(info, sample("2_info.json"), "/2/info",
+                      nested=("beparams", "ipolicy", "ndparams", "nicparams"))
+    assert_same_shape(info["beparams"]["default"], sample("2_info.json")["beparams"]["default"],
+                      "/2/info.beparams.default")
+    inst = rapi_lab.ok("GetInstance", INSTANCE)
+    assert_same_shape(inst, sample("2_instances_NAME.json"), "/2/instances/NAME",
+                      nested=("beparams",))
+    assert list(inst) == list(sample("2_instances_NAME.json"))  # Ganeti's order too
+    node = rapi_lab.ok("GetNode", "node2.example.com")
+    assert_same_shape(node, sample("2_nodes_node2.json"), "/2/nodes/NAME",
+                      nested=("ndparams",))
+    bulk = rapi_lab.ok("GetNodes", bulk=True)
+    assert_same_shape(bulk[0], sample("2_nodes_bulk.json")[0], "/2/nodes?bulk=1")
+    job_id = rapi_lab.ok("GetJobs")[0]
+    job = rapi_lab.ok("GetJobStatus", job_id)
+    assert_same_shape(job, sample("2_jobs_ID_startup.json"), "/2/jobs/ID")
+    listing = rapi_lab.curl("GET", "/2/jobs")[2]
+    assert_same_shape(listing[0], sample("2_jobs.json")[0], "/2/jobs")
+    assert_same_shape({"x": rapi_lab.ok("GetFeatures")}, {"x": sample("2_features.json")},
+                      "/2/features")
+
+
+def test_shutdown_startup_info_and_tags(rapi_lab: RapiLab) -> None:
+    # body parameters travel as Ganeti's client sends them (timeout: no ACPI wait)
+    assert rapi_lab.run_job("ShutdownInstance", INSTANCE, timeout=0)["status"] == "success"
+    assert rapi_lab.ok("GetInstance", INSTANCE)["status"] == "ADMIN_down"
+    assert rapi_lab.run_job("StartupInstance", INSTANCE)["status"] == "success"
+    assert rapi_lab.ok("GetInstance", INSTANCE)["status"] == "running"
+    done = rapi_lab.run_job("GetInstanceInfo", INSTANCE)
+    result = rapi_lab.ok("GetJobStatus", done["id"])["opresult"][0]
+    assert result[INSTANCE]["run_state"] == "up"
+    assert result[INSTANCE]["pnode"] == "node2.example.com"
+
+    assert rapi_lab.run_job("AddInstanceTags", INSTANCE, ["web", "env:prod"])["status"] == \
+        "success"
+    assert rapi_lab.run_job("DeleteInstanceTags", INSTANCE, ["web"])["status"] == "success"
+    assert rapi_lab.ok("GetInstanceTags", INSTANCE) == ["env:prod"]
+    assert rapi_lab.run_job("AddClusterTags", ["site:lab"])["status"] == "success"
+    assert rapi_lab.ok("GetClusterTags") == ["site:lab"]
+    assert rapi_lab.run_job("AddNodeTags", "node2.example.com", ["rack1"])["status"] == \
+        "success"
+    assert rapi_lab.ok("GetNodeTags", "node2.example.com") == ["rack1"]
+    assert rapi_lab.run_job("AddGroupTags", "default", ["zone-a"])["status"] == "success"
+    assert rapi_lab.ok("GetGroupTags", "default") == ["zone-a"]
+    # the config holds them, replicated like every change
+    cfg = rapi_lab.config("node2")
+    assert cfg["cluster"]["tags"] == ["site:lab"]
+    assert [i["tags"] for i in cfg["instances"].values()] == [["env:prod"]]
+    # deleting a tag that is not there fails and changes nothing
+    done = rapi_lab.run_job("DeleteClusterTags", ["nosuch"])
+    assert done["status"] == "error" and "not found" in done["log"][-1]
+    assert rapi_lab.ok("GetClusterTags") == ["site:lab"]
+    # a bad tag fails its job in the check phase, as in Ganeti
+    done = rapi_lab.run_job("AddClusterTags", ["bad tag"])
+    assert done["status"] == "error" and "invalid tag 'bad tag'" in done["log"][-1]
+    assert rapi_lab.ok("GetClusterTags") == ["site:lab"]
+
+
+def test_bad_requests_get_ganetis_status_and_shape(rapi_lab: RapiLab) -> None:
+    jobs, serial = rapi_lab.job_count(), rapi_lab.config()["serial_no"]
+    status, headers, body = rapi_lab.curl("GET", "/2/info", user=None)
+    want_status, want_headers, want_body = sample_http("2_info_noauth_401.txt")
+    assert (status, body) == (want_status, want_body)
+    assert headers["www-authenticate"] == want_headers["www-authenticate"]
+    assert headers["content-type"] == "application/json"
+    status, headers, body = rapi_lab.curl("GET", "/2/info", password="wrong")
+    assert (status, body) == (want_status, want_body)
+    assert headers["www-authenticate"] == 'Basic realm="Ganeti Remote API"'
+    # read-only user: may read, may not write
+    assert rapi_lab.curl("GET", "/2/info", user="monitor", password="monpw")[0] == 200
+    status, _, body = rapi_lab.curl("PUT", f"/2/instances/{INSTANCE}/shutdown", "{}",
+                                    user="monitor", password="monpw")
+    assert (status, body) == (403, {"code": 403, "message": "Forbidden",
+                                    "explain": "Request forbidden -- authorization will not "
+                                               "help"})
+    status, _, body = rapi_lab.curl("POST", "/2/instances", '{"__version__": 1, "name": ')
+    assert (status, body) == (400, {"code": 400, "message": "Bad Request",
+                                    "explain": "Unable to parse JSON data"})
+    create = {"__version__": 1, "mode": "create", "name": "x1.example.com",
+              "disk_template": "diskless", "disks": [], "nics": [], "no_install": True,
+              "name_check": False, "ip_check": False, "bogus_field": 1}
+    status, _, body = rapi_lab.curl("POST", "/2/instances", json.dumps(create))
+    assert status == 400 and body["message"] == "Bad Request"
+    assert "bogus_field" in body["explain"] and set(body) == {"code", "message", "explain"}
+    status, _, body = rapi_lab.curl("POST", "/2/instances", json.dumps(create),
+                                    content_type="text/plain")
+    assert status == 415 and body["code"] == 415
+    for missing in ("/2/instances/nosuch.example.com", "/2/instances/nosuch"):
+        assert rapi_lab.curl("GET", missing)[::2] == \
+            sample_http("2_instances_missing_404.txt")[::2]
+    assert rapi_lab.curl("GET", "/2/nosuch")[0] == 404
+    status, _, body = rapi_lab.curl("PUT", "/2/info", "{}")
+    assert status == 501 and body["explain"] == "Method PUT is unsupported for path /2/info"
+    # nothing happened
+    assert rapi_lab.job_count() == jobs and rapi_lab.config()["serial_no"] == serial
+    assert rapi_lab.ok("GetInstance", INSTANCE)["status"] == "running"
+
+
+def test_unsupported_operations_fail_their_job(rapi_lab: RapiLab) -> None:
+    serial = rapi_lab.config()["serial_no"]
+    for call in (("RenameInstance", INSTANCE, "web2.example.com"),
+                 ("CreateGroup", "group2"),
+                 ("GrowInstanceDisk", INSTANCE, 0, 1024)):
+        done = rapi_lab.run_job(*call)
+        assert done["status"] == "error", (call, done)
+        job = rapi_lab.ok("GetJobStatus", done["id"])
+        error_class, (message, *_rest) = job["opresult"][0]
+        assert error_class == "OpPrereqError" and "not supported" in message, job["opresult"]
+    assert rapi_lab.config()["serial_no"] == serial
+    assert rapi_lab.ok("GetInstances") == [INSTANCE]
+
+
+def test_users_file_is_reread_and_hashes_work(rapi_lab: RapiLab) -> None:
+    assert rapi_lab.curl("GET", "/2/info", user="jessica", password="jesspw")[0] == 200
+    assert rapi_lab.curl("GET", "/2/info", user="newbie", password="pw")[0] == 401
+    path = rapi_lab.lab.node("node1").paths.rapi_users_file
+    original = path.read_text()
+    rapi_lab.write_users(original + "newbie {CLEARTEXT}pw\n")
+    assert rapi_lab.curl("GET", "/2/info", user="newbie", password="pw")[0] == 200
+    assert rapi_lab.curl("PUT", "/2/redistribute-config", user="newbie", password="pw")[0] \
+        == 403
+    rapi_lab.write_users(original)
+    assert rapi_lab.curl("GET", "/2/info", user="newbie", password="pw")[0] == 401
+    doc = rapi_lab.curl("GET", "/openapi.json", user=None)[2]
+    assert doc["openapi"].startswith("3.") and "/2/instances/{instance_name}" in doc["paths"]
+
+
+def test_remove_instance(rapi_lab: RapiLab) -> None:
+    assert rapi_lab.run_job("DeleteInstance", INSTANCE, shutdown_timeout=0)["status"] == \
+        "success"
+    answer = rapi_lab.client(("GetInstance", [INSTANCE], {}))[0]
+    assert answer["code"] == 404
+    assert rapi_lab.ok("GetInstances", bulk=True) == []
+
+
+def test_rapi_moves_with_the_master_role(rapi_lab: RapiLab) -> None:
+    node1 = rapi_lab.lab.node("node1").paths
+    old_pid = read_pid(node1.pid_file("rapi"))
+    assert pid_alive(old_pid)
+    rapi_lab.write_users(node1.rapi_users_file.read_text(), node="node2")
+    rapi_lab.gnt("gnt-cluster", "master-failover", node="node2")
+    deadline = time.monotonic() + 30
+    while pid_alive(old_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(old_pid), "the old master's herd-rapi still runs"
+    wait_rapi(rapi_lab, node="node1")
+    assert rapi_lab.ok("GetInfo")["master"] == "node2.example.com"
+    assert pid_alive(read_pid(rapi_lab.lab.node("node2").paths.pid_file("rapi")))

@@ -1,0 +1,95 @@
+"""Mirror building blocks that need no daemon: model, QMP arguments, peer listing, files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from herd.errors import StorageError
+from herd.paths import HerdPaths
+from herd.storage.mirror import MirrorDisk, MirrorManager, MirrorStatus, graph, peer
+from herd.storage.mirror.daemon import MAX_SOCKET_PATH, DaemonFiles
+from herd.storage.mirror.manager import _hex_ip, _in_sync
+
+DISK = MirrorDisk(uuid="0f8e2c1a-1111-2222-3333-444455556666", index=0, size=8,
+                  relpath="inst1/0f8e2c1a.drbd.disk0", port=11003,
+                  local_ip="203.0.113.1", peer_ip="203.0.113.2")
+
+
+def test_models_roundtrip() -> None:
+    assert MirrorDisk.from_dict({**DISK.to_dict(), "extra": 1}) == DISK
+    st = MirrorStatus(role="primary", connected=True, in_sync=True, degraded=False,
+                      generation="g", vm_uri="nbd+unix:///x?socket=/s")
+    assert MirrorStatus.from_dict(json.loads(json.dumps(st.to_dict()))) == st
+    assert DISK.size_bytes == 8 * 1024 * 1024
+
+
+def test_mirror_job_arguments() -> None:
+    job = graph.mirror_job("full", 10 * 2**30)
+    assert job["copy-mode"] == "write-blocking" and job["on-target-error"] == "stop"
+    assert job["granularity"] == 4096
+    assert graph.granularity(2**40) == 65536  # 1 TiB: the map stays at 2 MiB
+    with pytest.raises(AssertionError):
+        graph.mirror_job("dirty", 1)
+
+
+def test_secondary_export_is_writethrough_and_carries_generation() -> None:
+    exp = graph.repl_export("u.tok", {"current": "abc", "history": []})
+    assert exp["writethrough"] is True and exp["writable"] is True
+    assert json.loads(exp["description"])["current"] == "abc"
+    node = graph.nbd_node("peer1", "203.0.113.2", 11003, "u.tok")
+    assert node["reconnect-delay"] == graph.RECONNECT_DELAY and node["server"]["port"] == "11003"
+    dead = graph.dead_node("dead1", 4096)
+    assert {r["iotype"] for r in dead["inject-error"]} == {"write", "write-zeroes", "discard"}
+
+
+def test_parse_qemu_nbd_list() -> None:
+    text = ("exports available: 2\n export: 'other'\n  size:  1\n"
+            " export: 'u.tok'\n  description: {\"current\":\"abc\",\"history\":[]}\n"
+            "  size:  8388608\n")
+    assert peer.parse_list(text, "u", "h:1") == ("u.tok", {"current": "abc", "history": []})
+    with pytest.raises(peer.PeerUnreachable):
+        peer.parse_list(text, "nope", "h:1")
+
+
+def test_socket_paths_fit(tmp_path: Path) -> None:
+    deep = Path("/var/lib/herd-lab") / ("x" * 20) / "node12" / "var/run/herd/mirror"
+    files = DaemonFiles.for_disk(deep, DISK.uuid)
+    assert len(str(files.sock)) <= MAX_SOCKET_PATH and len(str(files.qmp)) <= MAX_SOCKET_PATH
+    assert files.key != DISK.uuid  # fell back to the short hash
+    assert DaemonFiles.for_disk(Path("/var/run/herd/mirror"), DISK.uuid).key == DISK.uuid
+
+
+def test_in_sync_definition() -> None:
+    job = {"ready": True, "paused": False, "io-status": "ok", "offset": 5, "len": 5}
+    assert _in_sync(job)
+    for change in ({"ready": False}, {"paused": True}, {"io-status": "failed"},
+                   {"offset": 4}):
+        assert not _in_sync({**job, **change})
+    assert _hex_ip("203.0.113.1") == "017100CB"
+
+
+def test_create_generation_remove(tmp_path: Path) -> None:
+    mgr = MirrorManager(HerdPaths(tmp_path))
+
+    async def scenario() -> None:
+        await mgr.create(DISK)
+        with pytest.raises(StorageError, match="already exists"):
+            await mgr.create(DISK)
+        path = mgr.backing_file(DISK)
+        assert path.stat().st_size == DISK.size_bytes and path.stat().st_blocks == 0
+        gen = mgr.generation(DISK)
+        assert gen["fresh"] and not gen["dirty_map_valid"] and not gen["running"]
+        st = await mgr.status(DISK)
+        assert st.role == "down" and st.generation == gen["current"]
+        assert await mgr.list_active() == []
+        await mgr.remove(DISK)
+        assert not path.exists() and not path.parent.exists()
+
+    asyncio.run(scenario())
+    bad = MirrorDisk.from_dict({**DISK.to_dict(), "relpath": "../../etc/x"})
+    with pytest.raises(StorageError, match="escapes"):
+        mgr.backing_file(bad)
