@@ -158,6 +158,24 @@ def cmd_migrate(opts: Any) -> int:
     return 0
 
 
+def cmd_replace_disks(opts: Any) -> int:
+    modes = [m for m, flag in (("replace_on_primary", opts.on_primary),
+                               ("replace_on_secondary", opts.on_secondary),
+                               ("replace_auto", opts.auto),
+                               ("replace_new_secondary", opts.new_secondary)) if flag]
+    if len(modes) != 1:
+        raise errors.ParameterError("give exactly one of -p, -s, -a, --new-secondary NODE")
+    op: dict[str, Any] = {"OP_ID": "OP_INSTANCE_REPLACE_DISKS",
+                          "instance_name": opts.instance, "mode": modes[0],
+                          "early_release": opts.early_release}
+    if opts.new_secondary:
+        op["remote_node"] = opts.new_secondary
+    if opts.disks:
+        op["disks"] = [int(d) for d in opts.disks.split(",")]
+    submit_or_run(opts, [op])
+    return 0
+
+
 # -- queries ---------------------------------------------------------------------------------
 def cmd_list(opts: Any) -> int:
     with MasterClient() as client:
@@ -352,6 +370,17 @@ def build_parser() -> HerdArgumentParser:
     mig.add_argument("--allow-failover", dest="allow_failover", action="store_true")
     mig.add_argument("-n", "--target-node", dest="target_node", default=None)
     mig.set_defaults(func=cmd_migrate)
+
+    rd = sub.add_parser("replace-disks", help="rebuild one side of the mirrored disks")
+    rd.add_argument("instance")
+    add_common_options(rd, *JOB_OPTIONS)
+    rd.add_argument("-p", "--on-primary", dest="on_primary", action="store_true")
+    rd.add_argument("-s", "--on-secondary", dest="on_secondary", action="store_true")
+    rd.add_argument("-a", "--auto", dest="auto", action="store_true")
+    rd.add_argument("-n", "--new-secondary", dest="new_secondary", default=None)
+    rd.add_argument("--disks", dest="disks", default=None)
+    rd.add_argument("--early-release", dest="early_release", action="store_true")
+    rd.set_defaults(func=cmd_replace_disks)
 
     lst = sub.add_parser("list", help="list instances")
     lst.add_argument("instances", nargs="*")

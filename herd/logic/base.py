@@ -79,6 +79,8 @@ def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:
         instance,
         instance_create,
         instance_failover,
+        instance_migrate,
+        instance_replace,
         misc,
         node,
         querydata,

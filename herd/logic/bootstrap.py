@@ -73,7 +73,7 @@ def init_cluster(p: HerdPaths, cluster_name: str, node_name: str, *,
     if bad:
         raise errors.ParameterError(f"unknown hypervisor(s) {', '.join(bad)}; allowed are "
                                     f"{', '.join(SUPPORTED_HYPERVISORS)}")
-    templates = enabled_disk_templates or ["file", "diskless"]
+    templates = enabled_disk_templates or ["drbd", "file", "diskless"]
     bad = [t for t in templates if t not in params.DISK_TEMPLATES]
     if bad:
         raise errors.ParameterError(f"unknown disk template(s) {', '.join(bad)}; allowed are "

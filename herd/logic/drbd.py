@@ -19,6 +19,8 @@ from herd.objects import ConfigData, Disk, Instance, Node
 from herd.storage.file import relative_path
 
 DRBD_FILE_KIND = "drbd"
+#: Disk param set by failover --ignore-consistency: the secondary's copy may be discarded.
+DISCARD_SECONDARY = "discard_secondary"
 
 
 def used_ports(cfg: ConfigData) -> set[int]:
@@ -92,6 +94,13 @@ async def activate(ctx: MasterContext, inst: Instance, feedback: Callable[[str],
             syncs.append("none")
             continue
         mode = decide_sync(pgen, sgens[index])
+        if mode == "split-brain" and inst.disks[index].params.get(DISCARD_SECONDARY):
+            # failover --ignore-consistency chose this side: the other copy is thrown away
+            feedback(f"  disk/{index}: discarding {snode.name}'s copy (chosen at failover)")
+            await srpc.mirror_remove([sdisks[index]])
+            await srpc.mirror_create([sdisks[index]])
+            sgens[index] = (await srpc.mirror_generation([sdisks[index]]))[0]
+            mode = decide_sync(pgen, sgens[index])
         if mode == "split-brain":
             raise SplitBrainError(
                 f"disk/{index} of {inst.name}: both {pnode.name} (generation "
@@ -100,9 +109,19 @@ async def activate(ctx: MasterContext, inst: Instance, feedback: Callable[[str],
                 f"side with 'gnt-instance replace-disks -s {inst.name}' (discards the "
                 "secondary's data) after checking which copy is right")
         syncs.append(mode)
+    current = await prpc.mirror_status(pdisks)
     if secondary_ok:
         await srpc.mirror_start_secondary(sdisks)
-    states = await prpc.mirror_start_primary(pdisks, syncs, allow_degraded=not secondary_ok)
+    if all(st.get("role") == "primary" for st in current):
+        # already serving the VM: only (re)attach the secondary, copying what it lacks
+        if secondary_ok and not all(st.get("connected") for st in current):
+            feedback(f"  reconnecting the mirror to {snode.name}")
+            states = await prpc.mirror_reconnect(pdisks)
+        else:
+            states = current
+    else:
+        states = await prpc.mirror_start_primary(pdisks, syncs,
+                                                 allow_degraded=not secondary_ok)
     for index, (mode, state) in enumerate(zip(syncs, states, strict=True)):
         if mode != "none":
             feedback(f"  disk/{index}: {mode} resync to {snode.name} started")
@@ -110,7 +129,35 @@ async def activate(ctx: MasterContext, inst: Instance, feedback: Callable[[str],
             feedback(f"  WARNING: disk/{index} runs degraded (no secondary)")
     if wait_for_sync and secondary_ok:
         feedback("* waiting for the disks to be in sync")
-        await prpc.mirror_wait_sync(pdisks, timeout=3600)
+        states = await prpc.mirror_wait_sync(pdisks, timeout=3600)
+        await record_sync(ctx, inst, states)
+
+
+async def record_sync(ctx: MasterContext, inst: Instance, states: list[dict[str, Any]],
+                      in_job: bool = True) -> None:
+    """Once the primary reports a disk in sync, the secondary's copy takes the primary's
+    generation (so a later failover or reconnect knows the two were equal), and a discard
+    decision of a failover is done with."""
+    cfg = ctx.config.data
+    synced = [i for i, st in enumerate(states) if st.get("in_sync")]
+    if not synced or not inst.secondary_nodes:
+        return
+    pnode, snode = cfg.nodes[inst.primary_node], secondary_of(cfg, inst)
+    pdisks = [mirror_disk(cfg, inst, i, pnode.uuid) for i in synced]
+    sdisks = [mirror_disk(cfg, inst, i, snode.uuid) for i in synced]
+    try:
+        gens = await ctx.rpc.node(pnode).mirror_generation(pdisks)
+        await ctx.rpc.node(snode).mirror_mark_synced(sdisks, gens)
+    except errors.HerdError:
+        return  # the next status query tries again
+    if not in_job:
+        return  # queries hold no locks: config changes are left to jobs
+    changed = False
+    for i in synced:
+        if inst.disks[i].params.pop(DISCARD_SECONDARY, None):
+            changed = True
+    if changed and inst.uuid in cfg.instances:
+        await ctx.config.save()
 
 
 async def deactivate(ctx: MasterContext, inst: Instance) -> None:
@@ -129,13 +176,16 @@ async def deactivate(ctx: MasterContext, inst: Instance) -> None:
         raise errors.OpExecError("; ".join(errors_seen))
 
 
-async def status(ctx: MasterContext, inst: Instance) -> list[dict[str, Any]]:
+async def status(ctx: MasterContext, inst: Instance,
+                 in_job: bool = True) -> list[dict[str, Any]]:
     cfg = ctx.config.data
     pnode = cfg.nodes[inst.primary_node]
     try:
-        return await ctx.rpc.node(pnode).mirror_status(mirror_disks(cfg, inst, pnode.uuid))
+        states = await ctx.rpc.node(pnode).mirror_status(mirror_disks(cfg, inst, pnode.uuid))
     except errors.HerdError as exc:
         return [{"role": "unknown", "error": exc.message} for _ in inst.disks]
+    await record_sync(ctx, inst, states, in_job)
+    return states
 
 
 async def gather(*aws: Any) -> list[Any]:

@@ -91,6 +91,10 @@ class LUInstanceFailover(LogicalUnit[OpInstanceFailover]):
         self.feedback("* deactivating disks on both nodes")
         await drbd.deactivate(self.ctx, inst)
         swap_primary(inst)
+        if self.op.ignore_consistency:
+            # the admin chose the (new primary's) copy: the old one is discarded on return
+            for disk in inst.disks:
+                disk.params[drbd.DISCARD_SECONDARY] = True
         try:
             self.feedback(f"* activating disks on {self.new.name} as primary")
             await drbd.activate(self.ctx, inst, self.feedback, ignore_secondary=True)
@@ -99,6 +103,8 @@ class LUInstanceFailover(LogicalUnit[OpInstanceFailover]):
                 await start_instance(self.ctx, inst, self.new)
         except BaseException:
             swap_primary(inst)  # the config must not claim a move that did not happen
+            for disk in inst.disks:
+                disk.params.pop(drbd.DISCARD_SECONDARY, None)
             raise
         await self.ctx.config.save()
         return {"primary": self.new.name, "secondary": self.old.name}

@@ -68,7 +68,8 @@ async def query_instances(ctx: MasterContext, names: list[str] | None,
         if mirrored:
             from herd.logic import drbd
 
-            states = await asyncio.gather(*(drbd.status(ctx, inst) for _, inst in mirrored))
+            states = await asyncio.gather(*(drbd.status(ctx, inst, in_job=False)
+                                            for _, inst in mirrored))
             for (row, _), state in zip(mirrored, states, strict=True):
                 row["disk.mirror"] = state
     return rows

@@ -28,13 +28,13 @@ def disk_dict(inst: Instance, index: int) -> dict[str, Any]:
             "size": disk.size, "mode": disk.mode, "uuid": disk.uuid, "name": disk.name}
 
 
-def _with_mirror(cfg: ConfigData, inst: Instance, index: int) -> dict[str, Any]:
-    """A disk as the primary node sees it; mirrored disks carry their mirror description."""
+def _with_mirror(cfg: ConfigData, inst: Instance, index: int, node: str) -> dict[str, Any]:
+    """A disk as ``node`` sees it; mirrored disks carry their mirror description."""
     out = disk_dict(inst, index)
     if inst.disks[index].dev_type == "drbd":
         from herd.logic.drbd import mirror_disk
 
-        out["mirror"] = mirror_disk(cfg, inst, index, inst.primary_node)
+        out["mirror"] = mirror_disk(cfg, inst, index, node)
     return out
 
 
@@ -50,7 +50,10 @@ def nic_dicts(cfg: ConfigData, inst: Instance) -> list[dict[str, Any]]:
 
 def instance_spec(cfg: ConfigData, inst: Instance, paths: HerdPaths,
                   hvparams_override: dict[str, Any] | None = None,
-                  beparams_override: dict[str, Any] | None = None) -> dict[str, Any]:
+                  beparams_override: dict[str, Any] | None = None,
+                  mirror_node: str | None = None) -> dict[str, Any]:
+    """What a node needs to run ``inst``; mirrored disks are described as seen from
+    ``mirror_node`` (default: the primary; the secondary when it receives a migration)."""
     beparams = dict(cfg.filled_beparams(inst), **(beparams_override or {}))
     hvparams = dict(filled_hvparams(cfg, inst, paths), **(hvparams_override or {}))
     return {
@@ -63,6 +66,7 @@ def instance_spec(cfg: ConfigData, inst: Instance, paths: HerdPaths,
         "beparams": beparams,
         "hvparams": hvparams,
         "osparams": cfg.filled_osparams(inst),
-        "disks": [_with_mirror(cfg, inst, i) for i in range(len(inst.disks))],
+        "disks": [_with_mirror(cfg, inst, i, mirror_node or inst.primary_node)
+                  for i in range(len(inst.disks))],
         "nics": nic_dicts(cfg, inst),
     }

@@ -173,15 +173,23 @@ class NodeService:
     async def mirror_reconnect(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [(await self.mirror.reconnect(d)).to_dict() for d in self._mdisks(disks)]
 
+    async def mirror_mark_synced(self, disks: list[dict[str, Any]],
+                                 generations: list[dict[str, Any]]) -> None:
+        for disk, gen in zip(self._mdisks(disks), generations, strict=True):
+            await self.mirror.mark_synced(disk, gen)
+
     async def mirror_stop(self, disks: list[dict[str, Any]]) -> None:
         for disk in self._mdisks(disks):
             await self.mirror.stop(disk)
 
-    async def _vm_disk_path(self, disk: dict[str, Any]) -> str:
-        """Where the VM opens a disk: the file, or the primary's mirror export for drbd."""
+    async def _vm_disk_path(self, disk: dict[str, Any], incoming: bool = False) -> str:
+        """Where the VM opens a disk: the file, or the primary's mirror export for drbd
+        (the secondary's, for the VM that receives a migration)."""
         if disk["template"] != "drbd":
             return self.disk_path(disk)
         state = await self.mirror.status(self._mdisks([disk["mirror"]])[0])
+        if incoming and state.role == "secondary" and state.vm_uri:
+            return str(state.vm_uri)
         if state.role != "primary" or not state.vm_uri:
             raise errors.StorageError(f"disk {disk['index']} is not active as primary on this "
                                       "node (activate the instance's disks first)")
@@ -227,11 +235,12 @@ class NodeService:
         return out
 
     # -- instances ----------------------------------------------------------------------------
-    async def _hv_spec(self, spec: dict[str, Any]) -> hvbase.InstanceSpec:
+    async def _hv_spec(self, spec: dict[str, Any],
+                       incoming: bool = False) -> hvbase.InstanceSpec:
         return hvbase.InstanceSpec(
             name=spec["name"], uuid=spec["uuid"], memory=int(spec["memory"]),
             vcpus=int(spec["vcpus"]), hvparams=dict(spec["hvparams"]),
-            disks=[hvbase.DiskSpec(index=d["index"], path=await self._vm_disk_path(d),
+            disks=[hvbase.DiskSpec(index=d["index"], path=await self._vm_disk_path(d, incoming),
                                    mode=d["mode"]) for d in spec["disks"]],
             nics=[hvbase.NicSpec(index=n["index"], mac=n["mac"], mode=n["mode"], link=n["link"],
                                  ip=n.get("ip")) for n in spec["nics"]],
@@ -261,6 +270,30 @@ class NodeService:
         # hard (and full): stop the process and start a fresh one with the current parameters
         await hv.stop(name, shutdown_timeout if reboot_type == "full" else 0)
         await hv.start(await self._hv_spec(spec))
+
+    # -- migration (see herd.logic.instance_migrate for the order of the steps) --------------
+    async def instance_accept_migration(self, spec: dict[str, Any], port: int,
+                                        listen_address: str) -> dict[str, Any]:
+        hv = self.hypervisor(spec.get("hypervisor", "kvm"))
+        hv_spec = await self._hv_spec(spec, incoming=True)
+        return (await hv.accept_migration(hv_spec, port, listen_address)).to_dict()
+
+    async def instance_migrate(self, name: str, target_address: str, port: int, live: bool,
+                               bandwidth_mibps: int | None = None,
+                               downtime_ms: int | None = None) -> dict[str, Any]:
+        hv = await self._running_on(name)
+        return await hv.migrate(name, target_address, port, live=live,
+                                bandwidth_mibps=bandwidth_mibps, downtime_ms=downtime_ms)
+
+    async def instance_finish_migration(self, name: str, source: bool, success: bool) -> None:
+        hv = self.hypervisor()
+        if source:
+            await hv.finish_migration_source(name)
+        else:
+            await hv.finish_migration_target(name, success)
+
+    async def instance_abort_migration(self, name: str) -> None:
+        await self.hypervisor().abort_migration(name)
 
     async def instance_resume(self, name: str) -> None:
         await (await self._running_on(name)).resume(name)

@@ -26,7 +26,7 @@ class Cluster(ConfigObject):
     noded_port: int = NODED_PORT
     enabled_hypervisors: list[str] = dataclasses.field(default_factory=lambda: ["kvm"])
     enabled_disk_templates: list[str] = dataclasses.field(
-        default_factory=lambda: ["file", "diskless"])
+        default_factory=lambda: ["drbd", "file", "diskless"])
     default_iallocator: str = ""
     candidate_pool_size: int = 10
     #: Ports handed to mirrored disks (Ganeti's DRBD port range); each disk owns one.

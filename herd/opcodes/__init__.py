@@ -18,7 +18,11 @@ from herd.opcodes.definitions import (
     OpTestDelay,
 )
 from herd.opcodes.instance_extra import OpInstanceQueryData
-from herd.opcodes.mirror_ops import OpInstanceFailover, OpInstanceMigrate
+from herd.opcodes.mirror_ops import (
+    OpInstanceFailover,
+    OpInstanceMigrate,
+    OpInstanceReplaceDisks,
+)
 from herd.opcodes.tags import OpTagsDel, OpTagsGet, OpTagsSearch, OpTagsSet
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "OpInstanceQueryData",
     "OpInstanceReboot",
     "OpInstanceRemove",
+    "OpInstanceReplaceDisks",
     "OpInstanceShutdown",
     "OpInstanceStartup",
     "OpNodeAdd",

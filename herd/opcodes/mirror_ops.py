@@ -35,3 +35,19 @@ class OpInstanceMigrate(OpCode):
     ignore_ipolicy: bool = False
     ignore_hvversions: bool = False
     iallocator: str | None = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpInstanceReplaceDisks(OpCode):
+    OP_ID = "OP_INSTANCE_REPLACE_DISKS"
+    SUMMARY_FIELD = "instance_name"
+    instance_name: str
+    instance_uuid: str | None = None
+    #: replace_on_primary | replace_on_secondary | replace_new_secondary | replace_auto
+    mode: str
+    disks: list[int] = dataclasses.field(default_factory=list)
+    remote_node: str | None = None
+    remote_node_uuid: str | None = None
+    iallocator: str | None = None
+    early_release: bool = False
+    ignore_ipolicy: bool = False

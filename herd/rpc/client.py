@@ -100,6 +100,26 @@ class NodeClient:
         await self.call("instance_reboot", name=name, reboot_type=reboot_type, spec=spec,
                         shutdown_timeout=shutdown_timeout, timeout=shutdown_timeout + 120)
 
+    async def instance_accept_migration(self, spec: dict[str, Any], port: int,
+                                        listen_address: str) -> dict[str, Any]:
+        return await self.call("instance_accept_migration", spec=spec, port=port,
+                               listen_address=listen_address, timeout=120)
+
+    async def instance_migrate(self, name: str, target_address: str, port: int, live: bool,
+                               bandwidth_mibps: int | None = None,
+                               downtime_ms: int | None = None,
+                               timeout: float = 3600) -> dict[str, Any]:
+        return await self.call("instance_migrate", name=name, target_address=target_address,
+                               port=port, live=live, bandwidth_mibps=bandwidth_mibps,
+                               downtime_ms=downtime_ms, timeout=timeout)
+
+    async def instance_finish_migration(self, name: str, source: bool, success: bool) -> None:
+        await self.call("instance_finish_migration", name=name, source=source,
+                        success=success, timeout=120)
+
+    async def instance_abort_migration(self, name: str) -> None:
+        await self.call("instance_abort_migration", name=name, timeout=120)
+
     async def instance_resume(self, name: str) -> None:
         await self.call("instance_resume", name=name)
 
@@ -147,6 +167,10 @@ class NodeClient:
 
     async def mirror_reconnect(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return await self.call("mirror_reconnect", disks=disks, timeout=120)
+
+    async def mirror_mark_synced(self, disks: list[dict[str, Any]],
+                                 generations: list[dict[str, Any]]) -> None:
+        await self.call("mirror_mark_synced", disks=disks, generations=generations, timeout=30)
 
     async def mirror_stop(self, disks: list[dict[str, Any]]) -> None:
         await self.call("mirror_stop", disks=disks, timeout=120)

@@ -28,13 +28,14 @@ RPC_METHODS = frozenset({
     "ping", "node_info",
     "disks_create", "disks_remove", "disks_check",
     "instance_start", "instance_stop", "instance_reboot", "instance_resume",
-    "instance_list", "instance_info",
+    "instance_list", "instance_info", "instance_accept_migration", "instance_migrate",
+    "instance_finish_migration", "instance_abort_migration",
     "os_diagnose", "os_run",
     "master_info", "config_upload", "facts_upload", "config_download", "files_checksums",
     "file_upload", "run_command", "master_demote", "node_leave",
     "mirror_create", "mirror_remove", "mirror_generation", "mirror_start_secondary",
     "mirror_start_primary", "mirror_status", "mirror_wait_sync", "mirror_reconnect",
-    "mirror_stop",
+    "mirror_stop", "mirror_mark_synced",
 })
 
 
