@@ -45,6 +45,13 @@ def run_command(prog: str, fn: Callable[[], int | None]) -> int:
         return 130
 
 
+def command_main(prog: str, build_parser: Callable[[], Any],
+                 argv: list[str] | None = None) -> int:
+    """The body of every gnt-* entry point: parse, run the chosen subcommand."""
+    opts = build_parser().parse_args(argv)
+    return run_command(prog, lambda: opts.func(opts))
+
+
 def op_common(opts: Any) -> dict[str, Any]:
     """The opcode fields every command sets from its options (dry run, priority, debug)."""
     out: dict[str, Any] = {}

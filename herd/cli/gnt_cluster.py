@@ -10,7 +10,7 @@ from typing import Any
 
 from herd import __version__, errors, paths
 from herd.cli.client import MasterClient
-from herd.cli.common import print_feedback, run_command, submit_or_run, wait_for_job
+from herd.cli.common import command_main, print_feedback, submit_or_run, wait_for_job
 from herd.cli.formatting import format_info
 from herd.cli.options import HerdArgumentParser, add_common_options, keyval_type
 from herd.config.facts import read_facts
@@ -271,8 +271,7 @@ def build_parser() -> HerdArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = build_parser().parse_args(argv)
-    return run_command(PROG, lambda: opts.func(opts))
+    return command_main(PROG, build_parser, argv)
 
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from herd.cli.common import run_command, submit_or_run
+from herd.cli.common import command_main, submit_or_run
 from herd.cli.options import JOB_OPTIONS, HerdArgumentParser, add_common_options
 
 PROG = "gnt-debug"
@@ -30,8 +30,7 @@ def build_parser() -> HerdArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = build_parser().parse_args(argv)
-    return run_command(PROG, lambda: opts.func(opts))
+    return command_main(PROG, build_parser, argv)
 
 
 if __name__ == "__main__":

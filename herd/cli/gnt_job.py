@@ -8,7 +8,7 @@ from typing import Any
 
 from herd import errors
 from herd.cli.client import MasterClient
-from herd.cli.common import print_list, run_command, wait_for_job
+from herd.cli.common import command_main, print_list, wait_for_job
 from herd.cli.formatting import format_info
 from herd.cli.options import LIST_OPTIONS, HerdArgumentParser, add_common_options
 
@@ -164,8 +164,7 @@ def build_parser() -> HerdArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = build_parser().parse_args(argv)
-    return run_command(PROG, lambda: opts.func(opts))
+    return command_main(PROG, build_parser, argv)
 
 
 if __name__ == "__main__":

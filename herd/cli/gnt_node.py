@@ -8,7 +8,7 @@ from typing import Any
 
 from herd import errors
 from herd.cli.client import MasterClient
-from herd.cli.common import print_list, run_command, submit_or_run
+from herd.cli.common import command_main, print_list, submit_or_run
 from herd.cli.formatting import format_info
 from herd.cli.options import JOB_OPTIONS, LIST_OPTIONS, HerdArgumentParser, add_common_options
 
@@ -166,8 +166,7 @@ def build_parser() -> HerdArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = build_parser().parse_args(argv)
-    return run_command(PROG, lambda: opts.func(opts))
+    return command_main(PROG, build_parser, argv)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from herd.cli.client import MasterClient
-from herd.cli.common import run_command
+from herd.cli.common import command_main
 from herd.cli.options import HerdArgumentParser
 
 PROG = "gnt-os"
@@ -72,8 +72,7 @@ def build_parser() -> HerdArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = build_parser().parse_args(argv)
-    return run_command(PROG, lambda: opts.func(opts))
+    return command_main(PROG, build_parser, argv)
 
 
 if __name__ == "__main__":

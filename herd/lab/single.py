@@ -80,7 +80,7 @@ class SingleNodeCluster:
         """End what this cluster started (guests, daemons), then remove the namespace."""
         run_dir = self.paths.instance_run_dir
         pids = [read_pid(f) for f in run_dir.glob("*.pid")] if run_dir.exists() else []
-        for daemon in ("masterd", "noded"):
+        for daemon in ("rapi", "masterd", "noded"):
             pids.append(read_pid(self.paths.pid_file(daemon)))
         for pid in pids:
             if pid_alive(pid):

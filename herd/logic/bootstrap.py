@@ -40,7 +40,7 @@ def resolve(name: str, what: str) -> str:
     return str(address)
 
 
-def _check_ip(value: str, what: str) -> str:
+def check_ip(value: str, what: str) -> str:
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
@@ -66,7 +66,7 @@ def init_cluster(p: HerdPaths, cluster_name: str, node_name: str, *,
             "run 'gnt-cluster destroy --yes-do-it' first")
     node_ip = resolve(node_name, "node name")
     master_ip = resolve(cluster_name, "cluster name")
-    sip = _check_ip(secondary_ip, "secondary IP") if secondary_ip else node_ip
+    sip = check_ip(secondary_ip, "secondary IP") if secondary_ip else node_ip
 
     hypervisors = enabled_hypervisors or ["kvm"]
     bad = [h for h in hypervisors if h not in SUPPORTED_HYPERVISORS]

@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from herd import errors
-from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
+from herd.jobs.locking import LockRequest
 from herd.logic import drbd
 from herd.logic.base import LogicalUnit
-from herd.logic.instance_common import check_node_free_memory, is_running, start_instance
+from herd.logic.instance_common import (
+    check_node_free_memory,
+    instance_locks,
+    is_running,
+    start_instance,
+)
 from herd.logic.specs import hypervisor_class, instance_spec
 from herd.objects import Instance, Node, params
 from herd.opcodes import (
@@ -27,14 +32,7 @@ class _InstanceLU(LogicalUnit[Any]):
     NODE_SHARED = True
 
     def locks(self) -> list[LockRequest]:
-        reqs = [LockRequest(LEVEL_CLUSTER, "cluster", shared=True),
-                LockRequest(LEVEL_INSTANCE, self.op.instance_name)]
-        inst = self.cfg.find_instance(self.op.instance_name)
-        if inst is not None:
-            reqs[1] = LockRequest(LEVEL_INSTANCE, inst.name)
-            reqs += [LockRequest(LEVEL_NODE, uuid, shared=self.NODE_SHARED)
-                     for uuid in inst.all_nodes]
-        return reqs
+        return instance_locks(self.cfg, self.op.instance_name, nodes_shared=self.NODE_SHARED)
 
     async def check(self) -> None:
         self.inst: Instance = self.cfg.get_instance(self.op.instance_name)

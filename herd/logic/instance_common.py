@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 from herd import errors
+from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
 from herd.logic.base import MasterContext
 from herd.logic.specs import instance_spec
-from herd.objects import Instance, Node
+from herd.objects import ConfigData, Instance, Node
+
+
+def instance_locks(cfg: ConfigData, name: str, *, nodes_shared: bool = False,
+                   extra_nodes: tuple[str | None, ...] = ()) -> list[LockRequest]:
+    """The locks of an operation on one instance: the instance and all its nodes."""
+    reqs = [LockRequest(LEVEL_CLUSTER, "cluster", shared=True)]
+    inst = cfg.find_instance(name)
+    reqs.append(LockRequest(LEVEL_INSTANCE, inst.name if inst else name))
+    if inst is not None:
+        reqs += [LockRequest(LEVEL_NODE, u, shared=nodes_shared) for u in inst.all_nodes]
+    for extra in extra_nodes:
+        node = cfg.find_node(extra) if extra else None
+        if node is not None:
+            reqs.append(LockRequest(LEVEL_NODE, node.uuid))
+    return reqs
 
 
 async def check_node_free_memory(ctx: MasterContext, node: Node, needed: int,

@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 from herd import errors
-from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
+from herd.jobs.locking import LockRequest
 from herd.logic import drbd
 from herd.logic.base import LogicalUnit
-from herd.logic.instance_common import check_node_free_memory
+from herd.logic.instance_common import check_node_free_memory, instance_locks
 from herd.logic.instance_failover import swap_primary
 from herd.logic.specs import filled_hvparams, instance_spec
 from herd.opcodes import OpInstanceMigrate
@@ -29,13 +29,7 @@ class LUInstanceMigrate(LogicalUnit[OpInstanceMigrate]):
     OPCODE = OpInstanceMigrate
 
     def locks(self) -> list[LockRequest]:
-        reqs = [LockRequest(LEVEL_CLUSTER, "cluster", shared=True),
-                LockRequest(LEVEL_INSTANCE, self.op.instance_name)]
-        inst = self.cfg.find_instance(self.op.instance_name)
-        if inst is not None:
-            reqs[1] = LockRequest(LEVEL_INSTANCE, inst.name)
-            reqs += [LockRequest(LEVEL_NODE, u) for u in inst.all_nodes]
-        return reqs
+        return instance_locks(self.cfg, self.op.instance_name)
 
     async def check(self) -> None:
         cfg, op = self.cfg, self.op

@@ -9,9 +9,10 @@ running: its writes are mirrored to the new copy while the copy proceeds.
 from __future__ import annotations
 
 from herd import errors
-from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
+from herd.jobs.locking import LockRequest
 from herd.logic import drbd
 from herd.logic.base import LogicalUnit
+from herd.logic.instance_common import instance_locks
 from herd.opcodes import OpInstanceReplaceDisks
 
 MODES = ("replace_on_primary", "replace_on_secondary", "replace_new_secondary", "replace_auto")
@@ -21,17 +22,8 @@ class LUInstanceReplaceDisks(LogicalUnit[OpInstanceReplaceDisks]):
     OPCODE = OpInstanceReplaceDisks
 
     def locks(self) -> list[LockRequest]:
-        reqs = [LockRequest(LEVEL_CLUSTER, "cluster", shared=True),
-                LockRequest(LEVEL_INSTANCE, self.op.instance_name)]
-        inst = self.cfg.find_instance(self.op.instance_name)
-        if inst is not None:
-            reqs[1] = LockRequest(LEVEL_INSTANCE, inst.name)
-            reqs += [LockRequest(LEVEL_NODE, u) for u in inst.all_nodes]
-        if self.op.remote_node:
-            node = self.cfg.find_node(self.op.remote_node)
-            if node is not None:
-                reqs.append(LockRequest(LEVEL_NODE, node.uuid))
-        return reqs
+        return instance_locks(self.cfg, self.op.instance_name,
+                              extra_nodes=(self.op.remote_node,))
 
     async def check(self) -> None:
         op, cfg = self.op, self.cfg

@@ -8,12 +8,12 @@ cluster's ``candidate_pool_size``: nodes are promoted automatically when there a
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 
 from herd import errors
 from herd.config.facts import facts_from_config
 from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
 from herd.logic.base import LogicalUnit
+from herd.logic.bootstrap import check_ip as _check_ip
 from herd.logic.bootstrap import resolve
 from herd.objects import ConfigData, Node, params
 from herd.opcodes import OpClusterRedistConf, OpNodeAdd, OpNodeRemove, OpNodeSetParams
@@ -38,16 +38,6 @@ def fill_candidate_pool(cfg: ConfigData, exclude: set[str] | None = None) -> lis
         node.touch()
         promoted.append(node)
     return promoted
-
-
-def _check_ip(value: str, what: str) -> str:
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        raise errors.ParameterError(f"invalid {what} '{value}': expected an IPv4 address") from None
-    if address.is_loopback:
-        raise errors.ParameterError(f"invalid {what} '{value}': must not be a loopback address")
-    return str(address)
 
 
 class LUNodeAdd(LogicalUnit[OpNodeAdd]):

@@ -17,6 +17,7 @@ class OpInstanceFailover(OpCode):
     shutdown_timeout: int = 120
     ignore_ipolicy: bool = False
     target_node: str | None = None
+    target_node_uuid: str | None = None
     iallocator: str | None = None
     cleanup: bool = False
 
@@ -31,7 +32,9 @@ class OpInstanceMigrate(OpCode):
     live: bool | None = None  # deprecated in Ganeti, still accepted
     cleanup: bool = False
     target_node: str | None = None
+    target_node_uuid: str | None = None
     allow_failover: bool = False
+    allow_runtime_changes: bool = True
     ignore_ipolicy: bool = False
     ignore_hvversions: bool = False
     iallocator: str | None = None
