@@ -151,6 +151,20 @@ def cmd_master_failover(opts: Any) -> int:
     return 0
 
 
+def cmd_verify_disks(opts: Any) -> int:
+    result = submit_or_run(opts, [{"OP_ID": "OP_CLUSTER_VERIFY_DISKS"}])
+    if result:
+        outcome = result[0]
+        for name in outcome["repaired"]:
+            print(f"Disks of instance {name} activated")
+        for name, problem in sorted(outcome["problems"].items()):
+            print(f"Instance {name}: {problem}")
+        if not outcome["repaired"] and not outcome["problems"]:
+            print("All mirrored disks are active and connected")
+        return 1 if outcome["problems"] else 0
+    return 0
+
+
 def cmd_redist_conf(opts: Any) -> int:
     submit_or_run(opts, [{"OP_ID": "OP_CLUSTER_REDIST_CONF"}])
     return 0
@@ -252,6 +266,10 @@ def build_parser() -> HerdArgumentParser:
                     help="do not ask the other nodes (when most of them are gone)")
     mf.add_argument("--yes-do-it", dest="yes_do_it", action="store_true")
     mf.set_defaults(func=cmd_master_failover)
+
+    vd = sub.add_parser("verify-disks", help="activate and reattach mirrored disks")
+    add_common_options(vd, "submit", "print_jobid", "priority")
+    vd.set_defaults(func=cmd_verify_disks)
 
     redist = sub.add_parser("redist-conf", help="push the configuration to all nodes")
     add_common_options(redist, "submit", "print_jobid", "priority")

@@ -119,6 +119,27 @@ def cmd_modify(opts: Any) -> int:
     return 0
 
 
+def cmd_migrate(opts: Any) -> int:
+    op: dict[str, Any] = {"OP_ID": "OP_NODE_MIGRATE", "node_name": opts.node}
+    if opts.non_live:
+        op["mode"] = "non-live"
+    elif opts.migration_mode:
+        op["mode"] = opts.migration_mode
+    submit_or_run(opts, [op])
+    return 0
+
+
+def cmd_evacuate(opts: Any) -> int:
+    if opts.primary_only and opts.secondary_only:
+        raise errors.ParameterError("-p and -s are mutually exclusive")
+    mode = "primary-only" if opts.primary_only else \
+        "secondary-only" if opts.secondary_only else "all"
+    submit_or_run(opts, [{"OP_ID": "OP_NODE_EVACUATE", "node_name": opts.node, "mode": mode,
+                          "remote_node": opts.new_secondary,
+                          "early_release": opts.early_release}])
+    return 0
+
+
 def build_parser() -> HerdArgumentParser:
     parser = HerdArgumentParser(prog=PROG, description="Node operations")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -162,6 +183,24 @@ def build_parser() -> HerdArgumentParser:
     modify.add_argument("--auto-promote", dest="auto_promote", action="store_true")
     add_common_options(modify, "force", *JOB_OPTIONS)
     modify.set_defaults(func=cmd_modify)
+
+    mig = sub.add_parser("migrate", help="migrate all primary instances of a node")
+    mig.add_argument("node")
+    add_common_options(mig, "force", *JOB_OPTIONS)
+    mig.add_argument("--non-live", dest="non_live", action="store_true")
+    mig.add_argument("--migration-mode", dest="migration_mode", default=None,
+                     choices=("live", "non-live"))
+    mig.set_defaults(func=cmd_migrate)
+
+    evac = sub.add_parser("evacuate", help="move all instances (or copies) off a node")
+    evac.add_argument("node")
+    add_common_options(evac, "force", *JOB_OPTIONS)
+    evac.add_argument("-p", "--primary-only", dest="primary_only", action="store_true")
+    evac.add_argument("-s", "--secondary-only", dest="secondary_only", action="store_true")
+    evac.add_argument("-n", "--new-secondary", dest="new_secondary", default=None)
+    evac.add_argument("-I", "--iallocator", dest="iallocator", default=None)
+    evac.add_argument("--early-release", dest="early_release", action="store_true")
+    evac.set_defaults(func=cmd_evacuate)
     return parser
 
 

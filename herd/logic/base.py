@@ -76,6 +76,7 @@ def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:
     # importing the modules registers their logical units
     from herd.logic import (  # noqa: F401
         cluster,
+        cluster_disks,
         instance,
         instance_create,
         instance_failover,
@@ -83,6 +84,7 @@ def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:
         instance_replace,
         misc,
         node,
+        node_moves,
         querydata,
         tags,
         unsupported,

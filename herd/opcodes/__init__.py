@@ -19,9 +19,12 @@ from herd.opcodes.definitions import (
 )
 from herd.opcodes.instance_extra import OpInstanceQueryData
 from herd.opcodes.mirror_ops import (
+    OpClusterVerifyDisks,
     OpInstanceFailover,
     OpInstanceMigrate,
     OpInstanceReplaceDisks,
+    OpNodeEvacuate,
+    OpNodeMigrate,
 )
 from herd.opcodes.tags import OpTagsDel, OpTagsGet, OpTagsSearch, OpTagsSet
 
@@ -29,6 +32,7 @@ __all__ = [
     "OpClusterModify",
     "OpClusterRedistConf",
     "OpClusterVerify",
+    "OpClusterVerifyDisks",
     "OpCode",
     "OpInstanceActivateDisks",
     "OpInstanceCreate",
@@ -42,6 +46,8 @@ __all__ = [
     "OpInstanceShutdown",
     "OpInstanceStartup",
     "OpNodeAdd",
+    "OpNodeEvacuate",
+    "OpNodeMigrate",
     "OpNodeRemove",
     "OpNodeSetParams",
     "OpTagsDel",

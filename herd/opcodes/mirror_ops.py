@@ -54,3 +54,40 @@ class OpInstanceReplaceDisks(OpCode):
     iallocator: str | None = None
     early_release: bool = False
     ignore_ipolicy: bool = False
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpClusterVerifyDisks(OpCode):
+    OP_ID = "OP_CLUSTER_VERIFY_DISKS"
+    group_name: str | None = None
+    is_strict: bool = True
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpNodeMigrate(OpCode):
+    OP_ID = "OP_NODE_MIGRATE"
+    SUMMARY_FIELD = "node_name"
+    node_name: str
+    node_uuid: str | None = None
+    mode: str | None = None
+    live: bool | None = None
+    target_node: str | None = None
+    target_node_uuid: str | None = None
+    allow_runtime_changes: bool = True
+    ignore_ipolicy: bool = False
+    iallocator: str | None = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpNodeEvacuate(OpCode):
+    OP_ID = "OP_NODE_EVACUATE"
+    SUMMARY_FIELD = "node_name"
+    node_name: str
+    node_uuid: str | None = None
+    #: "primary-only" | "secondary-only" | "all"
+    mode: str = "all"
+    remote_node: str | None = None
+    remote_node_uuid: str | None = None
+    iallocator: str | None = None
+    early_release: bool = False
+    ignore_soft_errors: bool = False

@@ -8,7 +8,10 @@ the guest writes; a split brain is refused and resolved; a new secondary on anot
 from __future__ import annotations
 
 import filecmp
+import json
+import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 
@@ -150,3 +153,81 @@ def test_new_secondary_then_failover_keeps_data(drbd_lab: LabCluster) -> None:
     wait_in_sync(lab)
     lab.gnt("gnt-instance", "deactivate-disks", NAME)
     assert filecmp.cmp(backing_file(lab, "node1"), backing_file(lab, "node3"), shallow=False)
+
+
+def mirror_disk_json(lab: LabCluster, node: str) -> str:
+    """The MirrorDisk of w1's disk 0 as ``node`` sees it (for the storage layer's own CLI)."""
+    from herd.logic.drbd import mirror_disk
+    from herd.objects import ConfigData
+
+    cfg = ConfigData.from_dict(lab.config())
+    inst = cfg.get_instance(NAME)
+    return json.dumps(mirror_disk(cfg, inst, 0, cfg.get_node(node).uuid))
+
+
+def storage_cli(lab: LabCluster, node: str, *args: str, check: bool = True) -> dict:
+    proc = lab.lab.run(node, "python3", "-m", "herd.storage.mirror", args[0],
+                       mirror_disk_json(lab, node), *args[1:], check=check)
+    return json.loads(proc.stdout or "null")
+
+
+def test_lost_secondary_daemon_resyncs_only_changes(drbd_lab: LabCluster) -> None:
+    lab = drbd_lab
+    assert where(lab) == ("node1", "node3")
+    lab.gnt("gnt-instance", "startup", NAME)
+    wait_in_sync(lab)
+    before = wait_acks(lab, "node1", 40)
+    disk_uuid = lab.config()["instances"][next(
+        u for u, i in lab.config()["instances"].items() if i["name"] == NAME)]["disks"][0]["uuid"]
+    pid_file = lab.lab.node("node3").paths.run_dir / "mirror" / f"{disk_uuid}.pid"
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    # the guest goes on writing on the primary alone (after the reconnect delay)
+    during = wait_acks(lab, "node1", before + 100, timeout=180)
+    assert "degraded" in mirror_state(lab)
+    out = lab.gnt("gnt-cluster", "verify-disks").stdout  # what a watcher runs: reattach
+    assert f"Disks of instance {NAME} activated" in out
+    wait_in_sync(lab)
+    copied = storage_cli(lab, "node1", "status")["copied_bytes"]
+    changed = (acks(serial_log(lab, "node1"))[-1] - before + 64) * 4096
+    assert copied <= changed + 4 * 1048576, (copied, changed)
+    assert copied < 32 * 1048576, "resync copied far more than what changed"
+    assert during > before
+    lab.gnt("gnt-instance", "shutdown", NAME)
+    lab.gnt("gnt-instance", "deactivate-disks", NAME)
+    assert filecmp.cmp(backing_file(lab, "node1"), backing_file(lab, "node3"), shallow=False)
+
+
+def test_split_brain_refused_then_resolved_by_discarding_one_side(drbd_lab: LabCluster) -> None:
+    lab = drbd_lab
+    # each side is brought up alone as primary: both copies move on without the other
+    for node in ("node3", "node1"):
+        storage_cli(lab, node, "start-primary", "auto", "degraded")
+        storage_cli(lab, node, "stop")
+    serial = lab.config()["serial_no"]
+    proc = lab.gnt("gnt-instance", "activate-disks", NAME, check=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "split brain" in lines[0] and "replace-disks -s" in lines[0]
+    assert lab.config()["serial_no"] == serial
+    lab.gnt("gnt-instance", "replace-disks", "-s", NAME)
+    lab.gnt("gnt-instance", "activate-disks", NAME)
+    wait_in_sync(lab)
+    lab.gnt("gnt-instance", "deactivate-disks", NAME)
+    assert filecmp.cmp(backing_file(lab, "node1"), backing_file(lab, "node3"), shallow=False)
+
+
+def test_node_migrate_and_evacuate(drbd_lab: LabCluster) -> None:
+    lab = drbd_lab
+    assert where(lab) == ("node1", "node3")
+    lab.gnt("gnt-instance", "startup", NAME)
+    wait_in_sync(lab)
+    lab.gnt("gnt-node", "migrate", "node1")
+    assert where(lab) == ("node3", "node1")
+    assert lab.instances()[NAME]["status"] == "running"
+    wait_in_sync(lab)
+    lab.gnt("gnt-node", "evacuate", "-s", "node1")
+    assert where(lab) == ("node3", "node2")
+    assert not backing_file(lab, "node1").exists()
+    wait_in_sync(lab)
+    lab.gnt("gnt-instance", "shutdown", NAME)
+    assert read_records(backing_file(lab, "node3")).gap_at is None

@@ -16,7 +16,8 @@ from herd.lab.single import build_test_guest
 from tests.lab.conftest import LabCluster
 
 HERE = Path(__file__).resolve().parent
-SAMPLES = HERE.parents[2] / "shared/ganeti-samples/rapi"
+# recorded Ganeti 3.0.2 answers (a copy of ../shared/ganeti-samples/rapi, kept with the tests)
+SAMPLES = HERE / "ganeti-samples"
 CLIENT = HERE / "ganeti_client.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 CLUSTER = "cluster.example.com"
