@@ -158,6 +158,17 @@ def cmd_migrate(opts: Any) -> int:
     return 0
 
 
+def cmd_recreate_disks(opts: Any) -> int:
+    op: dict[str, Any] = {"OP_ID": "OP_INSTANCE_RECREATE_DISKS",
+                          "instance_name": opts.instance}
+    if opts.disks:
+        op["disks"] = [int(d.split(":")[0]) for d in opts.disks]
+    if opts.nodes:
+        op["nodes"] = opts.nodes.split(":")
+    submit_or_run(opts, [op])
+    return 0
+
+
 def cmd_replace_disks(opts: Any) -> int:
     modes = [m for m, flag in (("replace_on_primary", opts.on_primary),
                                ("replace_on_secondary", opts.on_secondary),
@@ -370,6 +381,14 @@ def build_parser() -> HerdArgumentParser:
     mig.add_argument("--allow-failover", dest="allow_failover", action="store_true")
     mig.add_argument("-n", "--target-node", dest="target_node", default=None)
     mig.set_defaults(func=cmd_migrate)
+
+    rc = sub.add_parser("recreate-disks", help="create missing disks again (empty)")
+    rc.add_argument("instance")
+    add_common_options(rc, *JOB_OPTIONS)
+    rc.add_argument("--disk", dest="disks", action="append", default=[],
+                    metavar="N[:params]")
+    rc.add_argument("-n", "--node", dest="nodes", default=None)
+    rc.set_defaults(func=cmd_recreate_disks)
 
     rd = sub.add_parser("replace-disks", help="rebuild one side of the mirrored disks")
     rd.add_argument("instance")

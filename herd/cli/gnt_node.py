@@ -119,6 +119,19 @@ def cmd_modify(opts: Any) -> int:
     return 0
 
 
+VOLUME_FIELDS = ["node", "phys", "vg", "name", "size", "instance"]
+VOLUME_TITLES = {"node": "Node", "phys": "PhysDev", "vg": "VG", "name": "Name", "size": "Size",
+                 "instance": "Instance", "disk": "Disk", "exists": "Exists"}
+
+
+def cmd_volumes(opts: Any) -> int:
+    with MasterClient() as client:
+        rows = client.call("query_volumes", names=opts.nodes or None)
+    print_list(opts, rows, VOLUME_FIELDS, VOLUME_TITLES, {"size"}, {"size"},
+               known_fields=lambda f: f in VOLUME_TITLES)
+    return 0
+
+
 def cmd_migrate(opts: Any) -> int:
     op: dict[str, Any] = {"OP_ID": "OP_NODE_MIGRATE", "node_name": opts.node}
     if opts.non_live:
@@ -183,6 +196,11 @@ def build_parser() -> HerdArgumentParser:
     modify.add_argument("--auto-promote", dest="auto_promote", action="store_true")
     add_common_options(modify, "force", *JOB_OPTIONS)
     modify.set_defaults(func=cmd_modify)
+
+    vol = sub.add_parser("volumes", help="list the disk volumes of instances on nodes")
+    vol.add_argument("nodes", nargs="*")
+    add_common_options(vol, *LIST_OPTIONS)
+    vol.set_defaults(func=cmd_volumes)
 
     mig = sub.add_parser("migrate", help="migrate all primary instances of a node")
     mig.add_argument("node")

@@ -67,6 +67,7 @@ class MasterDaemon:
             "query_nodes": self.h_query_nodes,
             "query_cluster": self.h_query_cluster,
             "query_os": self.h_query_os,
+            "query_volumes": self.h_query_volumes,
             "query_locks": self.h_query_locks,
             "node_command": self.h_node_command,
             "node_copyfile": self.h_node_copyfile,
@@ -130,6 +131,9 @@ class MasterDaemon:
 
     async def h_query_cluster(self) -> dict[str, Any]:
         return query.cluster_info(self.ctx)
+
+    async def h_query_volumes(self, names: list[str] | None = None) -> list[dict[str, Any]]:
+        return await query.query_volumes(self.ctx, names)
 
     async def h_query_os(self) -> dict[str, Any]:
         return await query.query_os(self.ctx)

@@ -66,7 +66,8 @@ def secondary_of(cfg: ConfigData, inst: Instance) -> Node:
 
 
 async def activate(ctx: MasterContext, inst: Instance, feedback: Callable[[str], None], *,
-                   ignore_secondary: bool = False, wait_for_sync: bool = False) -> None:
+                   ignore_secondary: bool = False, wait_for_sync: bool = False,
+                   secondary_dead: bool = False) -> None:
     """Bring up the storage daemons: the secondary exports, the primary mirrors to it."""
     from herd.storage.mirror import SplitBrainError, decide_sync
 
@@ -75,7 +76,7 @@ async def activate(ctx: MasterContext, inst: Instance, feedback: Callable[[str],
     prpc, srpc = ctx.rpc.node(pnode), ctx.rpc.node(snode)
     pdisks, sdisks = mirror_disks(cfg, inst, pnode.uuid), mirror_disks(cfg, inst, snode.uuid)
     pgens = await prpc.mirror_generation(pdisks)
-    secondary_ok = not snode.offline
+    secondary_ok = not snode.offline and not secondary_dead
     sgens: list[dict[str, Any]] = []
     if secondary_ok:
         try:
@@ -160,13 +161,14 @@ async def record_sync(ctx: MasterContext, inst: Instance, states: list[dict[str,
         await ctx.config.save()
 
 
-async def deactivate(ctx: MasterContext, inst: Instance) -> None:
-    """Stop the storage daemons: the primary first (it flushes), then the secondary."""
+async def deactivate(ctx: MasterContext, inst: Instance, skip: set[str] | None = None) -> None:
+    """Stop the storage daemons: the primary first (it flushes), then the secondary.
+    ``skip``: node uuids known to be down (a power cut), not worth a timeout."""
     cfg = ctx.config.data
     pnode, snode = cfg.nodes[inst.primary_node], secondary_of(cfg, inst)
     errors_seen = []
     for node in (pnode, snode):
-        if node.offline:
+        if node.offline or node.uuid in (skip or set()):
             continue
         try:
             await ctx.rpc.node(node).mirror_stop(mirror_disks(cfg, inst, node.uuid))

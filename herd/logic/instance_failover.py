@@ -83,7 +83,8 @@ class LUInstanceFailover(LogicalUnit[OpInstanceFailover]):
                         f"in sync with {self.new.name}; wait for the resync or use "
                         "--ignore-consistency")
         self.feedback("* deactivating disks on both nodes")
-        await drbd.deactivate(self.ctx, inst)
+        dead = set() if self.old_alive else {self.old.uuid}
+        await drbd.deactivate(self.ctx, inst, skip=dead)
         swap_primary(inst)
         if self.op.ignore_consistency:
             # the admin chose the (new primary's) copy: the old one is discarded on return
@@ -91,7 +92,8 @@ class LUInstanceFailover(LogicalUnit[OpInstanceFailover]):
                 disk.params[drbd.DISCARD_SECONDARY] = True
         try:
             self.feedback(f"* activating disks on {self.new.name} as primary")
-            await drbd.activate(self.ctx, inst, self.feedback, ignore_secondary=True)
+            await drbd.activate(self.ctx, inst, self.feedback, ignore_secondary=True,
+                                secondary_dead=not self.old_alive)
             if inst.admin_state == "up":
                 self.feedback(f"* starting the instance on target node {self.new.name}")
                 await start_instance(self.ctx, inst, self.new)

@@ -13,6 +13,7 @@ A failure before step 3 leaves the guest running where it was.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from herd import errors
@@ -53,8 +54,16 @@ class LUInstanceMigrate(LogicalUnit[OpInstanceMigrate]):
         await check_node_free_memory(self.ctx, self.target,
                                      int(cfg.filled_beparams(self.inst)["maxmem"]),
                                      f"migrating instance {self.inst.name}")
-        states = await drbd.status(self.ctx, self.inst)
-        behind = [f"disk/{i}" for i, st in enumerate(states) if not st.get("in_sync")]
+        # a write in flight makes a write-blocking mirror look behind for an instant: only a
+        # disk that stays out of sync for a few seconds is really resyncing
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            states = await drbd.status(self.ctx, self.inst)
+            behind = [f"disk/{i}" for i, st in enumerate(states) if not st.get("in_sync")]
+            if not behind or asyncio.get_running_loop().time() > deadline or any(
+                    not st.get("connected") for st in states):
+                break
+            await asyncio.sleep(0.2)
         if behind:
             raise errors.OpPrereqError(
                 f"{', '.join(behind)} of {self.inst.name} not in sync with {self.target.name}; "
@@ -101,6 +110,9 @@ class LUInstanceMigrate(LogicalUnit[OpInstanceMigrate]):
                                            ["none"] * len(inst.disks), allow_degraded=True)
         await dst.instance_finish_migration(inst.name, source=False, success=True)
         await self.ctx.config.save()
-        await drbd.status(self.ctx, inst)
+        # the mirror back starts with nothing to copy; end the job once it reports in sync
+        states = await dst.mirror_wait_sync(drbd.mirror_disks(cfg, inst, self.target.uuid),
+                                            timeout=30)
+        await drbd.record_sync(self.ctx, inst, states)
         self.feedback(f"* instance {inst.name} now runs on {self.target.name}")
         return stats

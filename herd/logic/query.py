@@ -260,3 +260,34 @@ async def query_os(ctx: MasterContext) -> dict[str, Any]:
         for node in nodes:
             per_node.setdefault(node.name, None)
     return out
+
+
+async def query_volumes(ctx: MasterContext, names: list[str] | None) -> list[dict[str, Any]]:
+    """gnt-node volumes: the disk files each node holds for instances (Ganeti's LV listing;
+    Herd's volumes are files in the node's file storage directory)."""
+    cfg = ctx.config.data
+    nodes = [cfg.get_node(n) for n in names] if names else \
+        sorted(cfg.nodes.values(), key=lambda n: n.name)
+    from herd.logic.specs import disk_dict
+
+    async def one(node: Node) -> list[dict[str, Any]]:
+        disks = []
+        for inst in sorted(cfg.instances.values(), key=lambda i: i.name):
+            for index, disk in enumerate(inst.disks):
+                if node.uuid in disk.nodes:
+                    disks.append((inst, index, disk_dict(inst, index)))
+        if not disks or node.offline:
+            return []
+        try:
+            states = await ctx.rpc.node(node).disks_check([d for _, _, d in disks])
+        except errors.HerdError:
+            states = [{"exists": None, "size": None, "path": None} for _ in disks]
+        out = []
+        for (inst, index, disk), state in zip(disks, states, strict=True):
+            out.append({"node": node.name, "phys": str(ctx.paths.file_storage_dir),
+                        "vg": disk["template"], "name": state.get("path") or "?",
+                        "size": state.get("size"), "instance": inst.name,
+                        "disk": f"disk/{index}", "exists": state.get("exists")})
+        return out
+    results = await asyncio.gather(*(one(n) for n in nodes))
+    return [row for rows in results for row in rows]

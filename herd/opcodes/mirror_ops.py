@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from herd.opcodes.base import OpCode
 
@@ -91,3 +92,15 @@ class OpNodeEvacuate(OpCode):
     iallocator: str | None = None
     early_release: bool = False
     ignore_soft_errors: bool = False
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpInstanceRecreateDisks(OpCode):
+    OP_ID = "OP_INSTANCE_RECREATE_DISKS"
+    SUMMARY_FIELD = "instance_name"
+    instance_name: str
+    instance_uuid: str | None = None
+    disks: list[Any] = dataclasses.field(default_factory=list)
+    nodes: list[str] = dataclasses.field(default_factory=list)
+    node_uuids: list[str] | None = None
+    iallocator: str | None = None

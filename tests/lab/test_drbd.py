@@ -231,3 +231,22 @@ def test_node_migrate_and_evacuate(drbd_lab: LabCluster) -> None:
     wait_in_sync(lab)
     lab.gnt("gnt-instance", "shutdown", NAME)
     assert read_records(backing_file(lab, "node3")).gap_at is None
+
+
+def test_volumes_and_recreate_lost_copy(drbd_lab: LabCluster) -> None:
+    lab = drbd_lab
+    assert where(lab) == ("node3", "node2")
+    lab.gnt("gnt-instance", "deactivate-disks", NAME)
+    rows = json.loads(lab.gnt("gnt-node", "volumes", "--json").stdout)
+    mine = {r["node"].split(".")[0]: r for r in rows if r["instance"] == NAME}
+    assert set(mine) == {"node2", "node3"} and mine["node2"]["size"] == 128
+    backing_file(lab, "node2").unlink()  # node2 lost its copy
+    rows = json.loads(lab.gnt("gnt-node", "volumes", "--json", "-o", "instance,exists",
+                              "node2").stdout)
+    assert [r["exists"] for r in rows if r["instance"] == NAME] == [False]
+    out = lab.gnt("gnt-instance", "recreate-disks", NAME).stdout
+    assert "recreated disk/0 on node2.example.com" in out
+    lab.gnt("gnt-instance", "activate-disks", NAME)
+    wait_in_sync(lab)
+    lab.gnt("gnt-instance", "deactivate-disks", NAME)
+    assert filecmp.cmp(backing_file(lab, "node3"), backing_file(lab, "node2"), shallow=False)
