@@ -158,6 +158,23 @@ def cmd_migrate(opts: Any) -> int:
     return 0
 
 
+def cmd_modify(opts: Any) -> int:
+    op: dict[str, Any] = {"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": opts.instance,
+                          "force": opts.force, "beparams": opts.beparams,
+                          "hvparams": opts.hvparams, "osparams": opts.osparams,
+                          "wait_for_sync": opts.wait_for_sync}
+    if opts.disk_template:
+        op["disk_template"] = opts.disk_template
+    if opts.node:
+        op["remote_node"] = opts.node
+    if opts.nics:
+        op["nics"] = parse_net_option(opts.nics, modify=True)
+    if opts.disks:
+        op["disks"] = parse_disk_option(opts.disks, modify=True)
+    submit_or_run(opts, [op])
+    return 0
+
+
 def cmd_recreate_disks(opts: Any) -> int:
     op: dict[str, Any] = {"OP_ID": "OP_INSTANCE_RECREATE_DISKS",
                           "instance_name": opts.instance}
@@ -381,6 +398,12 @@ def build_parser() -> HerdArgumentParser:
     mig.add_argument("--allow-failover", dest="allow_failover", action="store_true")
     mig.add_argument("-n", "--target-node", dest="target_node", default=None)
     mig.set_defaults(func=cmd_migrate)
+
+    mod = sub.add_parser("modify", help="change parameters or convert the disk template")
+    mod.add_argument("instance")
+    add_common_options(mod, "force", "backend", "hvparams", "osparams", "disk_template",
+                       "node", "disk", "net", "no_wait_for_sync", *JOB_OPTIONS)
+    mod.set_defaults(func=cmd_modify)
 
     rc = sub.add_parser("recreate-disks", help="create missing disks again (empty)")
     rc.add_argument("instance")

@@ -81,6 +81,7 @@ def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:
         instance_create,
         instance_failover,
         instance_migrate,
+        instance_modify,
         instance_recreate,
         instance_replace,
         misc,

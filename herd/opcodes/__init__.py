@@ -18,6 +18,7 @@ from herd.opcodes.definitions import (
     OpTestDelay,
 )
 from herd.opcodes.instance_extra import OpInstanceQueryData
+from herd.opcodes.instance_modify import OpInstanceSetParams
 from herd.opcodes.mirror_ops import (
     OpClusterVerifyDisks,
     OpInstanceFailover,
@@ -45,6 +46,7 @@ __all__ = [
     "OpInstanceRecreateDisks",
     "OpInstanceRemove",
     "OpInstanceReplaceDisks",
+    "OpInstanceSetParams",
     "OpInstanceShutdown",
     "OpInstanceStartup",
     "OpNodeAdd",

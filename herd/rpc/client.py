@@ -136,6 +136,9 @@ class NodeClient:
     async def disks_remove(self, disks: list[dict[str, Any]]) -> None:
         await self.call("disks_remove", disks=disks, timeout=120)
 
+    async def disk_copy(self, source: dict[str, Any], target: dict[str, Any]) -> None:
+        await self.call("disk_copy", source=source, target=target, timeout=3600)
+
     async def disks_check(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return await self.call("disks_check", disks=disks, timeout=60)
 

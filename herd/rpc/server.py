@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 #: The methods of NodeService that the master may call.
 RPC_METHODS = frozenset({
     "ping", "node_info",
-    "disks_create", "disks_remove", "disks_check",
+    "disks_create", "disks_remove", "disks_check", "disk_copy",
     "instance_start", "instance_stop", "instance_reboot", "instance_resume",
     "instance_list", "instance_info", "instance_accept_migration", "instance_migrate",
     "instance_finish_migration", "instance_abort_migration",

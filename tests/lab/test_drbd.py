@@ -14,6 +14,7 @@ import re
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -250,3 +251,45 @@ def test_volumes_and_recreate_lost_copy(drbd_lab: LabCluster) -> None:
     wait_in_sync(lab)
     lab.gnt("gnt-instance", "deactivate-disks", NAME)
     assert filecmp.cmp(backing_file(lab, "node3"), backing_file(lab, "node2"), shallow=False)
+
+
+def test_modify_parameters_and_convert_file_drbd_file(drbd_lab: LabCluster) -> None:
+    from herd.lab.guest_records import read_header
+
+    lab = drbd_lab
+    lab.gnt("gnt-instance", "add", "-t", "file", "-n", "node1", "-o", "busybox+default", "-s",
+            "64M", "--no-name-check", "--no-ip-check", "--no-start", "c1")
+    lab.gnt("gnt-instance", "modify", "-B", "memory=192M", "c1")
+    row = json.loads(lab.gnt("gnt-instance", "list", "--json", "-o", "be/maxmem", "c1").stdout)
+    assert row[0]["be/maxmem"] == 192
+    proc = lab.gnt("gnt-instance", "modify", "-H", "nosuch=1", "c1", check=False)
+    assert proc.returncode == 1 and "unknown hypervisor parameter 'nosuch'" in proc.stderr
+
+    def disk_file(node: str) -> Path:
+        cfg = lab.config()
+        inst = next(i for i in cfg["instances"].values() if i["name"] == "c1")
+        disk = inst["disks"][0]
+        rel = disk["logical_id"][3 if disk["dev_type"] == "drbd" else 1]
+        return lab.lab.node(node).paths.file_storage_dir / rel
+
+    file_path = disk_file("node1")
+    lab.gnt("gnt-instance", "modify", "-t", "drbd", "-n", "node2", "c1")
+    assert where_of(lab, "c1") == ("node1", "node2")
+    assert not file_path.exists(), "the old file disk was left behind"
+    assert read_header(disk_file("node1")).instance == "c1"
+    assert filecmp.cmp(disk_file("node1"), disk_file("node2"), shallow=False)
+    lab.gnt("gnt-instance", "startup", "c1")
+    assert lab.instances()["c1"]["status"] == "running"
+    lab.gnt("gnt-instance", "shutdown", "--timeout=0", "c1")
+    drbd_files = (disk_file("node1"), disk_file("node2"))
+    lab.gnt("gnt-instance", "modify", "-t", "file", "c1")
+    assert read_header(disk_file("node1")).instance == "c1"
+    assert not any(p.exists() for p in drbd_files), "mirrored copies were left behind"
+    lab.gnt("gnt-instance", "remove", "c1")
+
+
+def where_of(lab: LabCluster, name: str) -> tuple[str, str]:
+    out = lab.gnt("gnt-instance", "list", "--no-headers", "--separator=|", "-o",
+                  "pnode,snodes", name).stdout.strip()
+    pnode, snode = out.split("|")
+    return pnode.split(".")[0], snode.split(".")[0]
