@@ -1,4 +1,5 @@
-"""``make demo``: a three-node cluster in a herd-lab, with guests on two nodes.
+"""``make demo``: a three-node cluster in a herd-lab, with guests on two nodes, one of them
+on a disk mirrored between node2 and node3.
 
 The nodes are network namespaces (lab "demo"); node1 inits the cluster, node2 and node3 join
 with their one-time tokens, and the test guest boots on node1 and node2. ``make demo-clean``
@@ -17,7 +18,9 @@ from herd.lab.cluster import Lab, LabError
 from herd.lab.single import build_test_guest
 
 LAB = "demo"
-GUESTS = {"web1.example.com": "node1", "web2.example.com": "node2"}
+#: instance -> (disk template, nodes): one plain file disk, one mirrored between two nodes
+GUESTS = {"web1.example.com": ("file", "node1.example.com"),
+          "web2.example.com": ("drbd", "node2.example.com:node3.example.com")}
 
 
 def _show(lab: Lab, node: str, *args: str) -> str:
@@ -79,10 +82,10 @@ def demo() -> int:
               info.fqdn)
     _show(lab, "node1", "gnt-node", "list", "-o",
           "name,role,pip,sip,mtotal,mfree,pinst_cnt,sinst_cnt")
-    for instance, node in GUESTS.items():
-        _show(lab, "node1", "gnt-instance", "add", "-t", "file", "-o", "busybox+default",
+    for instance, (template, nodes) in GUESTS.items():
+        _show(lab, "node1", "gnt-instance", "add", "-t", template, "-o", "busybox+default",
               "-s", "256M", "--no-name-check", "--no-ip-check", "--no-start",
-              "-n", f"{node}.example.com", instance)
+              "-n", nodes, instance)
         # Start paused so the console sees the boot from its first line (attaching resumes it).
         _show(lab, "node1", "gnt-instance", "startup", "--paused", instance)
     markers = []
@@ -93,7 +96,11 @@ def demo() -> int:
         print("\n".join(transcript.splitlines()[-8:]), flush=True)
         markers += [line.strip() for line in transcript.splitlines()
                     if "HERD_GUEST_READY" in line]
-    _show(lab, "node1", "gnt-instance", "list", "-o", "name,pnode,status,oper_ram,nic.macs")
+    _show(lab, "node1", "gnt-instance", "list", "-o",
+          "name,disk_template,pnode,snodes,status,oper_ram")
+    info = lab.run("node1", "gnt-instance", "info", "web2.example.com").stdout
+    print("\n[node1]$ gnt-instance info web2.example.com | grep -A7 Disks:")
+    print(info[info.index("  Disks:"):].rstrip(), flush=True)
     _show(lab, "node1", "gnt-cluster", "verify")
     if len(markers) != len(GUESTS):
         print("\nDEMO FAILED: not every guest printed its boot marker", file=sys.stderr)
