@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from herd.fileutil import pid_alive
 from herd.hypervisor.base import InstanceSpec, NicSpec
 from herd.hypervisor.kvm import Kvm
-from herd.hypervisor.kvm.process import pid_alive
 from herd.paths import HerdPaths
 
 pytestmark = [pytest.mark.slow,

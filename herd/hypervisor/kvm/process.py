@@ -8,12 +8,11 @@ Ending a VM always targets its verified PID, never a name.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 
+from herd.daemonize import LaunchTimeout, run_daemonizing, wait_gone
 from herd.errors import HypervisorError
 from herd.hypervisor.kvm.runtime import InstanceFiles, read_pidfile
 
@@ -31,22 +30,11 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 async def launch(argv: list[str], files: InstanceFiles) -> int:
     """Run QEMU until it daemonizes; the VM's PID. HypervisorError with QEMU's message."""
-    with open(files.qemu_log, "ab") as log:
-        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
-        log.flush()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, close_fds=True)
-        except OSError as exc:
-            raise HypervisorError(f"cannot run {argv[0]}: {exc}") from None
     try:
-        rc = await asyncio.wait_for(proc.wait(), LAUNCH_TIMEOUT)
-    except TimeoutError:
-        # The launcher (our child, alone in its new session) never daemonized: end it.
-        # The daemonized VM, if it exists, is ended by the caller through the pidfile.
-        os.kill(proc.pid, signal.SIGKILL)
-        await proc.wait()
+        rc = await run_daemonizing(argv, files.qemu_log, LAUNCH_TIMEOUT)
+    except OSError as exc:
+        raise HypervisorError(f"cannot run {argv[0]}: {exc}") from None
+    except LaunchTimeout:
         raise HypervisorError(
             f"QEMU did not finish starting within {LAUNCH_TIMEOUT:g} s: "
             f"{_tail(files.qemu_log) or 'no output'}") from None
@@ -57,25 +45,6 @@ async def launch(argv: list[str], files: InstanceFiles) -> int:
     if pid is None:
         raise HypervisorError(f"QEMU started but wrote no pidfile {files.pidfile}")
     return pid
-
-
-def pid_alive(pid: int) -> bool:
-    """Alive and not a zombie (a zombie VM is gone for every purpose here)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
-
-
-async def wait_gone(pid: int, timeout: float, interval: float = 0.05) -> bool:
-    """Poll until ``pid`` is gone (it is not our child: no waitpid); True if it went."""
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(interval)
-    return True
 
 
 async def terminate(pid: int, grace: float = 1.0) -> None:

@@ -10,17 +10,16 @@ fits and a short hash of it otherwise. Ending a QSD always targets its verified 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
 import os
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from herd.daemonize import LaunchTimeout, run_daemonizing, wait_gone
 from herd.errors import StorageError
 from herd.fileutil import atomic_write_json
 
@@ -110,43 +109,17 @@ async def launch(files: DaemonFiles) -> int:
     for f in (files.pidfile, files.qmp, files.sock):
         f.unlink(missing_ok=True)
     argv = command_line(files)
-    with open(files.log, "ab") as log:
-        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
-        log.flush()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, close_fds=True)
-        except OSError as exc:
-            raise StorageError(f"cannot run {QSD_BINARY}: {exc}") from None
     try:
-        rc = await asyncio.wait_for(proc.wait(), LAUNCH_TIMEOUT)
-    except TimeoutError:
-        os.kill(proc.pid, signal.SIGKILL)
-        await proc.wait()
-        raise StorageError(f"{QSD_BINARY} did not start within {LAUNCH_TIMEOUT:g} s") from None
+        rc = await run_daemonizing(argv, files.log, LAUNCH_TIMEOUT)
+    except OSError as exc:
+        raise StorageError(f"cannot run {QSD_BINARY}: {exc}") from None
+    except LaunchTimeout as exc:
+        raise StorageError(str(exc)) from None
     pid = files.pid()
     if rc != 0 or pid is None:
         tail = " | ".join(files.log.read_text(errors="replace").splitlines()[-3:])
         raise StorageError(f"{QSD_BINARY} failed to start (status {rc}): {tail}")
     return pid
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
-
-
-async def wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 async def terminate(pid: int, grace: float = 5.0) -> None:
