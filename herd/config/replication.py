@@ -14,7 +14,7 @@ from typing import Any
 
 from herd import errors
 from herd.config.facts import facts_from_config
-from herd.node.cluster_files import CANDIDATE_SSL_FILES, NODE_SSL_FILES
+from herd.node.cluster_files import CANDIDATE_SSL_FILES, NODE_SSL_FILES, ClusterFiles
 from herd.objects import ConfigData, Node
 from herd.paths import HerdPaths
 from herd.rpc.client import RpcRunner
@@ -35,9 +35,11 @@ class Replicator:
         self._demoted: set[str] = set()
 
     def ssl_files(self, candidate: bool = True) -> dict[str, str]:
+        """The distributed files (TLS material, RAPI users) a node of that role gets."""
+        files = ClusterFiles(self.paths)
         out = {}
         for name in (CANDIDATE_SSL_FILES if candidate else ()) + NODE_SSL_FILES:
-            path = self.paths.ssl_dir / name
+            path = files.path_of(name)
             if path.exists():
                 out[name] = path.read_text()
         return out

@@ -18,10 +18,12 @@ from herd.config.facts import node_name, read_facts
 from herd.fileutil import atomic_write, atomic_write_json
 from herd.paths import HerdPaths
 
+RAPI_USERS = "rapi-users"
 #: TLS files that master candidates hold besides the node's own (so any of them can take over).
 CANDIDATE_SSL_FILES = ("cluster-ca.key", "rapi.pem", "rapi.key")
-#: TLS files every node holds (and gets again on redist-conf).
-NODE_SSL_FILES = ("cluster-ca.pem",)
+#: Files every node holds (and gets again on redist-conf): the CA certificate, and the RAPI
+#: users file, so that RAPI works with the same users wherever the master moves.
+NODE_SSL_FILES = ("cluster-ca.pem", RAPI_USERS)
 
 
 class ClusterFiles:
@@ -52,10 +54,16 @@ class ClusterFiles:
         for name, content in files.items():
             if name not in allowed:
                 raise errors.ParameterError(f"refusing to write TLS file '{name}' here")
-            mode = 0o600 if name.endswith(".key") else 0o644
-            path = self.paths.ssl_dir / name
+            mode = 0o600 if name.endswith(".key") or name == RAPI_USERS else 0o644
+            path = self.path_of(name)
             if not path.exists() or path.read_text() != content:
                 atomic_write(path, content, mode)
+
+    def path_of(self, name: str) -> Path:
+        """Where a distributed file named ``name`` lives on this node."""
+        if name == RAPI_USERS:
+            return self.paths.rapi_users_file
+        return self.paths.ssl_dir / name
 
     def facts_upload(self, facts: dict[str, Any], force: bool = False,
                      ssl: dict[str, str] | None = None) -> int:

@@ -124,9 +124,17 @@ def test_verify_reports_changed_file_and_rogue_guest(lab3: LabCluster) -> None:
     finally:
         if pid_alive(rogue_pid):
             os.kill(rogue_pid, signal.SIGKILL)  # type: ignore[arg-type]
+    # the RAPI users file travels with redist-conf, so RAPI works wherever the master moves
+    users = lab3.lab.node(lab3.master).paths.rapi_users_file
+    users.write_text("admin {HA1}0123456789abcdef0123456789abcdef write\n")
     lab3.gnt("gnt-cluster", "redist-conf")
     proc = lab3.gnt("gnt-cluster", "verify", check=False)
     assert "cluster-ca.pem differs" not in proc.stdout
+    assert "rapi/users" not in proc.stdout, proc.stdout
+    for node in ("node2", "node3"):
+        copy = lab3.lab.node(node).paths.rapi_users_file
+        assert copy.read_text() == users.read_text()
+        assert copy.stat().st_mode & 0o777 == 0o600
 
 
 def test_master_crash_and_failover(lab3: LabCluster) -> None:
