@@ -137,6 +137,17 @@ class Req:
         except errors.HerdError as exc:
             raise from_herd(exc) from None
 
+    async def one_row(self, query: str, name: str, live: bool = True) -> dict[str, Any]:
+        """The fields of one named object (query_instances, query_nodes): 404 if unknown."""
+        try:
+            rows = await self.master.call(query, names=[name], live=live)
+        except errors.NotFoundError:
+            raise HttpError(404) from None
+        except errors.HerdError as exc:
+            raise HttpError(502 if isinstance(exc, errors.RpcError) else 500, exc.message) \
+                from None
+        return rows[0]
+
     def reason_trail(self) -> list[list[Any]]:
         now = time.time_ns()
         trail: list[list[Any]] = []

@@ -62,14 +62,7 @@ def _nic(nic: Any) -> Any:
 
 
 async def instance_row(req: Req, name: str, live: bool = True) -> dict[str, Any]:
-    try:
-        rows = await req.master.call("query_instances", names=[name], live=live)
-    except errors.NotFoundError:
-        raise HttpError(404) from None
-    except errors.HerdError as exc:
-        raise HttpError(502 if isinstance(exc, errors.RpcError) else 500, exc.message) \
-            from None
-    return rows[0]
+    return await req.one_row("query_instances", name, live)
 
 
 @resource("/2/instances")

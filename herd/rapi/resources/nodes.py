@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from herd import errors
 from herd.rapi import convert
 from herd.rapi.auth import ACCESS_WRITE
-from herd.rapi.errors import HttpError, bad_request
+from herd.rapi.errors import bad_request
 from herd.rapi.resources.tags import TagsResource
 from herd.rapi.routing import Req, Resource, resource
 
@@ -15,14 +14,7 @@ _ROLES = ("master", "master-candidate", "regular", "drained", "offline")
 
 
 async def node_row(req: Req, name: str, live: bool = True) -> dict[str, Any]:
-    try:
-        rows = await req.master.call("query_nodes", names=[name], live=live)
-    except errors.NotFoundError:
-        raise HttpError(404) from None
-    except errors.HerdError as exc:
-        raise HttpError(502 if isinstance(exc, errors.RpcError) else 500, exc.message) \
-            from None
-    return rows[0]
+    return await req.one_row("query_nodes", name, live)
 
 
 @resource("/2/nodes")
