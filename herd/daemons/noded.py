@@ -16,6 +16,7 @@ from herd.node.service import NodeService
 from herd.objects.cluster import NODED_PORT
 from herd.rpc.join import build_join_app, ensure_join_material
 from herd.rpc.server import build_app
+from herd.storage.mirror.watchdog import LinkWatchdog
 
 log = logging.getLogger("herd.noded")
 
@@ -32,8 +33,11 @@ def in_cluster(p: paths.HerdPaths) -> bool:
 
 
 async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
+    watchdog = None
     if in_cluster(p):
         service = NodeService(p)
+        # cuts replication links to a silent peer within seconds (see the module)
+        watchdog = asyncio.create_task(LinkWatchdog(p.run_dir / "mirror").run())
         app = build_app(service)
         tls_args: dict[str, object] = dict(
             ssl_certfile=str(p.node_cert), ssl_keyfile=str(p.node_key),
@@ -57,6 +61,8 @@ async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
+    if watchdog is not None:
+        watchdog.cancel()
     await task
 
 

@@ -7,11 +7,14 @@ the guest writes; a split brain is refused and resolved; a new secondary on anot
 
 from __future__ import annotations
 
+import concurrent.futures
 import filecmp
+import itertools
 import json
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,6 +143,58 @@ def test_migration_back_and_forth_while_writing(drbd_lab: LabCluster) -> None:
     lab.gnt("gnt-instance", "shutdown", NAME)
     assert filecmp.cmp(backing_file(lab, "node3"), backing_file(lab, "node2"), shallow=False)
     assert read_records(backing_file(lab, "node3")).gap_at is None
+
+
+def ack_times(lab: LabCluster, node: str, stop: threading.Event) -> list[tuple[float, int]]:
+    """(monotonic time first seen, seq) of every new ACK on ``node``'s console until ``stop``."""
+    seen: list[tuple[float, int]] = []
+    last = acks(serial_log(lab, node))[-1:] or [0]
+    while not stop.is_set():
+        now = time.monotonic()
+        seen += [(now, s) for s in acks(serial_log(lab, node)) if s > last[0]]
+        if seen:
+            last = [seen[-1][1]]
+        time.sleep(0.05)
+    return seen
+
+
+def test_partition_stalls_the_guest_briefly(drbd_lab: LabCluster) -> None:
+    lab = drbd_lab
+    lab.gnt("gnt-instance", "startup", NAME)
+    pnode, snode = where(lab)
+    wait_in_sync(lab)
+    wait_acks(lab, pnode, acks(serial_log(lab, pnode))[-1] + 20)
+    stop = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        watcher = pool.submit(ack_times, lab, pnode, stop)
+        time.sleep(2)
+        cut = time.monotonic()
+        lab.lab.partition(pnode, snode)
+        try:
+            time.sleep(10)
+            assert "degraded" in mirror_state(lab)
+        finally:
+            lab.lab.heal()
+            healed = time.monotonic()
+            stop.set()
+        seen = watcher.result()
+    during = [t for t, _ in seen if cut <= t <= healed]
+    assert during, "the guest wrote nothing while its nodes were partitioned"
+    stamps = [cut, *during, healed]
+    stall = max(b - a for a, b in itertools.pairwise(stamps))
+    print(f"partition: longest pause between acknowledged writes {stall:.1f} s, "
+          f"{len(during)} writes in {healed - cut:.0f} s")
+    assert stall < 5, f"the guest stalled {stall:.1f} s"
+    before = acks(serial_log(lab, pnode))[-1]
+    out = lab.gnt("gnt-cluster", "verify-disks").stdout
+    assert f"Disks of instance {NAME} activated" in out
+    wait_in_sync(lab)
+    copied = storage_cli(lab, pnode, "status")["copied_bytes"]
+    assert copied < 16 * 1048576, f"resync after the partition copied {copied} bytes"
+    assert acks(serial_log(lab, pnode))[-1] > before
+    lab.gnt("gnt-instance", "shutdown", NAME)
+    lab.gnt("gnt-instance", "deactivate-disks", NAME)
+    assert filecmp.cmp(backing_file(lab, pnode), backing_file(lab, snode), shallow=False)
 
 
 def test_new_secondary_then_failover_keeps_data(drbd_lab: LabCluster) -> None:

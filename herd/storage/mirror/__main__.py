@@ -2,13 +2,15 @@
 
 For tests, benchmarks and debugging inside a node (its namespace and HERD_ROOT), where noded
 is not involved. OP: create remove generation start-secondary start-primary reconnect status
-wait-sync stop list-active mark-synced. Errors: JSON ``{"error": {...}}`` and exit status 1.
+wait-sync stop list-active mark-synced, and watch (the link watchdog, until interrupted).
+Errors: JSON ``{"error": {...}}`` and exit status 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from typing import Any
 
@@ -21,6 +23,11 @@ async def run(op: str, disk: MirrorDisk | None, args: list[str]) -> Any:
     mgr = MirrorManager(paths.current())
     if op == "list-active":
         return await mgr.list_active()
+    if op == "watch":
+        from herd.storage.mirror.watchdog import LinkWatchdog
+
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+        await LinkWatchdog(mgr.run_dir).run()
     assert disk is not None
     if op == "create":
         return await mgr.create(disk)
@@ -52,7 +59,7 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     op = argv[0]
-    disk = MirrorDisk.from_dict(json.loads(argv[1])) if len(argv) > 1 else None
+    disk = MirrorDisk.from_dict(json.loads(argv[1])) if len(argv) > 1 and op != "watch" else None
     try:
         result = asyncio.run(run(op, disk, argv[2:]))
     except HerdError as exc:

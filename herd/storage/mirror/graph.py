@@ -29,8 +29,9 @@ LOCAL = "local"
 TARGET = "target"
 FILTER = "mirror-top"
 #: Seconds the NBD client holds requests while reconnecting before failing them (then the job
-#: pauses and the guest writes on locally).
-RECONNECT_DELAY = 5
+#: pauses and the guest writes on locally). Short: it adds to every stall when the peer is lost
+#: (see :mod:`.watchdog`), and a peer that comes back later costs only a dirty-map resync.
+RECONNECT_DELAY = 1
 #: The mirror's dirty map: one bit per granule. 4 KiB granules make a resync after small
 #: scattered writes copy what changed (64 KiB, QEMU's default for NBD targets, copied 339 MiB
 #: for 32 MiB of 4 KiB writes); the map stays below MAX_MAP_BITS (2 MiB of RAM) on big disks.

@@ -282,7 +282,15 @@ class MirrorManager:
             export, peer_gen = await peer.probe(disk.peer_ip, disk.port, disk.uuid)
             gf = self._gen(disk)
             own = self.generation(disk)
-            decision = decide_sync(own, peer_gen)
+            if (export == rt.get("export") and rt.get("target") == "nbd"
+                    and own.get("dirty_map_valid")):
+                # The very export our job replicated to: its name changes whenever the peer's
+                # copy may have been written by anyone else (it became primary, or was
+                # recreated), so the peer lacks exactly what the job's dirty map holds. Its
+                # published summary is not asked: it may predate mark_synced (still "fresh").
+                decision = "dirty"
+            else:
+                decision = decide_sync(own, peer_gen)
             if decision == "split-brain":
                 raise SplitBrainError(split_brain_message(disk.relpath, own, peer_gen))
             seq = int(rt.get("target_seq", 1)) + 1

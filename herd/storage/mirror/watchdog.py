@@ -1,0 +1,170 @@
+"""Noticing a silent peer in about a second and a half, instead of when TCP gives up.
+
+QEMU 7.2's NBD client has no request timeout. When the path to the secondary goes silent (a
+partition, a power cut that sends no RST) a replicated write, and the guest with it, waits until
+TCP gives up on the connection: net.ipv4.tcp_retries2 says when (about 6 s at 3, 15 minutes at
+Linux's default of 15).
+
+The watchdog reads this network namespace's TCP table a few times a second. A connection from a
+primary's storage daemon to its peer's replication port whose unacknowledged data went
+unanswered through ``MAX_RETRANSMITS`` retransmission timeouts in a row (about 1.4 s at Linux's
+200 ms minimum RTO) is destroyed with SOCK_DESTROY (``ss -K``). Kernel ACKs do not depend on
+the peer's load, so a busy peer is never mistaken for a silent one. The NBD client then waits
+``graph.RECONNECT_DELAY`` for the peer, fails the write to the mirror job (which pauses and
+keeps its dirty map) and the guest's write completes on the local copy: the guest stalls for
+about the detection time plus the reconnect delay. When the peer is back, ``reconnect``
+resumes the job and copies only what changed.
+
+Only connections named by the runtime files of this node's primaries are ever touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from herd.storage.mirror import daemon
+
+log = logging.getLogger("herd.mirror.watchdog")
+
+#: Consecutive retransmission timeouts without an ACK that mean "the peer is silent".
+MAX_RETRANSMITS = 3
+#: Seconds between two reads of the TCP table.
+INTERVAL = 0.25
+TCP_TABLE = Path("/proc/net/tcp")
+ESTABLISHED = "01"
+
+
+@dataclass(frozen=True)
+class Link:
+    """A replication connection as the primary's daemon holds it (IPv4, as the TCP table)."""
+
+    local_ip: str
+    peer_ip: str
+    peer_port: int
+
+
+@dataclass(frozen=True)
+class StuckSocket:
+    local: tuple[str, int]
+    remote: tuple[str, int]
+    retransmits: int
+    unacked: int
+
+
+def primary_links(run_dir: Path) -> set[Link]:
+    """The peer connections this node's primaries replicate over (from their runtime files)."""
+    links: set[Link] = set()
+    if not run_dir.is_dir():
+        return links
+    for runtime in run_dir.glob("*.json"):
+        rt = daemon.DaemonFiles(run_dir, runtime.stem).read_runtime() or {}
+        disk = rt.get("disk") or {}
+        if rt.get("role") == "primary" and rt.get("target") == "nbd" and disk.get("peer_ip"):
+            links.add(Link(disk.get("local_ip", ""), disk["peer_ip"], int(disk["port"])))
+    return links
+
+
+def _ip(hex_addr: str) -> str:
+    raw = bytes.fromhex(hex_addr)
+    return ".".join(str(b) for b in reversed(raw))
+
+
+def _endpoint(field: str) -> tuple[str, int]:
+    addr, port = field.split(":")
+    return _ip(addr), int(port, 16)
+
+
+def stuck_sockets(table: str, links: set[Link],
+                  max_retransmits: int = MAX_RETRANSMITS) -> list[StuckSocket]:
+    """Established sockets of ``links`` (in /proc/net/tcp format) the peer stopped answering."""
+    wanted = {(link.peer_ip, link.peer_port): link for link in links}
+    found = []
+    for line in table.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) < 7 or cols[3] != ESTABLISHED:
+            continue
+        remote = _endpoint(cols[2])
+        link = wanted.get(remote)
+        if link is None:
+            continue
+        local = _endpoint(cols[1])
+        if link.local_ip and local[0] != link.local_ip:
+            continue
+        unacked = int(cols[4].split(":")[0], 16)
+        retransmits = int(cols[6], 16)
+        if unacked and retransmits >= max_retransmits:
+            found.append(StuckSocket(local, remote, retransmits, unacked))
+    return found
+
+
+async def destroy(sock: StuckSocket) -> bool:
+    """SOCK_DESTROY one connection, named by both of its ends; True if ``ss`` did it."""
+    (lip, lport), (rip, rport) = sock.local, sock.remote
+    argv = ["ss", "-K", "-t", "-n", "src", f"{lip}:{lport}", "dst", f"{rip}:{rport}"]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 5.0)
+    except (OSError, TimeoutError) as exc:
+        log.error("cannot destroy %s:%s -> %s:%s: %s", lip, lport, rip, rport, exc)
+        return False
+    if proc.returncode != 0:
+        log.error("ss -K failed for %s:%s -> %s:%s: %s", lip, lport, rip, rport,
+                  err.decode(errors="replace").strip())
+        return False
+    return True
+
+
+class LinkWatchdog:
+    """One per node (noded runs it): cuts replication connections whose peer went silent."""
+
+    def __init__(self, run_dir: Path, interval: float = INTERVAL,
+                 table: Path = TCP_TABLE) -> None:
+        self.run_dir, self.interval, self.table = run_dir, interval, table
+        self._links: set[Link] = set()
+        self._seen_mtime: int | None = None
+        #: How many connections were cut (for logs and tests).
+        self.cut = 0
+
+    def _refresh_links(self) -> set[Link]:
+        # Runtime files are replaced by rename, which changes the directory's mtime.
+        try:
+            mtime = self.run_dir.stat().st_mtime_ns
+        except OSError:
+            return set()
+        if mtime != self._seen_mtime:
+            self._links, self._seen_mtime = primary_links(self.run_dir), mtime
+        return self._links
+
+    async def check(self) -> int:
+        """One pass: cut every stuck replication connection; how many were cut."""
+        links = self._refresh_links()
+        if not links:
+            return 0
+        try:
+            table = self.table.read_text()
+        except OSError:
+            return 0
+        cut = 0
+        for sock in stuck_sockets(table, links):
+            log.warning("peer %s:%s silent (%d retransmission timeouts, %d bytes unacked): "
+                        "cutting the replication connection so that the guest goes on "
+                        "degraded", sock.remote[0], sock.remote[1], sock.retransmits,
+                        sock.unacked)
+            if await destroy(sock):
+                cut += 1
+        self.cut += cut
+        return cut
+
+    async def run(self) -> None:
+        """Forever, until cancelled; an unexpected error is logged and the loop goes on."""
+        while True:
+            try:
+                await self.check()
+            except Exception:  # the watchdog must outlive any one bad pass
+                log.exception("mirror link watchdog pass failed")
+            await asyncio.sleep(self.interval)

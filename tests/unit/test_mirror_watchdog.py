@@ -1,0 +1,56 @@
+"""The link watchdog picks exactly the replication sockets whose peer stopped answering."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from herd.storage.mirror.watchdog import Link, primary_links, stuck_sockets
+
+HEADER = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
+          "timeout inode\n")
+
+
+def row(local: str, remote: str, state: str = "01", unacked: int = 0,
+        retransmits: int = 0) -> str:
+    def hexep(ep: str) -> str:
+        ip, port = ep.split(":")
+        return "".join(f"{int(p):02X}" for p in reversed(ip.split("."))) + f":{int(port):04X}"
+
+    return (f"   0: {hexep(local)} {hexep(remote)} {state} {unacked:08X}:00000000 01:00000010 "
+            f"{retransmits:08X}     0        0 1234 1 0000000000000000 20 4 1 10 -1\n")
+
+
+LINK = Link("203.0.113.2", "203.0.113.3", 11000)
+
+
+def test_a_silent_peer_with_unacked_data_is_stuck() -> None:
+    table = HEADER + row("203.0.113.2:40000", "203.0.113.3:11000", unacked=4096,
+                         retransmits=3)
+    [sock] = stuck_sockets(table, {LINK})
+    assert sock.local == ("203.0.113.2", 40000) and sock.remote == ("203.0.113.3", 11000)
+    assert sock.retransmits == 3 and sock.unacked == 4096
+
+
+def test_healthy_idle_foreign_and_closing_sockets_are_left_alone() -> None:
+    table = HEADER + "".join([
+        row("203.0.113.2:40001", "203.0.113.3:11000", unacked=4096, retransmits=2),  # not yet
+        row("203.0.113.2:40002", "203.0.113.3:11000", unacked=0, retransmits=5),  # nothing owed
+        row("203.0.113.2:40003", "203.0.113.3:11001", unacked=4096, retransmits=9),  # other port
+        row("198.51.100.2:40004", "203.0.113.3:11000", unacked=4096, retransmits=9),  # other src
+        row("203.0.113.2:40005", "203.0.113.3:11000", state="04", unacked=1, retransmits=9),
+    ])
+    assert stuck_sockets(table, {LINK}) == []
+
+
+def test_links_come_from_primary_runtime_files_only(tmp_path: Path) -> None:
+    def runtime(key: str, role: str, target: str | None, port: int) -> None:
+        disk = {"uuid": key, "port": port, "local_ip": "203.0.113.2", "peer_ip": "203.0.113.3"}
+        (tmp_path / f"{key}.json").write_text(json.dumps(
+            {"role": role, "target": target, "disk": disk}))
+
+    runtime("a", "primary", "nbd", 11000)
+    runtime("b", "primary", "dead", 11001)  # degraded start: no connection to watch
+    runtime("c", "secondary", None, 11002)
+    assert primary_links(tmp_path) == {LINK}
+    assert primary_links(tmp_path / "missing") == set()
