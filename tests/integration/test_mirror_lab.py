@@ -111,6 +111,11 @@ def test_full_sync_replicates_writes_and_flushes_durably(pair: Pair) -> None:
     assert pair.call("node1", "list-active") == [pair.uuid]
     sec = pair.call("node2", "status")
     assert sec["role"] == "secondary" and sec["connected"]
+    # each side routes to the other with quick ACKs (Nagle + delayed ACK cost 3x at qd16)
+    for node, other in (("node1", "node2"), ("node2", "node1")):
+        routes = pair.lab.run(node, "ip", "route", "show", "proto", "77").stdout
+        assert f"{pair.lab.node(other).secondary_ip} dev eth1" in routes, routes
+        assert "quickack 1" in routes, routes
 
     # Flush durability: the secondary's storage daemon fdatasyncs a replicated write before
     # acknowledging it (export writethrough), so a guest's flush finds the replica durable.

@@ -30,6 +30,7 @@ from herd.storage.mirror.generation import (
 )
 from herd.storage.mirror.model import MirrorDisk, MirrorStatus
 from herd.storage.mirror.qmp import QmpCommandError, QmpSession, session
+from herd.storage.mirror.quickack import ensure_quickack
 
 #: Seconds a clean cancel of an in-sync job may take (it drains what is in flight).
 CANCEL_TIMEOUT = 30.0
@@ -131,6 +132,7 @@ class MirrorManager:
             gen = gf.write({**gen, "role": "secondary", "clean": False, "degraded": False,
                             "dirty_map_valid": False, "map_since": None})
             self._check_file(disk)
+            await asyncio.to_thread(ensure_quickack, disk.peer_ip)
             pid = await daemon.launch(files)
             try:
                 async with session(files.qmp) as q:
@@ -190,6 +192,7 @@ class MirrorManager:
             own = gf.read()
             if pid is None and own.get("role") == "primary" and not own.get("clean", True):
                 own["dirty_map_valid"] = False  # our daemon crashed: its dirty map is gone
+            await asyncio.to_thread(ensure_quickack, disk.peer_ip)
             try:
                 export, peer_gen = await peer.probe(disk.peer_ip, disk.port, disk.uuid)
             except peer.PeerUnreachable as exc:
@@ -279,6 +282,7 @@ class MirrorManager:
             rt = files.read_runtime() or {}
             if files.pid() is None or rt.get("role") != "primary":
                 raise StorageError(f"mirrored disk {disk.relpath} is not primary on this node")
+            await asyncio.to_thread(ensure_quickack, disk.peer_ip)
             export, peer_gen = await peer.probe(disk.peer_ip, disk.port, disk.uuid)
             gf = self._gen(disk)
             own = self.generation(disk)
