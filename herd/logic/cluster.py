@@ -11,6 +11,7 @@ from herd.logic.base import LogicalUnit
 from herd.logic.specs import hypervisor_class
 from herd.network import mac as macs
 from herd.node.cluster_files import ClusterFiles
+from herd.node.facts import MAX_TCP_RETRIES2
 from herd.objects import params
 from herd.opcodes import OpClusterModify, OpClusterVerify
 
@@ -227,6 +228,18 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
                          "TCG emulation (slow)")
         if int(info.get("storage_free", 0)) < 1024:
             self.warning(f"node {name}: less than 1 GiB free in the file storage directory")
+        retries = info.get("tcp_retries2")
+        if retries is not None and retries > MAX_TCP_RETRIES2 and name in self._mirror_nodes():
+            self.warning(f"node {name}: net.ipv4.tcp_retries2 is {retries}; mirrored disks "
+                         f"want at most {MAX_TCP_RETRIES2} (e.g. 'net.ipv4.tcp_retries2 = 5' in "
+                         "/etc/sysctl.d/60-herd.conf) so that a silent peer stalls guests for "
+                         "seconds, not minutes, when noded is down")
+
+    def _mirror_nodes(self) -> set[str]:
+        """Names of the nodes holding a copy of some mirrored (drbd) disk."""
+        return {self.cfg.nodes[n].name for inst in self.cfg.instances.values()
+                if inst.disk_template == "drbd"
+                for n in (inst.primary_node, *inst.secondary_nodes) if n in self.cfg.nodes}
 
     def _verify_n_plus_one(self, infos: dict[str, dict[str, Any]]) -> None:
         """Ganeti's rule: each node must be able to take the memory of the instances for which

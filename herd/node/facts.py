@@ -49,4 +49,19 @@ def node_facts(storage: FileStorage, hv_facts: dict[str, Any],
         "storage_free": storage.free_mib(),
         "kernel": platform.release(),
         "hypervisor": hv_facts,
+        "tcp_retries2": tcp_retries2(),
     }
+
+
+#: The highest net.ipv4.tcp_retries2 a node with mirrored disks should have (~12.6 s before
+#: TCP gives up on a silent peer). The mirror's link watchdog in noded normally cuts a silent
+#: replication link after ~1.5 s; this bounds the stall when noded itself is down.
+MAX_TCP_RETRIES2 = 5
+
+
+def tcp_retries2() -> int | None:
+    """This network namespace's net.ipv4.tcp_retries2 (Linux's default is 15: ~15 minutes)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/tcp_retries2").read_text())
+    except (OSError, ValueError):
+        return None

@@ -348,3 +348,17 @@ def where_of(lab: LabCluster, name: str) -> tuple[str, str]:
                   "pnode,snodes", name).stdout.strip()
     pnode, snode = out.split("|")
     return pnode.split(".")[0], snode.split(".")[0]
+
+
+def test_verify_warns_about_slow_tcp_timeouts_on_mirror_nodes(drbd_lab: LabCluster) -> None:
+    lab = drbd_lab
+    assert "w1" in lab.instances()  # node2 and node3 hold its copies
+    lab.lab.run("node2", "sysctl", "-q", "-w", "net.ipv4.tcp_retries2=15")
+    try:
+        out = lab.gnt("gnt-cluster", "verify", check=False).stdout
+    finally:
+        lab.lab.run("node2", "sysctl", "-q", "-w", "net.ipv4.tcp_retries2=5")
+    warned = [line for line in out.splitlines() if "tcp_retries2" in line]
+    assert len(warned) == 1 and "node2" in warned[0] and "is 15" in warned[0], out
+    out = lab.gnt("gnt-cluster", "verify", check=False).stdout
+    assert "tcp_retries2" not in out
