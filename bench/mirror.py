@@ -5,7 +5,8 @@ secondary network between them): the writer is ``qemu-img bench`` (part of QEMU;
 needed) talking NBD to a qemu-storage-daemon, as a VM does. "local" is the same daemon and NBD
 path without a mirror (the ``file`` template's I/O path through a QSD); "replicated" is the
 ``drbd`` template's primary, every write completed on both nodes (write-blocking mirror, the
-secondary flushing each write before acknowledging it). Run as root: ``python bench/mirror.py``.
+secondary flushing each write before acknowledging it; quick-ACK routes between the nodes,
+as Herd sets them). Run as root: ``python bench/mirror.py``.
 """
 
 from __future__ import annotations
