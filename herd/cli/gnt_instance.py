@@ -199,9 +199,20 @@ def cmd_replace_disks(opts: Any) -> int:
     if opts.new_secondary:
         op["remote_node"] = opts.new_secondary
     if opts.disks:
-        op["disks"] = [int(d) for d in opts.disks.split(",")]
+        op["disks"] = _disk_indexes(opts.disks)
     submit_or_run(opts, [op])
     return 0
+
+
+def _disk_indexes(text: str) -> list[int]:
+    """--disks 0,1: disk indexes, as Ganeti's replace-disks takes them."""
+    out = []
+    for part in text.split(","):
+        if not part.strip().isdigit():
+            raise errors.ParameterError(f"invalid disk index '{part}' in --disks '{text}': "
+                                        "allowed are comma-separated numbers, e.g. 0,1")
+        out.append(int(part))
+    return out
 
 
 # -- queries ---------------------------------------------------------------------------------

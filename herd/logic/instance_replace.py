@@ -1,18 +1,22 @@
-"""replace-disks: rebuild one side of an instance's mirrored disks.
+"""replace-disks: rebuild one side of an instance's mirrored disks (Ganeti's modes).
 
 ``-s`` throws the secondary's copy away and copies the primary's again (also the way out of a
 split brain, keeping the primary's data); ``--new-secondary NODE`` builds a fresh copy on
-another node and drops the old secondary's. Both copy the whole disk. The guest may keep
-running: its writes are mirrored to the new copy while the copy proceeds.
+another node and drops the old secondary's; ``-p`` rebuilds the primary's copy from the
+secondary's, which must therefore hold the data (in sync, not discarded, no split brain);
+``-a`` looks at both copies and replaces the faulty one, or says that none is. How each copy
+is rebuilt, and why ``-p`` swaps roles the way it does, is in :mod:`mirror_rebuild`; what
+makes a copy faulty or consistent is in :mod:`disk_health`.
 """
 
 from __future__ import annotations
 
 from herd import errors
 from herd.jobs.locking import LockRequest
-from herd.logic import drbd
+from herd.logic import disk_health, live_move, mirror_rebuild
 from herd.logic.base import LogicalUnit
-from herd.logic.instance_common import instance_locks
+from herd.logic.instance_common import instance_locks, is_running
+from herd.logic.specs import filled_hvparams
 from herd.opcodes import OpInstanceReplaceDisks
 
 MODES = ("replace_on_primary", "replace_on_secondary", "replace_new_secondary", "replace_auto")
@@ -34,16 +38,23 @@ class LUInstanceReplaceDisks(LogicalUnit[OpInstanceReplaceDisks]):
         if self.inst.disk_template != "drbd":
             raise errors.OpPrereqError(f"instance's disk layout '{self.inst.disk_template}' "
                                        "has no second copy to replace")
-        if op.mode in ("replace_on_primary", "replace_auto"):
-            raise errors.OpPrereqError(f"replace-disks mode {op.mode} is not supported yet; "
-                                       "use -s or --new-secondary")
         bad = [i for i in op.disks if not 0 <= i < len(self.inst.disks)]
         if bad or (op.disks and len(op.disks) != len(self.inst.disks)):
             raise errors.OpPrereqError("only all disks at once can be replaced for now "
                                        "(give no --disks)")
+        if op.remote_node and op.mode != "replace_new_secondary":
+            raise errors.ParameterError("a remote node is only used with --new-secondary")
         self.old = cfg.nodes[self.inst.secondary_nodes[0]]
         self.pnode = cfg.nodes[self.inst.primary_node]
         self.new = self.old
+        if self.pnode.offline:
+            raise errors.OpPrereqError(f"primary node {self.pnode.name} is offline")
+        self.mode: str | None = op.mode
+        self.reason = ""
+        if op.mode == "replace_auto":
+            await self._choose_auto()
+        elif op.mode == "replace_on_primary":
+            await self._check_on_primary()
         if op.mode == "replace_new_secondary":
             if not op.remote_node:
                 raise errors.ParameterError("--new-secondary needs a node")
@@ -51,68 +62,71 @@ class LUInstanceReplaceDisks(LogicalUnit[OpInstanceReplaceDisks]):
             if self.new.uuid in (self.pnode.uuid, self.old.uuid):
                 raise errors.OpPrereqError(f"node {self.new.name} already holds a copy of "
                                            f"{self.inst.name}")
-        elif op.remote_node:
-            raise errors.ParameterError("a remote node is only used with --new-secondary")
         if self.new.offline or self.new.drained:
             raise errors.OpPrereqError(f"node {self.new.name} is offline or drained")
-        if self.pnode.offline:
-            raise errors.OpPrereqError(f"primary node {self.pnode.name} is offline")
+
+    async def _inspect(self) -> tuple[disk_health.CopyState, disk_health.CopyState]:
+        return (await disk_health.inspect_copy(self.ctx, self.inst, self.pnode, False),
+                await disk_health.inspect_copy(self.ctx, self.inst, self.old, True))
+
+    async def _check_on_primary(self, states: tuple[disk_health.CopyState,
+                                                    disk_health.CopyState] | None = None,
+                                ) -> None:
+        """-p takes the data from the secondary: refuse unless its copy is consistent; a
+        running guest must be able to migrate there and back."""
+        self.running = await is_running(self.ctx, self.inst, self.pnode)
+        if self.running:
+            await live_move.check_movable(self.ctx, self.inst, self.pnode, self.old)
+            self.live = live_move.migration_mode(
+                self.inst, filled_hvparams(self.cfg, self.inst, self.ctx.paths), None, None)
+        elif self.old.offline:
+            raise errors.OpPrereqError(f"secondary node {self.old.name} is offline")
+        pstate, sstate = states or await self._inspect()
+        problem = disk_health.secondary_inconsistency(pstate, sstate)
+        if problem:
+            raise errors.OpPrereqError(f"cannot rebuild the primary's copy of {self.inst.name} "
+                                       f"from {self.old.name}: {problem}")
+
+    async def _choose_auto(self) -> None:
+        """-a: replace the faulty copy (Ganeti's replace_auto); None when both are sound."""
+        inst = self.inst
+        if self.old.offline:
+            raise errors.OpPrereqError(f"secondary node {self.old.name} is offline")
+        pstate, sstate = await self._inspect()
+        if pstate.faults and sstate.faults:
+            raise errors.OpPrereqError(f"both copies of {inst.name} are faulty, nothing to "
+                                       f"rebuild from ({pstate.summary()}; {sstate.summary()})")
+        split = disk_health.diverged(pstate, sstate)
+        if split:
+            raise errors.OpPrereqError(
+                f"{', '.join(f'disk/{i}' for i in split)} of {inst.name} changed on both "
+                f"{self.pnode.name} and {self.old.name} while apart (split brain): -a cannot "
+                f"choose; keep the primary's data with 'gnt-instance replace-disks -s "
+                f"{inst.name}'")
+        if sstate.faults:
+            self.mode, self.reason = "replace_on_secondary", sstate.summary()
+        elif pstate.faults:
+            self.mode, self.reason = "replace_on_primary", pstate.summary()
+            await self._check_on_primary((pstate, sstate))
+        else:
+            self.mode = None
 
     async def execute(self) -> None:
-        inst, cfg = self.inst, self.cfg
-        old_disks = drbd.mirror_disks(cfg, inst, self.old.uuid)
-        if self.new.uuid == self.old.uuid:
-            self.feedback(f"* discarding the copy on {self.old.name}")
-            await self.ctx.rpc.node(self.old).mirror_stop(old_disks)
-            await self.ctx.rpc.node(self.old).mirror_remove(old_disks)
-            await self.ctx.rpc.node(self.old).mirror_create(old_disks)
-        else:
-            self.feedback(f"* creating the disks on the new secondary {self.new.name}")
-            for disk in inst.disks:
-                disk.logical_id[1] = self.new.uuid
-                disk.nodes = [self.pnode.uuid, self.new.uuid]
-            try:
-                await self.ctx.rpc.node(self.new).mirror_create(
-                    drbd.mirror_disks(cfg, inst, self.new.uuid))
-            except BaseException:
-                self._restore_old()
-                raise
-        for disk in inst.disks:
-            disk.params.pop(drbd.DISCARD_SECONDARY, None)
-        self.feedback(f"* copying the disks from {self.pnode.name} to {self.new.name}")
-        # raw status: drbd.status() would record "in sync" against the new secondary while
-        # the primary still mirrors to the old one
-        running_primary = all(
-            st.get("role") == "primary" for st in await self.ctx.rpc.node(self.pnode)
-            .mirror_status(drbd.mirror_disks(cfg, inst, self.pnode.uuid)))
-        try:
-            if running_primary:
-                await self.ctx.rpc.node(self.new).mirror_start_secondary(
-                    drbd.mirror_disks(cfg, inst, self.new.uuid))
-                await self.ctx.rpc.node(self.pnode).mirror_reconnect(
-                    drbd.mirror_disks(cfg, inst, self.pnode.uuid))
+        inst = self.inst
+        if self.mode is None:
+            self.feedback(f"no disks of {inst.name} need replacement: the copies on "
+                          f"{self.pnode.name} and {self.old.name} are sound")
+            return
+        if self.reason:
+            self.feedback(f"* faulty copy on {self.reason}")
+        if self.mode == "replace_on_primary":
+            if self.running:
+                await mirror_rebuild.rebuild_primary_running(
+                    self.ctx, inst, self.pnode, self.old, self.live, self.feedback)
             else:
-                await drbd.activate(self.ctx, inst, self.feedback)
-            states = await self.ctx.rpc.node(self.pnode).mirror_wait_sync(
-                drbd.mirror_disks(cfg, inst, self.pnode.uuid), timeout=3600)
-        except BaseException:
-            if self.new.uuid != self.old.uuid:
-                self._restore_old()
-            raise
-        await drbd.record_sync(self.ctx, inst, states)
-        if not running_primary and inst.admin_state != "up":
-            await drbd.deactivate(self.ctx, inst)
-        inst.touch()
-        await self.ctx.config.save()
-        if self.new.uuid != self.old.uuid:
-            self.feedback(f"* removing the old copy on {self.old.name}")
-            try:
-                await self.ctx.rpc.node(self.old).mirror_stop(old_disks)
-                await self.ctx.rpc.node(self.old).mirror_remove(old_disks)
-            except errors.HerdError as exc:
-                self.feedback(f"  WARNING: {self.old.name} kept its old copy: {exc.message}")
-
-    def _restore_old(self) -> None:
-        for disk in self.inst.disks:
-            disk.logical_id[1] = self.old.uuid
-            disk.nodes = [self.pnode.uuid, self.old.uuid]
+                await mirror_rebuild.rebuild_primary_stopped(
+                    self.ctx, inst, self.pnode, self.old, self.feedback)
+            return
+        await mirror_rebuild.rebuild_secondary(self.ctx, inst, self.pnode, self.old, self.new,
+                                               self.feedback,
+                                               keep_active=inst.admin_state == "up")

@@ -31,6 +31,7 @@ class OpInstanceMigrate(OpCode):
     instance_uuid: str | None = None
     mode: str | None = None  # "live" | "non-live"; None: the hypervisor's migration_mode
     live: bool | None = None  # deprecated in Ganeti, still accepted
+    #: recover from a migration that stopped half-way (herd.logic.migrate_cleanup)
     cleanup: bool = False
     target_node: str | None = None
     target_node_uuid: str | None = None
@@ -47,7 +48,8 @@ class OpInstanceReplaceDisks(OpCode):
     SUMMARY_FIELD = "instance_name"
     instance_name: str
     instance_uuid: str | None = None
-    #: replace_on_primary | replace_on_secondary | replace_new_secondary | replace_auto
+    #: replace_on_primary (-p) | replace_on_secondary (-s) | replace_new_secondary
+    #: (--new-secondary, with remote_node) | replace_auto (-a: the faulty side, if any)
     mode: str
     disks: list[int] = dataclasses.field(default_factory=list)
     remote_node: str | None = None

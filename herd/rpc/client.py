@@ -129,6 +129,9 @@ class NodeClient:
     async def instance_info(self, name: str) -> dict[str, Any] | None:
         return await self.call("instance_info", name=name, timeout=30)
 
+    async def instance_runstate(self, name: str) -> dict[str, Any] | None:
+        return await self.call("instance_runstate", name=name, timeout=30)
+
     # -- storage ------------------------------------------------------------------------------
     async def disks_create(self, disks: list[dict[str, Any]]) -> list[str]:
         return await self.call("disks_create", disks=disks, timeout=600)

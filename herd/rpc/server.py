@@ -29,7 +29,7 @@ RPC_METHODS = frozenset({
     "disks_create", "disks_remove", "disks_check", "disk_copy",
     "instance_start", "instance_stop", "instance_reboot", "instance_resume",
     "instance_list", "instance_info", "instance_accept_migration", "instance_migrate",
-    "instance_finish_migration", "instance_abort_migration",
+    "instance_finish_migration", "instance_abort_migration", "instance_runstate",
     "os_diagnose", "os_run",
     "master_info", "config_upload", "facts_upload", "config_download", "files_checksums",
     "file_upload", "run_command", "master_demote", "node_leave",

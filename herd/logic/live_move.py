@@ -1,0 +1,155 @@
+"""Moving a running instance with mirrored disks to its other node, step by step.
+
+Shared by ``gnt-instance migrate``, ``migrate --cleanup`` (which finishes an interrupted
+hand-over with the same steps) and ``replace-disks -p`` (which moves the guest away while the
+primary's copy is rebuilt, then back). The order keeps every acknowledged write on both nodes
+(DESIGN §7):
+
+1. the secondary starts the target VM, paused, on its own copy of the disks (the secondary's
+   storage daemon exports it; the primary's mirror keeps writing into it);
+2. QEMU moves the guest's memory; the source pauses the guest at the end;
+3. with the guest paused and every write mirrored, the old primary's mirror is ended cleanly
+   and its storage daemon turns secondary; the new primary's daemon starts a mirror back to it
+   (nothing to copy: both copies are equal);
+4. only then does the guest resume on the new primary.
+
+A failure before step 3 leaves the guest running where it was. From step 3 on the guest's
+memory exists only on the target, so the config names the target as primary even when a
+later step fails, and the error points to ``migrate --cleanup``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from herd import errors
+from herd.logic import drbd
+from herd.logic.base import Feedback, MasterContext
+from herd.logic.instance_common import check_node_free_memory
+from herd.logic.instance_failover import swap_primary
+from herd.logic.specs import filled_hvparams, instance_spec
+from herd.objects import Instance, Node
+
+#: Seconds a disk may look behind before a move is refused: a write in flight makes a
+#: write-blocking mirror look behind for an instant; only a real resync lasts this long.
+SYNC_GRACE = 10.0
+MODES = ("live", "non-live")
+
+
+def migration_mode(inst: Instance, hvparams: dict[str, Any], mode: str | None,
+                   live: bool | None) -> bool:
+    """Whether to migrate live: the opcode's mode or (deprecated) live flag, else the
+    hypervisor's migration_mode."""
+    if live is not None and mode is not None:
+        raise errors.ParameterError("give either mode or live, not both")
+    if mode is None:
+        mode = hvparams.get("migration_mode", "live") if live is None else \
+            ("live" if live else "non-live")
+    if mode not in MODES:
+        raise errors.ParameterError(f"invalid migration mode '{mode}' for {inst.name}: "
+                                    f"allowed are {', '.join(MODES)}")
+    return mode == "live"
+
+
+async def wait_in_sync(ctx: MasterContext, inst: Instance, peer: Node,
+                       grace: float = SYNC_GRACE) -> None:
+    """Refuse (OpPrereqError) unless every disk of the running ``inst`` is in sync with
+    ``peer``, waiting up to ``grace`` seconds for writes in flight."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while True:
+        states = await drbd.status(ctx, inst)
+        behind = [f"disk/{i}" for i, st in enumerate(states) if not st.get("in_sync")]
+        if not behind or loop.time() > deadline or any(
+                not st.get("connected") for st in states):
+            break
+        await asyncio.sleep(0.2)
+    if behind:
+        raise errors.OpPrereqError(
+            f"{', '.join(behind)} of {inst.name} not in sync with {peer.name}; wait for the "
+            "resync (gnt-instance info shows its progress)")
+
+
+async def check_movable(ctx: MasterContext, inst: Instance, source: Node,
+                        target: Node) -> None:
+    """What a live move needs: both nodes online, the guest running on the source, memory
+    on the target and the disks in sync."""
+    for node in (source, target):
+        if node.offline:
+            raise errors.OpPrereqError(f"node {node.name} is offline")
+    if await ctx.rpc.node(source).instance_info(inst.name) is None:
+        raise errors.OpPrereqError(f"instance {inst.name} is not running; use failover to "
+                                   "move a stopped instance")
+    memory = int(ctx.config.data.filled_beparams(inst)["maxmem"])
+    await check_node_free_memory(ctx, target, memory, f"migrating instance {inst.name}")
+    await wait_in_sync(ctx, inst, target)
+
+
+def migration_port(ctx: MasterContext, inst: Instance) -> int:
+    return int(filled_hvparams(ctx.config.data, inst, ctx.paths).get("migration_port", 8102))
+
+
+async def migrate(ctx: MasterContext, inst: Instance, source: Node, target: Node, *,
+                  live: bool, feedback: Feedback) -> dict[str, Any]:
+    """Steps 1-4: move the running ``inst`` from ``source`` to ``target``; QEMU's figures."""
+    cfg = ctx.config.data
+    src, dst = ctx.rpc.node(source), ctx.rpc.node(target)
+    listen = target.secondary_ip or target.primary_ip
+    port = migration_port(ctx, inst)
+    feedback(f"* starting the target VM on {target.name}")
+    await dst.instance_accept_migration(instance_spec(cfg, inst, ctx.paths,
+                                                      mirror_node=target.uuid), port, listen)
+    feedback(f"* migrating {inst.name} to {target.name} ({'live' if live else 'non-live'})")
+    try:
+        stats = await src.instance_migrate(inst.name, listen, port, live)
+    except BaseException:
+        await dst.instance_abort_migration(inst.name)
+        raise
+    feedback(f"  memory moved in {stats.get('total_time_ms', 0) / 1000:.2f} s, guest "
+             f"paused {stats.get('downtime_ms', '?')} ms so far")
+    await hand_over(ctx, inst, source, target, feedback)
+    feedback(f"* instance {inst.name} now runs on {target.name}")
+    return stats
+
+
+async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: Node,
+                    feedback: Feedback, *, sync: str = "none",
+                    resume: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Steps 3-4, once the guest's memory is on ``target``: end the source's QEMU (if any),
+    turn the mirror around, name ``target`` primary, resume the guest there.
+
+    ``sync`` 'none' asserts that both copies are equal (the source's mirror ends only if it
+    was in sync); 'auto' or 'full' let the generation rules copy more. ``resume`` defaults to
+    finishing QEMU's incoming migration. Each step accepts having been done already, so that
+    ``migrate --cleanup`` can repeat them.
+    """
+    cfg = ctx.config.data
+    src, dst = ctx.rpc.node(source), ctx.rpc.node(target)
+    await src.instance_finish_migration(inst.name, source=True, success=True)
+    await src.mirror_start_secondary(drbd.mirror_disks(cfg, inst, source.uuid))
+    swap_primary(inst)
+    tdisks = drbd.mirror_disks(cfg, inst, target.uuid)
+    try:
+        try:
+            await dst.mirror_start_primary(tdisks, [sync] * len(inst.disks))
+        except errors.HerdError as exc:
+            feedback(f"  WARNING: mirror back to {source.name} failed ({exc.message}); "
+                     "running degraded, activate-disks repairs it")
+            await dst.mirror_start_primary(tdisks, [sync] * len(inst.disks),
+                                           allow_degraded=True)
+        if resume is None:
+            await dst.instance_finish_migration(inst.name, source=False, success=True)
+        else:
+            await resume()
+    except errors.HerdError as exc:
+        # the guest's memory is on the target only now: the config must say so
+        await ctx.config.save()
+        raise errors.OpExecError(
+            f"{inst.name} moved to {target.name} but did not resume there ({exc.message}); "
+            f"'gnt-instance migrate --cleanup {inst.name}' finishes the move") from None
+    await ctx.config.save()
+    # the mirror back starts with nothing to copy (unless told otherwise): end once in sync
+    states = await dst.mirror_wait_sync(tdisks, timeout=30)
+    await drbd.record_sync(ctx, inst, states)
