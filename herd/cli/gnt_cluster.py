@@ -208,6 +208,51 @@ def cmd_copyfile(opts: Any) -> int:
     return 1 if failed else 0
 
 
+TIMESPEC_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_timespec(text: str) -> int:
+    """Ganeti's time spec: a number of seconds, or with a suffix s, m, h, d or w."""
+    unit = TIMESPEC_UNITS.get(text[-1:].lower()) if text else None
+    number = text[:-1] if unit else text
+    if not number.isdigit() or int(number) <= 0:
+        raise errors.ParameterError(f"invalid duration '{text}': expected a positive number "
+                                    "of seconds, or with a suffix s, m, h, d or w (e.g. 1h)")
+    return int(number) * (unit or 1)
+
+
+def cmd_watcher(opts: Any) -> int:
+    """pause/continue/info: the pause holds on every node, as Ganeti's does."""
+    import base64
+
+    from herd.watcher import state
+
+    p = paths.current()
+    if opts.action == "info":
+        until = state.paused_until(p)
+        print(f"The watcher is paused until {time.ctime(until)}." if until
+              else "The watcher is not paused.")
+        return 0
+    if opts.action == "pause":
+        if not opts.duration:
+            raise errors.ParameterError("watcher pause needs a duration, e.g. 1h")
+        until: float | None = state.pause(p, parse_timespec(opts.duration))
+    else:
+        state.resume(p)
+        until = None
+    rel = str(state.pause_file(p).relative_to(p.root))
+    content = base64.b64encode(f"{until or 0:.0f}\n".encode()).decode()
+    with MasterClient() as client:
+        results = client.call("node_copyfile", path=rel, content=content, mode=0o600)
+    for result in results:
+        if result["error"]:
+            print(f"Node {result['node']} did not get the change: {result['error']}",
+                  file=sys.stderr)
+    print(f"The watcher is paused until {time.ctime(until)}." if until
+          else "The watcher is no longer paused.")
+    return 1 if any(r["error"] for r in results) else 0
+
+
 def build_parser() -> HerdArgumentParser:
     parser = HerdArgumentParser(prog=PROG, description="Cluster-wide operations")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -285,6 +330,12 @@ def build_parser() -> HerdArgumentParser:
     copyfile.add_argument("-n", "--node", dest="nodes", action="append", default=[])
     copyfile.add_argument("file")
     copyfile.set_defaults(func=cmd_copyfile)
+
+    watcher = sub.add_parser("watcher", help="pause or resume the watcher on all nodes")
+    watcher.add_argument("action", choices=("pause", "continue", "info"))
+    watcher.add_argument("duration", nargs="?", default=None,
+                         help="how long to pause (seconds, or with s/m/h/d/w)")
+    watcher.set_defaults(func=cmd_watcher)
     return parser
 
 

@@ -300,7 +300,12 @@ class MirrorManager:
             seq = int(rt.get("target_seq", 1)) + 1
             async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
                 job = await self._job(q)
-                same_peer = rt.get("target") == "nbd" and rt.get("export") in (None, export)
+                # The same export: a paused job's retries reconnect its NBD client. A job that
+                # is not paused with no connection had an idle client, which learns only at its
+                # next request that the peer's daemon went away: give the target a new client.
+                same_peer = (rt.get("target") == "nbd" and rt.get("export") in (None, export)
+                             and (job is None or bool(job.get("paused"))
+                                  or _has_link(disk.local_ip, disk.peer_ip, disk.port)))
                 swapped = True
                 if decision != "full" and job is not None:
                     kind, child = "nbd", rt.get("target_child")
@@ -357,8 +362,10 @@ class MirrorManager:
                 vm_uri=graph.vm_uri_tcp(disk.uuid, disk.local_ip, disk.port))
         async with session(files.qmp) as q:
             job = await self._job(q)
-        in_sync = job is not None and _in_sync(job) and rt.get("target") == "nbd"
-        broken = (job is None or rt.get("target") != "nbd" or bool(job.get("paused"))
+        # An idle NBD client notices a dead peer only at its next request: look at the socket
+        linked = rt.get("target") == "nbd" and _has_link(disk.local_ip, disk.peer_ip, disk.port)
+        in_sync = job is not None and _in_sync(job) and linked
+        broken = (job is None or not linked or bool(job.get("paused"))
                   or job.get("io-status", "ok") != "ok")
         if broken and not gen.get("degraded"):
             # the primary writes without its peer from now on: a new generation
@@ -520,6 +527,18 @@ def _has_client(ip: str, port: int) -> bool:
         for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
             cols = line.split()
             if len(cols) > 3 and cols[1] == want and cols[3] == "01":
+                return True
+    return False
+
+
+def _has_link(local_ip: str, peer_ip: str, port: int) -> bool:
+    """An established TCP connection from this node to the peer's export (this namespace)."""
+    want = f"{_hex_ip(peer_ip)}:{port:04X}"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            cols = line.split()
+            if (len(cols) > 3 and cols[2] == want and cols[3] == "01"
+                    and cols[1].startswith(_hex_ip(local_ip) + ":")):
                 return True
     return False
 
