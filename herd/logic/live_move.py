@@ -107,6 +107,9 @@ async def migrate(ctx: MasterContext, inst: Instance, source: Node, target: Node
     except BaseException:
         await dst.instance_abort_migration(inst.name)
         raise
+    if live and stats.get("live") is False:
+        feedback("  non-live instead: live migration under TCG loses guest writes with this "
+                 "QEMU (fixed in QEMU 9.0); KVM nodes migrate live")
     feedback(f"  memory moved in {stats.get('total_time_ms', 0) / 1000:.2f} s, guest "
              f"paused {stats.get('downtime_ms', '?')} ms so far")
     await hand_over(ctx, inst, source, target, feedback)
