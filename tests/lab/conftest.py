@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -48,6 +50,21 @@ class LabCluster:
     def instances(self) -> dict[str, dict]:
         out = self.gnt("gnt-instance", "list", "--json", "-o", "name,pnode,status").stdout
         return {row["name"]: row for row in json.loads(out)}
+
+
+C = TypeVar("C", bound=LabCluster)
+
+
+@contextlib.contextmanager
+def joined_cluster(nodes: int, cls: type[C]) -> Iterator[C]:
+    """A lab of ``nodes`` nodes, node1 the master, every other node joined."""
+    kernel, initrd = build_test_guest()
+    with lab_cluster(nodes) as lab:
+        cluster = cls(lab, kernel, initrd)
+        cluster.init()
+        for index in range(2, nodes + 1):
+            cluster.add_node(f"node{index}")
+        yield cluster
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from herd.lab.cluster import lab_cluster
-from herd.lab.single import build_test_guest
 from herd.storage.mirror.daemon import DaemonFiles
-from tests.lab.conftest import LabCluster
+from tests.lab.conftest import LabCluster, joined_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -25,11 +23,7 @@ NAME = "wd1"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[LabCluster]:
-    kernel, initrd = build_test_guest()
-    with lab_cluster(2) as raw:
-        cluster = LabCluster(raw, kernel, initrd)
-        cluster.init()
-        cluster.add_node("node2")
+    with joined_cluster(2, LabCluster) as cluster:
         cluster.gnt("gnt-instance", "add", "-t", "drbd", "-n", "node1:node2", "-o",
                     "busybox+default", "-s", "64M", "--no-name-check", "--no-ip-check", NAME)
         yield cluster

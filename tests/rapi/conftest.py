@@ -11,9 +11,7 @@ from typing import Any
 
 import pytest
 
-from herd.lab.cluster import lab_cluster
-from herd.lab.single import build_test_guest
-from tests.lab.conftest import LabCluster
+from tests.lab.conftest import LabCluster, joined_cluster
 
 HERE = Path(__file__).resolve().parent
 # recorded Ganeti 3.0.2 answers (a copy of ../shared/ganeti-samples/rapi, kept with the tests)
@@ -100,11 +98,7 @@ def wait_rapi(lab: RapiLab, node: str = "node2", timeout: float = 30) -> None:
 def rapi_lab() -> Iterator[RapiLab]:
     from herd.rapi.auth import ha1
 
-    kernel, initrd = build_test_guest()
-    with lab_cluster(2) as lab:
-        cluster = RapiLab(lab, kernel, initrd)
-        cluster.init()
-        cluster.add_node("node2")
+    with joined_cluster(2, RapiLab) as cluster:
         cluster.gnt("gnt-cluster", "modify", "--enabled-hypervisors", "kvm,fake")
         cluster.write_users(USERS % ha1("jessica", "jesspw"))
         wait_rapi(cluster)

@@ -54,3 +54,16 @@ def test_links_come_from_primary_runtime_files_only(tmp_path: Path) -> None:
     runtime("c", "secondary", None, 11002)
     assert primary_links(tmp_path) == {LINK}
     assert primary_links(tmp_path / "missing") == set()
+
+
+def test_watchdog_sees_a_role_change_made_within_one_clock_tick(tmp_path: Path) -> None:
+    from herd.fileutil import atomic_write_json
+    from herd.storage.mirror.watchdog import LinkWatchdog
+
+    disk = {"uuid": "a", "port": 11000, "local_ip": "203.0.113.2", "peer_ip": "203.0.113.3"}
+    dog = LinkWatchdog(tmp_path)
+    atomic_write_json(tmp_path / "a.json", {"role": "secondary", "disk": disk})
+    assert dog._refresh_links() == set()
+    # a migration's hand-over rewrites the file at once: the directory's mtime may not move
+    atomic_write_json(tmp_path / "a.json", {"role": "primary", "target": "nbd", "disk": disk})
+    assert dog._refresh_links() == {LINK}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,18 +127,21 @@ class LinkWatchdog:
                  table: Path = TCP_TABLE) -> None:
         self.run_dir, self.interval, self.table = run_dir, interval, table
         self._links: set[Link] = set()
-        self._seen_mtime: int | None = None
+        self._seen: dict[str, tuple[int, int]] = {}
         #: How many connections were cut (for logs and tests).
         self.cut = 0
 
     def _refresh_links(self) -> set[Link]:
-        # Runtime files are replaced by rename, which changes the directory's mtime.
+        """Re-read the runtime files when any changed. Each is replaced by a rename, which
+        gives it a new inode: (inode, mtime) tells a change even within one clock tick, where
+        the directory's coarse mtime would not."""
         try:
-            mtime = self.run_dir.stat().st_mtime_ns
+            seen = {e.name: (e.inode(), e.stat().st_mtime_ns)
+                    for e in os.scandir(self.run_dir) if e.name.endswith(".json")}
         except OSError:
-            return set()
-        if mtime != self._seen_mtime:
-            self._links, self._seen_mtime = primary_links(self.run_dir), mtime
+            seen = {}
+        if seen != self._seen:
+            self._links, self._seen = primary_links(self.run_dir), seen
         return self._links
 
     async def check(self) -> int:
