@@ -21,7 +21,11 @@ from herd.errors import StorageError
 #: Seconds for connect and for each command, unless a caller says otherwise.
 DEFAULT_TIMEOUT = 10.0
 
+#: Seconds between two attempts to open a session.
+RETRY_DELAY = 0.5
+
 logging.getLogger("qemu.qmp").setLevel(logging.WARNING)
+log = logging.getLogger("herd.mirror.qmp")
 
 
 class QmpCommandError(StorageError):
@@ -55,17 +59,35 @@ class QmpSession:
             raise StorageError(f"QMP '{command}' on {self._socket} failed: {exc!r}") from None
 
 
+async def _connect(socket: Path, timeout: float) -> QMPClient:
+    """A negotiated client. The monitor serves one client at a time: a connection made while
+    another session ends (or while the daemon's main loop is busy for a moment) may be closed
+    before the greeting, so that is tried again until ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        client = QMPClient(socket.name)
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(max(left, 0.1)):
+                await client.connect(str(socket))
+            return client
+        except TimeoutError:
+            raise StorageError(f"QMP connect to {socket} timed out after {timeout:g} s") \
+                from None
+        except (QMPError, OSError) as exc:
+            cause = getattr(exc, "exc", exc)  # qemu.qmp's ConnectError wraps the reason
+            gone = isinstance(cause, FileNotFoundError | ConnectionRefusedError)
+            if gone or asyncio.get_running_loop().time() + RETRY_DELAY > deadline:
+                raise StorageError(f"cannot connect to storage daemon at {socket}: "
+                                   f"{exc}") from None
+            log.info("QMP session to %s not established (%s); trying again", socket, exc)
+        await asyncio.sleep(RETRY_DELAY)
+
+
 @contextlib.asynccontextmanager
 async def session(socket: Path, *, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[QmpSession]:
     """Connect to ``socket``; the session is closed (with its own timeout) on exit."""
-    client = QMPClient(socket.name)
-    try:
-        async with asyncio.timeout(timeout):
-            await client.connect(str(socket))
-    except TimeoutError:
-        raise StorageError(f"QMP connect to {socket} timed out after {timeout:g} s") from None
-    except (QMPError, OSError) as exc:
-        raise StorageError(f"cannot connect to storage daemon at {socket}: {exc}") from None
+    client = await _connect(socket, timeout)
     try:
         yield QmpSession(client, socket)
     finally:
