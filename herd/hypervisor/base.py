@@ -139,6 +139,17 @@ class Hypervisor(ABC):
     @abstractmethod
     async def instance_info(self, name: str) -> RuntimeInfo | None: ...
 
+    async def runstate(self, name: str) -> dict[str, Any] | None:
+        """The guest's run state and its part in a migration, for ``migrate --cleanup``;
+        None if it does not run here. ``instance_info`` folds these into running/paused; a
+        hypervisor that knows more (a guest that left, one still arriving, one that arrived
+        whole) says so: {"state", "migration_role", "migration_status"}."""
+        info = await self.instance_info(name)
+        if info is None:
+            return None
+        return {"state": info.state, "migration_role": info.migration,
+                "migration_status": None}
+
     @abstractmethod
     def console_socket(self, name: str) -> Path: ...
 

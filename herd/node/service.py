@@ -311,27 +311,8 @@ class NodeService:
         await (await self._running_on(name)).resume(name)
 
     async def instance_runstate(self, name: str) -> dict[str, Any] | None:
-        """QEMU's own run state and migration status of ``name`` here; None if not running.
-
-        ``migrate --cleanup`` needs what :meth:`instance_info` folds into running/paused: a
-        guest that left ('postmigrate'), one still arriving ('inmigrate') and one that arrived
-        whole (incoming status 'completed') look alike there. Read through the kvm modules'
-        own QMP helpers; other hypervisors answer with instance_info's state.
-        """
-        hv = await self._running_on(name)
-        info = await hv.instance_info(name)
-        if info is None:
-            return None
-        out: dict[str, Any] = {"state": info.state, "migration_role": info.migration,
-                               "migration_status": None}
-        if hv.name == "kvm":
-            from herd.hypervisor.kvm import migration, qmp
-            from herd.hypervisor.kvm.runtime import InstanceFiles
-
-            sock = InstanceFiles(self.paths.instance_run_dir, name).qmp
-            out["state"] = await qmp.query_status(sock)
-            out["migration_status"] = (await migration.query(sock)).get("status")
-        return out
+        """What ``migrate --cleanup`` must know of ``name`` here (see Hypervisor.runstate)."""
+        return await (await self._running_on(name)).runstate(name)
 
     async def instance_list(self) -> list[dict[str, Any]]:
         out = []

@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from herd import errors
 from herd.cli.client import MasterClient
+from herd.cli.common import job_error, wait_for_job
 from herd.config.facts import is_master, read_facts
 from herd.daemons import util as daemon_util
 from herd.jobs import queue as q
@@ -16,8 +16,8 @@ from herd.watcher.state import WatcherState, paused_until
 
 #: Jobs that ended longer ago than this are archived (Ganeti's watcher: six hours).
 ARCHIVE_AGE = 6 * 3600
-#: Seconds one job the watcher submits may take before the pass moves on.
-JOB_TIMEOUT = 600.0
+#: Seconds one call to masterd may take (jobs are followed by long-polls well below it).
+CALL_TIMEOUT = 600.0
 
 
 @dataclass
@@ -50,7 +50,7 @@ def watch_once(paths: HerdPaths) -> WatchReport:
     _ensure_daemons(paths, report)
     if not is_master(paths):
         return report
-    with MasterClient(paths, timeout=JOB_TIMEOUT) as client:
+    with MasterClient(paths, timeout=CALL_TIMEOUT) as client:
         state = WatcherState.load(paths)
         _restart_instances(client, state, report)
         state.save(paths)
@@ -121,22 +121,9 @@ def _verify_disks(client: MasterClient, report: WatchReport) -> None:
 
 
 def _run_job(client: MasterClient, ops: list[dict[str, Any]]) -> dict[str, Any]:
-    """Submit a job and wait for it to end (the watcher runs alone, not in a hurry)."""
-    job_id = client.call("submit_job", ops=ops)
-    status = None
-    deadline = time.monotonic() + JOB_TIMEOUT
-    while status not in q.FINAL_STATES:
-        if time.monotonic() > deadline:
-            raise errors.OpExecError(f"job {job_id} did not end within {JOB_TIMEOUT:.0f} s")
-        change = client.call("wait_for_job_change", job_id=job_id, prev_status=status,
-                             prev_serial=0, timeout=30)
-        if change is not None:
-            status = change["status"]
-    return client.call("query_jobs", ids=[job_id])[0]
+    """Submit a job and wait for it to end, quietly (the pass reports the outcome)."""
+    return wait_for_job(client, client.call("submit_job", ops=ops), feedback=lambda _: None)
 
 
 def _job_message(job: dict[str, Any]) -> str:
-    for result in job.get("opresult") or []:
-        if isinstance(result, list) and len(result) == 2 and result[1]:
-            return str(result[1][0])
-    return f"job {job['id']} ended {job['status']}"
+    return job_error(job).message

@@ -57,18 +57,18 @@ def wait_acks(lab: LabCluster, node: str, at_least: int, timeout: float = 120) -
     raise AssertionError(f"{NAME} on {node} did not acknowledge {at_least} writes")
 
 
-def mirror_state(lab: LabCluster) -> str:
-    info = lab.gnt("gnt-instance", "info", NAME).stdout
+def mirror_state(lab: LabCluster, name: str = NAME) -> str:
+    info = lab.gnt("gnt-instance", "info", name).stdout
     return re.search(r"mirror: (.*)", info).group(1)  # type: ignore[union-attr]
 
 
-def wait_in_sync(lab: LabCluster, timeout: float = 180) -> None:
+def wait_in_sync(lab: LabCluster, timeout: float = 180, name: str = NAME) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if mirror_state(lab) == "connected, in sync":
+        if mirror_state(lab, name) == "connected, in sync":
             return
         time.sleep(1)
-    raise AssertionError(f"not in sync: {mirror_state(lab)}")
+    raise AssertionError(f"not in sync: {mirror_state(lab, name)}")
 
 
 def backing_file(lab: LabCluster, node: str):
@@ -79,10 +79,7 @@ def backing_file(lab: LabCluster, node: str):
 
 
 def where(lab: LabCluster) -> tuple[str, str]:
-    out = lab.gnt("gnt-instance", "list", "--no-headers", "--separator=|", "-o",
-                  "pnode,snodes", NAME).stdout.strip()
-    pnode, snode = out.split("|")
-    return pnode.split(".")[0], snode.split(".")[0]
+    return where_of(lab, NAME)
 
 
 def test_primary_crash_failover_loses_no_acknowledged_write(drbd_lab: LabCluster) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from herd.storage.mirror.daemon import DaemonFiles
 from tests.lab.conftest import LabCluster, joined_cluster
+from tests.lab.test_drbd import mirror_state, wait_in_sync
 
 pytestmark = pytest.mark.slow
 
@@ -48,12 +49,6 @@ def kill_guest(lab: LabCluster) -> None:
         time.sleep(0.2)
 
 
-def mirror_state(lab: LabCluster) -> str:
-    info = lab.gnt("gnt-instance", "info", NAME).stdout
-    return next(line.split("mirror:", 1)[1].strip() for line in info.splitlines()
-                if "mirror:" in line)
-
-
 def test_nothing_to_do_on_a_healthy_cluster(lab: LabCluster) -> None:
     assert status(lab) == "running"
     assert watcher(lab) == []
@@ -75,15 +70,12 @@ def test_reattaches_a_mirror_whose_secondary_came_back(lab: LabCluster) -> None:
     pidfile = DaemonFiles.for_disk(run, disk["uuid"]).pidfile
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while "degraded" not in mirror_state(lab):
-        assert time.monotonic() < deadline, mirror_state(lab)
+    while "degraded" not in mirror_state(lab, NAME):
+        assert time.monotonic() < deadline, mirror_state(lab, NAME)
         time.sleep(0.5)
     lines = watcher(lab)
     assert f"activated the disks of instance {NAME}" in lines
-    deadline = time.monotonic() + 60
-    while mirror_state(lab) != "connected, in sync":
-        assert time.monotonic() < deadline, mirror_state(lab)
-        time.sleep(0.5)
+    wait_in_sync(lab, timeout=60, name=NAME)
     assert status(lab) == "running"
 
 

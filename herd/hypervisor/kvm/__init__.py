@@ -294,6 +294,15 @@ class Kvm(Hypervisor):
             await self._require(name)
             await qmp.execute(self._files(name).qmp, "system_reset")
 
+    async def runstate(self, name: str) -> dict[str, Any] | None:
+        """QEMU's own run state ('postmigrate', 'inmigrate', ...) and migration status."""
+        out = await super().runstate(name)
+        if out is not None:
+            sock = self._files(name).qmp
+            out["state"] = await qmp.query_status(sock)
+            out["migration_status"] = (await migration.query(sock)).get("status")
+        return out
+
     async def resume(self, name: str) -> None:
         async with self._lock(name):
             await self._require(name)

@@ -17,7 +17,7 @@ from typing import Any
 
 from herd.errors import StorageError
 from herd.paths import HerdPaths
-from herd.storage.mirror import daemon, generation, graph, peer
+from herd.storage.mirror import daemon, generation, graph, peer, tcp_table
 from herd.storage.mirror.generation import (
     SYNC_ORDER,
     GenerationFile,
@@ -522,26 +522,10 @@ def _in_sync(job: dict[str, Any]) -> bool:
 
 def _has_client(ip: str, port: int) -> bool:
     """Best effort: an established TCP connection to our export (this namespace's table)."""
-    want = f"{_hex_ip(ip)}:{port:04X}"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            cols = line.split()
-            if len(cols) > 3 and cols[1] == want and cols[3] == "01":
-                return True
-    return False
+    return any(s.established and s.local == (ip, port) for s in tcp_table.sockets())
 
 
 def _has_link(local_ip: str, peer_ip: str, port: int) -> bool:
     """An established TCP connection from this node to the peer's export (this namespace)."""
-    want = f"{_hex_ip(peer_ip)}:{port:04X}"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            cols = line.split()
-            if (len(cols) > 3 and cols[2] == want and cols[3] == "01"
-                    and cols[1].startswith(_hex_ip(local_ip) + ":")):
-                return True
-    return False
-
-
-def _hex_ip(ip: str) -> str:
-    return "".join(f"{int(p):02X}" for p in reversed(ip.split(".")))
+    return any(s.established and s.remote == (peer_ip, port) and s.local[0] == local_ip
+               for s in tcp_table.sockets())

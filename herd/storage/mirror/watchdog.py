@@ -26,7 +26,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from herd.storage.mirror import daemon
+from herd.storage.mirror import daemon, tcp_table
+from herd.storage.mirror.tcp_table import TcpSocket
 
 log = logging.getLogger("herd.mirror.watchdog")
 
@@ -34,8 +35,6 @@ log = logging.getLogger("herd.mirror.watchdog")
 MAX_RETRANSMITS = 3
 #: Seconds between two reads of the TCP table.
 INTERVAL = 0.25
-TCP_TABLE = Path("/proc/net/tcp")
-ESTABLISHED = "01"
 
 
 @dataclass(frozen=True)
@@ -45,14 +44,6 @@ class Link:
     local_ip: str
     peer_ip: str
     peer_port: int
-
-
-@dataclass(frozen=True)
-class StuckSocket:
-    local: tuple[str, int]
-    remote: tuple[str, int]
-    retransmits: int
-    unacked: int
 
 
 def primary_links(run_dir: Path) -> set[Link]:
@@ -68,40 +59,22 @@ def primary_links(run_dir: Path) -> set[Link]:
     return links
 
 
-def _ip(hex_addr: str) -> str:
-    raw = bytes.fromhex(hex_addr)
-    return ".".join(str(b) for b in reversed(raw))
-
-
-def _endpoint(field: str) -> tuple[str, int]:
-    addr, port = field.split(":")
-    return _ip(addr), int(port, 16)
-
-
 def stuck_sockets(table: str, links: set[Link],
-                  max_retransmits: int = MAX_RETRANSMITS) -> list[StuckSocket]:
+                  max_retransmits: int = MAX_RETRANSMITS) -> list[TcpSocket]:
     """Established sockets of ``links`` (in /proc/net/tcp format) the peer stopped answering."""
     wanted = {(link.peer_ip, link.peer_port): link for link in links}
     found = []
-    for line in table.splitlines()[1:]:
-        cols = line.split()
-        if len(cols) < 7 or cols[3] != ESTABLISHED:
+    for sock in tcp_table.parse(table):
+        link = wanted.get(sock.remote)
+        if (link is None or not sock.established
+                or (link.local_ip and sock.local[0] != link.local_ip)):
             continue
-        remote = _endpoint(cols[2])
-        link = wanted.get(remote)
-        if link is None:
-            continue
-        local = _endpoint(cols[1])
-        if link.local_ip and local[0] != link.local_ip:
-            continue
-        unacked = int(cols[4].split(":")[0], 16)
-        retransmits = int(cols[6], 16)
-        if unacked and retransmits >= max_retransmits:
-            found.append(StuckSocket(local, remote, retransmits, unacked))
+        if sock.unacked and sock.retransmits >= max_retransmits:
+            found.append(sock)
     return found
 
 
-async def destroy(sock: StuckSocket) -> bool:
+async def destroy(sock: TcpSocket) -> bool:
     """SOCK_DESTROY one connection, named by both of its ends; True if ``ss`` did it."""
     (lip, lport), (rip, rport) = sock.local, sock.remote
     argv = ["ss", "-K", "-t", "-n", "src", f"{lip}:{lport}", "dst", f"{rip}:{rport}"]
@@ -124,7 +97,7 @@ class LinkWatchdog:
     """One per node (noded runs it): cuts replication connections whose peer went silent."""
 
     def __init__(self, run_dir: Path, interval: float = INTERVAL,
-                 table: Path = TCP_TABLE) -> None:
+                 table: Path = tcp_table.TCP_TABLE) -> None:
         self.run_dir, self.interval, self.table = run_dir, interval, table
         self._links: set[Link] = set()
         self._seen: dict[str, tuple[int, int]] = {}
