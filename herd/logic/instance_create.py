@@ -8,11 +8,10 @@ the job so that two concurrent creations cannot take the same one.
 
 from __future__ import annotations
 
-import re
 import socket
 from typing import Any
 
-from herd import errors
+from herd import errors, names
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
 from herd.logic import drbd
 from herd.logic.base import LogicalUnit
@@ -24,7 +23,6 @@ from herd.opcodes import OpInstanceCreate
 from herd.storage.file import relative_path
 from herd.units import parse_size
 
-_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62})(\.[a-z0-9]([a-z0-9-]{0,62}))*$", re.I)
 _DISK_KEYS = {"size", "mode", "name", "vg", "metavg", "adopt", "spindles", "provider", "access"}
 _NIC_KEYS = {"mac", "ip", "mode", "link", "name", "network", "vlan"}
 
@@ -58,9 +56,7 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
             raise errors.ParameterError(f"instance creation mode '{op.mode}' is not supported; "
                                         "use 'create'")
         name = op.instance_name
-        if not _NAME_RE.match(name):
-            raise errors.ParameterError(f"invalid instance name '{name}': use letters, digits, "
-                                        "'-' and '.' like a host name")
+        names.INSTANCE.check(name)
         if cfg.find_instance(name) is not None or name in _RESERVED_NAMES:
             raise errors.AlreadyExistsError(f"instance '{name}' already exists")
         if op.name_check:

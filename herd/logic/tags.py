@@ -11,27 +11,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from herd import errors
+from herd import errors, names
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
 from herd.logic.base import LogicalUnit
 from herd.opcodes.tags import TAG_KINDS, OpTagsDel, OpTagsGet, OpTagsSearch, OpTagsSet
 
-MAX_TAG_LEN = 128
+MAX_TAG_LEN = names.TAG.max_len
 MAX_TAGS_PER_OBJ = 4096
-_TAG_RE = re.compile(r"^[\w.+*/:@-]+$")
 
 
 def check_tag(tag: Any) -> str:
-    if not isinstance(tag, str):
-        raise errors.ParameterError(f"invalid tag {tag!r}: must be a string")
-    if not tag:
-        raise errors.ParameterError("invalid tag: tags must not be empty")
-    if len(tag) > MAX_TAG_LEN:
-        raise errors.ParameterError(f"tag too long ({len(tag)} > {MAX_TAG_LEN} characters)")
-    if not _TAG_RE.match(tag):
-        raise errors.ParameterError(f"invalid tag '{tag}': allowed are letters, digits and "
-                                    "the characters . + * / : @ _ -")
-    return tag
+    return names.TAG.check(tag)
 
 
 def tag_target(cfg: Any, kind: str, name: str | None) -> Any:

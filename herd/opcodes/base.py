@@ -12,6 +12,7 @@ import types
 import typing
 from typing import Any, ClassVar, Self
 
+from herd import names
 from herd.errors import ParameterError
 
 _REGISTRY: dict[str, type[OpCode]] = {}
@@ -125,4 +126,6 @@ def opcode_from_dict(data: dict[str, Any]) -> OpCode:
     if cls is None:
         known = ", ".join(sorted(_REGISTRY))
         raise ParameterError(f"unknown opcode {op_id!r}; known: {known}")
-    return cls.from_dict(data)
+    op = cls.from_dict(data)  # types first, so that a name that is no string says so
+    names.check_opcode_fields(cls.OP_ID, data)
+    return op

@@ -135,6 +135,25 @@ def test_bad_input_one_line_and_nothing_left(cluster: SingleNodeCluster, args: t
     assert not list(cluster.paths.file_storage_dir.glob("bad1*"))
 
 
+@pytest.mark.parametrize("name", ["nl\n", "tab\tx", "../up", "under_score"])
+def test_bad_instance_name_refused_before_queuing(cluster: SingleNodeCluster, name: str) -> None:
+    """A name with a trailing newline (once accepted: ``re.match`` with ``$``) or any other
+    character outside a host name's is one line, exit 1, and leaves no job and no file."""
+    jobs_before = cluster.run("gnt-job", "list", "--no-headers", "-o", "id").stdout.split()
+    storage = cluster.paths.file_storage_dir
+    files_before = sorted(storage.rglob("*")) if storage.exists() else []
+    serial = json.loads(cluster.paths.config_file.read_text())["serial_no"]
+    proc = cluster.run(*ADD, "--no-start", name, check=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "invalid instance name" in lines[0], proc.stderr
+    assert repr(name) in lines[0]
+    assert cluster.run("gnt-job", "list", "--no-headers", "-o", "id").stdout.split() == \
+        jobs_before
+    assert json.loads(cluster.paths.config_file.read_text())["serial_no"] == serial
+    assert (sorted(storage.rglob("*")) if storage.exists() else []) == files_before
+
+
 def test_duplicate_name_and_mac_refused(cluster: SingleNodeCluster) -> None:
     cluster.run(*ADD, "--no-start", "dup1")
     mac = json.loads(cluster.run("gnt-instance", "list", "--json", "-o", "nic.macs",
