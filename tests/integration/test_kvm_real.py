@@ -196,6 +196,34 @@ def test_bridged_nic_in_netns(tmp_path: Path) -> None:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
+def test_comma_in_cdrom_path_opens_that_file_and_nothing_else(tmp_path: Path) -> None:
+    """``cdrom_image_path=/x/e.iso,snapshot=on`` where both files exist: QEMU must open the
+    file with the comma in its name (the one noded checked), not ``/x/e.iso`` in snapshot mode."""
+    from herd.hypervisor.kvm import qmp
+
+    plain = tmp_path / "e.iso"
+    plain.write_bytes(b"P" * 4096)
+    evil = tmp_path / "e.iso,snapshot=on"
+    evil.write_bytes(b"E" * 8192)
+
+    async def body() -> None:
+        paths = HerdPaths(tmp_path / "root")
+        paths.ensure()
+        kvm = Kvm(paths)
+        try:
+            await kvm.start(_spec("vmc", cdrom_image_path=str(evil)), paused=True)
+            blocks = await qmp.execute(paths.instance_run_dir / "vmc.qmp", "query-block")
+            cdroms = [b for b in blocks if b.get("removable") and b.get("inserted")]
+            assert len(cdroms) == 1, blocks
+            inserted = cdroms[0]["inserted"]
+            assert inserted["file"] == str(evil)
+            assert inserted["image"]["virtual-size"] == 8192
+            assert inserted["image"].get("backing-filename") is None  # no snapshot overlay
+        finally:
+            await kvm.stop("vmc", 0)
+    _run(body())
+
+
 def test_unknown_nic_mode_rejected(tmp_path: Path) -> None:
     from herd.errors import ParameterError
 

@@ -129,3 +129,72 @@ def test_misc_flags() -> None:
 
 def test_kvm_path_overrides_binary() -> None:
     assert _argv(_spec(kvm_path="/opt/qemu/bin/qemu"))[0] == "/opt/qemu/bin/qemu"
+
+
+def _qemu_opts(text: str) -> list[tuple[str, str]]:
+    """Split an option list as QEMU's QemuOpts does: ',' separates, ',,' is a literal comma."""
+    items, cur, i = [], "", 0
+    while i < len(text):
+        if text[i] == ",":
+            if text[i + 1:i + 2] == ",":
+                cur += ","
+                i += 2
+                continue
+            items.append(cur)
+            cur = ""
+        else:
+            cur += text[i]
+        i += 1
+    items.append(cur)
+    return [tuple(item.split("=", 1)) if "=" in item else (item, "") for item in items]
+
+
+EVIL = "/x/e.iso,snapshot=on,file.locking=off"
+
+
+@pytest.mark.parametrize(("hv", "flag", "key"), [
+    ({"cdrom_image_path": EVIL}, "-drive", "file"),
+    ({"cdrom2_image_path": EVIL}, "-drive", "file"),
+    ({"floppy_image_path": EVIL}, "-drive", "file"),
+    ({"vnc_tls": True, "vnc_x509_path": EVIL}, "-object", "dir"),
+    ({"machine_version": "pc,kernel-irqchip=off"}, "-machine", "type"),
+])
+def test_comma_in_a_value_is_not_an_option(hv: dict[str, object], flag: str, key: str) -> None:
+    """The path noded checks is the path QEMU opens: commas are doubled, so a value cannot add
+    options (snapshot=on, locking off, another file) to the list it is written into."""
+    value = next(iter(v for v in hv.values() if isinstance(v, str)))
+    argv = _argv(_spec(**hv), vnc_address="127.0.0.1", vnc_port=5900)
+    lists = [_qemu_opts(text) for text in _opt(argv, flag)]
+    mine = [opts for opts in lists if (key, value) in opts]
+    assert len(mine) == 1, lists
+    keys = [k for k, _ in mine[0]]
+    assert "snapshot" not in keys and "file.locking" not in keys and "kernel-irqchip" not in keys
+
+
+def test_own_socket_paths_are_escaped_too() -> None:
+    spec = InstanceSpec(name="a", uuid="u", memory=64, vcpus=1, hvparams={})
+    files = InstanceFiles(Path("/r,x=1"), "a")
+    argv = build_argv(spec, params.fill({}), LaunchContext(files=files, accel="tcg"))
+    first, *rest = _qemu_opts(_opt(argv, "-qmp")[0])
+    assert "=".join(first).rstrip("=") == "unix:/r,x=1/a.qmp"
+    assert [k for k, _ in rest] == ["server", "wait"]
+    chardev = dict(_qemu_opts(_opt(argv, "-chardev")[0]))
+    assert chardev["path"] == str(files.serial) and "x" not in chardev
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("soundhw", "ac97,addr=0x1f"), ("soundhw", "hda;x"),
+    ("cdrom_image_path", "/x/a.iso\nsnapshot=on"), ("kernel_path", "/boot/vmlinuz\t"),
+])
+def test_values_that_would_smuggle_options_are_refused(key: str, value: str) -> None:
+    from herd.errors import ParameterError
+
+    with pytest.raises(ParameterError) as exc:
+        params.check_parameters({key: value})
+    assert key in exc.value.message and "\n" not in exc.value.message
+
+
+def test_sound_models_still_pass() -> None:
+    argv = _argv(_spec(soundhw="hda,ac97"))
+    assert "hda-duplex,audiodev=snd0" in _opt(argv, "-device")
+    assert "ac97,audiodev=snd0" in _opt(argv, "-device")

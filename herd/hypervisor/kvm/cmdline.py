@@ -4,6 +4,13 @@ A pure function of its inputs (no probing, no files touched) so unit tests can p
 without QEMU. Everything node-specific -- acceleration, file paths, tap names, display ports --
 is decided by the caller and passed in. The mapping follows Ganeti's kvm hypervisor so that a
 given set of hvparams means the same guest hardware as under Ganeti.
+
+Every value that lands inside one of QEMU's comma-separated option lists (``-drive file=...``,
+``-object ...,dir=...``, ``-chardev ...,path=...``, ``-machine type=...``) goes through
+:func:`escape`, which doubles commas: otherwise ``cdrom_image_path=/x/e.iso,snapshot=on`` names
+an existing file for noded's check while QEMU opens ``/x/e.iso`` with ``snapshot=on`` -- the
+checked path would not be the opened path. Values QEMU takes as whole arguments (``-kernel``,
+``-initrd``, ``-mem-path``, ``-k``, ``-runas``) need no escaping.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Any
 
 from herd.errors import HypervisorError
 from herd.hypervisor.base import InstanceSpec
-from herd.hypervisor.kvm.disks import source_options
+from herd.hypervisor.kvm.disks import escape, source_options
 from herd.hypervisor.kvm.runtime import InstanceFiles
 
 #: Ganeti's boot_order values -> QEMU's -boot letters.
@@ -61,7 +68,7 @@ def kernel_append(hv: dict[str, Any]) -> str:
 def _machine(hv: dict[str, Any]) -> list[str]:
     opts = []
     if hv["machine_version"]:
-        opts.append(f"type={hv['machine_version']}")
+        opts.append(f"type={escape(hv['machine_version'])}")
     if not hv["acpi"]:
         opts.append("acpi=off")
     return ["-machine", ",".join(opts)] if opts else []
@@ -78,8 +85,8 @@ def _smp(spec: InstanceSpec, hv: dict[str, Any]) -> list[str]:
 def _serial(hv: dict[str, Any], files: InstanceFiles) -> list[str]:
     if not hv["serial_console"]:
         return ["-serial", "none"]
-    return ["-chardev", f"socket,id=serial0,path={files.serial},server=on,wait=off,"
-                        f"logfile={files.serial_log},logappend=on",
+    return ["-chardev", f"socket,id=serial0,path={escape(str(files.serial))},server=on,"
+                        f"wait=off,logfile={escape(str(files.serial_log))},logappend=on",
             "-serial", "chardev:serial0"]
 
 
@@ -115,12 +122,13 @@ def _removable(hv: dict[str, Any]) -> list[str]:
     cd_if = DRIVE_IF[hv["cdrom_disk_type"] or "ide"]
     for index, key in ((2, "cdrom_image_path"), (3, "cdrom2_image_path")):
         if hv[key]:
-            opts = [f"file={hv[key]}", "format=raw", "media=cdrom", "readonly=on", f"if={cd_if}"]
+            opts = [f"file={escape(hv[key])}", "format=raw", "media=cdrom", "readonly=on",
+                    f"if={cd_if}"]
             if cd_if == "ide":
                 opts.append(f"index={index}")
             argv += ["-drive", ",".join(opts)]
     if hv["floppy_image_path"]:
-        argv += ["-drive", f"file={hv['floppy_image_path']},format=raw,if=floppy"]
+        argv += ["-drive", f"file={escape(hv['floppy_image_path'])},format=raw,if=floppy"]
     return argv
 
 
@@ -158,8 +166,8 @@ def _display(hv: dict[str, Any], ctx: LaunchContext) -> list[str]:
             verify = "on" if hv["vnc_x509_verify"] else "off"
             creds = "tls-creds-anon,id=vnctls0,endpoint=server"
             if hv["vnc_x509_path"]:
-                creds = (f"tls-creds-x509,id=vnctls0,endpoint=server,dir={hv['vnc_x509_path']},"
-                         f"verify-peer={verify}")
+                creds = (f"tls-creds-x509,id=vnctls0,endpoint=server,"
+                         f"dir={escape(hv['vnc_x509_path'])},verify-peer={verify}")
             argv += ["-object", creds]
             vnc += ",tls-creds=vnctls0"
         if hv["vnc_password_file"]:
@@ -222,7 +230,7 @@ def build_argv(spec: InstanceSpec, hv: dict[str, Any], ctx: LaunchContext) -> li
         argv += ["-cpu", hv["cpu_type"]]
     argv += ["-nodefaults", "-no-user-config",
              "-daemonize", "-pidfile", str(files.pidfile),
-             "-qmp", f"unix:{files.qmp},server=on,wait=off"]
+             "-qmp", f"unix:{escape(str(files.qmp))},server=on,wait=off"]
     argv += _serial(hv, files)
     argv += _display(hv, ctx)
     if hv["mem_path"]:

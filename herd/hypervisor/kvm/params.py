@@ -36,6 +36,7 @@ _TRUE = {"true", "yes", "y", "on", "1", "enabled"}
 _FALSE = {"false", "no", "n", "off", "0", "disabled"}
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _CPU_RANGE = re.compile(r"^\d+(-\d+)?$")
+_MODEL = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,29 @@ def _choice(choices: tuple[Any, ...]) -> Callable[[str, Any], Any]:
 
 
 def _path(name: str, value: Any) -> str:
-    """Empty (unset) or an absolute path, as Ganeti requires for its *_path parameters."""
+    """Empty (unset) or an absolute path, as Ganeti requires for its *_path parameters.
+
+    Control characters are refused: a path is shown in one-line errors and logs. Commas are
+    allowed (they are legal in file names) and escaped where QEMU parses option lists.
+    """
     value = _str(name, value)
     if value and not value.startswith("/"):
         raise _bad(name, value, "an absolute path or an empty string")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise _bad(name, value, "a path without control characters")
+    return value
+
+
+def _device_models(name: str, value: Any) -> str:
+    """A comma-separated list of QEMU device model names (each becomes one ``-device``).
+
+    A model name is letters, digits, '_', '.', '-': anything else (``ac97,addr=0x1f``) would
+    smuggle device properties into the command line.
+    """
+    value = _str(name, value)
+    if not all(_MODEL.fullmatch(m.strip()) for m in value.split(",") if m.strip()):
+        raise _bad(name, value, "device model names (letters, digits, '_', '.', '-') "
+                                "separated by commas")
     return value
 
 
@@ -196,7 +216,7 @@ PARAMS: dict[str, Param] = {
     "cpu_cores": Param(0, _int(0)),
     "cpu_threads": Param(0, _int(0)),
     "cpu_sockets": Param(0, _int(0)),
-    "soundhw": Param("", _str),
+    "soundhw": Param("", _device_models),
     "usb_devices": Param("", _str),
     "vga": Param("", _str),
     "kvm_extra": Param("", _kvm_extra),
