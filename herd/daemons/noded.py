@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import ssl
 
 import uvicorn
 
@@ -15,7 +14,7 @@ from herd.daemons.common import install_stop_handlers, pid_file, setup_logging
 from herd.node.service import NodeService
 from herd.objects.cluster import NODED_PORT
 from herd.rpc.join import build_join_app, ensure_join_material
-from herd.rpc.server import build_app
+from herd.rpc.server import build_app, uvicorn_tls_options
 from herd.storage.mirror.watchdog import LinkWatchdog
 
 log = logging.getLogger("herd.noded")
@@ -39,9 +38,7 @@ async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
         # cuts replication links to a silent peer within seconds (see the module)
         watchdog = asyncio.create_task(LinkWatchdog(p.run_dir / "mirror").run())
         app = build_app(service)
-        tls_args: dict[str, object] = dict(
-            ssl_certfile=str(p.node_cert), ssl_keyfile=str(p.node_key),
-            ssl_ca_certs=str(p.ca_cert), ssl_cert_reqs=ssl.CERT_REQUIRED)
+        tls_args: dict[str, object] = uvicorn_tls_options(p)  # nodes only, see the module
     else:
         # not in a cluster yet: wait to be joined (see herd.rpc.join)
         ensure_join_material(p)

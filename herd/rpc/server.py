@@ -1,17 +1,23 @@
 """noded's HTTPS endpoints: ``POST /rpc/<method>`` and the console websocket.
 
 Mutual TLS is enforced by the server's SSL context (see :mod:`herd.rpc.tls`): a client without
-a certificate signed by the cluster CA never gets past the handshake. Every answer is
-``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"code", "message"}}``.
+a certificate signed by the cluster CA, or whose certificate is not for TLS clients, never gets
+past the handshake. Then, before a byte of the request is read, the connection is checked for the
+node role (:class:`NodePeerGate`): the handshake cannot tell a node certificate from the RAPI
+certificate of clusters made before certificate roles, which was signed by the cluster CA for
+both TLS ends. Every answer is ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": {"code", "message"}}``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from typing import Any
 
+from cryptography import x509
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -19,14 +25,17 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from herd import errors
+from herd.config.facts import read_facts
 from herd.node.service import NodeService
+from herd.paths import HerdPaths
+from herd.rpc import tls
 
 log = logging.getLogger(__name__)
 
 #: The methods of NodeService that the master may call.
 RPC_METHODS = frozenset({
     "ping", "node_info",
-    "disks_create", "disks_remove", "disks_check", "disk_copy",
+    "disks_create", "disks_remove", "disks_check", "disk_copy", "storage_list",
     "instance_start", "instance_stop", "instance_reboot", "instance_resume",
     "instance_list", "instance_info", "instance_accept_migration", "instance_migrate",
     "instance_finish_migration", "instance_abort_migration", "instance_runstate",
@@ -105,3 +114,67 @@ def build_app(service: NodeService) -> Starlette:
         Route("/rpc/{method}", rpc, methods=["POST"]),
         WebSocketRoute("/console/{name}", console),
     ])
+
+
+class NodePeerGate:
+    """Decides, once per distinct client certificate, whether a TLS peer is a node."""
+
+    MAX_REMEMBERED = 256
+
+    def __init__(self, paths: HerdPaths) -> None:
+        self.paths = paths
+        self._decided: dict[bytes, str | None] = {}
+
+    def refusal(self, transport: asyncio.BaseTransport) -> str | None:
+        """Why this connection must be closed unread, or None for a node of the cluster."""
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            return "no client certificate"
+        digest = hashlib.sha256(der).digest()
+        if digest not in self._decided:
+            if len(self._decided) >= self.MAX_REMEMBERED:
+                self._decided.clear()
+            try:
+                cert = x509.load_der_x509_certificate(der)
+            except ValueError:
+                problem: str | None = "unreadable client certificate"
+            else:
+                cluster = (read_facts(self.paths) or {}).get("cluster_name")
+                problem = tls.node_peer_refusal(cert, cluster)
+                if problem:
+                    log.warning("refusing node RPC to %s: %s (certificate %s)",
+                                transport.get_extra_info("peername"), problem,
+                                digest.hex()[:16])
+            self._decided[digest] = problem
+        return self._decided[digest]
+
+
+def node_only_protocol(paths: HerdPaths,
+                       base: type[asyncio.Protocol] | None = None) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, closing connections whose client is not a node of the cluster.
+
+    ``connection_made`` runs once the TLS handshake is complete and before any request data is
+    read (asyncio's SSL transport reads nothing more once the connection is aborted), so a
+    refused client gets no answer and no handler runs. uvicorn does not put the peer
+    certificate into the ASGI scope, hence this hook at the protocol level.
+    """
+    if base is None:
+        from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+        base = AutoHTTPProtocol
+    gate = NodePeerGate(paths)
+
+    class NodeOnlyProtocol(base):  # type: ignore[valid-type,misc]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            if gate.refusal(transport) is not None:
+                transport.abort()  # type: ignore[attr-defined]
+
+    return NodeOnlyProtocol
+
+
+def uvicorn_tls_options(paths: HerdPaths) -> dict[str, Any]:
+    """The uvicorn.Config arguments that make noded serve mutual TLS to nodes only."""
+    return {"ssl_context_factory": lambda _config, _default: tls.server_context(paths),
+            "http": node_only_protocol(paths)}

@@ -1,4 +1,5 @@
-"""noded accepts only clients holding a cluster-signed certificate, and clients trust only it.
+"""noded accepts only clients holding a cluster-signed *node* certificate, and clients trust
+only it. The RAPI certificate, new or from before certificate roles, runs nothing on a node.
 
 A real noded runs as a subprocess on 127.0.0.1 under a temporary HERD_ROOT; no QEMU is needed.
 """
@@ -6,6 +7,7 @@ A real noded runs as a subprocess on 127.0.0.1 under a temporary HERD_ROOT; no Q
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -22,9 +24,11 @@ from herd import errors
 from herd.paths import HerdPaths
 from herd.rpc import tls
 from herd.rpc.client import RpcRunner
+from tests.tlsutil import legacy_signed
 
 HOST = "127.0.0.1"
 NODE_NAME = "node1.example.com"
+CLUSTER_NAME = "cluster.example.com"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -63,6 +67,8 @@ def noded(tmp_path_factory: pytest.TempPathFactory,
     paths = HerdPaths(tmp_path_factory.mktemp("noded-root"))
     _make_node(paths, cluster_ca)
     (paths.data_dir / "node-name").write_text(NODE_NAME + "\n")
+    paths.cluster_facts_file.write_text(json.dumps({"cluster_name": CLUSTER_NAME,
+                                                    "master_node": NODE_NAME, "serial_no": 1}))
     port = _free_port()
     env = {**os.environ, "HERD_ROOT": str(paths.root),
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -235,3 +241,107 @@ def test_client_not_trusting_cluster_ca_refuses_server(noded: Noded, tmp_path: P
 def test_noded_still_serves_after_rejections(noded: Noded) -> None:
     assert noded.proc.poll() is None
     assert _runner_ping(noded.paths, noded.port)["node_name"] == NODE_NAME
+
+
+# -- roles: the RAPI certificate is not a node -------------------------------------------------
+def _raw_rpc(ctx: ssl.SSLContext, port: int, method: str, body: bytes) -> bytes:
+    request = (f"POST /rpc/{method} HTTP/1.1\r\nHost: {HOST}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+               "Connection: close\r\n\r\n").encode() + body
+    with socket.create_connection((HOST, port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname=HOST) as conn:
+        conn.sendall(request)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+        return data
+
+
+def _run_command_refused(noded: Noded, cert: tuple[Path, Path], tmp_path: Path) -> None:
+    """`curl --cert CERT -d '{"command": ...}' https://NODE:1811/rpc/run_command` runs nothing."""
+    marker = tmp_path / "ran-as-root"
+    body = json.dumps({"command": f"id > {marker}"}).encode()
+    for tls12 in (True, False):
+        ctx = _context(_pem_of(noded.paths.ca_cert), cert, tls12=tls12)
+        try:
+            answer = _raw_rpc(ctx, noded.port, "run_command", body)
+        except (ssl.SSLError, ConnectionError, TimeoutError):
+            answer = b""
+        assert not answer.startswith(b"HTTP/"), f"noded answered: {answer[:300]!r}"
+    assert not marker.exists(), "noded ran a command for a client that is not a node"
+
+
+def test_rapi_certificate_cannot_run_commands(noded: Noded, tmp_path: Path) -> None:
+    """The RAPI certificate as ``gnt-cluster init`` makes it: self-signed, TLS server only."""
+    cert, key = tls.create_rapi_certificate(CLUSTER_NAME, [HOST])
+    tls.write_pair(tmp_path / "rapi.pem", tmp_path / "rapi.key", cert, key)
+    _run_command_refused(noded, (tmp_path / "rapi.pem", tmp_path / "rapi.key"), tmp_path)
+
+
+def test_rapi_certificate_signed_by_cluster_ca_refused_at_handshake(
+        noded: Noded, tmp_path: Path, cluster_ca: tuple[bytes, bytes]) -> None:
+    """Were RAPI's key-usage-limited certificate issued by the cluster CA, OpenSSL still refuses
+    it in the handshake: its extended key usage lacks clientAuth."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    key = tls._key()
+    cert = tls._leaf_builder(tls._subject(CLUSTER_NAME, tls.ROLE_RAPI),
+                             x509.load_pem_x509_certificate(cluster_ca[0]).subject,
+                             key.public_key(), tls.ROLE_RAPI, [CLUSTER_NAME], [HOST]) \
+        .sign(serialization.load_pem_private_key(cluster_ca[1], None), tls.hashes.SHA256())
+    tls.write_pair(tmp_path / "r.pem", tmp_path / "r.key",
+                   cert.public_bytes(serialization.Encoding.PEM), tls._pem_key(key))
+    ctx = _context(_pem_of(noded.paths.ca_cert), (tmp_path / "r.pem", tmp_path / "r.key"),
+                   tls12=True)
+    with socket.create_connection((HOST, noded.port), timeout=5) as raw, \
+            pytest.raises((ssl.SSLError, ConnectionError)):
+        ctx.wrap_socket(raw, server_hostname=HOST).close()
+    _run_command_refused(noded, (tmp_path / "r.pem", tmp_path / "r.key"), tmp_path)
+
+
+def test_legacy_rapi_certificate_cannot_run_commands(noded: Noded, tmp_path: Path,
+                                                     cluster_ca: tuple[bytes, bytes]) -> None:
+    """The RAPI certificate of a cluster made before roles (cluster CA, both TLS usages): the
+    one from the issue, which answered ``uid=0(root)``. It passes the handshake; noded closes
+    the connection before reading the request."""
+    cert, key = legacy_signed(*cluster_ca, CLUSTER_NAME, [HOST])
+    tls.write_pair(tmp_path / "rapi.pem", tmp_path / "rapi.key", cert, key)
+    _run_command_refused(noded, (tmp_path / "rapi.pem", tmp_path / "rapi.key"), tmp_path)
+    assert "names the cluster" in noded.paths.daemon_log("noded").read_text()
+
+
+def test_node_certificates_old_and_new_still_work(noded: Noded, tmp_path: Path,
+                                                  cluster_ca: tuple[bytes, bytes]) -> None:
+    """A node certificate runs commands, whether made with roles or before them."""
+    for name, pair in (("new", tls.create_signed(*cluster_ca, "node2.example.com",
+                                                  ["node2.example.com"], [HOST])),
+                       ("old", legacy_signed(*cluster_ca, "node3.example.com", [HOST]))):
+        cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+        tls.write_pair(cert, key, *pair)
+        ctx = _context(_pem_of(noded.paths.ca_cert), (cert, key))
+        answer = _raw_rpc(ctx, noded.port, "run_command", b'{"command": "echo hello-$((6*7))"}')
+        assert answer.startswith(b"HTTP/1.1 200"), (name, answer[:300])
+        assert b"hello-42" in answer
+
+
+def test_noded_serves_a_renewed_node_certificate_without_restart(
+        noded: Noded, cluster_ca: tuple[bytes, bytes]) -> None:
+    """What ``renew-crypto --new-node-certificates`` relies on: new files, next handshake."""
+    def served() -> str:
+        ctx = _context(_pem_of(noded.paths.ca_cert),
+                       (noded.paths.node_cert, noded.paths.node_key))
+        with socket.create_connection((HOST, noded.port), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname=HOST) as conn:
+            return tls.fingerprint_der(conn.getpeercert(binary_form=True) or b"")
+
+    old_cert, old_key = _pem_of(noded.paths.node_cert), _pem_of(noded.paths.node_key)
+    assert served() == tls.fingerprint(old_cert)
+    new_cert, new_key = tls.create_signed(*cluster_ca, NODE_NAME, [NODE_NAME], [HOST])
+    try:
+        tls.write_pair(noded.paths.node_cert, noded.paths.node_key, new_cert, new_key)
+        assert served() == tls.fingerprint(new_cert)
+        assert _runner_ping(noded.paths, noded.port)["pid"] == noded.proc.pid
+    finally:
+        tls.write_pair(noded.paths.node_cert, noded.paths.node_key, old_cert, old_key)
+    assert served() == tls.fingerprint(old_cert)
