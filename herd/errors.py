@@ -82,6 +82,13 @@ class JobCanceled(HerdError):
     code = "JobCanceled"
 
 
+class JobQueueError(HerdError):
+    """The job queue cannot store a job (disk full, damaged file): nothing was queued."""
+
+    code = "JobQueueError"
+    http_status = 503
+
+
 class JobLost(HerdError):
     """The job was running when masterd stopped; its outcome is unknown."""
 

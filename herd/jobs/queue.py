@@ -3,18 +3,33 @@
 Every state change is a committed transaction (WAL, synchronous=FULL), so a job acknowledged to a
 client survives a crash of masterd, and a restarted masterd knows which jobs were running when it
 died. Jobs hold Ganeti's fields: ops (opcode inputs), per-opcode status, result, log and times.
+
+A submit is one transaction: the client gets a job id only once the job is committed, and a
+submit that fails (disk full, I/O error) leaves no row behind to run later. The queue refuses new
+jobs while its filesystem has less than :data:`RESERVE_BYTES` free, so that jobs already
+accepted can still record their progress. At open it refuses a damaged file (``PRAGMA
+quick_check``, its tables, a zero-length file where a queue existed) with one line naming the
+file and the way out, instead of starting and failing every submit. Its files are 0600: job
+inputs and results are the cluster's business only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import shlex
 import sqlite3
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from herd.errors import NotFoundError
+from herd.errors import JobQueueError, NotFoundError
+
+log = logging.getLogger(__name__)
 
 QUEUED, WAITING, RUNNING = "queued", "waiting", "running"
 SUCCESS, ERROR, CANCELING, CANCELED = "success", "error", "canceling", "canceled"
@@ -43,6 +58,104 @@ CREATE TABLE IF NOT EXISTS log (
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 """
+#: The columns this code reads and writes; an existing queue lacking one is not usable.
+REQUIRED_COLUMNS = {
+    "jobs": {"id", "status", "priority", "received_ts", "start_ts", "end_ts", "archived", "ops"},
+    "log": {"job_id", "serial", "op_index", "ts", "type", "message"},
+}
+#: Free space kept for jobs already queued (state changes, logs): no new job below it.
+RESERVE_BYTES = 8 * 1024 * 1024
+#: Beside the queue: says that a queue with a history existed here (see check_zero_length).
+MARKER_SUFFIX = "-created"
+FILE_MODE = 0o600
+
+
+def queue_files(path: Path) -> list[Path]:
+    """The queue file and SQLite's companions (write-ahead log, shared-memory index)."""
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
+def move_aside_command(path: Path, now: float | None = None) -> str:
+    """The shell command that moves a damaged queue (and SQLite's companions, the marker)
+    into a new directory beside it, named by the time, so a second damage keeps the first."""
+    directory = shlex.quote(str(path.parent))
+    aside = "queue-damaged-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return f"cd {directory} && mkdir {aside} && mv {path.name}* {aside}/"
+
+
+def damaged_message(path: Path, cause: str) -> str:
+    """One line: which file, what is wrong, and exactly how to get going again."""
+    return (f"job queue {path} is damaged ({cause}); with masterd stopped, move it aside "
+            f"({move_aside_command(path)}) and start masterd again ('herd-daemon-util start "
+            "masterd'): the job history is lost, the cluster configuration is not")
+
+
+def way_out_command(message: str) -> str | None:
+    """The move-aside command inside a damaged-queue message (for scripts and tests)."""
+    _head, found, rest = message.partition("move it aside (")
+    return rest.partition(") and start masterd")[0] if found else None
+
+
+def check_zero_length(size: int | None, had_queue: bool) -> str | None:
+    """Pure: the problem with a queue file of ``size`` bytes (None: missing), if any.
+
+    SQLite writes its header at the first open, so an empty file where a queue existed (the
+    marker is there, or the cluster has a history) was truncated: starting on it would look
+    like a queue without jobs. A missing file is a new queue (a node that just became master).
+    """
+    if size == 0 and had_queue:
+        return "the file is empty (zero length) although this node had a job queue"
+    return None
+
+
+def schema_problem(tables: dict[str, set[str]]) -> str | None:
+    """Pure: what is wrong with the tables found (name -> columns); None if usable or new."""
+    present = [name for name in REQUIRED_COLUMNS if name in tables]
+    if not present:
+        other = sorted(t for t in tables if not t.startswith("sqlite_"))
+        return f"it holds other tables ({', '.join(other)}), not jobs" if other else None
+    for name, columns in REQUIRED_COLUMNS.items():
+        if name not in tables:
+            return f"table '{name}' is missing"
+        missing = sorted(columns - tables[name])
+        if missing:
+            return f"table '{name}' lacks column(s) {', '.join(missing)}"
+    return None
+
+
+def space_problem(path: Path, free: int, reserve: int = RESERVE_BYTES) -> str | None:
+    """Pure: why no job may be queued with ``free`` bytes left, if so."""
+    if free >= reserve:
+        return None
+    return (f"cannot queue the job: the filesystem of the job queue {path} is full "
+            f"({free / 2**20:.1f} MiB free; {reserve // 2**20} MiB are kept for jobs already "
+            "queued): free some space there and run the command again")
+
+
+def open_error_message(path: Path, exc: sqlite3.Error, free: int) -> str:
+    """Pure: one line for an SQLite error while opening the queue.
+
+    A full filesystem shows as "disk is full" or as a plain I/O error (SQLite cannot create
+    its shared-memory index); the file is not damaged then, and moving it aside would lose
+    the history for nothing.
+    """
+    text = str(exc) or type(exc).__name__
+    if "full" in text.lower() or (isinstance(exc, sqlite3.OperationalError) and free < 2**20):
+        return (f"cannot open the job queue {path}: its filesystem is full ({text}; "
+                f"{free / 2**20:.1f} MiB free): free some space there and start masterd again")
+    return damaged_message(path, text)
+
+
+def write_error_message(path: Path, exc: sqlite3.Error) -> str:
+    """One line for an SQLite error while queuing a job: the file and the cause."""
+    text = str(exc) or type(exc).__name__
+    if "full" in text.lower():
+        return (f"cannot queue the job: the job queue {path} cannot grow ({text}): free some "
+                "space on its filesystem and run the command again; nothing was queued")
+    if isinstance(exc, sqlite3.DatabaseError) and "malformed" in text.lower():
+        return damaged_message(path, text)
+    return (f"cannot queue the job: the job queue {path} failed ({text}); nothing was "
+            "queued")
 
 
 @dataclass
@@ -102,27 +215,137 @@ class Job:
 
 
 class JobQueue:
-    """SQLite-backed storage of jobs. Only masterd writes it."""
+    """SQLite-backed storage of jobs. Only masterd writes it.
 
-    def __init__(self, path: Path) -> None:
+    ``had_history`` says that the cluster has been in use (its config changed since init), so
+    that an empty queue file is recognised as truncated even without the marker file.
+    """
+
+    def __init__(self, path: Path, had_history: bool = False,
+                 reserve: int = RESERVE_BYTES) -> None:
         self.path = path
+        self.reserve = reserve
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        marker = path.with_name(path.name + MARKER_SUFFIX)
+        size = path.stat().st_size if path.exists() else None
+        problem = check_zero_length(size, had_history or marker.exists())
+        if problem:
+            raise JobQueueError(damaged_message(path, problem))
+        if size is None:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+        for name in queue_files(path):
+            if name.exists():
+                os.chmod(name, FILE_MODE)  # older queues were created 0644
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise JobQueueError(open_error_message(path, exc, self.free_bytes())) from None
+        try:
+            self._open_checked()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise JobQueueError(open_error_message(path, exc, self.free_bytes())) from None
+        except JobQueueError:
+            self._db.close()
+            raise
+        if not marker.exists():
+            marker.write_text("a job queue exists beside this file since "
+                              f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            os.chmod(marker, FILE_MODE)
+
+    def _open_checked(self) -> None:
+        db = self._db
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        result = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
+        if result != ["ok"]:
+            detail = " / ".join(" ".join(r.split()) for r in result[:2])[:200]
+            raise JobQueueError(damaged_message(self.path, f"quick_check: {detail}"))
+        tables = {name: {col[1] for col in db.execute(f"PRAGMA table_info('{name}')")}
+                  for (name,) in db.execute(
+                      "SELECT name FROM sqlite_master WHERE type='table'").fetchall()}
+        problem = schema_problem(tables)
+        if problem:
+            raise JobQueueError(damaged_message(self.path, problem))
+        db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._db.close()
 
     # -- writes -------------------------------------------------------------------------------
-    def submit(self, ops: list[dict[str, Any]], priority: int = 0) -> int:
-        states = [OpState(input=op).__dict__ for op in ops]
-        cur = self._db.execute(
-            "INSERT INTO jobs (status, priority, received_ts, ops) VALUES (?, ?, ?, ?)",
-            (QUEUED, priority, time.time(), json.dumps(states)))
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.path.parent)
+        return st.f_bavail * st.f_frsize
+
+    def submit(self, ops: list[dict[str, Any]], priority: int = 0,
+               before_commit: Callable[[int], None] | None = None) -> int:
+        """Store a new job in one transaction and return its id; on any failure nothing is
+        stored (the insert is rolled back) and JobQueueError says why in one line.
+
+        ``before_commit`` runs inside the transaction with the new id (a check that may
+        still refuse the job).
+        """
+        problem = space_problem(self.path, self.free_bytes(), self.reserve)
+        if problem:
+            raise JobQueueError(problem)
+        states = json.dumps([OpState(input=op).__dict__ for op in ops])
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO jobs (status, priority, received_ts, ops) VALUES (?, ?, ?, ?)",
+                    (QUEUED, priority, time.time(), states))
+                job_id = cur.lastrowid
+                assert job_id is not None
+                if before_commit is not None:
+                    before_commit(job_id)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        except sqlite3.Error as exc:
+            raise JobQueueError(write_error_message(self.path, exc)) from None
+        return job_id
+
+    def _rollback(self) -> None:
+        """Undo the open transaction; if even that fails, the connection drops it itself."""
+        if not self._db.in_transaction:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
+
+    def redact(self, fields: Iterable[str], redact_input: Callable[[dict[str, Any]],
+                                                                   dict[str, Any]]) -> int:
+        """Rewrite stored opcode inputs that still hold a value of a secret field (jobs
+        stored before secrets were redacted); return how many jobs changed.
+
+        Overwritten content is zeroed (secure_delete) and the write-ahead log checkpointed,
+        so the old values do not linger in free pages.
+        """
+        names = sorted(set(fields))
+        if not names:
+            return 0
+        where = " OR ".join("ops LIKE ?" for _ in names)
+        rows = self._db.execute(f"SELECT id, ops FROM jobs WHERE {where}",
+                                [f'%"{name}"%' for name in names]).fetchall()
+        changed = 0
+        self._db.execute("PRAGMA secure_delete=ON")
+        try:
+            for job_id, raw in rows:
+                states = json.loads(raw)
+                for state in states:
+                    state["input"] = redact_input(state.get("input", {}))
+                new = json.dumps(states)
+                if new != raw:
+                    self._db.execute("UPDATE jobs SET ops=? WHERE id=?", (new, job_id))
+                    changed += 1
+            if changed:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:  # e.g. disk full: the next start tries again
+            log.warning("could not remove secrets from old jobs in %s: %s", self.path, exc)
+        finally:
+            self._db.execute("PRAGMA secure_delete=OFF")
+        return changed
 
     def save(self, job: Job) -> None:
         self._db.execute(
