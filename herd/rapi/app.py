@@ -4,16 +4,25 @@ The order of checks is Ganeti's: an unknown path is 404 and an unsupported metho
 anyone is asked for credentials; then authentication (401 with the realm ``Ganeti Remote API``,
 403 without the needed access); then the body, which must be ``application/json`` (415) and
 valid JSON (400); then the resource. Every error is Ganeti's ``{code, message, explain}``.
+
+Ganeti has no answer for what would hurt the server, so Herd adds three: a body larger than
+:data:`MAX_BODY` is refused with 413 (by its Content-Length before it is read, else as soon as
+the bytes read pass the limit: a 41.6 MB body once went into the job queue and made job
+listings fail for everyone); JSON nested deeper than :data:`MAX_DEPTH` is 400 before it is
+parsed (Python's parser would recurse until it fails); and repeated failed logins from one
+client are answered 429 for a while (:mod:`herd.rapi.throttle`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 from typing import Any
 from urllib.parse import parse_qs
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from herd import errors
@@ -23,11 +32,36 @@ from herd.rapi.auth import ACCESS_READ, UsersFile, authenticate
 from herd.rapi.errors import HttpError, bad_request, from_herd
 from herd.rapi.master import MasterPool
 from herd.rapi.routing import Req, match
+from herd.rapi.throttle import LoginThrottle
 
 log = logging.getLogger("herd.rapi")
 
 JSON = "application/json"
 SERVER = "Herd RAPI"
+#: The largest request body accepted (Ganeti's largest real bodies are a few KiB).
+MAX_BODY = 1024 * 1024
+#: The deepest nesting of JSON arrays and objects accepted in a body (Ganeti's bodies nest
+#: 3 deep; query filters a few more).
+MAX_DEPTH = 64
+#: How long a client may take to send its body.
+BODY_TIMEOUT = 30.0
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def nesting_depth(raw: bytes) -> int:
+    """How deep arrays and objects nest in the JSON text ``raw`` (brackets inside strings do
+    not count), computed without parsing so that a hostile body cannot exhaust the stack."""
+    brackets = _JSON_STRING.sub(b'""', raw).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for char in brackets:
+        if char in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def json_response(value: Any, status: int = 200,
@@ -47,6 +81,7 @@ class RapiApp:
         self.require_auth = require_auth
         self.users = UsersFile(paths.rapi_users_file)
         self.master = MasterPool(paths.master_socket)
+        self.logins = LoginThrottle()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -54,6 +89,8 @@ class RapiApp:
         request = Request(scope, receive)
         try:
             response = await self.handle(request)
+        except ClientDisconnect:
+            return  # nobody left to answer
         except HttpError as exc:
             response = error_response(exc)
         except errors.HerdError as exc:
@@ -77,31 +114,56 @@ class RapiApp:
         access = cls.access(method)
         user = None
         if self.require_auth or access != ACCESS_READ:
-            user = authenticate(self.users, request.headers.get("authorization"), access)
+            client = request.client.host if request.client else ""
+            user = authenticate(self.users, request.headers.get("authorization"), access,
+                                self.logins, client)
         body = await self._body(request)
         query = parse_qs(request.url.query, keep_blank_values=True)
         handler_name = template.strip("/").replace("/", "_").replace("[", "") \
             .replace("]", "").replace("-", "_") or "root"
         req = Req(method=method, path=path, items=items, query=query, body=body,
-                  master=self.master, user=user, handler_name=handler_name)
+                  master=self.master, user=user, handler_name=handler_name,
+                  template=template)
         result = await getattr(cls(), method)(req)
         return json_response(result)
 
     @staticmethod
     async def _body(request: Request) -> Any:
-        raw = await request.body()
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            raise too_large(int(length))
+        raw = bytearray()
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                async for chunk in request.stream():
+                    raw += chunk
+                    if len(raw) > MAX_BODY:
+                        raise too_large(None)
+        except TimeoutError:
+            raise HttpError(408, f"The request body did not arrive within {BODY_TIMEOUT:.0f} "
+                                 "seconds") from None
         if not raw.strip():
             return None
         ctype = request.headers.get("content-type", "application/octet-stream")
         if ctype.split(";")[0].strip().lower() != JSON:
             raise HttpError(415)
+        depth = nesting_depth(bytes(raw))
+        if depth > MAX_DEPTH:
+            raise bad_request(f"JSON data nested {depth} levels deep; at most {MAX_DEPTH} "
+                              "are allowed")
         try:
             return json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise bad_request("Unable to parse JSON data") from None
 
     def close(self) -> None:
         self.master.close()
+
+
+def too_large(length: int | None) -> HttpError:
+    size = f"{length} bytes" if length is not None else f"more than {MAX_BODY} bytes"
+    return HttpError(413, f"Request body of {size}; at most {MAX_BODY} bytes (1 MiB) are "
+                          "accepted")
 
 
 def build_app(paths: HerdPaths, require_auth: bool = True) -> RapiApp:

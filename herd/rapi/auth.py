@@ -16,10 +16,12 @@ import hashlib
 import hmac
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from herd.rapi.errors import REALM, HttpError, forbidden, unauthorized
+from herd.rapi.throttle import LoginThrottle, retry_after
 
 log = logging.getLogger("herd.rapi.auth")
 
@@ -125,14 +127,25 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
     return name, password
 
 
-def authenticate(users: UsersFile, header: str | None, access: str | None) -> str:
-    """Return the user name, or raise 401 (no or wrong credentials) / 403 (no permission)."""
+def authenticate(users: UsersFile, header: str | None, access: str | None,
+                 throttle: LoginThrottle | None = None, client: str = "",
+                 now: float | None = None) -> str:
+    """Return the user name, or raise 401 (no or wrong credentials), 403 (no permission) or
+    429 (too many failed logins from this client: the password is not even checked)."""
     creds = basic_credentials(header)
     if creds is None:
         raise unauthorized()
     name, password = creds
+    now = time.monotonic() if now is None else now
+    if throttle is not None:
+        wait = throttle.wait(client, name, now)
+        if wait > 0:
+            raise HttpError(429, "Too many failed logins; try again later",
+                            {"Retry-After": retry_after(wait)})
     user = users.get(name)
     if user is None or not check_password(user, password):
+        if throttle is not None:
+            throttle.failed(client, name, now)
         raise unauthorized()
     if not user.may(access):
         log.warning("user '%s' lacks permission '%s'", name, access)

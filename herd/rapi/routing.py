@@ -7,6 +7,7 @@ Ganeti). ``@resource(pattern)`` registers it; groups in the pattern become ``req
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -14,12 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from herd import errors
+from herd.jobs.limits import check_job_size
 from herd.opcodes import opcode_from_dict
 from herd.rapi.auth import ACCESS_READ, ACCESS_WRITE
 from herd.rapi.errors import HttpError, bad_request, from_herd
 from herd.rapi.master import MasterPool
 
 METHODS = ("GET", "PUT", "POST", "DELETE")
+#: URL parameters naming an object, and the masterd query that finds it.
+_URL_OBJECTS = {"instance_name": "query_instances", "node_name": "query_nodes",
+                "group_name": "query_groups"}
+_QUERY_ARGS: dict[str, dict[str, Any]] = {"query_instances": {"live": False},
+                                          "query_nodes": {"live": False}}
 _NAME = r"([^/]+)"
 
 
@@ -32,7 +39,15 @@ class Resource:
     DOC: ClassVar[dict[str, str]] = {}
     #: Query parameters and body fields each method takes (for the OpenAPI document).
     QUERY: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: The opcode whose fields a method's body holds, and body fields beside them.
     BODY: ClassVar[dict[str, str]] = {}
+    BODY_EXTRA: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: A method's body schema when it is not an opcode's fields.
+    BODY_SCHEMA: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: The schema of a method's answer when it is not the default (a job id for writes).
+    RESULT: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: Error statuses particular to a method (beside those every method can answer).
+    ERRORS: ClassVar[dict[str, dict[int, str]]] = {}
 
     @classmethod
     def methods(cls) -> list[str]:
@@ -83,6 +98,8 @@ class Req:
     master: MasterPool
     user: str | None
     handler_name: str
+    #: the route's template in Ganeti's notation (/2/instances/[instance_name]/...)
+    template: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     # -- query parameters (Ganeti's rules: booleans are 0/1 integers) ---------------------------
@@ -170,15 +187,38 @@ class Req:
         op.update(static)
         if self.dry_run:
             op["dry_run"] = True
-        op["reason"] = [*op.get("reason", []), *self.reason_trail()]
+        op["reason"] = [*check_reason(op.get("reason", [])), *self.reason_trail()]
         try:
             opcode_from_dict(op)
         except errors.HerdError as exc:
             raise bad_request(f"Invalid body parameters: {exc.message}") from None
         return op
 
+    async def require_url_objects(self) -> None:
+        """404 unless every object the URL names (instance, node, group) exists.
+
+        Ganeti queues the job and lets it fail; Herd refuses it before queuing, so that a
+        mistyped name (or a fuzzer, or a read-only user reading /info) leaves no failed job
+        behind. The job still checks again when it runs."""
+        params = re.findall(r"\[([a-z_]+)\]", self.template)
+        for param, value in zip(params, self.items, strict=False):
+            query = _URL_OBJECTS.get(param)
+            if query is None:
+                continue
+            try:
+                await self.master.call(query, names=[value], **_QUERY_ARGS.get(query, {}))
+            except errors.NotFoundError:
+                raise HttpError(404) from None
+            except errors.HerdError as exc:
+                raise from_herd(exc) from None
+
     async def submit(self, *ops: dict[str, Any]) -> int:
         """Submit one job; Ganeti's RAPI answers writes with the job id, a JSON number."""
+        try:
+            check_job_size(list(ops))
+        except errors.ParameterError as exc:
+            raise HttpError(413, exc.message) from None
+        await self.require_url_objects()
         try:
             return int(await self.master.call("submit_job", ops=list(ops)))
         except errors.OpPrereqError as exc:
@@ -188,6 +228,24 @@ class Req:
 
 
 Handler = Callable[[Req], Awaitable[Any]]
+
+
+def check_reason(value: Any) -> list[Any]:
+    """A body's ``reason``: Ganeti's reason trail, a list of [source, reason, timestamp]
+    entries (a null, number or string here once ended in a TypeError and a 500)."""
+    def entry_ok(entry: Any) -> bool:
+        return isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str) \
+            and isinstance(entry[1], str) and isinstance(entry[2], int) \
+            and not isinstance(entry[2], bool)
+
+    if not isinstance(value, list) or not all(entry_ok(e) for e in value):
+        shown = json.dumps(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        raise bad_request(f"Invalid body parameters: parameter 'reason' is {shown}; expected "
+                          "a list of [source, reason, timestamp] entries (strings, strings, "
+                          "integer nanoseconds)")
+    return value
 
 
 def not_found_unless(condition: bool) -> None:

@@ -21,7 +21,11 @@ from herd.rapi.resources.query import check_filter, matches
 
 
 class FakeMaster:
-    """Answers like masterd; records submitted jobs."""
+    """Answers like masterd; records submitted jobs. Knows the instances i1 and x and the
+    node n."""
+
+    INSTANCES = ("i1", "x")
+    NODES = ("n",)
 
     def __init__(self) -> None:
         self.submitted: list[list[dict[str, Any]]] = []
@@ -32,10 +36,19 @@ class FakeMaster:
                 opcode_from_dict(op)
             self.submitted.append(args["ops"])
             return len(self.submitted)
-        if method == "query_instances":
-            if args.get("names"):
-                raise errors.NotFoundError(f"instance '{args['names'][0]}' does not exist")
+        if method in ("query_instances", "query_nodes"):
+            known = self.INSTANCES if method == "query_instances" else self.NODES
+            names = args.get("names")
+            if names:
+                missing = [n for n in names if n not in known]
+                if missing:
+                    raise errors.NotFoundError(f"'{missing[0]}' does not exist")
+                return [{"name": n} for n in names]
             return []
+        if method == "query_jobs":
+            if any(i > 2**63 - 1 for i in args.get("ids") or ()):
+                raise OverflowError("Python int too large to convert to SQLite INTEGER")
+            return [None for _ in args.get("ids") or ()]
         if method == "query_tags":
             return ["a", "b"]
         raise errors.HerdError(f"unexpected {method}")

@@ -21,6 +21,7 @@ class Groups(Resource):
            "POST": "Add a node group (job id)."}
     QUERY = {"GET": ("bulk",), "POST": ("dry-run",)}
     BODY = {"POST": "OP_GROUP_ADD"}
+    BODY_EXTRA = {"POST": {"name": {"type": "string"}}}
 
     async def GET(self, req: Req) -> Any:
         rows = await req.call("query_groups")
@@ -81,4 +82,5 @@ class Networks(Resource):
     QUERY = {"GET": ("bulk",)}
 
     async def GET(self, req: Req) -> Any:
+        req.bool_arg("bulk")  # checked as everywhere: a bad value is 400
         return []

@@ -25,6 +25,10 @@ _CREATE_IGNORED: dict[str, Any] = {
 }
 
 
+#: Ganeti's most disks an instance can have: a higher index names no disk.
+MAX_DISKS = 16
+
+
 def _ignorable(key: str, value: Any) -> bool:
     default = _CREATE_IGNORED[key]
     return value == default or (default is None and value in ({}, [], ""))
@@ -71,6 +75,9 @@ class Instances(Resource):
            "POST": "Create an instance (request version 1: __version__=1; job id)."}
     QUERY = {"GET": ("bulk",), "POST": ("dry-run",)}
     BODY = {"POST": "OP_INSTANCE_CREATE"}
+    BODY_EXTRA = {"POST": {"__version__": {"type": "integer", "enum": [1]},
+                           "name": {"type": "string"}, "os": {"type": "string"},
+                           **{key: {} for key in _CREATE_IGNORED}}}
 
     async def GET(self, req: Req) -> Any:
         if req.bulk:
@@ -159,6 +166,8 @@ class InstanceStartup(Resource):
 class InstanceReinstall(Resource):
     DOC = {"POST": "Install the OS again (body: os, start, osparams; job id)."}
     QUERY = {"POST": ("os", "nostartup")}
+    BODY_SCHEMA = {"POST": {"type": "object", "additionalProperties": False, "properties": {
+        "os": {"type": "string"}, "start": {"type": "boolean"}, "osparams": {"type": "object"}}}}
 
     async def POST(self, req: Req) -> Any:
         name = req.items[0]
@@ -254,10 +263,10 @@ class InstanceGrowDisk(Resource):
 
     async def POST(self, req: Req) -> Any:
         name, index = req.items
-        try:
-            disk = int(index)
-        except ValueError:
-            raise HttpError(404) from None
+        # Ganeti's route takes digits only: -1, +1 or 1_0 match no resource
+        if not index.isascii() or not index.isdigit() or int(index) >= MAX_DISKS:
+            raise HttpError(404)
+        disk = int(index)
         body = req.body_dict()
         if isinstance(body.get("amount"), str):
             try:
@@ -282,6 +291,7 @@ class InstancePrepareExport(Resource):
 class InstanceExport(Resource):
     DOC = {"PUT": "Export the instance (job id)."}
     BODY = {"PUT": "OP_BACKUP_EXPORT"}
+    BODY_EXTRA = {"PUT": {"destination": {}}}
 
     async def PUT(self, req: Req) -> Any:
         body = req.body_dict()
@@ -294,6 +304,7 @@ class InstanceExport(Resource):
 @resource("/2/instances/[instance_name]/console")
 class InstanceConsole(Resource):
     DOC = {"GET": "How to reach the instance's console."}
+    ERRORS = {"GET": {503: "The instance has no console now (it is not running)"}}
 
     async def GET(self, req: Req) -> Any:
         row = await instance_row(req, req.items[0])

@@ -17,14 +17,16 @@ WAIT_TIMEOUT = 10.0
 _FINAL = ("success", "error", "canceled")
 
 
+#: The largest job id (the queue keeps ids in SQLite's 64-bit integers).
+MAX_JOB_ID = 2**63 - 1
+
+
 def _job_id(text: str) -> int:
-    try:
-        job_id = int(text)
-    except ValueError:
-        raise HttpError(404) from None
-    if job_id < 0:
+    """The job id of a URL: ASCII digits within the queue's range, else 404 (Ganeti's route
+    takes digits only; a 29-digit id once reached the queue and overflowed into a 500)."""
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) > MAX_JOB_ID:
         raise HttpError(404)
-    return job_id
+    return int(text)
 
 
 async def _job(req: Req, job_id: int) -> dict[str, Any]:
@@ -50,6 +52,11 @@ class Jobs(Resource):
 class Job(Resource):
     DOC = {"GET": "The job's fields.", "DELETE": "Cancel a job that has not started: "
                                                  "[success, message]."}
+    #: Ganeti answers a cancel with its client's (success, message) pair, not a job id.
+    RESULT = {"DELETE": {"type": "array", "minItems": 2, "maxItems": 2,
+                         "items": {"anyOf": [{"type": "boolean"}, {"type": "string"}]},
+                         "description": "[true, message] when the job was canceled, "
+                                        "[false, message] when it could not be"}}
 
     async def GET(self, req: Req) -> Any:
         return convert.job(await _job(req, _job_id(req.items[0])))
@@ -65,6 +72,10 @@ class Job(Resource):
 @resource("/2/jobs/[job_id]/wait")
 class JobWait(Resource):
     GET_ACCESS = ACCESS_WRITE  # as Ganeti: it keeps a server-side process busy
+    BODY_SCHEMA = {"GET": {"type": "object", "properties": {
+        "fields": {"type": "array", "items": {"type": "string"}},
+        "previous_job_info": {"type": "array", "nullable": True},
+        "previous_log_serial": {"type": "integer", "nullable": True}}}}
     DOC = {"GET": "Wait for a change of the job (body: fields, previous_job_info, "
                   "previous_log_serial): {job_info, log_entries} or null after 10 s."}
 

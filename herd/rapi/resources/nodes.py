@@ -43,6 +43,7 @@ class NodeRole(Resource):
     DOC = {"GET": "The node's role: master, master-candidate, regular, drained or offline.",
            "PUT": "Change the role (body: the role as a JSON string; job id)."}
     QUERY = {"PUT": ("force", "auto_promote")}
+    BODY_SCHEMA = {"PUT": {"type": "string", "enum": list(_ROLES)}}
 
     async def GET(self, req: Req) -> Any:
         return convert.node_role(await node_row(req, req.items[0], live=False))

@@ -18,6 +18,7 @@ class TagsResource(Resource):
     DOC = {"GET": "List the tags.", "PUT": "Add the tags given as tag=... (job id).",
            "DELETE": "Remove the tags given as tag=... (job id)."}
     QUERY = {"PUT": ("tag", "dry-run"), "DELETE": ("tag", "dry-run")}
+    BODY_SCHEMA = {"PUT": {"type": "array", "items": {"type": "string"}, "nullable": True}}
 
     @classmethod
     def _name(cls, req: Req) -> str | None:
