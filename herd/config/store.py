@@ -2,16 +2,18 @@
 
 The master owns the authoritative copy in memory and writes it atomically on every change;
 listeners (replication to master candidates, cluster facts) run after each save so that a job
-reports success only once its change is on disk everywhere it must be.
+reports success only once its change is on disk everywhere it must be. The file is written 0600.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from herd.config.shape import config_problem, damaged_config_message
 from herd.errors import ConfigurationError
 from herd.fileutil import atomic_write_json
 from herd.objects import ConfigData
@@ -27,15 +29,30 @@ class ConfigStore:
 
     @classmethod
     def load(cls, path: Path) -> ConfigStore:
+        """Read the config; refuse a damaged one with one line naming the file and the way
+        out (see herd.config.shape). The file is made 0600 if an older version left it
+        readable by others."""
         try:
-            raw = json.loads(path.read_text())
+            text = path.read_text()
         except FileNotFoundError:
             raise ConfigurationError(
                 f"no cluster configuration at {path}: is this node part of a cluster? "
                 "(run 'gnt-cluster init' first)") from None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             raise ConfigurationError(f"cannot read cluster configuration {path}: {exc}") from None
-        return cls(path, ConfigData.from_dict(raw))
+        _make_private(path)
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            problem = "the file is empty" if not text.strip() else f"not JSON: {exc}"
+            raise ConfigurationError(damaged_config_message(path, problem)) from None
+        problem = config_problem(raw)
+        if problem is None:
+            try:
+                return cls(path, ConfigData.from_dict(raw))
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+        raise ConfigurationError(damaged_config_message(path, problem))
 
     @classmethod
     def create(cls, path: Path, data: ConfigData) -> ConfigStore:
@@ -56,3 +73,12 @@ class ConfigStore:
         self.write()
         for listener in self._listeners:
             await listener(self.data)
+
+
+def _make_private(path: Path) -> None:
+    """Make the config readable by root only (older versions left it readable by all)."""
+    try:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except OSError:
+        pass  # a read-only copy is still worth reading

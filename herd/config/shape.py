@@ -1,0 +1,145 @@
+"""Is a configuration document shaped as Herd's? One pure check, run before the document is used.
+
+A config of the wrong JSON shape (a list where nodes should be a mapping, a string where a node
+should be) used to fail deep inside masterd with an ``AttributeError``. :func:`config_problem`
+names the first thing that is wrong, so that loading can refuse it with one line naming the file
+and the way out. Fields this version does not know are accepted (a newer version wrote them);
+fields it knows must have their declared JSON type, and the references every reader follows
+(the master node, each node's group, each instance's primary node) must resolve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from herd.objects import Cluster, Instance, Node, NodeGroup
+from herd.objects.base import ConfigObject
+
+#: The mappings of objects in the document, keyed by uuid.
+COLLECTIONS: dict[str, type[ConfigObject]] = {
+    "nodegroups": NodeGroup, "nodes": Node, "instances": Instance}
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "number",
+            float: "number"}.get(type(value), type(value).__name__)
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if origin is list:
+        return "a list"
+    if origin is dict or (isinstance(hint, type) and issubclass(hint, ConfigObject)):
+        return "a mapping"
+    return {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}.get(
+        hint, str(hint))
+
+
+def _value_problem(where: str, value: Any, hint: Any) -> str | None:
+    """What is wrong with ``value`` for a field declared as ``hint`` (None: nothing)."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        problems = [_value_problem(where, value, arg) for arg in typing.get_args(hint)]
+        if any(p is None for p in problems):
+            return None
+        return f"{where} is {_kind(value)}, expected {_describe(hint)}"
+    if origin is list:
+        if not isinstance(value, list):
+            return f"{where} is {_kind(value)}, expected a list"
+        (inner,) = typing.get_args(hint) or (Any,)
+        for index, item in enumerate(value):
+            problem = _value_problem(f"{where}[{index}]", item, inner)
+            if problem:
+                return problem
+        return None
+    if isinstance(hint, type) and issubclass(hint, ConfigObject):
+        return object_problem(where, value, hint)
+    # containers strictly (a wrong one is what breaks readers); scalars as leniently as their
+    # readers are: an integral float for an int, null for a string
+    ok = {
+        dict: lambda v: isinstance(v, dict),
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: (isinstance(v, int) and not isinstance(v, bool))
+        or (isinstance(v, float) and v.is_integer()),
+        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        str: lambda v: v is None or isinstance(v, str),
+        type(None): lambda v: v is None,
+    }
+    check = ok.get(origin or hint)
+    if check is not None and not check(value):
+        return f"{where} is {_kind(value)}, expected {_describe(hint)}"
+    return None
+
+
+def object_problem(where: str, data: Any, cls: type[ConfigObject]) -> str | None:
+    """What is wrong with ``data`` as the JSON form of a ``cls`` (None: nothing)."""
+    if not isinstance(data, dict):
+        return f"{where} is {_kind(data)}, expected a mapping ({cls.__name__.lower()})"
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            problem = _value_problem(f"{where}.{f.name}", data[f.name], hints[f.name])
+            if problem:
+                return problem
+    return None
+
+
+def config_problem(raw: Any) -> str | None:
+    """Pure: the first thing wrong with a parsed configuration document, or None."""
+    if not isinstance(raw, dict):
+        return f"the document is {_kind(raw)}, expected a mapping"
+    if "cluster" not in raw:
+        return "'cluster' is missing"
+    problem = object_problem("cluster", raw["cluster"], Cluster)
+    if problem:
+        return problem
+    for key in ("serial_no", "version"):
+        if key in raw and (not isinstance(raw[key], int) or isinstance(raw[key], bool)):
+            return f"{key} is {_kind(raw[key])}, expected an integer"
+    if "mtime" in raw and (not isinstance(raw["mtime"], int | float)
+                           or isinstance(raw["mtime"], bool)):
+        return f"mtime is {_kind(raw['mtime'])}, expected a number"
+    for key, cls in COLLECTIONS.items():
+        objects = raw.get(key, {})
+        if not isinstance(objects, dict):
+            return f"'{key}' is {_kind(objects)}, expected a mapping of uuid to object"
+        for uuid, data in objects.items():
+            problem = object_problem(f"{key}[{uuid}]", data, cls)
+            if problem:
+                return problem
+    return _reference_problem(raw)
+
+
+def _reference_problem(raw: dict[str, Any]) -> str | None:
+    nodes, groups = raw.get("nodes", {}), raw.get("nodegroups", {})
+    master = raw["cluster"].get("master_node")
+    if master not in nodes:
+        return f"the master node {master!r} is not among the nodes"
+    for uuid, node in nodes.items():
+        if node.get("group", "") not in groups:
+            return f"node {node.get('name', uuid)} is in an unknown group {node.get('group')!r}"
+    for uuid, inst in raw.get("instances", {}).items():
+        if inst.get("primary_node", "") not in nodes:
+            return (f"instance {inst.get('name', uuid)} has an unknown primary node "
+                    f"{inst.get('primary_node')!r}")
+    return None
+
+
+def damaged_config_message(path: Path, problem: str) -> str:
+    """One line: the file, what is wrong, and how to get a good copy back."""
+    return (f"cluster configuration {path} is damaged ({problem}); restore a good copy: on the "
+            "master, copy a master candidate's config.data (the highest serial_no) or a backup "
+            "over it, or run 'gnt-cluster master-failover' on a candidate; on a candidate, "
+            "run 'gnt-cluster redist-conf' on the master")
