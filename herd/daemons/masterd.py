@@ -244,7 +244,7 @@ class MasterDaemon:
         cluster = self.config.data.cluster
         await asyncio.to_thread(masterip.activate, cluster.master_netdev, cluster.master_ip,
                                 cluster.master_netmask)
-        self.executor.recover()
+        self.executor.recover(await self.executor.recover_created())
         # bring every node up to date with the config this master starts from
         asyncio.get_running_loop().create_task(self.replicator.push(self.config.data))
         sock = self.paths.master_socket

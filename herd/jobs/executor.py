@@ -15,8 +15,10 @@ from typing import Any
 
 from herd import errors
 from herd.jobs import queue as q
+from herd.logic import intents
 from herd.logic.base import MasterContext, lu_for
 from herd.opcodes import OpCode, opcode_from_dict
+from herd.rpc.client import RPC_FEEDBACK
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,21 @@ class JobExecutor:
         self._canceled: set[int] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def recover(self) -> None:
-        """Fail jobs that were running at the last stop; restart the ones still queued."""
+    async def recover_created(self) -> dict[int | None, list[str]]:
+        """Remove what jobs that died with the last masterd created on nodes and the config
+        does not own (their intent records, see herd.logic.intents); call before recover()
+        and give it the result, so each dead job's log says what was removed."""
+        journal = intents.IntentJournal.for_master(self.ctx.paths.data_dir)
+        try:
+            return await intents.recover(self.ctx, journal)
+        except Exception:  # never a reason not to start: verify reports what is left
+            log.exception("removing what dead jobs created failed")
+            return {}
+
+    def recover(self, notes: dict[int | None, list[str]] | None = None) -> None:
+        """Fail jobs that were running at the last stop; restart the ones still queued.
+        ``notes``: lines for the failed jobs' logs (from recover_created)."""
+        notes = notes or {}
         for job in self.queue.pending():
             if job.status == q.QUEUED:
                 self._spawn(job.id)
@@ -55,6 +70,8 @@ class JobExecutor:
                     op.end_ts = now
             job.status, job.end_ts = q.ERROR, now
             self.queue.save(job)
+            for line in notes.get(job.id, []):
+                self.queue.append_log(job.id, 0, "message", line)
             self.queue.append_log(job.id, 0, "error", f"Error: {LOST_MESSAGE}")
             log.warning("job %s marked as failed: it was running when masterd stopped", job.id)
 
@@ -159,6 +176,9 @@ class JobExecutor:
             self.queue.append_log(job.id, index, kind, message)
             self._notify(job.id)
 
+        # the node RPC client and intent records speak of this job (see their modules)
+        RPC_FEEDBACK.set(feedback)
+        intents.CURRENT_JOB.set(job.id)
         state.start_ts = time.time()
         state.status = q.WAITING
         self._set_status(job, q.WAITING)

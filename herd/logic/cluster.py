@@ -6,7 +6,8 @@ import hashlib
 from typing import Any
 
 from herd import errors
-from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
+from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_NODE, LockRequest
+from herd.logic import intents, orphans
 from herd.logic.base import LogicalUnit
 from herd.logic.specs import hypervisor_class
 from herd.network import mac as macs
@@ -102,7 +103,10 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
     OPCODE = OpClusterVerify
 
     def locks(self) -> list[LockRequest]:
-        return [LockRequest(LEVEL_CLUSTER, "cluster", shared=True)]
+        # the nodes too (shared), as Ganeti: jobs that create or remove disks hold their nodes
+        # exclusively, so verify sees no volume half-made
+        return [LockRequest(LEVEL_CLUSTER, "cluster", shared=True),
+                *(LockRequest(LEVEL_NODE, uuid, shared=True) for uuid in sorted(self.cfg.nodes))]
 
     async def execute(self) -> bool:
         self.ok = True
@@ -140,6 +144,8 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
                 if other_uuid != pnode.uuid and inst.name in running_there:
                     self.error(f"instance {inst.name}: instance running on node "
                                f"{cfg.node_name(other_uuid)} which is not its primary")
+        self.feedback("* Verifying orphan volumes")
+        await self._verify_orphan_volumes(list(live))
         self.feedback("* Verifying orphan instances")
         known = {i.name for i in cfg.instances.values()}
         for node_uuid, running in live.items():
@@ -150,6 +156,23 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
         self._verify_n_plus_one(infos)
         self.feedback("* Other Notes")
         return self.ok
+
+    async def _verify_orphan_volumes(self, node_uuids: list[str]) -> None:
+        """Disk files and storage daemons on each node that no instance owns (Ganeti:
+        "volume X is unknown", a warning). Only reported: removing is the admin's call."""
+        cfg = self.cfg
+        flight = intents.in_flight(intents.live_intents())
+        for node_uuid in node_uuids:
+            node = cfg.nodes[node_uuid]
+            try:
+                listing = await self.ctx.rpc.node(node).storage_list()
+            except errors.HerdError as exc:
+                self.warning(f"node {node.name}: cannot list its volumes: {exc.message}")
+                continue
+            busy = {rel for n, rel in flight if n == node_uuid}
+            for text in orphans.orphan_volumes(orphans.expected_on(cfg, node_uuid), listing,
+                                               busy):
+                self.warning(f"node {node.name}: {text}")
 
     def error(self, text: str) -> None:
         self.ok = False

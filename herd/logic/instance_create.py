@@ -13,7 +13,7 @@ from typing import Any
 
 from herd import errors, names
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
-from herd.logic import drbd
+from herd.logic import drbd, intents
 from herd.logic.base import LogicalUnit
 from herd.logic.instance_common import check_node_free_memory, start_instance
 from herd.logic.specs import hypervisor_class, instance_spec
@@ -250,6 +250,18 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
         if self._reserved_name:
             _RESERVED_NAMES.discard(self._reserved_name)
 
+    def _intent(self, spec: dict[str, Any]) -> intents.Intent:
+        """What execute is about to create on the nodes, for the intent journal."""
+        inst = self.instance
+        items: list[intents.Item] = []
+        if self.snode is not None:
+            for node in (self.pnode, self.snode):
+                items += [intents.Item(node.uuid, intents.MIRROR, d)
+                          for d in drbd.mirror_disks(self.cfg, inst, node.uuid)]
+        else:
+            items = [intents.Item(self.pnode.uuid, intents.FILE, d) for d in spec["disks"]]
+        return intents.Intent(instance_name=inst.name, instance_uuid=inst.uuid, items=items)
+
     async def execute(self) -> list[str]:
         inst, node_rpc = self.instance, self.ctx.rpc.node(self.pnode)
         spec = instance_spec(self.cfg, inst, self.ctx.paths)
@@ -257,6 +269,12 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
         created_disks = False
         activated = False
         started = False
+        # written down before anything is created: a masterd that dies from here on leaves a
+        # record from which its successor removes what the config does not own
+        journal = intents.IntentJournal.for_master(self.ctx.paths.data_dir)
+        intent = self._intent(spec) if inst.disks else None
+        if intent is not None:
+            journal.record(intent)
         try:
             if inst.disks and mirrored:
                 assert self.snode is not None
@@ -268,8 +286,8 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                     drbd.mirror_disks(self.cfg, inst, self.snode.uuid))
             elif inst.disks:
                 self.feedback(f"* creating instance disks on {self.pnode.name}...")
+                created_disks = True  # also when the answer is lost: removal is idempotent
                 await node_rpc.disks_create(spec["disks"])
-                created_disks = True
             if self.os_name and not self.op.no_install:
                 self.feedback(f"* running the instance OS create scripts ({self.os_name})...")
                 await node_rpc.os_run("create", self.os_name, spec)
@@ -286,25 +304,40 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
             self.cfg.instances[inst.uuid] = inst
             await self.ctx.config.save()
         except BaseException:
-            if started:
-                await node_rpc.instance_stop(inst.name, 0)
-            if created_disks:
-                self.feedback("* removing the disks created for the failed instance")
-                await self._remove_disks(inst, spec, activated)
-            self.cfg.instances.pop(inst.uuid, None)
+            removed = True
+            try:
+                if started:
+                    await node_rpc.instance_stop(inst.name, 0)
+                if created_disks:
+                    self.feedback("* removing the disks created for the failed instance")
+                    removed = await self._remove_disks(inst, spec, activated)
+            except BaseException:
+                removed = False
+                raise
+            finally:
+                self.cfg.instances.pop(inst.uuid, None)
+                if intent is not None:
+                    # a record whose disks could not all be removed stays for the next start
+                    (journal.done if removed else journal.release)(intent)
             raise
+        if intent is not None:
+            journal.done(intent)
         return [inst.name]
 
-    async def _remove_disks(self, inst: Instance, spec: dict[str, Any], activated: bool) -> None:
+    async def _remove_disks(self, inst: Instance, spec: dict[str, Any], activated: bool) -> bool:
+        """Undo the disk creation; whether everything is gone."""
         if self.snode is None:
             await self.ctx.rpc.node(self.pnode).disks_remove(spec["disks"])
-            return
+            return True
         if activated:
             await drbd.deactivate(self.ctx, inst)
+        removed = True
         for node in (self.pnode, self.snode):
             try:
                 await self.ctx.rpc.node(node).mirror_remove(
                     drbd.mirror_disks(self.cfg, inst, node.uuid))
             except errors.HerdError as exc:
+                removed = False
                 self.feedback(f"  WARNING: could not remove disks on {node.name}: "
                               f"{exc.message}")
+        return removed

@@ -31,6 +31,7 @@ from herd.logic.instance_common import check_node_free_memory
 from herd.logic.instance_failover import swap_primary
 from herd.logic.specs import filled_hvparams, instance_spec
 from herd.objects import Instance, Node
+from herd.rpc.client import OutcomeUnknown
 
 #: Seconds a disk may look behind before a move is refused: a write in flight makes a
 #: write-blocking mirror look behind for an instant; only a real resync lasts this long.
@@ -104,6 +105,8 @@ async def migrate(ctx: MasterContext, inst: Instance, source: Node, target: Node
     feedback(f"* migrating {inst.name} to {target.name} ({'live' if live else 'non-live'})")
     try:
         stats = await src.instance_migrate(inst.name, listen, port, live)
+    except OutcomeUnknown:
+        raise  # the guest may be whole only on the target now: 'migrate --cleanup' decides
     except BaseException:
         await dst.instance_abort_migration(inst.name)
         raise

@@ -9,6 +9,7 @@ rediscovered from the hypervisor's runtime files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -35,6 +36,9 @@ class NodeService:
         self.files = ClusterFiles(paths)
         self._mirror: Any = None
         self.started = time.time()
+        #: OS scripts running now, by the relative paths of the disks they write: removing a
+        #: disk first ends the script writing it (a dead job's script would recreate the file).
+        self._os_scripts: dict[str, asyncio.Task[None]] = {}
 
     def hypervisor(self, name: str = "kvm") -> hvbase.Hypervisor:
         if name not in self._hypervisors:
@@ -144,7 +148,9 @@ class NodeService:
             raise
 
     async def mirror_remove(self, disks: list[dict[str, Any]]) -> None:
-        for disk in self._mdisks(disks):
+        mdisks = self._mdisks(disks)
+        await self._end_os_scripts([d.relpath for d in mdisks])
+        for disk in mdisks:
             await self.mirror.remove(disk)
 
     async def mirror_generation(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -233,9 +239,50 @@ class NodeService:
                                       f"{out.decode(errors='replace').strip()}")
 
     async def disks_remove(self, disks: list[dict[str, Any]]) -> None:
-        for disk in disks:
-            if disk["template"] == "file":
-                self.storage.remove(disk["logical_id"][1])
+        rels = [d["logical_id"][1] for d in disks if d["template"] == "file"]
+        await self._end_os_scripts(rels)
+        for rel in rels:
+            self.storage.remove(rel)
+
+    async def _end_os_scripts(self, relpaths: list[str]) -> None:
+        """End the OS scripts still writing these disks (their job is gone: masterd died and
+        its recovery removes what the job made) and wait until they are gone."""
+        tasks = {self._os_scripts[r] for r in relpaths if r in self._os_scripts}
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def storage_list(self) -> dict[str, Any]:
+        """Everything this node holds for disks, whoever owns it: the files under the file
+        storage directory (relative paths) and the running storage daemons of mirrored disks.
+        The master compares this with the config (verify's orphan check)."""
+        return await asyncio.to_thread(self._storage_list)
+
+    def _storage_list(self) -> dict[str, Any]:
+        base = self.storage.base
+        files = []
+        if base.is_dir():
+            for dirpath, _dirs, names in os.walk(base):
+                for name in names:
+                    path = os.path.join(dirpath, name)
+                    if os.path.isfile(path) and not os.path.islink(path):
+                        files.append(os.path.relpath(path, base))
+        daemons = []
+        run_dir = self.paths.run_dir / "mirror"
+        if run_dir.is_dir():
+            from herd.storage.mirror.daemon import DaemonFiles
+
+            for pidfile in sorted(run_dir.glob("*.pid")):
+                files_of = DaemonFiles(run_dir, pidfile.stem)
+                pid = files_of.pid()
+                if pid is None:
+                    continue
+                disk = (files_of.read_runtime() or {}).get("disk") or {}
+                daemons.append({"key": pidfile.stem, "pid": pid, "uuid": disk.get("uuid"),
+                                "relpath": disk.get("relpath")})
+        return {"files": sorted(files), "mirror_daemons": daemons}
 
     async def disks_check(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
@@ -350,7 +397,28 @@ class NodeService:
         stamp = time.strftime("%Y%m%d%H%M%S")
         log_name = f"{script}-{definition.name}-{instance['name']}-{stamp}.log"
         log_file = self.paths.os_log_dir / log_name
-        await osdef.run_script(definition, script, env, log_file)
+        rels = [d["logical_id"][3 if d["template"] == "drbd" else 1] for d in instance["disks"]
+                if d["template"] in ("file", "drbd")]
+        task = asyncio.ensure_future(osdef.run_script(definition, script, env, log_file))
+        for rel in rels:
+            self._os_scripts[rel] = task
+        try:
+            await task
+        except asyncio.CancelledError:
+            if task.cancelled() and not self._cancelling():
+                raise errors.OpExecError(f"OS {script} script for {instance['name']} was "
+                                         "ended: its disks are being removed") from None
+            raise
+        finally:
+            for rel in rels:
+                if self._os_scripts.get(rel) is task:
+                    del self._os_scripts[rel]
+
+    @staticmethod
+    def _cancelling() -> bool:
+        """Whether the current task itself is being cancelled (not only a task it awaits)."""
+        current = asyncio.current_task()
+        return current is not None and current.cancelling() > 0
 
 
 def encode_result(value: Any) -> bytes:

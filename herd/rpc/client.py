@@ -3,10 +3,18 @@
 One method per node operation, so that call sites name what they ask and the wire format lives
 here only. Connections are pooled and kept alive: a job that talks to a node several times pays
 for one TLS handshake.
+
+A lost answer is not a failure: when the connection breaks during an RPC with side effects
+(start, stop, reboot, migrate; see :mod:`herd.rpc.outcome`), the client waits a bounded time
+for the node to answer again and asks it what happened, here, once for every call site.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -14,11 +22,32 @@ import httpx
 from herd import errors
 from herd.objects import Node
 from herd.paths import HerdPaths
-from herd.rpc import tls
+from herd.rpc import outcome, tls
 
 DEFAULT_TIMEOUT = 60.0
 #: A node that does not accept a connection within this is down or cut off; fail fast.
 CONNECT_TIMEOUT = 3.0
+#: How long to wait for a node to answer again after the answer to a side effect was lost
+#: (noded restarted by an admin or the watcher), before calling the outcome unknown.
+LOST_ANSWER_WAIT = 30.0
+#: Pause between attempts to reach the node again.
+LOST_ANSWER_POLL = 0.5
+
+#: Where the client reports a lost answer and how it was confirmed: the running job's log
+#: (set by the job executor for each opcode), so that the admin reads what happened.
+RPC_FEEDBACK: ContextVar[Callable[[str], None] | None] = ContextVar("rpc_feedback",
+                                                                     default=None)
+
+
+class OutcomeUnknown(errors.RpcError):
+    """The answer to an RPC with side effects was lost and the node has not answered since:
+    nobody knows whether it acted, so nothing may be claimed or undone on that basis."""
+
+
+def _note(message: str) -> None:
+    feedback = RPC_FEEDBACK.get()
+    if feedback is not None:
+        feedback(message)
 
 
 class NodeClient:
@@ -33,9 +62,13 @@ class NodeClient:
                 f"{self.base}/rpc/{method}", json=args,
                 timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)))
         except httpx.HTTPError as exc:
-            raise errors.RpcError(
+            lost = errors.RpcError(
                 f"node {self.node_name} ({self.base}) unreachable for '{method}': "
-                f"{type(exc).__name__}: {exc}") from None
+                f"{type(exc).__name__}: {exc}")
+            effect = outcome.side_effect(method, args)
+            if effect is None:
+                raise lost from None
+            return await self._after_lost_answer(effect, args, lost)
         try:
             body = resp.json()
         except ValueError:
@@ -44,6 +77,49 @@ class NodeClient:
         if not body.get("ok"):
             raise errors.from_dict(body.get("error") or {})
         return body.get("result")
+
+    async def _after_lost_answer(self, effect: outcome.SideEffect, args: dict[str, Any],
+                                 lost: errors.RpcError, wait: float | None = None) -> Any:
+        """Ask the node, once it answers again, whether ``effect`` happened (see module doc)."""
+        wait = LOST_ANSWER_WAIT if wait is None else wait
+        what = f"{effect.verb} of {effect.instance}"
+        _note(f"  the answer of node {self.node_name} to the {what} was lost ({lost.message}); "
+              f"asking the node again (up to {wait:g} s)")
+        deadline = time.monotonic() + wait
+        verdict: outcome.Verdict | None = None
+        last_error = lost.message
+        while True:
+            try:
+                observed = await self.call(effect.observe, name=effect.instance, timeout=10)
+            except errors.HerdError as exc:
+                last_error, verdict = exc.message, None
+            else:
+                verdict = outcome.judge(effect.method, args, observed)
+                if verdict.kind == outcome.DONE:
+                    _note(f"  confirmed by asking node {self.node_name} again: {verdict.detail};"
+                          f" the {what} happened")
+                    return outcome.result_for(effect.method, args, observed)
+                if verdict.kind == outcome.NOT_DONE:
+                    raise errors.RpcError(
+                        f"the answer of node {self.node_name} to the {what} was lost; asked "
+                        f"again, the node says {verdict.detail}: the {what} did not happen")
+                if verdict.kind == outcome.UNKNOWN:
+                    break
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(LOST_ANSWER_POLL)
+        if verdict is not None and verdict.kind == outcome.PENDING:
+            raise errors.RpcError(
+                f"the answer of node {self.node_name} to the {what} was lost and after "
+                f"{wait:g} s {verdict.detail}; check with 'gnt-instance list "
+                f"{effect.instance}'")
+        seen = (f"asked again, the node says {verdict.detail}" if verdict is not None else
+                f"the node has not answered for {wait:g} s ({last_error})")
+        raise OutcomeUnknown(
+            f"outcome unknown: the answer of node {self.node_name} to the {what} was lost and "
+            f"{seen}; once its node daemon runs again (herd-watcher or 'herd-daemon-util start "
+            f"noded' on {self.node_name}), check with 'gnt-instance list {effect.instance}' "
+            "and 'gnt-cluster verify'")
 
     # -- node ---------------------------------------------------------------------------------
     async def node_info(self) -> dict[str, Any]:
@@ -144,6 +220,9 @@ class NodeClient:
 
     async def disks_check(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return await self.call("disks_check", disks=disks, timeout=60)
+
+    async def storage_list(self) -> dict[str, Any]:
+        return await self.call("storage_list", timeout=60)
 
     # -- mirrored disks -----------------------------------------------------------------------
     async def mirror_create(self, disks: list[dict[str, Any]]) -> None:
