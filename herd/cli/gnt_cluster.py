@@ -208,6 +208,48 @@ def cmd_copyfile(opts: Any) -> int:
     return 1 if failed else 0
 
 
+def _ask_user(question: str) -> bool:
+    """Ganeti's confirmation prompt: y/[n]; no terminal means no (use -f in scripts)."""
+    if not sys.stdin.isatty():
+        raise errors.OpPrereqError("this command asks for confirmation and there is no "
+                                   "terminal to ask on; pass -f to go ahead")
+    answer = input(f"{question}\ny/[n]: ").strip().lower()
+    return answer in ("y", "yes")
+
+
+def cmd_renew_crypto(opts: Any) -> int:
+    """Ganeti's renew-crypto: new RAPI and/or node certificates, as a job on the master."""
+    import os
+
+    if opts.new_cluster_cert:
+        raise errors.OpPrereqError(
+            "renewing the cluster CA (--new-cluster-certificate) is not supported yet; "
+            "--new-node-certificates re-issues every node certificate from the current CA")
+    if opts.new_rapi_cert and opts.rapi_cert:
+        raise errors.ParameterError("give only one of --new-rapi-certificate and "
+                                    "--rapi-certificate")
+    op: dict[str, Any] = {"OP_ID": "OP_CLUSTER_RENEW_CRYPTO"}
+    if opts.new_rapi_cert:
+        op["new_rapi_certificate"] = True
+    if opts.rapi_cert:
+        # the path, never the key itself: the job reads the file on the master (it is here)
+        op["rapi_certificate"] = os.path.abspath(opts.rapi_cert)
+    if opts.new_node_certs:
+        op["node_certificates"] = True
+    if opts.new_ssh_keys:
+        op["renew_ssh_keys"] = True
+    if len(op) == 1:
+        raise errors.ParameterError("nothing to renew: give --new-rapi-certificate, "
+                                    "--rapi-certificate FILE or --new-node-certificates")
+    if not opts.force and not _ask_user(
+            "Updating certificates now. Clients that pinned the RAPI certificate will need "
+            "the new one. Continue?"):
+        print("Aborted.")
+        return 1
+    submit_or_run(opts, [op])
+    return 0
+
+
 TIMESPEC_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -319,6 +361,21 @@ def build_parser() -> HerdArgumentParser:
     redist = sub.add_parser("redist-conf", help="push the configuration to all nodes")
     add_common_options(redist, "submit", "print_jobid", "priority")
     redist.set_defaults(func=cmd_redist_conf)
+
+    renew = sub.add_parser("renew-crypto", help="renew the cluster's TLS certificates")
+    renew.add_argument("--new-rapi-certificate", dest="new_rapi_cert", action="store_true",
+                       help="make a new self-signed RAPI certificate")
+    renew.add_argument("--rapi-certificate", dest="rapi_cert", default=None, metavar="FILE",
+                       help="install FILE (PEM: the private key and the certificate) as the "
+                            "RAPI certificate")
+    renew.add_argument("--new-node-certificates", dest="new_node_certs", action="store_true",
+                       help="re-issue every node's certificate from the cluster CA")
+    renew.add_argument("--new-cluster-certificate", dest="new_cluster_cert",
+                       action="store_true", help="new cluster CA (not supported yet)")
+    renew.add_argument("--new-ssh-keys", dest="new_ssh_keys", action="store_true",
+                       help="(Herd uses no SSH keys between nodes; refused)")
+    add_common_options(renew, "force", "submit", "print_jobid", "priority")
+    renew.set_defaults(func=cmd_renew_crypto)
 
     command = sub.add_parser("command", help="run a command on all (or some) nodes")
     command.add_argument("-n", "--node", dest="nodes", action="append", default=[])

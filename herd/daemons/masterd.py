@@ -23,7 +23,7 @@ from herd.daemons.common import install_stop_handlers, pid_file, setup_logging
 from herd.jobs.executor import JobExecutor
 from herd.jobs.locking import LockManager
 from herd.jobs.queue import JobQueue
-from herd.logic import query
+from herd.logic import crypto, query
 from herd.logic.base import MasterContext
 from herd.network import masterip
 from herd.node.cluster_files import ClusterFiles
@@ -245,6 +245,9 @@ class MasterDaemon:
         await asyncio.to_thread(masterip.activate, cluster.master_netdev, cluster.master_ip,
                                 cluster.master_netmask)
         self.executor.recover(await self.executor.recover_created())
+        # clusters made before certificate roles: their RAPI certificate opened node RPC;
+        # replaced once (and logged), then the push below takes it to the candidates
+        crypto.upgrade_rapi_certificate(self.paths, cluster)
         # bring every node up to date with the config this master starts from
         asyncio.get_running_loop().create_task(self.replicator.push(self.config.data))
         sock = self.paths.master_socket

@@ -22,6 +22,7 @@ from herd.config.facts import is_master
 from herd.daemons.common import install_stop_handlers, pid_file, setup_logging
 from herd.fileutil import pid_alive, read_pid
 from herd.rapi.app import build_app
+from herd.rpc import tls
 
 log = logging.getLogger("herd.rapi")
 
@@ -55,8 +56,9 @@ async def serve(p: paths.HerdPaths, bind: str, port: int, require_auth: bool) ->
     app = build_app(p, require_auth=require_auth)
     config = uvicorn.Config(
         app, host=bind, port=port, log_level="warning", access_log=False, lifespan="off",
-        server_header=False, ssl_certfile=str(p.rapi_cert), ssl_keyfile=str(p.rapi_key),
-        timeout_keep_alive=15)
+        server_header=False, timeout_keep_alive=15,
+        # the certificate on disk at each handshake: renew-crypto needs no restart
+        ssl_context_factory=lambda _config, _default: tls.rapi_server_context(p))
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     stop = asyncio.Event()

@@ -77,6 +77,7 @@ def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:
     from herd.logic import (  # noqa: F401
         cluster,
         cluster_disks,
+        crypto,
         instance,
         instance_create,
         instance_failover,

@@ -1,6 +1,7 @@
 """Opcode definitions (one dataclass per operation) and their JSON form."""
 
 from herd.opcodes.base import OpCode, opcode_from_dict
+from herd.opcodes.crypto import OpClusterRenewCrypto
 from herd.opcodes.definitions import (
     OpClusterModify,
     OpClusterRedistConf,
@@ -33,6 +34,7 @@ from herd.opcodes.tags import OpTagsDel, OpTagsGet, OpTagsSearch, OpTagsSet
 __all__ = [
     "OpClusterModify",
     "OpClusterRedistConf",
+    "OpClusterRenewCrypto",
     "OpClusterVerify",
     "OpClusterVerifyDisks",
     "OpCode",

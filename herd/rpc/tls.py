@@ -22,7 +22,7 @@ import logging
 import os
 import re
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -298,9 +298,9 @@ def fingerprint(cert_pem: bytes) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
-def _material_signature(paths: HerdPaths) -> tuple[tuple[int, int, int], ...]:
+def _files_signature(files: Sequence[Path]) -> tuple[tuple[int, int, int], ...]:
     out = []
-    for path in (paths.node_cert, paths.node_key, paths.ca_cert):
+    for path in files:
         try:
             st = os.stat(path)
         except OSError:
@@ -308,6 +308,38 @@ def _material_signature(paths: HerdPaths) -> tuple[tuple[int, int, int], ...]:
         else:
             out.append((st.st_ino, st.st_mtime_ns, st.st_size))
     return tuple(out)
+
+
+def reloading_context(build: Callable[[], ssl.SSLContext], files: Sequence[Path],
+                      what: str) -> ssl.SSLContext:
+    """A server context that follows ``files``: each handshake uses their current content.
+
+    A TLS server-name callback runs at the start of every handshake, SNI or not; when the files
+    changed it builds a fresh context with ``build`` and moves the connection to it. So a
+    renewed certificate is served from the next connection on, without restarting the daemon
+    or dropping the connections it has. If the new files cannot be loaded yet (a certificate
+    written, its key not yet), the previous context keeps serving and the next handshake
+    tries again.
+    """
+    base = build()
+    state: dict[str, Any] = {"signature": _files_signature(files), "context": base}
+
+    def pick(conn: ssl.SSLObject, _server_name: str | None, _ctx: ssl.SSLContext) -> None:
+        signature = _files_signature(files)
+        if signature != state["signature"]:
+            try:
+                state["context"] = build()
+            except (OSError, ssl.SSLError) as exc:
+                log.warning("%s changed but cannot be loaded yet: %s", what, exc)
+            else:
+                state["signature"] = signature
+                log.info("%s reloaded (fingerprint %s)", what,
+                         fingerprint(files[0].read_bytes())[:16])
+        if state["context"] is not base:
+            conn.context = state["context"]
+
+    base.sni_callback = pick  # type: ignore[assignment]
+    return base
 
 
 def _plain_server_context(paths: HerdPaths) -> ssl.SSLContext:
@@ -323,31 +355,26 @@ def server_context(paths: HerdPaths) -> ssl.SSLContext:
     """noded's context: present the node certificate, require a cluster-signed client.
 
     OpenSSL checks the client's chain to the cluster CA and its key usage (clientAuth; see
-    :data:`ROLE_USAGES`). When the node's certificate, key or CA file changes on disk
-    (``gnt-cluster renew-crypto --new-node-certificates``), the next handshake loads them: a
-    TLS server-name callback runs at the start of every handshake, SNI or not, and moves the
-    connection to a fresh context, so noded never needs a restart for new certificates.
+    :data:`ROLE_USAGES`). A renewed node certificate (``gnt-cluster renew-crypto
+    --new-node-certificates``) is served from the next handshake on.
     """
-    base = _plain_server_context(paths)
-    state = {"signature": _material_signature(paths), "context": base}
+    return reloading_context(lambda: _plain_server_context(paths),
+                             (paths.node_cert, paths.node_key, paths.ca_cert),
+                             "node certificate")
 
-    def pick(conn: ssl.SSLObject, _server_name: str | None, _ctx: ssl.SSLContext) -> None:
-        signature = _material_signature(paths)
-        if signature != state["signature"]:
-            try:
-                state["context"] = _plain_server_context(paths)
-            except (OSError, ssl.SSLError) as exc:
-                # e.g. the new certificate is written but its key not yet: retry next time
-                log.warning("node TLS material changed but cannot be loaded yet: %s", exc)
-            else:
-                state["signature"] = signature
-                log.info("node certificate reloaded (fingerprint %s)",
-                         fingerprint(paths.node_cert.read_bytes())[:16])
-        if state["context"] is not base:
-            conn.context = state["context"]
 
-    base.sni_callback = pick  # type: ignore[assignment]
-    return base
+def _plain_rapi_context(paths: HerdPaths) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(paths.rapi_cert, paths.rapi_key)
+    return ctx
+
+
+def rapi_server_context(paths: HerdPaths) -> ssl.SSLContext:
+    """herd-rapi's context: serves the RAPI certificate, the one on disk at each handshake
+    (``gnt-cluster renew-crypto --new-rapi-certificate`` needs no restart)."""
+    return reloading_context(lambda: _plain_rapi_context(paths),
+                             (paths.rapi_cert, paths.rapi_key), "RAPI certificate")
 
 
 def client_context(paths: HerdPaths) -> ssl.SSLContext:
