@@ -89,8 +89,17 @@ def _yes_no(value: str | None, option: str) -> bool | None:
     raise errors.ParameterError(f"invalid value '{value}' for {option}: expected yes or no")
 
 
+def join_token(option: str | None, environ: dict[str, str], stdin: Any) -> str | None:
+    """The join token: ``--join-token TOKEN``, ``--join-token -`` (read from standard input),
+    or ``HERD_JOIN_TOKEN``. The last two keep it off the command line, where other users of
+    the machine see it (ps). It travels to masterd over its socket and is never stored."""
+    if option == "-":
+        return stdin.readline().strip() or None
+    return option or environ.get("HERD_JOIN_TOKEN") or None
+
+
 def cmd_add(opts: Any) -> int:
-    token = opts.join_token or os.environ.get("HERD_JOIN_TOKEN")
+    token = join_token(opts.join_token, dict(os.environ), sys.stdin)
     op: dict[str, Any] = {"OP_ID": "OP_NODE_ADD", "node_name": opts.node,
                           "secondary_ip": opts.secondary_ip, "readd": opts.readd,
                           "group": opts.nodegroup, "join_token": token,
@@ -170,8 +179,9 @@ def build_parser() -> HerdArgumentParser:
     add.add_argument("node")
     add.add_argument("-s", "--secondary-ip", dest="secondary_ip", default=None)
     add.add_argument("--join-token", dest="join_token", default=None,
-                     help="the token printed by herd-join-token on the new node "
-                          "(or set HERD_JOIN_TOKEN)")
+                     help="the token printed by herd-join-token on the new node; '-' "
+                          "reads it from standard input (or set HERD_JOIN_TOKEN: both keep "
+                          "it out of the process list)")
     add.add_argument("--readd", action="store_true")
     add.add_argument("-g", "--node-group", dest="nodegroup", default=None)
     add.add_argument("--master-capable", dest="master_capable", default=None)

@@ -1,7 +1,8 @@
 """herd-masterd: the job queue, the config authority and the local client socket.
 
 At start it loads the config (refusing to run on a node that is not the master), opens the queue,
-fails the jobs that were running at the last stop, and serves clients on a unix socket.
+fails the jobs that were running at the last stop, and serves clients on a unix socket. A damaged
+config or queue stops it with one line that names the file and the way out.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from herd.logic.base import MasterContext
 from herd.network import masterip
 from herd.node.cluster_files import ClusterFiles
 from herd.objects import ConfigData
+from herd.opcodes.base import all_secret_fields, redact_input
 from herd.rpc import master_protocol as proto
 from herd.rpc.client import RpcRunner
 
@@ -45,8 +47,12 @@ class NotMaster(errors.OpPrereqError):
 class MasterDaemon:
     def __init__(self, p: paths.HerdPaths) -> None:
         self.paths = p
+        # both refuse damaged files with one line naming the file and the way out
         self.config = ConfigStore.load(p.config_file)
-        self.queue = JobQueue(p.queue_db)
+        self.queue = JobQueue(p.queue_db, had_history=self.config.data.serial_no > 1)
+        redacted = self.queue.redact(all_secret_fields(), redact_input)
+        if redacted:
+            log.info("removed secrets kept in the input of %d old job(s)", redacted)
         self.rpc = RpcRunner(p, self.config.data.cluster.noded_port)
         self.replicator = Replicator(p, self.rpc)
         self.ctx = MasterContext(paths=p, config=self.config, locks=LockManager(), rpc=self.rpc,

@@ -26,6 +26,11 @@ LOST_MESSAGE = ("job was running when masterd stopped, so its outcome is unknown
                 "check the objects it touched ('gnt-cluster verify') and submit it again")
 
 
+SECRET_LOST_MESSAGE = ("this job's secret parameter ({fields}) was kept in masterd's memory "
+                       "only, and masterd restarted before the job ran; nothing was done: "
+                       "run the command again")
+
+
 def encode_error(exc: BaseException) -> list[Any]:
     """Ganeti's encoding of an exception in a job result: [class name, [message]]."""
     if isinstance(exc, errors.HerdError):
@@ -41,6 +46,8 @@ class JobExecutor:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._changed: dict[int, asyncio.Event] = {}
         self._canceled: set[int] = set()
+        #: Secret opcode fields per job and opcode, never stored (see herd.opcodes.base).
+        self._secrets: dict[int, list[dict[str, Any]]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def recover_created(self) -> dict[int | None, list[str]]:
@@ -87,7 +94,12 @@ class JobExecutor:
             raise errors.ParameterError("a job needs at least one opcode")
         parsed = [opcode_from_dict(op) for op in ops]
         priority = min(op.priority for op in parsed)
+        # the queue stores the inputs with secrets redacted; the secrets stay in memory
+        secrets = [op.secrets() for op in parsed]
         job_id = self.queue.submit([op.to_dict() for op in parsed], priority)
+        # scheduled only once the job is committed: a failed submit leaves nothing to run
+        if any(secrets):
+            self._secrets[job_id] = secrets
         self._spawn(job_id)
         return job_id
 
@@ -130,7 +142,18 @@ class JobExecutor:
     def _spawn(self, job_id: int) -> None:
         task = asyncio.get_running_loop().create_task(self._run(job_id), name=f"job-{job_id}")
         self._tasks[job_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(job_id, None))
+        task.add_done_callback(lambda _t: self._forget(job_id))
+
+    def _forget(self, job_id: int) -> None:
+        self._tasks.pop(job_id, None)
+        self._secrets.pop(job_id, None)
+
+    def _restore_secrets(self, job_id: int, index: int, op: OpCode) -> None:
+        """Give ``op`` back the secrets kept in memory; fail it if they were lost."""
+        kept = self._secrets.get(job_id, [])
+        missing = op.restore_secrets(kept[index] if index < len(kept) else {})
+        if missing:
+            raise errors.OpPrereqError(SECRET_LOST_MESSAGE.format(fields=", ".join(missing)))
 
     def _set_status(self, job: q.Job, status: str) -> None:
         job.status = status
@@ -184,6 +207,7 @@ class JobExecutor:
         self._set_status(job, q.WAITING)
         lu = None
         try:
+            self._restore_secrets(job.id, index, op)
             lu = lu_for(op)(op, self.ctx, feedback)
             async with self.ctx.locks.hold(f"job/{job.id}", lu.locks()):
                 if job.id in self._canceled:

@@ -93,7 +93,8 @@ class LUNodeAdd(LogicalUnit[OpNodeAdd]):
         preview = ConfigData.from_dict(cfg.to_dict())
         preview.nodes[node.uuid] = node
         preview.serial_no += 1
-        await join.join_node(self.primary_ip, cfg.cluster.noded_port, op.join_token or "",
+        token, op.join_token = op.join_token or "", None  # used once: hold it no longer
+        await join.join_node(self.primary_ip, cfg.cluster.noded_port, token,
                              op.node_name, [self.primary_ip, self.secondary_ip],
                              self.ctx.paths.ca_cert.read_bytes(),
                              self.ctx.paths.ca_key.read_bytes(), facts_from_config(preview))

@@ -3,6 +3,12 @@
 Opcodes travel as JSON dicts with Ganeti's ``OP_ID`` key and field names, so that job listings
 and RAPI show them the way Ganeti does. :func:`from_dict` checks every field against the
 opcode's type hints and rejects unknown fields with one clear line.
+
+Some fields carry secrets (a node's join token). Such a field is declared with
+:func:`secret_field`; :meth:`OpCode.to_dict` replaces its value by :data:`REDACTED`, so the
+secret never reaches the job queue, job listings, RAPI answers or logs. The executor keeps the
+real value beside the job in memory (:meth:`OpCode.secrets`, :meth:`OpCode.restore_secrets`);
+a job whose secret was lost with a masterd restart fails instead of running without it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,17 @@ from herd import names
 from herd.errors import ParameterError
 
 _REGISTRY: dict[str, type[OpCode]] = {}
+
+#: What a secret field's value is replaced by wherever an opcode is stored or shown.
+REDACTED = "<redacted>"
+
+
+def secret_field(**kwargs: Any) -> Any:
+    """A dataclass field whose value must never be stored or shown (see the module doc).
+
+    ``repr=False`` keeps it out of tracebacks and debug logs that print the opcode.
+    """
+    return dataclasses.field(repr=False, metadata={"secret": True}, **kwargs)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -36,10 +53,35 @@ class OpCode:
         if cls.OP_ID:
             _REGISTRY[cls.OP_ID] = cls
 
+    @classmethod
+    def secret_fields(cls) -> tuple[str, ...]:
+        """Names of the fields declared with :func:`secret_field`."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("secret"))
+
     def to_dict(self) -> dict[str, Any]:
-        out = {"OP_ID": self.OP_ID}
+        """The opcode as stored and shown: secret values replaced by :data:`REDACTED`."""
+        out: dict[str, Any] = {"OP_ID": self.OP_ID}
         out.update(dataclasses.asdict(self))
+        for name in self.secret_fields():
+            if out.get(name) is not None:
+                out[name] = REDACTED
         return out
+
+    def secrets(self) -> dict[str, Any]:
+        """The secret values this opcode holds (given ones only), to keep in memory."""
+        return {name: getattr(self, name) for name in self.secret_fields()
+                if getattr(self, name) is not None and getattr(self, name) != REDACTED}
+
+    def missing_secrets(self) -> list[str]:
+        """Secret fields that hold only the placeholder (the opcode came from storage)."""
+        return [name for name in self.secret_fields() if getattr(self, name) == REDACTED]
+
+    def restore_secrets(self, kept: dict[str, Any]) -> list[str]:
+        """Put kept secret values back; return the names still missing afterwards."""
+        for name in self.missing_secrets():
+            if name in kept:
+                setattr(self, name, kept[name])
+        return self.missing_secrets()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
@@ -53,7 +95,8 @@ class OpCode:
                 known = ", ".join(sorted(fields))
                 raise ParameterError(
                     f"unknown parameter '{key}' for {cls.OP_ID}; known: {known}")
-            kwargs[key] = _check_type(cls.OP_ID, key, value, hints[key])
+            kwargs[key] = _check_type(cls.OP_ID, key, value, hints[key],
+                                      secret=bool(fields[key].metadata.get("secret")))
         missing = [name for name, f in fields.items()
                    if name not in kwargs and f.default is dataclasses.MISSING
                    and f.default_factory is dataclasses.MISSING]
@@ -68,15 +111,19 @@ class OpCode:
         return name
 
 
-def _check_type(op_id: str, key: str, value: Any, hint: Any) -> Any:
-    """Accept ``value`` if it matches ``hint`` (basic JSON types, Optional, list, dict)."""
+def _check_type(op_id: str, key: str, value: Any, hint: Any, secret: bool = False) -> Any:
+    """Accept ``value`` if it matches ``hint`` (basic JSON types, Optional, list, dict).
+
+    The error names a bad value, except a secret one: the answer would show it.
+    """
     if _matches(value, hint):
         # JSON gives ints for floats sometimes; normalise
         if hint is float and isinstance(value, int):
             return float(value)
         return value
+    shown = f"of type {type(value).__name__} (not shown: secret)" if secret else repr(value)
     raise ParameterError(
-        f"parameter '{key}' of {op_id} has invalid value {value!r}: expected {_describe(hint)}")
+        f"parameter '{key}' of {op_id} has invalid value {shown}: expected {_describe(hint)}")
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -129,3 +176,21 @@ def opcode_from_dict(data: dict[str, Any]) -> OpCode:
     op = cls.from_dict(data)  # types first, so that a name that is no string says so
     names.check_opcode_fields(cls.OP_ID, data)
     return op
+
+
+def redact_input(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored opcode input with its secret values replaced (for inputs stored before
+    secrets were redacted at submit; unknown opcodes are returned unchanged)."""
+    cls = _REGISTRY.get(str(data.get("OP_ID"))) if isinstance(data, dict) else None
+    if cls is None:
+        return data
+    out = dict(data)
+    for name in cls.secret_fields():
+        if out.get(name) is not None:
+            out[name] = REDACTED
+    return out
+
+
+def all_secret_fields() -> set[str]:
+    """Every field name that is secret in some opcode (to find stored inputs holding one)."""
+    return {name for cls in _REGISTRY.values() for name in cls.secret_fields()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from herd.opcodes.base import OpCode
+from herd.opcodes.base import OpCode, secret_field
 
 # pylint: disable=too-many-instance-attributes
 
@@ -150,7 +150,8 @@ class OpNodeAdd(OpCode):
     vm_capable: bool | None = None
     ndparams: dict[str, Any] | None = None
     #: Herd: the token printed by herd-join-token on the new node (replaces Ganeti's SSH).
-    join_token: str | None = None
+    #: Secret: stored and shown as "<redacted>"; the executor keeps it in memory only.
+    join_token: str | None = secret_field(default=None)
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -12,7 +12,14 @@ certificate. The admin reads the token on the new node (``herd-join-token``) and
    so nobody in between can forge a join or learn how to make one.
 
 The node checks the HMAC, installs its certificate and restarts noded in normal (mutual TLS)
-mode. The node's private key never leaves it. A token works once.
+mode. The node's private key never leaves it.
+
+A token is short-lived and works for one attempt: it expires (:data:`DEFAULT_TOKEN_TTL`, or
+``herd-join-token --ttl``), and the node spends it as soon as the master has proven it, whether
+the join then completes or not, so a token that leaked from a failed attempt opens nothing.
+:data:`MAX_WRONG_PROOFS` wrong proofs spend it too. The admin gets a new one from
+``herd-join-token`` (the node's certificate, and so the pin, stay the same). On the master the
+token is a secret opcode field: it never enters the job queue, job listings or logs.
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ import secrets
 import socket
 import ssl
 import sys
+import time
+from dataclasses import asdict, dataclass
 from hashlib import sha256
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,24 +53,111 @@ from herd.rpc import tls
 
 log = logging.getLogger(__name__)
 PIN_HEX = 32  # 128 bits of the certificate's SHA-256 fingerprint
+#: How long a join token works unless ``herd-join-token --ttl`` says otherwise (seconds).
+DEFAULT_TOKEN_TTL = 3600
+#: The longest lifetime ``--ttl`` may give (a week).
+MAX_TOKEN_TTL = 7 * 86400
+#: Wrong proofs a token survives; the next one spends it (guessing stays hopeless, and an
+#: admin's typo is forgiven a couple of times).
+MAX_WRONG_PROOFS = 3
+
+
+@dataclass
+class JoinToken:
+    """The node's record of its token (file ``join-token``, 0600)."""
+
+    secret: str
+    pin: str
+    expires: float
+    wrong: int = 0
+
+    @property
+    def text(self) -> str:
+        """What the admin copies to ``gnt-node add --join-token``."""
+        return f"{self.secret}:{self.pin}"
+
+
+def format_utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def token_problem(token: JoinToken | None, now: float) -> str | None:
+    """Pure: why ``token`` cannot be used for a join at ``now`` (None: it can)."""
+    if token is None:
+        return ("this node has no join token (it joined already, or its token was spent): "
+                "run 'herd-join-token' on it for a new one")
+    if now >= token.expires:
+        return (f"the join token expired at {format_utc(token.expires)}: run "
+                "'herd-join-token' on the node for a new one")
+    return None
+
+
+def after_wrong_proof(token: JoinToken) -> JoinToken | None:
+    """Pure: the token after one more wrong proof, or None once it is spent."""
+    wrong = token.wrong + 1
+    if wrong >= MAX_WRONG_PROOFS:
+        return None
+    return JoinToken(token.secret, token.pin, token.expires, wrong)
+
+
+def check_ttl(seconds: float) -> float:
+    """A token lifetime between one second and :data:`MAX_TOKEN_TTL`."""
+    if not 1 <= seconds <= MAX_TOKEN_TTL:
+        raise errors.ParameterError(
+            f"invalid token lifetime {seconds:g} s: expected 1 s to {MAX_TOKEN_TTL // 86400} "
+            "days")
+    return seconds
 
 
 # -- node side -------------------------------------------------------------------------------
-def _join_files(p: HerdPaths) -> tuple[Any, Any, Any]:
+def _join_files(p: HerdPaths) -> tuple[Path, Path, Path]:
     return p.ssl_dir / "join.pem", p.ssl_dir / "join.key", p.data_dir / "join-token"
 
 
-def ensure_join_material(p: HerdPaths) -> str:
-    """Create (once) the join certificate and token of a node waiting to join; return the token."""
+def read_token(path: Path) -> JoinToken | None:
+    """The token on file, or None. A token written by an older Herd (``secret:pin``, no
+    expiry) expires :data:`DEFAULT_TOKEN_TTL` after it was written."""
+    try:
+        text = path.read_text().strip()
+        if text.startswith("{"):
+            data = json.loads(text)
+            return JoinToken(str(data["secret"]), str(data["pin"]), float(data["expires"]),
+                             int(data.get("wrong", 0)))
+        secret, _, pin = text.partition(":")
+        return JoinToken(secret, pin, path.stat().st_mtime + DEFAULT_TOKEN_TTL)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_token(path: Path, token: JoinToken) -> None:
+    atomic_write_json(path, asdict(token), 0o600)
+
+
+def issue_join_token(p: HerdPaths, ttl: float | None = None) -> JoinToken:
+    """Create (once) the join certificate of a node waiting to join, and return a usable token:
+    the current one, or a new one if there is none, it expired or was spent, or ``ttl`` asks
+    for a new lifetime. A new token has a new secret; the pin (the certificate) stays."""
     cert_path, key_path, token_path = _join_files(p)
     p.ensure()
-    if not (cert_path.exists() and key_path.exists() and token_path.exists()):
+    if not (cert_path.exists() and key_path.exists()):
         cert, key = tls.create_self_signed(socket.getfqdn())
         tls.write_pair(cert_path, key_path, cert, key)
-        secret = secrets.token_hex(16)
-        pin = tls.fingerprint(cert)[:PIN_HEX]
-        atomic_write(token_path, f"{secret}:{pin}\n", 0o600)
-    return token_path.read_text().strip()
+        token_path.unlink(missing_ok=True)  # its pin named the old certificate
+    now = time.time()
+    token = read_token(token_path)
+    if ttl is None and token_problem(token, now) is None:
+        assert token is not None
+        return token
+    pin = tls.fingerprint(cert_path.read_bytes())[:PIN_HEX]
+    token = JoinToken(secrets.token_hex(16), pin,
+                      now + check_ttl(ttl if ttl is not None else DEFAULT_TOKEN_TTL))
+    _write_token(token_path, token)
+    return token
+
+
+def ensure_join_material(p: HerdPaths) -> str:
+    """Make sure a node waiting to join has its certificate and a usable token; return it."""
+    return issue_join_token(p).text
 
 
 def join_server_context(p: HerdPaths) -> ssl.SSLContext:
@@ -84,6 +181,9 @@ def build_join_app(p: HerdPaths) -> Starlette:
         return JSONResponse({"ok": False, "error": exc.to_dict()}, status_code=status)
 
     async def csr(request: Request) -> JSONResponse:
+        problem = token_problem(read_token(token_path), time.time())
+        if problem:  # say it before the master signs anything
+            return fail(403, errors.OpPrereqError(problem))
         pem = tls.create_csr(key_path.read_bytes(), socket.getfqdn())
         return JSONResponse({"ok": True, "result": {"csr": pem.decode(),
                                                     "hostname": socket.getfqdn()}})
@@ -96,16 +196,42 @@ def build_join_app(p: HerdPaths) -> Starlette:
             given = str(body["proof"])
         except (ValueError, KeyError, TypeError):
             return fail(400, errors.ParameterError("malformed join request"))
-        if not token_path.exists():
-            return fail(403, errors.OpPrereqError("this node has no join token (already joined?)"))
-        secret = token_path.read_text().strip().split(":", 1)[0]
-        if not hmac.compare_digest(proof(secret, node_name, ca_cert, node_cert), given):
-            log.warning("join attempt with a wrong token refused")
-            return fail(403, errors.OpPrereqError("wrong join token"))
-        cert = x509.load_pem_x509_certificate(node_cert.encode())
-        key_cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        token = read_token(token_path)
+        problem = token_problem(token, time.time())
+        if problem:
+            if token is not None:
+                token_path.unlink(missing_ok=True)  # expired: of no use any more
+            return fail(403, errors.OpPrereqError(problem))
+        assert token is not None
+        try:
+            right = hmac.compare_digest(proof(token.secret, node_name, ca_cert, node_cert), given)
+        except ValueError:  # a secret that is not hex: a damaged token file
+            right = False
+        if not right:
+            left = after_wrong_proof(token)
+            if left is None:
+                token_path.unlink(missing_ok=True)
+                log.warning("join attempt with a wrong token refused; the token is spent")
+                return fail(403, errors.OpPrereqError(
+                    f"wrong join token; after {MAX_WRONG_PROOFS} wrong tries the token is "
+                    "spent: run 'herd-join-token' on the node for a new one"))
+            _write_token(token_path, left)
+            log.warning("join attempt with a wrong token refused (%d of %d)", left.wrong,
+                        MAX_WRONG_PROOFS)
+            return fail(403, errors.OpPrereqError(
+                f"wrong join token ({left.wrong} of {MAX_WRONG_PROOFS} wrong tries before it "
+                "is spent)"))
+        # proven: this attempt spends the token, whatever happens next
+        token_path.unlink(missing_ok=True)
+        spent = " (the join token is spent: run 'herd-join-token' on the node for a new one)"
+        try:
+            cert = x509.load_pem_x509_certificate(node_cert.encode())
+            key_cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        except ValueError:
+            return fail(400, errors.ParameterError("malformed node certificate" + spent))
         if tls.public_key_bytes(cert) != tls.public_key_bytes(key_cert):
-            return fail(400, errors.ParameterError("the certificate is not for this node's key"))
+            return fail(400, errors.ParameterError(
+                "the certificate is not for this node's key" + spent))
         atomic_write(p.ca_cert, ca_cert, 0o644)
         atomic_write(p.node_key, key_path.read_bytes(), 0o600)
         atomic_write(p.node_cert, node_cert, 0o644)
@@ -169,6 +295,9 @@ async def join_node(address: str, port: int, token: str, node_name: str, ips: li
                 "token (wrong token, or another machine answers at that address)")
         if resp.status_code == 404:
             raise errors.OpPrereqError(f"node {node_name} is already a member of a cluster")
+        if resp.status_code == 403:
+            raise errors.OpPrereqError(
+                f"node {node_name} refused the join token: {_error_message(resp)}")
         body = resp.json()
         csr = x509.load_pem_x509_csr(body["result"]["csr"].encode())
         if not csr.is_signature_valid or \
@@ -188,10 +317,18 @@ async def join_node(address: str, port: int, token: str, node_name: str, ips: li
             raise errors.RpcError(f"node {node_name} dropped the join: {exc}") from None
         if resp.status_code == 403:
             raise errors.OpPrereqError(
-                f"node {node_name} refused the join token: wrong or already used token")
+                f"node {node_name} refused the join token: {_error_message(resp)}")
         if resp.status_code != 200:
-            message = resp.json().get("error", {}).get("message", resp.text)
-            raise errors.OpExecError(f"node {node_name} failed to join: {message}")
+            raise errors.OpExecError(f"node {node_name} failed to join: {_error_message(resp)}")
+
+
+def _error_message(resp: httpx.Response) -> str:
+    """The one-line message of a join-mode node's error answer."""
+    try:
+        message = resp.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = resp.text
+    return " ".join(str(message).split())[:300] or f"HTTP {resp.status_code}"
 
 
 async def wait_join_mode(address: str, port: int, timeout: float = 10.0) -> bool:
