@@ -82,6 +82,12 @@ class HerdPaths:
         return self.root / "srv/herd/os"
 
     @property
+    def hooks_dir(self) -> Path:
+        """Ganeti's hooks directory (``<hpath>-pre.d``, ``<hpath>-post.d``, ``watcher``): at
+        Ganeti's own place, so that a node's existing hook scripts keep working."""
+        return self.root / "etc/ganeti/hooks"
+
+    @property
     def os_search_path(self) -> list[Path]:
         return [self.os_dir, self.root / "usr/share/ganeti/os", BUNDLED_OS_DIR]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from herd import errors
 from herd.jobs import queue as q
-from herd.logic import intents
+from herd.logic import hooks, intents
 from herd.logic.base import MasterContext, lu_for
 from herd.opcodes import OpCode, opcode_from_dict
 from herd.rpc.client import RPC_FEEDBACK
@@ -215,10 +215,8 @@ class JobExecutor:
                 state.status, state.exec_ts = q.RUNNING, time.time()
                 self._set_status(job, q.RUNNING)
                 await lu.check()
-                if op.dry_run:
-                    result: Any = None
-                else:
-                    result = await lu.execute()
+                # pre hooks, execute (unless a dry run), post hooks
+                result: Any = await hooks.execute(lu)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every failure is recorded in the job, never lost

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
+from herd.logic.hooks import HookTargets, NodeOutcome, post_report
 from herd.opcodes import OpCode
 
 if TYPE_CHECKING:
@@ -70,6 +71,24 @@ class LogicalUnit(Generic[OpT]):
 
     def cleanup(self) -> None:
         """Release in-memory reservations; called after the opcode ends, however it ended."""
+
+    # -- Ganeti's hooks (herd.logic.hooks has the table of paths and nodes) -------------------
+    def hooks_targets(self) -> HookTargets:
+        """What the operation is about (its instance or node, a target node): decides where
+        the hooks run and which object the environment describes. Called after check() and,
+        for the GANETI_POST_* variables, again after execute()."""
+        return HookTargets()
+
+    def hooks_env(self) -> dict[str, Any]:
+        """Variables only this operation knows (names without GANETI_), e.g. OLD_PRIMARY."""
+        return {}
+
+    def hooks_results(self, outcomes: dict[str, NodeOutcome], result: Any) -> Any:
+        """Ganeti's HooksCallBack for the post phase: failed scripts and nodes not reached
+        are warnings in the job log and change nothing; returns the opcode's result."""
+        for text in post_report(outcomes):
+            self.feedback(f"  - WARNING: {text}")
+        return result
 
 
 def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:

@@ -7,10 +7,11 @@ from typing import Any
 
 from herd import errors
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_NODE, LockRequest
-from herd.logic import intents, orphans
+from herd.logic import hooks, intents, orphans
 from herd.logic.base import LogicalUnit
 from herd.logic.specs import hypervisor_class
 from herd.network import mac as macs
+from herd.node import hooks as node_hooks
 from herd.node.cluster_files import ClusterFiles
 from herd.node.facts import MAX_TCP_RETRIES2
 from herd.objects import params
@@ -62,6 +63,9 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
                 raise errors.OpPrereqError(
                     f"cannot disable disk template(s) {', '.join(sorted(missing))}: "
                     "instances use them")
+
+    def hooks_env(self) -> dict[str, Any]:
+        return {"NEW_VG_NAME": None}  # Ganeti's only variable here; Herd has no volume group
 
     async def execute(self) -> None:
         cluster = self.cfg.cluster
@@ -128,6 +132,7 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
                 continue
             self._verify_node(node.name, infos[node.uuid])
             await self._verify_node_files(node)
+            await self._verify_node_hooks(node)
         self.feedback("* Verifying instance status")
         for inst in cfg.instances.values():
             pnode = cfg.nodes.get(inst.primary_node)
@@ -173,6 +178,36 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
             for text in orphans.orphan_volumes(orphans.expected_on(cfg, node_uuid), listing,
                                                busy):
                 self.warning(f"node {node.name}: {text}")
+
+    def hooks_env(self) -> dict[str, Any]:
+        env = {"CLUSTER_TAGS": " ".join(self.cfg.cluster.tags)}
+        env.update((f"NODE_TAGS_{n.name}", " ".join(n.tags)) for n in self.cfg.nodes.values())
+        return env
+
+    def hooks_results(self, outcomes: dict[str, hooks.NodeOutcome], result: Any) -> Any:
+        """Ganeti's "Hooks Results": cluster-verify post hooks take part in the verdict."""
+        if not outcomes:
+            return result
+        lines, ok = hooks.verify_report(outcomes)
+        for line in lines:
+            self.feedback(line)
+        return bool(result) and ok
+
+    async def _verify_node_hooks(self, node: Any) -> None:
+        """Hook scripts should be the same everywhere (a pre hook missing on one node lets
+        operations through there): compare the node's hooks directory with the master's."""
+        if node.uuid == self.cfg.cluster.master_node:
+            return
+        if not hasattr(self, "_master_hooks"):
+            self._master_hooks = node_hooks.inventory(self.ctx.paths.hooks_dir)
+        try:
+            theirs = await self.ctx.rpc.node(node).call("hooks_inventory", timeout=30)
+        except errors.HerdError as exc:
+            self.warning(f"node {node.name}: cannot list its hook scripts: {exc.message}")
+            return
+        for text in hooks.compare_inventories(self.cfg.master.name, self._master_hooks,
+                                              {node.name: theirs}):
+            self.warning(text)
 
     def error(self, text: str) -> None:
         self.ok = False

@@ -8,6 +8,7 @@ from herd import errors
 from herd.jobs.locking import LockRequest
 from herd.logic import drbd
 from herd.logic.base import LogicalUnit
+from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import (
     check_node_free_memory,
     instance_locks,
@@ -37,6 +38,9 @@ class _InstanceLU(LogicalUnit[Any]):
     async def check(self) -> None:
         self.inst: Instance = self.cfg.get_instance(self.op.instance_name)
         self.pnode: Node = self.cfg.nodes[self.inst.primary_node]
+
+    def hooks_targets(self) -> HookTargets:
+        return HookTargets(instance=self.inst)
 
     def check_node_online(self) -> None:
         if self.pnode.offline:

@@ -15,6 +15,7 @@ from herd import errors, names
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
 from herd.logic import drbd, intents
 from herd.logic.base import LogicalUnit
+from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import check_node_free_memory, start_instance
 from herd.logic.specs import hypervisor_class, instance_spec
 from herd.network import mac as macs
@@ -242,6 +243,9 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                 disk.logical_id = ["loop", relative_path(inst.name, disk.uuid, index)]
             inst.disks.append(disk)
         return inst
+
+    def hooks_targets(self) -> HookTargets:
+        return HookTargets(instance=self.instance)
 
     def cleanup(self) -> None:
         _RESERVED_PORTS.difference_update(self._reserved_ports)

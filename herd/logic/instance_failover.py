@@ -15,6 +15,7 @@ from herd import errors
 from herd.jobs.locking import LockRequest
 from herd.logic import drbd
 from herd.logic.base import LogicalUnit
+from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import check_node_free_memory, instance_locks, start_instance
 from herd.objects import Instance
 from herd.opcodes import OpInstanceFailover
@@ -65,6 +66,13 @@ class LUInstanceFailover(LogicalUnit[OpInstanceFailover]):
             memory = int(cfg.filled_beparams(self.inst)["maxmem"])
             await check_node_free_memory(self.ctx, self.new, memory,
                                          f"failing over instance {self.inst.name}")
+
+    def hooks_targets(self) -> HookTargets:
+        return HookTargets(instance=self.inst, target=self.new.name)
+
+    def hooks_env(self) -> dict[str, Any]:
+        return {"OLD_PRIMARY": self.old.name, "NEW_PRIMARY": self.new.name,
+                "OLD_SECONDARY": self.new.name, "NEW_SECONDARY": self.old.name}
 
     async def execute(self) -> dict[str, Any]:
         inst = self.inst

@@ -12,6 +12,7 @@ from herd import errors
 from herd.jobs.locking import LockRequest
 from herd.logic import live_move, migrate_cleanup
 from herd.logic.base import LogicalUnit
+from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import instance_locks
 from herd.logic.specs import filled_hvparams
 from herd.opcodes import OpInstanceMigrate
@@ -40,6 +41,14 @@ class LUInstanceMigrate(LogicalUnit[OpInstanceMigrate]):
         await live_move.check_movable(self.ctx, self.inst, self.source, self.target)
         self.live = live_move.migration_mode(
             self.inst, filled_hvparams(cfg, self.inst, self.ctx.paths), op.mode, op.live)
+
+    def hooks_targets(self) -> HookTargets:
+        return HookTargets(instance=self.inst, target=self.target.name)
+
+    def hooks_env(self) -> dict[str, Any]:
+        return {"MIGRATE_LIVE": getattr(self, "live", None),
+                "OLD_PRIMARY": self.source.name, "NEW_PRIMARY": self.target.name,
+                "OLD_SECONDARY": self.target.name, "NEW_SECONDARY": self.source.name}
 
     async def execute(self) -> dict[str, Any]:
         if self.op.cleanup:

@@ -15,6 +15,7 @@ from herd import errors
 from herd.jobs.locking import LockRequest
 from herd.logic import drbd
 from herd.logic.base import LogicalUnit
+from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import instance_locks, is_running
 from herd.logic.specs import hypervisor_class, instance_spec
 from herd.objects import Instance, Node, params
@@ -30,6 +31,9 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
     def locks(self) -> list[LockRequest]:
         return instance_locks(self.cfg, self.op.instance_name,
                               extra_nodes=(self.op.remote_node,))
+
+    def hooks_targets(self) -> HookTargets:
+        return HookTargets(instance=self.inst)
 
     async def check(self) -> None:
         op, cfg = self.op, self.cfg

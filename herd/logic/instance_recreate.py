@@ -10,6 +10,7 @@ from herd import errors
 from herd.jobs.locking import LockRequest
 from herd.logic import drbd
 from herd.logic.base import LogicalUnit
+from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import instance_locks, is_running
 from herd.logic.specs import instance_spec
 from herd.opcodes import OpInstanceRecreateDisks
@@ -38,6 +39,9 @@ class LUInstanceRecreateDisks(LogicalUnit[OpInstanceRecreateDisks]):
         for uuid in self.inst.all_nodes:
             if cfg.nodes[uuid].offline:
                 raise errors.OpPrereqError(f"node {cfg.nodes[uuid].name} is offline")
+
+    def hooks_targets(self) -> HookTargets:
+        return HookTargets(instance=self.inst)
 
     async def execute(self) -> list[str]:
         cfg, inst = self.cfg, self.inst

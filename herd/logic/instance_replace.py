@@ -15,6 +15,7 @@ from herd import errors
 from herd.jobs.locking import LockRequest
 from herd.logic import disk_health, live_move, mirror_rebuild
 from herd.logic.base import LogicalUnit
+from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import instance_locks, is_running
 from herd.logic.specs import filled_hvparams
 from herd.opcodes import OpInstanceReplaceDisks
@@ -64,6 +65,14 @@ class LUInstanceReplaceDisks(LogicalUnit[OpInstanceReplaceDisks]):
                                            f"{self.inst.name}")
         if self.new.offline or self.new.drained:
             raise errors.OpPrereqError(f"node {self.new.name} is offline or drained")
+
+    def hooks_targets(self) -> HookTargets:
+        # Ganeti: master, primary and the new secondary when there is one
+        new = self.new.name if self.new.uuid != self.old.uuid else None
+        return HookTargets(instance=self.inst, target=new)
+
+    def hooks_env(self) -> dict[str, str]:
+        return {"NEW_SECONDARY": self.new.name, "OLD_SECONDARY": self.old.name}
 
     async def _inspect(self) -> tuple[disk_health.CopyState, disk_health.CopyState]:
         return (await disk_health.inspect_copy(self.ctx, self.inst, self.pnode, False),

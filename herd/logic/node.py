@@ -15,6 +15,7 @@ from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
 from herd.logic.base import LogicalUnit
 from herd.logic.bootstrap import check_ip as _check_ip
 from herd.logic.bootstrap import resolve
+from herd.logic.hooks import HookTargets
 from herd.objects import ConfigData, Node, params
 from herd.opcodes import OpClusterRedistConf, OpNodeAdd, OpNodeRemove, OpNodeSetParams
 from herd.rpc import join
@@ -82,6 +83,14 @@ class LUNodeAdd(LogicalUnit[OpNodeAdd]):
             raise errors.NotFoundError(f"node group '{op.group}' does not exist")
         self.ndparams = params.check_ndparams(op.ndparams or {})
 
+    def hooks_targets(self) -> HookTargets:
+        return HookTargets(node=self.op.node_name)
+
+    def hooks_env(self) -> dict[str, str]:
+        return {"NODE_PIP": self.primary_ip, "NODE_SIP": self.secondary_ip,
+                "MASTER_CAPABLE": str(self.op.master_capable is not False),
+                "VM_CAPABLE": str(self.op.vm_capable is not False)}
+
     async def execute(self) -> None:
         op, cfg = self.op, self.cfg
         node = Node(name=op.node_name, primary_ip=self.primary_ip, secondary_ip=self.secondary_ip,
@@ -136,6 +145,9 @@ class LUNodeRemove(LogicalUnit[OpNodeRemove]):
             raise errors.OpPrereqError(f"node {self.node.name} still has instances: "
                                        f"{', '.join(users)}; move or remove them first")
 
+    def hooks_targets(self) -> HookTargets:
+        return HookTargets(node=self.node.name)
+
     async def execute(self) -> None:
         cfg, node = self.cfg, self.node
         del cfg.nodes[node.uuid]
@@ -188,6 +200,9 @@ class LUNodeSetParams(LogicalUnit[OpNodeSetParams]):
         self.ndparams = params.check_ndparams(op.ndparams or {})
         if op.secondary_ip is not None:
             raise errors.OpPrereqError("changing the secondary IP is not supported yet")
+
+    def hooks_targets(self) -> HookTargets:
+        return HookTargets(node=self.node.name)
 
     async def execute(self) -> None:
         op, cfg, node = self.op, self.cfg, self.node

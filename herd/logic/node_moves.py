@@ -12,6 +12,7 @@ from typing import Any
 
 from herd import errors
 from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
+from herd.logic import hooks
 from herd.logic.base import LogicalUnit
 from herd.logic.instance_failover import LUInstanceFailover
 from herd.logic.instance_migrate import LUInstanceMigrate
@@ -46,12 +47,16 @@ class _NodeMoves(LogicalUnit[Any]):
         return [LockRequest(LEVEL_CLUSTER, "cluster")]
 
     async def run_lu(self, lu_cls: type[LogicalUnit[Any]], op: Any) -> Any:
+        """One instance's move, with its own hooks (Ganeti runs each as a job of its own)."""
         lu = lu_cls(op, self.ctx, self.feedback)
         try:
             await lu.check()
-            return await lu.execute()
+            return await hooks.execute(lu)
         finally:
             lu.cleanup()
+
+    def hooks_targets(self) -> hooks.HookTargets:
+        return hooks.HookTargets(node=self.node.name)
 
 
 class LUNodeMigrate(_NodeMoves):

@@ -371,6 +371,23 @@ class NodeService:
         info = await (await self._running_on(name)).instance_info(name)
         return info.to_dict() if info else None
 
+    # -- hooks (Ganeti's hook scripts, herd.node.hooks) ---------------------------------------
+    async def hooks_run(self, hpath: str, phase: str, env: dict[str, str],
+                        script_timeout: float) -> list[list[str]]:
+        """Run this node's ``<hpath>-<phase>.d`` scripts; [script, status, output] each."""
+        from herd.node import hooks
+
+        env = dict(env, GANETI_DATA_DIR=str(self.paths.data_dir))
+        results = await asyncio.to_thread(hooks.run_hooks, self.paths.hooks_dir, hpath, phase,
+                                          env, float(script_timeout))
+        return [r.to_list() for r in results]
+
+    async def hooks_inventory(self) -> dict[str, list[Any]]:
+        """Checksum and executable bit of every file in this node's hooks directory."""
+        from herd.node import hooks
+
+        return await asyncio.to_thread(hooks.inventory, self.paths.hooks_dir)
+
     # -- OS definitions -----------------------------------------------------------------------
     async def os_diagnose(self) -> list[dict[str, Any]]:
         from herd import osdef

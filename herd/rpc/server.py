@@ -39,7 +39,7 @@ RPC_METHODS = frozenset({
     "instance_start", "instance_stop", "instance_reboot", "instance_resume",
     "instance_list", "instance_info", "instance_accept_migration", "instance_migrate",
     "instance_finish_migration", "instance_abort_migration", "instance_runstate",
-    "os_diagnose", "os_run",
+    "os_diagnose", "os_run", "hooks_run", "hooks_inventory",
     "master_info", "config_upload", "facts_upload", "config_download", "files_checksums",
     "file_upload", "run_command", "master_demote", "node_leave",
     "mirror_create", "mirror_remove", "mirror_generation", "mirror_start_secondary",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,8 +13,11 @@ from herd.cli.common import job_error, wait_for_job
 from herd.config.facts import is_master, read_facts
 from herd.daemons import util as daemon_util
 from herd.jobs import queue as q
+from herd.node import hooks as node_hooks
 from herd.paths import HerdPaths
 from herd.watcher.state import WatcherState, paused_until
+
+log = logging.getLogger(__name__)
 
 #: Jobs that ended longer ago than this are archived (Ganeti's watcher: six hours).
 ARCHIVE_AGE = 6 * 3600
@@ -48,6 +53,7 @@ def watch_once(paths: HerdPaths) -> WatchReport:
         report.say("this node is not part of a cluster; nothing to watch")
         return report
     _ensure_daemons(paths, report)
+    _run_watcher_hooks(paths, report)
     if not is_master(paths):
         return report
     with MasterClient(paths, timeout=CALL_TIMEOUT) as client:
@@ -76,6 +82,24 @@ def _ensure_daemons(paths: HerdPaths, report: WatchReport) -> None:
             continue
         report.started_daemons.append(daemon)
         report.say(f"herd-{daemon} was not running: started it")
+
+
+def _run_watcher_hooks(paths: HerdPaths, report: WatchReport) -> None:
+    """Ganeti's watcher hooks: run-parts of ``<hooks dir>/watcher`` on every node, with the
+    watcher's own environment. A failing script is reported and never stops the pass."""
+    directory = paths.hooks_dir / "watcher"
+    try:
+        results = node_hooks.run_parts(directory, dict(os.environ),
+                                       node_hooks.configured_timeout())
+    except Exception as exc:  # a broken hooks setup must not stop the watcher
+        report.say(f"watcher hooks in {directory} could not be run: {exc}")
+        return
+    for result in results:
+        if result.status == node_hooks.FAIL:
+            output = result.output.replace("\n", " | ") or "(no output)"
+            report.say(f"watcher hook {result.script} failed: {output}")
+        elif result.status == node_hooks.SKIP:
+            log.debug("watcher hook %s skipped (name or mode)", result.script)
 
 
 def _restart_instances(client: MasterClient, state: WatcherState,
