@@ -3,19 +3,23 @@ parts (node lists, environment, reading results). Scripts here are real executab
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from herd import errors
 from herd.logic import hooks
-from herd.logic.base import lu_for
+from herd.logic.base import MasterContext, lu_for
+from herd.logic.cluster import LUClusterModify
 from herd.node import hooks as node_hooks
 from herd.objects import Cluster, ConfigData, Disk, Instance, Nic, Node, NodeGroup
-from herd.opcodes import opcode_from_dict
+from herd.opcodes import OpClusterModify, opcode_from_dict
 from herd.opcodes.base import _REGISTRY
+from herd.paths import HerdPaths
 
 
 def script(path: Path, body: str, mode: int = 0o755) -> Path:
@@ -349,3 +353,87 @@ def test_every_env_value_is_a_string() -> None:
     assert hooks.env_value(True) == "True"
     assert hooks.env_value(3) == "3"
     assert os.sep not in hooks.HOOKS["OP_NODE_ADD"].path
+
+
+# -- the order around an operation (network replaced by a scripted node answer) ---------------
+class ScriptedNodes:
+    """Answers hooks_run per (node, phase) as the test says; records the calls."""
+
+    def __init__(self, answers: dict[tuple[str, str], object]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, str, dict[str, str]]] = []
+
+    def node(self, node: Node) -> ScriptedNodes._Client:
+        return ScriptedNodes._Client(self, node.name)
+
+    class _Client:
+        def __init__(self, owner: ScriptedNodes, name: str) -> None:
+            self.owner, self.name = owner, name
+
+        async def call(self, method: str, **args: object) -> object:
+            assert method == "hooks_run"
+            phase = str(args["phase"])
+            self.owner.calls.append((self.name, phase, dict(args["env"])))  # type: ignore[arg-type]
+            answer = self.owner.answers.get((self.name, phase), [])
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+
+class ModifyLU(LUClusterModify):
+    """Ganeti's cluster-modify hooks around an execute that only records that it ran."""
+
+    ran = False
+
+    async def execute(self) -> str:
+        self.ran = True
+        return "done"
+
+
+def run_modify(tmp_path: Path, answers: dict[tuple[str, str], object],
+               dry_run: bool = False) -> tuple[ModifyLU, ScriptedNodes, list[str], object]:
+    cfg, _ = three_nodes()
+    nodes = ScriptedNodes(answers)
+    ctx = MasterContext(paths=HerdPaths(tmp_path), config=SimpleNamespace(data=cfg),  # type: ignore[arg-type]
+                        locks=None, rpc=nodes)  # type: ignore[arg-type]
+    said: list[str] = []
+    lu = ModifyLU(OpClusterModify(mac_prefix="aa:00:01", dry_run=dry_run), ctx, said.append)
+    try:
+        result: object = asyncio.run(hooks.execute(lu))
+    except hooks.HooksAbort as exc:
+        result = exc
+    return lu, nodes, said, result
+
+
+def test_failing_pre_hook_means_the_operation_never_runs(tmp_path: Path) -> None:
+    lu, nodes, _, result = run_modify(tmp_path, {
+        ("node1.example.com", "pre"): [["cluster-modify-pre.d/10-no", "fail", "frozen"]]})
+    assert isinstance(result, hooks.HooksAbort)
+    assert "cluster-modify-pre.d/10-no failed on node node1.example.com" in result.message
+    assert not lu.ran
+    assert [(n, p) for n, p, _ in nodes.calls] == [("node1.example.com", "pre")]
+    env = nodes.calls[0][2]
+    assert env["GANETI_OP_CODE"] == "OP_CLUSTER_SET_PARAMS"
+    assert env["GANETI_OBJECT_TYPE"] == "CLUSTER"
+    assert env["GANETI_NEW_VG_NAME"] == "None"
+
+
+def test_unreachable_node_is_no_refusal_and_post_failures_only_warn(tmp_path: Path) -> None:
+    lu, nodes, said, result = run_modify(tmp_path, {
+        ("node1.example.com", "pre"): errors.RpcError("node1 unreachable"),
+        ("node1.example.com", "post"): [["cluster-modify-post.d/10-dns", "fail", "no dns"]]})
+    assert lu.ran and result == "done"
+    assert said[0] == ("  - WARNING: hooks (pre phase) not run on node node1.example.com: "
+                       "communication failure: node1 unreachable")
+    assert said[-1] == ("  - WARNING: On node1.example.com script cluster-modify-post.d/10-dns "
+                        "failed, output: no dns")
+    post_env = nodes.calls[-1][2]
+    assert post_env["GANETI_HOOKS_PHASE"] == "post"
+    assert post_env["GANETI_POST_OP_TARGET"] == post_env["GANETI_OP_TARGET"] == \
+        "cluster.example.com"
+
+
+def test_dry_run_runs_the_pre_hooks_only(tmp_path: Path) -> None:
+    lu, nodes, _, result = run_modify(tmp_path, {}, dry_run=True)
+    assert result is None and not lu.ran
+    assert [p for _, p, _ in nodes.calls] == ["pre"]
