@@ -120,6 +120,7 @@ def init_cluster(p: HerdPaths, cluster_name: str, node_name: str, *,
         cert, key = tls.create_rapi_certificate(cluster_name, [master_ip])
         tls.write_pair(p.rapi_cert, p.rapi_key, cert, key)
         atomic_write(p.data_dir / "node-name", node_name + "\n", 0o644)
+        create_rapi_users_file(p)
         ConfigStore.create(p.config_file, data)
         write_facts(p, data)
         if start_daemons:
@@ -129,6 +130,23 @@ def init_cluster(p: HerdPaths, cluster_name: str, node_name: str, *,
         remove_cluster_files(p)
         raise
     return data
+
+
+#: What a new RAPI users file says (Ganeti's format; the file holds passwords: mode 0600).
+RAPI_USERS_TEMPLATE = """\
+# RAPI users: one per line, NAME PASSWORD [read|write]; PASSWORD is clear text,
+# {cleartext}TEXT or {HA1}md5(NAME:Ganeti Remote API:PASSWORD). Keep this file mode 0600.
+"""
+
+
+def create_rapi_users_file(p: HerdPaths) -> bool:
+    """Create an empty RAPI users file, readable by root only, unless one exists (an admin's
+    users are never replaced). Editing it in place keeps the mode, so passwords added later
+    are not readable by others either. True when it was created."""
+    if p.rapi_users_file.exists():
+        return False
+    atomic_write(p.rapi_users_file, RAPI_USERS_TEMPLATE, 0o600)
+    return True
 
 
 def remove_cluster_files(p: HerdPaths) -> None:

@@ -13,7 +13,7 @@ from herd.logic.specs import hypervisor_class
 from herd.network import mac as macs
 from herd.node import hooks as node_hooks
 from herd.node.cluster_files import ClusterFiles
-from herd.node.facts import MAX_TCP_RETRIES2
+from herd.node.facts import MAX_TCP_RETRIES2, users_file_problem
 from herd.objects import params
 from herd.opcodes import OpClusterModify, OpClusterVerify
 
@@ -286,6 +286,11 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
                          "TCG emulation (slow)")
         if int(info.get("storage_free", 0)) < 1024:
             self.warning(f"node {name}: less than 1 GiB free in the file storage directory")
+        problem = users_file_problem(info.get("rapi_users_mode"))
+        if problem:
+            users = self.ctx.paths.rapi_users_file.relative_to(self.ctx.paths.root)
+            self.warning(f"node {name}: the RAPI users file /{users}: {problem} "
+                         "(chmod 600 it)")
         retries = info.get("tcp_retries2")
         if retries is not None and retries > MAX_TCP_RETRIES2 and name in self._mirror_nodes():
             self.warning(f"node {name}: net.ipv4.tcp_retries2 is {retries}; mirrored disks "

@@ -58,6 +58,8 @@ class ClusterFiles:
             path = self.path_of(name)
             if not path.exists() or path.read_text() != content:
                 atomic_write(path, content, mode)
+            elif path.stat().st_mode & 0o7777 != mode:
+                path.chmod(mode)  # same content, loose mode: the push tightens it
 
     def path_of(self, name: str) -> Path:
         """Where a distributed file named ``name`` lives on this node."""

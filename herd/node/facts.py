@@ -7,6 +7,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from herd import paths
 from herd.storage.file import FileStorage
 
 
@@ -50,7 +51,27 @@ def node_facts(storage: FileStorage, hv_facts: dict[str, Any],
         "kernel": platform.release(),
         "hypervisor": hv_facts,
         "tcp_retries2": tcp_retries2(),
+        "rapi_users_mode": file_mode(paths.current().rapi_users_file),
     }
+
+
+def file_mode(path: Path) -> int | None:
+    """The permission bits of ``path``, or None when it does not exist."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return None
+
+
+def users_file_problem(mode: int | None) -> str | None:
+    """What is wrong with the RAPI users file's mode (it holds passwords, some in clear
+    text): anything beyond the owner's read and write bits; None when the mode is right or the
+    file is missing (no users: nothing to leak)."""
+    if mode is None or not mode & 0o077:
+        return None
+    who = " and ".join(w for w, bits in (("its group", 0o070), ("others", 0o007))
+                       if mode & bits)
+    return f"mode {mode:04o} lets {who} read or change the passwords in it"
 
 
 #: The highest net.ipv4.tcp_retries2 a node with mirrored disks should have (~12.6 s before

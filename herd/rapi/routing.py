@@ -230,6 +230,23 @@ class Req:
 Handler = Callable[[Req], Awaitable[Any]]
 
 
+def rename_alias(body: dict[str, Any], old: str, new: str) -> None:
+    """Move a field given by Ganeti's older name (``name`` for ``instance_name``, ...) to its
+    new name. It must be a string, and must not contradict a value given under the new name
+    (it was once dropped silently when both were there)."""
+    if old not in body:
+        return
+    value = body.pop(old)
+    if not isinstance(value, str):
+        raise bad_request(f"Invalid body parameters: parameter '{old}' is "
+                          f"{json.dumps(value)[:40]}; expected a string")
+    current = body.get(new)
+    if current is not None and current != value:
+        raise bad_request(f"Invalid body parameters: '{old}' ({value!r}) and '{new}' "
+                          f"({json.dumps(current)[:40]}) disagree; give one of them")
+    body[new] = value
+
+
 def check_reason(value: Any) -> list[Any]:
     """A body's ``reason``: Ganeti's reason trail, a list of [source, reason, timestamp]
     entries (a null, number or string here once ended in a TypeError and a 500)."""

@@ -258,3 +258,15 @@ def test_throttle_tables_are_bounded() -> None:
         table.failed(f"10.0.{i // 256}.{i % 256}", f"user{i}", 1.0 + i / 1000)
     assert len(table.by_address) == 100 and len(table.by_user) == 100
     assert "10.0.3.231" in table.by_address  # the newest stay
+
+
+def test_an_old_field_name_is_checked_not_dropped(client: TestClient, rapi: Any) -> None:
+    """Found by fuzzing: {"name": {}, "group_name": null} queued a job, the alias dropped."""
+    answer = client.post("/2/groups", json={"name": {}, "group_name": None}, headers=ADMIN)
+    assert_error(answer, 400, "'name'", "expected a string")
+    answer = client.post("/2/instances", headers=ADMIN, json={
+        "__version__": 1, "name": "a1", "instance_name": "b1", "disk_template": "diskless"})
+    assert_error(answer, 400, "'name'", "'instance_name'", "disagree")
+    assert rapi[1].submitted == []
+    assert client.post("/2/groups", json={"name": "g1"}, headers=ADMIN).status_code == 200
+    assert rapi[1].submitted[0][0]["group_name"] == "g1"

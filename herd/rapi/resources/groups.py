@@ -8,7 +8,7 @@ from herd import errors
 from herd.rapi import convert
 from herd.rapi.errors import HttpError
 from herd.rapi.resources.tags import TagsResource
-from herd.rapi.routing import Req, Resource, resource
+from herd.rapi.routing import Req, Resource, rename_alias, resource
 
 
 async def _templates(req: Req) -> list[str]:
@@ -32,8 +32,7 @@ class Groups(Resource):
 
     async def POST(self, req: Req) -> Any:
         body = req.body_dict()
-        if "name" in body:
-            body.setdefault("group_name", body.pop("name"))
+        rename_alias(body, "name", "group_name")
         return await req.submit(req.opcode("OP_GROUP_ADD", body))
 
 

@@ -9,7 +9,7 @@ from herd.opcodes.instance_extra import is_backed
 from herd.rapi import convert
 from herd.rapi.errors import HttpError, bad_request
 from herd.rapi.resources.tags import TagsResource
-from herd.rapi.routing import Req, Resource, resource
+from herd.rapi.routing import Req, Resource, rename_alias, resource
 from herd.units import parse_size
 
 #: Ganeti's OP_INSTANCE_CREATE fields Herd does not have, with the value that means "not
@@ -43,9 +43,7 @@ def create_opcode(req: Req) -> dict[str, Any]:
         raise bad_request(f"Unsupported request data version {version}")
     # the old names Ganeti still accepts
     for old, new in (("name", "instance_name"), ("os", "os_type")):
-        if old in body:
-            value = body.pop(old)
-            body.setdefault(new, value)
+        rename_alias(body, old, new)
     for key in list(body):
         if key in _CREATE_IGNORED:
             if not _ignorable(key, body[key]):
@@ -291,12 +289,11 @@ class InstancePrepareExport(Resource):
 class InstanceExport(Resource):
     DOC = {"PUT": "Export the instance (job id)."}
     BODY = {"PUT": "OP_BACKUP_EXPORT"}
-    BODY_EXTRA = {"PUT": {"destination": {}}}
+    BODY_EXTRA = {"PUT": {"destination": {"type": "string"}}}
 
     async def PUT(self, req: Req) -> Any:
         body = req.body_dict()
-        if "destination" in body:
-            body.setdefault("target_node", body.pop("destination"))
+        rename_alias(body, "destination", "target_node")
         return await req.submit(req.opcode("OP_BACKUP_EXPORT", body,
                                            instance_name=req.items[0]))
 
