@@ -137,9 +137,11 @@ def test_shutdown_startup_info_and_tags(rapi_lab: RapiLab) -> None:
     done = rapi_lab.run_job("DeleteClusterTags", ["nosuch"])
     assert done["status"] == "error" and "not found" in done["log"][-1]
     assert rapi_lab.ok("GetClusterTags") == ["site:lab"]
-    # a bad tag fails its job in the check phase, as in Ganeti
-    done = rapi_lab.run_job("AddClusterTags", ["bad tag"])
-    assert done["status"] == "error" and "invalid tag 'bad tag'" in done["log"][-1]
+    # a bad tag is refused before queuing (Ganeti queues a job that fails): 400, no job
+    jobs = rapi_lab.job_count()
+    (answer,) = rapi_lab.client(("AddClusterTags", [["bad tag"]], {}))
+    assert answer.get("code") == 400 and "invalid tag 'bad tag'" in answer["error"], answer
+    assert rapi_lab.job_count() == jobs
     assert rapi_lab.ok("GetClusterTags") == ["site:lab"]
 
 
