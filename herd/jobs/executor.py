@@ -15,6 +15,7 @@ from typing import Any
 
 from herd import errors
 from herd.jobs import queue as q
+from herd.jobs.limits import check_job_size
 from herd.logic import hooks, intents
 from herd.logic.base import MasterContext, lu_for
 from herd.opcodes import OpCode, opcode_from_dict
@@ -92,6 +93,7 @@ class JobExecutor:
         """Validate every opcode, store the job durably, start it; return its id."""
         if not ops:
             raise errors.ParameterError("a job needs at least one opcode")
+        check_job_size(ops)  # every listing carries every job's opcodes: keep jobs small
         parsed = [opcode_from_dict(op) for op in ops]
         priority = min(op.priority for op in parsed)
         # the queue stores the inputs with secrets redacted; the secrets stay in memory

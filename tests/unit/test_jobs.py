@@ -80,6 +80,9 @@ async def wait_status(executor: JobExecutor, job_id: int, wanted: str) -> None:
     ([{"OP_ID": "OP_TEST_DELAY"}], "OP_TEST_DELAY requires parameter(s): duration"),
     ([delay(0), {"OP_ID": "OP_INSTANCE_STARTUP"}], "requires parameter(s): instance_name"),
     ([], "at least one opcode"),
+    # bounded for every client (CLI and RAPI alike): a 41.6 MB body once made the queue unusable
+    ([delay(0.1, comment="x" * (1024 * 1024))], "job too large"),
+    ([delay(0.1, comment="x" * 600_000), delay(0.1, comment="y" * 600_000)], "job too large"),
 ])
 def test_submit_rejects_invalid_and_stores_nothing(tmp_path: Path, ops: list[dict[str, Any]],
                                                    fragment: str) -> None:
