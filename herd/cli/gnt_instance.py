@@ -154,7 +154,7 @@ def cmd_migrate(opts: Any) -> int:
     if result and isinstance(result[0], dict) and result[0].get("total_time_ms") is not None:
         stats = result[0]
         print(f"Migration done in {stats['total_time_ms'] / 1000:.2f} s, guest paused for "
-              f"{stats.get('downtime_ms', '?')} ms")
+              f"{stats.get('guest_pause_ms', stats.get('downtime_ms', '?'))} ms")
     return 0
 
 

@@ -96,6 +96,8 @@ async def migrate(ctx: MasterContext, inst: Instance, source: Node, target: Node
                   live: bool, feedback: Feedback) -> dict[str, Any]:
     """Steps 1-4: move the running ``inst`` from ``source`` to ``target``; QEMU's figures."""
     cfg = ctx.config.data
+    loop = asyncio.get_running_loop()
+    began = loop.time()
     src, dst = ctx.rpc.node(source), ctx.rpc.node(target)
     listen = target.secondary_ip or target.primary_ip
     port = migration_port(ctx, inst)
@@ -111,20 +113,37 @@ async def migrate(ctx: MasterContext, inst: Instance, source: Node, target: Node
         await dst.instance_abort_migration(inst.name)
         raise
     if live and stats.get("live") is False:
-        feedback("  non-live instead: live migration under TCG loses guest writes with this "
-                 "QEMU (fixed in QEMU 9.0); KVM nodes migrate live")
+        feedback("  " + str(stats.get("live_note") or "non-live instead"))
     feedback(f"  memory moved in {stats.get('total_time_ms', 0) / 1000:.2f} s, guest "
              f"paused {stats.get('downtime_ms', '?')} ms so far")
-    await hand_over(ctx, inst, source, target, feedback)
-    feedback(f"* instance {inst.name} now runs on {target.name}")
+    handed = loop.time()
+    resumed = await hand_over(ctx, inst, source, target, feedback)
+    stats.update(guest_pause(stats, (resumed - handed) * 1000, loop.time() - began))
+    copy = "QEMU's stop-and-copy" if stats.get("live") else "memory copy"
+    feedback(f"* instance {inst.name} now runs on {target.name}: guest paused "
+             f"{stats['guest_pause_ms']} ms ({copy} {stats.get('downtime_ms', 0)} ms + disk "
+             f"hand-over {stats['handover_ms']} ms), migration took "
+             f"{stats['migration_ms'] / 1000:.2f} s")
     return stats
+
+
+def guest_pause(stats: dict[str, Any], handover_ms: float, total_s: float) -> dict[str, int]:
+    """The guest's whole pause as the job saw it: what QEMU reports (its final stop-and-copy
+    when live, the whole memory copy when non-live) plus the disk hand-over that follows while
+    no side runs the guest (measured by the master from the source's answer to the resume on
+    the target, so a few ms of RPC latency on each end are left out or counted twice)."""
+    handover = round(handover_ms)
+    return {"handover_ms": handover,
+            "guest_pause_ms": int(stats.get("downtime_ms", 0) or 0) + handover,
+            "migration_ms": round(total_s * 1000)}
 
 
 async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: Node,
                     feedback: Feedback, *, sync: str = "none",
-                    resume: Callable[[], Awaitable[None]] | None = None) -> None:
+                    resume: Callable[[], Awaitable[None]] | None = None) -> float:
     """Steps 3-4, once the guest's memory is on ``target``: end the source's QEMU (if any),
-    turn the mirror around, name ``target`` primary, resume the guest there.
+    turn the mirror around, name ``target`` primary, resume the guest there; the event
+    loop's time when the resume returned (the end of the guest's pause).
 
     ``sync`` 'none' asserts that both copies are equal (the source's mirror ends only if it
     was in sync); 'auto' or 'full' let the generation rules copy more. ``resume`` defaults to
@@ -149,6 +168,7 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
             await dst.instance_finish_migration(inst.name, source=False, success=True)
         else:
             await resume()
+        resumed = asyncio.get_running_loop().time()
     except errors.HerdError as exc:
         # the guest's memory is on the target only now: the config must say so
         await ctx.config.save()
@@ -159,3 +179,4 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
     # the mirror back starts with nothing to copy (unless told otherwise): end once in sync
     states = await dst.mirror_wait_sync(tdisks, timeout=30)
     await drbd.record_sync(ctx, inst, states)
+    return resumed

@@ -66,10 +66,10 @@ def test_socket_paths_fit(tmp_path: Path) -> None:
 
 def test_in_sync_definition() -> None:
     job = {"ready": True, "paused": False, "io-status": "ok", "offset": 5, "len": 5}
-    assert _in_sync(job)
+    assert _in_sync(job, {})
     for change in ({"ready": False}, {"paused": True}, {"io-status": "failed"},
                    {"offset": 4}):
-        assert not _in_sync({**job, **change})
+        assert not _in_sync({**job, **change}, {})
     row = "   0: 017100CB:2AF8 027100CB:9C40 01 00000000:00000000 00:0 00000000 0 0 1"
     assert parse("header\n" + row)[0].local == ("203.0.113.1", 11000)
 

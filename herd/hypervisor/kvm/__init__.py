@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from herd import qemu_features
 from herd.errors import HypervisorError
 from herd.hypervisor.base import Hypervisor, InstanceSpec, RuntimeInfo
 from herd.hypervisor.kvm import (
@@ -344,11 +345,11 @@ class Kvm(Hypervisor):
                 raise HypervisorError(f"cannot migrate {name}: QEMU state '{state}', "
                                       f"migration status '{current}'")
             requested = live
-            if live and not migration.live_is_safe(
-                    record.accel, (await self.detect_kvm()).qemu_version):
-                log.warning("instance %s runs under TCG on a QEMU that loses dirty pages in "
-                            "live migrations; migrating it non-live", name)
-                live = False
+            plan = qemu_features.migration_plan(record.accel,
+                                                (await self.detect_kvm()).qemu_version, live)
+            if plan.note:
+                log.warning("instance %s: %s", name, plan.note)
+            live = plan.live
             record.migration = {"role": "source", "uri": target, "live": live,
                                 "was_running": state == "running", "since": time.time()}
             write_record(files.runtime, record)
@@ -374,7 +375,7 @@ class Kvm(Hypervisor):
                 await self.abort_migration(name)
             raise
         result = {**migration.stats(info, paused_throughout=not live), "live": live,
-                  "live_requested": requested, "target": target,
+                  "live_requested": requested, "live_note": plan.note, "target": target,
                   "bandwidth_mibps": bandwidth, "downtime_limit_ms": downtime,
                   "wall_time_ms": int((time.monotonic() - started) * 1000)}
         if result["status"] == "completed":

@@ -7,8 +7,10 @@ and every instance would hang. So the probe boots a real (tiny) guest the way in
 to QEMU's isa-debug-exit port. A healthy KVM does this in well under a second; if the child has
 not exited after :data:`PROBE_TIMEOUT` seconds it is killed (by its PID, in its own session) and
 KVM is reported unusable with the reason. The result is cached in a file in run_dir keyed by the
-host's boot id, so the probe runs once per host boot, never per instance start, and never in
-the daemon's own process.
+host's boot id and the QEMU binary's identity (inode, size, mtime: an upgrade from 7.2 to 10.0
+without a reboot must not keep the old version's fallbacks, see :mod:`herd.qemu_features`), so
+the probe runs once per host boot and QEMU install, never per instance start, and never in the
+daemon's own process.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from herd.paths import HerdPaths
 PROBE_TIMEOUT = 2.0
 #: Exit status of QEMU when the boot sector wrote 0x21 to isa-debug-exit: (0x21 << 1) | 1.
 _PROBE_OK_STATUS = 0x43
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 QEMU_BINARY = "qemu-system-x86_64"
 
 
@@ -42,6 +44,7 @@ class KvmProbe:
     kvm_reason: str
     qemu_version: str
     boot_id: str = ""
+    binary_id: str = ""
     probed_at: float = 0.0
     version: int = _CACHE_VERSION
 
@@ -57,6 +60,17 @@ def _boot_id() -> str:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return ""
+
+
+def binary_id(binary: str = QEMU_BINARY) -> str:
+    """Identity of the installed QEMU binary ('' if absent): changes when a package upgrade
+    replaces it."""
+    path = shutil.which(binary) or binary
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def qemu_version(binary: str = QEMU_BINARY) -> str:
@@ -140,13 +154,14 @@ def _cache_file(paths: HerdPaths) -> Path:
     return paths.run_dir / "kvm-probe.json"
 
 
-def _read_cache(path: Path, boot_id: str) -> KvmProbe | None:
+def _read_cache(path: Path, boot_id: str, bin_id: str) -> KvmProbe | None:
     try:
         data = json.loads(path.read_text())
         probe = KvmProbe(**data)
     except (OSError, ValueError, TypeError):
         return None
-    if probe.version != _CACHE_VERSION or probe.boot_id != boot_id:
+    if probe.version != _CACHE_VERSION or probe.boot_id != boot_id or \
+            probe.binary_id != bin_id:
         return None
     return probe
 
@@ -159,15 +174,16 @@ def _write_cache(path: Path, probe: KvmProbe) -> None:
 
 
 def detect(paths: HerdPaths, *, force: bool = False, binary: str = QEMU_BINARY) -> KvmProbe:
-    """The cached probe result for this host boot, probing (bounded, ~2 s) if there is none."""
-    boot_id = _boot_id()
+    """The cached probe result for this host boot and QEMU binary, probing (bounded, ~2 s) if
+    there is none."""
+    boot_id, bin_id = _boot_id(), binary_id(binary)
     cache = _cache_file(paths)
     if not force:
-        cached = _read_cache(cache, boot_id)
+        cached = _read_cache(cache, boot_id, bin_id)
         if cached is not None:
             return cached
     usable, reason = run_probe(binary)
     probe = KvmProbe(kvm_usable=usable, kvm_reason=reason, qemu_version=qemu_version(binary),
-                     boot_id=boot_id, probed_at=time.time())
+                     boot_id=boot_id, binary_id=bin_id, probed_at=time.time())
     _write_cache(cache, probe)
     return probe

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from herd import qemu_features
 from herd.errors import HypervisorError
 from herd.hypervisor.kvm import qmp
 
@@ -34,23 +35,10 @@ CANCEL_TIMEOUT = 15.0
 FINAL_STATES = ("completed", "failed", "cancelled")
 
 
-#: First QEMU whose TCG keeps the migration dirty bitmap coherent with its TLB. Before it,
-#: the 64-pages-at-a-time bitmap sync clears dirty bits without resetting TCG's TLB, so guest
-#: stores made during a live migration can be lost (QEMU fix "physmem: Fix migration dirty
-#: bitmap coherency with TCG memory access", 2024). Reproduced here with 7.2: guest kernel
-#: list corruption within a few live migrations. KVM tracks dirty pages itself: not affected.
-TCG_LIVE_SAFE_FROM = (9, 0)
-
-
 def live_is_safe(accel: str, qemu_version: str) -> bool:
-    """Whether a live migration keeps guest memory intact with this acceleration and QEMU."""
-    if accel != "tcg":
-        return True
-    try:
-        version = tuple(int(x) for x in qemu_version.split(".")[:2])
-    except ValueError:
-        return False
-    return version >= TCG_LIVE_SAFE_FROM
+    """Whether a live migration keeps guest memory intact with this acceleration and QEMU
+    (the rule and its reason: :func:`herd.qemu_features.migration_plan`)."""
+    return qemu_features.migration_plan(accel, qemu_version, True).live
 
 
 def uri(host: str, port: int) -> str:

@@ -14,7 +14,9 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,31 @@ class DaemonFiles:
     def cleanup(self) -> None:
         for f in (self.pidfile, self.qmp, self.sock, self.runtime):
             f.unlink(missing_ok=True)
+
+
+_versions: dict[str, str] = {}
+
+
+def version(binary: str = QSD_BINARY) -> str:
+    """The installed QSD's version ('7.2.22', '10.0.2'), '' if it cannot run. Asked once per
+    installed binary (its inode, size and mtime), so a package upgrade is seen at the next
+    daemon start; a daemon's own version is kept in its runtime file, since daemons started
+    before an upgrade go on running the old one."""
+    path = shutil.which(binary) or binary
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    key = f"{path}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    if key not in _versions:
+        try:
+            out = subprocess.run([path, "--version"], capture_output=True, text=True,
+                                 timeout=10, check=False).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        words = (out.splitlines() or [""])[0].split()
+        _versions[key] = words[2] if len(words) > 2 and words[1] == "version" else ""
+    return _versions[key]
 
 
 def command_line(files: DaemonFiles) -> list[str]:

@@ -96,10 +96,12 @@ def granularity(size: int) -> int:
     return gran
 
 
-def mirror_job(sync: str, size: int) -> dict[str, Any]:
-    assert sync in ("full", "none")
+def mirror_job(sync: str, size: int, copy_mode: str = "write-blocking") -> dict[str, Any]:
+    """``copy_mode`` 'background' only where the daemon can switch the job to write-blocking
+    later (block-job-change, QEMU >= 8.2; see :func:`herd.qemu_features.mirror_plan`)."""
+    assert sync in ("full", "none") and copy_mode in ("write-blocking", "background")
     return {"job-id": JOB, "device": LOCAL, "target": TARGET, "sync": sync,
-            "copy-mode": "write-blocking", "on-source-error": "stop",
+            "copy-mode": copy_mode, "on-source-error": "stop",
             "on-target-error": "stop", "filter-node-name": FILTER,
             "granularity": granularity(size), "buf-size": BUF_SIZE,
             "auto-finalize": True, "auto-dismiss": True}

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from herd import qemu_features
 from herd.errors import StorageError
 from herd.paths import HerdPaths
 from herd.storage.mirror import daemon, generation, graph, peer, tcp_table
@@ -133,6 +134,7 @@ class MirrorManager:
                             "dirty_map_valid": False, "map_since": None})
             self._check_file(disk)
             await asyncio.to_thread(ensure_quickack, disk.peer_ip)
+            version = await asyncio.to_thread(daemon.version)
             pid = await daemon.launch(files)
             try:
                 async with session(files.qmp) as q:
@@ -143,7 +145,7 @@ class MirrorManager:
                 files.cleanup()
                 raise
             files.write_runtime({"role": "secondary", "disk": disk.to_dict(), "server": "tcp",
-                                 "pid": pid, "started": time.time()})
+                                 "pid": pid, "qsd_version": version, "started": time.time()})
 
     async def _serve_secondary(self, q: QmpSession, disk: MirrorDisk,
                                gen: dict[str, Any]) -> None:
@@ -158,7 +160,7 @@ class MirrorManager:
         async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
             job = await self._job(q)
             if job is not None:
-                if not _in_sync(job):
+                if not _in_sync(job, files.read_runtime() or {}):
                     raise StorageError(f"mirror of {disk.relpath} is not in sync: refusing to "
                                        f"hand over to the peer")
                 await self._cancel(q, force=False)
@@ -215,7 +217,11 @@ class MirrorManager:
             converting = pid is not None and rt.get("role") == "secondary"
             started = pid is None
             if started:
+                version = await asyncio.to_thread(daemon.version)
                 pid = await daemon.launch(files)
+            else:  # the running daemon's own version (it may predate an upgrade)
+                version = str(rt.get("qsd_version", ""))
+            plan = qemu_features.mirror_plan(version, job_sync)
             gf.write(own)
             try:
                 async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
@@ -230,7 +236,8 @@ class MirrorManager:
                         server = "unix"
                     child, kind = await self._add_peer_node(q, disk, export, seq=1)
                     await q.cmd("blockdev-add", graph.target_node(child), timeout=SLOW_TIMEOUT)
-                    await q.cmd("blockdev-mirror", graph.mirror_job(job_sync, disk.size_bytes))
+                    await q.cmd("blockdev-mirror", graph.mirror_job(job_sync, disk.size_bytes,
+                                                                    plan.copy_mode))
             except BaseException:
                 if started:
                     await daemon.terminate(pid)
@@ -239,7 +246,9 @@ class MirrorManager:
             files.write_runtime({"role": "primary", "disk": disk.to_dict(), "server": server,
                                  "pid": pid, "target": kind, "target_child": child,
                                  "export": export, "target_seq": 1, "base_offset": 0,
-                                 "sync_started": time.time(),
+                                 "sync_started": time.time(), "qsd_version": version,
+                                 "copy_mode": plan.copy_mode,
+                                 "switch_when_ready": plan.switch_when_ready,
                                  "sync": job_sync, "started": time.time()})
             self._samples.pop(disk.uuid, None)
             return await self._status(disk)
@@ -298,6 +307,7 @@ class MirrorManager:
             if decision == "split-brain":
                 raise SplitBrainError(split_brain_message(disk.relpath, own, peer_gen))
             seq = int(rt.get("target_seq", 1)) + 1
+            modes = {k: rt.get(k) for k in ("copy_mode", "switch_when_ready")}
             async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
                 job = await self._job(q)
                 # The same export: a paused job's retries reconnect its NBD client. A job that
@@ -322,12 +332,16 @@ class MirrorManager:
                     await self._drop_target(q, rt.get("target_child"))
                     child, kind = await self._add_peer_node(q, disk, export, seq + 1)
                     await q.cmd("blockdev-add", graph.target_node(child))
-                    await q.cmd("blockdev-mirror", graph.mirror_job("full", disk.size_bytes))
+                    plan = qemu_features.mirror_plan(str(rt.get("qsd_version", "")), "full")
+                    await q.cmd("blockdev-mirror", graph.mirror_job("full", disk.size_bytes,
+                                                                    plan.copy_mode))
+                    modes = {"copy_mode": plan.copy_mode,
+                             "switch_when_ready": plan.switch_when_ready}
                     base, seq = 0, seq + 1
                     gf.update(dirty_map_valid=True, map_since=own["current"])
             files.write_runtime({**rt, "target": kind, "target_child": child,
                                  "target_seq": seq, "export": export, "base_offset": base,
-                                 "sync_started": time.time()})
+                                 **modes, "sync_started": time.time()})
             self._samples.pop(disk.uuid, None)
             return await self._status(disk)
 
@@ -362,9 +376,15 @@ class MirrorManager:
                 vm_uri=graph.vm_uri_tcp(disk.uuid, disk.local_ip, disk.port))
         async with session(files.qmp) as q:
             job = await self._job(q)
+            if job is not None and switch_due(job, rt):
+                # the bulk copy is done: from now on every guest write waits for the peer
+                await q.cmd("block-job-change", {"id": graph.JOB, "type": "mirror",
+                                                 "copy-mode": "write-blocking"})
+                rt = {**rt, "copy_mode": "write-blocking"}
+                files.write_runtime(rt)
         # An idle NBD client notices a dead peer only at its next request: look at the socket
         linked = rt.get("target") == "nbd" and _has_link(disk.local_ip, disk.peer_ip, disk.port)
-        in_sync = job is not None and _in_sync(job) and linked
+        in_sync = job is not None and _in_sync(job, rt) and linked
         broken = (job is None or not linked or bool(job.get("paused"))
                   or job.get("io-status", "ok") != "ok")
         if broken and not gen.get("degraded"):
@@ -515,9 +535,24 @@ class MirrorManager:
             await daemon.terminate(pid)
 
 
-def _in_sync(job: dict[str, Any]) -> bool:
+def _in_sync(job: dict[str, Any], rt: dict[str, Any]) -> bool:
+    """Every acknowledged guest write is on the peer and every new one will be. A job that
+    began in background copy mode (QEMU >= 8.2, see :func:`qemu_features.mirror_plan`) must
+    have been switched to write-blocking and report ``actively-synced``: in background mode
+    "ready" only means the bulk copy is done, while new writes may still wait in its map."""
+    if rt.get("switch_when_ready") and (rt.get("copy_mode") != "write-blocking"
+                                        or not job.get("actively-synced")):
+        return False
     return (bool(job.get("ready")) and not job.get("paused")
             and job.get("io-status", "ok") == "ok" and job.get("offset") == job.get("len"))
+
+
+def switch_due(job: dict[str, Any], rt: dict[str, Any]) -> bool:
+    """Whether a background-mode job is ready to become write-blocking (its bulk copy done,
+    running without error); block-job-change is refused on a job that is not ready."""
+    return (rt.get("copy_mode") == "background" and bool(rt.get("switch_when_ready"))
+            and bool(job.get("ready")) and not job.get("paused")
+            and job.get("io-status", "ok") == "ok")
 
 
 def _has_client(ip: str, port: int) -> bool:

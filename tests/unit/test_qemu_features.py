@@ -1,0 +1,130 @@
+"""QEMU 7.2 vs 10.0: the version-dependent decisions (migration mode, mirror copy mode), the
+version detection they rest on, and the guest pause the migration job reports."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from herd import qemu_features as qf
+from herd.hypervisor.kvm import detect, migration
+from herd.logic.live_move import guest_pause
+from herd.paths import HerdPaths
+from herd.storage.mirror import daemon, graph
+from herd.storage.mirror.manager import _in_sync, switch_due
+
+
+def test_parse_versions() -> None:
+    assert qf.parse("7.2.22") == (7, 2, 22)
+    assert qf.parse("10.0.2") == (10, 0, 2)
+    assert qf.parse("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)") \
+        == (10, 0, 2)
+    assert qf.parse("9.0") == (9, 0, 0)
+    assert qf.parse("") is None and qf.parse("qemu: not found") is None
+
+
+def test_features_by_version() -> None:
+    old, new = qf.features("7.2.22"), qf.features("10.0.2")
+    assert not old.tcg_live_migration and not old.mirror_job_change
+    assert new.tcg_live_migration and new.mirror_job_change
+    assert not new.keepalive_tuning and qf.features("10.1.0").keepalive_tuning
+    assert qf.features("8.2.0").mirror_job_change and not qf.features("8.2.0").tcg_live_migration
+    unknown = qf.features("")
+    assert unknown.label == "unknown" and not any(
+        (unknown.tcg_live_migration, unknown.mirror_job_change, unknown.keepalive_tuning))
+    assert new.label == "10.0.2"
+
+
+@pytest.mark.parametrize(("accel", "version", "live"), [
+    ("tcg", "7.2.22", False),   # Debian 12: TCG loses guest writes in a live migration
+    ("tcg", "8.2.1", False),
+    ("tcg", "", False),         # unknown: the safe choice
+    ("tcg", "9.0.0", True),
+    ("tcg", "10.0.2", True),    # bookworm-backports / Debian 13
+    ("kvm", "7.2.22", True),    # KVM tracks dirty pages itself
+    ("kvm", "10.0.2", True),
+])
+def test_migration_plan(accel: str, version: str, live: bool) -> None:
+    plan = qf.migration_plan(accel, version, True)
+    assert plan.live is live
+    assert bool(plan.note) is (not live)
+    assert migration.live_is_safe(accel, version) is live
+    assert qf.migration_plan(accel, version, False) == qf.MigrationPlan(live=False)
+
+
+def test_migration_plan_note_names_the_version() -> None:
+    note = qf.migration_plan("tcg", "7.2.22", True).note
+    assert "QEMU 7.2.22" in note and "9.0" in note
+
+
+def test_mirror_plan() -> None:
+    assert qf.mirror_plan("7.2.22", "full") == qf.MirrorPlan("write-blocking", False)
+    assert qf.mirror_plan("10.0.2", "full") == qf.MirrorPlan("background", True)
+    # after a live migration both copies are equal: synchronous from the first write
+    assert qf.mirror_plan("10.0.2", "none") == qf.MirrorPlan("write-blocking", False)
+    assert qf.mirror_plan("", "full") == qf.MirrorPlan("write-blocking", False)
+    assert graph.mirror_job("full", 1 << 30, "background")["copy-mode"] == "background"
+    with pytest.raises(AssertionError):
+        graph.mirror_job("full", 1 << 30, "active")
+
+
+def test_background_job_is_in_sync_only_once_switched_and_actively_synced() -> None:
+    job = {"ready": True, "paused": False, "io-status": "ok", "offset": 5, "len": 5}
+    background = {"copy_mode": "background", "switch_when_ready": True}
+    switched = {"copy_mode": "write-blocking", "switch_when_ready": True}
+    assert not _in_sync(job, background)  # "ready" in background mode: writes may lag
+    assert switch_due(job, background)
+    assert not switch_due({**job, "ready": False}, background)
+    assert not switch_due({**job, "paused": True}, background)
+    assert not switch_due(job, switched) and not switch_due(job, {})
+    assert not _in_sync(job, switched)
+    assert not _in_sync({**job, "actively-synced": False}, switched)
+    assert _in_sync({**job, "actively-synced": True}, switched)
+    assert _in_sync(job, {}) and _in_sync(job, {"copy_mode": "write-blocking"})  # 7.2's jobs
+
+
+def _fake_binary(path: Path, first_line: str) -> str:
+    path.write_text(f"#!/bin/sh\necho '{first_line}'\necho 'Copyright (c) QEMU'\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_qsd_version_is_read_once_per_installed_binary(tmp_path: Path) -> None:
+    binary = _fake_binary(tmp_path / "qsd",
+                          "qemu-storage-daemon version 7.2.22 (Debian 1:7.2+dfsg-7)")
+    assert daemon.version(binary) == "7.2.22"
+    _fake_binary(tmp_path / "qsd.new",
+                 "qemu-storage-daemon version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)")
+    os.replace(tmp_path / "qsd.new", binary)  # what a package upgrade does
+    assert daemon.version(binary) == "10.0.2"
+    assert daemon.version(str(tmp_path / "missing")) == ""
+
+
+def test_probe_cache_follows_a_qemu_upgrade(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    binary = _fake_binary(tmp_path / "qemu",
+                          "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7)")
+    probes: list[str] = []
+
+    def fake_probe(binary: str = "", timeout: float = 0) -> tuple[bool, str]:
+        probes.append(binary)
+        return False, "no /dev/kvm here"
+
+    monkeypatch.setattr(detect, "run_probe", fake_probe)
+    paths = HerdPaths(tmp_path / "root")
+    assert detect.detect(paths, binary=binary).qemu_version == "7.2.22"
+    assert detect.detect(paths, binary=binary).qemu_version == "7.2.22" and len(probes) == 1
+    _fake_binary(tmp_path / "qemu.new", "QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2)")
+    os.replace(tmp_path / "qemu.new", binary)
+    assert detect.detect(paths, binary=binary).qemu_version == "10.0.2" and len(probes) == 2
+
+
+def test_guest_pause_adds_the_disk_hand_over() -> None:
+    live = {"live": True, "downtime_ms": 12, "total_time_ms": 900}
+    assert guest_pause(live, 30.4, 1.2345) == {"handover_ms": 30, "guest_pause_ms": 42,
+                                               "migration_ms": 1234}
+    non_live = {"live": False, "downtime_ms": 2200, "total_time_ms": 2200}
+    assert guest_pause(non_live, 300, 3.0)["guest_pause_ms"] == 2500
+    assert guest_pause({}, 5, 0.1)["guest_pause_ms"] == 5
