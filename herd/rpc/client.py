@@ -32,6 +32,10 @@ CONNECT_TIMEOUT = 3.0
 LOST_ANSWER_WAIT = 30.0
 #: Pause between attempts to reach the node again.
 LOST_ANSWER_POLL = 0.5
+#: Errors that mean the request never reached the node (no connection was made): nothing can
+#: have happened there, so a dead node fails at once instead of being waited for (failover
+#: from a crashed primary must not wait LOST_ANSWER_WAIT for every stop it sends there).
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 #: Where the client reports a lost answer and how it was confirmed: the running job's log
 #: (set by the job executor for each opcode), so that the admin reads what happened.
@@ -66,7 +70,7 @@ class NodeClient:
                 f"node {self.node_name} ({self.base}) unreachable for '{method}': "
                 f"{type(exc).__name__}: {exc}")
             effect = outcome.side_effect(method, args)
-            if effect is None:
+            if effect is None or isinstance(exc, NOT_SENT):
                 raise lost from None
             return await self._after_lost_answer(effect, args, lost)
         try:

@@ -123,7 +123,7 @@ def test_start_whose_answer_was_lost_succeeds_when_the_guest_runs() -> None:
 
 def test_start_that_did_not_happen_fails_saying_so() -> None:
     with pytest.raises(errors.RpcError) as info:
-        run_client(Node(None, error=httpx.ConnectError), "instance_start", START)
+        run_client(Node(None, error=httpx.ReadError), "instance_start", START)
     assert not isinstance(info.value, OutcomeUnknown)
     assert "the node says the instance does not run there: the start of inst1 did not " \
            "happen" in info.value.message
@@ -146,6 +146,19 @@ def test_stop_still_running_after_the_wait_fails() -> None:
         run_client(Node(RUNNING), "instance_stop", {"name": "inst1", "stop_timeout": 30},
                    wait=0.2)
     assert "still runs there (it may be shutting down)" in info.value.message
+
+
+@pytest.mark.parametrize("error", [httpx.ConnectError, httpx.ConnectTimeout])
+def test_request_that_never_reached_the_node_fails_at_once(
+        error: type[httpx.TransportError]) -> None:
+    """No connection, no side effect: a crashed node is not waited for (failover from a dead
+    primary sends it a stop, which must fail within the connect timeout, not after 30 s)."""
+    node = Node(RUNNING, error=error)
+    with pytest.raises(errors.RpcError) as info:
+        run_client(node, "instance_stop", {"name": "inst1", "stop_timeout": 0}, wait=30)
+    assert not isinstance(info.value, OutcomeUnknown)
+    assert "unreachable for 'instance_stop'" in info.value.message
+    assert node.calls == ["instance_stop"]
 
 
 def test_rpc_without_side_effect_fails_at_once_as_before() -> None:
