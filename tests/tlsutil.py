@@ -40,3 +40,16 @@ def legacy_signed(ca_cert_pem: bytes, ca_key_pem: bytes, common_name: str,
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+#: A program that prints the SHA-256 of the certificate a TLS server presents (argv: host
+#: port), for tests that check which certificate a daemon serves from inside a namespace.
+SERVED_FINGERPRINT = """
+import hashlib, socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as raw, \\
+        ctx.wrap_socket(raw) as conn:
+    print(hashlib.sha256(conn.getpeercert(binary_form=True)).hexdigest())
+"""

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from herd.fileutil import pid_alive
 from herd.lab.single import SingleNodeCluster
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -23,15 +23,6 @@ ADD = ("gnt-instance", "add", "-t", "file", "-s", "64M", "--no-name-check", "--n
        "--no-start")
 
 
-def wait_for(what: str, condition, timeout: float = 60.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not seen within {timeout} s")
-        time.sleep(interval)
 
 
 def install_slow_os(cluster: SingleNodeCluster) -> None:
@@ -50,14 +41,14 @@ def kill_masterd(cluster: SingleNodeCluster) -> None:
     pid = cluster.daemon_pid("masterd")
     assert pid
     os.kill(pid, signal.SIGKILL)
-    wait_for("masterd's end", lambda: not pid_alive(pid))
+    wait_until("masterd's end", lambda: not pid_alive(pid))
 
 
 def test_masterd_killed_during_create_leaves_no_disk(cluster: SingleNodeCluster) -> None:
     install_slow_os(cluster)
     job_id = cluster.run(*ADD, "-o", "slowos", "--submit", "crash1").stdout.strip().split()[-1]
     storage = cluster.paths.file_storage_dir
-    disk = wait_for("the new instance's disk file", lambda: list(storage.glob("crash1/*")))[0]
+    disk = wait_until("the new instance's disk file", lambda: list(storage.glob("crash1/*")))[0]
     kill_masterd(cluster)
     assert disk.exists()
     cluster.run("herd-daemon-util", "start", "masterd")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from herd.fileutil import pid_alive
 from herd.lab.single import SingleNodeCluster
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +25,6 @@ ADD = ("gnt-instance", "add", "-t", "file", "-o", "busybox+default", "-s", "64M"
        "--no-name-check", "--no-ip-check", "--no-start")
 
 
-def wait_for(what: str, condition, timeout: float = 60.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not seen within {timeout} s")
-        time.sleep(interval)
 
 
 def add_blocking_instance(cluster: SingleNodeCluster, name: str) -> Path:
@@ -47,13 +38,13 @@ def start_and_kill_noded(cluster: SingleNodeCluster, name: str) -> tuple[str, in
     """Submit the startup, wait until QEMU runs and noded is inside the RPC, kill noded."""
     job_id = cluster.run("gnt-instance", "startup", "--submit", name).stdout.strip().split()[-1]
     runtime = cluster.paths.instance_run_dir / f"{name}.runtime.json"
-    qemu = wait_for("the QEMU process and its runtime record",
+    qemu = wait_until("the QEMU process and its runtime record",
                     lambda: runtime.exists() and cluster.qemu_pid(name))
     noded = cluster.daemon_pid("noded")
     assert noded
     # the record is written just before noded reads the FIFO: it is inside the RPC now
     os.kill(noded, signal.SIGKILL)
-    wait_for("noded's end", lambda: not pid_alive(noded))
+    wait_until("noded's end", lambda: not pid_alive(noded))
     return job_id, qemu
 
 
@@ -65,7 +56,7 @@ def wait_job_final(cluster: SingleNodeCluster, job_id: str, timeout: float = 90)
     def status() -> str | None:
         out = cluster.run("gnt-job", "list", "--no-headers", "-o", "status", job_id).stdout
         return out.strip() if out.strip() in ("success", "error", "canceled") else None
-    return wait_for(f"job {job_id} final", status, timeout=timeout, interval=0.3)
+    return wait_until(f"job {job_id} final", status, timeout=timeout, interval=0.3)
 
 
 def admin_state(cluster: SingleNodeCluster, name: str) -> str:

@@ -10,31 +10,22 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from herd.lab.single import CLUSTER_NAME, NODE_IP, SingleNodeCluster
 from herd.rpc import tls
-from tests.tlsutil import legacy_signed
+from tests.tlsutil import SERVED_FINGERPRINT, legacy_signed
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 NODED = f"https://{NODE_IP}:1811"
-PROBE = """
-import hashlib, socket, ssl, sys
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as raw, \\
-        ctx.wrap_socket(raw) as conn:
-    print(hashlib.sha256(conn.getpeercert(binary_form=True)).hexdigest())
-"""
 
 
 def _served(cluster: SingleNodeCluster, host: str, port: int) -> str:
-    return cluster.run(sys.executable, "-c", PROBE, host, str(port)).stdout.strip()
+    return cluster.run(sys.executable, "-c", SERVED_FINGERPRINT, host, str(port)).stdout.strip()
 
 
 def _run_command_as(cluster: SingleNodeCluster, cert: Path, key: Path,
@@ -47,12 +38,6 @@ def _run_command_as(cluster: SingleNodeCluster, cert: Path, key: Path,
     return proc.returncode, proc.stdout
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout} s")
-        time.sleep(0.1)
 
 
 def _keep(path: Path, tmp_path: Path, name: str) -> Path:
@@ -164,5 +149,5 @@ def test_masterd_replaces_rapi_certificate_from_before_roles(cluster: SingleNode
     assert log.read_text().count("replaced the RAPI certificate") == 1
     new = tls.fingerprint(p.rapi_cert.read_bytes())
     assert new != tls.fingerprint(legacy[0])
-    _wait_for(lambda: _served(cluster, NODE_IP, 5080) == new, 10, "herd-rapi serving it")
+    wait_until("herd-rapi serving it", lambda: _served(cluster, NODE_IP, 5080) == new, 10)
     cluster.run("gnt-cluster", "verify")

@@ -16,19 +16,11 @@ import pytest
 from herd.fileutil import read_pid
 from herd.rpc import tls
 from tests.lab.conftest import LabCluster, joined_cluster
+from tests.tlsutil import SERVED_FINGERPRINT
 
 pytestmark = pytest.mark.slow
 
 NODES = ("node1", "node2", "node3")
-PROBE = """
-import hashlib, socket, ssl, sys
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as raw, \\
-        ctx.wrap_socket(raw) as conn:
-    print(hashlib.sha256(conn.getpeercert(binary_form=True)).hexdigest())
-"""
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +30,7 @@ def lab() -> Iterator[LabCluster]:
 
 
 def _served(lab: LabCluster, from_node: str, address: str, port: int) -> str:
-    return lab.lab.run(from_node, sys.executable, "-c", PROBE, address, str(port)) \
+    return lab.lab.run(from_node, sys.executable, "-c", SERVED_FINGERPRINT, address, str(port)) \
         .stdout.strip()
 
 
