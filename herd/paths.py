@@ -41,6 +41,20 @@ class HerdPaths:
         return self.data_dir / "queue.db"
 
     @property
+    def etcd_dir(self) -> Path:
+        """This node's etcd member (master candidates only): ``member.json`` says how it
+        starts, ``data/`` is etcd's data dir. Removed when the node stops being a member."""
+        return self.data_dir / "etcd"
+
+    @property
+    def etcd_spec_file(self) -> Path:
+        return self.etcd_dir / "member.json"
+
+    @property
+    def etcd_data_dir(self) -> Path:
+        return self.etcd_dir / "data"
+
+    @property
     def ssl_dir(self) -> Path:
         return self.data_dir / "ssl"
 

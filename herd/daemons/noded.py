@@ -11,6 +11,7 @@ import uvicorn
 
 from herd import paths
 from herd.daemons.common import install_stop_handlers, pid_file, setup_logging
+from herd.node.etcd_member import EtcdSupervisor, stop_stale_member
 from herd.node.service import NodeService
 from herd.objects.cluster import NODED_PORT
 from herd.rpc.join import build_join_app, ensure_join_material
@@ -33,8 +34,13 @@ def in_cluster(p: paths.HerdPaths) -> bool:
 
 async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
     watchdog = None
+    etcd: EtcdSupervisor | None = None
+    etcd_task = None
     if in_cluster(p):
         service = NodeService(p)
+        # the node's etcd member, if it is one (master candidates; see the module)
+        etcd = service.etcd = EtcdSupervisor(p)
+        etcd_task = asyncio.create_task(etcd.run())
         # cuts replication links to a silent peer within seconds (see the module)
         watchdog = asyncio.create_task(LinkWatchdog(p.run_dir / "mirror").run())
         app = build_app(service)
@@ -42,6 +48,7 @@ async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
     else:
         # not in a cluster yet: wait to be joined (see herd.rpc.join)
         ensure_join_material(p)
+        stop_stale_member(p)
         app = build_join_app(p)
         tls_args = dict(ssl_certfile=str(p.ssl_dir / "join.pem"),
                         ssl_keyfile=str(p.ssl_dir / "join.key"))
@@ -60,6 +67,9 @@ async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
     server.should_exit = True
     if watchdog is not None:
         watchdog.cancel()
+    if etcd is not None and etcd_task is not None:
+        await etcd.stop()
+        etcd_task.cancel()
     await task
 
 

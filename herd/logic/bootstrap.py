@@ -16,10 +16,13 @@ from herd import errors
 from herd.config.facts import write_facts
 from herd.config.store import ConfigStore
 from herd.daemons import util as daemon_util
+from herd.etcd import members as etcd_members
 from herd.fileutil import atomic_write
+from herd.logic import etcd_sync
 from herd.logic.cluster import SUPPORTED_HYPERVISORS
 from herd.logic.specs import hypervisor_class
 from herd.network import mac as macs
+from herd.node.etcd_member import stop_stale_member, write_spec
 from herd.objects import Cluster, ConfigData, Node, NodeGroup, params
 from herd.paths import HerdPaths
 from herd.rpc import tls
@@ -123,8 +126,11 @@ def init_cluster(p: HerdPaths, cluster_name: str, node_name: str, *,
         create_rapi_users_file(p)
         ConfigStore.create(p.config_file, data)
         write_facts(p, data)
+        # the first etcd member: a new cluster of this node alone, started by noded
+        write_spec(p, etcd_members.first_member(node_name, node_ip, sip, cluster_name))
         if start_daemons:
             daemon_util.start_all(p, master=True)
+            etcd_sync.wait_first_member(p, data)
     except BaseException:
         daemon_util.stop_all(p)
         remove_cluster_files(p)
@@ -150,7 +156,9 @@ def create_rapi_users_file(p: HerdPaths) -> bool:
 
 
 def remove_cluster_files(p: HerdPaths) -> None:
-    """Forget the cluster on this node: config, queue, TLS material, identity."""
+    """Forget the cluster on this node: config, queue, TLS material, identity, etcd member."""
+    stop_stale_member(p)
+    shutil.rmtree(p.etcd_dir, ignore_errors=True)
     for path in (p.config_file, p.cluster_facts_file, p.data_dir / "node-name"):
         path.unlink(missing_ok=True)
     for suffix in ("", "-wal", "-shm"):

@@ -12,6 +12,7 @@ import asyncio
 from herd import errors
 from herd.config.facts import facts_from_config
 from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
+from herd.logic import etcd_sync
 from herd.logic.base import LogicalUnit
 from herd.logic.bootstrap import check_ip as _check_ip
 from herd.logic.bootstrap import resolve
@@ -126,6 +127,7 @@ class LUNodeAdd(LogicalUnit[OpNodeAdd]):
         except BaseException:
             del cfg.nodes[node.uuid]
             raise
+        await etcd_sync.sync_members(self.ctx.paths, cfg, self.ctx.rpc, self.feedback)
 
 
 class LUNodeRemove(LogicalUnit[OpNodeRemove]):
@@ -155,6 +157,8 @@ class LUNodeRemove(LogicalUnit[OpNodeRemove]):
         for other in promoted:
             self.feedback(f"  promoting {other.name} to master candidate")
         await self.ctx.config.save()
+        await etcd_sync.sync_members(self.ctx.paths, cfg, self.ctx.rpc, self.feedback,
+                                     departed=[node])
         try:
             await self.ctx.rpc.node(node).node_leave()
         except errors.HerdError as exc:
@@ -227,6 +231,7 @@ class LUNodeSetParams(LogicalUnit[OpNodeSetParams]):
                     self.feedback(f"  promoting {other.name} to master candidate")
         node.touch()
         await self.ctx.config.save()
+        await etcd_sync.sync_members(self.ctx.paths, cfg, self.ctx.rpc, self.feedback)
 
 
 class LUClusterRedistConf(LogicalUnit[OpClusterRedistConf]):

@@ -19,6 +19,7 @@ from typing import Any
 from herd import errors
 from herd.hypervisor import base as hvbase
 from herd.node.cluster_files import ClusterFiles
+from herd.node.etcd_member import EtcdSupervisor
 from herd.node.facts import node_facts
 from herd.paths import HerdPaths
 from herd.storage.file import FileStorage
@@ -39,6 +40,8 @@ class NodeService:
         #: OS scripts running now, by the relative paths of the disks they write: removing a
         #: disk first ends the script writing it (a dead job's script would recreate the file).
         self._os_scripts: dict[str, asyncio.Task[None]] = {}
+        #: the node's etcd member, set by noded (None in tools that use the service alone)
+        self.etcd: EtcdSupervisor | None = None
 
     def hypervisor(self, name: str = "kvm") -> hvbase.Hypervisor:
         if name not in self._hypervisors:
@@ -118,8 +121,33 @@ class NodeService:
         from herd.logic.bootstrap import remove_cluster_files
         from herd.rpc.join import _reexec
 
+        if self.etcd is not None:  # its member was removed from etcd already (LUNodeRemove)
+            await self.etcd.leave()
         remove_cluster_files(self.paths)
         asyncio.get_running_loop().call_later(0.2, _reexec)
+
+    # -- etcd member (master candidates; herd.node.etcd_member) -------------------------------
+    def _etcd(self) -> EtcdSupervisor:
+        if self.etcd is None:
+            raise errors.HerdError("this noded does not supervise an etcd member")
+        return self.etcd
+
+    async def etcd_join(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Run the etcd member ``spec`` (the master added it to etcd's membership first)."""
+        from herd.etcd.members import MemberSpec
+
+        try:
+            member = MemberSpec.from_dict(spec)
+        except (TypeError, ValueError) as exc:
+            raise errors.ParameterError(f"invalid etcd member spec: {exc}") from None
+        return await self._etcd().join(member)
+
+    async def etcd_leave(self) -> None:
+        """Stop the etcd member and drop its data (the master removed it from etcd first)."""
+        await self._etcd().leave()
+
+    async def etcd_status(self) -> dict[str, Any]:
+        return self._etcd().status()
 
     # -- mirrored disks (drbd template) --------------------------------------------------------
     @property

@@ -1,0 +1,126 @@
+"""etcd membership follows the master candidates on three nodes (issue 10, first step).
+
+Joins make every candidate a voting member; ``gnt-node modify -C no`` removes a node's member
+(its process ends, its data goes), ``-C yes`` brings it back from nothing, ``gnt-node remove``
+removes it for good; and a write on one member is read on another. Client code runs inside
+the nodes' namespaces, with their node certificates.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from herd.fileutil import pid_alive, read_pid
+from tests.lab.conftest import LabCluster, joined_cluster
+
+pytestmark = pytest.mark.slow
+
+PRELUDE = textwrap.dedent("""
+    import asyncio, json, sys
+    from herd import paths
+    from herd.etcd.client import EtcdClient, EtcdError
+    p = paths.current()
+""")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[LabCluster]:
+    with joined_cluster(3, LabCluster) as cluster:
+        yield cluster
+
+
+def run_py(lab: LabCluster, node: str, body: str) -> Any:
+    code = PRELUDE + textwrap.dedent(body) + "\nprint(json.dumps(asyncio.run(main())))\n"
+    out = lab.lab.run(node, sys.executable, "-c", code, timeout=60).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def client_url(lab: LabCluster, node: str) -> str:
+    return f"https://{lab.lab.node(node).primary_ip}:2379"
+
+
+def members(lab: LabCluster, via: str = "node1") -> dict[str, bool]:
+    """etcd's member list as seen by ``via``'s member: name -> is a learner."""
+    return {name: learner for name, learner in run_py(lab, via, f"""
+        async def main():
+            async with EtcdClient.for_node(p, ["{client_url(lab, via)}"]) as c:
+                return [[m.name, m.is_learner] for m in await c.member_list()]
+    """)}
+
+
+def candidates(lab: LabCluster) -> set[str]:
+    return {name for name, row in lab.nodes().items() if row["role"] in ("M", "C")}
+
+
+def etcd_pid(lab: LabCluster, node: str) -> int | None:
+    pid = read_pid(lab.lab.node(node).paths.pid_file("etcd"))
+    return pid if pid_alive(pid) else None
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not within {timeout:.0f} s")
+        time.sleep(0.2)
+    return value
+
+
+def test_every_candidate_is_a_voting_member(lab: LabCluster) -> None:
+    assert candidates(lab) == {f"node{i}.example.com" for i in (1, 2, 3)}
+    for via in ("node1", "node2", "node3"):
+        assert members(lab, via) == {name: False for name in candidates(lab)}
+        assert etcd_pid(lab, via)
+
+
+def test_a_write_on_one_member_is_read_on_another(lab: LabCluster) -> None:
+    revision = run_py(lab, "node1", f"""
+        async def main():
+            async with EtcdClient.for_node(p, ["{client_url(lab, 'node1')}"]) as c:
+                return await c.put("test/hello", "from node1")
+    """)
+    seen = run_py(lab, "node3", f"""
+        async def main():
+            async with EtcdClient.for_node(p, ["{client_url(lab, 'node3')}"]) as c:
+                kv = await c.get("test/hello")  # linearizable: node3 asks the leader
+                return [kv.value.decode(), kv.mod_revision]
+    """)
+    assert seen == ["from node1", revision]
+
+
+def test_demoting_a_candidate_removes_its_member(lab: LabCluster) -> None:
+    node3 = lab.lab.node("node3")
+    pid = etcd_pid(lab, "node3")
+    lab.gnt("gnt-node", "modify", "-C", "no", node3.fqdn)
+    assert candidates(lab) == {"node1.example.com", "node2.example.com"}
+    assert members(lab) == {"node1.example.com": False, "node2.example.com": False}
+    wait_for("node3's etcd to end", lambda: not pid_alive(pid))
+    assert not node3.paths.etcd_dir.exists()
+    assert etcd_pid(lab, "node3") is None
+
+
+def test_promoting_it_again_brings_a_fresh_member(lab: LabCluster) -> None:
+    lab.gnt("gnt-node", "modify", "-C", "yes", "node3.example.com")
+    assert members(lab) == {name: False for name in candidates(lab)}
+    assert len(members(lab)) == 3
+    seen = run_py(lab, "node3", f"""
+        async def main():
+            async with EtcdClient.for_node(p, ["{client_url(lab, 'node3')}"]) as c:
+                return (await c.get("test/hello")).value.decode()
+    """)
+    assert seen == "from node1"
+
+
+def test_removing_a_node_removes_its_member(lab: LabCluster) -> None:
+    pid = etcd_pid(lab, "node3")
+    lab.gnt("gnt-node", "remove", "node3.example.com")
+    assert members(lab) == {"node1.example.com": False, "node2.example.com": False}
+    wait_for("node3's etcd to end", lambda: not pid_alive(pid))
+    assert not lab.lab.node("node3").paths.etcd_dir.exists()
