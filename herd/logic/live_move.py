@@ -117,12 +117,15 @@ async def migrate(ctx: MasterContext, inst: Instance, source: Node, target: Node
     feedback(f"  memory moved in {stats.get('total_time_ms', 0) / 1000:.2f} s, guest "
              f"paused {stats.get('downtime_ms', '?')} ms so far")
     handed = loop.time()
-    resumed = await hand_over(ctx, inst, source, target, feedback)
+    steps: dict[str, int] = {}
+    resumed = await hand_over(ctx, inst, source, target, feedback, steps=steps)
     stats.update(guest_pause(stats, (resumed - handed) * 1000, loop.time() - began))
+    stats["handover_steps_ms"] = steps
     copy = "QEMU's stop-and-copy" if stats.get("live") else "memory copy"
     feedback(f"* instance {inst.name} now runs on {target.name}: guest paused "
              f"{stats['guest_pause_ms']} ms ({copy} {stats.get('downtime_ms', 0)} ms + disk "
-             f"hand-over {stats['handover_ms']} ms), migration took "
+             f"hand-over {stats['handover_ms']} ms: "
+             f"{', '.join(f'{k} {v}' for k, v in steps.items())}), migration took "
              f"{stats['migration_ms'] / 1000:.2f} s")
     return stats
 
@@ -140,7 +143,8 @@ def guest_pause(stats: dict[str, Any], handover_ms: float, total_s: float) -> di
 
 async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: Node,
                     feedback: Feedback, *, sync: str = "none",
-                    resume: Callable[[], Awaitable[None]] | None = None) -> float:
+                    resume: Callable[[], Awaitable[None]] | None = None,
+                    steps: dict[str, int] | None = None) -> float:
     """Steps 3-4, once the guest's memory is on ``target``: end the source's QEMU (if any),
     turn the mirror around, name ``target`` primary, resume the guest there; the event
     loop's time when the resume returned (the end of the guest's pause).
@@ -148,12 +152,16 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
     ``sync`` 'none' asserts that both copies are equal (the source's mirror ends only if it
     was in sync); 'auto' or 'full' let the generation rules copy more. ``resume`` defaults to
     finishing QEMU's incoming migration. Each step accepts having been done already, so that
-    ``migrate --cleanup`` can repeat them.
+    ``migrate --cleanup`` can repeat them. ``steps`` receives each step's milliseconds (where
+    the guest's pause goes).
     """
     cfg = ctx.config.data
     src, dst = ctx.rpc.node(source), ctx.rpc.node(target)
+    lap = _Laps(steps)
     await src.instance_finish_migration(inst.name, source=True, success=True)
+    lap("source QEMU ended")
     await src.mirror_start_secondary(drbd.mirror_disks(cfg, inst, source.uuid))
+    lap("source mirror ended")
     swap_primary(inst)
     tdisks = drbd.mirror_disks(cfg, inst, target.uuid)
     try:
@@ -164,11 +172,12 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
                      "running degraded, activate-disks repairs it")
             await dst.mirror_start_primary(tdisks, [sync] * len(inst.disks),
                                            allow_degraded=True)
+        lap("mirror back started")
         if resume is None:
             await dst.instance_finish_migration(inst.name, source=False, success=True)
         else:
             await resume()
-        resumed = asyncio.get_running_loop().time()
+        resumed = lap("guest resumed")
     except errors.HerdError as exc:
         # the guest's memory is on the target only now: the config must say so
         await ctx.config.save()
@@ -180,3 +189,18 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
     states = await dst.mirror_wait_sync(tdisks, timeout=30)
     await drbd.record_sync(ctx, inst, states)
     return resumed
+
+
+class _Laps:
+    """Milliseconds between successive calls, by name, into ``steps`` (if given)."""
+
+    def __init__(self, steps: dict[str, int] | None) -> None:
+        self.steps = steps
+        self.last = asyncio.get_running_loop().time()
+
+    def __call__(self, name: str) -> float:
+        now = asyncio.get_running_loop().time()
+        if self.steps is not None:
+            self.steps[name] = round((now - self.last) * 1000)
+        self.last = now
+        return now

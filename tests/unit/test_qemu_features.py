@@ -3,6 +3,7 @@ version detection they rest on, and the guest pause the migration job reports.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from herd import qemu_features as qf
 from herd.hypervisor.kvm import detect, migration
-from herd.logic.live_move import guest_pause
+from herd.logic.live_move import _Laps, guest_pause
 from herd.paths import HerdPaths
 from herd.storage.mirror import daemon, graph
 from herd.storage.mirror.manager import _in_sync, switch_due
@@ -128,3 +129,18 @@ def test_guest_pause_adds_the_disk_hand_over() -> None:
     non_live = {"live": False, "downtime_ms": 2200, "total_time_ms": 2200}
     assert guest_pause(non_live, 300, 3.0)["guest_pause_ms"] == 2500
     assert guest_pause({}, 5, 0.1)["guest_pause_ms"] == 5
+
+
+def test_hand_over_laps_name_each_step() -> None:
+    async def run() -> dict[str, int]:
+        steps: dict[str, int] = {}
+        lap = _Laps(steps)
+        await asyncio.sleep(0.02)
+        lap("source mirror ended")
+        end = lap("guest resumed")
+        assert end == pytest.approx(asyncio.get_running_loop().time(), abs=0.01)
+        return steps
+
+    steps = asyncio.run(run())
+    assert list(steps) == ["source mirror ended", "guest resumed"]
+    assert steps["source mirror ended"] >= 15 and steps["guest resumed"] < 15
