@@ -43,8 +43,11 @@ class HerdPaths:
     @property
     def etcd_dir(self) -> Path:
         """This node's etcd member (master candidates only): ``member.json`` says how it
-        starts, ``data/`` is etcd's data dir. Removed when the node stops being a member."""
-        return self.data_dir / "etcd"
+        starts, ``data/`` is etcd's data dir. Removed when the node stops being a member.
+
+        Beside Herd's state directory, not in it: etcd preallocates its write-ahead log in
+        64 MiB files, and a full state filesystem must not take etcd down with it."""
+        return self.root / "var/lib/herd-etcd"
 
     @property
     def etcd_spec_file(self) -> Path:

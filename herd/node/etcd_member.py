@@ -90,6 +90,8 @@ class EtcdSupervisor:
         self._holding = False  # leave() in progress: do not restart
         self.restarts = 0
         self.last_exit: int | None = None
+        #: the member found out that it had been removed (see run)
+        self.removed = False
         self.started_at = 0.0
 
     @property
@@ -108,7 +110,7 @@ class EtcdSupervisor:
         backoff = RESTART_MIN
         while not self._stopping:
             spec = read_spec(self.paths)
-            if spec is None or self._holding:
+            if spec is None or self._holding or self.removed:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -125,6 +127,16 @@ class EtcdSupervisor:
                 if read_pid(self.pid_file) == proc.pid:
                     self.pid_file.unlink()
             if self._stopping or self._holding or read_spec(self.paths) is None:
+                continue
+            if code == 0:
+                # etcd exits 0 by itself only when it learns that it was removed from the
+                # cluster (a signal ends it with -SIGTERM): restarting cannot help, and its
+                # data is of a member that no longer exists. Keep it for inspection until the
+                # master adds this node again (join() then starts afresh).
+                self.removed = True
+                log.error("etcd member %s exited by itself: it was removed from the cluster; "
+                          "not restarting it (the master adds it again if this node is a "
+                          "candidate)", spec.name)
                 continue
             ran = time.monotonic() - self.started_at
             backoff = RESTART_MIN if ran > HEALTHY_RUN else min(backoff * 2, RESTART_MAX)
@@ -174,6 +186,9 @@ class EtcdSupervisor:
     # -- control (RPC and noded's shutdown) ----------------------------------------------------
     async def join(self, spec: MemberSpec) -> dict[str, Any]:
         """Become (or stay) the member ``spec``; idempotent for the same member."""
+        if self.removed:  # the data is of a removed member: join as a new one
+            await asyncio.to_thread(shutil.rmtree, self.paths.etcd_data_dir, True)
+            self.removed = False
         current = read_spec(self.paths)
         if current is not None and self.paths.etcd_data_dir.exists() and \
                 (current.name, current.peer_url) != (spec.name, spec.peer_url):
@@ -192,6 +207,7 @@ class EtcdSupervisor:
         try:
             await self._terminate()
             await asyncio.to_thread(shutil.rmtree, self.paths.etcd_dir, True)
+            self.removed = False
         finally:
             self._holding = False
             self._wake.set()
@@ -219,6 +235,7 @@ class EtcdSupervisor:
                 "client_url": spec.client_url if spec else None,
                 "peer_url": spec.peer_url if spec else None,
                 "pid": self.pid, "restarts": self.restarts, "last_exit": self.last_exit,
+                "removed": self.removed,
                 "installed": etcd_binary() is not None}
 
 

@@ -59,6 +59,20 @@ def candidates(lab: LabCluster) -> set[str]:
     return {name for name, row in lab.nodes().items() if row["role"] in ("M", "C")}
 
 
+def etcd_status(lab: LabCluster, node: str) -> dict[str, Any]:
+    """noded's view of its member (RPC etcd_status, asked from the node itself)."""
+    info = lab.lab.node(node)
+    return run_py(lab, node, f"""
+        from herd.rpc.client import RpcRunner
+        async def main():
+            rpc = RpcRunner(p, 1811)
+            try:
+                return await rpc.address("{info.fqdn}", "{info.primary_ip}").call("etcd_status")
+            finally:
+                await rpc.close()
+    """)
+
+
 def etcd_pid(lab: LabCluster, node: str) -> int | None:
     pid = read_pid(lab.lab.node(node).paths.pid_file("etcd"))
     return pid if pid_alive(pid) else None
@@ -116,6 +130,27 @@ def test_promoting_it_again_brings_a_fresh_member(lab: LabCluster) -> None:
                 return (await c.get("test/hello")).value.decode()
     """)
     assert seen == "from node1"
+
+
+def test_an_offlined_member_stops_by_itself_and_returns_fresh(lab: LabCluster) -> None:
+    """Offline nodes get no RPC: the master removes the member only, and the member, still
+    running, learns it was removed and exits; noded does not restart it (it would only fail
+    again) until the node is a candidate again, and then it joins as a new member."""
+    node3 = lab.lab.node("node3")
+    pid = etcd_pid(lab, "node3")
+    lab.gnt("gnt-node", "modify", "-O", "yes", node3.fqdn)
+    assert members(lab) == {"node1.example.com": False, "node2.example.com": False}
+    wait_for("node3's removed member to exit", lambda: not pid_alive(pid))
+    status = wait_for("noded to see the removal", lambda: (s := etcd_status(lab, "node3"))
+                      ["removed"] and s)
+    assert status["pid"] is None and status["restarts"] == 0
+    assert etcd_pid(lab, "node3") is None
+    assert node3.paths.etcd_spec_file.exists()  # kept for inspection until it joins again
+    lab.gnt("gnt-node", "modify", "-O", "no", node3.fqdn)
+    lab.gnt("gnt-node", "modify", "-C", "yes", node3.fqdn)
+    assert members(lab) == {name: False for name in candidates(lab)} and \
+        len(candidates(lab)) == 3
+    assert etcd_pid(lab, "node3")
 
 
 def test_removing_a_node_removes_its_member(lab: LabCluster) -> None:
