@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from herd import errors
 from herd import qemu_features as qf
 from herd.hypervisor.kvm import detect, migration
+from herd.logic import live_move
 from herd.logic.live_move import _Laps, guest_pause
 from herd.paths import HerdPaths
 from herd.storage.mirror import daemon, graph
@@ -144,3 +148,54 @@ def test_hand_over_laps_name_each_step() -> None:
     steps = asyncio.run(run())
     assert list(steps) == ["source mirror ended", "guest resumed"]
     assert steps["source mirror ended"] >= 15 and steps["guest resumed"] < 15
+
+
+class _Node:
+    """Records the node RPCs of a hand-over, in order, into a shared list."""
+
+    def __init__(self, name: str, calls: list[str], fail: str = "") -> None:
+        self.name, self.calls, self.fail = name, calls, fail
+
+    def __getattr__(self, rpc: str) -> Any:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            what = f"{self.name}.{rpc}" + (":source" if kwargs.get("source") else "")
+            self.calls.append(what)
+            if what == self.fail:
+                raise errors.HypervisorError("QEMU did not answer")
+            return [] if rpc == "mirror_wait_sync" else None
+        return call
+
+
+def _hand_over(monkeypatch: pytest.MonkeyPatch, fail: str = "") -> tuple[list[str], list[str]]:
+    calls: list[str] = []
+    notes: list[str] = []
+    nodes = {"n1": _Node("n1", calls, fail), "n2": _Node("n2", calls, fail)}
+
+    async def save() -> None:
+        calls.append("config saved")
+
+    async def record_sync(ctx: Any, inst: Any, states: Any) -> None:
+        return None
+
+    ctx = SimpleNamespace(config=SimpleNamespace(data=None, save=save),
+                          rpc=SimpleNamespace(node=lambda n: nodes[n.name]))
+    monkeypatch.setattr(live_move.drbd, "mirror_disks", lambda cfg, inst, uuid: [uuid])
+    monkeypatch.setattr(live_move.drbd, "record_sync", record_sync)
+    monkeypatch.setattr(live_move, "swap_primary", lambda inst: calls.append("swap"))
+    inst = SimpleNamespace(name="vm", disks=[1])
+    src, dst = SimpleNamespace(name="n1", uuid="u1"), SimpleNamespace(name="n2", uuid="u2")
+    asyncio.run(live_move.hand_over(ctx, inst, src, dst, notes.append))  # type: ignore[arg-type]
+    return calls, notes
+
+
+def test_hand_over_resumes_before_ending_the_old_qemu(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls, notes = _hand_over(monkeypatch)
+    assert calls == ["n1.mirror_start_secondary", "swap", "n2.mirror_start_primary",
+                     "n2.instance_finish_migration", "config saved",
+                     "n1.instance_finish_migration:source", "n2.mirror_wait_sync"]
+    assert notes == []
+    # the guest already runs on the target: an old QEMU that will not end is a warning
+    calls, notes = _hand_over(monkeypatch, fail="n1.instance_finish_migration:source")
+    assert calls[-1] == "n2.mirror_wait_sync"
+    assert len(notes) == 1 and "old QEMU of vm on n1 was not ended" in notes[0]
+    assert "migrate --cleanup vm" in notes[0]
