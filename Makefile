@@ -27,7 +27,7 @@ lint: bootstrap
 	$(VENV)/bin/ruff check herd tests bench
 
 test: bootstrap lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=25
 
 test-fast: bootstrap
 	$(VENV)/bin/pytest -q -m "not slow"

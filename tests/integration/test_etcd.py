@@ -11,8 +11,6 @@ import os
 import signal
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import pytest
 
 from herd.fileutil import pid_alive, read_pid
 from herd.lab.single import NODE_IP, NODE_NAME, SingleNodeCluster
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -45,15 +44,6 @@ def run_py(cluster: SingleNodeCluster, body: str) -> Any:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout:.0f} s")
-        time.sleep(0.1)
 
 
 def etcd_pid(cluster: SingleNodeCluster) -> int | None:
@@ -125,8 +115,8 @@ def test_etcd_killed_is_restarted_by_noded(cluster: SingleNodeCluster) -> None:
     old = etcd_pid(cluster)
     assert old
     os.kill(old, signal.SIGKILL)
-    new = wait_for("a new etcd member", lambda: (p := etcd_pid(cluster)) and p != old and p)
-    value = wait_for("etcd answering again", lambda: run_py(cluster, """
+    new = wait_until("a new etcd member", lambda: (p := etcd_pid(cluster)) and p != old and p)
+    value = wait_until("etcd answering again", lambda: run_py(cluster, """
         async def main():
             async with EtcdClient.for_node(p, [URL], timeout=3) as c:
                 try:
@@ -155,9 +145,9 @@ def test_etcd_ends_with_noded_and_returns_with_it(cluster: SingleNodeCluster) ->
     etcd, noded = etcd_pid(cluster), cluster.daemon_pid("noded")
     assert etcd and noded
     os.kill(noded, signal.SIGKILL)  # as a crash would: noded cannot clean up
-    wait_for("etcd to end with noded", lambda: not pid_alive(etcd), timeout=20)
+    wait_until("etcd to end with noded", lambda: not pid_alive(etcd), timeout=20)
     cluster.run("herd-daemon-util", "start", "noded")
-    wait_for("a new etcd member", lambda: etcd_pid(cluster))
+    wait_until("a new etcd member", lambda: etcd_pid(cluster))
     assert run_py(cluster, """
         async def main():
             async with EtcdClient.for_node(p, [URL]) as c:

@@ -125,17 +125,7 @@ def _context(ca_pem: bytes | None, cert: tuple[Path, Path] | None,
 
 def _raw_ping(ctx: ssl.SSLContext, port: int) -> bytes:
     """Handshake, send a ping and return the answer; raise whatever the connection raises."""
-    body = b"{}"
-    request = (b"POST /rpc/ping HTTP/1.1\r\nHost: " + HOST.encode() +
-               b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
-               b"Connection: close\r\n\r\n" + body)
-    with socket.create_connection((HOST, port), timeout=5) as raw, \
-            ctx.wrap_socket(raw, server_hostname=HOST) as conn:
-        conn.sendall(request)
-        data = b""
-        while chunk := conn.recv(65536):
-            data += chunk
-        return data
+    return _raw_rpc(ctx, port, "ping", b"{}")
 
 
 def _ping_fails(ctx: ssl.SSLContext, port: int) -> BaseException:

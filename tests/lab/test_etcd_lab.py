@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from herd.fileutil import pid_alive, read_pid
 from tests.lab.conftest import LabCluster, joined_cluster
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -78,13 +78,6 @@ def etcd_pid(lab: LabCluster, node: str) -> int | None:
     return pid if pid_alive(pid) else None
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout:.0f} s")
-        time.sleep(0.2)
-    return value
 
 
 def test_every_candidate_is_a_voting_member(lab: LabCluster) -> None:
@@ -115,7 +108,7 @@ def test_demoting_a_candidate_removes_its_member(lab: LabCluster) -> None:
     lab.gnt("gnt-node", "modify", "-C", "no", node3.fqdn)
     assert candidates(lab) == {"node1.example.com", "node2.example.com"}
     assert members(lab) == {"node1.example.com": False, "node2.example.com": False}
-    wait_for("node3's etcd to end", lambda: not pid_alive(pid))
+    wait_until("node3's etcd to end", lambda: not pid_alive(pid))
     assert not node3.paths.etcd_dir.exists()
     assert etcd_pid(lab, "node3") is None
 
@@ -140,8 +133,8 @@ def test_an_offlined_member_stops_by_itself_and_returns_fresh(lab: LabCluster) -
     pid = etcd_pid(lab, "node3")
     lab.gnt("gnt-node", "modify", "-O", "yes", node3.fqdn)
     assert members(lab) == {"node1.example.com": False, "node2.example.com": False}
-    wait_for("node3's removed member to exit", lambda: not pid_alive(pid))
-    status = wait_for("noded to see the removal", lambda: (s := etcd_status(lab, "node3"))
+    wait_until("node3's removed member to exit", lambda: not pid_alive(pid))
+    status = wait_until("noded to see the removal", lambda: (s := etcd_status(lab, "node3"))
                       ["removed"] and s)
     assert status["pid"] is None and status["restarts"] == 0
     assert etcd_pid(lab, "node3") is None
@@ -157,5 +150,5 @@ def test_removing_a_node_removes_its_member(lab: LabCluster) -> None:
     pid = etcd_pid(lab, "node3")
     lab.gnt("gnt-node", "remove", "node3.example.com")
     assert members(lab) == {"node1.example.com": False, "node2.example.com": False}
-    wait_for("node3's etcd to end", lambda: not pid_alive(pid))
+    wait_until("node3's etcd to end", lambda: not pid_alive(pid))
     assert not lab.lab.node("node3").paths.etcd_dir.exists()
