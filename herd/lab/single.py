@@ -27,8 +27,12 @@ CLUSTER_IP = "198.51.100.254"
 
 
 def build_test_guest(outdir: Path = GUEST_DIR) -> tuple[Path, Path]:
-    subprocess.run([str(REPO / "tools/build-test-guest"), str(outdir)], check=True,
-                   capture_output=True, text=True)
+    """Build (or find up to date) the test guest; a failure says what the build script said."""
+    proc = subprocess.run([str(REPO / "tools/build-test-guest"), str(outdir)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"tools/build-test-guest {outdir} failed (exit {proc.returncode}): "
+                           f"{(proc.stderr or proc.stdout).strip()[-2000:]}")
     return outdir / "vmlinuz", outdir / "initrd.img"
 
 
