@@ -19,6 +19,8 @@ def facts_from_config(cfg: ConfigData) -> dict[str, Any]:
         "cluster_name": cfg.cluster.cluster_name,
         "master_node": cfg.master.name,
         "master_ip": cfg.cluster.master_ip,
+        "master_netdev": cfg.cluster.master_netdev,
+        "master_netmask": cfg.cluster.master_netmask,
         "noded_port": cfg.cluster.noded_port,
         "nodes": {n.name: {"primary_ip": n.primary_ip, "secondary_ip": n.secondary_ip,
                            "master_candidate": n.master_candidate, "offline": n.offline}
@@ -28,7 +30,11 @@ def facts_from_config(cfg: ConfigData) -> dict[str, Any]:
 
 
 def write_facts(paths: HerdPaths, cfg: ConfigData) -> None:
-    atomic_write_json(paths.cluster_facts_file, facts_from_config(cfg), 0o644)
+    write_facts_dict(paths, facts_from_config(cfg))
+
+
+def write_facts_dict(paths: HerdPaths, facts: dict[str, Any]) -> None:
+    atomic_write_json(paths.cluster_facts_file, facts, 0o644)
 
 
 def read_facts(paths: HerdPaths) -> dict[str, Any] | None:

@@ -1,9 +1,12 @@
-"""Config replication: every saved change reaches the master candidates before its job ends.
+"""Cluster facts and files on every node: who the master is, the node list, the TLS files.
 
-Candidates get the whole config plus the TLS files needed to take over (CA key, RAPI
-certificate); every other node gets the cluster facts. A node that cannot be reached is
-remembered and retried in the background until it is current, so a candidate that missed
-updates is brought up to date as soon as it answers again. Offline nodes are skipped.
+The config itself lives in etcd (herd.config.etcdstore): candidates read it from there when
+they take over, so no config document is pushed. What nodes keep locally is the small facts
+file (``gnt-cluster getmaster`` answers from it, also when the master is down) and the TLS
+files a node of its role needs (candidates: also the CA key and RAPI certificate, to take
+over). They are pushed when they change, not on every config change: a save that touches only
+instances costs no RPC. A node that cannot be reached is remembered and retried in the
+background until it is current. Offline nodes are skipped.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class Replicator:
         self._task: asyncio.Task[None] | None = None
         #: nodes that must drop their copy of the config (demoted candidates)
         self._demoted: set[str] = set()
+        #: the facts (less the serial) last pushed: a save that leaves them alone pushes nothing
+        self._pushed: dict[str, Any] | None = None
 
     def ssl_files(self, candidate: bool = True) -> dict[str, str]:
         """The distributed files (TLS material, RAPI users) a node of that role gets."""
@@ -51,7 +56,7 @@ class Replicator:
         facts = facts_from_config(cfg)
         client = self.rpc.node(node)
         if node.master_candidate:
-            await client.config_upload(cfg.to_dict(), facts, self.ssl_files(), force=force)
+            await client.config_upload(None, facts, self.ssl_files(), force=force)
         else:
             await client.facts_upload(facts, drop_config=node.uuid in self._demoted,
                                       force=force, ssl=self.ssl_files(candidate=False))
@@ -86,7 +91,11 @@ class Replicator:
         return failures
 
     async def on_save(self, cfg: ConfigData) -> None:
-        await self.push(cfg)
+        facts = facts_from_config(cfg)
+        facts.pop("serial_no", None)
+        if facts != self._pushed or self._demoted:
+            self._pushed = facts
+            await self.push(cfg)
 
     def _ensure_retry(self) -> None:
         if self._task is None or self._task.done():

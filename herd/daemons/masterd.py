@@ -1,8 +1,11 @@
 """herd-masterd: the job queue, the config authority and the local client socket.
 
-At start it loads the config (refusing to run on a node that is not the master), opens the queue,
-fails the jobs that were running at the last stop, and serves clients on a unix socket. A damaged
-config or queue stops it with one line that names the file and the way out.
+At start it wins the master election in etcd (herd.etcd.election; exit code 11 when another
+node holds it), loads the config from etcd (importing config.data once on a new or upgraded
+cluster), takes the master IP, fails the jobs that were running at the last stop and serves
+clients on a unix socket. It renews its lease every second; when it cannot, it drops the master
+IP and RAPI and exits before the lease can run out on etcd's side, so that two masters never
+serve at once. A damaged queue stops it with one line that names the file and the way out.
 """
 
 from __future__ import annotations
@@ -16,19 +19,24 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from herd import errors, paths
-from herd.config import vote
-from herd.config.facts import facts_from_config, write_facts
+from herd.config.etcdstore import EtcdConfigStore, NotImported, import_config
+from herd.config.facts import read_facts, write_facts, write_facts_dict
 from herd.config.replication import Replicator
 from herd.config.store import ConfigStore
+from herd.daemons import util as daemon_util
 from herd.daemons.common import install_stop_handlers, pid_file, setup_logging
+from herd.etcd.client import EtcdClient
+from herd.etcd.election import MasterLease
+from herd.etcd.members import client_urls_from_facts
 from herd.jobs.executor import JobExecutor
 from herd.jobs.locking import LockManager
 from herd.jobs.queue import JobQueue
 from herd.logic import crypto, query
 from herd.logic.base import MasterContext
+from herd.logic.etcd_sync import wait_ready as etcd_wait_ready
 from herd.network import masterip
-from herd.node.cluster_files import ClusterFiles
-from herd.objects import ConfigData
+from herd.node.etcd_member import read_spec
+from herd.objects.cluster import NODED_PORT
 from herd.opcodes.base import all_secret_fields, redact_input
 from herd.rpc import master_protocol as proto
 from herd.rpc.client import RpcRunner
@@ -47,19 +55,26 @@ class NotMaster(errors.OpPrereqError):
 class MasterDaemon:
     def __init__(self, p: paths.HerdPaths) -> None:
         self.paths = p
-        # both refuse damaged files with one line naming the file and the way out
-        self.config = ConfigStore.load(p.config_file)
-        self.queue = JobQueue(p.queue_db, had_history=self.config.data.serial_no > 1)
+        facts = read_facts(p)
+        if facts is None:
+            raise errors.ConfigurationError(
+                f"no cluster facts at {p.cluster_facts_file}: is this node part of a cluster? "
+                "(run 'gnt-cluster init' first)")
+        self.facts = facts
+        # refuses a damaged queue with one line naming the file and the way out
+        self.queue = JobQueue(p.queue_db, had_history=int(facts.get("serial_no", 1)) > 1)
         redacted = self.queue.redact(all_secret_fields(), redact_input)
         if redacted:
             log.info("removed secrets kept in the input of %d old job(s)", redacted)
-        self.rpc = RpcRunner(p, self.config.data.cluster.noded_port)
+        self.rpc = RpcRunner(p, int(facts.get("noded_port") or NODED_PORT))
         self.replicator = Replicator(p, self.rpc)
-        self.ctx = MasterContext(paths=p, config=self.config, locks=LockManager(), rpc=self.rpc,
-                                 replicator=self.replicator)
-        self.executor = JobExecutor(self.queue, self.ctx)
-        self.config.add_listener(self._write_facts)
-        self.config.add_listener(self.replicator.on_save)
+        self.etcd: EtcdClient | None = None
+        self.lease: MasterLease | None = None
+        self.config: EtcdConfigStore
+        self.ctx: MasterContext
+        self.executor: JobExecutor
+        self._stop = asyncio.Event()
+        self._lost_reason: str | None = None
         self.handlers: dict[str, Handler] = {
             "ping": self.h_ping,
             "submit_job": self.h_submit_job,
@@ -81,7 +96,7 @@ class MasterDaemon:
             "query_tags": self.h_query_tags,
         }
 
-    async def _write_facts(self, cfg: ConfigData) -> None:
+    async def _write_facts(self, cfg: Any) -> None:
         write_facts(self.paths, cfg)
 
     # -- handlers -----------------------------------------------------------------------------
@@ -215,46 +230,103 @@ class MasterDaemon:
             return {"ok": False, "error": errors.HerdError(f"{type(exc).__name__}: {exc}")
                     .to_dict()}
 
-    async def confirm_master(self, me: str, no_voting: bool) -> None:
-        """Refuse to run if another node took over while this one was away (see vote)."""
-        cfg = self.config.data
-        if cfg.master.name != me:
-            raise NotMaster(f"this node ({me}) is not the master ({cfg.master.name}); "
-                            "not starting masterd")
-        if no_voting or len(cfg.nodes) == 1:
-            return
-        votes = await vote.collect(self.rpc, cfg, me)
-        problem = vote.check_still_master(cfg, me, votes)
-        if problem is None:
-            return
-        best = vote.newest(votes)
-        if best is not None and best.answer and best.answer["config_serial"] > cfg.serial_no:
-            # step down for good: take the newer config, so this node knows the new master
-            newer = await self.rpc.node(cfg.get_node(best.node)).config_download()
-            if newer:
-                data = ConfigData.from_dict(newer)
-                ClusterFiles(self.paths).config_upload(newer, facts_from_config(data),
-                                                       force=True)
-        await asyncio.to_thread(masterip.deactivate, cfg.cluster.master_netdev,
-                                cfg.cluster.master_ip, cfg.cluster.master_netmask)
-        raise NotMaster(f"not starting masterd on {me}: {problem}")
-
-    async def run(self, me: str, no_voting: bool = False) -> None:
-        stop = asyncio.Event()
-        install_stop_handlers(stop)
+    # -- the master role ----------------------------------------------------------------------
+    async def take_role(self, me: str) -> None:
+        """Win the etcd election and load the config from etcd (importing config.data once,
+        on a new or upgraded cluster); raise NotMaster if another node holds the role."""
+        urls = client_urls_from_facts(self.facts, me)
+        if not urls:
+            raise errors.ConfigurationError("the cluster facts name no master candidate with an "
+                                            "etcd member")
+        self.etcd = EtcdClient.for_node(self.paths, urls)
+        await etcd_wait_ready(self.etcd)
+        own = read_spec(self.paths)
+        self.lease = MasterLease(self.etcd, me, self.paths.run_dir / "master-term.json",
+                                 own_client_url=own.client_url if own else None)
+        holder = await self.lease.campaign()
+        if holder is not None:
+            facts = dict(self.facts, master_node=holder)
+            if self.facts.get("master_node") != holder:
+                write_facts_dict(self.paths, facts)
+            raise NotMaster(f"{holder} holds the master role; not starting masterd on {me}")
         try:
-            await self.confirm_master(me, no_voting)
+            store = await EtcdConfigStore.load(self.etcd, self.lease.guard)
+        except NotImported:
+            store = await self._import(me)
+        store.on_lost = self.lose_role
+        cfg = store.data
+        node = cfg.find_node(me)
+        if node is None:
+            await self.lease.resign()
+            raise NotMaster(f"this node ({me}) is not in the cluster configuration")
+        if cfg.cluster.master_node != node.uuid:
+            # this node won the election after the old master went away: record it
+            log.info("taking over the master role from %s",
+                     cfg.nodes[cfg.cluster.master_node].name
+                     if cfg.cluster.master_node in cfg.nodes else "?")
+            cfg.cluster.master_node = node.uuid
+            node.master_candidate = True
+            cfg.cluster.touch()
+            await store.save()
+        self.config = store
+        self.ctx = MasterContext(paths=self.paths, config=store,  # type: ignore[arg-type]
+                                 locks=LockManager(), rpc=self.rpc, replicator=self.replicator)
+        self.executor = JobExecutor(self.queue, self.ctx)
+        store.add_listener(self._write_facts)
+        store.add_listener(self.replicator.on_save)
+
+    async def _import(self, me: str) -> EtcdConfigStore:
+        """First start on etcd: move config.data in, keep the file as a backup."""
+        assert self.etcd is not None and self.lease is not None
+        path = self.paths.config_file
+        if not path.exists():
+            raise errors.ConfigurationError(
+                "etcd holds no cluster configuration and there is no config.data to import "
+                f"at {path}")
+        data = ConfigStore.load(path).data
+        if data.master.name != me:
+            raise NotMaster(f"config.data names {data.master.name} as master, not {me}; the "
+                            "configuration is imported into etcd by the master")
+        await import_config(self.etcd, data, self.lease.guard)
+        backup = path.with_name(path.name + ".pre-etcd")
+        path.replace(backup)
+        log.info("configuration (serial %d) imported into etcd; the old file is kept as %s",
+                 data.serial_no, backup)
+        return await EtcdConfigStore.load(self.etcd, self.lease.guard)
+
+    async def lose_role(self, reason: str) -> None:
+        """The lease is gone or a guarded write was refused: stop serving at once, drop the
+        master IP and RAPI, before another node can be elected."""
+        if self._lost_reason is not None:
+            return
+        self._lost_reason = reason
+        log.error("lost the master role: %s; stopping", reason)
+        cluster = self.config.data.cluster if hasattr(self, "config") else None
+        self.paths.master_socket.unlink(missing_ok=True)  # no new clients
+        if cluster is not None:
+            await asyncio.to_thread(masterip.deactivate, cluster.master_netdev,
+                                    cluster.master_ip, cluster.master_netmask)
+        await asyncio.to_thread(daemon_util.stop, self.paths, "rapi", 2.0)
+        self._stop.set()
+
+    async def run(self, me: str) -> None:
+        install_stop_handlers(self._stop)
+        try:
+            await self.take_role(me)
         except BaseException:
-            await self.rpc.close()
+            await self._close_clients()
             raise
+        assert self.lease is not None
         cluster = self.config.data.cluster
+        keeper = asyncio.get_running_loop().create_task(self.lease.keep(self.lose_role))
         await asyncio.to_thread(masterip.activate, cluster.master_netdev, cluster.master_ip,
                                 cluster.master_netmask)
+        write_facts(self.paths, self.config.data)
         self.executor.recover(await self.executor.recover_created())
         # clusters made before certificate roles: their RAPI certificate opened node RPC;
         # replaced once (and logged), then the push below takes it to the candidates
         crypto.upgrade_rapi_certificate(self.paths, cluster)
-        # bring every node up to date with the config this master starts from
+        # bring every node up to date with who the master is
         asyncio.get_running_loop().create_task(self.replicator.push(self.config.data))
         sock = self.paths.master_socket
         sock.unlink(missing_ok=True)
@@ -263,22 +335,34 @@ class MasterDaemon:
         os.chmod(sock, 0o660)
         log.info("masterd serving on %s", sock)
         async with server:
-            await stop.wait()
+            await self._stop.wait()
         log.info("masterd stopping")
+        keeper.cancel()
         await self.executor.shutdown()
         await self.replicator.close()
-        await asyncio.to_thread(masterip.deactivate, cluster.master_netdev, cluster.master_ip,
-                                cluster.master_netmask)
-        await self.rpc.close()
+        if self._lost_reason is None:
+            # a stop, not a loss: keep the term (a restart adopts it, see election) but let
+            # the address go with the daemon
+            await asyncio.to_thread(masterip.deactivate, cluster.master_netdev,
+                                    cluster.master_ip, cluster.master_netmask)
+        await self._close_clients()
         self.queue.close()
         sock.unlink(missing_ok=True)
+        if self._lost_reason is not None:
+            raise NotMaster(f"lost the master role: {self._lost_reason}")
+
+    async def _close_clients(self) -> None:
+        await self.rpc.close()
+        if self.etcd is not None:
+            await self.etcd.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="herd-masterd", description=__doc__)
     parser.add_argument("-d", "--debug", action="store_true")
     parser.add_argument("--no-voting", action="store_true",
-                        help="start without asking the other nodes (most of them are gone)")
+                        help="accepted for compatibility: the etcd election decides who is "
+                             "master (see gnt-cluster master-failover --no-voting)")
     args = parser.parse_args()
     p = paths.current()
     setup_logging(p.daemon_log("masterd"), args.debug)
@@ -286,7 +370,7 @@ def main() -> None:
         with pid_file(p.pid_file("masterd"), "herd-masterd"):
             daemon = MasterDaemon(p)
             me = (p.data_dir / "node-name").read_text().strip()
-            asyncio.run(daemon.run(me, args.no_voting))
+            asyncio.run(daemon.run(me))
     except NotMaster as exc:
         log.warning("%s", exc.message)
         print(f"herd-masterd: {exc.message}", file=sys.stderr)

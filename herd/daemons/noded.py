@@ -12,6 +12,7 @@ import uvicorn
 from herd import paths
 from herd.daemons.common import install_stop_handlers, pid_file, setup_logging
 from herd.node.etcd_member import EtcdSupervisor, stop_stale_member
+from herd.node.master_watch import MasterWatch
 from herd.node.service import NodeService
 from herd.objects.cluster import NODED_PORT
 from herd.rpc.join import build_join_app, ensure_join_material
@@ -36,11 +37,14 @@ async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
     watchdog = None
     etcd: EtcdSupervisor | None = None
     etcd_task = None
+    master_watch = None
     if in_cluster(p):
         service = NodeService(p)
         # the node's etcd member, if it is one (master candidates; see the module)
         etcd = service.etcd = EtcdSupervisor(p)
         etcd_task = asyncio.create_task(etcd.run())
+        # a candidate starts masterd when nobody holds the master role (see the module)
+        master_watch = asyncio.create_task(MasterWatch(p).run())
         # cuts replication links to a silent peer within seconds (see the module)
         watchdog = asyncio.create_task(LinkWatchdog(p.run_dir / "mirror").run())
         app = build_app(service)
@@ -67,6 +71,8 @@ async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
     server.should_exit = True
     if watchdog is not None:
         watchdog.cancel()
+    if master_watch is not None:
+        master_watch.cancel()
     if etcd is not None and etcd_task is not None:
         await etcd.stop()
         etcd_task.cancel()

@@ -8,12 +8,14 @@ socket. Stopping sends SIGTERM to the pid in the daemon's pid file and waits for
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from herd import paths
 from herd.fileutil import pid_alive, read_pid
@@ -53,9 +55,22 @@ def _ready(p: paths.HerdPaths, daemon: str, port: int) -> bool:
     return True
 
 
+def _held_marker(p: paths.HerdPaths) -> Path:
+    return p.run_dir / "masterd.held"
+
+
+def master_held(p: paths.HerdPaths) -> bool:
+    """masterd was stopped on purpose here: noded's master watch must not start it again
+    (herd.node.master_watch)."""
+    return os.path.exists(_held_marker(p))
+
+
 def start(p: paths.HerdPaths, daemon: str, port: int = 1811,
           extra_args: tuple[str, ...] = ()) -> int:
     """Start ``daemon`` unless it runs; return its pid once it is ready."""
+    if daemon == "masterd":
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_held_marker(p))
     pid = is_running(p, daemon)
     if pid:
         return pid
@@ -69,6 +84,11 @@ def start(p: paths.HerdPaths, daemon: str, port: int = 1811,
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            other = is_running(p, daemon)
+            if other and other != proc.pid:
+                # started meanwhile by someone else (noded's master watch): that one is it
+                wait_ready(p, daemon, port, max(0.1, deadline - time.monotonic()))
+                return other
             tail = p.daemon_log(daemon).read_text(errors="replace").strip().splitlines()[-1:]
             if daemon in ("masterd", "rapi") and proc.returncode == EXIT_NOT_MASTER:
                 raise NotMaster(tail[-1] if tail else "not the master")
@@ -91,7 +111,11 @@ def wait_ready(p: paths.HerdPaths, daemon: str, port: int = 1811,
 
 
 def stop(p: paths.HerdPaths, daemon: str, timeout: float = 30.0) -> bool:
-    """Stop ``daemon`` if it runs; return True if it was running."""
+    """Stop ``daemon`` if it runs; return True if it was running. A stopped masterd stays
+    stopped: the node's master watch does not start it again (see master_held)."""
+    if daemon == "masterd" and p.run_dir.exists():
+        with open(_held_marker(p), "w"):
+            pass
     pid = is_running(p, daemon)
     if not pid:
         return False
@@ -116,6 +140,10 @@ def daemon_port(p: paths.HerdPaths, daemon: str) -> int:
 
 
 def start_all(p: paths.HerdPaths, master: bool) -> None:
+    """Run this node normally: noded, and masterd and RAPI if it was the master (masterd
+    finds out whether it still is); a candidate may take the master role again."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_held_marker(p))
     start(p, "noded", noded_port(p))
     if master:
         try:

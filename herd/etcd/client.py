@@ -133,6 +133,10 @@ class Compare:
         return cls(key, "VERSION", cls._RESULTS[op], version)
 
     @classmethod
+    def create_revision(cls, key: bytes | str, op: str, revision: int) -> Compare:
+        return cls(key, "CREATE", cls._RESULTS[op], revision)
+
+    @classmethod
     def value_is(cls, key: bytes | str, value: bytes | str) -> Compare:
         return cls(key, "VALUE", "EQUAL", value)
 

@@ -101,7 +101,7 @@ class TlsFiles:
 
 
 def etcd_argv(spec: MemberSpec, data_dir: Path, tls: TlsFiles,
-              binary: str = "etcd") -> list[str]:
+              binary: str = "etcd", force_new_cluster: bool = False) -> list[str]:
     """etcd's command line for ``spec``: mutual TLS on both ports, from the cluster CA.
 
     The node certificate serves both ends (it carries serverAuth and clientAuth), so members
@@ -126,6 +126,8 @@ def etcd_argv(spec: MemberSpec, data_dir: Path, tls: TlsFiles,
         f"--peer-cert-file={tls.cert}", f"--peer-key-file={tls.key}",
         f"--peer-trusted-ca-file={tls.ca}", "--peer-client-cert-auth=true",
         *TUNING_FLAGS,
+        # the disaster path (master-failover --no-voting): this member alone, keeping its data
+        *(["--force-new-cluster"] if force_new_cluster else []),
     ]
 
 
@@ -230,3 +232,12 @@ def wanted_members(nodes: list[dict[str, Any]]) -> dict[str, str]:
     both the config's nodes and the cluster facts)."""
     return {n["name"]: peer_url(n["secondary_ip"]) for n in nodes
             if n.get("master_candidate") and not n.get("offline")}
+
+
+def client_urls_from_facts(facts: dict[str, Any], local: str | None = None) -> list[str]:
+    """Where to reach etcd from a node that has only the cluster facts: every online
+    candidate's member, this node's own (``local``) first when it is one."""
+    nodes = facts.get("nodes") or {}
+    names = sorted(nodes, key=lambda name: name != local)
+    return [client_url(nodes[n]["primary_ip"]) for n in names
+            if nodes[n].get("master_candidate") and not nodes[n].get("offline")]

@@ -14,8 +14,11 @@ import time
 from typing import Any
 
 from herd import errors
+from herd.config.etcdstore import SAVE_SCOPE
+from herd.config.layout import scope_from_locks
 from herd.jobs import queue as q
 from herd.jobs.limits import check_job_size
+from herd.jobs.locking import ALL, LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE
 from herd.logic import hooks, intents
 from herd.logic.base import MasterContext, lu_for
 from herd.opcodes import OpCode, opcode_from_dict
@@ -211,7 +214,11 @@ class JobExecutor:
         try:
             self._restore_secrets(job.id, index, op)
             lu = lu_for(op)(op, self.ctx, feedback)
-            async with self.ctx.locks.hold(f"job/{job.id}", lu.locks()):
+            requests = lu.locks()
+            # a save of this job writes only what it holds exclusively (herd.config.layout)
+            SAVE_SCOPE.set(scope_from_locks(requests, LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE,
+                                            ALL))
+            async with self.ctx.locks.hold(f"job/{job.id}", requests):
                 if job.id in self._canceled:
                     raise asyncio.CancelledError
                 state.status, state.exec_ts = q.RUNNING, time.time()

@@ -7,6 +7,7 @@ ends exactly those, never anything else on the machine.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -72,6 +73,10 @@ class SingleNodeCluster:
         return subprocess.Popen(self.argv(*args), env=self.env, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
+    def config(self) -> dict:
+        """The cluster configuration as etcd holds it (``gnt-debug dump-config``)."""
+        return json.loads(self.run("gnt-debug", "dump-config").stdout)
+
     def qemu_pid(self, instance: str) -> int | None:
         pid = read_pid(self.paths.instance_run_dir / f"{instance}.pid")
         return pid if pid_alive(pid) else None
@@ -84,7 +89,7 @@ class SingleNodeCluster:
         """End what this cluster started (guests, daemons), then remove the namespace."""
         run_dir = self.paths.instance_run_dir
         pids = [read_pid(f) for f in run_dir.glob("*.pid")] if run_dir.exists() else []
-        for daemon in ("rapi", "masterd", "noded"):
+        for daemon in ("rapi", "masterd", "noded", "etcd"):
             pids.append(read_pid(self.paths.pid_file(daemon)))
         for pid in pids:
             if pid_alive(pid):

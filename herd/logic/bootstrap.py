@@ -63,10 +63,11 @@ def init_cluster(p: HerdPaths, cluster_name: str, node_name: str, *,
                  ndparams: dict[str, Any] | None = None,
                  mac_prefix: str | None = None, candidate_pool_size: int | None = None,
                  noded_port: int | None = None, start_daemons: bool = True) -> ConfigData:
-    if p.config_file.exists():
-        raise errors.OpPrereqError(
-            f"this node already belongs to a cluster (config at {p.config_file}); "
-            "run 'gnt-cluster destroy --yes-do-it' first")
+    for belongs in (p.config_file, p.cluster_facts_file):
+        if belongs.exists():
+            raise errors.OpPrereqError(
+                f"this node already belongs to a cluster ({belongs} exists); "
+                "run 'gnt-cluster destroy --yes-do-it' first")
     node_ip = resolve(node_name, "node name")
     master_ip = resolve(cluster_name, "cluster name")
     sip = check_ip(secondary_ip, "secondary IP") if secondary_ip else node_ip
@@ -129,8 +130,10 @@ def init_cluster(p: HerdPaths, cluster_name: str, node_name: str, *,
         # the first etcd member: a new cluster of this node alone, started by noded
         write_spec(p, etcd_members.first_member(node_name, node_ip, sip, cluster_name))
         if start_daemons:
-            daemon_util.start_all(p, master=True)
+            # etcd first: masterd wins the election in it and imports config.data
+            daemon_util.start(p, "noded", daemon_util.noded_port(p))
             etcd_sync.wait_first_member(p, data)
+            daemon_util.start_all(p, master=True)
     except BaseException:
         daemon_util.stop_all(p)
         remove_cluster_files(p)
@@ -159,7 +162,9 @@ def remove_cluster_files(p: HerdPaths) -> None:
     """Forget the cluster on this node: config, queue, TLS material, identity, etcd member."""
     stop_stale_member(p)
     shutil.rmtree(p.etcd_dir, ignore_errors=True)
-    for path in (p.config_file, p.cluster_facts_file, p.data_dir / "node-name"):
+    for path in (p.config_file, p.config_file.with_name("config.data.pre-etcd"),
+                 p.run_dir / "master-term.json", p.cluster_facts_file,
+                 p.data_dir / "node-name"):
         path.unlink(missing_ok=True)
     for suffix in ("", "-wal", "-shm"):
         p.queue_db.with_name(p.queue_db.name + suffix).unlink(missing_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from herd import errors
@@ -238,8 +237,7 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
                     inst.hvparams)
             except errors.HerdError as exc:
                 self.error(f"instance {inst.name}: {exc.message}")
-        digest = hashlib.sha256(self.ctx.config.path.read_bytes()).hexdigest()
-        self.feedback(f"  config serial {cfg.serial_no}, checksum {digest[:16]}")
+        self.feedback(f"  config serial {cfg.serial_no}")
 
     def _distributed_files(self, candidate: bool) -> list[str]:
         p = self.ctx.paths
@@ -247,7 +245,7 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
         if p.rapi_users_file.exists():
             files.append(p.rapi_users_file)
         if candidate:
-            files += [p.config_file, p.ca_key, p.rapi_cert, p.rapi_key]
+            files += [p.ca_key, p.rapi_cert, p.rapi_key]
         return [str(f.relative_to(p.root)) for f in files]
 
     async def _verify_node_files(self, node: Any) -> None:
@@ -266,10 +264,6 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
         if info.get("master_node") != cfg.master.name:
             self.error(f"node {node.name}: believes the master is {info.get('master_node')}, "
                        f"not {cfg.master.name}")
-        serial = info.get("config_serial") if node.master_candidate else info.get("serial_no")
-        if serial != cfg.serial_no:
-            self.error(f"node {node.name}: configuration serial {serial}, master has "
-                       f"{cfg.serial_no} (gnt-cluster redist-conf pushes it)")
         ours = ClusterFiles(self.ctx.paths).checksums(wanted)
         for rel in wanted:
             if theirs.get(rel) is None:

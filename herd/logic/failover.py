@@ -1,99 +1,143 @@
 """``gnt-cluster master-failover``: make this master candidate the master.
 
-Runs on the candidate itself, without masterd (the old master may be dead): check that a
-majority of nodes answers and agrees (unless --no-voting), take the newest config any candidate
-holds, name this node master, tell the old master to step down if it answers, push the new
-config everywhere, then start masterd here (which takes the master IP).
+Runs on the candidate itself, without masterd (the old master may be dead). The master role is
+the etcd election (herd.etcd.election), so there is no vote to count here: etcd's quorum is the
+vote. The steps: ask the old master to step down (it stops masterd and RAPI, drops the master
+IP and ends its term); if it does not answer, wait for its lease to run out. If the lease is
+still renewed after that, the old master is alive and reaches etcd, only not this node: the
+failover is refused, since taking over would make two masters. Then masterd starts here; it
+wins the election and records the new master in the config.
+
+``--no-voting`` is the disaster path for when the quorum is gone for good (most candidates
+lost): this node's etcd member restarts as a one-member cluster with its data (etcd's
+``--force-new-cluster``), then the failover goes on as above. As in Ganeti, the admin must be
+sure the other nodes are really gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from typing import Any
 
 from herd import errors
-from herd.config import vote
-from herd.config.facts import node_name, write_facts
-from herd.config.replication import Replicator
-from herd.config.store import ConfigStore
+from herd.config.facts import node_name, read_facts
 from herd.daemons import util as daemon_util
-from herd.objects import ConfigData
+from herd.etcd.client import EtcdClient, EtcdError
+from herd.etcd.election import MASTER_KEY, TTL
+from herd.etcd.members import client_urls_from_facts
+from herd.objects import Node
 from herd.paths import HerdPaths
 from herd.rpc.client import RpcRunner
 
+#: How long a master that does not answer may take to lose its lease: etcd renews every
+#: lease in full when a member becomes leader, so up to twice the TTL, plus slack.
+LEASE_WAIT = 2 * TTL + 3.0
+#: How long etcd may take to answer before its quorum is taken as lost.
+QUORUM_WAIT = 8.0
 
-async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -> str:
+
+def _node(facts: dict[str, Any], name: str) -> Node:
+    info = facts["nodes"][name]
+    return Node(name=name, primary_ip=info["primary_ip"],
+                secondary_ip=info.get("secondary_ip", ""))
+
+
+async def _holder(client: EtcdClient, timeout: float) -> str | None:
+    """The node named by the master key (a linearizable read: it needs a quorum)."""
+    kv = await asyncio.wait_for(client.get(MASTER_KEY), timeout)
+    return kv.value.decode() if kv is not None else None
+
+
+async def _wait_released(client: EtcdClient, holder: str, timeout: float) -> str | None:
+    deadline = time.monotonic() + timeout
+    current: str | None = holder
+    while time.monotonic() < deadline:
+        current = await _holder(client, QUORUM_WAIT)
+        if current != holder:
+            return current
+        await asyncio.sleep(0.3)
+    return current
+
+
+async def _force_new_cluster(p: HerdPaths, rpc: RpcRunner, facts: dict[str, Any], me: str,
+                             client: EtcdClient, say: Callable[[str], None]) -> None:
+    say("WARNING: restarting this node's etcd member as a new one-member cluster; the other "
+        "candidates must be re-added (gnt-node modify -C yes) when they return")
+    await rpc.node(_node(facts, me)).call("etcd_force_new_cluster", timeout=60)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            await _holder(client, 3.0)
+            return
+        except (EtcdError, TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise errors.OpExecError(
+                    f"the restarted etcd member does not answer: {exc}") from None
+        await asyncio.sleep(0.5)
+
+
+async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -> str | None:
     me = node_name(p)
-    if not p.config_file.exists() or me is None:
-        raise errors.OpPrereqError("this node holds no cluster configuration: only a master "
-                                   "candidate can become master")
-    store = ConfigStore.load(p.config_file)
-    cfg = store.data
-    node = cfg.find_node(me)
-    if node is None:
-        raise errors.OpPrereqError(f"this node ({me}) is not in the cluster configuration")
-    old = cfg.master
-    if old.uuid == node.uuid:
-        raise errors.OpPrereqError(f"this node ({me}) is already the master")
-    if not node.master_candidate:
-        raise errors.OpPrereqError(f"node {me} is not a master candidate; only candidates can "
-                                   "become master (gnt-node modify -C yes first)")
-    rpc = RpcRunner(p, cfg.cluster.noded_port)
+    facts = read_facts(p)
+    if facts is None or me is None:
+        raise errors.OpPrereqError("this node holds no cluster facts: only a master candidate "
+                                   "of a cluster can become master")
+    info = (facts.get("nodes") or {}).get(me)
+    if info is None:
+        raise errors.OpPrereqError(f"this node ({me}) is not in the cluster")
+    if not info.get("master_candidate") or not p.etcd_spec_file.exists():
+        raise errors.OpPrereqError(f"this node ({me}) is not a master candidate: only a master "
+                                   "candidate can become master (gnt-node modify -C yes first)")
+    rpc = RpcRunner(p, int(facts.get("noded_port") or 1811))
+    client = EtcdClient.for_node(p, client_urls_from_facts(facts, me), timeout=QUORUM_WAIT)
     try:
-        votes = await vote.collect(rpc, cfg, me)
-        answered = 1 + sum(1 for v in votes if v.answer is not None)
-        total = len([n for n in cfg.nodes.values() if not n.offline])
-        if not no_voting:
-            if answered * 2 <= total:
+        try:
+            holder = await _holder(client, QUORUM_WAIT)
+        except (EtcdError, TimeoutError) as exc:
+            reason = getattr(exc, "message", None) or "no answer"
+            if not no_voting:
                 raise errors.OpPrereqError(
-                    f"only {answered} of {total} nodes answered; a majority is needed for a "
-                    "master failover (use --no-voting if most nodes are gone)")
-            named = {v.answer.get("master_node") for v in votes if v.answer}
-            named.discard(None)
-            if len(named) > 1:
+                    f"etcd has no quorum ({reason}): a majority is needed (of the master "
+                    "candidates' etcd members) for a master failover; use --no-voting if most "
+                    "nodes are gone for good") from None
+            await _force_new_cluster(p, rpc, facts, me, client, say)
+            holder = await _holder(client, QUORUM_WAIT)
+        if holder == me and daemon_util.is_running(p, "masterd"):
+            raise errors.OpPrereqError(f"this node ({me}) is already the master")
+        if holder is not None and holder != me:
+            await _step_down(rpc, facts, holder, say)
+            left = await _wait_released(client, holder, LEASE_WAIT)
+            if left == holder:
                 raise errors.OpPrereqError(
-                    f"the nodes disagree about who the master is ({', '.join(sorted(named))}); "
-                    "fix that first (gnt-cluster redist-conf on the real master)")
-        best = vote.newest(votes)
-        if best is not None and best.answer and best.answer["config_serial"] > cfg.serial_no:
-            say(f"taking the newer configuration of {best.node} (serial "
-                f"{best.answer['config_serial']} > {cfg.serial_no})")
-            newer = await rpc.node(cfg.get_node(best.node)).config_download()
-            if newer:
-                cfg = ConfigData.from_dict(newer)
-                store.data = cfg
-                node = cfg.get_node(me)
-                old = cfg.master
-        cfg.cluster.master_node = node.uuid
-        node.master_candidate = True
-        cfg.cluster.touch()
-        cfg.serial_no += 1
-        store.write()
-        write_facts(p, cfg)
-        cluster = cfg.cluster
-        old_vote = next((v for v in votes if v.node == old.name), None)
-        if old_vote is not None and old_vote.answer is not None:
-            say(f"asking the old master {old.name} to step down")
-            try:
-                await rpc.node(old).master_demote(cluster.master_netdev, cluster.master_ip,
-                                                  cluster.master_netmask)
-            except errors.HerdError as exc:
-                say(f"WARNING: the old master did not step down cleanly: {exc.message}")
-        else:
-            say(f"the old master {old.name} does not answer; it will learn of the new master "
-                "when it comes back")
-        failures = await Replicator(p, rpc).push(cfg)
-        for name, error in sorted(failures.items()):
-            say(f"WARNING: node {name} did not get the new configuration ({error}); it will "
-                "be updated when it answers")
+                    f"the master {holder} still holds its lease: it runs and reaches etcd, "
+                    "only not this node; refusing to start a second master (fix the network, "
+                    "or stop the master's daemons)")
     finally:
+        await client.close()
         await rpc.close()
-    return old.name
+    return holder
+
+
+async def _step_down(rpc: RpcRunner, facts: dict[str, Any], holder: str,
+                     say: Callable[[str], None]) -> None:
+    if holder not in (facts.get("nodes") or {}):
+        say(f"the master role is held by {holder}, unknown to this node; waiting for its lease")
+        return
+    say(f"asking the old master {holder} to step down")
+    try:
+        await rpc.node(_node(facts, holder)).master_demote(
+            facts.get("master_netdev") or "", facts.get("master_ip") or "",
+            int(facts.get("master_netmask") or 32))
+    except errors.HerdError as exc:
+        say(f"the old master {holder} does not answer ({exc.message}); waiting up to "
+            f"{LEASE_WAIT:.0f} s for its lease to run out")
 
 
 def master_failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -> str:
     old = asyncio.run(_failover(p, no_voting, say))
-    # the vote above just settled who the master is; masterd need not ask again
-    daemon_util.start(p, "masterd", extra_args=("--no-voting",))
+    # masterd wins the election here and records this node as master in the config
+    daemon_util.start(p, "masterd")
     daemon_util.start(p, "rapi", daemon_util.RAPI_PORT)
-    return old
+    return old or "(none)"

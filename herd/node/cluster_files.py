@@ -40,8 +40,15 @@ class ClusterFiles:
         facts = read_facts(self.paths) or {}
         return max(self._config_serial(), int(facts.get("serial_no", 0)))
 
-    def config_upload(self, config: dict[str, Any], facts: dict[str, Any],
+    def config_upload(self, config: dict[str, Any] | None, facts: dict[str, Any],
                       ssl: dict[str, str] | None = None, force: bool = False) -> int:
+        """A candidate's files. ``config`` None (the config lives in etcd): only the facts and
+        the candidates' TLS files; a config.data left from before etcd is removed, so that
+        nothing reads an outdated copy."""
+        if config is None:
+            self.write_ssl(ssl or {}, CANDIDATE_SSL_FILES + NODE_SSL_FILES)
+            self.paths.config_file.unlink(missing_ok=True)
+            return self.facts_upload(facts, force=force)
         serial = int(config["serial_no"])
         if serial < self._config_serial() and not force:
             return self._config_serial()

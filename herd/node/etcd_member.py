@@ -93,6 +93,8 @@ class EtcdSupervisor:
         #: the member found out that it had been removed (see run)
         self.removed = False
         self.started_at = 0.0
+        #: the next start makes this member a cluster of its own (see force_new_cluster)
+        self._force_new = False
 
     @property
     def pid_file(self) -> Path:
@@ -161,7 +163,11 @@ class EtcdSupervisor:
         p.etcd_dir.chmod(0o700)
         p.log_dir.mkdir(parents=True, exist_ok=True)
         argv = etcd_argv(spec, p.etcd_data_dir, TlsFiles(p.node_cert, p.node_key, p.ca_cert),
-                         binary)
+                         binary, force_new_cluster=self._force_new)
+        if self._force_new:
+            log.warning("starting etcd member %s as a new one-member cluster with its data "
+                        "(master-failover --no-voting)", spec.name)
+        self._force_new = False
         env = dict(os.environ, **TUNING_ENV)
         with open(p.daemon_log("etcd"), "ab") as logf:
             proc = await asyncio.create_subprocess_exec(
@@ -211,6 +217,24 @@ class EtcdSupervisor:
         finally:
             self._holding = False
             self._wake.set()
+
+    async def force_new_cluster(self) -> dict[str, Any]:
+        """The quorum is gone for good (``gnt-cluster master-failover --no-voting``): restart
+        this member as a one-member cluster that keeps its data, as etcd's disaster recovery
+        documents. The other members' data is then of another cluster: they must join again
+        (their nodes are re-added as candidates)."""
+        if read_spec(self.paths) is None or not self.paths.etcd_data_dir.exists():
+            raise errors.OpPrereqError("this node runs no etcd member with data: it cannot "
+                                       "restart the cluster")
+        self._holding = True
+        try:
+            await self._terminate()
+            self._force_new = True
+            self.removed = False
+        finally:
+            self._holding = False
+            self._wake.set()
+        return self.status()
 
     async def stop(self) -> None:
         """noded is stopping: end the member with it."""

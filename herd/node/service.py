@@ -73,7 +73,7 @@ class NodeService:
     async def master_info(self) -> dict[str, Any]:
         return self.files.master_info()
 
-    async def config_upload(self, config: dict[str, Any], facts: dict[str, Any],
+    async def config_upload(self, config: dict[str, Any] | None, facts: dict[str, Any],
                             ssl: dict[str, str] | None = None, force: bool = False) -> int:
         return self.files.config_upload(config, facts, ssl, force)
 
@@ -115,6 +115,25 @@ class NodeService:
         await asyncio.to_thread(daemon_util.stop, self.paths, "rapi")
         await asyncio.to_thread(daemon_util.stop, self.paths, "masterd")
         await asyncio.to_thread(masterip.deactivate, netdev, address, netmask)
+        await self._end_master_term()
+
+    async def _end_master_term(self) -> None:
+        """A handover: end the stopped masterd's election term now, so that the node taking
+        over need not wait for the lease to run out."""
+        from herd.config.facts import node_name, read_facts
+        from herd.etcd.client import EtcdClient, EtcdError
+        from herd.etcd.election import revoke_saved_term
+        from herd.etcd.members import client_urls_from_facts
+
+        state = self.paths.run_dir / "master-term.json"
+        urls = client_urls_from_facts(read_facts(self.paths) or {}, node_name(self.paths))
+        if not state.exists() or not urls:
+            return
+        try:
+            async with EtcdClient.for_node(self.paths, urls, timeout=5.0) as client:
+                await revoke_saved_term(client, state)
+        except EtcdError as exc:
+            log.warning("could not end the master term in etcd: %s", exc.message)
 
     async def node_leave(self) -> None:
         """This node was removed from the cluster: forget it and wait to be joined again."""
@@ -148,6 +167,10 @@ class NodeService:
 
     async def etcd_status(self) -> dict[str, Any]:
         return self._etcd().status()
+
+    async def etcd_force_new_cluster(self) -> dict[str, Any]:
+        """master-failover --no-voting on this node: see EtcdSupervisor.force_new_cluster."""
+        return await self._etcd().force_new_cluster()
 
     # -- mirrored disks (drbd template) --------------------------------------------------------
     @property

@@ -136,7 +136,7 @@ class NodeClient:
     async def master_info(self, timeout: float = 5.0) -> dict[str, Any]:
         return await self.call("master_info", timeout=timeout)
 
-    async def config_upload(self, config: dict[str, Any], facts: dict[str, Any],
+    async def config_upload(self, config: dict[str, Any] | None, facts: dict[str, Any],
                             ssl: dict[str, str] | None = None, force: bool = False,
                             timeout: float = 10.0) -> int:
         return await self.call("config_upload", config=config, facts=facts, ssl=ssl or {},

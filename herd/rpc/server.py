@@ -45,7 +45,7 @@ RPC_METHODS = frozenset({
     "mirror_create", "mirror_remove", "mirror_generation", "mirror_start_secondary",
     "mirror_start_primary", "mirror_status", "mirror_wait_sync", "mirror_reconnect",
     "mirror_stop", "mirror_mark_synced",
-    "etcd_join", "etcd_leave", "etcd_status",
+    "etcd_join", "etcd_leave", "etcd_status", "etcd_force_new_cluster",
 })
 
 

@@ -81,7 +81,7 @@ def test_noded_restart_keeps_guest_managed(cluster: SingleNodeCluster) -> None:
 
 def test_masterd_killed_mid_job_fails_job_and_keeps_config(
         cluster: SingleNodeCluster) -> None:
-    before = json.loads(cluster.paths.config_file.read_text())
+    before = cluster.config()
     out = cluster.run("gnt-debug", "delay", "--submit", "30").stdout
     job_id = out.strip().split()[-1]
     deadline = time.monotonic() + 10
@@ -101,7 +101,7 @@ def test_masterd_killed_mid_job_fails_job_and_keeps_config(
     info = cluster.run("gnt-job", "info", job_id).stdout
     assert "Status: error" in info
     assert "was running when masterd stopped" in info
-    after = json.loads(cluster.paths.config_file.read_text())
+    after = cluster.config()
     assert after["serial_no"] == before["serial_no"]
     # the cluster works on: a new job runs to success
     cluster.run("gnt-debug", "delay", "0")
@@ -119,7 +119,7 @@ BAD_INPUT = [
 @pytest.mark.parametrize(("args", "message"), BAD_INPUT)
 def test_bad_input_one_line_and_nothing_left(cluster: SingleNodeCluster, args: tuple[str, ...],
                                              message: str) -> None:
-    serial = json.loads(cluster.paths.config_file.read_text())["serial_no"]
+    serial = cluster.config()["serial_no"]
     argv = list(ADD)
     if "-o" in args:
         argv[argv.index("-o") + 1] = args[1]
@@ -131,7 +131,7 @@ def test_bad_input_one_line_and_nothing_left(cluster: SingleNodeCluster, args: t
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
-    assert json.loads(cluster.paths.config_file.read_text())["serial_no"] == serial
+    assert cluster.config()["serial_no"] == serial
     assert not list(cluster.paths.file_storage_dir.glob("bad1*"))
 
 
@@ -142,7 +142,7 @@ def test_bad_instance_name_refused_before_queuing(cluster: SingleNodeCluster, na
     jobs_before = cluster.run("gnt-job", "list", "--no-headers", "-o", "id").stdout.split()
     storage = cluster.paths.file_storage_dir
     files_before = sorted(storage.rglob("*")) if storage.exists() else []
-    serial = json.loads(cluster.paths.config_file.read_text())["serial_no"]
+    serial = cluster.config()["serial_no"]
     proc = cluster.run(*ADD, "--no-start", name, check=False)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
@@ -150,7 +150,7 @@ def test_bad_instance_name_refused_before_queuing(cluster: SingleNodeCluster, na
     assert repr(name) in lines[0]
     assert cluster.run("gnt-job", "list", "--no-headers", "-o", "id").stdout.split() == \
         jobs_before
-    assert json.loads(cluster.paths.config_file.read_text())["serial_no"] == serial
+    assert cluster.config()["serial_no"] == serial
     assert (sorted(storage.rglob("*")) if storage.exists() else []) == files_before
 
 

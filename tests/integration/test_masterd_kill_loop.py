@@ -12,7 +12,6 @@ HERD_KILL_ROUNDS changes the number of rounds (default 20); HERD_KILL_SEED the r
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -26,7 +25,7 @@ import pytest
 
 from herd import errors
 from herd.cli.client import MasterClient
-from herd.config.store import ConfigStore
+from herd.config.shape import config_problem
 from herd.fileutil import pid_alive
 from herd.lab.single import SingleNodeCluster
 
@@ -130,8 +129,7 @@ def disk_files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
-def owned_files(config_file: Path) -> set[str]:
-    config = json.loads(config_file.read_text())
+def owned_files(config: dict) -> set[str]:
     return {d["logical_id"][1] for i in config["instances"].values() for d in i["disks"]
             if d["dev_type"] == "file"}
 
@@ -166,10 +164,11 @@ def test_masterd_kill_loop_leaves_no_orphans(cluster: SingleNodeCluster) -> None
         # no stuck lock: a new job that takes the whole cluster runs
         job_id = client.call("submit_job", ops=[{"OP_ID": "OP_TEST_DELAY", "duration": 0}])
         assert load._wait(client, job_id, until=time.monotonic() + 30) == "success"
-    ConfigStore.load(cluster.paths.config_file)  # the config loads
+    config = cluster.config()  # the config loads, and passes the shape check
+    assert config_problem(config) is None
 
     storage = cluster.paths.file_storage_dir
-    orphans = sorted(disk_files(storage) - owned_files(cluster.paths.config_file))
+    orphans = sorted(disk_files(storage) - owned_files(config))
     rounds_with_orphans = Counter(o.split("-", 1)[0] for o in orphans)
     verify = cluster.run("gnt-cluster", "verify", check=False).stdout
     print(f"\nkill loop: seed {seed}, {ROUNDS} rounds in {loop_seconds:.0f} s, {len(load.jobs)} "

@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,7 +70,7 @@ def job_ids(cluster: SingleNodeCluster) -> list[int]:
 
 
 def maxmem(cluster: SingleNodeCluster) -> object:
-    return json.loads(cluster.paths.config_file.read_text())["cluster"]["beparams"]["maxmem"]
+    return cluster.config()["cluster"]["beparams"]["maxmem"]
 
 
 def fill(path: Path) -> None:
@@ -97,9 +98,12 @@ def restart_masterd(cluster: SingleNodeCluster) -> subprocess.CompletedProcess[s
 
 def test_state_files_are_private(small: SingleNodeCluster) -> None:
     small.run("gnt-debug", "delay", "0")
-    for path in (small.paths.config_file, *q.queue_files(small.paths.queue_db)):
+    imported = small.paths.config_file.with_name("config.data.pre-etcd")
+    assert imported.exists()  # the first masterd moved config.data into etcd
+    for path in (imported, *q.queue_files(small.paths.queue_db)):
         if path.exists():
             assert path.stat().st_mode & 0o777 == 0o600, path
+    assert small.paths.etcd_dir.stat().st_mode & 0o777 == 0o700
 
 
 def test_full_filesystem_fails_submits_cleanly_and_nothing_runs_later(
@@ -169,17 +173,34 @@ def test_truncated_queue_stops_masterd_with_the_way_out(small: SingleNodeCluster
     assert len(job_ids(small)) == 1  # a new, empty history (the old one is set aside)
 
 
+ETCD_PUT = """
+import asyncio, sys
+from herd import paths
+from herd.config.facts import node_name, read_facts
+from herd.etcd.client import EtcdClient
+from herd.etcd.members import client_urls_from_facts
+p = paths.current()
+async def main():
+    urls = client_urls_from_facts(read_facts(p), node_name(p))
+    async with EtcdClient.for_node(p, urls) as c:
+        await c.put(sys.argv[1], sys.argv[2])
+asyncio.run(main())
+"""
+
+
 def test_config_of_the_wrong_shape_stops_masterd(small: SingleNodeCluster) -> None:
-    config = small.paths.config_file
-    good = config.read_text()
+    config = small.config()
+    node_uuid = next(iter(config["nodes"]))
+    key = f"/herd/config/nodes/{node_uuid}"
+    good = json.dumps(config["nodes"][node_uuid])
     small.run("herd-daemon-util", "stop", "masterd")
     try:
-        config.write_text(json.dumps({**json.loads(good), "nodes": []}))
+        small.run(sys.executable, "-c", ETCD_PUT, key, json.dumps(["not", "a", "node"]))
         proc = small.run("herd-daemon-util", "start", "masterd", check=False)
-        one_line(proc, f"cluster configuration {config} is damaged", "'nodes' is list",
-                 "master candidate")
+        one_line(proc, "configuration in etcd is damaged", f"nodes[{node_uuid}] is list",
+                 "gnt-debug dump-config")
         assert small.daemon_pid("masterd") is None
     finally:
-        config.write_text(good)
+        small.run(sys.executable, "-c", ETCD_PUT, key, good)
     started = small.run("herd-daemon-util", "start", "masterd", check=False)
     assert started.returncode == 0, started.stderr

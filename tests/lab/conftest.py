@@ -40,8 +40,8 @@ class LabCluster:
                  info.fqdn)
 
     def config(self, node: str | None = None) -> dict:
-        paths = self.lab.node(node or self.master).paths
-        return json.loads(paths.config_file.read_text())
+        """The config as etcd holds it, read through ``node``'s certificate and members."""
+        return json.loads(self.gnt("gnt-debug", "dump-config", node=node).stdout)
 
     def nodes(self) -> dict[str, dict]:
         out = self.gnt("gnt-node", "list", "--json", "-o", "name,role,pinst_cnt").stdout

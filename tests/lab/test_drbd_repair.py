@@ -207,13 +207,18 @@ def test_cleanup_after_the_target_died_mid_migration(lab: LabCluster) -> None:
 RPC_MIGRATE = """
 import asyncio, json, sys
 from herd import paths
+from herd.config.etcdstore import read_document
+from herd.config.facts import node_name, read_facts
+from herd.etcd.client import EtcdClient
+from herd.etcd.members import client_urls_from_facts
 from herd.logic.specs import instance_spec
 from herd.objects import ConfigData
 from herd.rpc.client import RpcRunner
 
 async def main():
     p = paths.current()
-    cfg = ConfigData.from_dict(json.loads(p.config_file.read_text()))
+    async with EtcdClient.for_node(p, client_urls_from_facts(read_facts(p), node_name(p))) as c:
+        cfg = ConfigData.from_dict(await read_document(c))
     inst = cfg.get_instance(sys.argv[1])
     src, dst = cfg.nodes[inst.primary_node], cfg.nodes[inst.secondary_nodes[0]]
     rpc = RpcRunner(p, cfg.cluster.noded_port)

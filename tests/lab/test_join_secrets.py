@@ -60,7 +60,8 @@ def test_token_is_gone_after_node_add(lab2: RapiLab) -> None:
     (job_id,) = [row["id"] for row in jobs if row["summary"] == ["NODE_ADD(node2.example.com)"]]
 
     master = lab2.lab.node("node1").paths
-    for path in files_under(master.data_dir, master.log_dir, node2.paths.log_dir):
+    for path in files_under(master.data_dir, master.log_dir, master.etcd_dir,
+                            node2.paths.log_dir):
         assert secret.encode() not in path.read_bytes(), path
     for path in (master.config_file, *q.queue_files(master.queue_db), node2.paths.config_file):
         if path.exists():

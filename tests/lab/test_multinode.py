@@ -16,6 +16,7 @@ import pytest
 
 from herd.fileutil import pid_alive, read_pid
 from tests.lab.conftest import LabCluster
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -137,12 +138,36 @@ def test_verify_reports_changed_file_and_rogue_guest(lab3: LabCluster) -> None:
         assert copy.stat().st_mode & 0o777 == 0o600
 
 
+def holder(lab3: LabCluster, node: str) -> str | None:
+    """Who holds the master election, as ``node`` reads it from etcd (None: nobody)."""
+    proc = lab3.gnt("gnt-debug", "dump-config", "--master", "--timeout", "5", node=node,
+                    check=False)
+    out = proc.stdout.strip()
+    return out if proc.returncode == 0 and out != "None" else None
+
+
 def test_master_crash_and_failover(lab3: LabCluster) -> None:
     before = lab3.config()
     g3_pid = read_pid(lab3.lab.node("node3").paths.instance_run_dir / "g3.pid")
     lab3.lab.crash("node1")
     start = time.monotonic()
-    lab3.gnt("gnt-cluster", "master-failover", node="node2")
+    # nobody runs a command: a candidate takes the master role by itself
+    wait_until("a new master after the crash",
+               lambda: holder(lab3, "node3") in ("node2.example.com", "node3.example.com"),
+               timeout=30, interval=0.2)
+    elected_s = time.monotonic() - start
+    winner = holder(lab3, "node3")
+    assert winner is not None
+    wait_until("masterd and RAPI of the new master",
+               lambda: lab3.gnt("gnt-cluster", "getmaster", node=winner.split(".")[0],
+                                check=False).stdout.strip() == winner, timeout=30)
+    takeover_s = time.monotonic() - start
+    print(f"automatic failover: elected after {elected_s:.1f} s, serving after "
+          f"{takeover_s:.1f} s ({winner})")
+    assert elected_s < 10 + 5  # the issue's 10 s, with slack for a loaded machine
+    # the admin's command hands the role to node2 (a no-op if node2 won the election)
+    if winner != "node2.example.com":
+        lab3.gnt("gnt-cluster", "master-failover", node="node2")
     failover_s = time.monotonic() - start
     lab3.master = "node2"
     after = lab3.config()

@@ -1,0 +1,234 @@
+"""The cluster configuration kept in etcd, one key per object (layout: herd.config.layout).
+
+masterd holds the whole document in memory (queries never wait for etcd) and is its only
+writer. A save writes, in one transaction, only the objects that changed among those the
+running operation holds locked exclusively (``SAVE_SCOPE``, set by the job executor), and only
+if (a) this node still holds the master election (``guard``) and (b) none of the keys changed
+since this master last wrote them. The transaction is on a quorum of the candidates' members
+when etcd answers, so a job never reports success for a change that a later master lacks.
+
+A save that fails puts the in-memory objects back as they are stored, so the config never
+holds a change that etcd refused. Saves run one at a time: each computes its change against
+what the previous one stored.
+
+The cluster serial number users see is ``serial_base + revision`` of the newest config write,
+``serial_base`` being the serial of the config.data an upgraded cluster came from, so serials
+never go back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any
+
+from herd import errors
+from herd.config import layout
+from herd.etcd.client import (
+    Compare,
+    EtcdClient,
+    EtcdError,
+    EtcdOutcomeUnknown,
+    EtcdUnavailable,
+    Op,
+)
+from herd.objects import ConfigData, Instance, Node, NodeGroup
+
+log = logging.getLogger(__name__)
+
+#: The objects the running operation may change (see herd.config.layout.Scope).
+SAVE_SCOPE: ContextVar[layout.Scope] = ContextVar("herd_config_save_scope",
+                                                  default=layout.EVERYTHING)
+
+SaveListener = Callable[[ConfigData], Awaitable[None]]
+Guard = Callable[[], list[Compare]]
+
+#: How long a save waits for an etcd that does not answer (a member restarting) before the
+#: job fails with the change undone.
+UNAVAILABLE_WAIT = 20.0
+
+_CLASSES: dict[str, Any] = {"nodegroups": NodeGroup, "nodes": Node, "instances": Instance}
+
+
+class MasterRoleLost(errors.OpExecError):
+    code = "OpExecError"
+
+
+class NotImported(errors.ConfigurationError):
+    """etcd holds no configuration yet (a new or upgraded cluster: import config.data)."""
+
+
+class EtcdConfigStore:
+    def __init__(self, client: EtcdClient, data: ConfigData, texts: dict[str, str],
+                 revisions: dict[str, int], serial_base: int, guard: Guard) -> None:
+        self.client = client
+        self.data = data
+        self.serial_base = serial_base
+        self._texts = texts
+        self._revs = revisions
+        self._guard = guard
+        self._listeners: list[SaveListener] = []
+        self._lock = asyncio.Lock()
+        #: called when a save finds that this node is no longer the master
+        self.on_lost: Callable[[str], Awaitable[None]] | None = None
+
+    # -- reading --------------------------------------------------------------------------------
+    @classmethod
+    async def load(cls, client: EtcdClient, guard: Guard) -> EtcdConfigStore:
+        result = await client.range(layout.PREFIX, prefix=True)
+        texts = {kv.key.decode(): kv.value.decode() for kv in result.kvs}
+        revs = {kv.key.decode(): kv.mod_revision for kv in result.kvs}
+        if layout.META_KEY not in texts or layout.CLUSTER_KEY not in texts:
+            raise NotImported("etcd holds no cluster configuration yet")
+        meta = json.loads(texts.pop(layout.META_KEY))
+        revs.pop(layout.META_KEY, None)
+        if int(meta.get("version", 0)) > layout.LAYOUT_VERSION:
+            raise errors.ConfigurationError(
+                f"the configuration in etcd has layout version {meta['version']}; this Herd "
+                f"knows up to {layout.LAYOUT_VERSION}: upgrade Herd on this node first")
+        base = int(meta.get("serial_base", 0))
+        try:
+            data = layout.assemble(texts, base + max(revs.values()))
+        except layout.DamagedConfig as exc:
+            raise errors.ConfigurationError(
+                f"the cluster configuration in etcd is damaged ({exc}); put a good object "
+                "back (gnt-debug dump-config shows what is stored; config.data.pre-etcd on "
+                "the first master is the imported copy)") from None
+        return cls(client, data, texts, revs, base, guard)
+
+    @property
+    def serial(self) -> int:
+        return self.data.serial_no
+
+    def add_listener(self, listener: SaveListener) -> None:
+        self._listeners.append(listener)
+
+    # -- writing --------------------------------------------------------------------------------
+    async def save(self) -> None:
+        """Persist the changes of the running operation (see the module doc)."""
+        async with self._lock:
+            change = layout.diff(self.data, self._texts, SAVE_SCOPE.get())
+            if change:
+                await self._commit(change)
+        for listener in self._listeners:
+            await listener(self.data)
+
+    async def _commit(self, change: layout.Change) -> None:
+        compares = list(self._guard())
+        compares += [Compare.mod_revision(k, "=", self._revs.get(k, 0))
+                     for k in (*change.puts, *change.deletes)]
+        ops = [Op.put(k, v) for k, v in change.puts.items()]
+        ops += [Op.delete(k) for k in change.deletes]
+        deadline = time.monotonic() + UNAVAILABLE_WAIT
+        while True:
+            try:
+                result = await self.client.txn(compares, ops)
+                succeeded, revision = result.succeeded, result.revision
+                break
+            except EtcdOutcomeUnknown as exc:
+                succeeded, revision = await self._learn_outcome(change, exc)
+                break
+            except EtcdUnavailable as exc:
+                # not sent: safe to try again while the member restarts (noded restart)
+                if time.monotonic() > deadline:
+                    self._restore(change)
+                    raise errors.OpExecError(
+                        f"configuration change not saved: {exc.message}") from None
+                await asyncio.sleep(0.5)
+            except EtcdError as exc:
+                # etcd answered with an error (timeout, leader change): maybe applied
+                succeeded, revision = await self._learn_outcome(change, exc)
+                break
+        if not succeeded:
+            self._restore(change)
+            reason = "this node is no longer the master (the change was not saved)"
+            if self.on_lost is not None:
+                await self.on_lost(reason)
+            raise MasterRoleLost(reason)
+        for key, text in change.puts.items():
+            self._texts[key], self._revs[key] = text, revision
+        for key in change.deletes:
+            self._texts.pop(key, None)
+            self._revs.pop(key, None)
+        self.data.serial_no = self.serial_base + revision
+        self.data.mtime = time.time()
+
+    async def _learn_outcome(self, change: layout.Change,
+                             exc: EtcdError) -> tuple[bool, int]:
+        """The answer was lost: read back one key the transaction wrote to learn whether it
+        applied (the compares make the two outcomes tell apart)."""
+        for _attempt in range(int(UNAVAILABLE_WAIT * 2)):
+            try:
+                if change.puts:
+                    key, text = next(iter(change.puts.items()))
+                    kv = await self.client.get(key)
+                    if kv is not None and kv.value.decode() == text and \
+                            kv.mod_revision > self._revs.get(key, 0):
+                        return True, kv.mod_revision
+                    return False, 0
+                key = change.deletes[0]
+                kv = await self.client.get(key)
+                if kv is None:
+                    status = await self.client.status()
+                    return True, status.revision
+                return False, 0
+            except EtcdError:
+                await asyncio.sleep(0.5)
+        self._restore(change)
+        raise errors.OpExecError(f"configuration change may not be saved: {exc.message}")
+
+    def _restore(self, change: layout.Change) -> None:
+        """Put the objects of a refused change back as etcd holds them."""
+        cfg = self.data
+        for key in (*change.puts, *change.deletes):
+            parsed = layout.parse_key(key)
+            if parsed is None:
+                continue
+            collection, uuid = parsed
+            stored = self._texts.get(key)
+            if collection == "cluster":
+                if stored is not None:
+                    cfg.cluster = type(cfg.cluster).from_dict(json.loads(stored))
+                continue
+            objects = getattr(cfg, collection)
+            if stored is None:
+                objects.pop(uuid, None)
+            else:
+                objects[uuid] = _CLASSES[collection].from_dict(json.loads(stored))
+
+
+async def import_config(client: EtcdClient, data: ConfigData, guard: Guard) -> int:
+    """Write a whole config document (``gnt-cluster init``'s, or an upgraded cluster's
+    config.data) into an etcd that holds none; the meta key goes last, so a half-done import
+    is redone, never loaded. Returns the revision."""
+    no_meta = Compare.version(layout.META_KEY, "=", 0)
+    revision = 0
+    for piece in layout.batches(layout.diff(data, {})):
+        ops = [Op.put(k, v) for k, v in piece.puts.items()]
+        result = await client.txn([*guard(), no_meta], ops)
+        if not result.succeeded:
+            raise errors.ConfigurationError(
+                "etcd already holds a configuration, or this node lost the master role, "
+                "during the import")
+        revision = result.revision
+    meta = {"version": layout.LAYOUT_VERSION, "serial_base": data.serial_no,
+            "imported_at": time.time()}
+    result = await client.txn([*guard(), no_meta], [Op.put(layout.META_KEY, layout.dumps(meta))])
+    if not result.succeeded:
+        raise errors.ConfigurationError("etcd already holds a configuration")
+    return max(revision, result.revision)
+
+
+async def read_document(client: EtcdClient) -> dict[str, Any]:
+    """The stored config as one document (for gnt-debug, tests and backups)."""
+    result = await client.range(layout.PREFIX, prefix=True)
+    texts = {kv.key.decode(): kv.value.decode() for kv in result.kvs}
+    if layout.CLUSTER_KEY not in texts:
+        raise NotImported("etcd holds no cluster configuration yet")
+    meta = json.loads(texts.pop(layout.META_KEY, "{}"))
+    revs = [kv.mod_revision for kv in result.kvs if kv.key.decode() != layout.META_KEY]
+    return layout.assemble_document(texts, int(meta.get("serial_base", 0)) + max(revs))

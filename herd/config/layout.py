@@ -1,0 +1,210 @@
+"""Where the cluster configuration lives in etcd: one key per object, JSON values.
+
+Pure functions, no I/O: the store (herd.config.etcdstore) reads and writes what these compute.
+
+    /herd/config/cluster               the Cluster object (without nodes, groups, instances)
+    /herd/config/nodegroups/<uuid>     a NodeGroup
+    /herd/config/nodes/<uuid>          a Node
+    /herd/config/instances/<uuid>      an Instance
+    /herd/config/meta                  {"version": layout version, "migrated_from": serial}
+
+Keys carry uuids, never names, so a rename writes one object. A change writes only the keys
+whose text changed; which objects a save looks at is its :class:`Scope`, taken from the locks
+the job holds (an operation may only change what it holds exclusively), so that a save costs
+the objects of one operation, not the size of the cluster, and never persists another job's
+half-done object.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from herd.objects import ConfigData
+
+PREFIX = "/herd/config/"
+CLUSTER_KEY = PREFIX + "cluster"
+META_KEY = PREFIX + "meta"
+LAYOUT_VERSION = 1
+#: The collections of the document, each under its own key prefix.
+COLLECTIONS = ("nodegroups", "nodes", "instances")
+#: Most operations one transaction may carry (etcd's --max-txn-ops default is 128).
+MAX_TXN_OPS = 120
+
+
+def object_key(collection: str, uuid: str) -> str:
+    return f"{PREFIX}{collection}/{uuid}"
+
+
+def parse_key(key: str) -> tuple[str, str] | None:
+    """(collection, uuid) of an object key; ("cluster", "") / ("meta", ""); None if foreign."""
+    if not key.startswith(PREFIX):
+        return None
+    rest = key[len(PREFIX):]
+    if rest in ("cluster", "meta"):
+        return rest, ""
+    collection, _, uuid = rest.partition("/")
+    if collection in COLLECTIONS and uuid and "/" not in uuid:
+        return collection, uuid
+    return None
+
+
+def dumps(obj: Mapping[str, Any]) -> str:
+    """The stored text of an object: stable (sorted keys), compact."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which objects a save compares with what is stored.
+
+    ``None`` for a collection means all of it. The cluster object and node groups are always
+    compared (one object, a handful); objects added to or removed from a collection are always
+    found (comparing uuid sets is cheap), whatever the scope.
+    """
+
+    instances: frozenset[str] | None = None  # instance names
+    nodes: frozenset[str] | None = None  # node uuids
+
+    @classmethod
+    def everything(cls) -> Scope:
+        return cls()
+
+
+EVERYTHING = Scope()
+
+
+def scope_from_locks(requests: Iterable[Any], level_cluster: int, level_instance: int,
+                     level_node: int, all_name: str = "*") -> Scope:
+    """The objects a job may change: what it holds exclusively. The whole cluster held
+    exclusively (or a whole level) means everything of that level."""
+    instances: set[str] | None = set()
+    nodes: set[str] | None = set()
+    for req in requests:
+        if req.level == level_cluster and not req.shared:
+            return EVERYTHING
+        if req.level == level_instance and instances is not None:
+            if req.name == all_name:
+                instances = None
+            elif not req.shared:
+                instances.add(req.name)
+        elif req.level == level_node and nodes is not None:
+            if req.name == all_name:
+                nodes = None
+            elif not req.shared:
+                nodes.add(req.name)
+    return Scope(None if instances is None else frozenset(instances),
+                 None if nodes is None else frozenset(nodes))
+
+
+def split(cfg: ConfigData, scope: Scope = EVERYTHING,
+          known: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The texts of the objects in ``scope``, by key. ``known`` (the keys stored now) adds
+    the objects new to the config whatever the scope: creating one is always a change."""
+    out = {CLUSTER_KEY: dumps(cfg.cluster.to_dict())}
+    for uuid, group in cfg.nodegroups.items():
+        out[object_key("nodegroups", uuid)] = dumps(group.to_dict())
+    for uuid, node in cfg.nodes.items():
+        key = object_key("nodes", uuid)
+        if scope.nodes is None or uuid in scope.nodes or (known is not None and key not in known):
+            out[key] = dumps(node.to_dict())
+    for uuid, inst in cfg.instances.items():
+        key = object_key("instances", uuid)
+        if scope.instances is None or inst.name in scope.instances or \
+                (known is not None and key not in known):
+            out[key] = dumps(inst.to_dict())
+    return out
+
+
+def live_keys(cfg: ConfigData) -> set[str]:
+    """Every object key the config has now (no serialisation: uuids only)."""
+    keys = {CLUSTER_KEY}
+    for collection in COLLECTIONS:
+        keys.update(object_key(collection, uuid) for uuid in getattr(cfg, collection))
+    return keys
+
+
+@dataclass
+class Change:
+    """What a save must write: puts (key -> text) and deletes."""
+
+    puts: dict[str, str] = field(default_factory=dict)
+    deletes: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.puts or self.deletes)
+
+
+def diff(cfg: ConfigData, stored: Mapping[str, str], scope: Scope = EVERYTHING) -> Change:
+    """The keys to write so that etcd holds ``cfg`` for the objects in ``scope``, given the
+    ``stored`` texts (key -> text of every object key in etcd)."""
+    texts = split(cfg, scope, stored)
+    change = Change()
+    for key, text in texts.items():
+        if stored.get(key) != text:
+            change.puts[key] = text
+    live = live_keys(cfg)
+    change.deletes = sorted(k for k in stored if k not in live and parse_key(k) is not None
+                            and k != META_KEY)
+    return change
+
+
+class DamagedConfig(ValueError):
+    """The stored config cannot be used: the message names the key and what is wrong."""
+
+
+def assemble_document(texts: Mapping[str, str], revision: int) -> dict[str, Any]:
+    """The config document (as config.data held it) from the stored texts (key -> text);
+    ``revision`` becomes its serial number. Refuses text that is not JSON, naming the key."""
+    def parse(key: str, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise DamagedConfig(f"{key} is not JSON: {exc}") from None
+
+    if CLUSTER_KEY not in texts:
+        raise DamagedConfig(f"{CLUSTER_KEY} is missing")
+    doc: dict[str, Any] = {"cluster": parse(CLUSTER_KEY, texts[CLUSTER_KEY]),
+                           "serial_no": revision}
+    for collection in COLLECTIONS:
+        doc[collection] = {}
+    for key, text in texts.items():
+        parsed = parse_key(key)
+        if parsed is None or parsed[0] in ("cluster", "meta"):
+            continue
+        collection, uuid = parsed
+        doc[collection][uuid] = parse(key, text)
+    return doc
+
+
+def assemble(texts: Mapping[str, str], revision: int) -> ConfigData:
+    """The config from the stored texts, checked as config.data is (herd.config.shape)."""
+    from herd.config.shape import config_problem
+
+    doc = assemble_document(texts, revision)
+    problem = config_problem(doc)
+    if problem is None:
+        try:
+            return ConfigData.from_dict(doc)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+    raise DamagedConfig(problem)
+
+
+def batches(change: Change, size: int = MAX_TXN_OPS) -> list[Change]:
+    """``change`` cut into pieces of at most ``size`` operations (for the first import of a
+    big config; everyday changes are one transaction)."""
+    ops: list[tuple[str, str | None]] = [(k, v) for k, v in change.puts.items()]
+    ops += [(k, None) for k in change.deletes]
+    out = []
+    for start in range(0, len(ops), size):
+        piece = Change()
+        for key, text in ops[start:start + size]:
+            if text is None:
+                piece.deletes.append(key)
+            else:
+                piece.puts[key] = text
+        out.append(piece)
+    return out

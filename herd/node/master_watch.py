@@ -1,0 +1,98 @@
+"""Automatic master failover: on a master candidate, start masterd when nobody is master.
+
+Every candidate's noded looks at the election key (``/herd/master``) once a second. When the
+key is gone (the master's lease ran out: its node died or was cut off from the quorum, and
+its masterd gave the role up), it starts masterd here; masterd campaigns, and of several
+candidates doing the same at once exactly one wins (the others' masterd exits with "not the
+master"). The winner records itself as master in the config, takes the master IP and starts
+RAPI. No admin is needed; Ganeti needs one.
+
+An admin who stops masterd on purpose (``herd-daemon-util stop masterd``, or a master
+failover that demotes this node) leaves a marker (``masterd.held``) so that this node does not
+take the role back by itself; starting masterd removes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from herd.config.facts import node_name, read_facts, write_facts_dict
+from herd.daemons import util as daemon_util
+from herd.etcd.client import EtcdClient, EtcdError
+from herd.etcd.election import MASTER_KEY
+from herd.etcd.members import client_urls_from_facts
+from herd.paths import HerdPaths
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY = 1.0
+#: After starting masterd here, wait this long before trying again (it may have lost).
+BACKOFF = 5.0
+
+
+def should_start(candidate: bool, held: bool, masterd_running: bool,
+                 holder: str | None, etcd_answered: bool) -> bool:
+    """Start masterd here? Only on a candidate not held back by an admin, when etcd says
+    (with a quorum) that nobody holds the role and no masterd runs here."""
+    return candidate and not held and not masterd_running and etcd_answered and holder is None
+
+
+class MasterWatch:
+    def __init__(self, paths: HerdPaths) -> None:
+        self.paths = paths
+        #: one client, kept while the endpoints stay the same (a TLS handshake a second per
+        #: candidate would be a waste)
+        self._client: EtcdClient | None = None
+        self._urls: list[str] = []
+
+    def _client_for(self, urls: list[str]) -> EtcdClient:
+        if self._client is None or urls != self._urls:
+            if self._client is not None:
+                asyncio.get_running_loop().create_task(self._client.close())
+            self._client = EtcdClient.for_node(self.paths, urls, timeout=3.0)
+            self._urls = list(urls)
+        return self._client
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_EVERY + random.uniform(0, 0.5))
+            try:
+                started = await self.check()
+            except Exception:  # never let the watch die
+                log.exception("master watch failed")
+                started = False
+            if started:
+                await asyncio.sleep(BACKOFF)
+
+    async def check(self) -> bool:
+        p = self.paths
+        facts = read_facts(p)
+        me = node_name(p)
+        candidate = bool(facts and me and p.etcd_spec_file.exists() and
+                         (facts.get("nodes") or {}).get(me, {}).get("master_candidate"))
+        held = daemon_util.master_held(p)
+        running = daemon_util.is_running(p, "masterd") is not None
+        if not candidate or held or running:
+            return False
+        assert facts is not None
+        holder, answered = None, False
+        try:
+            kv = await self._client_for(client_urls_from_facts(facts, me)).get(MASTER_KEY)
+            holder, answered = (kv.value.decode() if kv else None), True
+        except EtcdError:
+            pass
+        if answered and holder is not None and facts.get("master_node") != holder:
+            write_facts_dict(p, dict(facts, master_node=holder))
+        if not should_start(candidate, held, running, holder, answered):
+            return False
+        log.warning("no node holds the master role: starting masterd here")
+        try:
+            await asyncio.to_thread(daemon_util.start, p, "masterd")
+            await asyncio.to_thread(daemon_util.start, p, "rapi", daemon_util.RAPI_PORT)
+        except daemon_util.NotMaster as exc:
+            log.info("another candidate took the master role: %s", exc)
+        except RuntimeError as exc:
+            log.error("starting masterd failed: %s", exc)
+        return True
