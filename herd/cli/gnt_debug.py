@@ -26,7 +26,7 @@ def cmd_dump_config(opts: Any) -> int:
     from herd import errors, paths
     from herd.config.etcdstore import read_document
     from herd.config.facts import node_name, read_facts
-    from herd.etcd.client import EtcdClient, EtcdUnavailable
+    from herd.etcd.client import EtcdClient, EtcdError
     from herd.etcd.election import MASTER_KEY
     from herd.etcd.members import client_urls_from_facts
 
@@ -44,10 +44,12 @@ def cmd_dump_config(opts: Any) -> int:
                         kv = await client.get(MASTER_KEY)
                         return kv.value.decode() if kv is not None else None
                     return await read_document(client)
-                except EtcdUnavailable:
+                except EtcdError:
+                    # a member starting (noded just started), a leader changing: a read
+                    # is safe to repeat
                     if time.monotonic() > deadline:
                         raise
-                    await asyncio.sleep(0.3)  # a member starting (noded just started)
+                    await asyncio.sleep(0.3)
 
     result = asyncio.run(read())
     print(result if opts.master else json.dumps(result, indent=1, sort_keys=True))

@@ -147,7 +147,8 @@ class EtcdConfigStore:
             self._restore(change)
             reason = "this node is no longer the master (the change was not saved)"
             if self.on_lost is not None:
-                await self.on_lost(reason)
+                # in the background: the job records its failure first
+                asyncio.get_running_loop().create_task(self.on_lost(reason))
             raise MasterRoleLost(reason)
         for key, text in change.puts.items():
             self._texts[key], self._revs[key] = text, revision

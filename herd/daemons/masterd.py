@@ -75,6 +75,8 @@ class MasterDaemon:
         self.executor: JobExecutor
         self._stop = asyncio.Event()
         self._lost_reason: str | None = None
+        #: client connections being served (ended before the queue closes)
+        self._clients: set[asyncio.Task[None]] = set()
         self.handlers: dict[str, Handler] = {
             "ping": self.h_ping,
             "submit_job": self.h_submit_job,
@@ -204,6 +206,10 @@ class MasterDaemon:
     # -- socket server ------------------------------------------------------------------------
     async def handle_client(self, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+            task.add_done_callback(self._clients.discard)
         try:
             while line := await reader.readline():
                 answer = await self.dispatch(line)
@@ -217,6 +223,9 @@ class MasterDaemon:
     async def dispatch(self, line: bytes) -> dict[str, Any]:
         try:
             request = proto.decode(line)
+            if self._lost_reason is not None:
+                raise NotMaster(f"this node lost the master role ({self._lost_reason}); "
+                                "ask the new master")
             handler = self.handlers.get(request.get("method"))
             if handler is None:
                 raise errors.ParameterError(f"unknown request {request.get('method')!r}")
@@ -268,9 +277,13 @@ class MasterDaemon:
             node.master_candidate = True
             cfg.cluster.touch()
             await store.save()
+        self.attach(store)
+
+    def attach(self, store: Any) -> None:
+        """Serve ``store`` (an EtcdConfigStore; tests give a file-backed ConfigStore)."""
         self.config = store
-        self.ctx = MasterContext(paths=self.paths, config=store,  # type: ignore[arg-type]
-                                 locks=LockManager(), rpc=self.rpc, replicator=self.replicator)
+        self.ctx = MasterContext(paths=self.paths, config=store, locks=LockManager(),
+                                 rpc=self.rpc, replicator=self.replicator)
         self.executor = JobExecutor(self.queue, self.ctx)
         store.add_listener(self._write_facts)
         store.add_listener(self.replicator.on_save)
@@ -339,6 +352,9 @@ class MasterDaemon:
         log.info("masterd stopping")
         keeper.cancel()
         await self.executor.shutdown()
+        for task in list(self._clients):
+            task.cancel()
+        await asyncio.gather(*self._clients, return_exceptions=True)
         await self.replicator.close()
         if self._lost_reason is None:
             # a stop, not a loss: keep the term (a restart adopts it, see election) but let

@@ -157,3 +157,52 @@ def test_etcd_ends_with_noded_and_returns_with_it(cluster: SingleNodeCluster) ->
                     except EtcdError:
                         await asyncio.sleep(0.2)
     """) == "restart"
+
+
+CONFIG_REVISIONS = """
+    async def main():
+        async with EtcdClient.for_node(p, [URL]) as c:
+            result = await c.range("/herd/config/", prefix=True)
+            return {kv.key.decode(): kv.mod_revision for kv in result.kvs}
+"""
+
+
+def test_a_change_writes_only_its_object(cluster: SingleNodeCluster) -> None:
+    before = run_py(cluster, CONFIG_REVISIONS)
+    assert "/herd/config/cluster" in before and "/herd/config/meta" in before
+    assert not cluster.paths.config_file.exists()  # imported once, kept as .pre-etcd
+    serial = cluster.config()["serial_no"]
+    cluster.run("gnt-cluster", "modify", "-B", "maxmem=300M")
+    after = run_py(cluster, CONFIG_REVISIONS)
+    changed = sorted(k for k in after if after[k] != before.get(k))
+    assert changed == ["/herd/config/cluster"]
+    assert cluster.config()["serial_no"] > serial
+
+
+def test_a_deposed_master_cannot_write_and_stops(cluster: SingleNodeCluster) -> None:
+    """Another node took the role (simulated: the election key now names it): the next change
+    fails, nothing is written, masterd stops; started again once the key is gone, it wins."""
+    masterd = cluster.daemon_pid("masterd")
+    assert masterd
+    run_py(cluster, """
+        async def main():
+            async with EtcdClient.for_node(p, [URL]) as c:
+                await c.delete("/herd/master")
+                await c.put("/herd/master", "node9.example.com")
+    """)
+    before = run_py(cluster, CONFIG_REVISIONS)
+    proc = cluster.run("gnt-cluster", "modify", "-B", "maxmem=301M", check=False)
+    assert proc.returncode != 0
+    said = proc.stdout + proc.stderr
+    assert "no longer the master" in said or "lost the master role" in said, said
+    wait_until("the deposed masterd to stop", lambda: not pid_alive(masterd), timeout=30)
+    assert run_py(cluster, CONFIG_REVISIONS) == before
+    run_py(cluster, """
+        async def main():
+            async with EtcdClient.for_node(p, [URL]) as c:
+                await c.delete("/herd/master")
+    """)
+    cluster.run("herd-daemon-util", "start", "masterd")
+    assert run_py(cluster, CONFIG_REVISIONS) == before  # not written later either
+    cluster.run("gnt-cluster", "modify", "-B", "maxmem=512M")
+    assert cluster.config()["cluster"]["beparams"]["maxmem"] == 512

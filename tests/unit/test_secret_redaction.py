@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 from herd.cli import gnt_job
 from herd.cli.client import MasterClient
 from herd.cli.common import wait_for_job
+from herd.config.facts import write_facts
 from herd.config.store import ConfigStore
 from herd.daemons.masterd import MasterDaemon
 from herd.errors import ParameterError, RpcError
@@ -77,8 +78,9 @@ def write_cluster(root: Path) -> HerdPaths:
     node = Node(name="node1.example.com", primary_ip="192.0.2.1", secondary_ip="192.0.2.1",
                 group=group.uuid, offline=True)
     cluster = Cluster(cluster_name="cluster.example.com", master_node=node.uuid)
-    ConfigStore.create(p.config_file, ConfigData(cluster=cluster, nodegroups={group.uuid: group},
-                                                 nodes={node.uuid: node}))
+    data = ConfigData(cluster=cluster, nodegroups={group.uuid: group}, nodes={node.uuid: node})
+    ConfigStore.create(p.config_file, data)
+    write_facts(p, data)
     ca_cert, ca_key = tls.create_ca("cluster.example.com")
     tls.write_pair(p.ca_cert, p.ca_key, ca_cert, ca_key)
     p.rapi_users_file.write_text("admin {cleartext}pw write\nreader rpw read\n")
@@ -95,6 +97,7 @@ def masterd(tmp_path: Path) -> Iterator[HerdPaths]:
 
     async def start() -> tuple[MasterDaemon, asyncio.AbstractServer]:
         daemon = MasterDaemon(p)
+        daemon.attach(ConfigStore.load(p.config_file))  # no etcd in a unit test
         server = await asyncio.start_unix_server(daemon.handle_client,
                                                  path=str(p.master_socket))
         return daemon, server

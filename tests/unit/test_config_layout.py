@@ -1,0 +1,135 @@
+"""The config's etcd layout (herd.config.layout), the master lease's timing rule and the
+master watch's decision: pure functions, no etcd."""
+
+from __future__ import annotations
+
+import pytest
+
+from herd.config import layout
+from herd.etcd.election import lease_lost, sole_voter
+from herd.etcd.members import Member
+from herd.jobs.locking import ALL, LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
+from herd.node.master_watch import should_start
+from herd.objects import Cluster, ConfigData, Instance, Node, NodeGroup
+
+
+def config(instances: int = 3) -> ConfigData:
+    group = NodeGroup(name="default")
+    node = Node(name="node1.example.com", primary_ip="192.0.2.1", group=group.uuid)
+    cluster = Cluster(cluster_name="c.example.com", master_node=node.uuid)
+    insts = [Instance(name=f"i{n}.example.com", primary_node=node.uuid) for n in range(instances)]
+    return ConfigData(cluster=cluster, nodegroups={group.uuid: group}, nodes={node.uuid: node},
+                      instances={i.uuid: i for i in insts})
+
+
+def stored(cfg: ConfigData) -> dict[str, str]:
+    return dict(layout.diff(cfg, {}).puts)
+
+
+def scope(*requests: LockRequest) -> layout.Scope:
+    return layout.scope_from_locks(requests, LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, ALL)
+
+
+def test_every_object_has_its_own_key_and_the_document_comes_back() -> None:
+    cfg = config()
+    texts = stored(cfg)
+    assert len(texts) == 1 + 1 + 1 + 3
+    assert all(layout.parse_key(k) for k in texts)
+    back = layout.assemble(texts, 42)
+    assert back.serial_no == 42
+    assert back.to_dict() | {"serial_no": 0} == cfg.to_dict() | {"serial_no": 0}
+
+
+def test_a_change_writes_only_the_changed_object() -> None:
+    cfg = config()
+    texts = stored(cfg)
+    inst = next(iter(cfg.instances.values()))
+    inst.tags.append("blue")
+    change = layout.diff(cfg, texts)
+    assert list(change.puts) == [layout.object_key("instances", inst.uuid)]
+    assert change.deletes == []
+
+
+def test_a_save_sees_only_what_the_job_holds_exclusively() -> None:
+    cfg = config()
+    texts = stored(cfg)
+    a, b = list(cfg.instances.values())[:2]
+    a.tags.append("mine")
+    b.tags.append("another job's, half done")
+    change = layout.diff(cfg, texts, scope(LockRequest(LEVEL_CLUSTER, "cluster", shared=True),
+                                           LockRequest(LEVEL_INSTANCE, a.name)))
+    assert list(change.puts) == [layout.object_key("instances", a.uuid)]
+    # the whole cluster held exclusively: everything is compared
+    change = layout.diff(cfg, texts, scope(LockRequest(LEVEL_CLUSTER, "cluster")))
+    assert len(change.puts) == 2
+
+
+def test_added_and_removed_objects_are_found_whatever_the_scope() -> None:
+    cfg = config()
+    texts = stored(cfg)
+    gone = next(iter(cfg.instances))
+    del cfg.instances[gone]
+    new = Instance(name="new.example.com", primary_node=cfg.cluster.master_node)
+    cfg.instances[new.uuid] = new
+    change = layout.diff(cfg, texts, scope(LockRequest(LEVEL_INSTANCE, "new.example.com")))
+    assert list(change.puts) == [layout.object_key("instances", new.uuid)]
+    assert change.deletes == [layout.object_key("instances", gone)]
+
+
+def test_scope_levels() -> None:
+    s = scope(LockRequest(LEVEL_INSTANCE, "x", shared=True), LockRequest(LEVEL_NODE, "n1"))
+    assert s.instances == frozenset() and s.nodes == frozenset({"n1"})
+    s = scope(LockRequest(LEVEL_INSTANCE, ALL))
+    assert s.instances is None
+    assert scope() == layout.Scope(frozenset(), frozenset())
+
+
+def test_damaged_stored_objects_are_named() -> None:
+    cfg = config(1)
+    texts = stored(cfg)
+    key = layout.object_key("nodes", cfg.cluster.master_node)
+    with pytest.raises(layout.DamagedConfig, match="is not JSON"):
+        layout.assemble({**texts, key: "{"}, 1)
+    with pytest.raises(layout.DamagedConfig, match=r"nodes\[.*\] is list"):
+        layout.assemble({**texts, key: "[]"}, 1)
+    with pytest.raises(layout.DamagedConfig, match="missing"):
+        layout.assemble({k: v for k, v in texts.items() if k != layout.CLUSTER_KEY}, 1)
+
+
+def test_big_imports_are_cut_into_transactions() -> None:
+    cfg = config(250)
+    pieces = layout.batches(layout.diff(cfg, {}), size=100)
+    assert [len(p.puts) for p in pieces] == [100, 100, 53]
+
+
+def test_lease_is_given_up_before_it_can_expire() -> None:
+    assert not lease_lost(now=102.9, last_confirmed_sent=100.0, ttl=5, margin=2)
+    assert lease_lost(now=103.0, last_confirmed_sent=100.0, ttl=5, margin=2)
+    # the only voter is ours: nobody else can be elected, silence is no reason
+    assert not lease_lost(now=200.0, last_confirmed_sent=100.0, sole_voter=True)
+
+
+def test_sole_voter() -> None:
+    mine = Member(1, "node1", ("https://10.0.0.1:2380",), ("https://10.0.0.1:2379",))
+    other = Member(2, "node2", ("https://10.0.0.2:2380",), ("https://10.0.0.2:2379",))
+    learner = Member(3, "node3", ("https://10.0.0.3:2380",), (), is_learner=True)
+    assert sole_voter([mine], "https://10.0.0.1:2379")
+    assert sole_voter([mine, learner], "https://10.0.0.1:2379")
+    assert not sole_voter([mine, other], "https://10.0.0.1:2379")
+    assert not sole_voter([other], "https://10.0.0.1:2379")
+    assert not sole_voter([mine], None)
+
+
+@pytest.mark.parametrize(("kwargs", "start"), [
+    ({}, True),
+    ({"candidate": False}, False),
+    ({"held": True}, False),
+    ({"masterd_running": True}, False),
+    ({"holder": "node2"}, False),
+    ({"etcd_answered": False}, False),
+])
+def test_master_watch_starts_masterd_only_when_nobody_is_master(kwargs: dict,
+                                                               start: bool) -> None:
+    args = {"candidate": True, "held": False, "masterd_running": False, "holder": None,
+            "etcd_answered": True} | kwargs
+    assert should_start(**args) is start
