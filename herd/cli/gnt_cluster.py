@@ -13,6 +13,7 @@ from herd.cli.client import MasterClient
 from herd.cli.common import command_main, print_feedback, submit_or_run, wait_for_job
 from herd.cli.formatting import format_info
 from herd.cli.options import HerdArgumentParser, add_common_options, keyval_type
+from herd.cli.tags import add_tag_commands
 from herd.config.facts import read_facts
 from herd.daemons import util as daemon_util
 from herd.logic import bootstrap, failover
@@ -393,6 +394,7 @@ def build_parser() -> HerdArgumentParser:
     watcher.add_argument("duration", nargs="?", default=None,
                          help="how long to pause (seconds, or with s/m/h/d/w)")
     watcher.set_defaults(func=cmd_watcher)
+    add_tag_commands(sub, "cluster", None)
     return parser
 
 

@@ -18,7 +18,8 @@ PROG = "gnt-debug"
 
 def cmd_delay(opts: Any) -> int:
     submit_or_run(opts, [{"OP_ID": "OP_TEST_DELAY", "duration": opts.duration,
-                          "on_master": True, "repeat": opts.repeat}])
+                          "on_master": True, "on_nodes": opts.nodes or [],
+                          "repeat": opts.repeat}])
     return 0
 
 
@@ -63,6 +64,8 @@ def build_parser() -> HerdArgumentParser:
     delay.add_argument("duration", type=float)
     delay.add_argument("-r", "--repeat", type=int, default=0)
     delay.add_argument("--no-master", dest="on_master", action="store_false")
+    delay.add_argument("-n", "--node", dest="nodes", action="append", metavar="NODE",
+                       help="hold this node's lock while sleeping (repeatable)")
     add_common_options(delay, *JOB_OPTIONS)
     delay.set_defaults(func=cmd_delay)
     dump = sub.add_parser("dump-config", help="print the configuration stored in etcd")

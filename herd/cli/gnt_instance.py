@@ -18,6 +18,7 @@ from herd.cli.options import (
     parse_disk_option,
     parse_net_option,
 )
+from herd.cli.tags import add_tag_commands
 from herd.units import format_size
 
 PROG = "gnt-instance"
@@ -453,6 +454,7 @@ def build_parser() -> HerdArgumentParser:
     console.add_argument("instance")
     console.add_argument("--show-cmd", dest="show_command", action="store_true")
     console.set_defaults(func=cmd_console)
+    add_tag_commands(sub, "instance", "INSTANCE")
     return parser
 
 

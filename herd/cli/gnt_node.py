@@ -11,6 +11,7 @@ from herd.cli.client import MasterClient
 from herd.cli.common import command_main, print_list, submit_or_run
 from herd.cli.formatting import format_info
 from herd.cli.options import JOB_OPTIONS, LIST_OPTIONS, HerdArgumentParser, add_common_options
+from herd.cli.tags import add_tag_commands
 
 PROG = "gnt-node"
 
@@ -229,6 +230,7 @@ def build_parser() -> HerdArgumentParser:
     evac.add_argument("-I", "--iallocator", dest="iallocator", default=None)
     evac.add_argument("--early-release", dest="early_release", action="store_true")
     evac.set_defaults(func=cmd_evacuate)
+    add_tag_commands(sub, "node", "NODE")
     return parser
 
 

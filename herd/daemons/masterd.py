@@ -29,8 +29,10 @@ from herd.etcd.client import EtcdClient
 from herd.etcd.election import MasterLease
 from herd.etcd.members import client_urls_from_facts
 from herd.jobs.executor import JobExecutor
+from herd.jobs.ids import JobIds
 from herd.jobs.locking import LockManager
 from herd.jobs.queue import JobQueue
+from herd.jobs.replica import JobReplica
 from herd.logic import crypto, query
 from herd.logic.base import MasterContext
 from herd.logic.etcd_sync import wait_ready as etcd_wait_ready
@@ -46,6 +48,8 @@ log = logging.getLogger("herd.masterd")
 Handler = Callable[..., Awaitable[Any]]
 #: Exit code of masterd when this node is not (or no longer) the master: not a failure.
 EXIT_NOT_MASTER = 11
+#: How long a submit waits for its job to reach etcd before answering anyway.
+SUBMIT_FLUSH_WAIT = 20.0
 
 
 class NotMaster(errors.OpPrereqError):
@@ -70,6 +74,9 @@ class MasterDaemon:
         self.replicator = Replicator(p, self.rpc)
         self.etcd: EtcdClient | None = None
         self.lease: MasterLease | None = None
+        #: job ids from the cluster's counter (herd.jobs.ids), once this node is master
+        self.job_ids: JobIds | None = None
+        self.replica: JobReplica | None = None
         self.config: EtcdConfigStore
         self.ctx: MasterContext
         self.executor: JobExecutor
@@ -105,14 +112,26 @@ class MasterDaemon:
     async def h_ping(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "master": self.config.data.master.name}
 
+    async def _submit(self, ops: list[dict[str, Any]]) -> int:
+        if self.job_ids is None:  # tests without etcd: the queue numbers jobs
+            return self.executor.submit(ops)
+        job_id = await self.executor.enqueue(ops, self.job_ids.take)
+        if self.replica is not None:
+            # the id is returned once the job is in etcd: it survives this master
+            try:
+                await asyncio.wait_for(self.replica.flush(), SUBMIT_FLUSH_WAIT)
+            except TimeoutError:
+                log.warning("job %s is queued here but not yet in etcd", job_id)
+        return job_id
+
     async def h_submit_job(self, ops: list[dict[str, Any]]) -> int:
-        return self.executor.submit(ops)
+        return await self._submit(ops)
 
     async def h_submit_many(self, jobs: list[list[dict[str, Any]]]) -> list[list[Any]]:
         out: list[list[Any]] = []
         for ops in jobs:
             try:
-                out.append([True, self.executor.submit(ops)])
+                out.append([True, await self._submit(ops)])
             except errors.HerdError as exc:
                 out.append([False, exc.message])
         return out
@@ -263,6 +282,14 @@ class MasterDaemon:
         except NotImported:
             store = await self._import(me)
         store.on_lost = self.lose_role
+        self.job_ids = JobIds(self.etcd, self.lease.guard, self.queue.max_id)
+        # the cluster's copy of the job queue: take it, then keep it current
+        self.replica = JobReplica(self.etcd, self.lease.guard)
+        self.replica.on_lost = self.lose_role
+        self.replica.start()
+        counts = await self.replica.restore(self.queue, me)
+        log.info("job queue: %s", ", ".join(f"{v} {k}" for k, v in counts.items()))
+        self.queue.listener = self.replica
         cfg = store.data
         node = cfg.find_node(me)
         if node is None:
@@ -352,6 +379,8 @@ class MasterDaemon:
         log.info("masterd stopping")
         keeper.cancel()
         await self.executor.shutdown()
+        if self.replica is not None and self._lost_reason is None:
+            await self.replica.stop()
         for task in list(self._clients):
             task.cancel()
         await asyncio.gather(*self._clients, return_exceptions=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from herd import errors
@@ -26,13 +27,21 @@ from herd.rpc.client import RPC_FEEDBACK
 
 log = logging.getLogger(__name__)
 
-LOST_MESSAGE = ("job was running when masterd stopped, so its outcome is unknown; "
-                "check the objects it touched ('gnt-cluster verify') and submit it again")
+LOST_MESSAGE = ("job was running when masterd stopped (or the master changed), so its "
+                "outcome is unknown; check the objects it touched ('gnt-cluster verify') and "
+                "submit it again")
 
 
 SECRET_LOST_MESSAGE = ("this job's secret parameter ({fields}) was kept in masterd's memory "
                        "only, and masterd restarted before the job ran; nothing was done: "
                        "run the command again")
+
+
+def not_started(job: q.Job) -> bool:
+    """Pure: no opcode of ``job`` began to execute (it waited for locks at most), so running
+    it after a masterd restart or on a new master is safe."""
+    return job.status in (q.QUEUED, q.WAITING) and all(
+        op.exec_ts is None and op.status in (q.QUEUED, q.WAITING) for op in job.ops)
 
 
 def encode_error(exc: BaseException) -> list[Any]:
@@ -73,6 +82,14 @@ class JobExecutor:
             if job.status == q.QUEUED:
                 self._spawn(job.id)
                 continue
+            if not_started(job):
+                # it only waited for its locks: nothing of it ran, so it runs now
+                for op in job.ops:
+                    op.status, op.start_ts = q.QUEUED, None
+                job.status, job.start_ts = q.QUEUED, None
+                self.queue.save(job)
+                self._spawn(job.id)
+                continue
             now = time.time()
             for op in job.ops:
                 if op.status not in q.FINAL_STATES:
@@ -92,16 +109,33 @@ class JobExecutor:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     # -- client entry points ------------------------------------------------------------------
-    def submit(self, ops: list[dict[str, Any]]) -> int:
+    def submit(self, ops: list[dict[str, Any]], job_id: int | None = None) -> int:
         """Validate every opcode, store the job durably, start it; return its id."""
+        parsed = self.validate(ops)
+        return self._store(parsed, job_id)
+
+    async def enqueue(self, ops: list[dict[str, Any]],
+                      next_id: Callable[[], Awaitable[int]]) -> int:
+        """``submit`` with the id from the cluster's counter (herd.jobs.ids), taken only once
+        the job is valid."""
+        parsed = self.validate(ops)
+        job_id = await next_id()
+        while self.queue.has_job(job_id):  # a queue from before the counter: skip its ids
+            job_id = await next_id()
+        return self._store(parsed, job_id)
+
+    @staticmethod
+    def validate(ops: list[dict[str, Any]]) -> list[OpCode]:
         if not ops:
             raise errors.ParameterError("a job needs at least one opcode")
         check_job_size(ops)  # every listing carries every job's opcodes: keep jobs small
-        parsed = [opcode_from_dict(op) for op in ops]
+        return [opcode_from_dict(op) for op in ops]
+
+    def _store(self, parsed: list[OpCode], job_id: int | None) -> int:
         priority = min(op.priority for op in parsed)
         # the queue stores the inputs with secrets redacted; the secrets stay in memory
         secrets = [op.secrets() for op in parsed]
-        job_id = self.queue.submit([op.to_dict() for op in parsed], priority)
+        job_id = self.queue.submit([op.to_dict() for op in parsed], priority, job_id=job_id)
         # scheduled only once the job is committed: a failed submit leaves nothing to run
         if any(secrets):
             self._secrets[job_id] = secrets

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from herd.errors import JobQueueError, NotFoundError
 
@@ -214,6 +214,23 @@ class Job:
         }
 
 
+class QueueListener(Protocol):
+    """Told of every committed change (herd.jobs.replica copies them to etcd)."""
+
+    def job_stored(self, record: dict[str, Any]) -> None: ...
+
+    def log_added(self, job_id: int, entry: tuple[int, int, float, str, str]) -> None: ...
+
+    def jobs_archived(self, job_ids: list[int]) -> None: ...
+
+
+def job_record(job: Job) -> dict[str, Any]:
+    """A job without its log, as the queue stores it (and its copy in etcd)."""
+    return {"id": job.id, "status": job.status, "priority": job.priority,
+            "received_ts": job.received_ts, "start_ts": job.start_ts, "end_ts": job.end_ts,
+            "ops": [op.__dict__ for op in job.ops]}
+
+
 class JobQueue:
     """SQLite-backed storage of jobs. Only masterd writes it.
 
@@ -225,6 +242,8 @@ class JobQueue:
                  reserve: int = RESERVE_BYTES) -> None:
         self.path = path
         self.reserve = reserve
+        #: told of every committed change (None: nobody; see QueueListener)
+        self.listener: QueueListener | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         marker = path.with_name(path.name + MARKER_SUFFIX)
         size = path.stat().st_size if path.exists() else None
@@ -278,12 +297,14 @@ class JobQueue:
         return st.f_bavail * st.f_frsize
 
     def submit(self, ops: list[dict[str, Any]], priority: int = 0,
-               before_commit: Callable[[int], None] | None = None) -> int:
+               before_commit: Callable[[int], None] | None = None,
+               job_id: int | None = None) -> int:
         """Store a new job in one transaction and return its id; on any failure nothing is
         stored (the insert is rolled back) and JobQueueError says why in one line.
 
         ``before_commit`` runs inside the transaction with the new id (a check that may
-        still refuse the job).
+        still refuse the job). ``job_id``: the id to use (from the cluster's counter,
+        herd.jobs.ids); by default the queue numbers jobs itself.
         """
         problem = space_problem(self.path, self.free_bytes(), self.reserve)
         if problem:
@@ -293,8 +314,8 @@ class JobQueue:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 cur = self._db.execute(
-                    "INSERT INTO jobs (status, priority, received_ts, ops) VALUES (?, ?, ?, ?)",
-                    (QUEUED, priority, time.time(), states))
+                    "INSERT INTO jobs (id, status, priority, received_ts, ops) "
+                    "VALUES (?, ?, ?, ?, ?)", (job_id, QUEUED, priority, time.time(), states))
                 job_id = cur.lastrowid
                 assert job_id is not None
                 if before_commit is not None:
@@ -305,6 +326,8 @@ class JobQueue:
                 raise
         except sqlite3.Error as exc:
             raise JobQueueError(write_error_message(self.path, exc)) from None
+        if self.listener is not None:
+            self.listener.job_stored(job_record(self.get(job_id, with_log=False)))
         return job_id
 
     def _rollback(self) -> None:
@@ -352,6 +375,8 @@ class JobQueue:
             "UPDATE jobs SET status=?, start_ts=?, end_ts=?, archived=?, ops=? WHERE id=?",
             (job.status, job.start_ts, job.end_ts, int(job.archived),
              json.dumps([op.__dict__ for op in job.ops], default=str), job.id))
+        if self.listener is not None:
+            self.listener.job_stored(json.loads(json.dumps(job_record(job), default=str)))
 
     def append_log(self, job_id: int, op_index: int, kind: str, message: str) -> int:
         with self._db:
@@ -361,20 +386,58 @@ class JobQueue:
             self._db.execute(
                 "INSERT INTO log (job_id, serial, op_index, ts, type, message) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, serial, op_index, time.time(), kind, message))
+                (job_id, serial, op_index, now := time.time(), kind, message))
+        if self.listener is not None:
+            self.listener.log_added(job_id, (serial, op_index, now, kind, message))
         return serial
 
     def archive(self, job_id: int) -> bool:
         cur = self._db.execute(
             "UPDATE jobs SET archived=1 WHERE id=? AND status IN (?, ?, ?)",
             (job_id, *FINAL_STATES))
+        if cur.rowcount > 0 and self.listener is not None:
+            self.listener.jobs_archived([job_id])
         return cur.rowcount > 0
 
     def archive_older_than(self, age: float) -> int:
+        where = "archived=0 AND end_ts < ? AND status IN (?, ?, ?)"
+        args = (time.time() - age, *FINAL_STATES)
+        ids = [r[0] for r in self._db.execute(f"SELECT id FROM jobs WHERE {where}", args)]
+        if not ids:
+            return 0
         cur = self._db.execute(
-            "UPDATE jobs SET archived=1 WHERE archived=0 AND end_ts < ? AND status IN (?, ?, ?)",
-            (time.time() - age, *FINAL_STATES))
+            f"UPDATE jobs SET archived=1 WHERE id IN ({','.join('?' * len(ids))})", ids)
+        if self.listener is not None:
+            self.listener.jobs_archived(ids)
         return cur.rowcount
+
+    def import_job(self, record: dict[str, Any],
+                   log: list[tuple[int, int, float, str, str]]) -> None:
+        """Take a job as the cluster's copy has it (a new master, herd.jobs.replica): it
+        replaces what this node's queue holds under that id, log included."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO jobs (id, status, priority, received_ts, start_ts, "
+                "end_ts, archived, ops) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                (int(record["id"]), record["status"], int(record.get("priority", 0)),
+                 float(record.get("received_ts") or 0.0), record.get("start_ts"),
+                 record.get("end_ts"), json.dumps(record["ops"], default=str)))
+            self._db.execute("DELETE FROM log WHERE job_id=?", (int(record["id"]),))
+            self._db.executemany(
+                "INSERT INTO log (job_id, serial, op_index, ts, type, message) "
+                "VALUES (?, ?, ?, ?, ?, ?)", [(int(record["id"]), *entry) for entry in log])
+
+    def current_ids(self) -> list[int]:
+        """Ids of the jobs not archived."""
+        return [r[0] for r in self._db.execute("SELECT id FROM jobs WHERE archived=0")]
+
+    def set_archived(self, job_ids: list[int]) -> None:
+        """Mark jobs archived without telling the listener (history the cluster's copy does
+        not hold)."""
+        if job_ids:
+            self._db.execute(
+                f"UPDATE jobs SET archived=1 WHERE id IN ({','.join('?' * len(job_ids))})",
+                job_ids)
 
     # -- reads --------------------------------------------------------------------------------
     def get(self, job_id: int, with_log: bool = True) -> Job:
@@ -392,6 +455,15 @@ class JobQueue:
         return [tuple(r) for r in self._db.execute(  # type: ignore[misc]
             "SELECT serial, op_index, ts, type, message FROM log "
             "WHERE job_id=? AND serial>? ORDER BY serial", (job_id, serial))]
+
+    def has_job(self, job_id: int) -> bool:
+        return self._db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() \
+            is not None
+
+    def max_id(self) -> int:
+        """The highest job id this queue holds (archived ones too); 0 when empty."""
+        row = self._db.execute("SELECT MAX(id) FROM jobs").fetchone()
+        return int(row[0] or 0)
 
     def list(self, ids: list[int] | None = None, include_archived: bool = False) -> list[Job]:
         query = ("SELECT id, status, priority, received_ts, start_ts, end_ts, archived, ops "

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from herd import errors
+from herd.etcd import members as em
+from herd.etcd.client import EtcdClient, EtcdError, Status
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_NODE, LockRequest
-from herd.logic import hooks, intents, orphans
+from herd.logic import etcd_sync, hooks, intents, orphans
 from herd.logic.base import LogicalUnit
+from herd.logic.etcd_health import etcd_findings
 from herd.logic.specs import hypervisor_class
 from herd.network import mac as macs
 from herd.node import hooks as node_hooks
@@ -156,10 +159,39 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
             for name in sorted(set(running) - known):
                 self.error(f"node {cfg.node_name(node_uuid)}: instance {name} is unknown "
                            "(orphan instance running behind Herd's back)")
+        self.feedback("* Verifying etcd")
+        await self._verify_etcd()
         self.feedback("* Verifying N+1 Memory redundancy")
         self._verify_n_plus_one(infos)
         self.feedback("* Other Notes")
         return self.ok
+
+    async def _verify_etcd(self) -> None:
+        """The etcd members against the candidates, and each member's health
+        (herd.logic.etcd_health decides what is wrong)."""
+        client = getattr(self.ctx.config, "client", None)
+        if client is None:  # a config without etcd (unit tests)
+            return
+        cfg = self.cfg
+        try:
+            members = await client.member_list()
+        except EtcdError as exc:
+            self.error(f"etcd: cannot list the members: {exc.message}")
+            return
+        wanted = etcd_sync.wanted(cfg)
+        statuses: dict[str, Status | None] = {}
+        for node in cfg.nodes.values():
+            if node.name not in wanted:
+                continue
+            try:
+                async with EtcdClient.for_node(self.ctx.paths,
+                                               [em.client_url(node.primary_ip)],
+                                               timeout=5.0) as one:
+                    statuses[node.name] = await one.status()
+            except EtcdError:
+                statuses[node.name] = None
+        for level, text in etcd_findings(members, wanted, statuses):
+            (self.error if level == "error" else self.warning)(text)
 
     async def _verify_orphan_volumes(self, node_uuids: list[str]) -> None:
         """Disk files and storage daemons on each node that no instance owns (Ganeti:

@@ -1,7 +1,8 @@
-"""A node's copies of cluster-wide files: config (on master candidates), facts, TLS material.
+"""A node's copies of cluster-wide files: the cluster facts and TLS material (candidates also
+hold the CA key and the RAPI certificate, to take over). The config itself lives in etcd.
 
-The master pushes them; a node never lets an older copy replace a newer one (the serial number
-decides), so a delayed push cannot roll a candidate back. Paths sent over RPC are relative to
+The master pushes them; a node never lets older facts replace newer ones (the serial number
+decides), so a delayed push cannot roll a node back. Paths sent over RPC are relative to
 the node's root: on a real node that is ``/``; in the lab each node has its own HERD_ROOT.
 """
 
@@ -92,14 +93,7 @@ class ClusterFiles:
     def master_info(self) -> dict[str, Any]:
         facts = read_facts(self.paths) or {}
         return {"node_name": node_name(self.paths), "master_node": facts.get("master_node"),
-                "serial_no": self.local_serial(), "config_serial": self._config_serial(),
-                "has_config": self.paths.config_file.exists()}
-
-    def config_download(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.paths.config_file.read_text())
-        except (OSError, ValueError):
-            return None
+                "serial_no": self.local_serial()}
 
     def resolve(self, relpath: str) -> Path:
         rel = PurePosixPath(relpath.lstrip("/"))

@@ -83,9 +83,6 @@ class NodeService:
             self.files.drop_config()
         return self.files.facts_upload(facts, force, ssl)
 
-    async def config_download(self) -> dict[str, Any] | None:
-        return self.files.config_download()
-
     async def files_checksums(self, paths: list[str]) -> dict[str, str | None]:
         return self.files.checksums(paths)
 

@@ -148,9 +148,6 @@ class NodeClient:
         return await self.call("facts_upload", facts=facts, drop_config=drop_config,
                                force=force, ssl=ssl or {}, timeout=timeout)
 
-    async def config_download(self) -> dict[str, Any] | None:
-        return await self.call("config_download", timeout=15)
-
     async def files_checksums(self, paths: list[str]) -> dict[str, str | None]:
         return await self.call("files_checksums", paths=paths, timeout=15)
 

@@ -40,7 +40,7 @@ RPC_METHODS = frozenset({
     "instance_list", "instance_info", "instance_accept_migration", "instance_migrate",
     "instance_finish_migration", "instance_abort_migration", "instance_runstate",
     "os_diagnose", "os_run", "hooks_run", "hooks_inventory",
-    "master_info", "config_upload", "facts_upload", "config_download", "files_checksums",
+    "master_info", "config_upload", "facts_upload", "files_checksums",
     "file_upload", "run_command", "master_demote", "node_leave",
     "mirror_create", "mirror_remove", "mirror_generation", "mirror_start_secondary",
     "mirror_start_primary", "mirror_status", "mirror_wait_sync", "mirror_reconnect",

@@ -206,3 +206,20 @@ def test_a_deposed_master_cannot_write_and_stops(cluster: SingleNodeCluster) -> 
     assert run_py(cluster, CONFIG_REVISIONS) == before  # not written later either
     cluster.run("gnt-cluster", "modify", "-B", "maxmem=512M")
     assert cluster.config()["cluster"]["beparams"]["maxmem"] == 512
+
+
+def test_tag_commands_of_ganeti(cluster: SingleNodeCluster, tmp_path: Path) -> None:
+    tags_file = tmp_path / "tags"
+    tags_file.write_text("from-file\n")
+    cluster.run("gnt-cluster", "add-tags", "--from", str(tags_file), "blue", "green")
+    assert cluster.run("gnt-cluster", "list-tags").stdout.split() == \
+        ["blue", "from-file", "green"]
+    cluster.run("gnt-cluster", "remove-tags", "green")
+    node = cluster.run("gnt-node", "list", "--no-headers", "-o", "name").stdout.split()[0]
+    cluster.run("gnt-node", "add-tags", node, "rack1")
+    assert cluster.run("gnt-node", "list-tags", node).stdout.split() == ["rack1"]
+    found = cluster.run("gnt-cluster", "search-tags", "^(blue|rack)").stdout.splitlines()
+    assert found == ["/cluster blue", f"/nodes/{node} rack1"]
+    proc = cluster.run("gnt-cluster", "remove-tags", "absent", check=False)
+    assert proc.returncode == 1 and "absent" in proc.stderr
+    assert cluster.config()["cluster"]["tags"] == ["blue", "from-file"]

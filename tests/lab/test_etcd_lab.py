@@ -146,6 +146,86 @@ def test_an_offlined_member_stops_by_itself_and_returns_fresh(lab: LabCluster) -
     assert etcd_pid(lab, "node3")
 
 
+MASTER_IP = "198.51.100.254"
+
+
+def holder(lab: LabCluster, node: str) -> str | None:
+    """Who holds the master election, read through ``node`` (None: nobody, or no answer)."""
+    proc = lab.gnt("gnt-debug", "dump-config", "--master", "--timeout", "5", node=node,
+                   check=False)
+    out = proc.stdout.strip()
+    return out if proc.returncode == 0 and out != "None" else None
+
+
+def masterd_nodes(lab: LabCluster) -> list[str]:
+    return [n for n in ("node1", "node2", "node3")
+            if pid_alive(read_pid(lab.lab.node(n).paths.pid_file("masterd")))]
+
+
+def has_master_ip(lab: LabCluster, node: str) -> bool:
+    return MASTER_IP in lab.lab.run(node, "ip", "-4", "addr").stdout
+
+
+def maxmem(lab: LabCluster, node: str) -> int:
+    return lab.config(node)["cluster"]["beparams"]["maxmem"]
+
+
+def test_master_cut_from_one_candidate_keeps_the_role_and_no_second_master(
+        lab: LabCluster) -> None:
+    """The report's partition: the master (node1) cannot reach node3; node2 reaches both."""
+    assert masterd_nodes(lab) == ["node1"]
+    lab.lab.partition("node1", "node3")
+    try:
+        # a change on the master reaches a quorum through node2: it succeeds and is there
+        # on the cut-off side too
+        lab.gnt("gnt-cluster", "modify", "-B", "maxmem=384M")
+        assert maxmem(lab, "node3") == 384
+        # a failover on the cut-off side is refused: the master still holds its lease
+        proc = lab.gnt("gnt-cluster", "master-failover", node="node3", check=False)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "still holds its lease" in proc.stderr, proc.stderr
+        assert masterd_nodes(lab) == ["node1"]
+    finally:
+        lab.lab.heal()
+    assert holder(lab, "node3") == "node1.example.com"
+    assert masterd_nodes(lab) == ["node1"] and has_master_ip(lab, "node1")
+    lab.gnt("gnt-cluster", "modify", "-B", "maxmem=256M")  # the master works on
+
+
+def test_master_cut_from_everyone_gives_up_and_the_majority_takes_over(
+        lab: LabCluster) -> None:
+    """The master alone on its side: it stops serving within its lease, the other two elect a
+    new master by themselves, and after healing exactly one masterd runs."""
+    old_masterd = read_pid(lab.lab.node("node1").paths.pid_file("masterd"))
+    lab.lab.partition("node1", "node2")
+    lab.lab.partition("node1", "node3")
+    try:
+        wait_until("the cut-off master to stop", lambda: not pid_alive(old_masterd),
+                   timeout=20)
+        assert not has_master_ip(lab, "node1")
+        new = wait_until("a master on the majority side",
+                         lambda: holder(lab, "node2") not in (None, "node1.example.com")
+                         and holder(lab, "node2"), timeout=60, interval=0.5)
+        short = new.split(".")[0]
+        wait_until("the new masterd", lambda: masterd_nodes(lab) == [short], timeout=30)
+        lab.master = short
+        wait_until("the master IP on the new master", lambda: has_master_ip(lab, short),
+                   timeout=30)
+        lab.gnt("gnt-cluster", "modify", "-B", "maxmem=320M")
+    finally:
+        lab.lab.heal()
+    # node1 comes back as a candidate: its master watch sees the role taken, starts nothing
+    wait_until("node1 to see the new master",
+               lambda: holder(lab, "node1") == new, timeout=60, interval=0.5)
+    assert masterd_nodes(lab) == [short]
+    assert not has_master_ip(lab, "node1")
+    assert maxmem(lab, "node1") == 320
+    # hand the role back, so the tests below find node1 the master
+    lab.gnt("gnt-cluster", "master-failover", node="node1")
+    lab.master = "node1"
+    assert masterd_nodes(lab) == ["node1"]
+
+
 def test_removing_a_node_removes_its_member(lab: LabCluster) -> None:
     pid = etcd_pid(lab, "node3")
     lab.gnt("gnt-node", "remove", "node3.example.com")

@@ -146,8 +146,29 @@ def holder(lab3: LabCluster, node: str) -> str | None:
     return out if proc.returncode == 0 and out != "None" else None
 
 
+def job_ids(lab3: LabCluster, node: str | None = None) -> list[int]:
+    out = lab3.gnt("gnt-job", "list", "--no-headers", "-o", "id", node=node).stdout
+    return [int(line) for line in out.split()]
+
+
+def submit(lab3: LabCluster, *argv: str) -> int:
+    out = lab3.gnt(*argv, "--submit").stdout
+    return int(out.strip().split()[-1])
+
+
+def job_status(lab3: LabCluster, job_id: int) -> str:
+    rows = json.loads(lab3.gnt("gnt-job", "list", "--json", "-o", "id,status").stdout)
+    return next(r["status"] for r in rows if r["id"] == job_id)
+
+
 def test_master_crash_and_failover(lab3: LabCluster) -> None:
     before = lab3.config()
+    finished = max(job_ids(lab3))
+    # a job running on the master when it dies, and one queued behind it (node3's lock)
+    running = submit(lab3, "gnt-debug", "delay", "-n", "node3.example.com", "600")
+    wait_until("the long job to run", lambda: job_status(lab3, running) == "running")
+    queued = submit(lab3, "gnt-debug", "delay", "-n", "node3.example.com", "0")
+    assert job_status(lab3, queued) == "waiting"
     g3_pid = read_pid(lab3.lab.node("node3").paths.instance_run_dir / "g3.pid")
     lab3.lab.crash("node1")
     start = time.monotonic()
@@ -186,6 +207,16 @@ def test_master_crash_and_failover(lab3: LabCluster) -> None:
     assert not pid_alive(g3_pid)
     lab3.gnt("gnt-instance", "startup", "g3")
     assert lab3.instances()["g3"]["status"] == "running"
+    # the jobs survived the master: the finished one is there, the running one failed
+    # (its outcome is unknown), the queued one ran on the new master
+    assert job_status(lab3, finished) == "success"
+    wait_until("the queued job to run", lambda: job_status(lab3, queued) == "success",
+               timeout=60)
+    info = lab3.gnt("gnt-job", "info", str(running)).stdout
+    assert "Status: error" in info and "the master changed" in info, info
+    # job ids go on from the cluster's counter: no id of the old master is given again
+    new = submit(lab3, "gnt-debug", "delay", "0")
+    assert new > queued
     print(f"master failover took {failover_s:.1f} s")
 
 

@@ -133,3 +133,28 @@ def test_master_watch_starts_masterd_only_when_nobody_is_master(kwargs: dict,
     args = {"candidate": True, "held": False, "masterd_running": False, "holder": None,
             "etcd_answered": True} | kwargs
     assert should_start(**args) is start
+
+
+def test_verify_reports_etcd_membership_and_health() -> None:
+    from herd.etcd.client import Status
+    from herd.logic.etcd_health import etcd_findings
+
+    def status(leader: int = 7, db: int = 1 << 20, errs: list[str] | None = None) -> Status:
+        return Status("3.4.23", db, leader, 1, 2, 3, 4, False, errs or [])
+
+    m1 = Member(1, "n1", ("https://10.0.1.1:2380",), ("https://10.0.0.1:2379",))
+    m2 = Member(2, "n2", ("https://10.0.1.2:2380",), ("https://10.0.0.2:2379",))
+    m3 = Member(3, "n3", ("https://10.0.1.3:2380",), ("https://10.0.0.3:2379",))
+    wanted = {"n1": "https://10.0.1.1:2380", "n2": "https://10.0.1.2:2380",
+              "n3": "https://10.0.1.3:2380"}
+    healthy = {"n1": status(), "n2": status(), "n3": status()}
+    assert etcd_findings([m1, m2, m3], wanted, healthy) == []
+    found = etcd_findings([m1, m2], wanted, {**healthy, "n3": None})
+    assert ("error", "etcd: master candidate n3 has no etcd member "
+                     "(gnt-node modify -C yes re-adds it)") in found
+    assert ("error", "etcd: the member of n3 does not answer") in found
+    assert any("even number" in text for _level, text in found)
+    found = etcd_findings([m1, m2, m3], wanted,
+                          {**healthy, "n2": status(leader=0), "n3": status(db=3 << 30)})
+    assert ("error", "etcd: the member of n2 knows no leader") in found
+    assert any("3072 MiB" in text for _level, text in found)
