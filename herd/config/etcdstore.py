@@ -73,6 +73,7 @@ class EtcdConfigStore:
         self._guard = guard
         self._listeners: list[SaveListener] = []
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
         #: called when a save finds that this node is no longer the master
         self.on_lost: Callable[[str], Awaitable[None]] | None = None
 
@@ -148,7 +149,9 @@ class EtcdConfigStore:
             reason = "this node is no longer the master (the change was not saved)"
             if self.on_lost is not None:
                 # in the background: the job records its failure first
-                asyncio.get_running_loop().create_task(self.on_lost(reason))
+                task = asyncio.get_running_loop().create_task(self.on_lost(reason))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             raise MasterRoleLost(reason)
         for key, text in change.puts.items():
             self._texts[key], self._revs[key] = text, revision

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -84,6 +85,7 @@ class MasterDaemon:
         self._lost_reason: str | None = None
         #: client connections being served (ended before the queue closes)
         self._clients: set[asyncio.Task[None]] = set()
+        self._inflight = 0
         self.handlers: dict[str, Handler] = {
             "ping": self.h_ping,
             "submit_job": self.h_submit_job,
@@ -116,13 +118,37 @@ class MasterDaemon:
         if self.job_ids is None:  # tests without etcd: the queue numbers jobs
             return self.executor.submit(ops)
         job_id = await self.executor.enqueue(ops, self.job_ids.take)
-        if self.replica is not None:
-            # the id is returned once the job is in etcd: it survives this master
-            try:
-                await asyncio.wait_for(self.replica.flush(), SUBMIT_FLUSH_WAIT)
-            except TimeoutError:
-                log.warning("job %s is queued here but not yet in etcd", job_id)
+        if self.replica is None:
+            return job_id
+        # the id is returned once the job is in etcd: it survives this master
+        flushed = asyncio.ensure_future(self.replica.flush())
+        stopped = asyncio.ensure_future(self._stop.wait())
+        done, _ = await asyncio.wait({flushed, stopped}, timeout=SUBMIT_FLUSH_WAIT,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (flushed, stopped):
+            waiter.cancel()
+        if self._lost_reason is not None:
+            self._withdraw(job_id)
+            raise NotMaster(f"this node lost the master role ({self._lost_reason}); the job "
+                            "was not accepted: submit it to the new master")
+        if flushed not in done:
+            log.warning("job %s is queued here but not yet in etcd", job_id)
         return job_id
+
+    def _withdraw(self, job_id: int) -> None:
+        """A job whose submit failed (the master role was lost before it reached etcd): mark
+        it failed here, so that this node never runs it later."""
+        listener, self.queue.listener = self.queue.listener, None
+        try:
+            job = self.queue.get(job_id, with_log=False)
+            now = time.time()
+            for op in job.ops:
+                op.status, op.end_ts = "error", now
+                op.result = ["JobLost", ["not accepted: the master role was lost"]]
+            job.status, job.end_ts = "error", now
+            self.queue.save(job)
+        finally:
+            self.queue.listener = listener
 
     async def h_submit_job(self, ops: list[dict[str, Any]]) -> int:
         return await self._submit(ops)
@@ -240,6 +266,13 @@ class MasterDaemon:
             writer.close()
 
     async def dispatch(self, line: bytes) -> dict[str, Any]:
+        self._inflight += 1
+        try:
+            return await self._dispatch(line)
+        finally:
+            self._inflight -= 1
+
+    async def _dispatch(self, line: bytes) -> dict[str, Any]:
         try:
             request = proto.decode(line)
             if self._lost_reason is not None:
@@ -283,6 +316,7 @@ class MasterDaemon:
             store = await self._import(me)
         store.on_lost = self.lose_role
         self.job_ids = JobIds(self.etcd, self.lease.guard, self.queue.max_id)
+        self.job_ids.on_lost = self.lose_role
         # the cluster's copy of the job queue: take it, then keep it current
         self.replica = JobReplica(self.etcd, self.lease.guard)
         self.replica.on_lost = self.lose_role
@@ -378,6 +412,10 @@ class MasterDaemon:
             await self._stop.wait()
         log.info("masterd stopping")
         keeper.cancel()
+        # requests being answered (a submit told that the role was lost) get their answer
+        deadline = time.monotonic() + 2.0
+        while self._inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         await self.executor.shutdown()
         if self.replica is not None and self._lost_reason is None:
             await self.replica.stop()

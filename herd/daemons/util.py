@@ -154,8 +154,13 @@ def start_all(p: paths.HerdPaths, master: bool) -> None:
 
 
 def stop_all(p: paths.HerdPaths) -> None:
+    """Stop every Herd process of this node, the etcd member too (it outlives a noded
+    restart on purpose, see herd.node.etcd_member)."""
+    from herd.node.etcd_member import stop_stale_member
+
     for daemon in reversed(DAEMONS):
         stop(p, daemon)
+    stop_stale_member(p)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,6 +80,13 @@ def prefix_end(prefix: bytes | str) -> bytes:
     return b"\0"  # every key
 
 
+def _leaderless(message: str) -> bool:
+    """etcd's answers of a member that cannot serve a linearizable request now."""
+    text = message.lower()
+    return any(m in text for m in ("no leader", "timed out", "leader changed",
+                                   "not capable", "too many requests"))
+
+
 def _int(value: Any) -> int:
     return int(value) if value not in (None, "") else 0
 
@@ -254,8 +261,12 @@ class EtcdClient:
         await self.close()
 
     # -- transport ------------------------------------------------------------------------------
-    async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST ``body`` to ``/v3/<path>`` at the first endpoint that answers."""
+    async def call(self, path: str, body: dict[str, Any], read: bool = False) -> dict[str, Any]:
+        """POST ``body`` to ``/v3/<path>`` at the first endpoint that answers.
+
+        ``read``: the request changes nothing, so a member that answers without a leader
+        (cut off from the leader, e.g. by an asymmetric partition) or times out is passed
+        over for the next one; a write is never sent twice."""
         problems = []
         for index, base in enumerate(self.endpoints):
             try:
@@ -264,12 +275,22 @@ class EtcdClient:
                 problems.append(f"{base}: {type(exc).__name__}: {exc}".rstrip(": "))
                 continue
             except httpx.TransportError as exc:
+                if read:
+                    problems.append(f"{base}: {type(exc).__name__}: {exc}".rstrip(": "))
+                    continue
                 raise EtcdOutcomeUnknown(
                     f"etcd {path}: connection to {base} lost ({type(exc).__name__}: {exc}); "
                     "the request may or may not have been applied") from None
+            try:
+                answer = self._answer(path, resp)
+            except EtcdError as exc:
+                if read and index + 1 < len(self.endpoints) and _leaderless(exc.message):
+                    problems.append(f"{base}: {exc.message}")
+                    continue
+                raise
             if index:  # prefer the endpoint that answered from now on
                 self.endpoints.insert(0, self.endpoints.pop(index))
-            return self._answer(path, resp)
+            return answer
         raise EtcdUnavailable(f"etcd unreachable for {path}: " + "; ".join(problems))
 
     @staticmethod
@@ -302,7 +323,7 @@ class EtcdClient:
             body["keys_only"] = True
         if serializable:
             body["serializable"] = True
-        data = await self.call("kv/range", body)
+        data = await self.call("kv/range", body, read=True)
         return RangeResult([KeyValue.from_json(kv) for kv in data.get("kvs", [])],
                            _int(data["header"].get("revision")), _int(data.get("count")),
                            bool(data.get("more")))

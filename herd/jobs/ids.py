@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from herd.etcd.client import Compare, EtcdClient, Op
 
@@ -38,6 +38,9 @@ class JobIds:
         self._next = 0
         self._end = 0
         self._lock = asyncio.Lock()
+        #: called (in the background) when the guard shows this node is no longer master
+        self.on_lost: Callable[[str], Awaitable[None]] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def left(self) -> int:
@@ -69,4 +72,9 @@ class JobIds:
             if (kv_now.mod_revision if kv_now else 0) == (kv.mod_revision if kv else 0):
                 from herd.config.etcdstore import MasterRoleLost
 
-                raise MasterRoleLost("this node is no longer the master: no job id given")
+                reason = "this node is no longer the master: no job id given"
+                if self.on_lost is not None:
+                    task = asyncio.get_running_loop().create_task(self.on_lost(reason))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                raise MasterRoleLost(reason)

@@ -34,8 +34,11 @@ from herd.rpc.client import RpcRunner
 #: How long a master that does not answer may take to lose its lease: etcd renews every
 #: lease in full when a member becomes leader, so up to twice the TTL, plus slack.
 LEASE_WAIT = 2 * TTL + 3.0
-#: How long etcd may take to answer before its quorum is taken as lost.
-QUORUM_WAIT = 8.0
+#: How long one etcd member may take to answer (etcd itself gives up on a request after
+#: about 7 s without a leader), and how long all of them may take before the quorum is taken
+#: as lost (a member cut off from the leader is passed over for the next).
+MEMBER_WAIT = 10.0
+QUORUM_WAIT = 25.0
 
 
 def _node(facts: dict[str, Any], name: str) -> Node:
@@ -91,7 +94,7 @@ async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -
         raise errors.OpPrereqError(f"this node ({me}) is not a master candidate: only a master "
                                    "candidate can become master (gnt-node modify -C yes first)")
     rpc = RpcRunner(p, int(facts.get("noded_port") or 1811))
-    client = EtcdClient.for_node(p, client_urls_from_facts(facts, me), timeout=QUORUM_WAIT)
+    client = EtcdClient.for_node(p, client_urls_from_facts(facts, me), timeout=MEMBER_WAIT)
     try:
         try:
             holder = await _holder(client, QUORUM_WAIT)

@@ -1,4 +1,4 @@
-"""The node's etcd member: a child process of herd-noded, restarted whenever it dies.
+"""The node's etcd member: started by herd-noded, restarted whenever it dies.
 
 A node runs a member while its member file (``member.json`` under the node's etcd directory)
 exists: ``gnt-cluster init`` writes it for the first member, the master writes it (RPC
@@ -7,18 +7,18 @@ after removing the node. So the membership is decided in one place (the master, 
 cluster lock) and a node only carries it out; a restart of noded or of the machine finds the
 file and starts the member again, from its data dir.
 
-Why a child of noded and not a daemon of its own: noded is the one process that always runs on
-a node (the watcher restarts it), and supervising etcd there needs no second supervisor. The
-member dies with noded (PR_SET_PDEATHSIG), so no orphan is ever left behind when noded is
-killed, and a new noded never finds a stale etcd holding the ports. The price is that a noded
-restart restarts the member too (about a second; a multi-member cluster keeps its quorum).
+Supervised by noded (the one process that always runs on a node, restarted by the watcher), but
+not tied to its life: the member outlives a noded restart or crash, and the next noded adopts
+it (it watches the pid and restarts the member when it dies). A member that went down with
+every noded restart cost a 2-member cluster its quorum, and with it the master role (the master
+gives the role up when it cannot renew its lease for 3 s). ``herd-daemon-util stop-all``,
+``gnt-cluster destroy`` and a node leaving the cluster stop the member.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -41,13 +41,6 @@ RESTART_MAX = 30.0
 #: A member that ran this long before dying is restarted at once (it was not crash-looping).
 HEALTHY_RUN = 30.0
 STOP_TIMEOUT = 10.0
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when noded dies, however it dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def etcd_binary() -> str | None:
@@ -95,6 +88,8 @@ class EtcdSupervisor:
         self.started_at = 0.0
         #: the next start makes this member a cluster of its own (see force_new_cluster)
         self._force_new = False
+        #: pid of a member an earlier noded started, supervised by watching it
+        self._adopted: int | None = None
 
     @property
     def pid_file(self) -> Path:
@@ -102,13 +97,14 @@ class EtcdSupervisor:
 
     @property
     def pid(self) -> int | None:
+        if self._adopted is not None:
+            return self._adopted
         return self._proc.pid if self._proc is not None and self._proc.returncode is None \
             else None
 
     # -- the loop -----------------------------------------------------------------------------
     async def run(self) -> None:
         """Keep the member running while the member file exists (noded's task)."""
-        await asyncio.to_thread(self._end_stale)
         backoff = RESTART_MIN
         while not self._stopping:
             spec = read_spec(self.paths)
@@ -116,17 +112,33 @@ class EtcdSupervisor:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            try:
-                proc = await self._start(spec)
-            except (OSError, errors.HerdError) as exc:
-                log.error("cannot start etcd member %s: %s", spec.name, exc)
-                await self._pause(RESTART_MAX)
-                continue
-            code = await proc.wait()
-            self._proc = None
+            adopted = self._running_member()
+            if adopted is not None:
+                # left running by an earlier noded: watch it until it ends
+                self._adopted = adopted
+                log.info("etcd member %s (pid %s) runs already: supervising it", spec.name,
+                         adopted)
+                self.started_at = time.monotonic()
+                while pid_alive(adopted) and not self._stopping:
+                    await self._pause(0.5)
+                self._adopted = None
+                if self._stopping:
+                    continue
+                code: int | None = None  # not our child: its exit code is unknown
+                pid = adopted
+            else:
+                try:
+                    proc = await self._start(spec)
+                except (OSError, errors.HerdError) as exc:
+                    log.error("cannot start etcd member %s: %s", spec.name, exc)
+                    await self._pause(RESTART_MAX)
+                    continue
+                code = await proc.wait()
+                self._proc = None
+                pid = proc.pid
             self.last_exit = code
             with contextlib.suppress(OSError):
-                if read_pid(self.pid_file) == proc.pid:
+                if read_pid(self.pid_file) == pid:
                     self.pid_file.unlink()
             if self._stopping or self._holding or read_spec(self.paths) is None:
                 continue
@@ -143,7 +155,7 @@ class EtcdSupervisor:
             ran = time.monotonic() - self.started_at
             backoff = RESTART_MIN if ran > HEALTHY_RUN else min(backoff * 2, RESTART_MAX)
             log.warning("etcd member %s (pid %s) exited with code %s after %.1f s; restarting "
-                        "in %.1f s (see %s)", spec.name, proc.pid, code, ran, backoff,
+                        "in %.1f s (see %s)", spec.name, pid, code, ran, backoff,
                         self.paths.daemon_log("etcd"))
             self.restarts += 1
             await self._pause(backoff)
@@ -172,7 +184,7 @@ class EtcdSupervisor:
         with open(p.daemon_log("etcd"), "ab") as logf:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=logf, env=env,
-                preexec_fn=_die_with_parent, start_new_session=True, cwd=str(p.etcd_dir))
+                start_new_session=True, cwd=str(p.etcd_dir))
         self._proc = proc
         self.started_at = time.monotonic()
         atomic_write(self.pid_file, f"{proc.pid}\n", 0o644)
@@ -180,14 +192,12 @@ class EtcdSupervisor:
                  spec.client_url, spec.peer_url)
         return proc
 
-    def _end_stale(self) -> None:
-        """A member left by an earlier noded (it should have died with it): end it, so that
-        ours can take the ports and the data dir's lock."""
+    def _running_member(self) -> int | None:
+        """The pid of this node's member if one runs already (started by an earlier noded)."""
         pid = read_pid(self.pid_file)
-        if not pid or not pid_alive(pid) or not _is_our_etcd(pid, self.paths):
-            return
-        log.warning("ending etcd member pid %s left by an earlier noded", pid)
-        _terminate_pid(pid, STOP_TIMEOUT)
+        if pid and pid_alive(pid) and _is_our_etcd(pid, self.paths):
+            return pid
+        return None
 
     # -- control (RPC and noded's shutdown) ----------------------------------------------------
     async def join(self, spec: MemberSpec) -> dict[str, Any]:
@@ -237,12 +247,15 @@ class EtcdSupervisor:
         return self.status()
 
     async def stop(self) -> None:
-        """noded is stopping: end the member with it."""
+        """noded is stopping: stop supervising; the member runs on (the next noded adopts
+        it, see the module doc)."""
         self._stopping = True
         self._wake.set()
-        await self._terminate()
 
     async def _terminate(self) -> None:
+        if self._adopted is not None:
+            await asyncio.to_thread(_terminate_pid, self._adopted, STOP_TIMEOUT)
+            return
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return

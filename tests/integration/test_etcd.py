@@ -141,13 +141,21 @@ def test_etcd_at_rest_is_small(cluster: SingleNodeCluster) -> None:
     assert 0 < sizes["etcd"] < 64 * 1024
 
 
-def test_etcd_ends_with_noded_and_returns_with_it(cluster: SingleNodeCluster) -> None:
+def test_etcd_outlives_noded_and_the_next_noded_supervises_it(
+        cluster: SingleNodeCluster) -> None:
+    """A noded restart (or crash) must not bounce the member: in a 2-member cluster that
+    cost the quorum, and the master role with it."""
     etcd, noded = etcd_pid(cluster), cluster.daemon_pid("noded")
     assert etcd and noded
     os.kill(noded, signal.SIGKILL)  # as a crash would: noded cannot clean up
-    wait_until("etcd to end with noded", lambda: not pid_alive(etcd), timeout=20)
+    wait_until("noded to end", lambda: not pid_alive(noded))
+    assert pid_alive(etcd), "the etcd member died with noded"
     cluster.run("herd-daemon-util", "start", "noded")
-    wait_until("a new etcd member", lambda: etcd_pid(cluster))
+    assert etcd_pid(cluster) == etcd  # adopted, not replaced
+    os.kill(etcd, signal.SIGKILL)  # the adopted member dies: the new noded restarts it
+    new = wait_until("a new etcd member", lambda: etcd_pid(cluster) not in (None, etcd)
+                     and etcd_pid(cluster))
+    assert new != etcd
     assert run_py(cluster, """
         async def main():
             async with EtcdClient.for_node(p, [URL]) as c:
@@ -157,6 +165,7 @@ def test_etcd_ends_with_noded_and_returns_with_it(cluster: SingleNodeCluster) ->
                     except EtcdError:
                         await asyncio.sleep(0.2)
     """) == "restart"
+    cluster.run("gnt-cluster", "modify", "-B", "maxmem=256M")  # the master kept its role
 
 
 CONFIG_REVISIONS = """
