@@ -9,9 +9,10 @@ that a failed job leaves the cluster and the config as they were.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from herd.config.reservations import Reservations
 from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
 from herd.logic.hooks import HookTargets, NodeOutcome, post_report
 from herd.opcodes import OpCode
@@ -36,6 +37,8 @@ class MasterContext:
     locks: LockManager
     rpc: RpcRunner
     replicator: Replicator | None = None
+    #: names, MACs and ports handed out by running jobs (herd.config.reservations)
+    reservations: Reservations = field(default_factory=Reservations)
 
 
 _LU_REGISTRY: dict[str, type[LogicalUnit[Any]]] = {}

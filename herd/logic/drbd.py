@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from herd import errors
+from herd.config.reservations import Reservations
 from herd.logic.base import MasterContext
 from herd.objects import ConfigData, Disk, Instance, Node
 from herd.storage.file import relative_path
@@ -28,13 +29,20 @@ def used_ports(cfg: ConfigData) -> set[int]:
             if d.dev_type == "drbd" and len(d.logical_id) > 2}
 
 
-def allocate_ports(cfg: ConfigData, count: int, reserved: set[int] | None = None) -> list[int]:
-    taken = used_ports(cfg) | (reserved or set())
+def allocate_ports(cfg: ConfigData, count: int, reservations: Reservations | None = None,
+                   owner: object = None) -> list[int]:
+    """``count`` free mirror ports, claimed for ``owner`` (released with its job) so that
+    no other running job gets them before the config holds them."""
+    taken = used_ports(cfg) | ({int(str(p)) for p in reservations.claimed("port")}
+                               if reservations is not None else set())
     out: list[int] = []
     for port in range(cfg.cluster.drbd_port_first, cfg.cluster.drbd_port_last + 1):
         if port not in taken:
             out.append(port)
             if len(out) == count:
+                if reservations is not None:
+                    for claimed in out:
+                        reservations.claim("port", claimed, owner)
                 return out
     raise errors.OpPrereqError("no free port left for mirrored disks in "
                                f"{cfg.cluster.drbd_port_first}-{cfg.cluster.drbd_port_last}")

@@ -27,20 +27,8 @@ from herd.units import parse_size
 _DISK_KEYS = {"size", "mode", "name", "vg", "metavg", "adopt", "spindles", "provider", "access"}
 _NIC_KEYS = {"mac", "ip", "mode", "link", "name", "network", "vlan"}
 
-# Reservations of names and MACs by running create jobs (the config holds only finished ones).
-_RESERVED_NAMES: set[str] = set()
-_RESERVED_MACS: set[str] = set()
-_RESERVED_PORTS: set[int] = set()
-
-
 class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
     OPCODE = OpInstanceCreate
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._reserved_macs: list[str] = []
-        self._reserved_name: str | None = None
-        self._reserved_ports: list[int] = []
 
     def locks(self) -> list[LockRequest]:
         reqs = [LockRequest(LEVEL_CLUSTER, "cluster", shared=True),
@@ -58,7 +46,8 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                                         "use 'create'")
         name = op.instance_name
         names.INSTANCE.check(name)
-        if cfg.find_instance(name) is not None or name in _RESERVED_NAMES:
+        if cfg.find_instance(name) is not None or \
+                name in self.ctx.reservations.claimed("name"):
             raise errors.AlreadyExistsError(f"instance '{name}' already exists")
         if op.name_check:
             try:
@@ -181,8 +170,8 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
             if mac in used:
                 raise errors.AlreadyExistsError(
                     f"MAC address {mac} is already in use in the cluster")
-        _RESERVED_MACS.add(mac)
-        self._reserved_macs.append(mac)
+        if not self.ctx.reservations.claim("mac", mac, self):
+            raise errors.AlreadyExistsError(f"MAC address {mac} is already in use in the cluster")
         mode = nicparams.get("mode") or self.cfg.cluster.nicparams.get("mode", "bridged")
         ip = nic.get("ip") or None
         if mode == "routed" and not ip:
@@ -192,7 +181,7 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
 
     def _used_macs(self) -> set[str]:
         used = {n.mac for i in self.cfg.instances.values() for n in i.nics}
-        return used | _RESERVED_MACS
+        return used | {str(m) for m in self.ctx.reservations.claimed("mac")}
 
     async def _check_os(self) -> None:
         from herd import osdef
@@ -219,8 +208,8 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
         osdef.check_osparams(definition, {k: str(v) for k, v in self.op.osparams.items()})
 
     def _build_instance(self) -> Instance:
-        _RESERVED_NAMES.add(self.op.instance_name)
-        self._reserved_name = self.op.instance_name
+        if not self.ctx.reservations.claim("name", self.op.instance_name, self):
+            raise errors.AlreadyExistsError(f"instance '{self.op.instance_name}' already exists")
         inst = Instance(name=self.op.instance_name, primary_node=self.pnode.uuid,
                         os=self.os_name, hypervisor=self.hv_name,
                         disk_template=self.op.disk_template, admin_state="down",
@@ -229,9 +218,8 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                         tags=list(self.op.tags))
         ports = []
         if self.snode is not None:
-            ports = drbd.allocate_ports(self.cfg, len(self.disk_specs), _RESERVED_PORTS)
-            _RESERVED_PORTS.update(ports)
-            self._reserved_ports = ports
+            ports = drbd.allocate_ports(self.cfg, len(self.disk_specs),
+                                        self.ctx.reservations, self)
         for index, spec in enumerate(self.disk_specs):
             disk = Disk(size=spec["size"], mode=spec["mode"], name=spec["name"],
                         dev_type=self.op.disk_template, nodes=[self.pnode.uuid])
@@ -248,11 +236,7 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
         return HookTargets(instance=self.instance)
 
     def cleanup(self) -> None:
-        _RESERVED_PORTS.difference_update(self._reserved_ports)
-        for mac in self._reserved_macs:
-            _RESERVED_MACS.discard(mac)
-        if self._reserved_name:
-            _RESERVED_NAMES.discard(self._reserved_name)
+        self.ctx.reservations.release(self)
 
     def _intent(self, spec: dict[str, Any]) -> intents.Intent:
         """What execute is about to create on the nodes, for the intent journal."""

@@ -32,6 +32,9 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
         return instance_locks(self.cfg, self.op.instance_name,
                               extra_nodes=(self.op.remote_node,))
 
+    def cleanup(self) -> None:
+        self.ctx.reservations.release(self)  # mirror ports of a conversion
+
     def hooks_targets(self) -> HookTargets:
         return HookTargets(instance=self.inst)
 
@@ -116,7 +119,7 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
         new.disks_active = False
         if self.convert_to == "drbd":
             assert self.snode is not None
-            ports = drbd.allocate_ports(cfg, len(new.disks))
+            ports = drbd.allocate_ports(cfg, len(new.disks), self.ctx.reservations, self)
             for index, disk in enumerate(new.disks):
                 disk.dev_type = "drbd"
                 disk.nodes = [pnode.uuid, self.snode.uuid]

@@ -28,7 +28,10 @@ class Cluster(ConfigObject):
     enabled_disk_templates: list[str] = dataclasses.field(
         default_factory=lambda: ["drbd", "file", "diskless"])
     default_iallocator: str = ""
-    candidate_pool_size: int = 10
+    #: Master candidates run etcd's voting members: 3 tolerate one failure and keep the
+    #: quorum's writes cheap; an odd number, as an even one tolerates no more failures than
+    #: one fewer (gnt-cluster verify warns). Ganeti's default was 10.
+    candidate_pool_size: int = 3
     #: Ports handed to mirrored disks (Ganeti's DRBD port range); each disk owns one.
     drbd_port_first: int = 11000
     drbd_port_last: int = 14999

@@ -68,3 +68,19 @@ def test_a_new_master_takes_jobs_and_runs_only_those_that_never_started(
         assert queue.current_ids() == []
     finally:
         queue.close()
+
+
+def test_reservations_belong_to_one_job_until_it_ends() -> None:
+    from herd.config.reservations import Reservations
+
+    res, job_a, job_b = Reservations(), object(), object()
+    assert res.claim("mac", "aa:00:00:00:00:01", job_a)
+    assert res.claim("mac", "aa:00:00:00:00:01", job_a)  # again by the same job: fine
+    assert not res.claim("mac", "aa:00:00:00:00:01", job_b)
+    assert res.claim("port", 11000, job_b)
+    assert res.claimed("port") == {11000}
+    res.release(job_a)
+    assert res.claimed("mac") == set()
+    assert res.claim("mac", "aa:00:00:00:00:01", job_b)
+    res.release(job_b)
+    assert res.claimed("port") == set() and res.claimed("mac") == set()
