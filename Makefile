@@ -34,6 +34,7 @@ test-fast: bootstrap
 
 bench: bootstrap
 	$(PY) bench/jobs.py
+	$(PY) bench/config_save.py
 
 clean: demo-clean
 	rm -rf $(VENV) build
