@@ -8,8 +8,8 @@ since this master last wrote them. The transaction is on a quorum of the candida
 when etcd answers, so a job never reports success for a change that a later master lacks.
 
 A save that fails puts the in-memory objects back as they are stored, so the config never
-holds a change that etcd refused. Saves run one at a time: each computes its change against
-what the previous one stored.
+holds a change that etcd refused. Saves that come while a transaction is on its way are sent
+together in the next one (group commit; each save's change stays whole in one transaction).
 
 The cluster serial number users see is ``serial_base + revision`` of the newest config write,
 ``serial_base`` being the serial of the config.data an upgraded cluster came from, so serials
@@ -54,6 +54,10 @@ UNAVAILABLE_WAIT = 20.0
 _CLASSES: dict[str, Any] = {"nodegroups": NodeGroup, "nodes": Node, "instances": Instance}
 
 
+def _ops(change: layout.Change) -> int:
+    return len(change.puts) + len(change.deletes)
+
+
 class MasterRoleLost(errors.OpExecError):
     code = "OpExecError"
 
@@ -70,9 +74,14 @@ class EtcdConfigStore:
         self.serial_base = serial_base
         self._texts = texts
         self._revs = revisions
+        self._index = layout.uuid_index(texts)
+        #: instance name -> uuid, for saves scoped by instance locks (kept by layout.diff)
+        self._names = {inst.name: uuid for uuid, inst in data.instances.items()}
         self._guard = guard
         self._listeners: list[SaveListener] = []
-        self._lock = asyncio.Lock()
+        #: saves waiting for the next transaction, and the task that sends them
+        self._pending: list[tuple[layout.Change, asyncio.Future[None]]] = []
+        self._committer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         #: called when a save finds that this node is no longer the master
         self.on_lost: Callable[[str], Awaitable[None]] | None = None
@@ -93,7 +102,9 @@ class EtcdConfigStore:
                 f"knows up to {layout.LAYOUT_VERSION}: upgrade Herd on this node first")
         base = int(meta.get("serial_base", 0))
         try:
-            data = layout.assemble(texts, base + max(revs.values()))
+            # CPU for seconds at 20,000 instances: off the event loop, so that the master
+            # lease keeps being renewed meanwhile
+            data = await asyncio.to_thread(layout.assemble, texts, base + max(revs.values()))
         except layout.DamagedConfig as exc:
             raise errors.ConfigurationError(
                 f"the cluster configuration in etcd is damaged ({exc}); put a good object "
@@ -111,12 +122,47 @@ class EtcdConfigStore:
     # -- writing --------------------------------------------------------------------------------
     async def save(self) -> None:
         """Persist the changes of the running operation (see the module doc)."""
-        async with self._lock:
-            change = layout.diff(self.data, self._texts, SAVE_SCOPE.get())
-            if change:
-                await self._commit(change)
+        change = layout.diff(self.data, self._texts, SAVE_SCOPE.get(), self._index,
+                             self._names)
+        if change:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._pending.append((change, done))
+            if self._committer is None or self._committer.done():
+                self._committer = asyncio.get_running_loop().create_task(self._commit_all())
+            await done
         for listener in self._listeners:
             await listener(self.data)
+
+    async def _commit_all(self) -> None:
+        """Group commit: the changes of the saves that came while a transaction was on its
+        way go together in the next one (each change whole, up to the transaction limit),
+        so sixteen jobs saving at once cost about one round trip each, not sixteen."""
+        while self._pending:
+            batch = [self._pending.pop(0)]
+            size = _ops(batch[0][0])
+            while self._pending and size + _ops(self._pending[0][0]) <= layout.MAX_TXN_OPS:
+                size += _ops(self._pending[0][0])
+                batch.append(self._pending.pop(0))
+            merged = layout.Change()
+            for change, _done in batch:
+                merged.puts.update(change.puts)
+            merged.deletes = sorted({k for change, _done in batch for k in change.deletes
+                                     if k not in merged.puts})
+            try:
+                for piece in (layout.batches(merged) if size > layout.MAX_TXN_OPS
+                              else [merged]):
+                    # (only a change too big for one transaction is cut: not atomic then)
+                    await self._commit(piece)
+            except BaseException as exc:
+                for _change, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for _change, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def _commit(self, change: layout.Change) -> None:
         compares = list(self._guard())
@@ -155,9 +201,15 @@ class EtcdConfigStore:
             raise MasterRoleLost(reason)
         for key, text in change.puts.items():
             self._texts[key], self._revs[key] = text, revision
+            parsed = layout.parse_key(key)
+            if parsed is not None and parsed[0] in self._index:
+                self._index[parsed[0]].add(parsed[1])
         for key in change.deletes:
             self._texts.pop(key, None)
             self._revs.pop(key, None)
+            parsed = layout.parse_key(key)
+            if parsed is not None and parsed[0] in self._index:
+                self._index[parsed[0]].discard(parsed[1])
         self.data.serial_no = self.serial_base + revision
         self.data.mtime = time.time()
 
@@ -211,7 +263,8 @@ async def import_config(client: EtcdClient, data: ConfigData, guard: Guard) -> i
     is redone, never loaded. Returns the revision."""
     no_meta = Compare.version(layout.META_KEY, "=", 0)
     revision = 0
-    for piece in layout.batches(layout.diff(data, {})):
+    change = await asyncio.to_thread(layout.diff, data, {})
+    for piece in layout.batches(change):
         ops = [Op.put(k, v) for k, v in piece.puts.items()]
         result = await client.txn([*guard(), no_meta], ops)
         if not result.succeeded:

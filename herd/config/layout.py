@@ -99,33 +99,6 @@ def scope_from_locks(requests: Iterable[Any], level_cluster: int, level_instance
                  None if nodes is None else frozenset(nodes))
 
 
-def split(cfg: ConfigData, scope: Scope = EVERYTHING,
-          known: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """The texts of the objects in ``scope``, by key. ``known`` (the keys stored now) adds
-    the objects new to the config whatever the scope: creating one is always a change."""
-    out = {CLUSTER_KEY: dumps(cfg.cluster.to_dict())}
-    for uuid, group in cfg.nodegroups.items():
-        out[object_key("nodegroups", uuid)] = dumps(group.to_dict())
-    for uuid, node in cfg.nodes.items():
-        key = object_key("nodes", uuid)
-        if scope.nodes is None or uuid in scope.nodes or (known is not None and key not in known):
-            out[key] = dumps(node.to_dict())
-    for uuid, inst in cfg.instances.items():
-        key = object_key("instances", uuid)
-        if scope.instances is None or inst.name in scope.instances or \
-                (known is not None and key not in known):
-            out[key] = dumps(inst.to_dict())
-    return out
-
-
-def live_keys(cfg: ConfigData) -> set[str]:
-    """Every object key the config has now (no serialisation: uuids only)."""
-    keys = {CLUSTER_KEY}
-    for collection in COLLECTIONS:
-        keys.update(object_key(collection, uuid) for uuid in getattr(cfg, collection))
-    return keys
-
-
 @dataclass
 class Change:
     """What a save must write: puts (key -> text) and deletes."""
@@ -137,17 +110,63 @@ class Change:
         return bool(self.puts or self.deletes)
 
 
-def diff(cfg: ConfigData, stored: Mapping[str, str], scope: Scope = EVERYTHING) -> Change:
+def uuid_index(stored: Mapping[str, Any]) -> dict[str, set[str]]:
+    """The uuids per collection among the stored keys (the store keeps this up to date, so
+    that a save need not look at every key)."""
+    index: dict[str, set[str]] = {c: set() for c in COLLECTIONS}
+    for key in stored:
+        parsed = parse_key(key)
+        if parsed is not None and parsed[0] in index:
+            index[parsed[0]].add(parsed[1])
+    return index
+
+
+def _scoped(cfg: ConfigData, collection: str, scope: Scope,
+            names: dict[str, str] | None) -> Iterable[str]:
+    objects = getattr(cfg, collection)
+    if collection == "nodes" and scope.nodes is not None:
+        return [u for u in scope.nodes if u in objects]
+    if collection == "instances" and scope.instances is not None:
+        out = []
+        for name in scope.instances:
+            uuid = names.get(name) if names is not None else None
+            if uuid is None or uuid not in objects or objects[uuid].name != name:
+                # not in the (possibly stale) name index: look for it
+                uuid = next((u for u, i in objects.items() if i.name == name), None)
+                if uuid is not None and names is not None:
+                    names[name] = uuid
+            if uuid is not None:
+                out.append(uuid)
+        return out
+    return objects.keys()
+
+
+def diff(cfg: ConfigData, stored: Mapping[str, str], scope: Scope = EVERYTHING,
+         index: Mapping[str, set[str]] | None = None,
+         names: dict[str, str] | None = None) -> Change:
     """The keys to write so that etcd holds ``cfg`` for the objects in ``scope``, given the
-    ``stored`` texts (key -> text of every object key in etcd)."""
-    texts = split(cfg, scope, stored)
+    ``stored`` texts (key -> text of every object key in etcd) and their ``index`` (built
+    from ``stored`` when not given). Objects added or removed are found whatever the scope,
+    by comparing uuid sets (C speed), so a save costs the objects in scope, not the config.
+    ``names``: instance name -> uuid, kept by the caller between saves (it may be stale:
+    a miss is looked up and remembered)."""
+    index = uuid_index(stored) if index is None else index
     change = Change()
-    for key, text in texts.items():
+
+    def consider(key: str, obj: Any) -> None:
+        text = dumps(obj.to_dict())
         if stored.get(key) != text:
             change.puts[key] = text
-    live = live_keys(cfg)
-    change.deletes = sorted(k for k in stored if k not in live and parse_key(k) is not None
-                            and k != META_KEY)
+
+    consider(CLUSTER_KEY, cfg.cluster)
+    for collection in COLLECTIONS:
+        objects = getattr(cfg, collection)
+        have = index.get(collection, set())
+        live = objects.keys()
+        change.deletes += [object_key(collection, u) for u in have - live]
+        for uuid in set(_scoped(cfg, collection, scope, names)) | (live - have):
+            consider(object_key(collection, uuid), objects[uuid])
+    change.deletes.sort()
     return change
 
 

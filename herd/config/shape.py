@@ -11,17 +11,23 @@ fields it knows must have their declared JSON type, and the references every rea
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
 from herd.objects import Cluster, Instance, Node, NodeGroup
-from herd.objects.base import ConfigObject
+from herd.objects.base import ConfigObject, type_hints
 
 #: The mappings of objects in the document, keyed by uuid.
 COLLECTIONS: dict[str, type[ConfigObject]] = {
     "nodegroups": NodeGroup, "nodes": Node, "instances": Instance}
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(cls)
 
 
 def _kind(value: Any) -> str:
@@ -87,8 +93,8 @@ def object_problem(where: str, data: Any, cls: type[ConfigObject]) -> str | None
     """What is wrong with ``data`` as the JSON form of a ``cls`` (None: nothing)."""
     if not isinstance(data, dict):
         return f"{where} is {_kind(data)}, expected a mapping ({cls.__name__.lower()})"
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    hints = type_hints(cls)
+    for f in _fields(cls):
         if f.name in data:
             problem = _value_problem(f"{where}.{f.name}", data[f.name], hints[f.name])
             if problem:

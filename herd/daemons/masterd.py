@@ -86,6 +86,8 @@ class MasterDaemon:
         #: client connections being served (ended before the queue closes)
         self._clients: set[asyncio.Task[None]] = set()
         self._inflight = 0
+        #: renews the master lease (herd.etcd.election), from the election on
+        self._keeper: asyncio.Task[None] | None = None
         self.handlers: dict[str, Handler] = {
             "ping": self.h_ping,
             "submit_job": self.h_submit_job,
@@ -310,10 +312,15 @@ class MasterDaemon:
             if self.facts.get("master_node") != holder:
                 write_facts_dict(self.paths, facts)
             raise NotMaster(f"{holder} holds the master role; not starting masterd on {me}")
+        # renew from now on: loading a big config takes seconds, longer than the lease
+        self._keeper = asyncio.get_running_loop().create_task(self.lease.keep(self.lose_role))
         try:
             store = await EtcdConfigStore.load(self.etcd, self.lease.guard)
         except NotImported:
             store = await self._import(me)
+        if self._lost_reason is not None:
+            raise NotMaster(f"lost the master role while loading the config: "
+                            f"{self._lost_reason}")
         store.on_lost = self.lose_role
         self.job_ids = JobIds(self.etcd, self.lease.guard, self.queue.max_id)
         self.job_ids.on_lost = self.lose_role
@@ -357,7 +364,7 @@ class MasterDaemon:
             raise errors.ConfigurationError(
                 "etcd holds no cluster configuration and there is no config.data to import "
                 f"at {path}")
-        data = ConfigStore.load(path).data
+        data = (await asyncio.to_thread(ConfigStore.load, path)).data
         if data.master.name != me:
             raise NotMaster(f"config.data names {data.master.name} as master, not {me}; the "
                             "configuration is imported into etcd by the master")
@@ -388,11 +395,13 @@ class MasterDaemon:
         try:
             await self.take_role(me)
         except BaseException:
+            if self._keeper is not None:
+                self._keeper.cancel()
             await self._close_clients()
             raise
-        assert self.lease is not None
+        assert self.lease is not None and self._keeper is not None
         cluster = self.config.data.cluster
-        keeper = asyncio.get_running_loop().create_task(self.lease.keep(self.lose_role))
+        keeper = self._keeper
         await asyncio.to_thread(masterip.activate, cluster.master_netdev, cluster.master_ip,
                                 cluster.master_netmask)
         write_facts(self.paths, self.config.data)
