@@ -254,6 +254,11 @@ async def measure_etcd(args: argparse.Namespace, size: int, root: Path,
                                                   30.0))
         out["throughput"] = await concurrent(store.save, instances, args.submitters,
                                              args.duration, "conc")
+        # what etcd holds after the concurrent saves is what masterd holds in memory
+        fresh = await EtcdConfigStore.load(client, lease.guard)
+        out["mismatches"] = sum(
+            1 for uuid, inst in store.data.instances.items()
+            if fresh.data.instances[uuid].tags != inst.tags)
         out["rss_mib"] = [rss_mib(pid) for pid in pids]
         status = await client.status()
         out["db_mib"] = status.db_size / 2**20
@@ -439,6 +444,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, fs: str) -> 
     kept = all(r["new"]["kept_master"] for r in results)
     print(f"Loading the config (masterd renews its {TTL} s lease meanwhile; parsing runs off the "
           f"event loop): {loads}; master role {'kept' if kept else 'LOST'} throughout")
+    wrong = sum(r["new"]["mismatches"] for r in results)
+    print(f"Check: instances whose tags in etcd differ from masterd's memory after the "
+          f"concurrent saves: {wrong}")
     if not all(r["new"]["kept_master"] for r in results):
         print("WARNING: the master role was lost during a run; figures may be wrong")
 

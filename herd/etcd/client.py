@@ -449,6 +449,10 @@ class EtcdClient:
         data = await self.call("cluster/member/promote", {"ID": str(member_id)})
         return [_member(m) for m in data.get("members", [])]
 
+    async def move_leader(self, target_id: int) -> None:
+        """Hand the leadership to member ``target_id`` (send it to the leader's endpoint)."""
+        await self.call("maintenance/transfer-leadership", {"targetID": str(target_id)})
+
     async def status(self) -> Status:
         """The answering member's status (the first endpoint that answers)."""
         data = await self.call("maintenance/status", {})

@@ -15,6 +15,7 @@ the job log, not a failed job: the config change it follows has been saved alrea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -109,6 +110,8 @@ async def sync_members(paths: HerdPaths, cfg: ConfigData, rpc: RpcRunner,
                     feedback(f"  {action.name} is an etcd voting member")
                 else:
                     feedback(f"  removing {action.name} from etcd")
+                    await _hand_over_leadership(paths, client, members, action.member_id,
+                                                feedback)
                     await _patiently(lambda a=action: client.member_remove(a.member_id))
                     if node is not None and not node.offline:
                         try:
@@ -121,6 +124,35 @@ async def sync_members(paths: HerdPaths, cfg: ConfigData, rpc: RpcRunner,
                 if action.kind == "add":
                     break  # the promotion after it cannot work either
     return problems
+
+
+async def _hand_over_leadership(paths: HerdPaths, client: EtcdClient, members: list[em.Member],
+                                leaving_id: int, feedback: Callable[[str], None]) -> None:
+    """Before removing the member that leads, move the leadership to the master's own member
+    (or another voter). Removing the leader means an election among the rest, and with a
+    member just restarted that took longer than the master may go without renewing its
+    lease: the master gave its role up in the middle of a plain ``gnt-node modify -C no``."""
+    status = await client.status()
+    if status.leader != leaving_id:
+        return
+    voters = [m for m in members if not m.is_learner and m.id != leaving_id]
+    target = next((m for m in voters if m.id == status.member_id), voters[0] if voters else None)
+    leaving = next((m for m in members if m.id == leaving_id), None)
+    if target is None or leaving is None or not leaving.client_urls:
+        return
+    feedback(f"  moving etcd's leadership to {target.name or target.id} first")
+    try:
+        async with EtcdClient.for_node(paths, list(leaving.client_urls), timeout=10) as leader:
+            await leader.move_leader(target.id)
+    except EtcdError as exc:
+        log.warning("could not move etcd's leadership: %s", exc.message)
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(EtcdError):
+            if (await client.status()).leader not in (0, leaving_id):
+                return
+        await asyncio.sleep(0.1)
 
 
 #: etcd refuses membership changes (strict reconfig check) until every voting member has been

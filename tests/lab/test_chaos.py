@@ -4,7 +4,7 @@ nodes while a client tags the cluster through whichever node is master.
 Afterwards every tag the client was told was added is in the config, read through every
 node's etcd member, and the master IP was never on two live nodes at once (sampled four
 times a second, with the masterd processes, into a timeline printed with the counts).
-``HERD_CHAOS_SECONDS`` (default 90) and ``HERD_CHAOS_SEED`` repeat or lengthen a run.
+``HERD_CHAOS_SECONDS`` (default 60) and ``HERD_CHAOS_SEED`` repeat or lengthen a run.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 NODES = ("node1", "node2", "node3")
 MASTER_IP = "198.51.100.254"
-DURATION = float(os.environ.get("HERD_CHAOS_SECONDS", "90"))
+DURATION = float(os.environ.get("HERD_CHAOS_SECONDS", "60"))
 
 
 @pytest.fixture(scope="module")
