@@ -143,18 +143,23 @@ def tag_add(inst: Instance, tag: str) -> None:
 
 
 # -- measuring (inside the namespace, one process per size) -----------------------------------
+async def one_job(save: Any, inst: Instance, tag: str) -> float:
+    """One tag add as a job does it (scope = its instance, then a save); its latency (s)."""
+    start = time.perf_counter()
+    SAVE_SCOPE.set(layout.Scope(instances=frozenset({inst.name}), nodes=frozenset()))
+    tag_add(inst, tag)
+    await save()
+    return time.perf_counter() - start
+
+
 async def sequential(save: Any, instances: list[Instance], count: int, label: str,
                      budget: float) -> list[float]:
     """Latency (s) of ``count`` sequential tag-add jobs (fewer if ``budget`` s run out)."""
     samples: list[float] = []
     deadline = time.perf_counter() + budget
     for index in range(count):
-        inst = instances[index % len(instances)]
-        start = time.perf_counter()
-        SAVE_SCOPE.set(layout.Scope(instances=frozenset({inst.name}), nodes=frozenset()))
-        tag_add(inst, f"{label}:{index}")
-        await save()
-        samples.append(time.perf_counter() - start)
+        samples.append(await one_job(save, instances[index % len(instances)],
+                                     f"{label}:{index}"))
         if time.perf_counter() > deadline and len(samples) >= 5:
             break
     return samples
@@ -171,13 +176,9 @@ async def concurrent(save: Any, instances: list[Instance], submitters: int, dura
         own = instances[number::submitters][:64] or [instances[number % len(instances)]]
         done = 0
         while time.perf_counter() < stop_at:
-            inst = own[done % len(own)]
-            start = time.perf_counter()
             # each task has its own context, as each job does in the executor
-            SAVE_SCOPE.set(layout.Scope(instances=frozenset({inst.name}), nodes=frozenset()))
-            tag_add(inst, f"{label}:{number}:{done}")
-            await save()
-            latencies.append(time.perf_counter() - start)
+            latencies.append(await one_job(save, own[done % len(own)],
+                                           f"{label}:{number}:{done}"))
             done += 1
 
     start = time.perf_counter()

@@ -36,6 +36,7 @@ from herd.etcd.client import (
     EtcdUnavailable,
     Op,
 )
+from herd.etcd.election import report_loss
 from herd.objects import ConfigData, Instance, Node, NodeGroup
 
 log = logging.getLogger(__name__)
@@ -193,11 +194,7 @@ class EtcdConfigStore:
         if not succeeded:
             self._restore(change)
             reason = "this node is no longer the master (the change was not saved)"
-            if self.on_lost is not None:
-                # in the background: the job records its failure first
-                task = asyncio.get_running_loop().create_task(self.on_lost(reason))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            report_loss(self.on_lost, self._tasks, reason)
             raise MasterRoleLost(reason)
         for key, text in change.puts.items():
             self._texts[key], self._revs[key] = text, revision

@@ -40,6 +40,17 @@ RENEW_EVERY = 1.0
 MEMBERS_EVERY = 2.0
 
 
+def report_loss(on_lost: Callable[[str], Awaitable[None]] | None,
+                tasks: set[asyncio.Task[None]], reason: str) -> None:
+    """Tell masterd that a guarded write showed the role lost, in the background (the job
+    whose write failed records its error first); ``tasks`` keeps the task referenced."""
+    if on_lost is None:
+        return
+    task = asyncio.get_running_loop().create_task(on_lost(reason))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
 def lease_lost(now: float, last_confirmed_sent: float, ttl: float = TTL,
                margin: float = MARGIN, sole_voter: bool = False) -> bool:
     """True once the holder can no longer be sure its lease is alive on etcd's side.

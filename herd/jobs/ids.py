@@ -17,6 +17,7 @@ import json
 from collections.abc import Awaitable, Callable
 
 from herd.etcd.client import Compare, EtcdClient, Op
+from herd.etcd.election import report_loss
 
 NEXT_ID_KEY = "/herd/jobs/next-id"
 BLOCK = 100
@@ -73,8 +74,5 @@ class JobIds:
                 from herd.config.etcdstore import MasterRoleLost
 
                 reason = "this node is no longer the master: no job id given"
-                if self.on_lost is not None:
-                    task = asyncio.get_running_loop().create_task(self.on_lost(reason))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                report_loss(self.on_lost, self._tasks, reason)
                 raise MasterRoleLost(reason)
