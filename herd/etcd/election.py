@@ -30,6 +30,9 @@ from herd.fileutil import atomic_write
 log = logging.getLogger(__name__)
 
 MASTER_KEY = "/herd/master"
+#: Names the node a master failover hands the role to, while it runs (herd.logic.failover):
+#: the other candidates' master watch leaves the role to it.
+HANDOVER_KEY = "/herd/handover"
 #: Lease time to live, seconds. A dead master is replaced after about this long.
 TTL = 5
 #: How long before the lease could expire on etcd's side the holder gives up the role.

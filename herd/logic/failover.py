@@ -17,6 +17,7 @@ sure the other nodes are really gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,8 +25,8 @@ from typing import Any
 from herd import errors
 from herd.config.facts import node_name, read_facts
 from herd.daemons import util as daemon_util
-from herd.etcd.client import EtcdClient, EtcdError
-from herd.etcd.election import MASTER_KEY, TTL
+from herd.etcd.client import Compare, EtcdClient, EtcdError, Op
+from herd.etcd.election import HANDOVER_KEY, MASTER_KEY, TTL, MasterLease
 from herd.etcd.members import client_urls_from_facts
 from herd.objects import Node
 from herd.paths import HerdPaths
@@ -34,6 +35,9 @@ from herd.rpc.client import RpcRunner
 #: How long a master that does not answer may take to lose its lease: etcd renews every
 #: lease in full when a member becomes leader, so up to twice the TTL, plus slack.
 LEASE_WAIT = 2 * TTL + 3.0
+#: The handover marker lives this long at most (a failover that dies does not block the
+#: candidates' master watch for longer).
+HANDOVER_TTL = 60
 #: How long one etcd member may take to answer (etcd itself gives up on a request after
 #: about 7 s without a leader), and how long all of them may take before the quorum is taken
 #: as lost (a member cut off from the leader is passed over for the next).
@@ -109,6 +113,10 @@ async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -
             holder = await _holder(client, QUORUM_WAIT)
         if holder == me and daemon_util.is_running(p, "masterd"):
             raise errors.OpPrereqError(f"this node ({me}) is already the master")
+        # tell the other candidates' master watch that the role is being handed to this node,
+        # so that none of them takes it in the moment between the step-down and our campaign
+        handover, _ttl = await client.lease_grant(HANDOVER_TTL)
+        await client.put(HANDOVER_KEY, me, lease=handover)
         if holder is not None and holder != me:
             await _step_down(rpc, facts, holder, say)
             left = await _wait_released(client, holder, LEASE_WAIT)
@@ -117,6 +125,12 @@ async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -
                     f"the master {holder} still holds its lease: it runs and reaches etcd, "
                     "only not this node; refusing to start a second master (fix the network, "
                     "or stop the master's daemons)")
+        # win the election here; masterd adopts this term (herd.etcd.election)
+        taken = await MasterLease(client, me, p.run_dir / "master-term.json").campaign(
+            wait_own=False)
+        if taken not in (None, me):
+            raise errors.OpExecError(f"{taken} took the master role meanwhile; run "
+                                     "master-failover again if this node should have it")
     finally:
         await client.close()
         await rpc.close()
@@ -138,9 +152,25 @@ async def _step_down(rpc: RpcRunner, facts: dict[str, Any], holder: str,
             f"{LEASE_WAIT:.0f} s for its lease to run out")
 
 
+async def _end_handover(p: HerdPaths) -> None:
+    me = node_name(p)
+    facts = read_facts(p) or {}
+    with contextlib.suppress(EtcdError):
+        async with EtcdClient.for_node(p, client_urls_from_facts(facts, me),
+                                       timeout=MEMBER_WAIT) as client:
+            await client.txn([Compare.value_is(HANDOVER_KEY, me or "")],
+                             [Op.delete(HANDOVER_KEY)])
+
+
 def master_failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -> str:
-    old = asyncio.run(_failover(p, no_voting, say))
-    # masterd wins the election here and records this node as master in the config
-    daemon_util.start(p, "masterd")
+    try:
+        old = asyncio.run(_failover(p, no_voting, say))
+        # masterd adopts the term won above and records this node as master in the config
+        try:
+            daemon_util.start(p, "masterd")
+        except daemon_util.NotMaster as exc:
+            raise errors.OpExecError(f"masterd did not take the master role: {exc}") from None
+    finally:
+        asyncio.run(_end_handover(p))
     daemon_util.start(p, "rapi", daemon_util.RAPI_PORT)
     return old or "(none)"

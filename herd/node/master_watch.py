@@ -21,7 +21,7 @@ import random
 from herd.config.facts import node_name, read_facts, write_facts_dict
 from herd.daemons import util as daemon_util
 from herd.etcd.client import EtcdClient, EtcdError
-from herd.etcd.election import MASTER_KEY
+from herd.etcd.election import HANDOVER_KEY, MASTER_KEY
 from herd.etcd.members import client_urls_from_facts
 from herd.paths import HerdPaths
 
@@ -35,10 +35,13 @@ BACKOFF = 5.0
 
 
 def should_start(candidate: bool, held: bool, masterd_running: bool,
-                 holder: str | None, etcd_answered: bool) -> bool:
+                 holder: str | None, etcd_answered: bool,
+                 handed_to_other: bool = False) -> bool:
     """Start masterd here? Only on a candidate not held back by an admin, when etcd says
-    (with a quorum) that nobody holds the role and no masterd runs here."""
-    return candidate and not held and not masterd_running and etcd_answered and holder is None
+    (with a quorum) that nobody holds the role, no masterd runs here, and no master failover
+    is handing the role to another node right now."""
+    return candidate and not held and not masterd_running and etcd_answered and \
+        holder is None and not handed_to_other
 
 
 class MasterWatch:
@@ -80,14 +83,19 @@ class MasterWatch:
             return False
         assert facts is not None
         holder, answered = None, False
+        handed_to_other = False
         try:
-            kv = await self._client_for(client_urls_from_facts(facts, me)).get(MASTER_KEY)
+            client = self._client_for(client_urls_from_facts(facts, me))
+            kv = await client.get(MASTER_KEY)
             holder, answered = (kv.value.decode() if kv else None), True
+            if holder is None:
+                handover = await client.get(HANDOVER_KEY)
+                handed_to_other = handover is not None and handover.value.decode() != me
         except EtcdError:
             pass
         if answered and holder is not None and facts.get("master_node") != holder:
             write_facts_dict(p, dict(facts, master_node=holder))
-        if not should_start(candidate, held, running, holder, answered):
+        if not should_start(candidate, held, running, holder, answered, handed_to_other):
             return False
         log.warning("no node holds the master role: starting masterd here")
         try:

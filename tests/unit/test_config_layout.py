@@ -158,3 +158,10 @@ def test_verify_reports_etcd_membership_and_health() -> None:
                           {**healthy, "n2": status(leader=0), "n3": status(db=3 << 30)})
     assert ("error", "etcd: the member of n2 knows no leader") in found
     assert any("3072 MiB" in text for _level, text in found)
+
+
+def test_master_watch_leaves_a_handover_to_its_node() -> None:
+    args = {"candidate": True, "held": False, "masterd_running": False, "holder": None,
+            "etcd_answered": True}
+    assert not should_start(**args, handed_to_other=True)
+    assert should_start(**args, handed_to_other=False)
