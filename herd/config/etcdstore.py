@@ -113,10 +113,6 @@ class EtcdConfigStore:
                 "the first master is the imported copy)") from None
         return cls(client, data, texts, revs, base, guard)
 
-    @property
-    def serial(self) -> int:
-        return self.data.serial_no
-
     def add_listener(self, listener: SaveListener) -> None:
         self._listeners.append(listener)
 

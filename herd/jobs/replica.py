@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from herd.config.layout import MAX_TXN_OPS
 from herd.etcd.client import Compare, EtcdClient, EtcdError, Op
 from herd.jobs import queue as q
 
@@ -41,7 +42,6 @@ REC_PREFIX = "/herd/jobs/rec/"
 LOG_PREFIX = "/herd/jobs/log/"
 #: Log entries of one job kept in etcd; later ones stay in the master's queue only.
 MAX_LOG_ENTRIES = 1000
-MAX_OPS = 120
 
 STALE_MESSAGE = ("job was not finished on this node when it was master before; another "
                  "master ran the cluster since, so it is not run again: submit it again")
@@ -137,8 +137,8 @@ class JobReplica:
             archived, self._archived = self._archived, []
             ops = plan_ops(records, logs, archived)
             try:
-                for start in range(0, len(ops), MAX_OPS):
-                    result = await self.client.txn(self._guard(), ops[start:start + MAX_OPS])
+                for start in range(0, len(ops), MAX_TXN_OPS):
+                    result = await self.client.txn(self._guard(), ops[start:start + MAX_TXN_OPS])
                     if not result.succeeded:
                         log.error("job changes refused by etcd: this node is no longer the "
                                   "master")
