@@ -65,7 +65,7 @@ from herd.etcd.members import (
 from herd.objects import Cluster, ConfigData, Instance, Node, NodeGroup
 from herd.objects.instance import Disk, Nic
 from herd.paths import HerdPaths
-from herd.rpc import tls
+from herd.rpc import certs, tls
 
 CLUSTER_NAME = "bench.example.com"
 NODES = ("node1", "node2", "node3")
@@ -313,13 +313,13 @@ def make_certificates(root: Path) -> None:
     address, and etcd's peer authentication wants the connecting address among the client
     certificate's IP names (on real nodes it is the node's own address). The handshakes cost
     the same."""
-    ca_cert, ca_key = tls.create_ca(CLUSTER_NAME)
+    ca_cert, ca_key = certs.create_ca(CLUSTER_NAME)
     for name, ip in zip(NODES, ADDRESSES, strict=True):
         paths = HerdPaths(root=root / name)
         tls.write_pair(paths.ca_cert, paths.ca_key, ca_cert, ca_key)
         fqdn = f"{name}.example.com"
         ips = [ip, *(a for a in ADDRESSES if a != ip)]
-        cert, key = tls.create_signed(ca_cert, ca_key, fqdn, [fqdn], ips)
+        cert, key = certs.create_signed(ca_cert, ca_key, fqdn, [fqdn], ips)
         tls.write_pair(paths.node_cert, paths.node_key, cert, key)
 
 

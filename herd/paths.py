@@ -82,6 +82,11 @@ class HerdPaths:
         return self.ssl_dir / "rapi.pem"
 
     @property
+    def rapi_cert_checked(self) -> Path:
+        """Fingerprint of the RAPI certificate last found role-correct (see masterd)."""
+        return self.ssl_dir / "rapi.pem.checked"
+
+    @property
     def rapi_key(self) -> Path:
         return self.ssl_dir / "rapi.key"
 

@@ -34,14 +34,15 @@ from herd.jobs.ids import JobIds
 from herd.jobs.locking import LockManager
 from herd.jobs.queue import JobQueue
 from herd.jobs.replica import JobReplica
-from herd.logic import crypto, query
+from herd.logic import query
 from herd.logic.base import MasterContext
 from herd.logic.etcd_sync import wait_ready as etcd_wait_ready
 from herd.network import masterip
 from herd.node.etcd_member import read_spec
-from herd.objects.cluster import NODED_PORT
+from herd.objects.cluster import NODED_PORT, Cluster
 from herd.opcodes.base import all_secret_fields, redact_input
 from herd.rpc import master_protocol as proto
+from herd.rpc import tls
 from herd.rpc.client import RpcRunner
 
 log = logging.getLogger("herd.masterd")
@@ -375,6 +376,21 @@ class MasterDaemon:
                  data.serial_no, backup)
         return await EtcdConfigStore.load(self.etcd, self.lease.guard)
 
+    def _upgrade_rapi_certificate(self, cluster: Cluster) -> None:
+        """Clusters made before certificate roles: their RAPI certificate opened node RPC; it
+        is replaced once (and logged), and the config push after this takes it to the
+        candidates. Skipped for a certificate already found fine (see
+        :func:`herd.rpc.tls.rapi_certificate_checked`: the check loads ``cryptography``)."""
+        if tls.rapi_certificate_checked(self.paths):
+            return
+        from herd.logic import crypto
+
+        crypto.upgrade_rapi_certificate(self.paths, cluster)
+        try:
+            tls.remember_rapi_certificate_checked(self.paths)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot remember the checked RAPI certificate: %s", exc)
+
     async def lose_role(self, reason: str) -> None:
         """The lease is gone or a guarded write was refused: stop serving at once, drop the
         master IP and RAPI, before another node can be elected."""
@@ -406,9 +422,7 @@ class MasterDaemon:
                                 cluster.master_netmask)
         write_facts(self.paths, self.config.data)
         self.executor.recover(await self.executor.recover_created())
-        # clusters made before certificate roles: their RAPI certificate opened node RPC;
-        # replaced once (and logged), then the push below takes it to the candidates
-        crypto.upgrade_rapi_certificate(self.paths, cluster)
+        self._upgrade_rapi_certificate(cluster)
         # bring every node up to date with who the master is
         asyncio.get_running_loop().create_task(self.replicator.push(self.config.data))
         sock = self.paths.master_socket

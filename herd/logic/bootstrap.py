@@ -25,7 +25,7 @@ from herd.network import mac as macs
 from herd.node.etcd_member import stop_stale_member, write_spec
 from herd.objects import Cluster, ConfigData, Node, NodeGroup, params
 from herd.paths import HerdPaths
-from herd.rpc import tls
+from herd.rpc import certs, tls
 
 
 def resolve(name: str, what: str) -> str:
@@ -116,13 +116,14 @@ def init_cluster(p: HerdPaths, cluster_name: str, node_name: str, *,
         (p.ssl_dir / name).unlink(missing_ok=True)
     (p.data_dir / "join-token").unlink(missing_ok=True)
     try:
-        ca_cert, ca_key = tls.create_ca(cluster_name)
+        ca_cert, ca_key = certs.create_ca(cluster_name)
         tls.write_pair(p.ca_cert, p.ca_key, ca_cert, ca_key)
-        cert, key = tls.create_signed(ca_cert, ca_key, node_name, [node_name], [node_ip, sip])
+        cert, key = certs.create_signed(ca_cert, ca_key, node_name, [node_name], [node_ip, sip])
         tls.write_pair(p.node_cert, p.node_key, cert, key)
         # self-signed and for TLS servers only: RAPI's key must not open node RPC (herd.rpc.tls)
-        cert, key = tls.create_rapi_certificate(cluster_name, [master_ip])
+        cert, key = certs.create_rapi_certificate(cluster_name, [master_ip])
         tls.write_pair(p.rapi_cert, p.rapi_key, cert, key)
+        tls.remember_rapi_certificate_checked(p)
         atomic_write(p.data_dir / "node-name", node_name + "\n", 0o644)
         create_rapi_users_file(p)
         ConfigStore.create(p.config_file, data)

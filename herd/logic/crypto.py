@@ -34,7 +34,7 @@ from herd.logic.base import LogicalUnit
 from herd.objects import Cluster
 from herd.opcodes.crypto import OpClusterRenewCrypto
 from herd.paths import HerdPaths
-from herd.rpc import tls
+from herd.rpc import certs, tls
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def check_rapi_certificate_file(path: str, pem: bytes, ca_cert_pem: bytes,
     whoever holds RAPI's key root on every node.
     """
     try:
-        cert, chain, key = tls.load_cert_and_key(pem, f"RAPI certificate file '{path}'")
+        cert, chain, key = certs.load_cert_and_key(pem, f"RAPI certificate file '{path}'")
     except ValueError as exc:
         raise errors.ParameterError(str(exc)) from None
     now = now or datetime.datetime.now(datetime.UTC)
@@ -61,7 +61,7 @@ def check_rapi_certificate_file(path: str, pem: bytes, ca_cert_pem: bytes,
         raise errors.ParameterError(
             f"RAPI certificate file '{path}': the certificate expired on "
             f"{cert.not_valid_after_utc:%Y-%m-%d}")
-    problem = tls.rapi_certificate_problem(cert, x509.load_pem_x509_certificate(ca_cert_pem))
+    problem = certs.rapi_certificate_problem(cert, x509.load_pem_x509_certificate(ca_cert_pem))
     if problem:
         raise errors.ParameterError(f"RAPI certificate file '{path}' refused: {problem}; use a "
                                     "certificate from another CA, or --new-rapi-certificate")
@@ -75,7 +75,7 @@ def rapi_certificate_reissue_reason(rapi_cert_pem: bytes, ca_cert_pem: bytes) ->
         ca = x509.load_pem_x509_certificate(ca_cert_pem)
     except ValueError:
         return None  # unreadable: herd-rapi will say so; not ours to overwrite blindly
-    return tls.rapi_certificate_problem(cert, ca)
+    return certs.rapi_certificate_problem(cert, ca)
 
 
 def renewal_request_problem(op: OpClusterRenewCrypto) -> str | None:
@@ -97,6 +97,7 @@ def renewal_request_problem(op: OpClusterRenewCrypto) -> str | None:
 # -- actions --------------------------------------------------------------------------------
 def install_rapi_certificate(paths: HerdPaths, cert: bytes, key: bytes) -> None:
     tls.write_pair(paths.rapi_cert, paths.rapi_key, cert, key)
+    tls.remember_rapi_certificate_checked(paths)  # made or validated as role-correct
 
 
 def upgrade_rapi_certificate(paths: HerdPaths, cluster: Cluster) -> bool:
@@ -114,7 +115,7 @@ def upgrade_rapi_certificate(paths: HerdPaths, cluster: Cluster) -> bool:
     if reason is None:
         return False
     old = tls.fingerprint(paths.rapi_cert.read_bytes())
-    cert, key = tls.create_rapi_certificate(cluster.cluster_name, [cluster.master_ip])
+    cert, key = certs.create_rapi_certificate(cluster.cluster_name, [cluster.master_ip])
     install_rapi_certificate(paths, cert, key)
     log.warning("replaced the RAPI certificate (fingerprint %s...): %s. The new one "
                 "(fingerprint %s...) is self-signed and for TLS servers only; RAPI clients "
@@ -183,7 +184,7 @@ class LUClusterRenewCrypto(LogicalUnit[OpClusterRenewCrypto]):
             cert, key = self.rapi_pair
             self.feedback(f"* installing the RAPI certificate from {self.op.rapi_certificate}")
         else:
-            cert, key = tls.create_rapi_certificate(cluster.cluster_name, [cluster.master_ip])
+            cert, key = certs.create_rapi_certificate(cluster.cluster_name, [cluster.master_ip])
             self.feedback("* new self-signed RAPI certificate")
         new = tls.fingerprint(cert)
         install_rapi_certificate(p, cert, key)
@@ -228,7 +229,7 @@ class LUClusterRenewCrypto(LogicalUnit[OpClusterRenewCrypto]):
                 self.feedback(f"  {node.name}: offline, skipped (its certificate stays valid; "
                               "run this again once it is back)")
                 continue
-            cert, key = tls.create_signed(ca_cert, ca_key, node.name, [node.name],
+            cert, key = certs.create_signed(ca_cert, ca_key, node.name, [node.name],
                                           [node.primary_ip, node.secondary_ip])
             try:
                 await self._install_node_pair(node, cert, key)

@@ -49,7 +49,7 @@ from starlette.routing import Route
 from herd import errors
 from herd.fileutil import atomic_write, atomic_write_json
 from herd.paths import HerdPaths
-from herd.rpc import tls
+from herd.rpc import certs, tls
 
 log = logging.getLogger(__name__)
 PIN_HEX = 32  # 128 bits of the certificate's SHA-256 fingerprint
@@ -140,7 +140,7 @@ def issue_join_token(p: HerdPaths, ttl: float | None = None) -> JoinToken:
     cert_path, key_path, token_path = _join_files(p)
     p.ensure()
     if not (cert_path.exists() and key_path.exists()):
-        cert, key = tls.create_self_signed(socket.getfqdn())
+        cert, key = certs.create_self_signed(socket.getfqdn())
         tls.write_pair(cert_path, key_path, cert, key)
         token_path.unlink(missing_ok=True)  # its pin named the old certificate
     now = time.time()
@@ -184,7 +184,7 @@ def build_join_app(p: HerdPaths) -> Starlette:
         problem = token_problem(read_token(token_path), time.time())
         if problem:  # say it before the master signs anything
             return fail(403, errors.OpPrereqError(problem))
-        pem = tls.create_csr(key_path.read_bytes(), socket.getfqdn())
+        pem = certs.create_csr(key_path.read_bytes(), socket.getfqdn())
         return JSONResponse({"ok": True, "result": {"csr": pem.decode(),
                                                     "hostname": socket.getfqdn()}})
 
@@ -229,7 +229,7 @@ def build_join_app(p: HerdPaths) -> Starlette:
             key_cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         except ValueError:
             return fail(400, errors.ParameterError("malformed node certificate" + spent))
-        if tls.public_key_bytes(cert) != tls.public_key_bytes(key_cert):
+        if certs.public_key_bytes(cert) != certs.public_key_bytes(key_cert):
             return fail(400, errors.ParameterError(
                 "the certificate is not for this node's key" + spent))
         atomic_write(p.ca_cert, ca_cert, 0o644)
@@ -301,11 +301,11 @@ async def join_node(address: str, port: int, token: str, node_name: str, ips: li
         body = resp.json()
         csr = x509.load_pem_x509_csr(body["result"]["csr"].encode())
         if not csr.is_signature_valid or \
-                tls.public_key_bytes(csr) != tls.public_key_bytes(
+                certs.public_key_bytes(csr) != certs.public_key_bytes(
                     x509.load_der_x509_certificate(peer)):
             raise errors.OpPrereqError(f"node {node_name} sent a signing request for a key it "
                                        "does not hold")
-        node_cert = tls.sign_public_key(ca_cert, ca_key, csr.public_key(), node_name,
+        node_cert = certs.sign_public_key(ca_cert, ca_key, csr.public_key(), node_name,
                                         [node_name], ips).decode()
         payload = {"node_name": node_name, "ca_cert": ca_cert.decode(), "node_cert": node_cert,
                    "facts": facts,

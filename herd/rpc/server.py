@@ -28,7 +28,7 @@ from herd import errors
 from herd.config.facts import read_facts
 from herd.node.service import NodeService
 from herd.paths import HerdPaths
-from herd.rpc import tls
+from herd.rpc import certs, tls
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class NodePeerGate:
                 problem: str | None = "unreadable client certificate"
             else:
                 cluster = (read_facts(self.paths) or {}).get("cluster_name")
-                problem = tls.node_peer_refusal(cert, cluster)
+                problem = certs.node_peer_refusal(cert, cluster)
                 if problem:
                     log.warning("refusing node RPC to %s: %s (certificate %s)",
                                 transport.get_extra_info("peername"), problem,

@@ -51,9 +51,11 @@ def etcd_pid(cluster: SingleNodeCluster) -> int | None:
     return pid if pid_alive(pid) else None
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def rss_kib(pid: int, field: str = "Rss") -> int:
+    """A process's resident set (``Rss``) or proportional set (``Pss``: shared pages divided
+    among the processes sharing them), in KiB."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
 
@@ -130,15 +132,18 @@ def test_etcd_killed_is_restarted_by_noded(cluster: SingleNodeCluster) -> None:
 
 
 def test_etcd_at_rest_is_small(cluster: SingleNodeCluster) -> None:
-    """Report the RSS of etcd and of Herd's daemons at rest (the issue's goal: <= 150 MiB)."""
-    sizes = {"etcd": rss_kib(etcd_pid(cluster) or 0)}
+    """The issue's goal: etcd and Herd's daemons at rest on a one-node cluster take <= 150 MiB
+    together, counted the strict way (the sum of resident sets, shared pages counted in every
+    process). The proportional sum (what they take together) is printed beside it."""
+    pids = {"etcd": etcd_pid(cluster) or 0}
     for daemon in ("noded", "masterd", "rapi"):
-        pid = cluster.daemon_pid(daemon)
-        if pid:
-            sizes[daemon] = rss_kib(pid)
-    print("RSS at rest (MiB): " + ", ".join(f"{k} {v / 1024:.1f}" for k, v in sizes.items())
-          + f", total {sum(sizes.values()) / 1024:.1f}")
-    assert 0 < sizes["etcd"] < 64 * 1024
+        pids[daemon] = cluster.daemon_pid(daemon) or 0
+    assert all(pids.values()), pids
+    rss = {name: rss_kib(pid) for name, pid in pids.items()}
+    pss = sum(rss_kib(pid, "Pss") for pid in pids.values())
+    print("RSS at rest (MiB): " + ", ".join(f"{k} {v / 1024:.1f}" for k, v in rss.items())
+          + f", total {sum(rss.values()) / 1024:.1f} (PSS total {pss / 1024:.1f})")
+    assert sum(rss.values()) <= 150 * 1024, rss
 
 
 def test_etcd_outlives_noded_and_the_next_noded_supervises_it(

@@ -22,7 +22,7 @@ import pytest
 
 from herd import errors
 from herd.paths import HerdPaths
-from herd.rpc import tls
+from herd.rpc import certs, tls
 from herd.rpc.client import RpcRunner
 from tests.tlsutil import legacy_signed
 
@@ -42,7 +42,7 @@ def _make_node(paths: HerdPaths, ca: tuple[bytes, bytes], name: str = NODE_NAME)
     """TLS material laid out as ``gnt-cluster init`` writes it (herd.logic.bootstrap)."""
     paths.ensure()
     tls.write_pair(paths.ca_cert, paths.ca_key, *ca)
-    cert, key = tls.create_signed(*ca, name, [name], [HOST])
+    cert, key = certs.create_signed(*ca, name, [name], [HOST])
     tls.write_pair(paths.node_cert, paths.node_key, cert, key)
 
 
@@ -53,12 +53,12 @@ class Noded:
 
 @pytest.fixture(scope="module")
 def cluster_ca() -> tuple[bytes, bytes]:
-    return tls.create_ca("cluster.example.com")
+    return certs.create_ca("cluster.example.com")
 
 
 @pytest.fixture(scope="module")
 def foreign_ca() -> tuple[bytes, bytes]:
-    return tls.create_ca("other.example.com")
+    return certs.create_ca("other.example.com")
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +263,7 @@ def _run_command_refused(noded: Noded, cert: tuple[Path, Path], tmp_path: Path) 
 
 def test_rapi_certificate_cannot_run_commands(noded: Noded, tmp_path: Path) -> None:
     """The RAPI certificate as ``gnt-cluster init`` makes it: self-signed, TLS server only."""
-    cert, key = tls.create_rapi_certificate(CLUSTER_NAME, [HOST])
+    cert, key = certs.create_rapi_certificate(CLUSTER_NAME, [HOST])
     tls.write_pair(tmp_path / "rapi.pem", tmp_path / "rapi.key", cert, key)
     _run_command_refused(noded, (tmp_path / "rapi.pem", tmp_path / "rapi.key"), tmp_path)
 
@@ -275,13 +275,13 @@ def test_rapi_certificate_signed_by_cluster_ca_refused_at_handshake(
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    key = tls._key()
-    cert = tls._leaf_builder(tls._subject(CLUSTER_NAME, tls.ROLE_RAPI),
+    key = certs._key()
+    cert = certs._leaf_builder(certs._subject(CLUSTER_NAME, tls.ROLE_RAPI),
                              x509.load_pem_x509_certificate(cluster_ca[0]).subject,
                              key.public_key(), tls.ROLE_RAPI, [CLUSTER_NAME], [HOST]) \
-        .sign(serialization.load_pem_private_key(cluster_ca[1], None), tls.hashes.SHA256())
+        .sign(serialization.load_pem_private_key(cluster_ca[1], None), certs.hashes.SHA256())
     tls.write_pair(tmp_path / "r.pem", tmp_path / "r.key",
-                   cert.public_bytes(serialization.Encoding.PEM), tls._pem_key(key))
+                   cert.public_bytes(serialization.Encoding.PEM), certs._pem_key(key))
     ctx = _context(_pem_of(noded.paths.ca_cert), (tmp_path / "r.pem", tmp_path / "r.key"),
                    tls12=True)
     with socket.create_connection((HOST, noded.port), timeout=5) as raw, \
@@ -304,7 +304,7 @@ def test_legacy_rapi_certificate_cannot_run_commands(noded: Noded, tmp_path: Pat
 def test_node_certificates_old_and_new_still_work(noded: Noded, tmp_path: Path,
                                                   cluster_ca: tuple[bytes, bytes]) -> None:
     """A node certificate runs commands, whether made with roles or before them."""
-    for name, pair in (("new", tls.create_signed(*cluster_ca, "node2.example.com",
+    for name, pair in (("new", certs.create_signed(*cluster_ca, "node2.example.com",
                                                   ["node2.example.com"], [HOST])),
                        ("old", legacy_signed(*cluster_ca, "node3.example.com", [HOST]))):
         cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
@@ -327,7 +327,7 @@ def test_noded_serves_a_renewed_node_certificate_without_restart(
 
     old_cert, old_key = _pem_of(noded.paths.node_cert), _pem_of(noded.paths.node_key)
     assert served() == tls.fingerprint(old_cert)
-    new_cert, new_key = tls.create_signed(*cluster_ca, NODE_NAME, [NODE_NAME], [HOST])
+    new_cert, new_key = certs.create_signed(*cluster_ca, NODE_NAME, [NODE_NAME], [HOST])
     try:
         tls.write_pair(noded.paths.node_cert, noded.paths.node_key, new_cert, new_key)
         assert served() == tls.fingerprint(new_cert)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from herd.lab.single import CLUSTER_NAME, NODE_IP, SingleNodeCluster
-from herd.rpc import tls
+from herd.rpc import certs, tls
 from tests.tlsutil import SERVED_FINGERPRINT, legacy_signed
 from tests.waiting import wait_until
 
@@ -94,7 +94,7 @@ def test_renew_rapi_certificate(cluster: SingleNodeCluster, tmp_path: Path) -> N
 def test_renew_with_own_rapi_certificate_file(cluster: SingleNodeCluster,
                                               tmp_path: Path) -> None:
     p = cluster.paths
-    cert, key = tls.create_rapi_certificate(CLUSTER_NAME, [])
+    cert, key = certs.create_rapi_certificate(CLUSTER_NAME, [])
     own = tmp_path / "own.pem"
     own.write_bytes(key + cert)
     cluster.run("gnt-cluster", "renew-crypto", "--rapi-certificate", str(own), "-f")

@@ -19,7 +19,7 @@ from herd.cli.gnt_node import join_token
 from herd.cli.join_token import parse_ttl
 from herd.errors import ParameterError
 from herd.paths import HerdPaths
-from herd.rpc import join, tls
+from herd.rpc import certs, join
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ class Master:
 
     def __init__(self, client: TestClient) -> None:
         self.client = client
-        self.ca_cert, self.ca_key = tls.create_ca("cluster.example.com")
+        self.ca_cert, self.ca_key = certs.create_ca("cluster.example.com")
 
     def csr(self) -> Any:
         return self.client.post("/join/csr", json={})
@@ -112,7 +112,7 @@ class Master:
             if answer.status_code != 200:  # join_node stops there too
                 return answer
             csr = x509.load_pem_x509_csr(answer.json()["result"]["csr"].encode())
-            cert = tls.sign_public_key(self.ca_cert, self.ca_key, csr.public_key(),
+            cert = certs.sign_public_key(self.ca_cert, self.ca_key, csr.public_key(),
                                        "node2.example.com", ["node2.example.com"],
                                        ["192.0.2.2"])
         payload = {"node_name": "node2.example.com", "ca_cert": self.ca_cert.decode(),
@@ -155,7 +155,7 @@ def test_an_expired_token_is_refused_before_anything_is_signed(node: HerdPaths,
     token_file(node).write_text(json.dumps({**data, "expires": time.time() - 1}))
     answer = master.csr()
     assert answer.status_code == 403 and "expired at" in message(answer)
-    cert, _key = tls.create_self_signed("x")
+    cert, _key = certs.create_self_signed("x")
     answer = master.complete(token.secret, cert=cert)
     assert answer.status_code == 403 and "expired at" in message(answer)
     assert not token_file(node).exists() and not node.node_cert.exists()
@@ -165,7 +165,7 @@ def test_a_proven_attempt_spends_the_token_even_when_the_join_then_fails(
         node: HerdPaths, master: Master) -> None:
     token = join.read_token(token_file(node))
     assert token is not None
-    other, _key = tls.create_self_signed("not-this-node")  # a certificate for another key
+    other, _key = certs.create_self_signed("not-this-node")  # a certificate for another key
     answer = master.complete(token.secret, cert=other)
     assert answer.status_code == 400
     assert "not for this node's key" in message(answer) and "spent" in message(answer)

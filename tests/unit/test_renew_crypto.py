@@ -17,7 +17,7 @@ from herd.logic import crypto
 from herd.objects import Cluster
 from herd.opcodes.crypto import OpClusterRenewCrypto
 from herd.paths import HerdPaths
-from herd.rpc import tls
+from herd.rpc import certs, tls
 from tests.tlsutil import legacy_signed
 
 CLUSTER = "cluster.example.com"
@@ -25,11 +25,11 @@ CLUSTER = "cluster.example.com"
 
 @pytest.fixture(scope="module")
 def ca() -> tuple[bytes, bytes]:
-    return tls.create_ca(CLUSTER)
+    return certs.create_ca(CLUSTER)
 
 
 def test_own_rapi_certificate_file_is_accepted(ca: tuple[bytes, bytes]) -> None:
-    cert, key = tls.create_rapi_certificate(CLUSTER, ["192.0.2.254"])
+    cert, key = certs.create_rapi_certificate(CLUSTER, ["192.0.2.254"])
     chain, key_pem = crypto.check_rapi_certificate_file("/etc/r.pem", key + cert, ca[0])
     assert tls.fingerprint(chain) == tls.fingerprint(cert)
     assert key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
@@ -37,14 +37,14 @@ def test_own_rapi_certificate_file_is_accepted(ca: tuple[bytes, bytes]) -> None:
 
 def test_rapi_certificate_file_that_opens_node_rpc_is_refused(ca: tuple[bytes, bytes]) -> None:
     for cert, key in (legacy_signed(*ca, CLUSTER, []),
-                      tls.create_signed(*ca, "node1.example.com", [], [])):
+                      certs.create_signed(*ca, "node1.example.com", [], [])):
         with pytest.raises(errors.ParameterError,
                            match=r"'/etc/r\.pem' refused: .*noded would accept"):
             crypto.check_rapi_certificate_file("/etc/r.pem", cert + key, ca[0])
 
 
 def test_expired_or_broken_rapi_certificate_file_is_refused(ca: tuple[bytes, bytes]) -> None:
-    cert, key = tls.create_rapi_certificate(CLUSTER, [])
+    cert, key = certs.create_rapi_certificate(CLUSTER, [])
     later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=20 * 365)
     with pytest.raises(errors.ParameterError, match="the certificate expired on"):
         crypto.check_rapi_certificate_file("/etc/r.pem", cert + key, ca[0], now=later)
@@ -56,7 +56,7 @@ def test_reissue_reason_only_for_certificates_from_before_roles(
         ca: tuple[bytes, bytes]) -> None:
     assert crypto.rapi_certificate_reissue_reason(legacy_signed(*ca, CLUSTER, [])[0], ca[0])
     assert crypto.rapi_certificate_reissue_reason(
-        tls.create_rapi_certificate(CLUSTER, [])[0], ca[0]) is None
+        certs.create_rapi_certificate(CLUSTER, [])[0], ca[0]) is None
     assert crypto.rapi_certificate_reissue_reason(b"garbage", ca[0]) is None
 
 
@@ -90,9 +90,9 @@ def test_upgrade_replaces_old_rapi_certificate_once(tmp_path: Path, ca: tuple[by
         assert not crypto.upgrade_rapi_certificate(paths, cluster)
     assert len([r for r in caplog.records if "replaced the RAPI certificate" in r.message]) == 1
     new = x509.load_pem_x509_certificate(paths.rapi_cert.read_bytes())
-    assert tls.certificate_role(new) == tls.ROLE_RAPI
-    assert not tls.node_rpc_accepts(new, x509.load_pem_x509_certificate(ca[0]))
-    assert CLUSTER in tls.names_of(new)
+    assert certs.certificate_role(new) == tls.ROLE_RAPI
+    assert not certs.node_rpc_accepts(new, x509.load_pem_x509_certificate(ca[0]))
+    assert CLUSTER in certs.names_of(new)
     assert paths.rapi_key.stat().st_mode & 0o777 == 0o600
     # the key in the log? never
     assert not any("PRIVATE" in r.getMessage() for r in caplog.records)

@@ -32,7 +32,7 @@ from herd.opcodes import OpNodeAdd, opcode_from_dict
 from herd.opcodes.base import REDACTED
 from herd.paths import HerdPaths
 from herd.rapi.app import RapiApp
-from herd.rpc import join, tls
+from herd.rpc import certs, join, tls
 from tests.unit.test_jobs import make_context
 
 SECRET = "0123456789abcdef0123456789abcdef"
@@ -81,7 +81,7 @@ def write_cluster(root: Path) -> HerdPaths:
     data = ConfigData(cluster=cluster, nodegroups={group.uuid: group}, nodes={node.uuid: node})
     ConfigStore.create(p.config_file, data)
     write_facts(p, data)
-    ca_cert, ca_key = tls.create_ca("cluster.example.com")
+    ca_cert, ca_key = certs.create_ca("cluster.example.com")
     tls.write_pair(p.ca_cert, p.ca_key, ca_cert, ca_key)
     p.rapi_users_file.write_text("admin {cleartext}pw write\nreader rpw read\n")
     return p

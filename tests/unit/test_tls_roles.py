@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 
 from herd.paths import HerdPaths
-from herd.rpc import tls
+from herd.rpc import certs, tls
 from tests.tlsutil import legacy_signed
 
 CLUSTER = "cluster.example.com"
@@ -24,7 +24,7 @@ CLUSTER = "cluster.example.com"
 
 @pytest.fixture(scope="module")
 def ca() -> tuple[bytes, bytes]:
-    return tls.create_ca(CLUSTER)
+    return certs.create_ca(CLUSTER)
 
 
 def _cert(pem: bytes) -> x509.Certificate:
@@ -32,42 +32,42 @@ def _cert(pem: bytes) -> x509.Certificate:
 
 
 def test_node_certificate_is_a_node(ca: tuple[bytes, bytes]) -> None:
-    cert = _cert(tls.create_signed(*ca, "node1.example.com", ["node1.example.com"],
+    cert = _cert(certs.create_signed(*ca, "node1.example.com", ["node1.example.com"],
                                    ["192.0.2.1"])[0])
-    assert tls.certificate_role(cert) == tls.ROLE_NODE
-    assert tls.allows_client_auth(cert)
-    assert tls.node_rpc_accepts(cert, _cert(ca[0]))
-    assert tls.node_peer_refusal(cert, CLUSTER) is None
+    assert certs.certificate_role(cert) == tls.ROLE_NODE
+    assert certs.allows_client_auth(cert)
+    assert certs.node_rpc_accepts(cert, _cert(ca[0]))
+    assert certs.node_peer_refusal(cert, CLUSTER) is None
 
 
 def test_rapi_certificate_cannot_be_a_node_client(ca: tuple[bytes, bytes]) -> None:
-    cert = _cert(tls.create_rapi_certificate(CLUSTER, ["192.0.2.254"])[0])
-    assert tls.certificate_role(cert) == tls.ROLE_RAPI
-    assert not tls.allows_client_auth(cert)
-    assert not tls.issued_by(cert, _cert(ca[0]))  # self-signed, as Ganeti's rapi.pem
-    assert not tls.node_rpc_accepts(cert, _cert(ca[0]))
-    assert tls.rapi_certificate_problem(cert, _cert(ca[0])) is None
-    assert tls.node_peer_refusal(cert, CLUSTER) == "a herd-rapi certificate is not a node " \
+    cert = _cert(certs.create_rapi_certificate(CLUSTER, ["192.0.2.254"])[0])
+    assert certs.certificate_role(cert) == tls.ROLE_RAPI
+    assert not certs.allows_client_auth(cert)
+    assert not certs.issued_by(cert, _cert(ca[0]))  # self-signed, as Ganeti's rapi.pem
+    assert not certs.node_rpc_accepts(cert, _cert(ca[0]))
+    assert certs.rapi_certificate_problem(cert, _cert(ca[0])) is None
+    assert certs.node_peer_refusal(cert, CLUSTER) == "a herd-rapi certificate is not a node " \
         "certificate"
-    assert CLUSTER in tls.names_of(cert)
+    assert CLUSTER in certs.names_of(cert)
 
 
 def test_legacy_rapi_certificate_is_recognised(ca: tuple[bytes, bytes]) -> None:
     """The RAPI certificate of clusters made before roles: CA-signed, both usages."""
     cert = _cert(legacy_signed(*ca, CLUSTER, ["192.0.2.254"])[0])
-    assert tls.certificate_role(cert) is None
-    assert tls.node_rpc_accepts(cert, _cert(ca[0]))
-    assert "noded would accept" in (tls.rapi_certificate_problem(cert, _cert(ca[0])) or "")
-    refusal = tls.node_peer_refusal(cert, CLUSTER)
+    assert certs.certificate_role(cert) is None
+    assert certs.node_rpc_accepts(cert, _cert(ca[0]))
+    assert "noded would accept" in (certs.rapi_certificate_problem(cert, _cert(ca[0])) or "")
+    refusal = certs.node_peer_refusal(cert, CLUSTER)
     assert refusal is not None and CLUSTER in refusal
-    assert tls.node_peer_refusal(cert, CLUSTER.upper()) is not None
+    assert certs.node_peer_refusal(cert, CLUSTER.upper()) is not None
 
 
 def test_legacy_node_certificate_still_a_node(ca: tuple[bytes, bytes]) -> None:
     """Old node certificates keep working until renew-crypto --new-node-certificates."""
     cert = _cert(legacy_signed(*ca, "node2.example.com", ["192.0.2.2"])[0])
-    assert tls.node_peer_refusal(cert, CLUSTER) is None
-    assert tls.node_peer_refusal(cert, None) is None
+    assert certs.node_peer_refusal(cert, CLUSTER) is None
+    assert certs.node_peer_refusal(cert, None) is None
 
 
 def test_role_in_subject_wins_over_usage(ca: tuple[bytes, bytes]) -> None:
@@ -91,37 +91,37 @@ def test_role_in_subject_wins_over_usage(ca: tuple[bytes, bytes]) -> None:
             .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(1))
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
             .sign(ca_key, hashes.SHA256()))
-    assert tls.node_rpc_accepts(cert, ca_cert)
-    assert tls.node_peer_refusal(cert, CLUSTER) is not None
-    assert tls.rapi_certificate_problem(cert, ca_cert) is not None
+    assert certs.node_rpc_accepts(cert, ca_cert)
+    assert certs.node_peer_refusal(cert, CLUSTER) is not None
+    assert certs.rapi_certificate_problem(cert, ca_cert) is not None
 
 
 def test_unknown_role_is_refused_by_the_builder(ca: tuple[bytes, bytes]) -> None:
     with pytest.raises(ValueError, match="unknown certificate role 'admin'"):
-        tls._leaf_builder(tls._subject("x", None), tls._subject("x", None), None, "admin",
+        certs._leaf_builder(certs._subject("x", None), certs._subject("x", None), None, "admin",
                           [], [])
 
 
 # -- a certificate and key in one file (--rapi-certificate) -----------------------------------
 def test_load_cert_and_key_either_order() -> None:
-    cert, key = tls.create_rapi_certificate(CLUSTER, [])
+    cert, key = certs.create_rapi_certificate(CLUSTER, [])
     for pem in (cert + key, key + cert):
-        loaded, chain, key_pem = tls.load_cert_and_key(pem, "rapi.pem")
-        assert loaded.fingerprint(tls.hashes.SHA256()) == _cert(cert).fingerprint(
-            tls.hashes.SHA256())
+        loaded, chain, key_pem = certs.load_cert_and_key(pem, "rapi.pem")
+        assert loaded.fingerprint(certs.hashes.SHA256()) == _cert(cert).fingerprint(
+            certs.hashes.SHA256())
         assert chain.strip() == cert.strip()
         assert b"PRIVATE KEY" in key_pem
 
 
 def test_load_cert_and_key_errors() -> None:
-    cert, _key = tls.create_rapi_certificate(CLUSTER, [])
-    _, other_key = tls.create_rapi_certificate(CLUSTER, [])
+    cert, _key = certs.create_rapi_certificate(CLUSTER, [])
+    _, other_key = certs.create_rapi_certificate(CLUSTER, [])
     with pytest.raises(ValueError, match=r"^/x/r\.pem holds no private key"):
-        tls.load_cert_and_key(cert, "/x/r.pem")
+        certs.load_cert_and_key(cert, "/x/r.pem")
     with pytest.raises(ValueError, match="does not belong to the certificate"):
-        tls.load_cert_and_key(cert + other_key, "/x/r.pem")
+        certs.load_cert_and_key(cert + other_key, "/x/r.pem")
     with pytest.raises(ValueError, match=r"^/x/r\.pem holds no PEM certificate"):
-        tls.load_cert_and_key(b"hello", "/x/r.pem")
+        certs.load_cert_and_key(b"hello", "/x/r.pem")
 
 
 # -- what OpenSSL does with them --------------------------------------------------------------
@@ -131,7 +131,7 @@ def node_paths(tmp_path: Path, ca: tuple[bytes, bytes]) -> HerdPaths:
     paths.ensure()
     tls.write_pair(paths.ca_cert, paths.ca_key, *ca)
     tls.write_pair(paths.node_cert, paths.node_key,
-                   *tls.create_signed(*ca, "node1.example.com", ["node1.example.com"], []))
+                   *certs.create_signed(*ca, "node1.example.com", ["node1.example.com"], []))
     return paths
 
 
@@ -181,7 +181,7 @@ def _hello(port: int, ca_pem: bytes, cert: bytes, key: bytes, tmp_path: Path,
 
 def test_handshake_admits_node_certificate(tls_server: int, node_paths: HerdPaths,
                                            ca: tuple[bytes, bytes], tmp_path: Path) -> None:
-    cert, key = tls.create_signed(*ca, "node2.example.com", [], [])
+    cert, key = certs.create_signed(*ca, "node2.example.com", [], [])
     assert _hello(tls_server, ca[0], cert, key, tmp_path)[0] == b"ok"
 
 
@@ -191,21 +191,21 @@ def test_handshake_refuses_server_only_certificate(tls_server: int, ca: tuple[by
     """Signed by the cluster CA but serverAuth only: OpenSSL refuses it as a client."""
     from cryptography.hazmat.primitives import serialization
 
-    pub_key_holder = tls._key()
-    cert = tls._leaf_builder(tls._subject("rapi", tls.ROLE_RAPI),
+    pub_key_holder = certs._key()
+    cert = certs._leaf_builder(certs._subject("rapi", tls.ROLE_RAPI),
                              _cert(ca[0]).subject, pub_key_holder.public_key(), tls.ROLE_RAPI,
                              [], []).sign(serialization.load_pem_private_key(ca[1], None),
-                                          tls.hashes.SHA256())
+                                          certs.hashes.SHA256())
     pem = cert.public_bytes(serialization.Encoding.PEM)
     with pytest.raises((ssl.SSLError, ConnectionError)) as exc:
-        _hello(tls_server, ca[0], pem, tls._pem_key(pub_key_holder), tmp_path, tls12)
+        _hello(tls_server, ca[0], pem, certs._pem_key(pub_key_holder), tmp_path, tls12)
     assert "unsupported certificate" in str(exc.value).lower() or \
         isinstance(exc.value, ConnectionError)
 
 
 def test_handshake_refuses_rapi_certificate(tls_server: int, ca: tuple[bytes, bytes],
                                             tmp_path: Path) -> None:
-    cert, key = tls.create_rapi_certificate(CLUSTER, [])
+    cert, key = certs.create_rapi_certificate(CLUSTER, [])
     with pytest.raises((ssl.SSLError, ConnectionError)):
         _hello(tls_server, ca[0], cert, key, tmp_path, tls12=True)
 
@@ -213,10 +213,10 @@ def test_handshake_refuses_rapi_certificate(tls_server: int, ca: tuple[bytes, by
 def test_server_context_reloads_a_new_node_certificate(tls_server: int, node_paths: HerdPaths,
                                                        ca: tuple[bytes, bytes],
                                                        tmp_path: Path) -> None:
-    client = tls.create_signed(*ca, "node2.example.com", [], [])
+    client = certs.create_signed(*ca, "node2.example.com", [], [])
     _, served = _hello(tls_server, ca[0], *client, tmp_path)
     assert tls.fingerprint_der(served) == tls.fingerprint(node_paths.node_cert.read_bytes())
-    new_cert, new_key = tls.create_signed(*ca, "node1.example.com", [], [])
+    new_cert, new_key = certs.create_signed(*ca, "node1.example.com", [], [])
     # the certificate lands first: until its key follows, the old pair keeps serving
     node_paths.node_cert.write_bytes(new_cert)
     assert _hello(tls_server, ca[0], *client, tmp_path)[0] == b"ok"
