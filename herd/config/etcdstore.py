@@ -28,6 +28,7 @@ from typing import Any
 
 from herd import errors
 from herd.config import layout
+from herd.config.tracking import KeyTrackingDict
 from herd.etcd.client import (
     Compare,
     EtcdClient,
@@ -72,6 +73,8 @@ class EtcdConfigStore:
                  revisions: dict[str, int], serial_base: int, guard: Guard) -> None:
         self.client = client
         self.data = data
+        for collection in layout.COLLECTIONS:  # saves find added/removed objects by these
+            setattr(data, collection, KeyTrackingDict(getattr(data, collection)))
         self.serial_base = serial_base
         self._texts = texts
         self._revs = revisions

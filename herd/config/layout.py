@@ -141,13 +141,32 @@ def _scoped(cfg: ConfigData, collection: str, scope: Scope,
     return objects.keys()
 
 
+def _presence_changes(objects: Mapping[str, Any], have: set[str]) -> tuple[set[str], set[str]]:
+    """(uuids added, uuids removed) of a collection against the stored ``have``.
+
+    A :class:`~herd.config.tracking.KeyTrackingDict` says which keys were touched: only those
+    are looked at, and the ones whose presence now matches etcd are forgotten (a key added
+    while its save is on its way stays noted until etcd holds it). If the counts then
+    disagree (a change that bypassed the tracking) or the collection is a plain dict, the
+    uuid sets are compared in full."""
+    touched = getattr(objects, "touched", None)
+    if touched is not None:
+        added = {u for u in touched if u in objects and u not in have}
+        removed = {u for u in touched if u not in objects and u in have}
+        touched.difference_update([u for u in touched if (u in objects) == (u in have)])
+        if len(have) + len(added) - len(removed) == len(objects):
+            return added, removed
+    live = objects.keys()
+    return set(live - have), set(have - live)
+
+
 def diff(cfg: ConfigData, stored: Mapping[str, str], scope: Scope = EVERYTHING,
          index: Mapping[str, set[str]] | None = None,
          names: dict[str, str] | None = None) -> Change:
     """The keys to write so that etcd holds ``cfg`` for the objects in ``scope``, given the
     ``stored`` texts (key -> text of every object key in etcd) and their ``index`` (built
-    from ``stored`` when not given). Objects added or removed are found whatever the scope,
-    by comparing uuid sets (C speed), so a save costs the objects in scope, not the config.
+    from ``stored`` when not given). Objects added or removed are found whatever the scope
+    (see :func:`_presence_changes`), so a save costs the objects in scope, not the config.
     ``names``: instance name -> uuid, kept by the caller between saves (it may be stale:
     a miss is looked up and remembered)."""
     index = uuid_index(stored) if index is None else index
@@ -162,9 +181,9 @@ def diff(cfg: ConfigData, stored: Mapping[str, str], scope: Scope = EVERYTHING,
     for collection in COLLECTIONS:
         objects = getattr(cfg, collection)
         have = index.get(collection, set())
-        live = objects.keys()
-        change.deletes += [object_key(collection, u) for u in have - live]
-        for uuid in set(_scoped(cfg, collection, scope, names)) | (live - have):
+        added, removed = _presence_changes(objects, have)
+        change.deletes += [object_key(collection, u) for u in removed]
+        for uuid in set(_scoped(cfg, collection, scope, names)) | added:
             consider(object_key(collection, uuid), objects[uuid])
     change.deletes.sort()
     return change

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from herd.config import layout
+from herd.config.tracking import KeyTrackingDict
 from herd.etcd.election import lease_lost, sole_voter
 from herd.etcd.members import Member
 from herd.jobs.locking import ALL, LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
@@ -74,6 +75,52 @@ def test_added_and_removed_objects_are_found_whatever_the_scope() -> None:
     change = layout.diff(cfg, texts, scope(LockRequest(LEVEL_INSTANCE, "new.example.com")))
     assert list(change.puts) == [layout.object_key("instances", new.uuid)]
     assert change.deletes == [layout.object_key("instances", gone)]
+
+
+def tracked(cfg: ConfigData) -> ConfigData:
+    """The config as the etcd store holds it: collections that note added/removed keys."""
+    for collection in layout.COLLECTIONS:
+        setattr(cfg, collection, KeyTrackingDict(getattr(cfg, collection)))
+    return cfg
+
+
+def test_tracked_collections_find_added_and_removed_objects_by_their_keys_alone() -> None:
+    cfg = config()
+    texts = stored(cfg)
+    index = layout.uuid_index(texts)
+    tracked(cfg)
+    first, second, third = list(cfg.instances)
+    nobody = scope()  # a job that locked nothing: only the presence checks can see changes
+    assert not layout.diff(cfg, texts, nobody, index)
+    # every way a dict can lose or gain a key is seen
+    cfg.instances.pop(first)
+    removed = cfg.instances.popitem()[0]
+    new = Instance(name="new.example.com", primary_node=cfg.cluster.master_node)
+    cfg.instances.update({new.uuid: new})
+    change = layout.diff(cfg, texts, nobody, index)
+    assert sorted(change.deletes) == sorted(layout.object_key("instances", u)
+                                            for u in (first, removed))
+    assert list(change.puts) == [layout.object_key("instances", new.uuid)]
+    # until etcd holds the change, every save still writes it; afterwards none does
+    assert layout.diff(cfg, texts, nobody, index) == change
+    index["instances"] = set(cfg.instances)
+    texts = {k: v for k, v in texts.items() if k not in change.deletes} | change.puts
+    assert not layout.diff(cfg, texts, nobody, index)
+    assert cfg.instances.touched == set()  # settled keys are forgotten
+    cfg.instances.clear()
+    assert len(layout.diff(cfg, texts, nobody, index).deletes) == 2
+    assert second not in cfg.instances
+
+
+def test_a_change_the_tracking_missed_is_found_by_the_full_comparison() -> None:
+    cfg = tracked(config())
+    texts = stored(cfg)
+    gone = next(iter(cfg.instances))
+    dict.__delitem__(cfg.instances, gone)  # bypasses the tracking: the counts disagree
+    change = layout.diff(cfg, texts, scope())
+    assert change.deletes == [layout.object_key("instances", gone)]
+    cfg.instances = {}  # type: ignore[assignment]  # a plain dict: compared in full
+    assert len(layout.diff(cfg, texts, scope()).deletes) == 3
 
 
 def test_scope_levels() -> None:
