@@ -35,6 +35,7 @@ test-fast: bootstrap
 bench: bootstrap
 	$(PY) bench/jobs.py
 	$(PY) bench/config_save.py
+	$(PY) bench/failover.py
 
 clean: demo-clean
 	rm -rf $(VENV) build

@@ -183,9 +183,9 @@ def test_master_crash_and_failover(lab3: LabCluster) -> None:
                lambda: lab3.gnt("gnt-cluster", "getmaster", node=winner.split(".")[0],
                                 check=False).stdout.strip() == winner, timeout=30)
     takeover_s = time.monotonic() - start
-    print(f"automatic failover: elected after {elected_s:.1f} s, serving after "
-          f"{takeover_s:.1f} s ({winner})")
-    # (the issue's goal is 10 s: measured and reported, not asserted, see the print above)
+    print(f"automatic failover as the CLI saw it: elected after {elected_s:.1f} s, serving "
+          f"after {takeover_s:.1f} s ({winner}; each look is a CLI run of its own)")
+    # the figure against the issue's 10 s goal is bench/failover.py's (daemons' log times)
     # the admin's command hands the role to node2 (a no-op if node2 won the election)
     if winner != "node2.example.com":
         lab3.gnt("gnt-cluster", "master-failover", node="node2")
