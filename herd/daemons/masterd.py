@@ -26,7 +26,8 @@ from herd.config.replication import Replicator
 from herd.config.store import ConfigStore
 from herd.daemons import util as daemon_util
 from herd.daemons.common import install_stop_handlers, pid_file, setup_logging
-from herd.etcd.client import EtcdClient
+from herd.etcd import maintenance as etcd_maintenance
+from herd.etcd.client import EtcdClient, EtcdError
 from herd.etcd.election import MasterLease
 from herd.etcd.members import client_urls_from_facts
 from herd.jobs.executor import JobExecutor
@@ -431,9 +432,11 @@ class MasterDaemon:
                                                  limit=proto.MAX_LINE)
         os.chmod(sock, 0o660)
         log.info("masterd serving on %s", sock)
+        maintenance = asyncio.get_running_loop().create_task(self._etcd_maintenance())
         async with server:
             await self._stop.wait()
         log.info("masterd stopping")
+        maintenance.cancel()
         keeper.cancel()
         # requests being answered (a submit told that the role was lost) get their answer
         deadline = time.monotonic() + 2.0
@@ -456,6 +459,18 @@ class MasterDaemon:
         sock.unlink(missing_ok=True)
         if self._lost_reason is not None:
             raise NotMaster(f"lost the master role: {self._lost_reason}")
+
+    async def _etcd_maintenance(self) -> None:
+        """Now and then, give back the disk space etcd keeps after a peak (see
+        herd.etcd.maintenance: one member at a time, never stalling the master)."""
+        assert self.etcd is not None and self.lease is not None
+        while True:
+            await asyncio.sleep(etcd_maintenance.EVERY)
+            try:
+                await etcd_maintenance.defragment_where_wasted(self.etcd,
+                                                               self.lease.own_client_url)
+            except EtcdError as exc:
+                log.warning("etcd maintenance: %s", exc.message)
 
     async def _close_clients(self) -> None:
         await self.rpc.close()

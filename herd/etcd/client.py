@@ -26,9 +26,10 @@ simply be read back).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,6 +222,9 @@ class Status:
     revision: int
     is_learner: bool
     errors: list[str] = field(default_factory=list)
+    #: bytes of the database file holding live data (the rest is free pages a defragment
+    #: gives back to the filesystem)
+    db_size_in_use: int = 0
 
 
 def _member(m: dict[str, Any]) -> Member:
@@ -239,6 +243,8 @@ class EtcdClient:
             raise ValueError("an etcd client needs at least one endpoint URL")
         self.endpoints = list(dict.fromkeys(endpoints))
         self._timeout = timeout
+        #: endpoints kept last while they cannot answer (see :meth:`avoiding`)
+        self._avoided: set[str] = set()
         self._http = httpx.AsyncClient(
             verify=ssl_context, timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
             limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=30))
@@ -251,6 +257,22 @@ class EtcdClient:
 
         return cls(endpoints, tls.client_context(paths), timeout)
 
+    @contextlib.contextmanager
+    def avoiding(self, endpoint: str) -> Iterator[None]:
+        """Send requests to the other members while ``endpoint`` is busy (a defragmenting
+        member answers nothing until it is done: the master's lease renewals must not wait
+        for it)."""
+        if endpoint not in self.endpoints or len(self.endpoints) < 2:
+            yield
+            return
+        self._avoided.add(endpoint)
+        self.endpoints.remove(endpoint)
+        self.endpoints.append(endpoint)
+        try:
+            yield
+        finally:
+            self._avoided.discard(endpoint)
+
     async def close(self) -> None:
         await self._http.aclose()
 
@@ -261,16 +283,21 @@ class EtcdClient:
         await self.close()
 
     # -- transport ------------------------------------------------------------------------------
-    async def call(self, path: str, body: dict[str, Any], read: bool = False) -> dict[str, Any]:
+    async def call(self, path: str, body: dict[str, Any], read: bool = False,
+                   endpoint: str | None = None,
+                   timeout: float | None = None) -> dict[str, Any]:
         """POST ``body`` to ``/v3/<path>`` at the first endpoint that answers.
 
         ``read``: the request changes nothing, so a member that answers without a leader
         (cut off from the leader, e.g. by an asymmetric partition) or times out is passed
-        over for the next one; a write is never sent twice."""
+        over for the next one; a write is never sent twice. ``endpoint``: ask that member
+        only (a member's own status, its defragmentation)."""
         problems = []
-        for index, base in enumerate(self.endpoints):
+        bases = [endpoint] if endpoint else list(self.endpoints)
+        extra = {} if timeout is None else {"timeout": timeout}
+        for index, base in enumerate(bases):
             try:
-                resp = await self._http.post(f"{base}/v3/{path}", json=body)
+                resp = await self._http.post(f"{base}/v3/{path}", json=body, **extra)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 problems.append(f"{base}: {type(exc).__name__}: {exc}".rstrip(": "))
                 continue
@@ -284,12 +311,14 @@ class EtcdClient:
             try:
                 answer = self._answer(path, resp)
             except EtcdError as exc:
-                if read and index + 1 < len(self.endpoints) and _leaderless(exc.message):
+                if read and index + 1 < len(bases) and _leaderless(exc.message):
                     problems.append(f"{base}: {exc.message}")
                     continue
                 raise
-            if index:  # prefer the endpoint that answered from now on
-                self.endpoints.insert(0, self.endpoints.pop(index))
+            if index and base in self.endpoints and base not in self._avoided:
+                # prefer the endpoint that answered from now on
+                self.endpoints.remove(base)
+                self.endpoints.insert(0, base)
             return answer
         raise EtcdUnavailable(f"etcd unreachable for {path}: " + "; ".join(problems))
 
@@ -449,13 +478,23 @@ class EtcdClient:
         data = await self.call("cluster/member/promote", {"ID": str(member_id)})
         return [_member(m) for m in data.get("members", [])]
 
-    async def move_leader(self, target_id: int) -> None:
+    async def move_leader(self, target_id: int, endpoint: str | None = None) -> None:
         """Hand the leadership to member ``target_id`` (send it to the leader's endpoint)."""
-        await self.call("maintenance/transfer-leadership", {"targetID": str(target_id)})
+        await self.call("maintenance/transfer-leadership", {"targetID": str(target_id)},
+                        endpoint=endpoint)
 
-    async def status(self) -> Status:
-        """The answering member's status (the first endpoint that answers)."""
-        data = await self.call("maintenance/status", {})
+    async def defragment(self, endpoint: str, timeout: float = 120.0) -> None:
+        """Defragment the member at ``endpoint``: its database file shrinks to its live data.
+        The member answers nothing meanwhile (see :meth:`avoiding`)."""
+        await self.call("maintenance/defragment", {}, endpoint=endpoint, timeout=timeout)
+
+    async def compact(self, revision: int, physical: bool = True) -> None:
+        """Forget the history before ``revision`` (etcd's auto-compaction does this too)."""
+        await self.call("kv/compaction", {"revision": str(revision), "physical": physical})
+
+    async def status(self, endpoint: str | None = None) -> Status:
+        """The answering member's status (the first endpoint that answers, or ``endpoint``)."""
+        data = await self.call("maintenance/status", {}, endpoint=endpoint)
         return Status(version=data.get("version", ""), db_size=_int(data.get("dbSize")),
                       leader=_int(data.get("leader")),
                       member_id=_int(data["header"].get("member_id")),
@@ -463,4 +502,5 @@ class EtcdClient:
                       raft_index=_int(data.get("raftIndex")),
                       revision=_int(data["header"].get("revision")),
                       is_learner=bool(data.get("isLearner")),
-                      errors=list(data.get("errors", [])))
+                      errors=list(data.get("errors", [])),
+                      db_size_in_use=_int(data.get("dbSizeInUse")))

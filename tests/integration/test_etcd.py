@@ -237,3 +237,35 @@ def test_tag_commands_of_ganeti(cluster: SingleNodeCluster, tmp_path: Path) -> N
     proc = cluster.run("gnt-cluster", "remove-tags", "absent", check=False)
     assert proc.returncode == 1 and "absent" in proc.stderr
     assert cluster.config()["cluster"]["tags"] == ["blue", "from-file"]
+
+
+def test_defragmenting_gives_back_space_and_keeps_the_data(cluster: SingleNodeCluster) -> None:
+    """After a peak (2,000 keys of 4 KiB written and deleted, history compacted) etcd keeps its
+    file as big as it was; masterd's maintenance (here with low thresholds) shrinks it to the
+    live data, and the cluster's config and master role are untouched."""
+    serial = cluster.config()["serial_no"]
+    result = run_py(cluster, """
+        from herd.etcd import maintenance
+        async def main():
+            async with EtcdClient.for_node(p, [URL], timeout=60) as c:
+                blob = "x" * 4096
+                for start in range(0, 2000, 100):
+                    await c.txn([], [Op.put(f"test/peak/{i}", blob)
+                                     for i in range(start, start + 100)])
+                await c.delete("test/peak/", prefix=True)
+                await c.compact((await c.status()).revision)
+                before = await c.status()
+                none = await maintenance.defragment_where_wasted(c, URL)  # real thresholds
+                done = await maintenance.defragment_where_wasted(c, URL, min_bytes=1 << 20)
+                after = await c.status()
+                return {"before": before.db_size, "in_use": before.db_size_in_use,
+                        "after": after.db_size, "none": none, "done": done}
+    """)
+    print(f"etcd db {result['before'] >> 10} KiB ({result['in_use'] >> 10} KiB in use) -> "
+          f"{result['after'] >> 10} KiB: {result['done']}")
+    assert result["none"] == []  # a few MiB wasted is not worth a stall
+    assert len(result["done"]) == 1 and "defragmented" in result["done"][0]
+    assert result["before"] - result["in_use"] >= 4 << 20
+    assert result["after"] <= result["in_use"] + (1 << 20) < result["before"]
+    assert cluster.config()["serial_no"] == serial
+    cluster.run("gnt-cluster", "modify", "-B", "maxmem=320M")  # still the master, still writes

@@ -89,7 +89,7 @@ def test_tracked_collections_find_added_and_removed_objects_by_their_keys_alone(
     texts = stored(cfg)
     index = layout.uuid_index(texts)
     tracked(cfg)
-    first, second, third = list(cfg.instances)
+    first, second, _third = list(cfg.instances)
     nobody = scope()  # a job that locked nothing: only the presence checks can see changes
     assert not layout.diff(cfg, texts, nobody, index)
     # every way a dict can lose or gain a key is seen
