@@ -20,9 +20,7 @@ Run as root: ``.venv/bin/python bench/failover.py [--runs 6]`` (about 2 minutes)
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import re
 import statistics
 import sys
 import time
@@ -31,11 +29,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from herd.lab.logtimes import first_after
 from tests.lab.conftest import LabCluster, joined_cluster
 
 GOAL_S = 10.0
 NODES = ("node1", "node2", "node3")
-STAMP = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \d+ (\S+) \S+ (.*)")
 #: (column, daemon, text in the log line)
 MILESTONES = (("key gone", "noded", "no node holds the master role"),
               ("elected", "masterd", "took the master role"),
@@ -88,23 +86,10 @@ def wait_settled(lab: LabCluster, timeout: float = 120.0) -> dict[str, dict[str,
 
 def milestones(lab: LabCluster, node: str, since: float) -> dict[str, float]:
     """Seconds after ``since`` of each milestone in ``node``'s logs (the first after it)."""
-    found: dict[str, float] = {}
     paths = lab.lab.node(node).paths
-    for column, daemon, text in MILESTONES:
-        try:
-            lines = paths.daemon_log(daemon).read_text(errors="replace").splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            match = STAMP.match(line)
-            if not match or text not in match.group(3):
-                continue
-            at = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").replace(
-                tzinfo=datetime.UTC).timestamp()
-            if at >= since:
-                found[column] = at - since
-                break
-    return found
+    found = {column: first_after(paths, daemon, text, since)
+             for column, daemon, text in MILESTONES}
+    return {column: at for column, at in found.items() if at is not None}
 
 
 def one_run(lab: LabCluster) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from herd.fileutil import pid_alive, read_pid
+from herd.lab.logtimes import first_after
 from tests.lab.conftest import LabCluster
 from tests.waiting import wait_until
 
@@ -170,6 +171,7 @@ def test_master_crash_and_failover(lab3: LabCluster) -> None:
     queued = submit(lab3, "gnt-debug", "delay", "-n", "node3.example.com", "0")
     assert job_status(lab3, queued) == "waiting"
     g3_pid = read_pid(lab3.lab.node("node3").paths.instance_run_dir / "g3.pid")
+    crashed_at = time.time()
     lab3.lab.crash("node1")
     start = time.monotonic()
     # nobody runs a command: a candidate takes the master role by itself
@@ -183,9 +185,16 @@ def test_master_crash_and_failover(lab3: LabCluster) -> None:
                lambda: lab3.gnt("gnt-cluster", "getmaster", node=winner.split(".")[0],
                                 check=False).stdout.strip() == winner, timeout=30)
     takeover_s = time.monotonic() - start
-    print(f"automatic failover as the CLI saw it: elected after {elected_s:.1f} s, serving "
-          f"after {takeover_s:.1f} s ({winner}; each look is a CLI run of its own)")
-    # the figure against the issue's 10 s goal is bench/failover.py's (daemons' log times)
+    short = winner.split(".")[0]
+    paths = lab3.lab.node(short).paths
+    won = wait_until("the winner's log", lambda: first_after(
+        paths, "masterd", "took the master role", crashed_at), timeout=30)
+    rapi = wait_until("herd-rapi on the new master", lambda: first_after(
+        paths, "rapi", "herd-rapi listening", crashed_at), timeout=30)
+    # measured and printed, not asserted (bench/failover.py gives the figures over six runs)
+    print(f"automatic failover: {short} won the election {won:.1f} s and served RAPI "
+          f"{rapi:.1f} s after the crash (its log times; the CLI saw {elected_s:.1f} and "
+          f"{takeover_s:.1f} s, each look a CLI run of its own)")
     # the admin's command hands the role to node2 (a no-op if node2 won the election)
     if winner != "node2.example.com":
         lab3.gnt("gnt-cluster", "master-failover", node="node2")
