@@ -11,8 +11,6 @@ import contextlib
 import ipaddress
 import socket
 
-from pyroute2 import IPRoute
-
 from herd.errors import HypervisorError
 
 VNC_BASE = 5900
@@ -28,6 +26,8 @@ def resolve_address(value: str, ip_version: int = 0) -> str:
     except ValueError:
         pass
     family = socket.AF_INET6 if ip_version == 6 else socket.AF_INET
+    from pyroute2 import IPRoute  # only for an interface name: 10 MiB that noded need not keep
+
     with IPRoute() as ip:
         found = ip.link_lookup(ifname=value)
         if not found:
