@@ -112,3 +112,29 @@ def secondary_inconsistency(primary: CopyState, secondary: CopyState) -> str | N
             return (f"disk/{index} there and the primary's changed while apart (split brain, "
                     f"generations {sgen['current']} and {pgen['current']})")
     return None
+
+
+def mirror_findings(instance: str, primary: str, secondary: str,
+                    states: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """What ``gnt-cluster verify`` says of an instance's mirrored disks that should be active,
+    from the primary's status of each disk: ``("ERROR", text)`` when the data is not
+    mirrored (no connection to the secondary, not active, no status), ``("WARNING", text)``
+    while a resync is under way (connected: every new write is mirrored already)."""
+    found: list[tuple[str, str]] = []
+    for index, st in enumerate(states):
+        what = f"instance {instance}: disk/{index}"
+        if st.get("error"):
+            found.append(("ERROR", f"{what}: no status from its primary node {primary}: "
+                                   f"{st['error']}"))
+        elif st.get("role") != "primary":
+            found.append(("ERROR", f"{what} is not active on its primary node {primary} "
+                                   f"({st.get('role') or 'unknown'})"))
+        elif not st.get("connected"):
+            found.append(("ERROR", f"{what} is degraded: not connected to its secondary node "
+                                   f"{secondary}; every write since lives on {primary} only "
+                                   "(gnt-cluster verify-disks reattaches it)"))
+        elif not st.get("in_sync"):
+            percent = st.get("sync_percent")
+            done = f" ({percent:.0f} % copied)" if isinstance(percent, int | float) else ""
+            found.append(("WARNING", f"{what} is resyncing to {secondary}{done}"))
+    return found

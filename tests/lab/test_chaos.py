@@ -2,8 +2,10 @@
 nodes while a client tags the cluster through whichever node is master.
 
 Afterwards every tag the client was told was added is in the config, read through every
-node's etcd member, and the master IP was never on two live nodes at once (sampled four
-times a second, with the masterd processes, into a timeline printed with the counts).
+node's etcd member; each member's history of the cluster object shows the acknowledged tags
+arriving in the order they were acknowledged and never leaving; and the master IP was never on
+two live nodes at once (sampled four times a second, with the masterd processes, into a
+timeline printed with the counts).
 ``HERD_CHAOS_SECONDS`` (default 60) and ``HERD_CHAOS_SEED`` repeat or lengthen a run.
 """
 
@@ -28,6 +30,61 @@ pytestmark = pytest.mark.slow
 NODES = ("node1", "node2", "node3")
 MASTER_IP = "198.51.100.254"
 DURATION = float(os.environ.get("HERD_CHAOS_SECONDS", "60"))
+
+
+#: Run in a node: the history of the cluster object as that node's own member holds it (a watch
+#: from the oldest revision kept, up to now): the chaos tags of every version, in order.
+HISTORY = """
+import asyncio, json, re
+from herd import paths
+from herd.etcd.client import EtcdClient, EtcdError
+from herd.node.etcd_member import read_spec
+KEY = "/herd/config/cluster"
+async def main():
+    p = paths.current()
+    async with EtcdClient.for_node(p, [read_spec(p).client_url], timeout=30) as c:
+        now = (await c.get(KEY)).mod_revision
+        start = 1
+        while True:
+            versions = []
+            try:
+                async for events in c.watch(KEY, start_revision=start):
+                    for event in events:
+                        tags = json.loads(event.kv.value)["tags"] if event.kv.value else []
+                        versions.append([t for t in tags if t.startswith("chaos-")])
+                    if events[-1].kv.mod_revision >= now:
+                        print(json.dumps(versions))
+                        return
+            except EtcdError as exc:
+                found = re.search(r"oldest kept is (\\d+)", exc.message)
+                if not found:
+                    raise
+                start = int(found.group(1))
+asyncio.run(main())
+"""
+
+
+def tag_history(lab: LabCluster, node: str) -> list[list[str]]:
+    proc = lab.lab.run(node, "python3", "-c", HISTORY, timeout=120)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def order_problems(history: list[list[str]], acked: list[str]) -> list[str]:
+    """What is wrong with a member's history: an acknowledged tag that arrived out of order
+    (before one acknowledged earlier) or that left after it had arrived."""
+    problems: list[str] = []
+    arrived: dict[str, int] = {}
+    for index, tags in enumerate(history):
+        for tag in tags:
+            arrived.setdefault(tag, index)
+        for tag in arrived:
+            if tag in acked and tag not in tags:
+                problems.append(f"{tag} left at version {index}")
+    times = [arrived.get(tag, -1) for tag in acked]
+    for earlier, later, tag in zip(times, times[1:], acked[1:], strict=False):
+        if later < earlier:
+            problems.append(f"{tag} arrived before an earlier acknowledged tag")
+    return sorted(set(problems))
 
 
 @pytest.fixture(scope="module")
@@ -137,11 +194,16 @@ def test_random_failures_lose_no_acknowledged_change_and_never_two_masters(
     monitor.done.set()
     monitor.join(10)
 
+    versions = {}
     for node in NODES:
         tags = set(json.loads(lab.gnt("gnt-debug", "dump-config", node=node).stdout)
                    ["cluster"]["tags"])
         lost = [t for t in client.acked if t not in tags]
         assert not lost, f"seed {seed}: acknowledged tags missing via {node}: {lost}"
+        history = tag_history(lab, node)
+        versions[node] = len(history)
+        problems = order_problems(history, client.acked)
+        assert not problems, f"seed {seed}: {node}'s member: {problems[:5]}"
     doubles = [(round(t - start, 2), ips) for t, ips, _ in monitor.samples if len(ips) > 1]
     holders = []
     for _t, ips, _ in monitor.samples:
@@ -149,7 +211,8 @@ def test_random_failures_lose_no_acknowledged_change_and_never_two_masters(
             holders.append(ips[0])
     print(f"\nchaos: seed {seed}, {len(actions)} actions in {DURATION:.0f} s, "
           f"{len(client.acked)} acknowledged changes of {client.attempts} attempts, "
-          f"master IP holders in turn: {' -> '.join(holders)}, {len(monitor.samples)} samples")
+          f"master IP holders in turn: {' -> '.join(holders)}, {len(monitor.samples)} samples, "
+          f"cluster object versions per member (all in acknowledged order): {versions}")
     print("actions: " + "; ".join(actions))
     assert not doubles, f"seed {seed}: the master IP on two nodes at once: {doubles[:5]}"
     assert client.acked, "no change was acknowledged at all"

@@ -237,9 +237,16 @@ def test_lost_secondary_daemon_resyncs_only_changes(drbd_lab: LabCluster) -> Non
     # the guest goes on writing on the primary alone (after the reconnect delay)
     during = wait_acks(lab, "node1", before + 100, timeout=180)
     assert "degraded" in mirror_state(lab)
+    # verify fails on it (it used to pass while only `info` said "degraded")
+    proc = lab.gnt("gnt-cluster", "verify", check=False)
+    assert proc.returncode == 1
+    assert f"ERROR: instance {NAME}: disk/0 is degraded: not connected to its secondary " \
+        "node node3.example.com" in proc.stdout, proc.stdout
     out = lab.gnt("gnt-cluster", "verify-disks").stdout  # what a watcher runs: reattach
     assert f"Disks of instance {NAME} activated" in out
     wait_in_sync(lab)
+    assert f"instance {NAME}: disk/0" not in lab.gnt("gnt-cluster", "verify",
+                                                      check=False).stdout
     copied = storage_cli(lab, "node1", "status")["copied_bytes"]
     changed = (acks(serial_log(lab, "node1"))[-1] - before + 64) * 4096
     assert copied <= changed + 4 * 1048576, (copied, changed)

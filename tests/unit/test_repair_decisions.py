@@ -72,3 +72,20 @@ def test_diverged_copies_only() -> None:
     assert disk_health.diverged(*copies(gen("b", "a"), gen("c", "a"))) == [0]
     assert disk_health.diverged(*copies(gen("b", "a"), gen("a"))) == []
     assert disk_health.diverged(*copies(gen("b", "a"), gen("n", fresh=True))) == []
+
+
+def test_verify_fails_on_a_mirror_that_does_not_mirror_and_warns_while_it_resyncs() -> None:
+    def findings(*states: dict) -> list[tuple[str, str]]:
+        return disk_health.mirror_findings("w1", "node1", "node3", list(states))
+
+    healthy = {"role": "primary", "connected": True, "in_sync": True}
+    assert findings(healthy, healthy) == []
+    [(level, text)] = findings(healthy, {"role": "primary", "connected": False})
+    assert level == "ERROR" and text.startswith("instance w1: disk/1 is degraded")
+    assert "node3" in text and "verify-disks" in text
+    [(level, text)] = findings({"role": "primary", "connected": True, "in_sync": False,
+                                "sync_percent": 42.4})
+    assert (level, text) == ("WARNING", "instance w1: disk/0 is resyncing to node3 (42 % copied)")
+    assert findings({"role": "down"})[0] == (
+        "ERROR", "instance w1: disk/0 is not active on its primary node node1 (down)")
+    assert findings({"role": "unknown", "error": "node1 unreachable"})[0][0] == "ERROR"
