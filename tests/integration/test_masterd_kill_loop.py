@@ -7,7 +7,7 @@ lock), every job is final, and no node holds a disk file that no instance owns (
 the node compared with the config; `gnt-cluster verify` agrees). Instance names carry the
 round, so the orphans found say which rounds left them.
 
-HERD_KILL_ROUNDS changes the number of rounds (default 20); HERD_KILL_SEED the random seed.
+HERD_KILL_ROUNDS changes the number of rounds (default 12); HERD_KILL_SEED the random seed.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from herd.lab.single import SingleNodeCluster
 
 pytestmark = pytest.mark.slow
 
-ROUNDS = int(os.environ.get("HERD_KILL_ROUNDS", "20"))
+ROUNDS = int(os.environ.get("HERD_KILL_ROUNDS", "12"))
 SUBMITTERS = 16
 FINAL = ("success", "error", "canceled")
 
