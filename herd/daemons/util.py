@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -67,7 +68,19 @@ def master_held(p: paths.HerdPaths) -> bool:
 
 def start(p: paths.HerdPaths, daemon: str, port: int = 1811,
           extra_args: tuple[str, ...] = ()) -> int:
-    """Start ``daemon`` unless it runs; return its pid once it is ready."""
+    """Start ``daemon`` unless it runs; return its pid once it is ready.
+
+    Two starters at once (``gnt-cluster init`` and noded's master watch both start masterd on
+    a new cluster) take turns on a lock file: the second finds the first's daemon running
+    instead of starting a rival that campaigns against its own node for seconds and fails."""
+    p.ensure()
+    with open(p.run_dir / f"{daemon}.start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _start_locked(p, daemon, port, extra_args)
+
+
+def _start_locked(p: paths.HerdPaths, daemon: str, port: int,
+                  extra_args: tuple[str, ...]) -> int:
     if daemon == "masterd":
         with contextlib.suppress(FileNotFoundError):
             os.unlink(_held_marker(p))
