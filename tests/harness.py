@@ -14,9 +14,10 @@ Only the network is replaced. The master's :class:`~herd.rpc.client.RpcRunner` h
 typed method builds its request as in masterd) whose ``call`` posts the JSON body straight to
 the node's real ``noded`` application (:func:`herd.rpc.server.build_app`) and decodes the answer
 as ``NodeClient.call`` does. So arguments and results are JSON both ways, ``RPC_METHODS`` and
-the mapping of node failures to :mod:`herd.errors` are the server's own code, and the few lines
-of decoding copied from the client are checked against the unmodified client talking HTTP to
-the same application (``InProcessRunner.wire``; tests/unit/test_logical_units.py). What is not
+the mapping of node failures to :mod:`herd.errors` are the server's own code, and the answer is
+decoded by the client's own :func:`~herd.rpc.client.decode_answer` (also checked against the
+unmodified client talking HTTP to the same application: ``InProcessRunner.wire``,
+tests/unit/test_logical_units.py). What is not
 there: TLS and its peer check (connection level, below HTTP) and the client's lost-answer
 recovery (it needs a connection that breaks after the request was sent).
 
@@ -64,7 +65,7 @@ from herd.objects import Cluster, ConfigData, Instance, Node, NodeGroup, params
 from herd.opcodes import OpCode, opcode_from_dict
 from herd.paths import HerdPaths
 from herd.rpc import certs, tls
-from herd.rpc.client import DEFAULT_TIMEOUT, NodeClient, RpcRunner
+from herd.rpc.client import DEFAULT_TIMEOUT, NodeClient, RpcRunner, decode_answer
 from herd.rpc.server import build_app
 
 T = TypeVar("T")
@@ -247,15 +248,7 @@ class InProcessNodeClient(NodeClient):
         body = json.dumps(args, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         status, _, raw = await self._network.post(self._address, f"/rpc/{method}",
                                                   body.encode())
-        # from here as NodeClient.call decodes noded's answer
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            raise errors.RpcError(f"node {self.node_name}: invalid answer to '{method}' "
-                                  f"(HTTP {status})") from None
-        if not answer.get("ok"):
-            raise errors.from_dict(answer.get("error") or {})
-        return answer.get("result")
+        return decode_answer(self.node_name, method, status, raw)  # as NodeClient.call does
 
 
 class InProcessRunner(RpcRunner):

@@ -12,6 +12,7 @@ for the node to answer again and asks it what happened, here, once for every cal
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -54,6 +55,19 @@ def _note(message: str) -> None:
         feedback(message)
 
 
+def decode_answer(node_name: str, method: str, status: int, raw: bytes) -> Any:
+    """noded's answer to ``method``: its result, or the error it reports raised as the
+    HerdError it names (one place for the HTTP client and the tests' in-process one)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise errors.RpcError(f"node {node_name}: invalid answer to '{method}' "
+                              f"(HTTP {status})") from None
+    if not body.get("ok"):
+        raise errors.from_dict(body.get("error") or {})
+    return body.get("result")
+
+
 class NodeClient:
     def __init__(self, http: httpx.AsyncClient, node_name: str, address: str, port: int) -> None:
         self._http = http
@@ -73,14 +87,7 @@ class NodeClient:
             if effect is None or isinstance(exc, NOT_SENT):
                 raise lost from None
             return await self._after_lost_answer(effect, args, lost)
-        try:
-            body = resp.json()
-        except ValueError:
-            raise errors.RpcError(f"node {self.node_name}: invalid answer to '{method}' "
-                                  f"(HTTP {resp.status_code})") from None
-        if not body.get("ok"):
-            raise errors.from_dict(body.get("error") or {})
-        return body.get("result")
+        return decode_answer(self.node_name, method, resp.status_code, resp.content)
 
     async def _after_lost_answer(self, effect: outcome.SideEffect, args: dict[str, Any],
                                  lost: errors.RpcError, wait: float | None = None) -> Any:
