@@ -142,6 +142,17 @@ async def activate(ctx: MasterContext, inst: Instance, feedback: Callable[[str],
         await record_sync(ctx, inst, states)
 
 
+def still_as_reported(reported: list[str | None], gens: list[dict[str, Any]]) -> list[int]:
+    """Which disks may be marked synced: those whose generation, read after the status that
+    said "in sync", is still the one that status carried. The two are separate calls; a bump
+    in between (the primary found its link broken: writes since are not on the secondary)
+    would otherwise stamp the secondary with a generation whose writes it lacks, and a later
+    start would decide it needs no resync. A status without a generation (an older node)
+    is trusted as before."""
+    return [k for k, (seen, gen) in enumerate(zip(reported, gens, strict=True))
+            if not seen or gen.get("current") == seen]
+
+
 async def record_sync(ctx: MasterContext, inst: Instance, states: list[dict[str, Any]],
                       in_job: bool = True) -> None:
     """Once the primary reports a disk in sync, the secondary's copy takes the primary's
@@ -156,10 +167,14 @@ async def record_sync(ctx: MasterContext, inst: Instance, states: list[dict[str,
     sdisks = [mirror_disk(cfg, inst, i, snode.uuid) for i in synced]
     try:
         gens = await ctx.rpc.node(pnode).mirror_generation(pdisks)
-        await ctx.rpc.node(snode).mirror_mark_synced(sdisks, gens)
+        keep = still_as_reported([states[i].get("generation") for i in synced], gens)
+        if keep:
+            await ctx.rpc.node(snode).mirror_mark_synced([sdisks[k] for k in keep],
+                                                         [gens[k] for k in keep])
     except errors.HerdError:
         return  # the next status query tries again
-    if not in_job:
+    synced = [synced[k] for k in keep]
+    if not in_job or not synced:
         return  # queries hold no locks: config changes are left to jobs
     changed = False
     for i in synced:
