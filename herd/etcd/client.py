@@ -25,10 +25,12 @@ simply be read back).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -482,6 +484,19 @@ class EtcdClient:
         """Hand the leadership to member ``target_id`` (send it to the leader's endpoint)."""
         await self.call("maintenance/transfer-leadership", {"targetID": str(target_id)},
                         endpoint=endpoint)
+
+    async def hand_over_leadership(self, leader_id: int, leader_url: str, target_id: int,
+                                   target_url: str | None = None, wait: float = 10.0) -> bool:
+        """Move etcd's leadership from ``leader_id`` (reached at ``leader_url``) to
+        ``target_id``; True once a member (``target_url``, or any) names another leader."""
+        await self.move_leader(target_id, endpoint=leader_url)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            with contextlib.suppress(EtcdError):
+                if (await self.status(endpoint=target_url)).leader not in (0, leader_id):
+                    return True
+            await asyncio.sleep(0.1)
+        return False
 
     async def defragment(self, endpoint: str, timeout: float = 120.0) -> None:
         """Defragment the member at ``endpoint``: its database file shrinks to its live data.

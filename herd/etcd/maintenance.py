@@ -18,7 +18,6 @@ a lot is to be gained, and never where it would stall the master:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -86,23 +85,12 @@ async def member_states(client: EtcdClient, own_url: str | None) -> list[MemberS
 async def _hand_over(client: EtcdClient, leader: MemberState,
                      others: list[MemberState]) -> bool:
     """Move the leadership from ``leader`` to another member; True once it moved."""
-    if not others:
-        return False
     target = others[0]
     try:
-        await client.move_leader(target.id, endpoint=leader.url)
+        return await client.hand_over_leadership(leader.id, leader.url, target.id, target.url)
     except EtcdError as exc:
         log.warning("etcd leadership not moved before defragmenting: %s", exc.message)
         return False
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            if (await client.status(endpoint=target.url)).leader not in (0, leader.id):
-                return True
-        except EtcdError:
-            pass
-        await asyncio.sleep(0.1)
-    return False
 
 
 async def defragment_where_wasted(client: EtcdClient, own_url: str | None,

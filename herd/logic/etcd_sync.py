@@ -15,7 +15,6 @@ the job log, not a failed job: the config change it follows has been saved alrea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -110,7 +109,7 @@ async def sync_members(paths: HerdPaths, cfg: ConfigData, rpc: RpcRunner,
                     feedback(f"  {action.name} is an etcd voting member")
                 else:
                     feedback(f"  removing {action.name} from etcd")
-                    await _hand_over_leadership(paths, client, members, action.member_id,
+                    await _hand_over_leadership(client, members, action.member_id,
                                                 feedback)
                     await _patiently(lambda a=action: client.member_remove(a.member_id))
                     if node is not None and not node.offline:
@@ -126,7 +125,7 @@ async def sync_members(paths: HerdPaths, cfg: ConfigData, rpc: RpcRunner,
     return problems
 
 
-async def _hand_over_leadership(paths: HerdPaths, client: EtcdClient, members: list[em.Member],
+async def _hand_over_leadership(client: EtcdClient, members: list[em.Member],
                                 leaving_id: int, feedback: Callable[[str], None]) -> None:
     """Before removing the member that leads, move the leadership to the master's own member
     (or another voter). Removing the leader means an election among the rest, and with a
@@ -142,17 +141,9 @@ async def _hand_over_leadership(paths: HerdPaths, client: EtcdClient, members: l
         return
     feedback(f"  moving etcd's leadership to {target.name or target.id} first")
     try:
-        async with EtcdClient.for_node(paths, list(leaving.client_urls), timeout=10) as leader:
-            await leader.move_leader(target.id)
+        await client.hand_over_leadership(leaving_id, leaving.client_urls[0], target.id)
     except EtcdError as exc:
         log.warning("could not move etcd's leadership: %s", exc.message)
-        return
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(EtcdError):
-            if (await client.status()).leader not in (0, leaving_id):
-                return
-        await asyncio.sleep(0.1)
 
 
 #: etcd refuses membership changes (strict reconfig check) until every voting member has been
