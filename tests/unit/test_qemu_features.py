@@ -18,7 +18,7 @@ from herd.logic import live_move
 from herd.logic.live_move import _Laps, guest_pause
 from herd.paths import HerdPaths
 from herd.storage.mirror import daemon, graph
-from herd.storage.mirror.manager import _in_sync, switch_due
+from herd.storage.mirror.manager import _in_sync, switch_due, write_in_flight
 
 
 def test_parse_versions() -> None:
@@ -88,6 +88,21 @@ def test_background_job_is_in_sync_only_once_switched_and_actively_synced() -> N
     assert not _in_sync({**job, "actively-synced": False}, switched)
     assert _in_sync({**job, "actively-synced": True}, switched)
     assert _in_sync(job, {}) and _in_sync(job, {"copy_mode": "write-blocking"})  # 7.2's jobs
+
+
+def test_a_write_in_flight_is_looked_at_again_and_real_work_left_is_not() -> None:
+    busy = {"ready": True, "paused": False, "io-status": "ok", "offset": 4096, "len": 8192}
+    assert not _in_sync(busy, {})  # one look says "resyncing (100 % copied)"
+    assert write_in_flight(busy, {}) and write_in_flight(busy, {"copy_mode": "write-blocking"})
+    assert not write_in_flight({**busy, "offset": 8192}, {})  # in sync: nothing to wait for
+    assert not write_in_flight({**busy, "ready": False}, {})  # the bulk copy runs
+    assert not write_in_flight({**busy, "paused": True}, {})
+    assert not write_in_flight({**busy, "io-status": "failed"}, {})
+    background = {"copy_mode": "background", "switch_when_ready": True}
+    assert not write_in_flight(busy, background)  # writes wait in the dirty map: real work
+    switched = {"copy_mode": "write-blocking", "switch_when_ready": True}
+    assert write_in_flight({**busy, "actively-synced": True}, switched)
+    assert not write_in_flight({**busy, "actively-synced": False}, switched)
 
 
 def _fake_binary(path: Path, first_line: str) -> str:

@@ -35,6 +35,7 @@ from herd.storage.mirror.quickack import ensure_quickack
 
 #: Seconds a clean cancel of an in-sync job may take (it drains what is in flight).
 CANCEL_TIMEOUT = 30.0
+SETTLE_TIMEOUT = 1.0  # how long a status waits out a guest write in flight
 #: QMP calls that may wait for the NBD client (drain of requests stuck on a lost peer).
 SLOW_TIMEOUT = graph.RECONNECT_DELAY + 20.0
 SYNC_MODES = ("auto", "none", "dirty", "full")
@@ -158,7 +159,7 @@ class MirrorManager:
         """Hand-over after live migration: the guest now runs on the peer. The mirror must be in
         sync; it ends cleanly, and the daemon serves the file to the new primary instead."""
         async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
-            job = await self._job(q)
+            job = await self._settled_job(q, files.read_runtime() or {})
             if job is not None:
                 if not _in_sync(job, files.read_runtime() or {}):
                     raise StorageError(f"mirror of {disk.relpath} is not in sync: refusing to "
@@ -375,7 +376,7 @@ class MirrorManager:
                 degraded=not connected, generation=gen["current"],
                 vm_uri=graph.vm_uri_tcp(disk.uuid, disk.local_ip, disk.port))
         async with session(files.qmp) as q:
-            job = await self._job(q)
+            job = await self._settled_job(q, rt)
             if job is not None and switch_due(job, rt):
                 # the bulk copy is done: from now on every guest write waits for the peer
                 await q.cmd("block-job-change", {"id": graph.JOB, "type": "mirror",
@@ -467,6 +468,18 @@ class MirrorManager:
                 return dict(job)
         return None
 
+    async def _settled_job(self, q: QmpSession, rt: dict[str, Any]) -> dict[str, Any] | None:
+        """The job, looked at again for a moment while only a write in flight keeps it from
+        being in sync (see :func:`write_in_flight`): one look at a busy guest's disk caught
+        such a write now and then and called a mirror in sync a second before "resyncing
+        (100 % copied)"."""
+        job = await self._job(q)
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while job is not None and write_in_flight(job, rt) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            job = await self._job(q)
+        return job
+
     async def _cancel(self, q: QmpSession, *, force: bool) -> None:
         """Cancel the mirror; a ready job cancelled without force ends as a consistent copy."""
         with contextlib.suppress(QmpCommandError):
@@ -545,6 +558,17 @@ def _in_sync(job: dict[str, Any], rt: dict[str, Any]) -> bool:
         return False
     return (bool(job.get("ready")) and not job.get("paused")
             and job.get("io-status", "ok") == "ok" and job.get("offset") == job.get("len"))
+
+
+def write_in_flight(job: dict[str, Any], rt: dict[str, Any]) -> bool:
+    """Whether a job that is otherwise in sync lags only by its progress counter. In
+    write-blocking mode QEMU counts a guest write into the job's ``len`` when the write
+    starts and into ``offset`` when the peer has it, so a look during a write sees
+    ``offset < len`` on a mirror that holds every acknowledged write; worth a second look
+    before saying "resyncing". Background mode: the gap is real work left."""
+    return (_in_sync({**job, "offset": job.get("len")}, rt)
+            and rt.get("copy_mode", "write-blocking") == "write-blocking"
+            and job.get("offset") != job.get("len"))
 
 
 def switch_due(job: dict[str, Any], rt: dict[str, Any]) -> bool:
