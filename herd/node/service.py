@@ -22,23 +22,28 @@ from herd.node.cluster_files import ClusterFiles
 from herd.node.etcd_member import EtcdSupervisor
 from herd.node.facts import node_facts
 from herd.paths import HerdPaths
-from herd.storage.file import FileStorage
+from herd.rpc import legacy_storage
+from herd.storage.blockdev import DeviceFactory, DeviceSpec
 
 log = logging.getLogger(__name__)
 #: Hypervisors whose guests a node looks for (the fake one is for scale tests).
 HYPERVISORS = ("kvm", "fake")
+#: The storage RPC generation this noded speaks: 2 adds ``blockdev_*`` (DeviceSpec lists); the
+#: ``disks_*``/``mirror_*`` names of 1 still work (translated, :mod:`herd.rpc.legacy_storage`).
+RPC_VERSION = 2
 
 
 class NodeService:
     def __init__(self, paths: HerdPaths) -> None:
         self.paths = paths
-        self.storage = FileStorage(paths)
+        #: Every volume goes through these devices, whatever RPC name asked for it.
+        self.devices = DeviceFactory(paths)
+        self.storage = self.devices.file_storage
         self._hypervisors: dict[str, hvbase.Hypervisor] = {}
         self.files = ClusterFiles(paths)
-        self._mirror: Any = None
         self.started = time.time()
-        #: OS scripts running now, by the relative paths of the disks they write: removing a
-        #: disk first ends the script writing it (a dead job's script would recreate the file).
+        #: OS scripts running now, by the uuids of the disks they write: removing a disk
+        #: first ends the script writing it (a dead job's script would recreate the volume).
         self._os_scripts: dict[str, asyncio.Task[None]] = {}
         #: the node's etcd member, set by noded (None in tools that use the service alone)
         self.etcd: EtcdSupervisor | None = None
@@ -60,7 +65,8 @@ class NodeService:
     async def ping(self) -> dict[str, Any]:
         name_file = self.paths.data_dir / "node-name"
         return {"node_name": name_file.read_text().strip() if name_file.exists() else None,
-                "pid": os.getpid(), "uptime": time.time() - self.started}
+                "pid": os.getpid(), "uptime": time.time() - self.started,
+                "rpc": RPC_VERSION}
 
     async def node_info(self) -> dict[str, Any]:
         hv = self.hypervisor()
@@ -172,11 +178,7 @@ class NodeService:
     # -- mirrored disks (drbd template) --------------------------------------------------------
     @property
     def mirror(self) -> Any:
-        if self._mirror is None:
-            from herd.storage.mirror import MirrorManager
-
-            self._mirror = MirrorManager(self.paths)
-        return self._mirror
+        return self.devices.mirror
 
     @staticmethod
     def _mdisks(disks: list[dict[str, Any]]) -> list[Any]:
@@ -185,21 +187,10 @@ class NodeService:
         return [MirrorDisk.from_dict(d) for d in disks]
 
     async def mirror_create(self, disks: list[dict[str, Any]]) -> None:
-        made = []
-        try:
-            for disk in self._mdisks(disks):
-                await self.mirror.create(disk)
-                made.append(disk)
-        except Exception:
-            for disk in made:
-                await self.mirror.remove(disk)
-            raise
+        await self.devices.create_all([legacy_storage.from_mirror_disk(d) for d in disks])
 
     async def mirror_remove(self, disks: list[dict[str, Any]]) -> None:
-        mdisks = self._mdisks(disks)
-        await self._end_os_scripts([d.relpath for d in mdisks])
-        for disk in mdisks:
-            await self.mirror.remove(disk)
+        await self._remove([legacy_storage.from_mirror_disk(d) for d in disks])
 
     async def mirror_generation(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [self.mirror.generation(d) for d in self._mdisks(disks)]
@@ -239,45 +230,56 @@ class NodeService:
     async def _vm_disk_path(self, disk: dict[str, Any], incoming: bool = False) -> str:
         """Where the VM opens a disk: the file, or the primary's mirror export for drbd
         (the secondary's, for the VM that receives a migration)."""
-        if disk["template"] != "drbd":
-            return self.disk_path(disk)
-        state = await self.mirror.status(self._mdisks([disk["mirror"]])[0])
-        if incoming and state.role == "secondary" and state.vm_uri:
-            return str(state.vm_uri)
-        if state.role != "primary" or not state.vm_uri:
-            raise errors.StorageError(f"disk {disk['index']} is not active as primary on this "
-                                      "node (activate the instance's disks first)")
-        return str(state.vm_uri)
+        return await self.devices.device(self._spec(disk)).vm_path(incoming)
 
-    # -- disks --------------------------------------------------------------------------------
-    def disk_path(self, disk: dict[str, Any]) -> str:
-        template = disk.get("template") or disk.get("dev_type")
-        if template == "file":
-            return str(self.storage.path_for(disk["logical_id"][1]))
-        if template == "drbd":  # the local backing file (OS scripts run before the first sync)
-            return str(self.storage.path_for(disk["logical_id"][3]))
-        raise errors.StorageError(f"disk template '{template}' has no local path on this node")
+    # -- block devices (storage RPC 2) --------------------------------------------------------
+    @staticmethod
+    def _specs(devices: list[dict[str, Any]]) -> list[DeviceSpec]:
+        return [DeviceSpec.from_dict(d) for d in devices]
+
+    async def blockdev_create(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create every device or none (those made are removed again on a failure)."""
+        made = await self.devices.create_all(self._specs(devices))
+        return [(await d.info()).to_dict() for d in made]
+
+    async def blockdev_remove(self, devices: list[dict[str, Any]]) -> None:
+        """Remove the devices (idempotent), ending the OS scripts still writing them first."""
+        await self._remove(self._specs(devices))
+
+    async def blockdev_info(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Exists, size and local path of each device; read-only."""
+        return [i.to_dict() for i in await self.devices.info_many(self._specs(devices))]
+
+    async def blockdev_list(self) -> dict[str, Any]:
+        """Everything this node holds for disks, whoever owns it: files under the file storage
+        directory (relative paths), LVs of its volume groups, running storage daemons and
+        mirror generation records kept apart from their data. The master compares this with
+        the config (verify's orphan check)."""
+        return await self.devices.list_all()
+
+    async def _remove(self, specs: list[DeviceSpec]) -> None:
+        await self._end_os_scripts([s.uuid for s in specs])
+        await self.devices.remove_all(specs)
+
+    # -- disks (storage RPC 1: node RPC disk dicts, translated) -------------------------------
+    @staticmethod
+    def _spec(disk: dict[str, Any]) -> DeviceSpec:
+        return legacy_storage.from_disk_dict(disk)
+
+    async def _local_path(self, disk: dict[str, Any]) -> str:
+        """The local volume of a disk dict (a drbd disk's data: OS scripts run before the
+        first sync)."""
+        return await self.devices.device(self._spec(disk)).local_path()
 
     async def disks_create(self, disks: list[dict[str, Any]]) -> list[str]:
         """Create every disk or none: on failure, remove those already made."""
-        made: list[str] = []
-        try:
-            for disk in disks:
-                if disk["template"] != "file":
-                    raise errors.StorageError(f"cannot create disks of template "
-                                              f"'{disk['template']}' on this node")
-                self.storage.create(disk["logical_id"][1], int(disk["size"]))
-                made.append(disk["logical_id"][1])
-        except Exception:
-            for rel in made:
-                self.storage.remove(rel)
-            raise
-        return [str(self.storage.path_for(rel)) for rel in made]
+        made = await self.devices.create_all(legacy_storage.for_disks_create(disks))
+        return [await d.local_path() for d in made]
 
     async def disk_copy(self, source: dict[str, Any], target: dict[str, Any]) -> None:
         """Copy one disk's data into another of this node (template conversions), keeping
         holes: the target must exist and be at least as large."""
-        src, dst = self.disk_path(source), self.disk_path(target)
+        src, dst = await self._local_path(source), await self._local_path(target)
         proc = await asyncio.create_subprocess_exec(
             "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", "-S", "4k", src, dst,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -287,15 +289,12 @@ class NodeService:
                                       f"{out.decode(errors='replace').strip()}")
 
     async def disks_remove(self, disks: list[dict[str, Any]]) -> None:
-        rels = [d["logical_id"][1] for d in disks if d["template"] == "file"]
-        await self._end_os_scripts(rels)
-        for rel in rels:
-            self.storage.remove(rel)
+        await self._remove(legacy_storage.for_disks_remove(disks))
 
-    async def _end_os_scripts(self, relpaths: list[str]) -> None:
+    async def _end_os_scripts(self, uuids: list[str]) -> None:
         """End the OS scripts still writing these disks (their job is gone: masterd died and
         its recovery removes what the job made) and wait until they are gone."""
-        tasks = {self._os_scripts[r] for r in relpaths if r in self._os_scripts}
+        tasks = {self._os_scripts[u] for u in uuids if u in self._os_scripts}
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -303,42 +302,22 @@ class NodeService:
                 await task
 
     async def storage_list(self) -> dict[str, Any]:
-        """Everything this node holds for disks, whoever owns it: the files under the file
-        storage directory (relative paths) and the running storage daemons of mirrored disks.
-        The master compares this with the config (verify's orphan check)."""
-        return await asyncio.to_thread(self._storage_list)
-
-    def _storage_list(self) -> dict[str, Any]:
-        base = self.storage.base
-        files = []
-        if base.is_dir():
-            for dirpath, _dirs, names in os.walk(base):
-                for name in names:
-                    path = os.path.join(dirpath, name)
-                    if os.path.isfile(path) and not os.path.islink(path):
-                        files.append(os.path.relpath(path, base))
-        daemons = []
-        run_dir = self.paths.run_dir / "mirror"
-        if run_dir.is_dir():
-            from herd.storage.mirror.daemon import DaemonFiles
-
-            for pidfile in sorted(run_dir.glob("*.pid")):
-                files_of = DaemonFiles(run_dir, pidfile.stem)
-                pid = files_of.pid()
-                if pid is None:
-                    continue
-                disk = (files_of.read_runtime() or {}).get("disk") or {}
-                daemons.append({"key": pidfile.stem, "pid": pid, "uuid": disk.get("uuid"),
-                                "relpath": disk.get("relpath")})
-        return {"files": sorted(files), "mirror_daemons": daemons}
+        """``blockdev_list`` as storage RPC 1 answered it (files and storage daemons)."""
+        listing = await self.devices.list_all()
+        return {"files": listing["files"], "mirror_daemons": listing["mirror_daemons"]}
 
     async def disks_check(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Exists, size (MiB) and local path of each disk (a drbd disk's data volume); a
+        template without a volume here answers "missing", as before."""
+        specs = legacy_storage.for_disks_check(disks)
+        known = [s for s in specs if s is not None]
+        infos = iter(await self.devices.info_many(known))
         out = []
-        for disk in disks:
-            rel = {"file": 1, "drbd": 3}.get(disk["template"])
-            size = self.storage.size_mib(disk["logical_id"][rel]) if rel is not None else None
-            out.append({"uuid": disk.get("uuid"), "exists": size is not None, "size": size,
-                        "path": self.disk_path(disk) if rel is not None else None})
+        for disk, spec in zip(disks, specs, strict=True):
+            info = next(infos) if spec is not None else None
+            out.append({"uuid": disk.get("uuid"), "exists": bool(info and info.exists),
+                        "size": info.size_mib if info else None,
+                        "path": info.path if info else None})
         return out
 
     # -- instances ----------------------------------------------------------------------------
@@ -357,11 +336,11 @@ class NodeService:
         hv = self.hypervisor(spec.get("hypervisor", "kvm"))
         if await hv.instance_info(spec["name"]) is not None:
             raise errors.HypervisorError(f"instance {spec['name']} is already running here")
-        for disk in spec["disks"]:
-            path = self.disk_path(disk)
-            if not os.path.exists(path):
+        infos = await self.devices.info_many([self._spec(d) for d in spec["disks"]])
+        for disk, info in zip(spec["disks"], infos, strict=True):
+            if not info.exists:
                 raise errors.StorageError(f"disk {disk['index']} of {spec['name']} is missing "
-                                          f"on this node ({path})")
+                                          f"on this node ({info.path})")
         info = await hv.start(await self._hv_spec(spec), paused=paused)
         return info.to_dict()
 
@@ -450,7 +429,7 @@ class NodeService:
         if script not in ("create", "import", "export", "rename"):
             raise errors.ParameterError(f"invalid OS script '{script}'")
         definition, variant = osdef.lookup(os_name, self.paths.os_search_path)
-        disks = [{"path": self.disk_path(d), "size": d["size"], "mode": d["mode"],
+        disks = [{"path": await self._local_path(d), "size": d["size"], "mode": d["mode"],
                   "uuid": d["uuid"], "name": d.get("name"), "template": d["template"]}
                  for d in instance["disks"]]
         env = osdef.build_env(
@@ -462,11 +441,10 @@ class NodeService:
         stamp = time.strftime("%Y%m%d%H%M%S")
         log_name = f"{script}-{definition.name}-{instance['name']}-{stamp}.log"
         log_file = self.paths.os_log_dir / log_name
-        rels = [d["logical_id"][3 if d["template"] == "drbd" else 1] for d in instance["disks"]
-                if d["template"] in ("file", "drbd")]
+        uuids = [str(d["uuid"]) for d in instance["disks"]]
         task = asyncio.ensure_future(osdef.run_script(definition, script, env, log_file))
-        for rel in rels:
-            self._os_scripts[rel] = task
+        for uuid in uuids:
+            self._os_scripts[uuid] = task
         try:
             await task
         except asyncio.CancelledError:
@@ -475,9 +453,9 @@ class NodeService:
                                          "ended: its disks are being removed") from None
             raise
         finally:
-            for rel in rels:
-                if self._os_scripts.get(rel) is task:
-                    del self._os_scripts[rel]
+            for uuid in uuids:
+                if self._os_scripts.get(uuid) is task:
+                    del self._os_scripts[uuid]
 
     @staticmethod
     def _cancelling() -> bool:

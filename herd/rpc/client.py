@@ -232,6 +232,20 @@ class NodeClient:
     async def storage_list(self) -> dict[str, Any]:
         return await self.call("storage_list", timeout=60)
 
+    # -- block devices (storage RPC 2: DeviceSpec dicts; noded answers ping with "rpc": 2) ----
+    async def blockdev_create(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create all of ``devices`` or none; their DeviceInfo dicts."""
+        return await self.call("blockdev_create", devices=devices, timeout=600)
+
+    async def blockdev_remove(self, devices: list[dict[str, Any]]) -> None:
+        await self.call("blockdev_remove", devices=devices, timeout=120)
+
+    async def blockdev_info(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await self.call("blockdev_info", devices=devices, timeout=60)
+
+    async def blockdev_list(self) -> dict[str, Any]:
+        return await self.call("blockdev_list", timeout=60)
+
     # -- mirrored disks -----------------------------------------------------------------------
     async def mirror_create(self, disks: list[dict[str, Any]]) -> None:
         await self.call("mirror_create", disks=disks, timeout=600)

@@ -41,10 +41,23 @@ MAX_MAP_BITS = 16 * 1024 * 1024
 BUF_SIZE = 16 * 1024 * 1024
 
 
-def local_node(path: Path) -> dict[str, Any]:
+def local_node(path: Path, *, block: bool = False, size: int | None = None) -> dict[str, Any]:
+    """The local copy. A file as it always was; a block device (an LV) through QEMU's
+    ``host_device`` driver under a raw node limited to ``size`` bytes: an LV is rounded up to
+    whole extents, and both nodes' copies must be the disk's exact size, byte for byte, or the
+    mirror job refuses a target of another length (and a guest would see the extra tail)."""
     # Page cache + fdatasync on flush; aio=threads works on every filesystem.
-    return {"driver": "file", "node-name": LOCAL, "filename": str(path), "aio": "threads",
-            "discard": "unmap", "cache": {"direct": False, "no-flush": False}}
+    cache = {"direct": False, "no-flush": False}
+    if not block:
+        return {"driver": "file", "node-name": LOCAL, "filename": str(path), "aio": "threads",
+                "discard": "unmap", "cache": cache}
+    proto = {"driver": "host_device", "node-name": f"{LOCAL}-dev", "filename": str(path),
+             "aio": "threads", "discard": "unmap", "cache": cache}
+    raw: dict[str, Any] = {"driver": "raw", "node-name": LOCAL, "discard": "unmap",
+                           "cache": cache, "file": proto}
+    if size is not None:
+        raw["size"] = size
+    return raw
 
 
 def unix_server(sock: Path) -> dict[str, Any]:

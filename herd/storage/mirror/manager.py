@@ -4,6 +4,12 @@ Stateless between calls on purpose: everything it needs is in files (the generat
 each backing file, the runtime files of each storage daemon), so a restarted noded picks up the
 running daemons where the old one left them. Calls for one disk are serialised by a lock; every
 QMP step has a timeout (see :mod:`.qmp`).
+
+The local copy (the "data volume") is a :class:`~herd.storage.blockdev.BlockDevice`: a file
+under the file storage directory, as every mirror so far, or an LV. The manager creates,
+assembles, checks and removes it only through that interface, so replication does not care
+what holds the bytes; the storage daemon opens a block device with QEMU's ``host_device``
+driver, limited to the disk's exact size (:func:`graph.local_node`).
 """
 
 from __future__ import annotations
@@ -11,13 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from herd import qemu_features
 from herd.errors import StorageError
 from herd.paths import HerdPaths
+from herd.storage.blockdev.base import BlockDevice
+from herd.storage.blockdev.spec import FILE, DeviceSpec
 from herd.storage.mirror import daemon, generation, graph, peer, tcp_table
 from herd.storage.mirror.generation import (
     SYNC_ORDER,
@@ -33,6 +42,9 @@ from herd.storage.mirror.model import MirrorDisk, MirrorStatus
 from herd.storage.mirror.qmp import QmpCommandError, QmpSession, session
 from herd.storage.mirror.quickack import ensure_quickack
 
+if TYPE_CHECKING:
+    from herd.storage.blockdev.factory import DeviceFactory
+
 #: Seconds a clean cancel of an in-sync job may take (it drains what is in flight).
 CANCEL_TIMEOUT = 30.0
 SETTLE_TIMEOUT = 1.0  # how long a status waits out a guest write in flight
@@ -41,9 +53,22 @@ SLOW_TIMEOUT = graph.RECONNECT_DELAY + 20.0
 SYNC_MODES = ("auto", "none", "dirty", "full")
 
 
+def data_spec(disk: MirrorDisk) -> DeviceSpec:
+    """The data volume of ``disk``: the one it names, else the file at its ``relpath``."""
+    if disk.data:
+        return DeviceSpec.from_dict(disk.data)
+    return DeviceSpec(uuid=disk.uuid, kind=FILE, size_mib=disk.size, name=disk.relpath,
+                      index=disk.index, path=disk.relpath)
+
+
 class MirrorManager:
-    def __init__(self, paths: HerdPaths) -> None:
+    def __init__(self, paths: HerdPaths, devices: DeviceFactory | None = None) -> None:
+        if devices is None:
+            from herd.storage.blockdev.factory import DeviceFactory
+
+            devices = DeviceFactory(paths)
         self.paths = paths
+        self.devices = devices
         self.run_dir = paths.run_dir / "mirror"
         self._locks: dict[str, asyncio.Lock] = {}
         self._samples: dict[str, tuple[float, int]] = {}
@@ -56,7 +81,18 @@ class MirrorManager:
             raise StorageError(f"disk path {disk.relpath!r} escapes {base}")
         return path
 
+    def _data(self, disk: MirrorDisk) -> BlockDevice:
+        return self.devices.device(data_spec(disk))
+
     def _gen(self, disk: MirrorDisk) -> GenerationFile:
+        """Where the generation record is: ``meta`` under the data directory (an LV has no
+        sibling file), else beside the backing file, as for every mirror made before."""
+        if disk.meta:
+            base = self.paths.data_dir
+            path = (base / disk.meta).resolve()
+            if base.resolve() not in path.parents:
+                raise StorageError(f"generation record path {disk.meta!r} escapes {base}")
+            return GenerationFile(path)
         path = self.backing_file(disk)
         return GenerationFile(path.with_name(path.name + ".gen"))
 
@@ -68,19 +104,18 @@ class MirrorManager:
 
     # -- lifecycle of the copy ---------------------------------------------------------------
     async def create(self, disk: MirrorDisk) -> None:
-        """A sparse backing file of ``disk.size`` MiB and a fresh generation; refuse if present."""
+        """The data volume (of ``disk.size`` MiB) and a fresh generation; refuse if present.
+        A record that cannot be written takes the new volume with it."""
         async with self._lock(disk):
-            path, gen = self.backing_file(disk), self._gen(disk)
-            if path.exists() or gen.exists():
+            data, gen = self._data(disk), self._gen(disk)
+            if gen.exists() or (await data.info()).exists:
                 raise StorageError(f"mirrored disk {disk.relpath} already exists on this node")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            await data.create()
             try:
-                os.ftruncate(fd, disk.size_bytes)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            gen.write(initial())
+                gen.write(initial())
+            except BaseException:
+                await data.remove()
+                raise
 
     async def remove(self, disk: MirrorDisk) -> None:
         """Stop the disk's daemon if any, delete backing file, generation and runtime files."""
@@ -91,11 +126,9 @@ class MirrorManager:
                 await self._quit(files, pid)
             files.cleanup()
             files.log.unlink(missing_ok=True)
-            path = self.backing_file(disk)
-            path.unlink(missing_ok=True)
+            # the record first: a file backing's directory goes with the data, once empty
             self._gen(disk).path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                path.parent.rmdir()  # the instance's directory, once its last disk is gone
+            await self._data(disk).remove()
 
     def generation(self, disk: MirrorDisk) -> dict[str, Any]:
         """The generation record; ``dirty_map_valid`` only while the daemon holding it lives."""
@@ -133,13 +166,13 @@ class MirrorManager:
                 gen["needs_full"] = True  # crashed primary: writes in flight then are unknown
             gen = gf.write({**gen, "role": "secondary", "clean": False, "degraded": False,
                             "dirty_map_valid": False, "map_since": None})
-            self._check_file(disk)
+            local = await self._local_node(disk)
             await asyncio.to_thread(ensure_quickack, disk.peer_ip)
             version = await asyncio.to_thread(daemon.version)
             pid = await daemon.launch(files)
             try:
                 async with session(files.qmp) as q:
-                    await q.cmd("blockdev-add", graph.local_node(self.backing_file(disk)))
+                    await q.cmd("blockdev-add", local)
                     await self._serve_secondary(q, disk, gen)
             except BaseException:
                 await daemon.terminate(pid)
@@ -214,7 +247,7 @@ class MirrorManager:
             own.update(role="primary", clean=False, fresh=False, needs_full=False,
                        export_token=generation.new_id(),
                        degraded=peer_gen is None, dirty_map_valid=True, map_since=map_since)
-            self._check_file(disk)
+            local = await self._local_node(disk)
             converting = pid is not None and rt.get("role") == "secondary"
             started = pid is None
             if started:
@@ -231,7 +264,7 @@ class MirrorManager:
                         await q.cmd("block-export-del", {"id": "repl", "mode": "hard"})
                         server = "tcp"
                     else:
-                        await q.cmd("blockdev-add", graph.local_node(self.backing_file(disk)))
+                        await q.cmd("blockdev-add", local)
                         await q.cmd("nbd-server-start", graph.unix_server(files.sock))
                         await q.cmd("block-export-add", graph.vm_export(disk.uuid))
                         server = "unix"
@@ -437,6 +470,8 @@ class MirrorManager:
             gf.update(clean=True, dirty_map_valid=False)
             files.cleanup()
             self._samples.pop(disk.uuid, None)
+            # only now: the daemon held the data volume open (an LV is refused while in use)
+            await self._data(disk).shutdown()
 
     async def list_active(self) -> list[str]:
         """Uuids of the disks whose storage daemon runs on this node."""
@@ -452,14 +487,21 @@ class MirrorManager:
         return out
 
     # -- helpers -----------------------------------------------------------------------------
-    def _check_file(self, disk: MirrorDisk) -> None:
-        path = self.backing_file(disk)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise StorageError(f"mirrored disk {disk.relpath} does not exist here") from None
-        if size != disk.size_bytes:
+    async def _local_node(self, disk: MirrorDisk) -> dict[str, Any]:
+        """Assemble the data volume and check its size: the QMP node of the local copy.
+
+        A file must be the disk's exact size (both copies are); a block device may be larger
+        (an LV has whole extents) and is then cut to the disk's size by the node itself."""
+        data = self._data(disk)
+        info = await data.info()
+        if not info.exists:
+            raise StorageError(f"mirrored disk {disk.relpath} does not exist here")
+        path = (await data.assemble()).path
+        block = stat.S_ISBLK(os.stat(path).st_mode)
+        size = info.size_bytes or 0
+        if (size < disk.size_bytes) if block else (size != disk.size_bytes):
             raise StorageError(f"{path} has {size} bytes, expected {disk.size_bytes}")
+        return graph.local_node(Path(path), block=block, size=disk.size_bytes if block else None)
 
     @staticmethod
     async def _job(q: QmpSession) -> dict[str, Any] | None:

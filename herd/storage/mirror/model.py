@@ -25,13 +25,24 @@ class MirrorDisk:
     port: int
     local_ip: str
     peer_ip: str
+    #: The data volume as a DeviceSpec dict (file or lvm); None: the file at ``relpath``.
+    data: dict[str, Any] | None = None
+    #: Where the generation record lives, relative to the data directory; None: beside the
+    #: file at ``relpath`` (``<relpath>.gen``), as for every mirror made before block devices.
+    meta: str | None = None
 
     @property
     def size_bytes(self) -> int:
         return self.size * 1024 * 1024
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Without ``data``/``meta`` when unset: runtime files of file-backed mirrors stay as
+        older nodeds wrote them (and read them back)."""
+        out = asdict(self)
+        for key in ("data", "meta"):
+            if out[key] is None:
+                del out[key]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MirrorDisk:
