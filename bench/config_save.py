@@ -63,6 +63,7 @@ from herd.etcd.members import (
     peer_url,
 )
 from herd.objects import Cluster, ConfigData, Instance, Node, NodeGroup
+from herd.objects.disk_ids import FILE_DRIVER, DrbdId, FileId
 from herd.objects.instance import Disk, Nic
 from herd.paths import HerdPaths
 from herd.rpc import certs, tls
@@ -125,10 +126,9 @@ def build_config(size: int) -> ConfigData:
                     nodes=[pnode.uuid, snode.uuid] if mirrored else [pnode.uuid])
         if mirrored:
             rel = f"{name}/{disk.uuid}.drbd.disk0"
-            disk.logical_id = [pnode.uuid, snode.uuid,
-                               cluster.drbd_port_first + (index // 5) % 4000, rel]
+            disk.logical_id = DrbdId(cluster.drbd_port_first + (index // 5) % 4000, rel)
         else:
-            disk.logical_id = ["loop", f"{name}/{disk.uuid}.file.disk0"]
+            disk.logical_id = FileId(FILE_DRIVER, f"{name}/{disk.uuid}.file.disk0")
         inst.disks.append(disk)
         inst.nics.append(Nic(mac=f"aa:00:00:{index >> 16 & 255:02x}:{index >> 8 & 255:02x}:"
                                  f"{index & 255:02x}", nicparams={"link": "br0"}))

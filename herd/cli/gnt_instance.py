@@ -19,6 +19,7 @@ from herd.cli.options import (
     parse_net_option,
 )
 from herd.cli.tags import add_tag_commands
+from herd.objects import disk_ids
 from herd.units import format_size
 
 PROG = "gnt-instance"
@@ -270,7 +271,7 @@ def instance_info_data(row: dict[str, Any]) -> dict[str, Any]:
         entry: dict[str, Any] = {
             f"disk/{index}": f"{disk['dev_type']}, size {format_size(disk['size'])}",
             "access mode": disk["mode"],
-            "logical_id": "/".join(str(x) for x in disk["logical_id"]),
+            "logical_id": disk_ids.display(disk["dev_type"], disk["logical_id"]),
             "name": disk["name"],
             "UUID": disk["uuid"],
         }

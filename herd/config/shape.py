@@ -6,6 +6,11 @@ names the first thing that is wrong, so that loading can refuse it with one line
 and the way out. Fields this version does not know are accepted (a newer version wrote them);
 fields it knows must have their declared JSON type, and the references every reader follows
 (the master node, each node's group, each instance's primary node) must resolve.
+
+A disk's nodes are stored in ``Disk.nodes`` (where the copies are) and the instance's
+``primary_node`` (which copy runs the VM); a drbd disk's stored list names them once more. Herd
+reads only the first two and writes the list from them, so a document where they disagree
+would lose one version silently: it is refused instead, naming the disk.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 from herd.objects import Cluster, Instance, Node, NodeGroup
 from herd.objects.base import ConfigObject, type_hints
+from herd.objects.disk_ids import v1_nodes
 
 #: The mappings of objects in the document, keyed by uuid.
 COLLECTIONS: dict[str, type[ConfigObject]] = {
@@ -140,6 +146,34 @@ def _reference_problem(raw: dict[str, Any]) -> str | None:
         if inst.get("primary_node", "") not in nodes:
             return (f"instance {inst.get('name', uuid)} has an unknown primary node "
                     f"{inst.get('primary_node')!r}")
+        problem = disks_problem(inst, uuid)
+        if problem:
+            return problem
+    return None
+
+
+def disks_problem(inst: dict[str, Any], uuid: str = "") -> str | None:
+    """Do an instance's disks agree with its primary node? (``inst`` in its JSON form.)
+
+    Every disk of an instance with disks on nodes (any template but diskless) has a copy on
+    the primary; a drbd disk's stored ``[pnode, snode, port, path]`` names the primary and
+    the disk's one other node.
+    """
+    name = inst.get("name", uuid)
+    primary = inst.get("primary_node", "")
+    for index, disk in enumerate(inst.get("disks", [])):
+        where = f"disk/{index} of instance {name}"
+        lid, nodes = disk.get("logical_id", []), list(disk.get("nodes", []))
+        if not isinstance(lid, list):
+            return f"{where}: logical_id is {_kind(lid)}, expected a list"
+        if inst.get("disk_template", "diskless") != "diskless" and primary not in nodes:
+            return f"{where} has no copy on the primary node {primary!r} (nodes {nodes})"
+        named = v1_nodes(str(disk.get("dev_type", "")), lid)
+        if named is None:
+            continue
+        if len(nodes) != 2 or named[0] != primary or set(named) != set(nodes):
+            return (f"{where}: its id names the nodes {named} (primary first), but the "
+                    f"instance's primary is {primary!r} and the disk's nodes are {nodes}")
     return None
 
 

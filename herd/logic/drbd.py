@@ -17,6 +17,7 @@ from herd import errors
 from herd.config.reservations import Reservations
 from herd.logic.base import MasterContext
 from herd.objects import ConfigData, Disk, Instance, Node
+from herd.objects.disk_ids import DrbdId
 from herd.storage.file import relative_path
 
 DRBD_FILE_KIND = "drbd"
@@ -25,8 +26,8 @@ DISCARD_SECONDARY = "discard_secondary"
 
 
 def used_ports(cfg: ConfigData) -> set[int]:
-    return {int(d.logical_id[2]) for i in cfg.instances.values() for d in i.disks
-            if d.dev_type == "drbd" and len(d.logical_id) > 2}
+    return {d.logical_id.port for i in cfg.instances.values() for d in i.disks
+            if isinstance(d.logical_id, DrbdId)}
 
 
 def allocate_ports(cfg: ConfigData, count: int, reservations: Reservations | None = None,
@@ -48,20 +49,34 @@ def allocate_ports(cfg: ConfigData, count: int, reservations: Reservations | Non
                                f"{cfg.cluster.drbd_port_first}-{cfg.cluster.drbd_port_last}")
 
 
-def new_logical_id(pnode: str, snode: str, port: int, inst_name: str, disk: Disk,
-                   index: int) -> list[Any]:
+def new_logical_id(port: int, inst_name: str, disk: Disk, index: int) -> DrbdId:
+    """The id of a new mirrored disk; its nodes are ``disk.nodes``, not part of the id."""
     rel = relative_path(inst_name, disk.uuid, index).replace(".file.", f".{DRBD_FILE_KIND}.")
-    return [pnode, snode, port, rel]
+    return DrbdId(port=port, path=rel)
+
+
+def drbd_id(inst: Instance, disk: Disk) -> DrbdId:
+    """``disk``'s mirror id; a disk of another shape in a mirrored instance is a config error
+    worth naming (the shape check lets unknown shapes through unchanged)."""
+    if not isinstance(disk.logical_id, DrbdId):
+        raise errors.ConfigurationError(
+            f"disk {disk.uuid} of {inst.name} has no mirror id ({disk.logical_id})")
+    return disk.logical_id
 
 
 def mirror_disk(cfg: ConfigData, inst: Instance, index: int, node_uuid: str) -> dict[str, Any]:
-    """The MirrorDisk (as a dict) that ``node_uuid`` needs for disk ``index``."""
+    """The MirrorDisk (as a dict) that ``node_uuid`` needs for disk ``index``. The peer comes
+    from the one record of where the disk is: the primary's peer is the disk's other node
+    (``disk.nodes``), any other node's peer is the instance's primary."""
     disk = inst.disks[index]
-    pnode, snode, port, rel = disk.logical_id[:4]
-    peer = snode if node_uuid == pnode else pnode
+    ident = drbd_id(inst, disk)
+    peer = disk.peer_of(node_uuid) if node_uuid == inst.primary_node else inst.primary_node
+    if peer is None:
+        raise errors.ConfigurationError(
+            f"disk/{index} of {inst.name} has no second node (nodes {disk.nodes})")
     local, other = cfg.nodes[node_uuid], cfg.nodes[peer]
-    return {"uuid": disk.uuid, "index": index, "size": disk.size, "relpath": rel,
-            "port": int(port), "local_ip": local.secondary_ip or local.primary_ip,
+    return {"uuid": disk.uuid, "index": index, "size": disk.size, "relpath": ident.path,
+            "port": ident.port, "local_ip": local.secondary_ip or local.primary_ip,
             "peer_ip": other.secondary_ip or other.primary_ip}
 
 

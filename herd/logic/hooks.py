@@ -172,13 +172,6 @@ def env_value(value: Any) -> str:
     return str(value)
 
 
-# Names of a disk's logical_id parts by disk type (Ganeti's BuildDiskLogicalIDEnv).
-_DISK_ID_VARS: dict[str, tuple[str, ...]] = {
-    "file": ("DRIVER", "ID"),
-    "drbd": ("PNODE", "SNODE", "PORT"),
-}
-
-
 def instance_env(cfg: ConfigData, inst: Instance, hvparams: Mapping[str, Any]) -> dict[str, Any]:
     """Ganeti's BuildInstanceHookEnvByObject: the instance, its NICs and its disks."""
     be = cfg.filled_beparams(inst)
@@ -220,8 +213,10 @@ def instance_env(cfg: ConfigData, inst: Instance, hvparams: Mapping[str, Any]) -
             env[pre + "NAME"] = disk.name
         env.update({pre + "UUID": disk.uuid, pre + "SIZE": disk.size, pre + "MODE": disk.mode,
                     pre + "DEV_TYPE": disk.dev_type})
-        for name, value in zip(_DISK_ID_VARS.get(disk.dev_type, ()), disk.logical_id,
-                               strict=False):
+        # the id's parts under Ganeti's names (BuildDiskLogicalIDEnv); a drbd id's nodes
+        # come from the instance, as in the stored list
+        primary = inst.primary_node
+        for name, value in disk.logical_id.hook_vars(primary, disk.peer_of(primary)).items():
             env[pre + name] = value
     env.update((f"INSTANCE_BE_{k}", v) for k, v in be.items())
     env.update((f"INSTANCE_HV_{k}", v) for k, v in hvparams.items())

@@ -20,6 +20,7 @@ from herd.logic.instance_common import check_node_free_memory, start_instance
 from herd.logic.specs import hypervisor_class, instance_spec
 from herd.network import mac as macs
 from herd.objects import Disk, Instance, Nic, params
+from herd.objects.disk_ids import FILE_DRIVER, FileId
 from herd.opcodes import OpInstanceCreate
 from herd.storage.file import relative_path
 from herd.units import parse_size
@@ -221,14 +222,14 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
             ports = drbd.allocate_ports(self.cfg, len(self.disk_specs),
                                         self.ctx.reservations, self)
         for index, spec in enumerate(self.disk_specs):
+            nodes = [self.pnode.uuid] + ([self.snode.uuid] if self.snode is not None else [])
             disk = Disk(size=spec["size"], mode=spec["mode"], name=spec["name"],
-                        dev_type=self.op.disk_template, nodes=[self.pnode.uuid])
+                        dev_type=self.op.disk_template, nodes=nodes)
             if self.snode is not None:
-                disk.nodes.append(self.snode.uuid)
-                disk.logical_id = drbd.new_logical_id(self.pnode.uuid, self.snode.uuid,
-                                                      ports[index], inst.name, disk, index)
+                disk.logical_id = drbd.new_logical_id(ports[index], inst.name, disk, index)
             else:
-                disk.logical_id = ["loop", relative_path(inst.name, disk.uuid, index)]
+                disk.logical_id = FileId(FILE_DRIVER,
+                                         relative_path(inst.name, disk.uuid, index))
             inst.disks.append(disk)
         return inst
 

@@ -17,18 +17,7 @@ from herd.logic import drbd
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import check_node_free_memory, instance_locks, start_instance
-from herd.objects import Instance
 from herd.opcodes import OpInstanceFailover
-
-
-def swap_primary(inst: Instance) -> None:
-    """Make the secondary the primary, in the instance and in every disk's identity."""
-    old, new = inst.primary_node, inst.secondary_nodes[0]
-    inst.primary_node = new
-    for disk in inst.disks:
-        disk.logical_id[0], disk.logical_id[1] = new, old
-        disk.nodes = [new, old]
-    inst.touch()
 
 
 class LUInstanceFailover(LogicalUnit[OpInstanceFailover]):
@@ -93,7 +82,7 @@ class LUInstanceFailover(LogicalUnit[OpInstanceFailover]):
         self.feedback("* deactivating disks on both nodes")
         dead = set() if self.old_alive else {self.old.uuid}
         await drbd.deactivate(self.ctx, inst, skip=dead)
-        swap_primary(inst)
+        inst.swap_primary()
         if self.op.ignore_consistency:
             # the admin chose the (new primary's) copy: the old one is discarded on return
             for disk in inst.disks:
@@ -106,7 +95,7 @@ class LUInstanceFailover(LogicalUnit[OpInstanceFailover]):
                 self.feedback(f"* starting the instance on target node {self.new.name}")
                 await start_instance(self.ctx, inst, self.new)
         except BaseException:
-            swap_primary(inst)  # the config must not claim a move that did not happen
+            inst.swap_primary()  # the config must not claim a move that did not happen
             for disk in inst.disks:
                 disk.params.pop(drbd.DISCARD_SECONDARY, None)
             raise

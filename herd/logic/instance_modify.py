@@ -19,6 +19,7 @@ from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import instance_locks, is_running
 from herd.logic.specs import hypervisor_class, instance_spec
 from herd.objects import Instance, Node, params
+from herd.objects.disk_ids import FILE_DRIVER, FileId
 from herd.opcodes import OpInstanceSetParams
 from herd.storage.file import relative_path
 
@@ -123,13 +124,12 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
             for index, disk in enumerate(new.disks):
                 disk.dev_type = "drbd"
                 disk.nodes = [pnode.uuid, self.snode.uuid]
-                disk.logical_id = drbd.new_logical_id(pnode.uuid, self.snode.uuid,
-                                                      ports[index], inst.name, disk, index)
+                disk.logical_id = drbd.new_logical_id(ports[index], inst.name, disk, index)
         else:
             for index, disk in enumerate(new.disks):
                 disk.dev_type = "file"
                 disk.nodes = [pnode.uuid]
-                disk.logical_id = ["loop", relative_path(inst.name, disk.uuid, index)]
+                disk.logical_id = FileId(FILE_DRIVER, relative_path(inst.name, disk.uuid, index))
                 disk.params.pop(drbd.DISCARD_SECONDARY, None)
         old_spec = instance_spec(cfg, old, self.ctx.paths)["disks"]
         new_spec = instance_spec(cfg, new, self.ctx.paths)["disks"]

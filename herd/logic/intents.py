@@ -28,6 +28,7 @@ from typing import Any
 
 from herd import errors
 from herd.objects import ConfigData
+from herd.objects.disk_ids import parse
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ class Item:
     @property
     def relpath(self) -> str:
         if self.kind == FILE:
-            return str(self.disk["logical_id"][1])
+            path = parse(str(self.disk.get("template", "file")),
+                         self.disk["logical_id"]).file_path()
+            return str(path)
         return str(self.disk["relpath"])
 
     def describe(self, cfg: ConfigData | None = None) -> str:
@@ -88,19 +91,10 @@ def owned_paths(cfg: ConfigData) -> set[tuple[str, str]]:
     out: set[tuple[str, str]] = set()
     for inst in cfg.instances.values():
         for disk in inst.disks:
-            rel = disk_relpath(disk.dev_type, list(disk.logical_id))
+            rel = disk.logical_id.file_path()
             if rel is not None:
                 out.update((node, rel) for node in disk.nodes)
     return out
-
-
-def disk_relpath(dev_type: str, logical_id: list[Any]) -> str | None:
-    """Where a disk of the config lives under a node's file storage directory."""
-    if dev_type == "file" and len(logical_id) > 1:
-        return str(logical_id[1])
-    if dev_type == "drbd" and len(logical_id) > 3:
-        return str(logical_id[3])
-    return None
 
 
 @dataclass

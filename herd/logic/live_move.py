@@ -28,7 +28,6 @@ from herd import errors
 from herd.logic import drbd
 from herd.logic.base import Feedback, MasterContext
 from herd.logic.instance_common import check_node_free_memory
-from herd.logic.instance_failover import swap_primary
 from herd.logic.specs import filled_hvparams, instance_spec
 from herd.objects import Instance, Node
 from herd.rpc.client import OutcomeUnknown
@@ -165,7 +164,7 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
     lap = _Laps(steps)
     await src.mirror_start_secondary(drbd.mirror_disks(cfg, inst, source.uuid))
     lap("source mirror ended")
-    swap_primary(inst)
+    inst.swap_primary()
     tdisks = drbd.mirror_disks(cfg, inst, target.uuid)
     try:
         try:

@@ -28,7 +28,6 @@ import copy
 from herd import errors
 from herd.logic import drbd, live_move
 from herd.logic.base import Feedback, MasterContext
-from herd.logic.instance_failover import swap_primary
 from herd.objects import Instance, Node
 
 
@@ -42,9 +41,7 @@ async def rebuild_secondary(ctx: MasterContext, inst: Instance, pnode: Node, old
     old_disks = drbd.mirror_disks(cfg, inst, old.uuid)
 
     def restore_old() -> None:
-        for disk in inst.disks:
-            disk.logical_id[1] = old.uuid
-            disk.nodes = [pnode.uuid, old.uuid]
+        inst.replace_node(new.uuid, old.uuid)
 
     if new.uuid == old.uuid:
         feedback(f"* discarding the copy on {old.name}")
@@ -53,9 +50,7 @@ async def rebuild_secondary(ctx: MasterContext, inst: Instance, pnode: Node, old
         await ctx.rpc.node(old).mirror_create(old_disks)
     else:
         feedback(f"* creating the disks on the new secondary {new.name}")
-        for disk in inst.disks:
-            disk.logical_id[1] = new.uuid
-            disk.nodes = [pnode.uuid, new.uuid]
+        inst.replace_node(old.uuid, new.uuid)
         try:
             await ctx.rpc.node(new).mirror_create(drbd.mirror_disks(cfg, inst, new.uuid))
         except BaseException:
@@ -106,7 +101,7 @@ async def rebuild_primary_stopped(ctx: MasterContext, inst: Instance, pnode: Nod
         feedback("* deactivating the disks")
         await drbd.deactivate(ctx, inst)
     swapped = copy.deepcopy(inst)
-    swap_primary(swapped)
+    swapped.swap_primary()
     try:
         await rebuild_secondary(ctx, swapped, snode, pnode, pnode, feedback,
                                 keep_active=False)

@@ -12,8 +12,8 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-from herd.logic.intents import disk_relpath
 from herd.objects import ConfigData
+from herd.objects.disk_ids import DrbdId
 
 #: Beside each mirrored disk's backing file: its generation record.
 GENERATION_SUFFIX = ".gen"
@@ -34,11 +34,11 @@ def expected_on(cfg: ConfigData, node_uuid: str) -> Expected:
         for disk in inst.disks:
             if node_uuid not in disk.nodes:
                 continue
-            rel = disk_relpath(disk.dev_type, list(disk.logical_id))
+            rel = disk.logical_id.file_path()
             if rel is None:
                 continue
             files.add(rel)
-            if disk.dev_type == "drbd":
+            if isinstance(disk.logical_id, DrbdId):  # a mirror: its generation record too
                 files.add(rel + GENERATION_SUFFIX)
                 uuids.add(disk.uuid)
     return Expected(frozenset(files), frozenset(uuids))

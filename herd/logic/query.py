@@ -131,7 +131,7 @@ def _instance_fields(ctx: MasterContext, cfg: ConfigData, inst: Instance,
         "nic.uuids": [n.uuid for n, _ in nics],
         "nic.networks": [n.network for n, _ in nics],
         "nic.vlans": [p.get("vlan", "") for _, p in nics],
-        "disks": [d.to_dict() for d in inst.disks],
+        "disks": inst.disk_dicts(),
         "nics": [dict(n.to_dict(), **{"mode": p["mode"], "link": p["link"]}) for n, p in nics],
     }
     for key, value in hv.items():

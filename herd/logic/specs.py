@@ -10,6 +10,7 @@ from typing import Any
 
 from herd.hypervisor import base as hvbase
 from herd.objects import ConfigData, Instance
+from herd.objects.disk_ids import DrbdId
 from herd.paths import HerdPaths
 
 
@@ -24,14 +25,15 @@ def filled_hvparams(cfg: ConfigData, inst: Instance, paths: HerdPaths) -> dict[s
 
 def disk_dict(inst: Instance, index: int) -> dict[str, Any]:
     disk = inst.disks[index]
-    return {"index": index, "template": disk.dev_type, "logical_id": list(disk.logical_id),
+    return {"index": index, "template": disk.dev_type,
+            "logical_id": disk.v1_logical_id(inst.primary_node),
             "size": disk.size, "mode": disk.mode, "uuid": disk.uuid, "name": disk.name}
 
 
 def _with_mirror(cfg: ConfigData, inst: Instance, index: int, node: str) -> dict[str, Any]:
     """A disk as ``node`` sees it; mirrored disks carry their mirror description."""
     out = disk_dict(inst, index)
-    if inst.disks[index].dev_type == "drbd":
+    if isinstance(inst.disks[index].logical_id, DrbdId):
         from herd.logic.drbd import mirror_disk
 
         out["mirror"] = mirror_disk(cfg, inst, index, node)

@@ -33,18 +33,24 @@ class ConfigObject:
         self.mtime = time.time()
 
     def to_dict(self) -> dict[str, Any]:
+        return self._fields_dict({})
+
+    def _fields_dict(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The JSON-safe fields; ``given``: the stored form of fields a subclass derives
+        itself (e.g. a disk's id), not converted again."""
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name.startswith("_"):
+        for name in _dict_fields(type(self)):
+            if name in given:
+                out[name] = given[name]
                 continue
-            value = getattr(self, f.name)
+            value = getattr(self, name)
             if isinstance(value, list):
                 value = [v.to_dict() if isinstance(v, ConfigObject) else v for v in value]
             elif isinstance(value, ConfigObject):
                 value = value.to_dict()
             elif isinstance(value, dict):
                 value = dict(value)
-            out[f.name] = value
+            out[name] = value
         return out
 
     @classmethod
@@ -62,6 +68,12 @@ class ConfigObject:
 
     def copy(self) -> Self:
         return type(self).from_dict(self.to_dict())
+
+
+@functools.cache
+def _dict_fields(cls: type) -> tuple[str, ...]:
+    """The serialised fields of ``cls``, in order (cached: a save walks every object)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if not f.name.startswith("_"))
 
 
 @functools.cache

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from herd.objects.base import ConfigObject
+from herd.objects.disk_ids import TYPED, DiskId, RawId, parse
 
 ADMIN_STATES = ("up", "down", "offline")
 
@@ -16,10 +17,46 @@ class Disk(ConfigObject):
     mode: str = "rw"
     dev_type: str = "file"
     name: str | None = None
-    #: Template-specific location; for ``file``: the path of the backing file on the node.
-    logical_id: list[Any] = dataclasses.field(default_factory=list)
-    nodes: list[str] = dataclasses.field(default_factory=list)  # node uuids holding the disk
+    #: Where the template keeps the disk, typed (herd.objects.disk_ids); built from the stored
+    #: list at construction. It names no node: see :meth:`v1_logical_id`.
+    logical_id: DiskId = dataclasses.field(default_factory=RawId)
+    #: Node uuids holding a copy (in no meaningful order: the instance's primary_node says
+    #: which one runs the VM). The one record of where the disk is.
+    nodes: list[str] = dataclasses.field(default_factory=list)
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # from_dict and callers give the stored list; parse it once, here
+        if not isinstance(self.logical_id, TYPED):
+            self.logical_id = parse(self.dev_type, self.logical_id)
+
+    def peer_of(self, node: str | None) -> str | None:
+        """The other node holding a copy (mirrored disks), or None."""
+        return next((n for n in self.nodes if n != node), None)
+
+    def ordered_nodes(self, primary: str | None) -> list[str]:
+        """``nodes`` with ``primary`` first: the stored order, so that a failover (which sets
+        only the instance's primary) saves the lists it always saved."""
+        nodes = self.nodes
+        if not nodes or nodes[0] == primary or primary not in nodes:
+            return list(nodes)
+        return [primary, *(n for n in nodes if n != primary)]
+
+    def v1_logical_id(self, primary: str | None = None) -> list[Any]:
+        """The stored (v1) list; a drbd list's nodes are derived here, and only here, from
+        ``primary`` (the instance's; default: the first of ``nodes``) and the disk's other
+        node, so no writer has to keep a copy of them in step."""
+        if primary is None and self.nodes:
+            primary = self.nodes[0]
+        ident = self.logical_id
+        if not isinstance(ident, TYPED):  # assigned a list after construction
+            ident = parse(self.dev_type, ident)
+        return ident.to_v1(primary, self.peer_of(primary))
+
+    def to_dict(self, primary: str | None = None) -> dict[str, Any]:
+        """The stored form; ``primary``: the instance's primary node (see v1_logical_id)."""
+        return self._fields_dict({"logical_id": self.v1_logical_id(primary),
+                                  "nodes": self.ordered_nodes(primary)})
 
 
 @dataclasses.dataclass
@@ -49,6 +86,30 @@ class Instance(ConfigObject):
     disks_active: bool = False
     network_port: int | None = None
     tags: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form: the disks' node lists and drbd ids follow ``primary_node``."""
+        return self._fields_dict({"disks": self.disk_dicts()})
+
+    def disk_dicts(self) -> list[dict[str, Any]]:
+        """The stored form of the disks (query rows, node RPC)."""
+        return [d.to_dict(self.primary_node) for d in self.disks]
+
+    def swap_primary(self) -> None:
+        """Make the secondary the primary (failover, migration). Only ``primary_node``
+        changes: the disks' nodes are the same two, and a drbd id names no node (its
+        stored list is derived from these, in :meth:`Disk.v1_logical_id`)."""
+        self.primary_node = self.secondary_nodes[0]
+        self.touch()
+
+    def replace_node(self, old: str, new: str) -> None:
+        """``new`` holds the copies ``old`` held (a new secondary; or back, to undo that).
+        The primary moves with :meth:`swap_primary` instead, never here. Not touched: the
+        caller saves once the copy exists."""
+        if old == self.primary_node:
+            raise ValueError(f"{old} is the primary of {self.name}; swap_primary moves it")
+        for disk in self.disks:
+            disk.nodes = [new if n == old else n for n in disk.nodes]
 
     @property
     def all_nodes(self) -> list[str]:

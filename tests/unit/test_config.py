@@ -12,6 +12,7 @@ import pytest
 from herd.config.store import ConfigStore
 from herd.errors import ConfigurationError, ParameterError
 from herd.objects import Cluster, ConfigData, Disk, Instance, Nic, Node, NodeGroup, params
+from herd.objects.disk_ids import FileId
 
 
 def sample_config() -> ConfigData:
@@ -44,7 +45,8 @@ def test_config_round_trip_through_json() -> None:
     inst = next(iter(back.instances.values()))
     assert all(isinstance(d, Disk) for d in inst.disks)
     assert all(isinstance(n, Nic) for n in inst.nics)
-    assert inst.disks[0].logical_id == ["loop", "web1/d0"]
+    assert inst.disks[0].logical_id == FileId("loop", "web1/d0")
+    assert raw["instances"][inst.uuid]["disks"][0]["logical_id"] == ["loop", "web1/d0"]
     assert inst.disks[1].mode == "ro"
     assert inst.nics[0].nicparams == {"mode": "routed"}
     assert back.serial_no == 7

@@ -113,7 +113,7 @@ def test_add_creates_the_disk_file_on_the_primary_and_the_config_entry(
     inst = cluster.saved_config().find_instance(INST)
     assert inst is not None and inst.disk_template == "file" and inst.admin_state == "down"
     assert inst.primary_node == cluster.config.find_node(N2).uuid
-    rels = [d.logical_id[1] for d in inst.disks]
+    rels = [d.logical_id.file_path() for d in inst.disks]
     assert cluster.nodes[N2].disk_files() == sorted(rels)
     assert cluster.nodes[N1].disk_files() == []
     sizes = [os.stat(cluster.nodes[N2].paths.file_storage_dir / r).st_size for r in rels]

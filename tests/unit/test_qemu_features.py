@@ -196,8 +196,7 @@ def _hand_over(monkeypatch: pytest.MonkeyPatch, fail: str = "") -> tuple[list[st
                           rpc=SimpleNamespace(node=lambda n: nodes[n.name]))
     monkeypatch.setattr(live_move.drbd, "mirror_disks", lambda cfg, inst, uuid: [uuid])
     monkeypatch.setattr(live_move.drbd, "record_sync", record_sync)
-    monkeypatch.setattr(live_move, "swap_primary", lambda inst: calls.append("swap"))
-    inst = SimpleNamespace(name="vm", disks=[1])
+    inst = SimpleNamespace(name="vm", disks=[1], swap_primary=lambda: calls.append("swap"))
     src, dst = SimpleNamespace(name="n1", uuid="u1"), SimpleNamespace(name="n2", uuid="u2")
     asyncio.run(live_move.hand_over(ctx, inst, src, dst, notes.append))  # type: ignore[arg-type]
     return calls, notes
