@@ -17,7 +17,7 @@ DEFAULT_FIELDS = ["id", "status", "summary"]
 TITLES = {"id": "ID", "status": "Status", "summary": "Summary", "priority": "Priority",
           "received_ts": "Received", "start_ts": "Start", "end_ts": "End",
           "opstatus": "OpCode_status", "oplog": "OpCode_log", "opresult": "OpCode_result",
-          "ops": "OpCodes", "archived": "Archived"}
+          "ops": "OpCodes", "archived": "Archived", "origin": "Origin"}
 
 
 def _ids(values: list[str]) -> list[int]:
@@ -79,6 +79,7 @@ def cmd_info(opts: Any) -> int:
                                   for _serial, ts, kind, msg in job["oplog"][index]],
             })
         out.append({"Job ID": job["id"], "Status": job["status"],
+                    "Origin": job.get("origin") or "unknown",
                     "Received": _fmt_ts(job["received_ts"]),
                     "Processing start": _fmt_ts(job["start_ts"]),
                     "Processing end": _fmt_ts(job["end_ts"]),

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import logging
 import os
+import pwd
+import socket
+import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -25,11 +29,12 @@ from herd.config.facts import read_facts, write_facts, write_facts_dict
 from herd.config.replication import Replicator
 from herd.config.store import ConfigStore
 from herd.daemons import util as daemon_util
-from herd.daemons.common import install_stop_handlers, pid_file, setup_logging
+from herd.daemons.common import add_log_file, install_stop_handlers, pid_file, setup_logging
 from herd.etcd import maintenance as etcd_maintenance
 from herd.etcd.client import EtcdClient, EtcdError
 from herd.etcd.election import MasterLease
 from herd.etcd.members import client_urls_from_facts
+from herd.jobs import audit
 from herd.jobs.executor import JobExecutor
 from herd.jobs.ids import JobIds
 from herd.jobs.locking import LockManager
@@ -47,6 +52,51 @@ from herd.rpc import tls
 from herd.rpc.client import RpcRunner
 
 log = logging.getLogger("herd.masterd")
+audit_log = logging.getLogger("herd.audit")
+
+#: the unix-socket peer of the request being served (uid, pid), None for in-process callers
+_peer: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "masterd_peer", default=None)
+
+
+def peer_credentials(sock: socket.socket | None) -> tuple[int, int] | None:
+    """(uid, pid) of a unix socket's peer, from the kernel (SO_PEERCRED): what a client can
+    not make up."""
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid, uid, _gid = struct.unpack("3i", raw)
+    return uid, pid
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def origin_for(peer: tuple[int, int] | None, on_behalf: dict[str, Any] | None) -> audit.Origin:
+    """Who submits: the socket's peer, or the RAPI user it submits for. Only root or
+    masterd's own user (the RAPI daemon) may submit on behalf of somebody else."""
+    if peer is None:
+        base = audit.Origin(via="local", user=user_name(os.getuid()), pid=os.getpid())
+    else:
+        base = audit.Origin(via="cli", user=user_name(peer[0]), uid=peer[0], pid=peer[1])
+    if on_behalf is None:
+        return base
+    if not isinstance(on_behalf, dict) or not isinstance(on_behalf.get("user"), str) \
+            or not isinstance(on_behalf.get("address", ""), str):
+        raise errors.ParameterError("bad request: on_behalf must be {user, address} strings")
+    if peer is not None and peer[0] not in (0, os.getuid()):
+        raise errors.ParameterError(f"bad request: uid {peer[0]} may not submit on behalf of "
+                                    "another user (only root or masterd's user may)")
+    return audit.Origin(via="rapi", user=on_behalf["user"], address=on_behalf.get("address"),
+                        uid=None if peer is None else peer[0],
+                        pid=None if peer is None else peer[1])
 
 Handler = Callable[..., Awaitable[Any]]
 #: Exit code of masterd when this node is not (or no longer) the master: not a failure.
@@ -118,7 +168,10 @@ class MasterDaemon:
     async def h_ping(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "master": self.config.data.master.name}
 
-    async def _submit(self, ops: list[dict[str, Any]]) -> int:
+    async def _submit(self, ops: list[dict[str, Any]],
+                      on_behalf: dict[str, Any] | None = None) -> int:
+        if isinstance(ops, list) and all(isinstance(op, dict) for op in ops):
+            ops = audit.stamp(ops, origin_for(_peer.get(), on_behalf))
         if self.job_ids is None:  # tests without etcd: the queue numbers jobs
             return self.executor.submit(ops)
         job_id = await self.executor.enqueue(ops, self.job_ids.take)
@@ -154,14 +207,16 @@ class MasterDaemon:
         finally:
             self.queue.listener = listener
 
-    async def h_submit_job(self, ops: list[dict[str, Any]]) -> int:
-        return await self._submit(ops)
+    async def h_submit_job(self, ops: list[dict[str, Any]],
+                           on_behalf: dict[str, Any] | None = None) -> int:
+        return await self._submit(ops, on_behalf)
 
-    async def h_submit_many(self, jobs: list[list[dict[str, Any]]]) -> list[list[Any]]:
+    async def h_submit_many(self, jobs: list[list[dict[str, Any]]],
+                            on_behalf: dict[str, Any] | None = None) -> list[list[Any]]:
         out: list[list[Any]] = []
         for ops in jobs:
             try:
-                out.append([True, await self._submit(ops)])
+                out.append([True, await self._submit(ops, on_behalf)])
             except errors.HerdError as exc:
                 out.append([False, exc.message])
         return out
@@ -259,6 +314,7 @@ class MasterDaemon:
         if task is not None:
             self._clients.add(task)
             task.add_done_callback(self._clients.discard)
+        _peer.set(peer_credentials(writer.get_extra_info("socket")))  # this task's context
         try:
             while line := await reader.readline():
                 answer = await self.dispatch(line)
@@ -355,6 +411,7 @@ class MasterDaemon:
         self.ctx = MasterContext(paths=self.paths, config=store, locks=LockManager(),
                                  rpc=self.rpc, replicator=self.replicator)
         self.executor = JobExecutor(self.queue, self.ctx)
+        self.executor.on_done = lambda job: audit_log.info("%s", audit.audit_line(job.to_dict()))
         store.add_listener(self._write_facts)
         store.add_listener(self.replicator.on_save)
 
@@ -487,6 +544,7 @@ def main() -> None:
     args = parser.parse_args()
     p = paths.current()
     setup_logging(p.daemon_log("masterd"), args.debug)
+    add_log_file("herd.audit", p.daemon_log("audit"))
     try:
         with pid_file(p.pid_file("masterd"), "herd-masterd"):
             daemon = MasterDaemon(p)

@@ -61,6 +61,8 @@ class JobExecutor:
         self._canceled: set[int] = set()
         #: Secret opcode fields per job and opcode, never stored (see herd.opcodes.base).
         self._secrets: dict[int, list[dict[str, Any]]] = {}
+        #: Told of every job that reached a final state here (masterd's audit line).
+        self.on_done: Callable[[q.Job], None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def recover_created(self) -> dict[int | None, list[str]]:
@@ -98,6 +100,7 @@ class JobExecutor:
                     op.end_ts = now
             job.status, job.end_ts = q.ERROR, now
             self.queue.save(job)
+            self._done(job)
             for line in notes.get(job.id, []):
                 self.queue.append_log(job.id, 0, "message", line)
             self.queue.append_log(job.id, 0, "error", f"Error: {LOST_MESSAGE}")
@@ -198,6 +201,16 @@ class JobExecutor:
         job.status = status
         self.queue.save(job)
         self._notify(job.id)
+        if status in q.FINAL_STATES:
+            self._done(job)
+
+    def _done(self, job: q.Job) -> None:
+        if self.on_done is None:
+            return
+        try:
+            self.on_done(job)
+        except Exception:  # an audit problem must not change the job's outcome
+            log.exception("reporting the end of job %s failed", job.id)
 
     async def _run(self, job_id: int) -> None:
         job = self.queue.get(job_id, with_log=False)

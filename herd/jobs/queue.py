@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from herd.errors import JobQueueError, NotFoundError
+from herd.jobs import audit
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,7 @@ class Job:
             "end_ts": self.end_ts,
             "summary": self.summary,
             "archived": self.archived,
+            "origin": audit.origin_of([op.input for op in self.ops]),
         }
 
 

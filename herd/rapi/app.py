@@ -121,9 +121,10 @@ class RapiApp:
         query = parse_qs(request.url.query, keep_blank_values=True)
         handler_name = template.strip("/").replace("/", "_").replace("[", "") \
             .replace("]", "").replace("-", "_") or "root"
+        peer = request.client
         req = Req(method=method, path=path, items=items, query=query, body=body,
                   master=self.master, user=user, handler_name=handler_name,
-                  template=template)
+                  template=template, client=f"{peer.host}:{peer.port}" if peer else "")
         result = await getattr(cls(), method)(req)
         return json_response(result)
 

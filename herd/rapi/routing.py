@@ -98,6 +98,8 @@ class Req:
     master: MasterPool
     user: str | None
     handler_name: str
+    #: the client's address and port ("10.0.0.5:41234"), for the audit
+    client: str = ""
     #: the route's template in Ganeti's notation (/2/instances/[instance_name]/...)
     template: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -165,6 +167,10 @@ class Req:
                 from None
         return rows[0]
 
+    def on_behalf(self) -> dict[str, str]:
+        """Whom masterd's audit names for this request's job (herd.jobs.audit)."""
+        return {"user": self.user or "anonymous", "address": self.client}
+
     def reason_trail(self) -> list[list[Any]]:
         now = time.time_ns()
         trail: list[list[Any]] = []
@@ -220,7 +226,8 @@ class Req:
             raise HttpError(413, exc.message) from None
         await self.require_url_objects()
         try:
-            return int(await self.master.call("submit_job", ops=list(ops)))
+            return int(await self.master.call("submit_job", ops=list(ops),
+                                              on_behalf=self.on_behalf()))
         except errors.OpPrereqError as exc:
             raise bad_request(f"Invalid body parameters: {exc.message}") from None
         except errors.HerdError as exc:

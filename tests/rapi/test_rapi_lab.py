@@ -9,13 +9,17 @@ failing job, re-read the users file, and follow the master role through a failov
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from herd.fileutil import pid_alive, read_pid
 from tests.rapi.conftest import CLUSTER, RapiLab, sample, sample_http, wait_rapi
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -220,6 +224,57 @@ def test_remove_instance(rapi_lab: RapiLab) -> None:
     answer = rapi_lab.client(("GetInstance", [INSTANCE], {}))[0]
     assert answer["code"] == 404
     assert rapi_lab.ok("GetInstances", bulk=True) == []
+
+
+def test_every_job_has_one_audit_line_naming_who_and_from_where(rapi_lab: RapiLab) -> None:
+    rapi_lab.gnt("gnt-cluster", "verify", check=False)  # one job from the CLI
+    jobs = {int(line.split()[0]): line.split()[1] for line in rapi_lab.gnt(
+        "gnt-job", "list", "--no-headers", "-o", "id,status").stdout.splitlines()}
+    audit_file = rapi_lab.lab.node("node1").paths.daemon_log("audit")
+    lines: dict[int, list[str]] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the CLI's last job ends a moment before its line
+        lines = {}
+        for line in audit_file.read_text().splitlines():
+            job_id = int(line.split(" job ", 1)[1].split()[0])
+            lines.setdefault(job_id, []).append(line)
+        if set(jobs) <= set(lines):
+            break
+        time.sleep(0.2)
+    assert set(lines) == set(jobs), (sorted(jobs), sorted(lines))
+    for job_id, status in jobs.items():
+        assert len(lines[job_id]) == 1 and f" job {job_id} {status} " in lines[job_id][0]
+    by_rapi = [ln[0] for ln in lines.values() if "via=rapi" in ln[0]]
+    assert by_rapi and all("user=admin " in ln and "from=" in ln for ln in by_rapi), by_rapi
+    assert any("INSTANCE_REMOVE(web1.example.com) by via=rapi user=admin" in ln
+               for ln in by_rapi)
+    verify = lines[max(jobs)][0]
+    assert "CLUSTER_VERIFY by via=cli user=root uid=0 pid=" in verify, verify
+    listed = rapi_lab.gnt("gnt-job", "list", "--no-headers", "-o", "id,origin").stdout
+    assert f"{max(jobs)} via=cli user=root uid=0" in " ".join(listed.split())
+    info = rapi_lab.gnt("gnt-job", "info", str(max(jobs))).stdout
+    assert "Origin: via=cli user=root uid=0" in info
+
+
+def test_the_shipped_logrotate_snippet_rotates_without_losing_a_line(
+        rapi_lab: RapiLab) -> None:
+    paths = rapi_lab.lab.node("node1").paths
+    snippet = (Path(__file__).parents[2] / "packaging/logrotate.d/herd").read_text()
+    postrotate = snippet.split("postrotate", 1)[1].split("endscript", 1)[0]
+    before = paths.daemon_log("audit").read_text().splitlines()
+    for name in ("audit", "masterd", "noded", "rapi"):
+        os.rename(paths.daemon_log(name), paths.daemon_log(name).with_suffix(".log.1"))
+    subprocess.run(["sh", "-c", postrotate.replace("/var/run/herd", str(paths.run_dir))],
+                   check=True)
+    for name in ("masterd", "noded", "rapi"):  # each daemon made its file anew
+        wait_until(f"{name}.log reopened", lambda n=name: paths.daemon_log(n).exists(), 30)
+    rapi_lab.gnt("gnt-cluster", "verify", check=False)
+    rotated = paths.daemon_log("audit").with_suffix(".log.1").read_text().splitlines()
+    wait_until("the new job's audit line in the new audit.log",
+               lambda: paths.daemon_log("audit").exists()
+               and "CLUSTER_VERIFY" in paths.daemon_log("audit").read_text(), 30)
+    assert rotated[:len(before)] == before
+    assert "CLUSTER_VERIFY" not in "".join(rotated[len(before):])  # written after the HUP
 
 
 def test_rapi_moves_with_the_master_role(rapi_lab: RapiLab) -> None:
