@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"herd-lab: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `herd-lab status | head`: the reader has what it wanted
+        # stdout is flushed again at exit and would fail again: point it at /dev/null
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 
