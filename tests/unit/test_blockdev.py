@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,24 @@ def test_blockdev_rpcs_and_their_old_names(tmp_path: Path) -> None:
     run(scenario())
 
 
+def test_checking_mirrored_disks_does_not_load_the_mirror_manager(tmp_path: Path) -> None:
+    """noded's memory: a query about drbd disks looks at their data volumes only."""
+    code = ("import asyncio, sys\n"
+            "from herd.node.service import NodeService\n"
+            "from pathlib import Path\n"
+            "from herd.paths import HerdPaths\n"
+            f"s = NodeService(HerdPaths(Path({str(tmp_path)!r})))\n"
+            "d = {'template': 'drbd', 'logical_id': ['a', 'b', 1, 'i/x'], 'uuid': 'u',"
+            " 'size': 1}\n"
+            "asyncio.run(s.disks_check([d]))\n"
+            "heavy = {'herd.storage.mirror.manager', 'herd.storage.mirror.qmp',"
+            " 'herd.storage.lvm'}\n"
+            "print(sorted(heavy & set(sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_new_methods_are_served_and_have_client_calls() -> None:
     from herd.rpc.client import NodeClient
     from herd.rpc.server import RPC_METHODS
@@ -351,3 +370,58 @@ def test_lvm_device_on_a_node_without_the_vg(tmp_path: Path) -> None:
         DeviceSpec(uuid="u", kind="lvm", size_mib=1, vg="herdvg", lv="u_plain"))
     with pytest.raises(StorageError, match="volume group herdvg is not configured"):
         run(dev.create())
+
+
+@pytest.mark.slow
+def test_mirror_over_an_lv_syncs_the_disk_size_exactly(tmp_path: Path, loop_vg: Any) -> None:
+    """drbd over LVM: a primary on a file mirrors into a secondary whose data is an LV larger
+    than the disk (whole 4 MiB extents); the secondary's storage daemon sees the disk's exact
+    size, the LV receives the data, and stopping releases the LV (loop device detached).
+    Both "nodes" are roots of this host talking over 127.0.0.1 (no lab network needed)."""
+    if shutil.which("qemu-storage-daemon") is None:
+        pytest.skip("needs qemu-storage-daemon")
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    size = 6  # MiB: the LV gets 8
+    uuid = "5e1f0c2a-0000-4000-8000-00000000d7bd"
+    common = {"uuid": uuid, "kind": "mirror", "size_mib": size, "index": 0, "port": port,
+              "local_ip": "127.0.0.1", "peer_ip": "127.0.0.1"}
+    prim = DeviceSpec.from_dict({**common, "data": {"uuid": uuid, "kind": "file",
+                                                    "size_mib": size, "path": f"i/{uuid}.drbd"}})
+    sec = DeviceSpec.from_dict({**common, "name": f"{uuid}_drbd",
+                                "meta": f"mirror-meta/{uuid}.gen",
+                                "data": {"uuid": uuid, "kind": "lvm", "size_mib": size,
+                                         "vg": "herdvg", "lv": f"{uuid}_drbd"}})
+    pa, pb = HerdPaths(tmp_path / "a"), HerdPaths(tmp_path / "b")
+    fa, fb = DeviceFactory(pa), DeviceFactory(pb, [loop_vg])
+    pattern = bytes(range(256)) * (size * MIB // 256)
+
+    async def scenario() -> None:
+        await fa.device(prim).create()
+        await fb.device(sec).create()
+        assert (pb.data_dir / f"mirror-meta/{uuid}.gen").exists()
+        assert [lv["lv"] for lv in (await fb.list_all())["lvs"]] == [f"{uuid}_drbd"]
+        with open(pa.file_storage_dir / f"i/{uuid}.drbd", "r+b") as handle:
+            handle.write(pattern)
+        db, da = to_mirror_disk(sec), to_mirror_disk(prim)
+        try:
+            await fb.mirror.start_secondary(db)
+            await fa.mirror.start_primary(da, "full")
+            state = await fa.mirror.wait_sync(da, 60)
+            assert state.in_sync and state.total_bytes == size * MIB, state
+        finally:
+            await fa.mirror.stop(da)
+            await fb.mirror.stop(db)
+        assert not (await fb.device(sec).info()).active  # the LV was released with the daemon
+        lv_path = await fb.device(sec).local_path()
+        with open(lv_path, "rb") as handle:
+            assert handle.read(size * MIB) == pattern
+        await fb.device(sec).shutdown()
+        await fa.device(prim).remove()
+        await fb.device(sec).remove()
+        assert (await fb.list_all())["lvs"] == [] and (await fb.list_all())["meta"] == []
+
+    run(scenario())
