@@ -2,7 +2,7 @@
 
 noded's RPCs (``blockdev_*``, and the older ``disks_*``/``mirror_*`` names translated to it)
 call these methods and never ask what kind a device is: adding a kind (LVM now, others later)
-is one class and one row in :data:`herd.storage.blockdev.factory.KINDS`.
+is one class and one row in :data:`herd.storage.blockdev.factory.CLASSES`.
 
 Contracts that callers rely on:
 
@@ -93,9 +93,12 @@ class DeviceBase:
     def __init__(self, spec: DeviceSpec) -> None:
         self.spec = spec
 
-    async def assemble(self, role: str = "primary") -> Attached:
+    def check_role(self, role: str) -> None:
         if role not in ROLES:
             raise StorageError(f"invalid role {role!r} for {self.spec.describe()}")
+
+    async def assemble(self, role: str = "primary") -> Attached:
+        self.check_role(role)
         return Attached(await self.local_path())
 
     async def shutdown(self) -> None:

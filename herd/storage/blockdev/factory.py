@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: kind -> (module, class): the only kind table on the node.
-KINDS: dict[str, tuple[str, str]] = {
+CLASSES: dict[str, tuple[str, str]] = {
     FILE: ("herd.storage.blockdev.file", "FileDevice"),
     LVM: ("herd.storage.blockdev.lvm", "LvmDevice"),
     MIRROR: ("herd.storage.blockdev.mirror", "MirrorDevice"),
@@ -74,9 +74,9 @@ class DeviceFactory:
     # -- devices --------------------------------------------------------------------------------
     def _class(self, kind: str) -> type[Any]:
         if kind not in self._classes:
-            if kind not in KINDS:  # DeviceSpec refuses these already; a clear error anyway
+            if kind not in CLASSES:  # DeviceSpec refuses these already; a clear error anyway
                 raise StorageError(f"no device kind {kind!r} on this node")
-            module, name = KINDS[kind]
+            module, name = CLASSES[kind]
             self._classes[kind] = getattr(importlib.import_module(module), name)
         return self._classes[kind]
 
@@ -87,8 +87,8 @@ class DeviceFactory:
         return device
 
     async def create_all(self, specs: Sequence[DeviceSpec]) -> list[BlockDevice]:
-        """Create every device or none: on failure, remove those already made (and a partly
-        made one: remove is idempotent), then raise the first error."""
+        """Create every device or none: on failure, remove those already made (in reverse
+        order), then raise the error. A device whose create failed cleans up after itself."""
         made: list[BlockDevice] = []
         try:
             for spec in specs:

@@ -41,7 +41,7 @@ class LvmDevice(DeviceBase):
         await asyncio.to_thread(self.node.remove, self.lv)
 
     async def assemble(self, role: str = "primary") -> Attached:
-        await super().assemble(role)  # checks the role only: local_path is the active device
+        self.check_role(role)
         return Attached(await asyncio.to_thread(self.node.assemble, self.lv))
 
     async def local_path(self) -> str:

@@ -50,7 +50,7 @@ class MirrorDevice(DeviceBase):
         await self.manager.remove(self.disk)
 
     async def assemble(self, role: str = "primary") -> Attached:
-        await super().assemble(role)  # the role check
+        self.check_role(role)
         if role == "primary":
             state = await self.manager.start_primary(self.disk, "auto")
         else:
