@@ -214,7 +214,7 @@ def test_mirror_device_create_and_remove_without_a_daemon(tmp_path: Path) -> Non
 
     async def scenario() -> None:
         await dev.create()
-        assert path.stat().st_size == 8 * MIB
+        assert path.stat().st_size == 8 * MIB and path.stat().st_mode & 0o777 == 0o600
         assert path.with_name(path.name + ".gen").exists()
         with pytest.raises(StorageError, match="already exists"):
             await dev.create()

@@ -112,6 +112,9 @@ class MirrorManager:
                 raise StorageError(f"mirrored disk {disk.relpath} already exists on this node")
             await data.create()
             try:
+                path = (await data.info()).path
+                if path and os.path.isfile(path):
+                    os.chmod(path, 0o600)  # as mirror backings always were: root's only
                 gen.write(initial())
             except BaseException:
                 await data.remove()
