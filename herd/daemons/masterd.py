@@ -40,6 +40,7 @@ from herd.jobs.ids import JobIds
 from herd.jobs.locking import LockManager
 from herd.jobs.queue import JobQueue
 from herd.jobs.replica import JobReplica
+from herd.jobs.stats import JobStats
 from herd.logic import query
 from herd.logic.base import MasterContext
 from herd.logic.etcd_sync import wait_ready as etcd_wait_ready
@@ -159,7 +160,10 @@ class MasterDaemon:
             "node_copyfile": self.h_node_copyfile,
             "query_groups": self.h_query_groups,
             "query_tags": self.h_query_tags,
+            "query_metrics": self.h_query_metrics,
         }
+        #: finished jobs by opcode, for /metrics
+        self.job_stats = JobStats()
 
     async def _write_facts(self, cfg: Any) -> None:
         write_facts(self.paths, cfg)
@@ -258,6 +262,28 @@ class MasterDaemon:
 
     async def h_query_cluster(self) -> dict[str, Any]:
         return query.cluster_info(self.ctx)
+
+    def _job_done(self, job: Any) -> None:
+        data = job.to_dict()
+        audit_log.info("%s", audit.audit_line(data))
+        self.job_stats.job_done(data)
+
+    async def h_query_metrics(self) -> dict[str, Any]:
+        """Counts only masterd has (herd.rapi.metrics renders them): finished jobs, and
+        what the etcd member that answers says of the cluster's store."""
+        out: dict[str, Any] = {"jobs": self.job_stats.to_dict(), "etcd": None}
+        if self.etcd is not None:
+            try:
+                status = await asyncio.wait_for(self.etcd.status(), 2.0)
+                members = await asyncio.wait_for(self.etcd.member_list(), 2.0)
+            except (EtcdError, TimeoutError, OSError) as exc:
+                out["etcd"] = {"error": str(exc)}
+            else:
+                out["etcd"] = {"db_size": status.db_size, "db_size_in_use":
+                               status.db_size_in_use, "has_leader": bool(status.leader),
+                               "raft_term": status.raft_term, "members": len(members),
+                               "learners": sum(1 for m in members if m.is_learner)}
+        return out
 
     async def h_query_volumes(self, names: list[str] | None = None) -> list[dict[str, Any]]:
         return await query.query_volumes(self.ctx, names)
@@ -411,7 +437,7 @@ class MasterDaemon:
         self.ctx = MasterContext(paths=self.paths, config=store, locks=LockManager(),
                                  rpc=self.rpc, replicator=self.replicator)
         self.executor = JobExecutor(self.queue, self.ctx)
-        self.executor.on_done = lambda job: audit_log.info("%s", audit.audit_line(job.to_dict()))
+        self.executor.on_done = self._job_done
         store.add_listener(self._write_facts)
         store.add_listener(self.replicator.on_save)
 

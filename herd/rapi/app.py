@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from herd import errors
 from herd.paths import HerdPaths
-from herd.rapi import openapi, resources  # noqa: F401 - registers the resources
+from herd.rapi import convert, openapi, resources  # noqa: F401 - registers the resources
 from herd.rapi.auth import ACCESS_READ, UsersFile, authenticate
 from herd.rapi.errors import HttpError, bad_request, from_herd
 from herd.rapi.master import MasterPool
@@ -105,6 +105,12 @@ class RapiApp:
         path = request.url.path
         if path == "/openapi.json" and method == "GET":
             return json_response(openapi.document())
+        if path == "/metrics" and method == "GET":
+            if self.require_auth:
+                client = request.client.host if request.client else ""
+                authenticate(self.users, request.headers.get("authorization"), ACCESS_READ,
+                             self.logins, client)
+            return await self.metrics()
         found = match(path)
         if found is None:
             raise HttpError(404)
@@ -127,6 +133,22 @@ class RapiApp:
                   template=template, client=f"{peer.host}:{peer.port}" if peer else "")
         result = await getattr(cls(), method)(req)
         return json_response(result)
+
+    async def metrics(self) -> Response:
+        """``/metrics`` (herd.rapi.metrics): one look at nodes, instances, jobs and masterd's
+        own counts, all read-only queries."""
+        from herd.rapi import metrics
+
+        cluster, nodes, instances, jobs, master = await asyncio.gather(
+            self.master.call("query_cluster"),
+            self.master.call("query_nodes", names=None, live=True),
+            self.master.call("query_instances", names=None, live=True),
+            self.master.call("query_jobs"),
+            self.master.call("query_metrics"))
+        body = metrics.render(cluster["name"],
+                              [{**convert.node(n), "reachable": n.get("reachable")} for n in nodes],
+                              [convert.instance(i) for i in instances], jobs, master)
+        return Response(body, media_type=metrics.CONTENT_TYPE, headers={"Server": SERVER})
 
     @staticmethod
     async def _body(request: Request) -> Any:

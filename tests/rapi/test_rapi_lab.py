@@ -149,6 +149,67 @@ def test_shutdown_startup_info_and_tags(rapi_lab: RapiLab) -> None:
     assert rapi_lab.ok("GetClusterTags") == ["site:lab"]
 
 
+def _scrape(rapi_lab: RapiLab, user: str | None = "jessica") -> dict[str, dict[tuple, float]]:
+    """/metrics parsed by prometheus_client's own parser: name -> {labels: value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    argv = ["curl", "-sk", "-w", "\\n%{http_code}", f"https://{CLUSTER}:5080/metrics"]
+    if user:
+        argv[2:2] = ["-u", f"{user}:jesspw"]
+    proc = rapi_lab.lab.run("node2", *argv)
+    text, _, code = proc.stdout.rpartition("\n")
+    assert code == "200", proc.stdout[-300:]
+    out: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for point in family.samples:
+            out.setdefault(point.name, {})[tuple(sorted(point.labels.items()))] = point.value
+    return out
+
+
+def test_metrics_say_what_gnt_node_list_and_gnt_instance_list_say(rapi_lab: RapiLab) -> None:
+    metrics = _scrape(rapi_lab)
+    rows = rapi_lab.gnt("gnt-node", "list", "--no-headers", "--units=m", "--separator=|", "-o",
+                        "name,mtotal,dtotal,ctotal,pinst_cnt,sinst_cnt,mfree,dfree").stdout
+    nodes = [line.split("|") for line in rows.splitlines()]
+    assert len(nodes) == 2
+    for name, mtotal, dtotal, ctotal, pinst, sinst, mfree, dfree in nodes:
+        labels = (("cluster", CLUSTER), ("node", name))
+        for metric, value in (("mtotal", mtotal), ("dtotal", dtotal), ("ctotal", ctotal),
+                              ("pinst_cnt", pinst), ("sinst_cnt", sinst)):
+            assert metrics[f"ganeti_node_{metric}"][labels] == float(value.rstrip("M")), metric
+        for metric, value in (("mfree", mfree), ("dfree", dfree)):  # live: they move a little
+            seen = metrics[f"ganeti_node_{metric}"][labels]
+            assert abs(seen - float(value.rstrip("M"))) <= 0.05 * float(value.rstrip("M")) + 64
+        assert metrics["herd_node_reachable"][labels] == 1.0
+    status = dict(line.split() for line in rapi_lab.gnt(
+        "gnt-instance", "list", "--no-headers", "-o", "name,status").stdout.splitlines())
+    assert status == {INSTANCE: "running"}
+    running = {dict(k)["instance"]: v for k, v in metrics["herd_instance_running"].items()}
+    assert running == {INSTANCE: 1.0}
+    ram = metrics["ganeti_instance_oper_ram"][(("cluster", CLUSTER), ("instance", INSTANCE))]
+    assert ram == float(rapi_lab.gnt("gnt-instance", "list", "--no-headers", "--units=m",
+                                     "-o", "oper_ram", INSTANCE).stdout.strip().rstrip("M"))
+    assert metrics["ganeti_cluster_node_count"][(("cluster", CLUSTER),)] == 2.0
+    assert metrics["ganeti_cluster_instance_count"][(("cluster", CLUSTER),)] == 1.0
+    jobs = rapi_lab.gnt("gnt-job", "list", "--no-headers", "-o", "status").stdout.split()
+    for state in ("success", "error", "queued"):
+        labels = (("cluster", CLUSTER), ("job_status", state))
+        assert metrics["ganeti_cluster_jobs"][labels] == jobs.count(state)
+    # every exporter name its dashboards use is there
+    for name in ("ganeti_node_p_oper_vcpus", "ganeti_node_s_oper_vcpus",
+                 "ganeti_instance_oper_vcpus", "ganeti_cluster_offline_nodes",
+                 "ganeti_job_run_time", "ganeti_job_wait_time"):
+        assert name in metrics, name
+    # Herd's own: the startup job above is counted and timed by opcode
+    started = (("cluster", CLUSTER), ("opcode", "OP_INSTANCE_STARTUP"), ("status", "success"))
+    assert metrics["herd_jobs_finished_total"][started] >= 1
+    count = metrics["herd_job_run_seconds_count"][(("cluster", CLUSTER),
+                                                   ("opcode", "OP_INSTANCE_STARTUP"))]
+    assert count == metrics["herd_jobs_finished_total"][started]
+    assert metrics["herd_etcd_up"][(("cluster", CLUSTER),)] == 1.0
+    assert metrics["herd_etcd_has_leader"][(("cluster", CLUSTER),)] == 1.0
+
+
 def test_bad_requests_get_ganetis_status_and_shape(rapi_lab: RapiLab) -> None:
     jobs, serial = rapi_lab.job_count(), rapi_lab.config()["serial_no"]
     status, headers, body = rapi_lab.curl("GET", "/2/info", user=None)
