@@ -425,3 +425,13 @@ def test_mirror_over_an_lv_syncs_the_disk_size_exactly(tmp_path: Path, loop_vg: 
         assert (await fb.list_all())["lvs"] == [] and (await fb.list_all())["meta"] == []
 
     run(scenario())
+
+
+def test_a_block_device_data_volume_is_cut_to_the_disk_size() -> None:
+    from herd.storage.mirror import graph
+
+    plain = graph.local_node(Path("/srv/f"))
+    assert plain["driver"] == "file" and "size" not in plain  # files: as always
+    node = graph.local_node(Path("/dev/loop7"), block=True, size=6 * MIB)
+    assert (node["driver"], node["node-name"], node["size"]) == ("raw", graph.LOCAL, 6 * MIB)
+    assert (node["file"]["driver"], node["file"]["filename"]) == ("host_device", "/dev/loop7")
