@@ -12,7 +12,7 @@ from herd import __version__, errors, paths
 from herd.cli.client import MasterClient
 from herd.cli.common import command_main, print_feedback, submit_or_run, wait_for_job
 from herd.cli.formatting import format_info
-from herd.cli.options import HerdArgumentParser, add_common_options, keyval_type
+from herd.cli.options import HerdArgumentParser, add_common_options, keyval_type, yes_no
 from herd.cli.tags import add_tag_commands
 from herd.config.facts import read_facts
 from herd.daemons import util as daemon_util
@@ -93,6 +93,7 @@ def cmd_info(opts: Any) -> int:
         "Hypervisor parameters": info["hvparams"],
         "Cluster parameters": {
             "candidate pool size": info["candidate_pool_size"],
+            "RAPI anonymous reads": bool(info.get("rapi_anonymous_reads")),
             "master netdev": info["master_netdev"],
             "master IP": info["master_ip"],
             "MAC prefix": info["mac_prefix"],
@@ -139,6 +140,9 @@ def cmd_modify(opts: Any) -> int:
     if opts.os_parameters:
         os_name, _, rest = opts.os_parameters.partition(":")
         op["osparams"] = {os_name: keyval_type(rest)}
+    anonymous = yes_no(opts.rapi_anonymous_reads, "--rapi-anonymous-reads")
+    if anonymous is not None:
+        op["rapi_anonymous_reads"] = anonymous
     if len(op) == 1:
         raise errors.ParameterError("please give at least one of the parameters to modify")
     submit_or_run(opts, [op])
@@ -348,6 +352,9 @@ def build_parser() -> HerdArgumentParser:
                         default=None)
     modify.add_argument("-O", "--os-parameters", dest="os_parameters", default=None,
                         metavar="OS:PARAMS")
+    modify.add_argument("--rapi-anonymous-reads", dest="rapi_anonymous_reads", default=None,
+                        metavar="yes|no", help="let RAPI answer GETs without credentials, as "
+                        "Ganeti's does (default: no; writes always need a user)")
     modify.set_defaults(func=cmd_modify)
     mf = sub.add_parser("master-failover", help="make this master candidate the master")
     mf.add_argument("--no-voting", dest="no_voting", action="store_true",

@@ -10,7 +10,13 @@ from herd import errors
 from herd.cli.client import MasterClient
 from herd.cli.common import command_main, print_list, submit_or_run
 from herd.cli.formatting import format_info
-from herd.cli.options import JOB_OPTIONS, LIST_OPTIONS, HerdArgumentParser, add_common_options
+from herd.cli.options import (
+    JOB_OPTIONS,
+    LIST_OPTIONS,
+    HerdArgumentParser,
+    add_common_options,
+    yes_no,
+)
 from herd.cli.tags import add_tag_commands
 
 PROG = "gnt-node"
@@ -80,16 +86,6 @@ def cmd_info(opts: Any) -> int:
     return 0
 
 
-def _yes_no(value: str | None, option: str) -> bool | None:
-    if value is None:
-        return None
-    if value.lower() in ("yes", "true"):
-        return True
-    if value.lower() in ("no", "false"):
-        return False
-    raise errors.ParameterError(f"invalid value '{value}' for {option}: expected yes or no")
-
-
 def join_token(option: str | None, environ: dict[str, str], stdin: Any) -> str | None:
     """The join token: ``--join-token TOKEN``, ``--join-token -`` (read from standard input),
     or ``HERD_JOIN_TOKEN``. The last two keep it off the command line, where other users of
@@ -104,8 +100,8 @@ def cmd_add(opts: Any) -> int:
     op: dict[str, Any] = {"OP_ID": "OP_NODE_ADD", "node_name": opts.node,
                           "secondary_ip": opts.secondary_ip, "readd": opts.readd,
                           "group": opts.nodegroup, "join_token": token,
-                          "master_capable": _yes_no(opts.master_capable, "--master-capable"),
-                          "vm_capable": _yes_no(opts.vm_capable, "--vm-capable")}
+                          "master_capable": yes_no(opts.master_capable, "--master-capable"),
+                          "vm_capable": yes_no(opts.vm_capable, "--vm-capable")}
     submit_or_run(opts, [op])
     return 0
 
@@ -118,12 +114,12 @@ def cmd_remove(opts: Any) -> int:
 def cmd_modify(opts: Any) -> int:
     op: dict[str, Any] = {"OP_ID": "OP_NODE_SET_PARAMS", "node_name": opts.node,
                           "force": opts.force, "auto_promote": opts.auto_promote,
-                          "offline": _yes_no(opts.offline, "--offline"),
-                          "drained": _yes_no(opts.drained, "--drained"),
-                          "master_candidate": _yes_no(opts.master_candidate,
+                          "offline": yes_no(opts.offline, "--offline"),
+                          "drained": yes_no(opts.drained, "--drained"),
+                          "master_candidate": yes_no(opts.master_candidate,
                                                       "--master-candidate"),
-                          "master_capable": _yes_no(opts.master_capable, "--master-capable"),
-                          "vm_capable": _yes_no(opts.vm_capable, "--vm-capable"),
+                          "master_capable": yes_no(opts.master_capable, "--master-capable"),
+                          "vm_capable": yes_no(opts.vm_capable, "--vm-capable"),
                           "secondary_ip": opts.secondary_ip}
     submit_or_run(opts, [op])
     return 0

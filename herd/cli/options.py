@@ -597,3 +597,14 @@ def add_common_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup
         flags, kwargs = _SPECS[name]
         parser.add_argument(*flags, **kwargs)
 
+
+
+def yes_no(value: str | None, option: str) -> bool | None:
+    """Ganeti's yes/no option values (None: not given)."""
+    if value is None:
+        return None
+    if value.lower() in ("yes", "true"):
+        return True
+    if value.lower() in ("no", "false"):
+        return False
+    raise ParameterError(f"invalid value '{value}' for {option}: expected yes or no")

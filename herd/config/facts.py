@@ -26,6 +26,7 @@ def facts_from_config(cfg: ConfigData) -> dict[str, Any]:
                            "master_candidate": n.master_candidate, "offline": n.offline}
                   for n in cfg.nodes.values()},
         "serial_no": cfg.serial_no,
+        "rapi_anonymous_reads": cfg.cluster.rapi_anonymous_reads,
     }
 
 

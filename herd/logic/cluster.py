@@ -96,6 +96,8 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
             cluster.enabled_hypervisors = list(op.enabled_hypervisors)
         if op.enabled_disk_templates is not None:
             cluster.enabled_disk_templates = list(op.enabled_disk_templates)
+        if op.rapi_anonymous_reads is not None:
+            cluster.rapi_anonymous_reads = op.rapi_anonymous_reads
         cluster.touch()
         await self.ctx.config.save()
 

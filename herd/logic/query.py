@@ -233,6 +233,7 @@ def cluster_info(ctx: MasterContext) -> dict[str, Any]:
         "diskparams": dict(c.diskparams),
         "osparams": dict(c.osparams),
         "candidate_pool_size": c.candidate_pool_size,
+        "rapi_anonymous_reads": c.rapi_anonymous_reads,
         "noded_port": c.noded_port,
         "mac_prefix": c.mac_prefix,
         "file_storage_dir": str(ctx.paths.file_storage_dir),

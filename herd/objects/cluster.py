@@ -45,6 +45,10 @@ class Cluster(ConfigObject):
     diskparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     osparams: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     maintain_node_health: bool = False
+    #: Whether RAPI answers GETs without credentials. Ganeti's RAPI does (htools' ``-m`` and
+    #: some exporters rely on it); Herd asks for a user unless the admin opts in, because the
+    #: answers name every instance, address and MAC of the cluster.
+    rapi_anonymous_reads: bool = False
     uid_pool: list[Any] = dataclasses.field(default_factory=list)
     tags: list[str] = dataclasses.field(default_factory=list)
 

@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from herd import errors
+from herd.config.facts import read_facts
 from herd.paths import HerdPaths
 from herd.rapi import convert, openapi, resources  # noqa: F401 - registers the resources
 from herd.rapi.auth import ACCESS_READ, UsersFile, authenticate
@@ -78,10 +79,28 @@ def error_response(exc: HttpError) -> Response:
 class RapiApp:
     def __init__(self, paths: HerdPaths, require_auth: bool = True) -> None:
         self.paths = paths
-        self.require_auth = require_auth
+        #: False: the daemon was started with --allow-anonymous-read (for this run only)
+        self.forced_anonymous = not require_auth
+        self._facts_seen: tuple[int, bool] | None = None
         self.users = UsersFile(paths.rapi_users_file)
         self.master = MasterPool(paths.master_socket)
         self.logins = LoginThrottle()
+
+    @property
+    def require_auth(self) -> bool:
+        """Whether GETs need credentials: the cluster's ``rapi_anonymous_reads`` (gnt-cluster
+        modify --rapi-anonymous-reads), read from the facts file masterd rewrites on every
+        config change, re-read only when that file changed."""
+        if self.forced_anonymous:
+            return False
+        try:
+            stamp = self.paths.cluster_facts_file.stat().st_mtime_ns
+        except OSError:
+            return True
+        if self._facts_seen is None or self._facts_seen[0] != stamp:
+            facts = read_facts(self.paths) or {}
+            self._facts_seen = (stamp, bool(facts.get("rapi_anonymous_reads")))
+        return not self._facts_seen[1]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -279,6 +279,22 @@ def test_users_file_is_reread_and_hashes_work(rapi_lab: RapiLab) -> None:
     assert doc["openapi"].startswith("3.") and "/2/instances/{instance_name}" in doc["paths"]
 
 
+def test_anonymous_reads_are_a_cluster_setting(rapi_lab: RapiLab) -> None:
+    assert rapi_lab.curl("GET", "/2/info", user=None)[0] == 401  # Herd's default
+    rapi_lab.gnt("gnt-cluster", "modify", "--rapi-anonymous-reads", "yes")
+    assert "RAPI anonymous reads: True" in rapi_lab.gnt("gnt-cluster", "info").stdout
+    status, _, info = rapi_lab.curl("GET", "/2/info", user=None)
+    assert status == 200 and info["name"] == CLUSTER  # Ganeti's behaviour, for htools
+    assert rapi_lab.curl("PUT", "/2/redistribute-config", user=None)[0] == 401
+    assert "ganeti_cluster_node_count" in rapi_lab.lab.run(
+        "node2", "curl", "-sk", f"https://{CLUSTER}:5080/metrics").stdout
+    rapi_lab.gnt("gnt-cluster", "modify", "--rapi-anonymous-reads", "no")
+    assert rapi_lab.curl("GET", "/2/info", user=None)[0] == 401
+    proc = rapi_lab.gnt("gnt-cluster", "modify", "--rapi-anonymous-reads", "maybe", check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().endswith(
+        "invalid value 'maybe' for --rapi-anonymous-reads: expected yes or no")
+
+
 def test_remove_instance(rapi_lab: RapiLab) -> None:
     assert rapi_lab.run_job("DeleteInstance", INSTANCE, shutdown_timeout=0)["status"] == \
         "success"
