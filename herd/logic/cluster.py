@@ -13,6 +13,7 @@ from herd.logic.base import LogicalUnit
 from herd.logic.disk_health import mirror_findings
 from herd.logic.etcd_health import etcd_findings
 from herd.logic.specs import hypervisor_class
+from herd.logic.templates import template_of
 from herd.network import mac as macs
 from herd.node import hooks as node_hooks
 from herd.node.cluster_files import ClusterFiles
@@ -184,7 +185,7 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
         fail on it, as Ganeti's does for a degraded DRBD device."""
         cfg = self.cfg
         for inst in sorted(cfg.instances.values(), key=lambda i: i.name):
-            if inst.disk_template != "drbd" or not inst.disks or not inst.secondary_nodes:
+            if template_of(inst).copies < 2 or not inst.disks or not inst.secondary_nodes:
                 continue
             if not (inst.admin_state == "up" or inst.disks_active):
                 continue
@@ -364,7 +365,7 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
     def _mirror_nodes(self) -> set[str]:
         """Names of the nodes holding a copy of some mirrored (drbd) disk."""
         return {self.cfg.nodes[n].name for inst in self.cfg.instances.values()
-                if inst.disk_template == "drbd"
+                if template_of(inst).copies > 1
                 for n in (inst.primary_node, *inst.secondary_nodes) if n in self.cfg.nodes}
 
     def _verify_n_plus_one(self, infos: dict[str, dict[str, Any]]) -> None:

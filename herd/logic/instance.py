@@ -6,7 +6,6 @@ from typing import Any
 
 from herd import errors
 from herd.jobs.locking import LockRequest
-from herd.logic import drbd
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import (
@@ -16,6 +15,7 @@ from herd.logic.instance_common import (
     start_instance,
 )
 from herd.logic.specs import hypervisor_class, instance_spec
+from herd.logic.templates import template_of
 from herd.objects import Instance, Node, params
 from herd.opcodes import (
     OpInstanceActivateDisks,
@@ -69,20 +69,17 @@ class LUInstanceStartup(_InstanceLU):
             memory = int({**self.cfg.filled_beparams(self.inst), **self.beparams}["maxmem"])
             await check_node_free_memory(self.ctx, self.pnode, memory,
                                          f"starting instance {self.inst.name}")
-            disks = instance_spec(self.cfg, self.inst, self.ctx.paths)["disks"]
-            if disks:
-                for state in await self.ctx.rpc.node(self.pnode).disks_check(disks):
-                    if not state["exists"]:
-                        raise errors.OpPrereqError(
-                            f"disk {state['uuid']} of {self.inst.name} is missing on node "
-                            f"{self.pnode.name}; use 'gnt-instance recreate-disks'")
+            missing = await template_of(self.inst).missing(self.ctx, self.inst, self.pnode)
+            if missing:
+                raise errors.OpPrereqError(
+                    f"disk {self.inst.disks[missing[0]].uuid} of {self.inst.name} is missing "
+                    f"on node {self.pnode.name}; use 'gnt-instance recreate-disks'")
 
     async def execute(self) -> None:
         if self.running:
             self.feedback(f"instance {self.inst.name} is already running")
         else:
-            if self.inst.disk_template == "drbd":
-                await drbd.activate(self.ctx, self.inst, self.feedback, ignore_secondary=True)
+            await template_of(self.inst).start_disks(self.ctx, self.inst, self.feedback)
             await start_instance(self.ctx, self.inst, self.pnode,
                                  paused=self.op.startup_paused, hvparams=self.hvparams,
                                  beparams=self.beparams)
@@ -106,8 +103,8 @@ class LUInstanceShutdown(_InstanceLU):
             self.feedback(f"instance {self.inst.name} is not running")
         else:
             await node_rpc.instance_stop(self.inst.name, float(self.op.timeout))
-        if self.inst.disk_template == "drbd" and not self.inst.disks_active:
-            await drbd.deactivate(self.ctx, self.inst)
+        if not self.inst.disks_active:
+            await template_of(self.inst).deactivate(self.ctx, self.inst)
         if not self.op.no_remember:
             await self.set_admin_state("down")
 
@@ -127,8 +124,7 @@ class LUInstanceReboot(_InstanceLU):
         if await node_rpc.instance_info(self.inst.name) is None:
             # as Ganeti: rebooting a stopped instance starts it
             self.feedback(f"instance {self.inst.name} was not running; starting it")
-            if self.inst.disk_template == "drbd":
-                await drbd.activate(self.ctx, self.inst, self.feedback, ignore_secondary=True)
+            await template_of(self.inst).start_disks(self.ctx, self.inst, self.feedback)
             await start_instance(self.ctx, self.inst, self.pnode)
         else:
             spec = instance_spec(self.cfg, self.inst, self.ctx.paths)
@@ -143,21 +139,16 @@ class LUInstanceRemove(_InstanceLU):
 
     async def execute(self) -> None:
         node_rpc = self.ctx.rpc.node(self.pnode)
-        spec = instance_spec(self.cfg, self.inst, self.ctx.paths)
         try:
             if await node_rpc.instance_info(self.inst.name) is not None:
                 self.feedback(f"* shutting down instance {self.inst.name}")
                 await node_rpc.instance_stop(self.inst.name, float(self.op.shutdown_timeout))
-            if spec["disks"] and self.inst.disk_template == "drbd":
-                self.feedback("* removing mirrored disks")
-                await drbd.deactivate(self.ctx, self.inst)
-                for uuid in self.inst.all_nodes:
-                    node = self.cfg.nodes[uuid]
-                    await self.ctx.rpc.node(node).mirror_remove(
-                        drbd.mirror_disks(self.cfg, self.inst, uuid))
-            elif spec["disks"]:
+            if self.inst.disks:
                 self.feedback("* removing disks")
-                await node_rpc.disks_remove(spec["disks"])
+                problems = await template_of(self.inst).remove(self.ctx, self.inst,
+                                                               self.feedback)
+                if problems:
+                    raise errors.OpExecError("; ".join(problems))
         except errors.HerdError as exc:
             if not self.op.ignore_failures:
                 raise
@@ -170,25 +161,10 @@ class LUInstanceActivateDisks(_InstanceLU):
     OPCODE = OpInstanceActivateDisks
 
     async def execute(self) -> list[list[str]]:
-        disks = instance_spec(self.cfg, self.inst, self.ctx.paths)["disks"]
-        if not disks:
+        if not self.inst.disks:
             return []
-        if self.inst.disk_template == "drbd":
-            await drbd.activate(self.ctx, self.inst, self.feedback,
-                                wait_for_sync=self.op.wait_for_sync)
-            states = await drbd.status(self.ctx, self.inst)
-            if not self.inst.disks_active:
-                self.inst.disks_active = True
-                await self.ctx.config.save()
-            return [[self.pnode.name, f"disk/{i}", str(st.get("vm_uri"))]
-                    for i, st in enumerate(states)]
-        states = await self.ctx.rpc.node(self.pnode).disks_check(disks)
-        result = []
-        for disk, state in zip(disks, states, strict=True):
-            if not state["exists"]:
-                raise errors.OpExecError(f"disk/{disk['index']} of {self.inst.name} is missing "
-                                         f"on node {self.pnode.name}")
-            result.append([self.pnode.name, f"disk/{disk['index']}", state["path"]])
+        result = await template_of(self.inst).activate(self.ctx, self.inst, self.feedback,
+                                                       wait_for_sync=self.op.wait_for_sync)
         if not self.inst.disks_active:
             self.inst.disks_active = True
             await self.ctx.config.save()
@@ -202,8 +178,7 @@ class LUInstanceDeactivateDisks(_InstanceLU):
         if not self.op.force and await is_running(self.ctx, self.inst, self.pnode):
             raise errors.OpPrereqError(f"instance {self.inst.name} is running; stop it first "
                                        "or use --force")
-        if self.inst.disk_template == "drbd":
-            await drbd.deactivate(self.ctx, self.inst)
+        await template_of(self.inst).deactivate(self.ctx, self.inst)
         if self.inst.disks_active:
             self.inst.disks_active = False
             await self.ctx.config.save()

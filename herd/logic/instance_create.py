@@ -13,16 +13,15 @@ from typing import Any
 
 from herd import errors, names
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
-from herd.logic import drbd, intents
+from herd.logic import intents
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import check_node_free_memory, start_instance
 from herd.logic.specs import hypervisor_class, instance_spec
+from herd.logic.templates import Claim, NewDisk, by_name
 from herd.network import mac as macs
-from herd.objects import Disk, Instance, Nic, params
-from herd.objects.disk_ids import FILE_DRIVER, FileId
+from herd.objects import Instance, Nic, params
 from herd.opcodes import OpInstanceCreate
-from herd.storage.file import relative_path
 from herd.units import parse_size
 
 _DISK_KEYS = {"size", "mode", "name", "vg", "metavg", "adopt", "spindles", "provider", "access"}
@@ -59,22 +58,13 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                     "(and --no-ip-check) for names not in DNS") from None
 
         # template and disks
-        template = op.disk_template
-        if template not in params.DISK_TEMPLATES:
-            raise errors.ParameterError(f"invalid disk template '{template}': allowed are "
-                                        f"{', '.join(params.DISK_TEMPLATES)}")
-        if template not in params.SUPPORTED_DISK_TEMPLATES:
-            raise errors.OpPrereqError(f"disk template '{template}' is not supported yet")
-        if template not in cfg.cluster.enabled_disk_templates:
+        self.template = template = by_name(op.disk_template)
+        if template.name not in cfg.cluster.enabled_disk_templates:
             raise errors.OpPrereqError(
-                f"disk template '{template}' is not enabled in this cluster; enabled: "
+                f"disk template '{template.name}' is not enabled in this cluster; enabled: "
                 f"{', '.join(cfg.cluster.enabled_disk_templates)}")
         self.disk_specs = [self._check_disk(i, d) for i, d in enumerate(op.disks)]
-        if template == "diskless" and self.disk_specs:
-            raise errors.ParameterError("the diskless template takes no disks")
-        if template != "diskless" and not self.disk_specs:
-            raise errors.ParameterError(f"disk template '{template}' needs at least one disk "
-                                        "(--disk 0:size=... or -s SIZE)")
+        template.check_disk_count(len(self.disk_specs))
 
         # node
         if not op.pnode:
@@ -91,9 +81,10 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
         if not self.pnode.vm_capable:
             raise errors.OpPrereqError(f"node {self.pnode.name} is not vm_capable")
         self.snode = None
-        if template in params.MIRRORED_TEMPLATES:
+        if template.needs_secondary:
             if not op.snode:
-                raise errors.OpPrereqError(f"disk template '{template}' needs a secondary node: "
+                raise errors.OpPrereqError(f"disk template '{template.name}' needs a secondary "
+                                           "node: "
                                            "-n PRIMARY:SECONDARY")
             self.snode = cfg.get_node(op.snode)
             if self.snode.uuid == self.pnode.uuid:
@@ -137,7 +128,7 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                                          f"starting instance {name}")
         self.instance = instance
 
-    def _check_disk(self, index: int, disk: dict[str, Any]) -> dict[str, Any]:
+    def _check_disk(self, index: int, disk: dict[str, Any]) -> NewDisk:
         unknown = set(disk) - _DISK_KEYS
         if unknown:
             raise errors.ParameterError(
@@ -152,7 +143,7 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
         size = parse_size(disk["size"], f"size of disk {index}")
         if size <= 0:
             raise errors.ParameterError(f"invalid size of disk {index}: must be positive")
-        return {"size": size, "mode": mode, "name": disk.get("name")}
+        return NewDisk(size=size, mode=mode, name=disk.get("name"))
 
     def _check_nic(self, index: int, nic: dict[str, Any]) -> Nic:
         unknown = set(nic) - _NIC_KEYS
@@ -217,20 +208,10 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                         hvparams=self.hvparams, beparams=self.beparams,
                         osparams=dict(self.op.osparams), nics=self.nics,
                         tags=list(self.op.tags))
-        ports = []
-        if self.snode is not None:
-            ports = drbd.allocate_ports(self.cfg, len(self.disk_specs),
-                                        self.ctx.reservations, self)
-        for index, spec in enumerate(self.disk_specs):
-            nodes = [self.pnode.uuid] + ([self.snode.uuid] if self.snode is not None else [])
-            disk = Disk(size=spec["size"], mode=spec["mode"], name=spec["name"],
-                        dev_type=self.op.disk_template, nodes=nodes)
-            if self.snode is not None:
-                disk.logical_id = drbd.new_logical_id(ports[index], inst.name, disk, index)
-            else:
-                disk.logical_id = FileId(FILE_DRIVER,
-                                         relative_path(inst.name, disk.uuid, index))
-            inst.disks.append(disk)
+        inst.disks = self.template.new_disks(
+            self.cfg, inst, self.disk_specs, self.pnode.uuid,
+            self.snode.uuid if self.snode is not None else None,
+            Claim(self.ctx.reservations, self))
         return inst
 
     def hooks_targets(self) -> HookTargets:
@@ -239,52 +220,34 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
     def cleanup(self) -> None:
         self.ctx.reservations.release(self)
 
-    def _intent(self, spec: dict[str, Any]) -> intents.Intent:
+    def _intent(self) -> intents.Intent:
         """What execute is about to create on the nodes, for the intent journal."""
         inst = self.instance
-        items: list[intents.Item] = []
-        if self.snode is not None:
-            for node in (self.pnode, self.snode):
-                items += [intents.Item(node.uuid, intents.MIRROR, d)
-                          for d in drbd.mirror_disks(self.cfg, inst, node.uuid)]
-        else:
-            items = [intents.Item(self.pnode.uuid, intents.FILE, d) for d in spec["disks"]]
-        return intents.Intent(instance_name=inst.name, instance_uuid=inst.uuid, items=items)
+        return intents.Intent(instance_name=inst.name, instance_uuid=inst.uuid,
+                              items=self.template.intent_items(self.cfg, inst))
 
     async def execute(self) -> list[str]:
         inst, node_rpc = self.instance, self.ctx.rpc.node(self.pnode)
+        template = self.template
         spec = instance_spec(self.cfg, inst, self.ctx.paths)
-        mirrored = self.snode is not None
         created_disks = False
-        activated = False
         started = False
         # written down before anything is created: a masterd that dies from here on leaves a
         # record from which its successor removes what the config does not own
         journal = intents.IntentJournal.for_master(self.ctx.paths.data_dir)
-        intent = self._intent(spec) if inst.disks else None
+        intent = self._intent() if inst.disks else None
         if intent is not None:
             journal.record(intent)
         try:
-            if inst.disks and mirrored:
-                assert self.snode is not None
-                self.feedback(f"* creating mirrored disks on {self.pnode.name} and "
-                              f"{self.snode.name}...")
-                created_disks = True
-                await node_rpc.mirror_create(drbd.mirror_disks(self.cfg, inst, self.pnode.uuid))
-                await self.ctx.rpc.node(self.snode).mirror_create(
-                    drbd.mirror_disks(self.cfg, inst, self.snode.uuid))
-            elif inst.disks:
-                self.feedback(f"* creating instance disks on {self.pnode.name}...")
+            if inst.disks:
                 created_disks = True  # also when the answer is lost: removal is idempotent
-                await node_rpc.disks_create(spec["disks"])
+                await template.create(self.ctx, inst, self.feedback, rollback=False)
             if self.os_name and not self.op.no_install:
                 self.feedback(f"* running the instance OS create scripts ({self.os_name})...")
                 await node_rpc.os_run("create", self.os_name, spec)
-            if mirrored and inst.disks:
-                self.feedback("* starting the mirror to the secondary (full sync)")
-                activated = True
-                await drbd.activate(self.ctx, inst, self.feedback,
-                                    wait_for_sync=self.op.wait_for_sync)
+            if inst.disks:
+                await template.populate(self.ctx, inst, self.feedback,
+                                        wait_for_sync=self.op.wait_for_sync)
             if self.op.start:
                 self.feedback("* starting instance...")
                 await start_instance(self.ctx, inst, self.pnode)
@@ -299,7 +262,10 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                     await node_rpc.instance_stop(inst.name, 0)
                 if created_disks:
                     self.feedback("* removing the disks created for the failed instance")
-                    removed = await self._remove_disks(inst, spec, activated)
+                    problems = await template.remove(self.ctx, inst, self.feedback)
+                    for problem in problems:
+                        self.feedback(f"  WARNING: {problem}")
+                    removed = not problems
             except BaseException:
                 removed = False
                 raise
@@ -312,21 +278,3 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
         if intent is not None:
             journal.done(intent)
         return [inst.name]
-
-    async def _remove_disks(self, inst: Instance, spec: dict[str, Any], activated: bool) -> bool:
-        """Undo the disk creation; whether everything is gone."""
-        if self.snode is None:
-            await self.ctx.rpc.node(self.pnode).disks_remove(spec["disks"])
-            return True
-        if activated:
-            await drbd.deactivate(self.ctx, inst)
-        removed = True
-        for node in (self.pnode, self.snode):
-            try:
-                await self.ctx.rpc.node(node).mirror_remove(
-                    drbd.mirror_disks(self.cfg, inst, node.uuid))
-            except errors.HerdError as exc:
-                removed = False
-                self.feedback(f"  WARNING: could not remove disks on {node.name}: "
-                              f"{exc.message}")
-        return removed

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from herd import errors
 from herd.jobs.locking import LockRequest
-from herd.logic import drbd
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import instance_locks, is_running
-from herd.logic.specs import instance_spec
+from herd.logic.templates import template_of
 from herd.opcodes import OpInstanceRecreateDisks
 
 
@@ -46,27 +45,14 @@ class LUInstanceRecreateDisks(LogicalUnit[OpInstanceRecreateDisks]):
     async def execute(self) -> list[str]:
         cfg, inst = self.cfg, self.inst
         made: list[str] = []
-        spec = instance_spec(cfg, inst, self.ctx.paths)
+        template = template_of(inst)
         for uuid in inst.all_nodes:
             node = cfg.nodes[uuid]
-            rpc = self.ctx.rpc.node(node)
-            if inst.disk_template == "drbd":
-                wanted = [d for d in drbd.mirror_disks(cfg, inst, uuid)
-                          if d["index"] in self.indices]
-                states = await rpc.disks_check([spec["disks"][d["index"]] for d in wanted])
-                missing = [d for d, st in zip(wanted, states, strict=True) if not st["exists"]]
-                if missing:
-                    await rpc.mirror_remove(missing)  # drops stale metadata of a lost file
-                    await rpc.mirror_create(missing)
-            else:
-                wanted_files = [spec["disks"][i] for i in self.indices]
-                states = await rpc.disks_check(wanted_files)
-                missing = [d for d, st in zip(wanted_files, states, strict=True)
-                           if not st["exists"]]
-                if missing:
-                    await rpc.disks_create(missing)
-            for disk in missing:
-                text = f"disk/{disk['index']} on {node.name}"
+            missing = await template.missing(self.ctx, inst, node, self.indices)
+            if missing:
+                await template.recreate(self.ctx, inst, node, missing)
+            for index in missing:
+                text = f"disk/{index} on {node.name}"
                 self.feedback(f"* recreated {text}")
                 made.append(text)
         if not made:

@@ -12,11 +12,9 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
+from herd.logic.templates import template_of
+from herd.logic.templates.drbd import GENERATION_SUFFIX
 from herd.objects import ConfigData
-from herd.objects.disk_ids import DrbdId
-
-#: Beside each mirrored disk's backing file: its generation record.
-GENERATION_SUFFIX = ".gen"
 
 
 @dataclass(frozen=True)
@@ -28,19 +26,13 @@ class Expected:
 
 
 def expected_on(cfg: ConfigData, node_uuid: str) -> Expected:
+    """What the config's instances keep on ``node_uuid``, as each one's template says."""
     files: set[str] = set()
     uuids: set[str] = set()
     for inst in cfg.instances.values():
-        for disk in inst.disks:
-            if node_uuid not in disk.nodes:
-                continue
-            rel = disk.logical_id.file_path()
-            if rel is None:
-                continue
-            files.add(rel)
-            if isinstance(disk.logical_id, DrbdId):  # a mirror: its generation record too
-                files.add(rel + GENERATION_SUFFIX)
-                uuids.add(disk.uuid)
+        volumes = template_of(inst).volumes_on(inst, node_uuid)
+        files |= volumes.files
+        uuids |= volumes.daemons
     return Expected(frozenset(files), frozenset(uuids))
 
 

@@ -63,14 +63,13 @@ async def query_instances(ctx: MasterContext, names: list[str] | None,
                                         "instance_list")
     rows = [_instance_fields(ctx, cfg, inst, live_data, live) for inst in instances]
     if live:
-        mirrored = [(row, inst) for row, inst in zip(rows, instances, strict=True)
-                    if inst.disk_template == "drbd" and inst.disks]
-        if mirrored:
-            from herd.logic import drbd
+        from herd.logic.templates import template_of
 
-            states = await asyncio.gather(*(drbd.status(ctx, inst, in_job=False)
-                                            for _, inst in mirrored))
-            for (row, _), state in zip(mirrored, states, strict=True):
+        # only templates with a live disk state (a mirror's) answer; the others cost no RPC
+        states = await asyncio.gather(*(template_of(inst).status(ctx, inst, in_job=False)
+                                        for inst in instances))
+        for row, state in zip(rows, states, strict=True):
+            if state is not None:
                 row["disk.mirror"] = state
     return rows
 

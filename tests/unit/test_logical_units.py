@@ -155,13 +155,13 @@ def test_failed_start_rolls_back_the_disks_and_the_config_entry(
 def test_disk_created_then_failure_reported_is_still_removed(cluster: InProcessCluster) -> None:
     """The node made the file but answered with an error (as after a lost answer): the
     rollback must not trust the error and leave the file behind."""
-    cluster.fail_once(N2, "disks_create", after=True)
+    cluster.fail_once(N2, "blockdev_create", after=True)
 
     outcome = cluster.run(create_op(INST, node=N2))
 
     assert outcome.status == "error"
-    assert "injected failure of 'disks_create'" in outcome.error[1]
-    assert "disks_remove" in cluster.nodes[N2].methods_called()
+    assert "injected failure of 'blockdev_create'" in outcome.error[1]
+    assert "blockdev_remove" in cluster.nodes[N2].methods_called()
     assert cluster.nodes[N2].disk_files() == []
     assert cluster.saved_config().find_instance(INST) is None
 
@@ -204,7 +204,7 @@ def test_bad_parameter_fails_in_check_and_creates_nothing(
     outcome = cluster.run(bad)
     assert outcome.error == (code, raised.value.message)
     assert outcome.log[-1] == f"Error: {raised.value.message}"
-    creating = {"disks_create", "instance_start", "os_run"}
+    creating = {"blockdev_create", "disks_create", "instance_start", "os_run"}
     assert not creating & {m for _, m in cluster.all_calls()}
     assert cluster.nodes[N2].disk_files() == []
     assert cluster.saved_config().serial_no == serial

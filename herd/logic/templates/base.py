@@ -1,0 +1,161 @@
+"""DiskTemplate: what the master knows about one disk template, as capabilities and actions.
+
+Logical units used to branch on the template's name (``if inst.disk_template == "drbd"``) in
+each operation, so adding a template meant finding every branch. Here each template is one
+object: LUs ask it what the instance can do (``can_failover``, ``needs_secondary``...) and tell
+it what to do (create, remove, activate...), and a new template is a new module plus one
+registry entry (``herd.logic.templates``). Nothing here names a template.
+
+The per-node work goes through node RPC; the default methods are those of a template with no
+volumes (diskless), so a template only overrides what it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from herd import errors
+from herd.config.reservations import Reservations
+from herd.logic.base import MasterContext
+from herd.objects import ConfigData, Disk, Instance, Node
+from herd.storage.blockdev.spec import DeviceSpec
+
+Feedback = Callable[[str], None]
+
+
+@dataclass
+class NewDisk:
+    """A disk as the user asked for it at creation (checked: size in MiB, mode, name)."""
+
+    size: int
+    mode: str = "rw"
+    name: str | None = None
+
+
+@dataclass
+class Claim:
+    """Where a template claims cluster-wide resources for a job (mirror ports), released with
+    the job, so that two running jobs cannot take the same one before the config holds it."""
+
+    reservations: Reservations | None
+    owner: object
+
+
+@dataclass(frozen=True)
+class Volumes:
+    """What a node holds for an instance's disks (verify's orphan check, intents): relative
+    paths under the file storage directory, and the uuids of disks with a storage daemon."""
+
+    files: frozenset[str] = frozenset()
+    daemons: frozenset[str] = frozenset()
+
+
+class DiskTemplate:
+    """One disk template (subclassed once per template, used as a stateless singleton)."""
+
+    #: The template's name as the config and the OpCodes spell it.
+    name: ClassVar[str] = ""
+    #: How many copies of each disk the cluster keeps (0: no disks at all).
+    copies: ClassVar[int] = 0
+    #: Creation needs a second node (``-n PRIMARY:SECONDARY``).
+    needs_secondary: ClassVar[bool] = False
+    #: A live migration or a failover keeps the data (a copy is on the target already).
+    can_migrate: ClassVar[bool] = False
+    can_failover: ClassVar[bool] = False
+    #: replace-disks can rebuild a copy (there is a second copy to rebuild from).
+    replaceable: ClassVar[bool] = False
+    #: Templates ``gnt-instance modify -t`` converts this one to (data is copied).
+    converts_to: ClassVar[frozenset[str]] = frozenset()
+
+    def __repr__(self) -> str:
+        return f"<disk template {self.name}>"
+
+    # -- building the config ------------------------------------------------------------------
+    def check_disk_count(self, count: int) -> None:
+        """Refuse a creation with disks for a template without any, or the reverse."""
+        if self.copies == 0 and count:
+            raise errors.ParameterError(f"the {self.name} template takes no disks")
+        if self.copies and not count:
+            raise errors.ParameterError(f"disk template '{self.name}' needs at least one disk "
+                                        "(--disk 0:size=... or -s SIZE)")
+
+    def new_disks(self, cfg: ConfigData, inst: Instance, wanted: list[NewDisk], pnode: str,
+                  snode: str | None, claim: Claim) -> list[Disk]:
+        """The disks of a new instance (or of a conversion): typed ids, ``nodes`` set."""
+        disks = [Disk(size=w.size, mode=w.mode, name=w.name) for w in wanted]
+        self.assign(cfg, inst, disks, pnode, snode, claim)
+        return disks
+
+    def assign(self, cfg: ConfigData, inst: Instance, disks: list[Disk], pnode: str,
+               snode: str | None, claim: Claim) -> None:
+        """Make ``disks`` (existing uuids kept) disks of this template on these nodes."""
+        for disk in disks:
+            disk.dev_type = self.name
+            disk.nodes = [pnode]
+
+    def forget(self, disk: Disk) -> None:
+        """Drop the per-disk parameters only this template uses (a conversion away from it)."""
+
+    def device_specs(self, cfg: ConfigData, inst: Instance, node: str) -> list[DeviceSpec]:
+        """What ``node`` holds of the instance's disks, one DeviceSpec per disk it holds."""
+        return []
+
+    def volumes_on(self, inst: Instance, node: str) -> Volumes:
+        """What ``node`` should hold for ``inst`` (anything else there is an orphan)."""
+        return Volumes()
+
+    def intent_items(self, cfg: ConfigData, inst: Instance) -> list[Any]:
+        """What :meth:`create` makes, as intent journal items (``herd.logic.intents.Item``)."""
+        return []
+
+    def hook_vars(self, inst: Instance, disk: Disk) -> dict[str, Any]:
+        """``INSTANCE_DISKn_*`` suffixes of the disk's id (Ganeti's names)."""
+        primary = inst.primary_node
+        return disk.logical_id.hook_vars(primary, disk.peer_of(primary))
+
+    # -- actions on nodes -----------------------------------------------------------------------
+    async def create(self, ctx: MasterContext, inst: Instance, feedback: Feedback, *,
+                     rollback: bool = True) -> None:
+        """Make the (empty) volumes on every node. With ``rollback``, a failure removes what
+        was made before it is raised; without, the caller removes (it has more to undo)."""
+
+    async def populate(self, ctx: MasterContext, inst: Instance, feedback: Feedback, *,
+                       wait_for_sync: bool = False) -> None:
+        """After the primary's volumes were written (OS install, a conversion's copy): bring
+        the other copies up to date."""
+
+    async def remove(self, ctx: MasterContext, inst: Instance, feedback: Feedback) -> list[str]:
+        """Remove the volumes on every node (idempotent), trying each node even when one
+        fails; the failures, one line per node (empty: all gone)."""
+        return []
+
+    async def missing(self, ctx: MasterContext, inst: Instance, node: Node,
+                      indices: list[int] | None = None) -> list[int]:
+        """Indices of the disks (of ``indices``, default all) ``node`` should hold and does
+        not; read-only."""
+        return []
+
+    async def recreate(self, ctx: MasterContext, inst: Instance, node: Node,
+                       indices: list[int]) -> None:
+        """Make the disks ``indices`` again (empty) on ``node``."""
+
+    async def activate(self, ctx: MasterContext, inst: Instance, feedback: Feedback, *,
+                       wait_for_sync: bool = False) -> list[list[str]]:
+        """Make the disks usable on the primary: ``[node name, "disk/i", path]`` per disk."""
+        return []
+
+    async def start_disks(self, ctx: MasterContext, inst: Instance,
+                          feedback: Feedback) -> None:
+        """What a start needs before the VM runs (a mirror's daemons; a missing secondary
+        is only warned about)."""
+
+    async def deactivate(self, ctx: MasterContext, inst: Instance,
+                         skip: set[str] | None = None) -> None:
+        """Stop what :meth:`activate` started (``skip``: node uuids known to be down)."""
+
+    async def status(self, ctx: MasterContext, inst: Instance,
+                     in_job: bool = True) -> list[dict[str, Any]] | None:
+        """Live per-disk state for templates that have one (a mirror's), else None."""
+        return None

@@ -1,0 +1,139 @@
+"""The ``drbd`` template: each disk mirrored between the primary and one secondary node.
+
+The mirror's protocol (ports, MirrorDisk descriptions, activation from generation ids, the
+"synced" marks) stays in :mod:`herd.logic.drbd`, which other modules of the mirror's life
+(replace-disks, failover repair, migrate --cleanup) use too; this object is what LUs see. The
+node calls are the ``mirror_*`` RPCs until the mirror's state machine (issue 11, step 5)
+moves them to ``blockdev_*``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from herd import errors
+from herd.logic import drbd, intents
+from herd.logic.base import MasterContext
+from herd.logic.specs import disk_dict
+from herd.logic.templates.base import Claim, DiskTemplate, Feedback, Volumes
+from herd.objects import ConfigData, Disk, Instance, Node
+
+#: Beside each mirrored disk's backing file: its generation record.
+GENERATION_SUFFIX = ".gen"
+
+
+class DrbdTemplate(DiskTemplate):
+    name = "drbd"
+    copies = 2
+    needs_secondary = True
+    can_migrate = True
+    can_failover = True
+    replaceable = True
+    converts_to = frozenset({"file"})
+
+    def assign(self, cfg: ConfigData, inst: Instance, disks: list[Disk], pnode: str,
+               snode: str | None, claim: Claim) -> None:
+        if snode is None:
+            raise errors.OpPrereqError(f"disk template '{self.name}' needs a secondary node")
+        ports = drbd.allocate_ports(cfg, len(disks), claim.reservations, claim.owner)
+        for index, disk in enumerate(disks):
+            disk.dev_type = self.name
+            disk.nodes = [pnode, snode]
+            disk.logical_id = drbd.new_logical_id(ports[index], inst.name, disk, index)
+
+    def forget(self, disk: Disk) -> None:
+        disk.params.pop(drbd.DISCARD_SECONDARY, None)
+
+    def volumes_on(self, inst: Instance, node: str) -> Volumes:
+        files: set[str] = set()
+        daemons: set[str] = set()
+        for disk in inst.disks:
+            path = disk.logical_id.file_path()
+            if node not in disk.nodes or path is None:
+                continue
+            files |= {path, path + GENERATION_SUFFIX}
+            daemons.add(disk.uuid)
+        return Volumes(frozenset(files), frozenset(daemons))
+
+    def intent_items(self, cfg: ConfigData, inst: Instance) -> list[Any]:
+        return [intents.Item(node, intents.MIRROR, d) for node in inst.all_nodes
+                for d in drbd.mirror_disks(cfg, inst, node)]
+
+    async def create(self, ctx: MasterContext, inst: Instance, feedback: Feedback, *,
+                     rollback: bool = True) -> None:
+        cfg = ctx.config.data
+        nodes = [cfg.nodes[u] for u in inst.all_nodes]
+        feedback(f"* creating mirrored disks on {' and '.join(n.name for n in nodes)}...")
+        made: list[Node] = []
+        try:
+            for node in nodes:
+                made.append(node)  # also when the answer is lost: removal is idempotent
+                await ctx.rpc.node(node).mirror_create(drbd.mirror_disks(cfg, inst, node.uuid))
+        except BaseException:
+            if rollback:
+                for node in made:
+                    try:
+                        await ctx.rpc.node(node).mirror_remove(
+                            drbd.mirror_disks(cfg, inst, node.uuid))
+                    except errors.HerdError as exc:
+                        feedback(f"  WARNING: cleanup on {node.name} failed: {exc.message}")
+            raise
+
+    async def populate(self, ctx: MasterContext, inst: Instance, feedback: Feedback, *,
+                       wait_for_sync: bool = False) -> None:
+        feedback("* starting the mirror to the secondary (full sync)")
+        await drbd.activate(ctx, inst, feedback, wait_for_sync=wait_for_sync)
+
+    async def remove(self, ctx: MasterContext, inst: Instance, feedback: Feedback) -> list[str]:
+        cfg = ctx.config.data
+        problems = []
+        try:
+            await drbd.deactivate(ctx, inst)  # the primary flushes before its daemon goes
+        except errors.HerdError as exc:
+            problems.append(exc.message)
+        for uuid in inst.all_nodes:
+            node = cfg.nodes[uuid]
+            try:
+                await ctx.rpc.node(node).mirror_remove(drbd.mirror_disks(cfg, inst, uuid))
+            except errors.HerdError as exc:
+                problems.append(f"could not remove disks on {node.name}: {exc.message}")
+        return problems
+
+    async def missing(self, ctx: MasterContext, inst: Instance, node: Node,
+                      indices: list[int] | None = None) -> list[int]:
+        # disks_check of a drbd disk dict answers for its data volume on that node
+        wanted = [i for i in range(len(inst.disks)) if indices is None or i in indices]
+        if not wanted:
+            return []
+        states = await ctx.rpc.node(node).disks_check([disk_dict(inst, i) for i in wanted])
+        return [i for i, st in zip(wanted, states, strict=True) if not st["exists"]]
+
+    async def recreate(self, ctx: MasterContext, inst: Instance, node: Node,
+                       indices: list[int]) -> None:
+        disks = [d for d in drbd.mirror_disks(ctx.config.data, inst, node.uuid)
+                 if d["index"] in indices]
+        if disks:
+            rpc = ctx.rpc.node(node)
+            await rpc.mirror_remove(disks)  # drops stale metadata of a lost file
+            await rpc.mirror_create(disks)
+
+    async def activate(self, ctx: MasterContext, inst: Instance, feedback: Feedback, *,
+                       wait_for_sync: bool = False) -> list[list[str]]:
+        await drbd.activate(ctx, inst, feedback, wait_for_sync=wait_for_sync)
+        states = await drbd.status(ctx, inst)
+        pnode = ctx.config.data.nodes[inst.primary_node]
+        return [[pnode.name, f"disk/{i}", str(st.get("vm_uri"))] for i, st in enumerate(states)]
+
+    async def start_disks(self, ctx: MasterContext, inst: Instance,
+                          feedback: Feedback) -> None:
+        await drbd.activate(ctx, inst, feedback, ignore_secondary=True)
+
+    async def deactivate(self, ctx: MasterContext, inst: Instance,
+                         skip: set[str] | None = None) -> None:
+        await drbd.deactivate(ctx, inst, skip)
+
+    async def status(self, ctx: MasterContext, inst: Instance,
+                     in_job: bool = True) -> list[dict[str, Any]] | None:
+        if not inst.disks:
+            return None
+        return await drbd.status(ctx, inst, in_job)
