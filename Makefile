@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.herd-installed
 
-.PHONY: bootstrap demo demo-clean test test-fast lint bench clean
+.PHONY: bootstrap demo demo-clean test test-fast lint bench clean deb
 
 bootstrap: $(STAMP)
 	@tools/bootstrap-system
@@ -31,6 +31,10 @@ test: bootstrap lint
 
 test-fast: bootstrap
 	$(VENV)/bin/pytest -q -m "not slow"
+
+# The Debian package (tools/build-deb says what it holds and why a bundled virtualenv).
+deb:
+	tools/build-deb build
 
 bench: bootstrap
 	$(PY) bench/jobs.py

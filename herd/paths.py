@@ -11,6 +11,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+#: Ganeti's default OS search path (its configure's --with-os-search-path), relative to root.
+GANETI_OS_SEARCH_PATH = ("srv/ganeti/os", "usr/local/lib/ganeti/os", "usr/lib/ganeti/os",
+                         "usr/share/ganeti/os")
 #: Directory of the bundled OS definitions shipped with the source tree (``os/`` at the top).
 BUNDLED_OS_DIR = Path(__file__).resolve().parent.parent / "os"
 
@@ -111,7 +114,11 @@ class HerdPaths:
 
     @property
     def os_search_path(self) -> list[Path]:
-        return [self.os_dir, self.root / "usr/share/ganeti/os", BUNDLED_OS_DIR]
+        """Herd's own directory, then Ganeti's search path in Ganeti's order (a node's
+        existing OS definitions keep working), then the definitions Herd ships: in the
+        package under /usr/share/herd/os, in a checkout at ``os/``."""
+        return [self.os_dir, *(self.root / d for d in GANETI_OS_SEARCH_PATH),
+                self.root / "usr/share/herd/os", BUNDLED_OS_DIR]
 
     # -- runtime state ----------------------------------------------------------------------
     @property

@@ -150,6 +150,7 @@ class MasterDaemon:
             "cancel_job": self.h_cancel_job,
             "archive_job": self.h_archive_job,
             "autoarchive": self.h_autoarchive,
+            "purge_archive": self.h_purge_archive,
             "query_instances": self.h_query_instances,
             "query_nodes": self.h_query_nodes,
             "query_cluster": self.h_query_cluster,
@@ -251,6 +252,11 @@ class MasterDaemon:
 
     async def h_autoarchive(self, age: float) -> int:
         return self.queue.archive_older_than(age)
+
+    async def h_purge_archive(self, age: float) -> int:
+        if not isinstance(age, int | float) or age < 0:
+            raise errors.ParameterError(f"invalid age {age!r}: expected seconds >= 0")
+        return self.queue.purge_archived_older_than(float(age))
 
     async def h_query_instances(self, names: list[str] | None = None,
                                 live: bool = True) -> list[dict[str, Any]]:

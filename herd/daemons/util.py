@@ -29,6 +29,25 @@ RAPI_PORT = 5080
 class NotMaster(RuntimeError):
     """masterd refused to start because another node is the master (not an error)."""
 START_TIMEOUT = 30.0
+#: sd_booted(3): this directory exists only when systemd is the init system
+SYSTEMD_RUNTIME = Path("/run/systemd/system")
+UNIT_DIRS = (Path("/etc/systemd/system"), Path("/lib/systemd/system"),
+             Path("/usr/lib/systemd/system"))
+
+
+def systemd_unit(root: Path, daemon: str, runtime: Path = SYSTEMD_RUNTIME,
+                 unit_dirs: tuple[Path, ...] = UNIT_DIRS) -> str | None:
+    """The unit that runs ``daemon`` on this node, or None to start it ourselves.
+
+    A unit is used when systemd is the init system, the package installed the unit, and
+    this is the node's real root: lab nodes (HERD_ROOT elsewhere) share the host's systemd
+    and must never start the host's units. Under systemd, noded's KillMode=process lets
+    guests outlive a noded restart, and masterd and RAPI run in their own units, so that
+    ``systemctl status`` and the journal show them and a noded restart leaves them alone."""
+    unit = f"herd-{daemon}.service"
+    if root != Path("/") or not runtime.is_dir():
+        return None
+    return unit if any((d / unit).is_file() for d in unit_dirs) else None
 
 
 def _executable(name: str) -> list[str]:
@@ -88,6 +107,9 @@ def _start_locked(p: paths.HerdPaths, daemon: str, port: int,
     if pid:
         return pid
     p.ensure()
+    unit = systemd_unit(p.root, daemon)
+    if unit is not None:
+        return _start_unit(p, daemon, port, unit)
     log = open(p.daemon_log(daemon), "ab")  # noqa: SIM115 - handed to the child
     env = dict(os.environ, HERD_ROOT=str(p.root))
     proc = subprocess.Popen([*_executable(daemon), *extra_args], stdin=subprocess.DEVNULL,
@@ -114,6 +136,39 @@ def _start_locked(p: paths.HerdPaths, daemon: str, port: int,
                        f"see {p.daemon_log(daemon)}")
 
 
+def _unit_state(unit: str) -> tuple[str, int]:
+    out = subprocess.run(["systemctl", "show", "--property=ActiveState,ExecMainStatus",
+                          unit], capture_output=True, text=True, check=False).stdout
+    props = dict(line.partition("=")[::2] for line in out.splitlines())
+    status = props.get("ExecMainStatus", "0")
+    return props.get("ActiveState", ""), int(status) if status.isdigit() else 0
+
+
+def _start_unit(p: paths.HerdPaths, daemon: str, port: int, unit: str) -> int:
+    """Start ``daemon`` through systemd and wait until it answers, as _start_locked does for
+    a process of our own (exit 11: another node is the master)."""
+    proc = subprocess.run(["systemctl", "start", "--no-block", unit], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"systemctl start {unit} failed: {proc.stderr.strip()}")
+    deadline = time.monotonic() + START_TIMEOUT
+    began = False  # "inactive" before the start job ran says nothing yet
+    while time.monotonic() < deadline:
+        pid = is_running(p, daemon)
+        if pid and _ready(p, daemon, port):
+            return pid
+        state, status = _unit_state(unit)
+        began = began or state in ("activating", "active", "deactivating", "reloading")
+        if (state == "failed" or (state == "inactive" and began)) and not pid:
+            if daemon in ("masterd", "rapi") and status == EXIT_NOT_MASTER:
+                raise NotMaster(f"{unit}: another node is the master")
+            raise RuntimeError(f"{unit} is {state} (exit status {status}); see journalctl "
+                               f"-u {unit}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{unit} did not become ready within {START_TIMEOUT:.0f} s; see "
+                       f"journalctl -u {unit}")
+
+
 def wait_ready(p: paths.HerdPaths, daemon: str, port: int = 1811,
                timeout: float = START_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
@@ -132,6 +187,12 @@ def stop(p: paths.HerdPaths, daemon: str, timeout: float = 30.0) -> bool:
     pid = is_running(p, daemon)
     if not pid:
         return False
+    unit = systemd_unit(p.root, daemon)
+    if unit is not None:  # so that systemd does not count it as failed and restart it
+        subprocess.run(["systemctl", "stop", unit], capture_output=True, check=False,
+                       timeout=timeout + 5)
+        if not pid_alive(pid):
+            return True
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -413,6 +413,21 @@ class JobQueue:
             self.listener.jobs_archived(ids)
         return cur.rowcount
 
+    def purge_archived_older_than(self, age: float) -> int:
+        """Delete archived jobs that ended more than ``age`` seconds ago, with their logs
+        (herd-cleaner; Ganeti's cleaner drops its queue archive after 21 days). Their ids are
+        never given out again: the cluster's counter and AUTOINCREMENT only go up."""
+        cutoff = time.time() - age
+        with self._db:
+            ids = [r[0] for r in self._db.execute(
+                "SELECT id FROM jobs WHERE archived=1 AND end_ts < ?", (cutoff,))]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                self._db.execute(f"DELETE FROM log WHERE job_id IN ({marks})", chunk)
+                self._db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", chunk)
+        return len(ids)
+
     def import_job(self, record: dict[str, Any],
                    log: list[tuple[int, int, float, str, str]]) -> None:
         """Take a job as the cluster's copy has it (a new master, herd.jobs.replica): it

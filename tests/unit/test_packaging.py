@@ -1,0 +1,33 @@
+"""Packaging parts that need no package: when systemd starts the daemons, and man pages that
+cannot drift from the options."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from herd.cli.manpage import COMMANDS, man_page, options, parser_of, subcommands
+from herd.daemons.util import systemd_unit
+
+
+def test_systemd_units_are_used_only_on_a_real_node_with_the_package(tmp_path: Path) -> None:
+    runtime, units = tmp_path / "run-systemd", tmp_path / "units"
+    units.mkdir()
+    (units / "herd-masterd.service").write_text("[Service]\n")
+    assert systemd_unit(Path("/"), "masterd", runtime, (units,)) is None  # no systemd running
+    runtime.mkdir()
+    assert systemd_unit(Path("/"), "masterd", runtime, (units,)) == "herd-masterd.service"
+    assert systemd_unit(Path("/"), "rapi", runtime, (units,)) is None  # not installed
+    assert systemd_unit(tmp_path / "lab-node1", "masterd", runtime, (units,)) is None  # a lab
+
+
+def test_every_option_of_every_command_is_in_its_man_page() -> None:
+    for command in COMMANDS:
+        page = man_page(command)
+        for name, sub in subcommands(parser_of(command)).items():
+            assert f".SS {name.replace('-', chr(92) + '-')}" in page, (command, name)
+            for action in options(sub):
+                if action.help == argparse.SUPPRESS:
+                    continue
+                flag = action.option_strings[-1].replace("-", "\\-")
+                assert flag in page, (command, name, flag)
