@@ -33,7 +33,8 @@ def cmd_init(opts: Any) -> int:
         if opts.enabled_disk_templates else None,
         hvparams=opts.hvparams, beparams=opts.beparams, nicparams=opts.nicparams,
         ndparams=opts.ndparams, mac_prefix=opts.mac_prefix,
-        candidate_pool_size=opts.candidate_pool_size, noded_port=opts.noded_port)
+        candidate_pool_size=opts.candidate_pool_size, noded_port=opts.noded_port,
+        vg_name=opts.vg_name)
     print(f"Cluster {data.cluster.cluster_name} initialised; master node {node_name} "
           f"({data.master.primary_ip})")
     return 0
@@ -98,6 +99,7 @@ def cmd_info(opts: Any) -> int:
             "master IP": info["master_ip"],
             "MAC prefix": info["mac_prefix"],
             "file storage path": info["file_storage_dir"],
+            "lvm volume group": info.get("volume_group_name") or "(none)",
             "enabled disk templates": ", ".join(info["enabled_disk_templates"]),
             "default instance allocator": info["default_iallocator"],
             "maintenance of node health": info["maintain_node_health"],
@@ -137,6 +139,8 @@ def cmd_modify(opts: Any) -> int:
         op["enabled_hypervisors"] = opts.enabled_hypervisors.split(",")
     if opts.enabled_disk_templates:
         op["enabled_disk_templates"] = opts.enabled_disk_templates.split(",")
+    if opts.vg_name is not None:
+        op["vg_name"] = opts.vg_name
     if opts.os_parameters:
         os_name, _, rest = opts.os_parameters.partition(":")
         op["osparams"] = {os_name: keyval_type(rest)}
@@ -310,6 +314,9 @@ def build_parser() -> HerdArgumentParser:
     init.add_argument("--master-netdev", dest="master_netdev", default=None)
     init.add_argument("--enabled-hypervisors", dest="enabled_hypervisors", default=None)
     init.add_argument("--enabled-disk-templates", dest="enabled_disk_templates", default=None)
+    init.add_argument("-g", "--vg-name", dest="vg_name", default=None, metavar="VG",
+                      help="the LVM volume group of every node (disks of the plain template; "
+                      "default: none)")
     init.add_argument("-N", "--nic-parameters", dest="nicparams", type=keyval_type, default={})
     init.add_argument("--node-parameters", dest="ndparams", type=keyval_type, default={})
     init.add_argument("-m", "--mac-prefix", dest="mac_prefix", default=None)
@@ -350,6 +357,8 @@ def build_parser() -> HerdArgumentParser:
     modify.add_argument("--enabled-hypervisors", dest="enabled_hypervisors", default=None)
     modify.add_argument("--enabled-disk-templates", dest="enabled_disk_templates",
                         default=None)
+    modify.add_argument("-g", "--vg-name", dest="vg_name", default=None, metavar="VG",
+                        help="the LVM volume group of every node ('' disables LVM)")
     modify.add_argument("-O", "--os-parameters", dest="os_parameters", default=None,
                         metavar="OS:PARAMS")
     modify.add_argument("--rapi-anonymous-reads", dest="rapi_anonymous_reads", default=None,

@@ -138,6 +138,31 @@ def cmd_volumes(opts: Any) -> int:
     return 0
 
 
+def cmd_list_storage(opts: Any) -> int:
+    """Ganeti's list-storage: a job (OP_NODE_QUERY_STORAGE) whose rows are printed with the
+    storage fields' titles; ``-t`` picks lvm-vg or file (default: lvm-vg when the cluster has
+    a volume group)."""
+    from herd.cli.options import resolve_fields
+    from herd.logic.storage_units import (
+        DEFAULT_STORAGE_FIELDS,
+        STORAGE_FIELDS,
+        STORAGE_UNIT_FIELDS,
+        check_storage_fields,
+    )
+
+    fields = check_storage_fields(resolve_fields(opts.output, DEFAULT_STORAGE_FIELDS))
+    op = {"OP_ID": "OP_NODE_QUERY_STORAGE", "nodes": opts.nodes,
+          "storage_type": opts.storage_type, "output_fields": fields}
+    result = submit_or_run(opts, [op])
+    if result is None:
+        return 0
+    rows = [dict(zip(fields, values, strict=True)) for values in result[0]]
+    opts.output = ",".join(fields)
+    print_list(opts, rows, fields, STORAGE_FIELDS, set(STORAGE_UNIT_FIELDS),
+               set(STORAGE_UNIT_FIELDS))
+    return 0
+
+
 def cmd_migrate(opts: Any) -> int:
     op: dict[str, Any] = {"OP_ID": "OP_NODE_MIGRATE", "node_name": opts.node}
     if opts.non_live:
@@ -208,6 +233,15 @@ def build_parser() -> HerdArgumentParser:
     vol.add_argument("nodes", nargs="*")
     add_common_options(vol, *LIST_OPTIONS)
     vol.set_defaults(func=cmd_volumes)
+
+    stor = sub.add_parser("list-storage", help="list the storage units of nodes (Ganeti's "
+                          "fields: node, type, name, size, used, free, allocatable)")
+    stor.add_argument("nodes", nargs="*")
+    stor.add_argument("-t", "--storage-type", dest="storage_type", default=None,
+                      metavar="STORAGE_TYPE", help="lvm-vg or file (default: lvm-vg when the "
+                      "cluster has a volume group, else file)")
+    add_common_options(stor, *LIST_OPTIONS)
+    stor.set_defaults(func=cmd_list_storage)
 
     mig = sub.add_parser("migrate", help="migrate all primary instances of a node")
     mig.add_argument("node")

@@ -18,7 +18,7 @@ from herd.config.store import ConfigStore
 from herd.daemons import util as daemon_util
 from herd.etcd import members as etcd_members
 from herd.fileutil import atomic_write
-from herd.logic import etcd_sync
+from herd.logic import etcd_sync, storage_units
 from herd.logic.cluster import SUPPORTED_HYPERVISORS
 from herd.logic.specs import hypervisor_class
 from herd.network import mac as macs
@@ -53,6 +53,18 @@ def check_ip(value: str, what: str) -> str:
     return str(address)
 
 
+def check_local_vg(p: HerdPaths, node_name: str, vg_name: str) -> None:
+    """The first node must have the cluster's VG (as later ones must: modify and verify ask
+    them); OpPrereqError names the node and the VG."""
+    from herd.storage import node_vg
+
+    try:
+        node_vg.summary(node_vg.lvm_node_for(p, vg_name))
+    except errors.HerdError as exc:
+        raise errors.OpPrereqError(f"volume group {vg_name} is not usable on node "
+                                   f"{node_name}: {exc.message}") from None
+
+
 def init_cluster(p: HerdPaths, cluster_name: str, node_name: str, *,
                  secondary_ip: str | None = None, master_netdev: str = "",
                  enabled_hypervisors: list[str] | None = None,
@@ -62,7 +74,8 @@ def init_cluster(p: HerdPaths, cluster_name: str, node_name: str, *,
                  nicparams: dict[str, Any] | None = None,
                  ndparams: dict[str, Any] | None = None,
                  mac_prefix: str | None = None, candidate_pool_size: int | None = None,
-                 noded_port: int | None = None, start_daemons: bool = True) -> ConfigData:
+                 noded_port: int | None = None, vg_name: str | None = None,
+                 start_daemons: bool = True) -> ConfigData:
     for belongs in (p.config_file, p.cluster_facts_file):
         if belongs.exists():
             raise errors.OpPrereqError(
@@ -77,11 +90,11 @@ def init_cluster(p: HerdPaths, cluster_name: str, node_name: str, *,
     if bad:
         raise errors.ParameterError(f"unknown hypervisor(s) {', '.join(bad)}; allowed are "
                                     f"{', '.join(SUPPORTED_HYPERVISORS)}")
-    templates = enabled_disk_templates or ["drbd", "file", "diskless"]
-    bad = [t for t in templates if t not in params.DISK_TEMPLATES]
-    if bad:
-        raise errors.ParameterError(f"unknown disk template(s) {', '.join(bad)}; allowed are "
-                                    f"{', '.join(params.DISK_TEMPLATES)}")
+    vg = storage_units.check_vg_name(vg_name or "")
+    templates = storage_units.check_enabled_templates(
+        enabled_disk_templates or ["drbd", "file", "diskless"], vg)
+    if vg:
+        check_local_vg(p, node_name, vg)
     hv_checked: dict[str, dict[str, Any]] = {}
     for hv, values in (hvparams or {}).items():
         if hv not in SUPPORTED_HYPERVISORS:
@@ -97,7 +110,7 @@ def init_cluster(p: HerdPaths, cluster_name: str, node_name: str, *,
         beparams=params.fill(params.BE_DEFAULTS, params.check_beparams(beparams or {})),
         nicparams=params.fill(params.NIC_DEFAULTS, params.check_nicparams(nicparams or {})),
         ndparams=params.fill(params.ND_DEFAULTS, params.check_ndparams(ndparams or {})),
-        file_storage_dir=str(p.file_storage_dir))
+        file_storage_dir=str(p.file_storage_dir), volume_group_name=vg)
     if mac_prefix:
         cluster.mac_prefix = macs.check_prefix(mac_prefix)
     if candidate_pool_size:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from herd import errors
 from herd.etcd import members as em
 from herd.etcd.client import EtcdClient, EtcdError, Status
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_NODE, LockRequest
-from herd.logic import drbd, etcd_sync, hooks, intents, orphans
+from herd.logic import drbd, etcd_sync, hooks, intents, orphans, storage_units
 from herd.logic.base import LogicalUnit
 from herd.logic.disk_health import mirror_findings
 from herd.logic.etcd_health import etcd_findings
@@ -55,21 +56,28 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
                 raise errors.ParameterError(
                     f"invalid enabled hypervisors {', '.join(bad) or '(none)'}: allowed are "
                     f"{', '.join(SUPPORTED_HYPERVISORS)}")
+        vg_name = self.cfg.cluster.volume_group_name
+        if op.vg_name is not None:
+            vg_name = storage_units.check_vg_name(op.vg_name)
         if op.enabled_disk_templates is not None:
-            bad = [t for t in op.enabled_disk_templates if t not in params.DISK_TEMPLATES]
-            if bad or not op.enabled_disk_templates:
-                raise errors.ParameterError(
-                    f"invalid disk templates {', '.join(bad) or '(none)'}: allowed are "
-                    f"{', '.join(params.DISK_TEMPLATES)}")
+            storage_units.check_enabled_templates(op.enabled_disk_templates, vg_name)
             in_use = {i.disk_template for i in self.cfg.instances.values()}
             missing = in_use - set(op.enabled_disk_templates)
             if missing:
                 raise errors.OpPrereqError(
                     f"cannot disable disk template(s) {', '.join(sorted(missing))}: "
                     "instances use them")
+        if op.vg_name is not None:
+            templates = op.enabled_disk_templates
+            if templates is None:
+                templates = self.cfg.cluster.enabled_disk_templates
+            if not vg_name:
+                storage_units.check_vg_disable(self.cfg, templates)
+            elif vg_name != self.cfg.cluster.volume_group_name:
+                await check_vg_on_nodes(self.ctx, self.cfg, vg_name)
 
     def hooks_env(self) -> dict[str, Any]:
-        return {"NEW_VG_NAME": None}  # Ganeti's only variable here; Herd has no volume group
+        return {"NEW_VG_NAME": self.op.vg_name}  # Ganeti's only variable here
 
     async def execute(self) -> None:
         cluster = self.cfg.cluster
@@ -99,8 +107,27 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
             cluster.enabled_disk_templates = list(op.enabled_disk_templates)
         if op.rapi_anonymous_reads is not None:
             cluster.rapi_anonymous_reads = op.rapi_anonymous_reads
+        if op.vg_name is not None:
+            cluster.volume_group_name = op.vg_name
         cluster.touch()
         await self.ctx.config.save()
+
+
+async def check_vg_on_nodes(ctx: Any, cfg: Any, vg_name: str) -> None:
+    """Every online vm-capable node must have ``vg_name`` (Ganeti refuses a VG a node lacks);
+    OpPrereqError names the first node without it and why."""
+    nodes = [n for n in cfg.nodes.values() if not n.offline and n.vm_capable]
+
+    async def one(node: Any) -> str | None:
+        try:
+            await ctx.rpc.node(node).call("vg_info", vg_name=vg_name, timeout=60)
+        except errors.HerdError as exc:
+            return f"volume group {vg_name} is not usable on node {node.name}: {exc.message}"
+        return None
+
+    problems = [p for p in await asyncio.gather(*(one(n) for n in nodes)) if p]
+    if problems:
+        raise errors.OpPrereqError(sorted(problems)[0])
 
 
 class LUClusterVerify(LogicalUnit[OpClusterVerify]):
@@ -236,10 +263,11 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
         "volume X is unknown", a warning). Only reported: removing is the admin's call."""
         cfg = self.cfg
         flight = intents.in_flight(intents.live_intents())
+        vg_name = cfg.cluster.volume_group_name
         for node_uuid in node_uuids:
             node = cfg.nodes[node_uuid]
             try:
-                listing = await self.ctx.rpc.node(node).storage_list()
+                listing = await self.ctx.rpc.node(node).blockdev_list()
             except errors.HerdError as exc:
                 self.warning(f"node {node.name}: cannot list its volumes: {exc.message}")
                 continue
@@ -247,6 +275,10 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
             for text in orphans.orphan_volumes(orphans.expected_on(cfg, node_uuid), listing,
                                                busy):
                 self.warning(f"node {node.name}: {text}")
+            # an unknown LV is an error: it takes VG space that allocation counts as free
+            for text in storage_units.orphan_lvs(
+                    listing.get("lvs", []), storage_units.lv_owners(cfg, node_uuid, vg_name)):
+                self.error(f"node {node.name}: {text}")
 
     def hooks_env(self) -> dict[str, Any]:
         env = {"CLUSTER_TAGS": " ".join(self.cfg.cluster.tags)}
@@ -348,8 +380,10 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
             reason = hv.get("kvm_reason") or "KVM not usable"
             self.warning(f"node {name}: KVM is not usable ({reason}); instances run with "
                          "TCG emulation (slow)")
-        if int(info.get("storage_free", 0)) < 1024:
+        file_free = info.get("file_storage_free", info.get("storage_free"))
+        if file_free is not None and int(file_free) < 1024:
             self.warning(f"node {name}: less than 1 GiB free in the file storage directory")
+        self._verify_node_vg(name, info)
         problem = users_file_problem(info.get("rapi_users_mode"))
         if problem:
             users = self.ctx.paths.rapi_users_file.relative_to(self.ctx.paths.root)
@@ -361,6 +395,22 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
                          f"want at most {MAX_TCP_RETRIES2} (e.g. 'net.ipv4.tcp_retries2 = 5' in "
                          "/etc/sysctl.d/60-herd.conf) so that a silent peer stalls guests for "
                          "seconds, not minutes, when noded is down")
+
+    def _verify_node_vg(self, name: str, info: dict[str, Any]) -> None:
+        """The cluster's VG must exist on every node (an error, as Ganeti's ENODELVM); LVs
+        activated as loop devices are a warning, as the KVM/TCG fallback is."""
+        vg_name = self.cfg.cluster.volume_group_name
+        if not vg_name:
+            return
+        if info.get("vg_name") != vg_name or info.get("vg_error"):
+            reason = info.get("vg_error") or (f"the node uses volume group "
+                                              f"{info.get('vg_name') or '(none)'}")
+            self.error(f"node {name}: volume group {vg_name} is not usable: {reason}")
+            return
+        activation = info.get("lvm_activation") or {}
+        if activation.get("mode") == "loop":
+            self.warning(f"node {name}: LVs of {vg_name} are activated as loop devices over "
+                         f"their PV ({activation.get('reason')})")
 
     def _mirror_nodes(self) -> set[str]:
         """Names of the nodes holding a copy of some mirrored (drbd) disk."""

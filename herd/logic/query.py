@@ -236,6 +236,7 @@ def cluster_info(ctx: MasterContext) -> dict[str, Any]:
         "noded_port": c.noded_port,
         "mac_prefix": c.mac_prefix,
         "file_storage_dir": str(ctx.paths.file_storage_dir),
+        "volume_group_name": c.volume_group_name,
         "default_iallocator": c.default_iallocator,
         "maintain_node_health": c.maintain_node_health,
         "uid_pool": list(c.uid_pool),
@@ -263,14 +264,32 @@ async def query_os(ctx: MasterContext) -> dict[str, Any]:
 
 
 async def query_volumes(ctx: MasterContext, names: list[str] | None) -> list[dict[str, Any]]:
-    """gnt-node volumes: the disk files each node holds for instances (Ganeti's LV listing;
-    Herd's volumes are files in the node's file storage directory)."""
+    """gnt-node volumes: the disk files each node holds for instances and, when the cluster
+    has a volume group, every LV of it on each node (Ganeti's listing: LVs no instance owns
+    show instance ``-``)."""
     cfg = ctx.config.data
     nodes = [cfg.get_node(n) for n in names] if names else \
         sorted(cfg.nodes.values(), key=lambda n: n.name)
     from herd.logic.specs import disk_dict
 
     async def one(node: Node) -> list[dict[str, Any]]:
+        return await _file_volumes(node) + await _lv_volumes(node)
+
+    async def _lv_volumes(node: Node) -> list[dict[str, Any]]:
+        vg_name = cfg.cluster.volume_group_name
+        if not vg_name or node.offline:
+            return []
+        from herd.logic import storage_units
+
+        try:
+            listing = await ctx.rpc.node(node).blockdev_list()
+        except errors.HerdError:
+            return [{"node": node.name, "phys": "?", "vg": vg_name, "name": "?", "size": None,
+                     "instance": "?"}]
+        return storage_units.lv_volume_rows(node.name, listing.get("lvs", []),
+                                            storage_units.lv_owners(cfg, node.uuid, vg_name))
+
+    async def _file_volumes(node: Node) -> list[dict[str, Any]]:
         disks = []
         for inst in sorted(cfg.instances.values(), key=lambda i: i.name):
             for index, disk in enumerate(inst.disks):

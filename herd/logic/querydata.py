@@ -1,15 +1,18 @@
-"""OP_INSTANCE_QUERY_DATA: detailed instance information as Ganeti's job result has it
-(``gnt-instance info``; RAPI ``/2/instances/NAME/info`` returns the job id of this opcode)."""
+"""Queries that run as jobs, as in Ganeti: OP_INSTANCE_QUERY_DATA (``gnt-instance info``; RAPI
+``/2/instances/NAME/info`` returns the job id of this opcode) and OP_NODE_QUERY_STORAGE
+(``gnt-node list-storage``; RAPI ``/2/nodes/NAME/storage``)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from herd import errors
 from herd.jobs.locking import LockRequest
-from herd.logic import query
+from herd.logic import query, storage_units
 from herd.logic.base import LogicalUnit
 from herd.opcodes.instance_extra import OpInstanceQueryData
+from herd.opcodes.storage import OpNodeQueryStorage
 
 
 class LUInstanceQueryData(LogicalUnit[OpInstanceQueryData]):
@@ -117,3 +120,38 @@ def query_tags(ctx: Any, kind: str, name: str | None) -> list[str]:
     from herd.logic.tags import tag_target
 
     return sorted(tag_target(ctx.config.data, kind, name).tags)
+
+
+class LUNodeQueryStorage(LogicalUnit[OpNodeQueryStorage]):
+    """Ganeti's storage units of nodes (``gnt-node list-storage``, RAPI
+    ``/2/nodes/NAME/storage``): a job, as in Ganeti, whose result is one list of values per
+    unit in the order of ``output_fields``. No locks: it only reads the nodes."""
+
+    OPCODE = OpNodeQueryStorage
+
+    def locks(self) -> list[LockRequest]:
+        return []
+
+    async def check(self) -> None:
+        cfg = self.cfg
+        self.storage_type = storage_units.check_storage_type(
+            self.op.storage_type, cfg.cluster.volume_group_name)
+        self.fields = storage_units.check_storage_fields(self.op.output_fields)
+        self.nodes = [cfg.get_node(n) for n in self.op.nodes] if self.op.nodes else \
+            sorted(cfg.nodes.values(), key=lambda n: n.name)
+
+    async def execute(self) -> list[list[Any]]:
+        async def one(node: Any) -> tuple[str, list[dict[str, Any]]]:
+            if node.offline:
+                raise errors.OpExecError(f"node {node.name} is offline: cannot list its "
+                                         f"{self.storage_type} storage")
+            try:
+                units = await self.ctx.rpc.node(node).call(
+                    "storage_units", storage_type=self.storage_type, timeout=60)
+            except errors.HerdError as exc:
+                raise errors.OpExecError(f"cannot list the {self.storage_type} storage of "
+                                         f"node {node.name}: {exc.message}") from None
+            return node.name, units
+
+        found = dict(await asyncio.gather(*(one(n) for n in self.nodes)))
+        return storage_units.storage_rows(found, self.storage_type, self.fields, self.op.name)

@@ -47,6 +47,8 @@ class NodeService:
         self._os_scripts: dict[str, asyncio.Task[None]] = {}
         #: the node's etcd member, set by noded (None in tools that use the service alone)
         self.etcd: EtcdSupervisor | None = None
+        #: The cluster VG as last resolved: (name, its LvmNode or None, why None).
+        self._vg: tuple[str, Any, str | None] = ("", None, None)
 
     def hypervisor(self, name: str = "kvm") -> hvbase.Hypervisor:
         if name not in self._hypervisors:
@@ -73,7 +75,84 @@ class NodeService:
         used = sum(int(r["memory"]) for r in await self.instance_list())
         # the first call may probe /dev/kvm (seconds): keep it off the event loop
         hv_facts = await asyncio.to_thread(hv.node_facts)
-        return node_facts(self.storage, hv_facts, used)
+        info = node_facts(self.storage, hv_facts, used)
+        info["file_storage_total"] = info["storage_total"]
+        info["file_storage_free"] = info["storage_free"]
+        name, lvm, problem = await self.volume_group()
+        if name:
+            from herd.storage import node_vg
+
+            # Ganeti's dtotal/dfree come from the VG when the cluster has one
+            info.update(vg_name=name, storage_total=None, storage_free=None)
+            if lvm is not None:
+                try:
+                    vg = await asyncio.to_thread(node_vg.summary, lvm)
+                except errors.StorageError as exc:
+                    problem = exc.message
+                else:
+                    info.update(vg.to_dict(), storage_total=vg.size_mib,
+                                storage_free=vg.free_mib)
+            if problem:
+                info["vg_error"] = problem
+        return info
+
+    # -- the cluster's volume group -----------------------------------------------------------
+    async def volume_group(self) -> tuple[str, Any, str | None]:
+        """The cluster's VG on this node: (name from the facts file, LvmNode, problem).
+
+        Re-read on every call (a small JSON file): ``gnt-cluster modify --vg-name`` reaches
+        nodes as a facts upload, and the device factory must follow without a restart. A VG
+        that could not be resolved is tried again on the next call (the admin may fix it)."""
+        from herd.config.facts import read_facts
+        from herd.storage import node_vg
+
+        name = str((read_facts(self.paths) or {}).get("volume_group_name") or "")
+        old_name, old_node, _ = self._vg
+        if name == old_name and (old_node is not None or not name):
+            return self._vg
+        if old_name:
+            self.devices.remove_volume_group(old_name)
+        self._vg = (name, None, None)
+        if name:
+            try:
+                node = await asyncio.to_thread(node_vg.lvm_node_for, self.paths, name)
+            except errors.HerdError as exc:
+                self._vg = (name, None, exc.message)
+            else:
+                self.devices.add_volume_group(node)
+                self._vg = (name, node, None)
+        return self._vg
+
+    async def vg_info(self, vg_name: str) -> dict[str, Any]:
+        """Size, free space, PVs and activation mode of ``vg_name`` on this node, or a
+        StorageError saying why it is not usable here (init/modify --vg-name ask every node
+        before the name is set)."""
+        from herd.storage import node_vg
+
+        node = await asyncio.to_thread(node_vg.lvm_node_for, self.paths, vg_name)
+        return (await asyncio.to_thread(node_vg.summary, node)).to_dict()
+
+    async def storage_units(self, storage_type: str) -> list[dict[str, Any]]:
+        """Ganeti's storage units of one type on this node (``gnt-node list-storage``): name,
+        size, used, free (MiB) and allocatable. ``lvm-vg`` is the cluster's VG (none when the
+        cluster has no VG); ``file`` is the file storage directory."""
+        if storage_type == "file":
+            total, free = self.storage.total_mib(), self.storage.free_mib()
+            return [{"name": str(self.storage.base), "size": total, "used": total - free,
+                     "free": free, "allocatable": True}]
+        if storage_type == "lvm-vg":
+            name, lvm, problem = await self.volume_group()
+            if not name:
+                return []
+            if lvm is None:
+                raise errors.StorageError(problem or f"volume group {name} is not usable")
+            from herd.storage import node_vg
+
+            vg = await asyncio.to_thread(node_vg.summary, lvm)
+            return [{"name": vg.name, "size": vg.size_mib, "used": vg.size_mib - vg.free_mib,
+                     "free": vg.free_mib, "allocatable": True}]
+        raise errors.ParameterError(f"unknown storage type '{storage_type}' on this node: "
+                                    "allowed are lvm-vg, file")
 
     # -- cluster membership and files ---------------------------------------------------------
     async def master_info(self) -> dict[str, Any]:
@@ -255,6 +334,7 @@ class NodeService:
         directory (relative paths), LVs of its volume groups, running storage daemons and
         mirror generation records kept apart from their data. The master compares this with
         the config (verify's orphan check)."""
+        await self.volume_group()  # the factory lists the LVs of the VGs it knows
         return await self.devices.list_all()
 
     async def _remove(self, specs: list[DeviceSpec]) -> None:

@@ -23,6 +23,9 @@ class Cluster(ConfigObject):
     master_netmask: int = 32
     mac_prefix: str = "aa:00:00"
     file_storage_dir: str = ""
+    #: The LVM volume group of every node (Ganeti's name; empty: the cluster has none). Each
+    #: node gets it through its cluster facts file and registers it with its device factory.
+    volume_group_name: str = ""
     noded_port: int = NODED_PORT
     enabled_hypervisors: list[str] = dataclasses.field(default_factory=lambda: ["kvm"])
     enabled_disk_templates: list[str] = dataclasses.field(

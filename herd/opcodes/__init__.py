@@ -29,6 +29,7 @@ from herd.opcodes.mirror_ops import (
     OpNodeEvacuate,
     OpNodeMigrate,
 )
+from herd.opcodes.storage import OpNodeQueryStorage
 from herd.opcodes.tags import OpTagsDel, OpTagsGet, OpTagsSearch, OpTagsSet
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "OpNodeAdd",
     "OpNodeEvacuate",
     "OpNodeMigrate",
+    "OpNodeQueryStorage",
     "OpNodeRemove",
     "OpNodeSetParams",
     "OpTagsDel",

@@ -34,6 +34,8 @@ class OpClusterModify(OpCode):
     candidate_pool_size: int | None = None
     enabled_hypervisors: list[str] | None = None
     enabled_disk_templates: list[str] | None = None
+    #: Ganeti's: the cluster's LVM volume group ("" disables LVM)
+    vg_name: str | None = None
     #: Herd's: let RAPI answer GETs without credentials (Ganeti's behaviour)
     rapi_anonymous_reads: bool | None = None
 

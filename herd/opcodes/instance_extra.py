@@ -142,9 +142,6 @@ UNBACKED: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         ("node_name",)),
     "OP_NODE_POWERCYCLE": (
         "power-cycling nodes", (*_NODE, "force"), ("node_name",)),
-    "OP_NODE_QUERY_STORAGE": (
-        "querying storage units",
-        ("nodes", "storage_type", "name", "output_fields"), ("output_fields",)),
     "OP_NODE_MODIFY_STORAGE": (
         "modifying storage units",
         (*_NODE, "storage_type", "name", "changes"), ("node_name", "storage_type", "name")),

@@ -154,7 +154,7 @@ def cluster_info(info: dict[str, Any], hv_defaults: dict[str, dict[str, Any]]) -
         "master_netdev": info["master_netdev"],
         "master_netmask": int(info["master_netmask"]),
         "use_external_mip_script": False,
-        "volume_group_name": None,
+        "volume_group_name": info.get("volume_group_name") or None,
         "drbd_usermode_helper": None,
         "file_storage_dir": info["file_storage_dir"],
         "shared_file_storage_dir": "",

@@ -53,6 +53,10 @@ class DeviceFactory:
         """Make VG ``node.vg_name`` (on its PVs) available to lvm devices."""
         self._vgs[node.vg_name] = node
 
+    def remove_volume_group(self, vg: str) -> None:
+        """Forget VG ``vg`` (the cluster's VG changed); its LVs stay on disk."""
+        self._vgs.pop(vg, None)
+
     def lvm_node(self, vg: str) -> LvmNode:
         try:
             return self._vgs[vg]
@@ -140,7 +144,8 @@ class DeviceFactory:
         for node in self.volume_groups:
             for lv in await asyncio.to_thread(node.list_lvs):
                 lvs.append({"vg": lv.vg_name, "lv": lv.name, "size": lv.size,
-                            "tags": list(lv.tags), "active": lv.path is not None})
+                            "tags": list(lv.tags), "active": lv.path is not None,
+                            "pvs": list(lv.pvs)})
         out["lvs"] = lvs
         return out
 
