@@ -277,7 +277,8 @@ class MasterDaemon:
     async def h_query_metrics(self) -> dict[str, Any]:
         """Counts only masterd has (herd.rapi.metrics renders them): finished jobs, and
         what the etcd member that answers says of the cluster's store."""
-        out: dict[str, Any] = {"jobs": self.job_stats.to_dict(), "etcd": None}
+        out: dict[str, Any] = {"jobs": self.job_stats.to_dict(), "etcd": None,
+                               "usage": await self._instance_usage()}
         if self.etcd is not None:
             try:
                 status = await asyncio.wait_for(self.etcd.status(), 2.0)
@@ -290,6 +291,20 @@ class MasterDaemon:
                                "raft_term": status.raft_term, "members": len(members),
                                "learners": sum(1 for m in members if m.is_learner)}
         return out
+
+    async def _instance_usage(self) -> dict[str, list[dict[str, Any]]]:
+        """Each online node's guest counters (node name -> rows); a node that does not
+        answer within a few seconds is left out of this scrape."""
+        nodes = [n for n in self.config.data.nodes.values() if not n.offline]
+
+        async def one(node: Any) -> tuple[str, list[dict[str, Any]]]:
+            try:
+                return node.name, await asyncio.wait_for(
+                    self.ctx.rpc.node(node).instance_usage(), 5.0)
+            except (errors.HerdError, TimeoutError, OSError):
+                return node.name, []
+
+        return dict(await asyncio.gather(*(one(n) for n in nodes)))
 
     async def h_query_volumes(self, names: list[str] | None = None) -> list[dict[str, Any]]:
         return await query.query_volumes(self.ctx, names)

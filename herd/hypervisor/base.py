@@ -150,6 +150,12 @@ class Hypervisor(ABC):
         return {"state": info.state, "migration_role": info.migration,
                 "migration_status": None}
 
+    async def instance_usage(self, info: RuntimeInfo) -> dict[str, Any]:
+        """What the running guest ``info`` used so far (herd.hypervisor.stats): cpu_seconds,
+        rss_bytes, disks [{index, rd_bytes, ...}], nics [{index, rx_bytes, ...}]; keys a
+        hypervisor cannot tell are left out (the fake one has no process)."""
+        return {}
+
     @abstractmethod
     def console_socket(self, name: str) -> Path: ...
 

@@ -474,6 +474,16 @@ class NodeService:
             out += [r.to_dict() for r in await self.hypervisor(name).list_instances()]
         return out
 
+    async def instance_usage(self) -> list[dict[str, Any]]:
+        """CPU, memory, disk and NIC counters of every guest running here (for /metrics)."""
+        out = []
+        for name in HYPERVISORS:
+            hv = self.hypervisor(name)
+            for info in await hv.list_instances():
+                out.append({"name": info.name, "hypervisor": name,
+                            **await hv.instance_usage(info)})
+        return out
+
     async def instance_info(self, name: str) -> dict[str, Any] | None:
         info = await (await self._running_on(name)).instance_info(name)
         return info.to_dict() if info else None

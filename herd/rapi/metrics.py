@@ -120,6 +120,7 @@ def render(cluster: str, nodes: list[dict[str, Any]], instances: list[dict[str, 
             buckets.append(("+Inf", hist["count"]))
             family.add_metric([cluster, opcode], buckets, hist["sum"])
         families.append(family)
+    _usage_families(cluster, master.get("usage") or {}, families)
     etcd = master.get("etcd")
     gauge("herd_etcd_up", "1 when an etcd member answered the master", ["cluster"],
           [([cluster], 1.0 if etcd and "error" not in etcd else 0.0)])
@@ -138,3 +139,42 @@ def render(cluster: str, nodes: list[dict[str, Any]], instances: list[dict[str, 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Fixed())  # type: ignore[arg-type]
     return generate_latest(registry)
+
+
+def _usage_families(cluster: str, usage: dict[str, list[dict[str, Any]]],
+                    families: list[Any]) -> None:
+    """Per-guest counters from each node (noded's instance_usage): CPU seconds and bytes
+    only ever grow while the guest runs, so they are counters; a restart starts them anew,
+    which rate() takes as a reset."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    cpu = CounterMetricFamily("herd_instance_cpu_seconds", "CPU time the guest's process "
+                              "used", labels=["cluster", "instance", "node"])
+    rss = GaugeMetricFamily("herd_instance_memory_rss_bytes", "Resident memory of the "
+                            "guest's process", labels=["cluster", "instance", "node"])
+    disk = {key: CounterMetricFamily(f"herd_instance_disk_{name}", doc,
+                                     labels=["cluster", "instance", "node", "disk"])
+            for key, name, doc in (("rd_bytes", "read_bytes", "Bytes the guest read"),
+                                   ("wr_bytes", "written_bytes", "Bytes the guest wrote"),
+                                   ("rd_operations", "reads", "Read requests"),
+                                   ("wr_operations", "writes", "Write requests"))}
+    nic = {key: CounterMetricFamily(f"herd_instance_network_{name}", doc,
+                                    labels=["cluster", "instance", "node", "nic"])
+           for key, name, doc in (("rx_bytes", "receive_bytes", "Bytes the guest received"),
+                                  ("tx_bytes", "transmit_bytes", "Bytes the guest sent"),
+                                  ("rx_packets", "receive_packets", "Packets received"),
+                                  ("tx_packets", "transmit_packets", "Packets sent"))}
+    for node, rows in sorted(usage.items()):
+        for row in rows:
+            labels = [cluster, str(row["name"]), node]
+            if "cpu_seconds" in row:
+                cpu.add_metric(labels, float(row["cpu_seconds"]))
+            if "rss_bytes" in row:
+                rss.add_metric(labels, float(row["rss_bytes"]))
+            for d in row.get("disks") or []:
+                for key, family in disk.items():
+                    family.add_metric([*labels, f"disk/{d['index']}"], float(d.get(key, 0)))
+            for n in row.get("nics") or []:
+                for key, family in nic.items():
+                    family.add_metric([*labels, f"nic/{n['index']}"], float(n.get(key, 0)))
+    families += [cpu, rss, *disk.values(), *nic.values()]

@@ -213,6 +213,9 @@ class NodeClient:
     async def instance_info(self, name: str) -> dict[str, Any] | None:
         return await self.call("instance_info", name=name, timeout=30)
 
+    async def instance_usage(self) -> list[dict[str, Any]]:
+        return await self.call("instance_usage", timeout=15)
+
     async def instance_runstate(self, name: str) -> dict[str, Any] | None:
         return await self.call("instance_runstate", name=name, timeout=30)
 

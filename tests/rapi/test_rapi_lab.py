@@ -208,6 +208,16 @@ def test_metrics_say_what_gnt_node_list_and_gnt_instance_list_say(rapi_lab: Rapi
     assert count == metrics["herd_jobs_finished_total"][started]
     assert metrics["herd_etcd_up"][(("cluster", CLUSTER),)] == 1.0
     assert metrics["herd_etcd_has_leader"][(("cluster", CLUSTER),)] == 1.0
+    # the guest's own counters, from its node: a real QEMU process, its disk and its tap
+    who = (("cluster", CLUSTER), ("instance", INSTANCE), ("node", "node2.example.com"))
+    assert metrics["herd_instance_cpu_seconds_total"][who] > 0
+    assert metrics["herd_instance_memory_rss_bytes"][who] > 16 << 20
+    disk0 = tuple(sorted((*who, ("disk", "disk/0"))))
+    assert disk0 in metrics["herd_instance_disk_read_bytes_total"]
+    nic0 = tuple(sorted((*who, ("nic", "nic/0"))))
+    assert nic0 in metrics["herd_instance_network_transmit_bytes_total"]
+    later = _scrape(rapi_lab)["herd_instance_cpu_seconds_total"][who]
+    assert later >= metrics["herd_instance_cpu_seconds_total"][who]  # a counter
 
 
 def test_bad_requests_get_ganetis_status_and_shape(rapi_lab: RapiLab) -> None:

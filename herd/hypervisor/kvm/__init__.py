@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from herd import qemu_features
 from herd.errors import HypervisorError
+from herd.hypervisor import stats
 from herd.hypervisor.base import Hypervisor, InstanceSpec, RuntimeInfo
 from herd.hypervisor.kvm import (
     detect,
@@ -30,7 +31,7 @@ from herd.hypervisor.kvm import (
     process,
     qmp,
 )
-from herd.hypervisor.kvm.cmdline import LaunchContext, build_argv
+from herd.hypervisor.kvm.cmdline import LaunchContext, build_argv, drive_id
 from herd.hypervisor.kvm.runtime import (
     InstanceFiles,
     RuntimeRecord,
@@ -40,6 +41,7 @@ from herd.hypervisor.kvm.runtime import (
     read_record,
     write_record,
 )
+from herd.network.tap import tap_name
 from herd.paths import HerdPaths
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,24 @@ class Kvm(Hypervisor):
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
+
+    async def instance_usage(self, info: RuntimeInfo) -> dict[str, Any]:
+        out: dict[str, Any] = dict(stats.process_usage(info.pid) or {})
+        nic_rows = []
+        for nic in info.spec.nics:
+            counters = stats.nic_usage(tap_name(info.uuid, nic.index))
+            if counters is not None:
+                nic_rows.append({"index": nic.index, **counters})
+        out["nics"] = nic_rows
+        try:
+            blocks = stats.block_usage(await qmp.execute(self._files(info.name).qmp,
+                                                         "query-blockstats", timeout=2.0))
+        except HypervisorError:
+            return out  # QEMU busy or going away: CPU, memory and NICs still count
+        disk_type = str(info.spec.hvparams.get("disk_type", "paravirtual"))
+        out["disks"] = [{"index": d.index, **blocks[drive_id(disk_type, d.index)]}
+                        for d in info.spec.disks if drive_id(disk_type, d.index) in blocks]
+        return out
 
     def console_socket(self, name: str) -> Path:
         return self._files(name).serial

@@ -101,6 +101,17 @@ def _boot(hv: dict[str, Any]) -> list[str]:
     return argv
 
 
+def drive_id(disk_type: str, index: int) -> str:
+    """The id QEMU gives a ``-drive`` without one (blockdev.c's rule: interfaces with buses
+    name bus, media and unit, ``ide0-hd1``; the others only the unit, ``virtio0``): how
+    query-blockstats names an instance's disk ``index``."""
+    iface = DRIVE_IF.get(disk_type, disk_type)
+    per_bus = {"ide": 2, "scsi": 7}.get(iface)
+    if per_bus:
+        return f"{iface}{index // per_bus}-hd{index % per_bus}"
+    return f"{iface}{index}"
+
+
 def _disks(spec: InstanceSpec, hv: dict[str, Any]) -> list[str]:
     argv: list[str] = []
     iface = DRIVE_IF[hv["disk_type"]]
