@@ -88,3 +88,24 @@ def test_histogram_buckets_are_cumulative_and_count_overflow_in_inf_only() -> No
     d = h.to_dict()
     assert d["count"] == 5 and d["buckets"][0] == [BUCKETS[0], 3]  # -1 counts as 0
     assert d["buckets"][1] == [0.1, 4] and d["buckets"][-1] == [3600.0, 4]
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_that_exist() -> None:
+    """Every metric a panel of packaging/grafana/herd-dashboard.json queries is one /metrics
+    renders (a renamed metric would leave an empty panel)."""
+    import json
+    import re
+    from pathlib import Path
+
+    jobs, stats = _jobs()
+    usage = {"n1": [{"name": "a", "cpu_seconds": 1.0, "rss_bytes": 1,
+                     "disks": [{"index": 0}], "nics": [{"index": 0}]}]}
+    etcd = {"db_size": 1, "db_size_in_use": 1, "has_leader": True, "raft_term": 1,
+            "members": 1, "learners": 0}
+    rendered = set(_parse(render("c1", NODES, INSTANCES, jobs,
+                                 {"jobs": stats.to_dict(), "etcd": etcd, "usage": usage})))
+    dashboard = json.loads((Path(__file__).parents[2] / "packaging/grafana/"
+                            "herd-dashboard.json").read_text())
+    names = {name for panel in dashboard["panels"] for target in panel["targets"]
+             for name in re.findall(r"\b(?:herd|ganeti)_[a-z_]+", target["expr"])}
+    assert names and names <= rendered, sorted(names - rendered)
