@@ -54,6 +54,7 @@ from herd import errors
 from herd.config.facts import write_facts
 from herd.config.replication import Replicator
 from herd.config.store import ConfigStore
+from herd.errors import StorageError
 from herd.hypervisor.kvm import detect
 from herd.jobs import queue as q
 from herd.jobs.executor import JobExecutor
@@ -67,6 +68,9 @@ from herd.paths import HerdPaths
 from herd.rpc import certs, tls
 from herd.rpc.client import DEFAULT_TIMEOUT, NodeClient, RpcRunner, decode_answer
 from herd.rpc.server import build_app
+from herd.storage.mirror.generation import bump
+from herd.storage.mirror.manager import MirrorManager
+from herd.storage.mirror.model import MirrorDisk, MirrorStatus
 
 T = TypeVar("T")
 
@@ -138,6 +142,117 @@ class HarnessNode:
 
     def methods_called(self) -> list[str]:
         return [method for method, _ in self.calls]
+
+
+class FakeMirrorManager(MirrorManager):
+    """The mirror manager of one harness node without storage daemons, so that LUs on
+    ``drbd`` instances (failover, migrate, replace-disks, conversions) run in milliseconds.
+
+    What is real: creating and removing the data volume and the generation record, and the
+    generation rules (``decide_sync`` on the master, ``_choose_sync`` and ``bump`` here), so
+    the master's decisions see the records they would. What is faked: the daemon and the
+    replication. A secondary "listens" in :class:`FakeMirrorNet` (by its address and port),
+    a primary is connected while its peer listens there, and a connected mirror is in sync at
+    once (no data is copied: these tests are about the LU logic; the lab tests the data path).
+    Installed through the node's device factory, the one place noded looks the manager up.
+    """
+
+    def __init__(self, paths: HerdPaths, devices: Any, net: FakeMirrorNet, name: str) -> None:
+        super().__init__(paths, devices)
+        self.net = net
+        self.name = name
+        #: disk uuid -> (role, the disk as last started)
+        self.active: dict[str, tuple[str, MirrorDisk]] = {}
+
+    def _peer(self, disk: MirrorDisk) -> FakeMirrorManager | None:
+        peer = self.net.listening.get((disk.peer_ip, disk.port))
+        if peer is None or peer is self or peer.active.get(disk.uuid, ("",))[0] != "secondary":
+            return None
+        return peer
+
+    def _state(self, disk: MirrorDisk) -> MirrorStatus:
+        role = self.active.get(disk.uuid, ("down",))[0]
+        gen = self._gen(disk).read() if self._gen(disk).exists() else {}
+        connected = role == "primary" and self._peer(disk) is not None
+        uri = {"primary": f"nbd+unix:///{disk.uuid}?socket=/fake/{self.name}",
+               "secondary": f"nbd://{disk.local_ip}:{disk.port}/vm"}.get(role)
+        return MirrorStatus(role=role, connected=connected, in_sync=connected,
+                            sync_percent=100.0 if connected else None,
+                            degraded=role == "primary" and not connected,
+                            generation=str(gen.get("current", "")), vm_uri=uri)
+
+    def generation(self, disk: MirrorDisk) -> dict[str, Any]:
+        gen = self._gen(disk).read()
+        running = disk.uuid in self.active
+        gen["running"] = running
+        gen["dirty_map_valid"] = bool(gen.get("dirty_map_valid") and running
+                                      and self.active[disk.uuid][0] == "primary")
+        return gen
+
+    async def start_secondary(self, disk: MirrorDisk) -> None:
+        if not self._gen(disk).exists():
+            raise StorageError(f"mirrored disk {disk.relpath} does not exist on {self.name}")
+        # a primary handing over (live migration) becomes the secondary of the new one
+        self.active[disk.uuid] = ("secondary", disk)
+        self.net.listening[(disk.local_ip, disk.port)] = self
+
+    async def start_primary(self, disk: MirrorDisk, sync: str, *,
+                            allow_degraded: bool = False) -> MirrorStatus:
+        if self.active.get(disk.uuid, ("",))[0] == "primary":
+            return self._state(disk)
+        gf = self._gen(disk)
+        own = gf.read()
+        peer = self._peer(disk)
+        if peer is None and not allow_degraded:
+            raise StorageError(f"cannot attach mirrored disk {disk.relpath}: peer "
+                               f"{disk.peer_ip}:{disk.port} does not answer (start degraded "
+                               "only if the peer is dead)")
+        if peer is not None:
+            _, own = self._choose_sync(disk, own, peer.generation(disk), sync)
+            map_since = own["current"]
+        else:
+            map_since = own["current"]
+            own = bump(own)
+        own.update(role="primary", clean=False, fresh=False, needs_full=False,
+                   degraded=peer is None, dirty_map_valid=True, map_since=map_since)
+        gf.write(own)
+        self.active[disk.uuid] = ("primary", disk)
+        self.net.listening.pop((disk.local_ip, disk.port), None)
+        return self._state(disk)
+
+    async def status(self, disk: MirrorDisk) -> MirrorStatus:
+        return self._state(disk)
+
+    async def wait_sync(self, disk: MirrorDisk, timeout: float) -> MirrorStatus:
+        return self._state(disk)
+
+    async def reconnect(self, disk: MirrorDisk) -> MirrorStatus:
+        return self._state(disk)
+
+    async def stop(self, disk: MirrorDisk) -> None:
+        role = self.active.pop(disk.uuid, ("down",))[0]
+        if self.net.listening.get((disk.local_ip, disk.port)) is self:
+            del self.net.listening[(disk.local_ip, disk.port)]
+        gf = self._gen(disk)
+        if role == "down" or not gf.exists():
+            return
+        if role == "primary" and self._peer(disk) is None and not gf.read().get("degraded"):
+            gf.write({**bump(gf.read()), "degraded": True})  # the peer misses something
+        gf.update(clean=True, dirty_map_valid=False)
+
+    async def remove(self, disk: MirrorDisk) -> None:
+        await self.stop(disk)
+        await super().remove(disk)
+
+    async def list_active(self) -> list[str]:
+        return sorted(self.active)
+
+
+@dataclass
+class FakeMirrorNet:
+    """Where fake secondaries listen: (secondary IP, port) -> the node's manager."""
+
+    listening: dict[tuple[str | None, int], FakeMirrorManager] = field(default_factory=dict)
 
 
 class _FaultyService:
@@ -338,15 +453,20 @@ class InProcessCluster:
         self.root = root
         self.loop = asyncio.new_event_loop()
         self.nodes: dict[str, HarnessNode] = {}
+        self.mirror_net = FakeMirrorNet()
         for index in range(1, nodes + 1):
             paths = HerdPaths(root / f"node{index}")
             paths.ensure()
             name = node_name(index)
             (paths.data_dir / "node-name").write_text(name + "\n")
             _seed_kvm_probe(paths)
+            service = NodeService(paths)
+            # the device factory builds the manager on first use: give it the fake one
+            service.devices._mirror = FakeMirrorManager(paths, service.devices,
+                                                        self.mirror_net, name)
             self.nodes[name] = HarnessNode(name=name, primary_ip=node_ip(index),
                                            secondary_ip=f"192.0.2.{100 + index}",
-                                           paths=paths, service=NodeService(paths))
+                                           paths=paths, service=service)
         self.master = self.nodes[node_name(1)]
         self.paths = self.master.paths
         data = self._initial_config(disk_templates, hypervisors)

@@ -13,6 +13,7 @@ from herd import errors
 from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
 from herd.logic import drbd
 from herd.logic.base import LogicalUnit
+from herd.logic.templates import template_of
 from herd.opcodes import OpClusterVerifyDisks
 
 
@@ -27,7 +28,7 @@ class LUClusterVerifyDisks(LogicalUnit[OpClusterVerifyDisks]):
         repaired: list[str] = []
         problems: dict[str, str] = {}
         for inst in sorted(cfg.instances.values(), key=lambda i: i.name):
-            if inst.disk_template != "drbd" or not inst.disks:
+            if template_of(inst).copies < 2 or not inst.disks:
                 continue
             wanted = inst.admin_state == "up" or inst.disks_active
             states = await drbd.status(self.ctx, inst)

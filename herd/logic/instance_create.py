@@ -230,7 +230,7 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
         inst, node_rpc = self.instance, self.ctx.rpc.node(self.pnode)
         template = self.template
         spec = instance_spec(self.cfg, inst, self.ctx.paths)
-        created_disks = False
+        created_disks = populated = False
         started = False
         # written down before anything is created: a masterd that dies from here on leaves a
         # record from which its successor removes what the config does not own
@@ -246,6 +246,7 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                 self.feedback(f"* running the instance OS create scripts ({self.os_name})...")
                 await node_rpc.os_run("create", self.os_name, spec)
             if inst.disks:
+                populated = True
                 await template.populate(self.ctx, inst, self.feedback,
                                         wait_for_sync=self.op.wait_for_sync)
             if self.op.start:
@@ -262,7 +263,8 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                     await node_rpc.instance_stop(inst.name, 0)
                 if created_disks:
                     self.feedback("* removing the disks created for the failed instance")
-                    problems = await template.remove(self.ctx, inst, self.feedback)
+                    problems = await template.remove(self.ctx, inst, self.feedback,
+                                                     stopped=not populated)
                     for problem in problems:
                         self.feedback(f"  WARNING: {problem}")
                     removed = not problems

@@ -17,6 +17,7 @@ from herd.logic import drbd
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import check_node_free_memory, instance_locks, start_instance
+from herd.logic.templates import template_of
 from herd.opcodes import OpInstanceFailover
 
 
@@ -29,7 +30,7 @@ class LUInstanceFailover(LogicalUnit[OpInstanceFailover]):
     async def check(self) -> None:
         cfg = self.cfg
         self.inst = cfg.get_instance(self.op.instance_name)
-        if self.inst.disk_template != "drbd":
+        if not template_of(self.inst).can_failover:
             raise errors.OpPrereqError(f"instance's disk layout '{self.inst.disk_template}' "
                                        "does not allow failovers")
         self.old = cfg.nodes[self.inst.primary_node]

@@ -15,6 +15,7 @@ from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import instance_locks
 from herd.logic.specs import filled_hvparams
+from herd.logic.templates import template_of
 from herd.opcodes import OpInstanceMigrate
 
 
@@ -27,7 +28,7 @@ class LUInstanceMigrate(LogicalUnit[OpInstanceMigrate]):
     async def check(self) -> None:
         cfg, op = self.cfg, self.op
         self.inst = cfg.get_instance(op.instance_name)
-        if self.inst.disk_template != "drbd":
+        if not template_of(self.inst).can_migrate:
             raise errors.OpPrereqError(f"instance's disk layout '{self.inst.disk_template}' "
                                        "does not allow migrations")
         self.source = cfg.nodes[self.inst.primary_node]

@@ -9,21 +9,15 @@ and disk additions/removals are not built yet and say so.
 
 from __future__ import annotations
 
-from typing import Any
-
 from herd import errors
 from herd.jobs.locking import LockRequest
-from herd.logic import drbd
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import instance_locks, is_running
 from herd.logic.specs import hypervisor_class, instance_spec
+from herd.logic.templates import Claim, DiskTemplate, all_templates, by_name, template_of
 from herd.objects import Instance, Node, params
-from herd.objects.disk_ids import FILE_DRIVER, FileId
 from herd.opcodes import OpInstanceSetParams
-from herd.storage.file import relative_path
-
-CONVERSIONS = {("file", "drbd"), ("drbd", "file")}
 
 
 class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
@@ -52,13 +46,14 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
         self.hvparams = hypervisor_class(self.inst.hypervisor, self.ctx.paths) \
             .check_parameters(op.hvparams) if op.hvparams else {}
         self.beparams = params.check_beparams(op.beparams) if op.beparams else {}
-        self.convert_to: str | None = None
-        if op.disk_template and op.disk_template != self.inst.disk_template:
-            pair = (self.inst.disk_template, op.disk_template)
-            if pair not in CONVERSIONS:
+        self.convert_to: DiskTemplate | None = None
+        source = template_of(self.inst)
+        if op.disk_template and op.disk_template != source.name:
+            if op.disk_template not in source.converts_to:
                 raise errors.OpPrereqError(
-                    f"converting disk template {pair[0]} to {pair[1]} is not supported; "
-                    "supported: file to drbd, drbd to file")
+                    f"converting disk template {source.name} to {op.disk_template} is not "
+                    f"supported; supported: {self._conversions()}")
+            target = by_name(op.disk_template)
             if op.disk_template not in cfg.cluster.enabled_disk_templates:
                 raise errors.OpPrereqError(f"disk template '{op.disk_template}' is not "
                                            "enabled in this cluster")
@@ -67,19 +62,20 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
                 raise errors.OpPrereqError(f"instance {self.inst.name} must be stopped to "
                                            "convert its disks")
             self.snode: Node | None = None
-            if op.disk_template == "drbd":
+            if target.needs_secondary:
                 if not op.remote_node:
-                    raise errors.OpPrereqError("converting to drbd needs the secondary node "
-                                               "(-n NODE)")
+                    raise errors.OpPrereqError(f"converting to {target.name} needs the "
+                                               "secondary node (-n NODE)")
                 self.snode = cfg.get_node(op.remote_node)
                 if self.snode.uuid == pnode.uuid:
                     raise errors.OpPrereqError("the secondary node must differ from the "
                                                "primary")
                 if self.snode.offline or self.snode.drained:
                     raise errors.OpPrereqError(f"node {self.snode.name} is offline or drained")
-            self.convert_to = op.disk_template
+            self.convert_to = target
         elif op.remote_node:
-            raise errors.ParameterError("-n is only used when converting to drbd (-t drbd)")
+            raise errors.ParameterError("-n is only used when converting to a mirrored "
+                                        "template (-t drbd)")
         if not (self.hvparams or self.beparams or op.osparams or self.convert_to
                 or op.remove_osparams or op.clear_osparams):
             raise errors.ParameterError("please give at least one of the parameters to modify")
@@ -89,7 +85,7 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
         changes: list[list[str]] = []
         if self.convert_to is not None:
             await self._convert()
-            changes.append(["disk_template", self.convert_to])
+            changes.append(["disk_template", self.convert_to.name])
         inst = self.inst
         if self.hvparams:
             inst.hvparams = params.update_overrides(inst.hvparams, self.hvparams)
@@ -110,72 +106,56 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
             self.feedback(f" - {name} -> {value}")
         return changes
 
+    @staticmethod
+    def _conversions() -> str:
+        """The conversions this version makes, for a refusal's message."""
+        return ", ".join(f"{t.name} to {other}" for t in all_templates()
+                         for other in sorted(t.converts_to))
+
     async def _convert(self) -> None:
+        """Copy the disks into new ones of the target template on the primary (the instance
+        is stopped), then let the target fill its other copies. The old disks are removed
+        only once the config names the new ones; a failure before removes the new ones."""
         cfg, inst = self.cfg, self.inst
+        target = self.convert_to
+        assert target is not None
+        source = template_of(inst)
         pnode = cfg.nodes[inst.primary_node]
         prpc = self.ctx.rpc.node(pnode)
         old = Instance.from_dict(inst.to_dict())
         new = Instance.from_dict(inst.to_dict())
-        new.disk_template = self.convert_to or ""
+        new.disk_template = target.name
         new.disks_active = False
-        if self.convert_to == "drbd":
-            assert self.snode is not None
-            ports = drbd.allocate_ports(cfg, len(new.disks), self.ctx.reservations, self)
-            for index, disk in enumerate(new.disks):
-                disk.dev_type = "drbd"
-                disk.nodes = [pnode.uuid, self.snode.uuid]
-                disk.logical_id = drbd.new_logical_id(ports[index], inst.name, disk, index)
-        else:
-            for index, disk in enumerate(new.disks):
-                disk.dev_type = "file"
-                disk.nodes = [pnode.uuid]
-                disk.logical_id = FileId(FILE_DRIVER, relative_path(inst.name, disk.uuid, index))
-                disk.params.pop(drbd.DISCARD_SECONDARY, None)
+        for disk in new.disks:
+            source.forget(disk)
+        target.assign(cfg, new, new.disks, pnode.uuid,
+                      self.snode.uuid if self.snode is not None else None,
+                      Claim(self.ctx.reservations, self))
         old_spec = instance_spec(cfg, old, self.ctx.paths)["disks"]
         new_spec = instance_spec(cfg, new, self.ctx.paths)["disks"]
-        created: list[tuple[Node, list[dict[str, Any]], bool]] = []
+        created = False
         try:
-            if self.convert_to == "drbd":
-                assert self.snode is not None
-                self.feedback(f"* creating mirrored disks on {pnode.name} and "
-                              f"{self.snode.name}")
-                for node in (pnode, self.snode):
-                    disks = drbd.mirror_disks(cfg, new, node.uuid)
-                    await self.ctx.rpc.node(node).mirror_create(disks)
-                    created.append((node, disks, True))
-            else:
-                await drbd.deactivate(self.ctx, old)  # nothing may write while we copy
-                self.feedback(f"* creating file disks on {pnode.name}")
-                await prpc.disks_create(new_spec)
-                created.append((pnode, new_spec, False))
+            await source.deactivate(self.ctx, old)  # nothing may write while we copy
+            created = True  # also when the answer is lost: removal is idempotent
+            await target.create(self.ctx, new, self.feedback, rollback=False)
             self.feedback("* copying the data into the new disks")
-            for source, target in zip(old_spec, new_spec, strict=True):
-                await prpc.disk_copy(source, target)
+            for src, dst in zip(old_spec, new_spec, strict=True):
+                await prpc.disk_copy(src, dst)
             cfg.instances[inst.uuid] = new
-            if self.convert_to == "drbd":
-                self.feedback(f"* copying to the secondary {self.snode.name if self.snode else ''}")
-                await drbd.activate(self.ctx, new, self.feedback,
-                                    wait_for_sync=self.op.wait_for_sync)
-                await drbd.deactivate(self.ctx, new)
+            await target.populate(self.ctx, new, self.feedback,
+                                  wait_for_sync=self.op.wait_for_sync)
+            await target.deactivate(self.ctx, new)
         except BaseException:
             cfg.instances[inst.uuid] = inst
-            for node, disks, mirrored in created:
-                rpc = self.ctx.rpc.node(node)
-                try:
-                    await (rpc.mirror_remove(disks) if mirrored else rpc.disks_remove(disks))
-                except errors.HerdError as exc:
-                    self.feedback(f"  WARNING: cleanup on {node.name} failed: {exc.message}")
+            if created:
+                for problem in await target.remove(self.ctx, new, self.feedback,
+                                                   stopped=True):
+                    self.feedback(f"  WARNING: cleanup failed: {problem}")
             raise
         self.inst = new
         # the config names the new disks from here on; the old ones can go
         await self.ctx.config.save()
         self.feedback("* removing the old disks")
-        try:
-            if old.disk_template == "drbd":
-                for uuid in old.all_nodes:
-                    await self.ctx.rpc.node(cfg.nodes[uuid]).mirror_remove(
-                        drbd.mirror_disks(cfg, old, uuid))
-            else:
-                await prpc.disks_remove(old_spec)
-        except errors.HerdError as exc:
-            self.feedback(f"  WARNING: old disks left behind: {exc.message}")
+        problems = await source.remove(self.ctx, old, self.feedback, stopped=True)
+        if problems:
+            self.feedback(f"  WARNING: old disks left behind: {'; '.join(problems)}")

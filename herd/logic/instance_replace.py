@@ -18,6 +18,7 @@ from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import instance_locks, is_running
 from herd.logic.specs import filled_hvparams
+from herd.logic.templates import template_of
 from herd.opcodes import OpInstanceReplaceDisks
 
 MODES = ("replace_on_primary", "replace_on_secondary", "replace_new_secondary", "replace_auto")
@@ -36,7 +37,7 @@ class LUInstanceReplaceDisks(LogicalUnit[OpInstanceReplaceDisks]):
         if op.mode not in MODES:
             raise errors.ParameterError(f"invalid replace-disks mode '{op.mode}': allowed are "
                                         f"{', '.join(MODES)}")
-        if self.inst.disk_template != "drbd":
+        if not template_of(self.inst).replaceable:
             raise errors.OpPrereqError(f"instance's disk layout '{self.inst.disk_template}' "
                                        "has no second copy to replace")
         bad = [i for i in op.disks if not 0 <= i < len(self.inst.disks)]

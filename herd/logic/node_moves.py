@@ -17,6 +17,7 @@ from herd.logic.base import LogicalUnit
 from herd.logic.instance_failover import LUInstanceFailover
 from herd.logic.instance_migrate import LUInstanceMigrate
 from herd.logic.instance_replace import LUInstanceReplaceDisks
+from herd.logic.templates import template_of
 from herd.objects import ConfigData, Instance, Node
 from herd.opcodes import (
     OpInstanceFailover,
@@ -68,7 +69,7 @@ class LUNodeMigrate(_NodeMoves):
             (i for i in self.cfg.instances.values()
              if i.primary_node == self.node.uuid and i.admin_state == "up"),
             key=lambda i: i.name)
-        bad = [i.name for i in self.instances if i.disk_template != "drbd"]
+        bad = [i.name for i in self.instances if not template_of(i).can_migrate]
         if bad:
             raise errors.OpPrereqError(f"instance(s) {', '.join(bad)} on {self.node.name} "
                                        "cannot migrate (no mirrored disks)")
@@ -98,14 +99,14 @@ class LUNodeEvacuate(_NodeMoves):
         if self.remote is not None and self.remote.uuid == self.node.uuid:
             raise errors.OpPrereqError("the new secondary must be another node")
         on_node = [i for i in cfg.instances.values() if self.node.uuid in i.all_nodes]
-        bad = [i.name for i in on_node if i.disk_template != "drbd"]
+        bad = [i.name for i in on_node if not template_of(i).can_failover]
         if bad and op.mode != "secondary-only":
             raise errors.OpPrereqError(f"instance(s) {', '.join(sorted(bad))} have no second "
                                        f"copy and cannot leave {self.node.name}")
         self.secondaries = sorted((i for i in on_node if self.node.uuid in i.secondary_nodes),
                                   key=lambda i: i.name)
         self.primaries = sorted((i for i in on_node if i.primary_node == self.node.uuid
-                                 and i.disk_template == "drbd"), key=lambda i: i.name)
+                                 and template_of(i).can_failover), key=lambda i: i.name)
 
     async def execute(self) -> dict[str, list[str]]:
         done: dict[str, list[str]] = {"failed_over": [], "new_secondary": []}

@@ -187,3 +187,134 @@ def test_diskless_costs_no_storage_call(cluster: InProcessCluster) -> None:
     refused = cluster.run(create_op(INST, node=N2, template="diskless",
                                     disks=[{"size": 8}]))
     assert refused.error == ("ParameterError", "the diskless template takes no disks")
+
+
+# -- drbd on the fake mirror (tests/harness.py FakeMirrorManager) -------------------------------
+N3 = node_name(3)
+
+
+@pytest.fixture
+def mirrored(tmp_path: Path) -> Iterator[InProcessCluster]:
+    """Three nodes with drbd enabled: node2 primary, node3 secondary, node1 spare (master)."""
+    with scratch_root(tmp_path) as root, InProcessCluster(
+            root, nodes=3, disk_templates=("file", "diskless", "drbd")) as c:
+        yield c
+
+
+def add_drbd(cluster: InProcessCluster, **extra: object) -> None:
+    outcome = cluster.run(create_op(INST, node=N2, template="drbd", snode=N3, **extra))
+    assert outcome.status == "success", outcome.log
+
+
+def nodes_of(cluster: InProcessCluster) -> tuple[str, list[str]]:
+    inst = cluster.saved_config().find_instance(INST)
+    names = {u: n.name for u, n in cluster.saved_config().nodes.items()}
+    return names[inst.primary_node], [names[u] for u in inst.secondary_nodes]
+
+
+def test_drbd_create_makes_both_copies_and_rolls_back_the_first(
+        mirrored: InProcessCluster) -> None:
+    mirrored.fail_once(N3, "mirror_create")
+    failed = mirrored.run(create_op(INST, node=N2, template="drbd", snode=N3))
+    assert failed.status == "error"
+    assert mirrored.nodes[N2].disk_files() == [] and mirrored.nodes[N3].disk_files() == []
+    assert mirrored.saved_config().find_instance(INST) is None
+
+    mirrored.clear_calls()
+    add_drbd(mirrored)
+    assert [m for _, m in storage_calls(mirrored) if m == "mirror_create"] == \
+        ["mirror_create", "mirror_create"]
+    for node in (N2, N3):
+        (data, gen) = mirrored.nodes[node].disk_files()
+        assert gen == data + ".gen"
+    assert nodes_of(mirrored) == (N2, [N3])
+
+
+def test_drbd_start_and_failover_move_the_primary(mirrored: InProcessCluster) -> None:
+    """(A live migration is not run here: noded finishes a migration on its default
+    hypervisor, kvm, not on the fake one; the lab's test_drbd.py migrates.)"""
+    add_drbd(mirrored, start=True)
+    assert INST in mirrored.running(N2)
+
+    mirrored.clear_calls()
+    failover = mirrored.run({"OP_ID": "OP_INSTANCE_FAILOVER", "instance_name": INST})
+    assert failover.status == "success", failover.log
+    assert nodes_of(mirrored) == (N3, [N2])
+    assert INST in mirrored.running(N3) and INST not in mirrored.running(N2)
+    assert mirrored.saved_config().find_instance(INST).admin_state == "up"
+
+
+def test_file_instances_neither_fail_over_nor_migrate(mirrored: InProcessCluster) -> None:
+    assert mirrored.run(create_op(INST, node=N2)).status == "success"
+    for op_id, what in (("OP_INSTANCE_FAILOVER", "failovers"),
+                        ("OP_INSTANCE_MIGRATE", "migrations")):
+        outcome = mirrored.run({"OP_ID": op_id, "instance_name": INST})
+        assert outcome.error == ("OpPrereqError", f"instance's disk layout 'file' does not "
+                                                  f"allow {what}")
+    outcome = mirrored.run({"OP_ID": "OP_INSTANCE_REPLACE_DISKS", "instance_name": INST,
+                            "mode": "replace_auto"})
+    assert outcome.error is not None and "has no second copy to replace" in outcome.error[1]
+
+
+def test_drbd_new_secondary(mirrored: InProcessCluster) -> None:
+    add_drbd(mirrored)
+    outcome = mirrored.run({"OP_ID": "OP_INSTANCE_REPLACE_DISKS", "instance_name": INST,
+                            "mode": "replace_new_secondary", "remote_node": N1})
+    assert outcome.status == "success", outcome.log
+    assert nodes_of(mirrored) == (N2, [N1])
+    assert mirrored.nodes[N3].disk_files() == []
+    assert len(mirrored.nodes[N1].disk_files()) == 2
+
+
+def test_convert_file_to_drbd_and_back(mirrored: InProcessCluster) -> None:
+    assert mirrored.run(create_op(INST, node=N2)).status == "success"
+    (file_disk,) = mirrored.nodes[N2].disk_files()
+
+    to_drbd = mirrored.run({"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": INST,
+                            "disk_template": "drbd", "remote_node": N3})
+    assert to_drbd.status == "success", to_drbd.log
+    inst = mirrored.saved_config().find_instance(INST)
+    assert inst.disk_template == "drbd" and nodes_of(mirrored) == (N2, [N3])
+    assert file_disk not in mirrored.nodes[N2].disk_files()
+    assert len(mirrored.nodes[N3].disk_files()) == 2
+
+    to_file = mirrored.run({"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": INST,
+                            "disk_template": "file"})
+    assert to_file.status == "success", to_file.log
+    assert mirrored.saved_config().find_instance(INST).disk_template == "file"
+    assert mirrored.nodes[N3].disk_files() == []
+    assert len(mirrored.nodes[N2].disk_files()) == 1
+
+
+def test_convert_to_drbd_rolls_back_when_the_secondary_refuses(
+        mirrored: InProcessCluster) -> None:
+    assert mirrored.run(create_op(INST, node=N2)).status == "success"
+    before = mirrored.nodes[N2].disk_files()
+    mirrored.fail_once(N3, "mirror_create")
+    outcome = mirrored.run({"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": INST,
+                            "disk_template": "drbd", "remote_node": N3})
+    assert outcome.status == "error"
+    assert mirrored.saved_config().find_instance(INST).disk_template == "file"
+    assert mirrored.nodes[N2].disk_files() == before
+    assert mirrored.nodes[N3].disk_files() == []
+
+
+def test_conversion_refusals_name_what_is_possible(mirrored: InProcessCluster) -> None:
+    assert mirrored.run(create_op(INST, node=N2)).status == "success"
+    outcome = mirrored.run({"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": INST,
+                            "disk_template": "diskless"})
+    assert outcome.error == ("OpPrereqError", "converting disk template file to diskless is "
+                             "not supported; supported: file to drbd, drbd to file")
+    outcome = mirrored.run({"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": INST,
+                            "disk_template": "drbd"})
+    assert outcome.error == ("OpPrereqError",
+                             "converting to drbd needs the secondary node (-n NODE)")
+
+
+def test_drbd_remove_and_verify_disks(mirrored: InProcessCluster) -> None:
+    add_drbd(mirrored)
+    outcome = mirrored.run({"OP_ID": "OP_CLUSTER_VERIFY_DISKS"})
+    assert outcome.status == "success", outcome.log
+    removed = mirrored.run({"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": INST})
+    assert removed.status == "success", removed.log
+    assert mirrored.nodes[N2].disk_files() == [] and mirrored.nodes[N3].disk_files() == []

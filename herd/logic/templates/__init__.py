@@ -16,10 +16,16 @@ from herd.logic.templates.drbd import DrbdTemplate
 from herd.logic.templates.file import FileTemplate
 from herd.objects import Instance, params
 
-__all__ = ["Claim", "DiskTemplate", "NewDisk", "Volumes", "by_name", "template_of"]
+__all__ = ["Claim", "DiskTemplate", "NewDisk", "Volumes", "all_templates", "by_name",
+           "template_of"]
 
 _REGISTRY: dict[str, DiskTemplate] = {t.name: t for t in (
     DisklessTemplate(), FileTemplate(), DrbdTemplate())}
+
+
+def all_templates() -> list[DiskTemplate]:
+    """Every template this version implements (messages listing what is possible)."""
+    return list(_REGISTRY.values())
 
 
 def by_name(name: str) -> DiskTemplate:

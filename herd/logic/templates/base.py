@@ -126,9 +126,11 @@ class DiskTemplate:
         """After the primary's volumes were written (OS install, a conversion's copy): bring
         the other copies up to date."""
 
-    async def remove(self, ctx: MasterContext, inst: Instance, feedback: Feedback) -> list[str]:
+    async def remove(self, ctx: MasterContext, inst: Instance, feedback: Feedback, *,
+                     stopped: bool = False) -> list[str]:
         """Remove the volumes on every node (idempotent), trying each node even when one
-        fails; the failures, one line per node (empty: all gone)."""
+        fails; the failures, one line per node (empty: all gone). ``stopped``: the caller
+        knows nothing was activated, so no orderly stop is needed first (saves RPCs)."""
         return []
 
     async def missing(self, ctx: MasterContext, inst: Instance, node: Node,

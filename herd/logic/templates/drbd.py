@@ -84,13 +84,15 @@ class DrbdTemplate(DiskTemplate):
         feedback("* starting the mirror to the secondary (full sync)")
         await drbd.activate(ctx, inst, feedback, wait_for_sync=wait_for_sync)
 
-    async def remove(self, ctx: MasterContext, inst: Instance, feedback: Feedback) -> list[str]:
+    async def remove(self, ctx: MasterContext, inst: Instance, feedback: Feedback, *,
+                     stopped: bool = False) -> list[str]:
         cfg = ctx.config.data
         problems = []
-        try:
-            await drbd.deactivate(ctx, inst)  # the primary flushes before its daemon goes
-        except errors.HerdError as exc:
-            problems.append(exc.message)
+        if not stopped:
+            try:
+                await drbd.deactivate(ctx, inst)  # the primary flushes before its daemon goes
+            except errors.HerdError as exc:
+                problems.append(exc.message)
         for uuid in inst.all_nodes:
             node = cfg.nodes[uuid]
             try:

@@ -69,7 +69,8 @@ class FileTemplate(DiskTemplate):
         await ctx.rpc.node(pnode).blockdev_create(
             self._dicts(self.device_specs(cfg, inst, pnode.uuid)))
 
-    async def remove(self, ctx: MasterContext, inst: Instance, feedback: Feedback) -> list[str]:
+    async def remove(self, ctx: MasterContext, inst: Instance, feedback: Feedback, *,
+                     stopped: bool = False) -> list[str]:
         cfg = ctx.config.data
         problems = []
         for uuid in inst.all_nodes:
