@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from herd import errors
+from herd import errors, version
 from herd.etcd import members as em
 from herd.etcd.client import EtcdClient, EtcdError, Status
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_NODE, LockRequest
@@ -375,6 +375,9 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
                            "(checksum mismatch)")
 
     def _verify_node(self, name: str, info: dict[str, Any]) -> None:
+        problem = version.mismatch(name, version.announced(info))
+        if problem:
+            self.error(problem)
         hv = info.get("hypervisor", {})
         if hv.get("accel") == "tcg":
             reason = hv.get("kvm_reason") or "KVM not usable"

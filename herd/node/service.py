@@ -16,7 +16,7 @@ import os
 import time
 from typing import Any
 
-from herd import errors
+from herd import __version__, errors
 from herd.hypervisor import base as hvbase
 from herd.node.cluster_files import ClusterFiles
 from herd.node.etcd_member import EtcdSupervisor
@@ -24,13 +24,13 @@ from herd.node.facts import node_facts
 from herd.paths import HerdPaths
 from herd.rpc import legacy_storage
 from herd.storage.blockdev import DeviceFactory, DeviceSpec
+from herd.version import RPC_VERSION
 
 log = logging.getLogger(__name__)
 #: Hypervisors whose guests a node looks for (the fake one is for scale tests).
 HYPERVISORS = ("kvm", "fake")
 #: The storage RPC generation this noded speaks: 2 adds ``blockdev_*`` (DeviceSpec lists); the
 #: ``disks_*``/``mirror_*`` names of 1 still work (translated, :mod:`herd.rpc.legacy_storage`).
-RPC_VERSION = 2
 
 
 class NodeService:
@@ -68,7 +68,7 @@ class NodeService:
         name_file = self.paths.data_dir / "node-name"
         return {"node_name": name_file.read_text().strip() if name_file.exists() else None,
                 "pid": os.getpid(), "uptime": time.time() - self.started,
-                "rpc": RPC_VERSION}
+                "rpc": RPC_VERSION, "herd_version": __version__}
 
     async def node_info(self) -> dict[str, Any]:
         hv = self.hypervisor()
@@ -76,6 +76,7 @@ class NodeService:
         # the first call may probe /dev/kvm (seconds): keep it off the event loop
         hv_facts = await asyncio.to_thread(hv.node_facts)
         info = node_facts(self.storage, hv_facts, used)
+        info.update(rpc=RPC_VERSION, herd_version=__version__)  # verify compares them
         info["file_storage_total"] = info["storage_total"]
         info["file_storage_free"] = info["storage_free"]
         name, lvm, problem = await self.volume_group()

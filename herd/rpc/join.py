@@ -46,10 +46,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from herd import errors
+from herd import __version__, errors
 from herd.fileutil import atomic_write, atomic_write_json
 from herd.paths import HerdPaths
 from herd.rpc import certs, tls
+from herd.version import RPC_VERSION, announced, mismatch
 
 log = logging.getLogger(__name__)
 PIN_HEX = 32  # 128 bits of the certificate's SHA-256 fingerprint
@@ -186,7 +187,9 @@ def build_join_app(p: HerdPaths) -> Starlette:
             return fail(403, errors.OpPrereqError(problem))
         pem = certs.create_csr(key_path.read_bytes(), socket.getfqdn())
         return JSONResponse({"ok": True, "result": {"csr": pem.decode(),
-                                                    "hostname": socket.getfqdn()}})
+                                                    "hostname": socket.getfqdn(),
+                                                    "rpc": RPC_VERSION,
+                                                    "herd_version": __version__}})
 
     async def complete(request: Request) -> JSONResponse:
         try:
@@ -299,6 +302,9 @@ async def join_node(address: str, port: int, token: str, node_name: str, ips: li
             raise errors.OpPrereqError(
                 f"node {node_name} refused the join token: {_error_message(resp)}")
         body = resp.json()
+        problem = mismatch(node_name, announced(body["result"]))
+        if problem:  # before anything is signed: the node stays as it was
+            raise errors.OpPrereqError(problem)
         csr = x509.load_pem_x509_csr(body["result"]["csr"].encode())
         if not csr.is_signature_valid or \
                 certs.public_key_bytes(csr) != certs.public_key_bytes(

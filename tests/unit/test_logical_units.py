@@ -360,6 +360,29 @@ def test_verify_of_a_healthy_cluster_succeeds(cluster: InProcessCluster) -> None
     assert errors_in(outcome.log) == []
 
 
+def test_verify_names_a_node_that_speaks_another_protocol_with_both_versions(
+        cluster: InProcessCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from herd import __version__
+    from herd.version import RPC_VERSION
+
+    service = cluster.nodes[N2].service
+    real = service.node_info
+
+    async def older() -> dict[str, Any]:  # what a noded of the last release answers
+        info = await real()
+        info.update(rpc=RPC_VERSION - 1, herd_version="0.0.9")
+        return info
+
+    monkeypatch.setattr(service, "node_info", older)
+    outcome = cluster.run(op("OP_CLUSTER_VERIFY"))
+    assert (outcome.status, outcome.result) == ("success", False)
+    assert (f"  - ERROR: node {N2} runs an older Herd: node RPC protocol {RPC_VERSION - 1} "
+            f"(Herd 0.0.9), this master speaks protocol {RPC_VERSION} (Herd {__version__}); "
+            "upgrade that node first") in outcome.log
+    monkeypatch.setattr(service, "node_info", real)
+    assert cluster.run(op("OP_CLUSTER_VERIFY")).result is True
+
+
 def test_verify_reports_an_unreachable_node_with_its_reason_and_instances(
         cluster: InProcessCluster) -> None:
     add(cluster, start=True)

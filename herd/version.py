@@ -1,0 +1,35 @@
+"""Herd's version and the node-RPC protocol version, and the rule for mixing them.
+
+Nodes and masters of one cluster talk the node-RPC protocol (herd.rpc); a change to a call's
+arguments or answer raises ``RPC_VERSION``. A node speaking another protocol is refused when
+it joins, and ``gnt-cluster verify`` names any member that does, with both versions, so a
+rolling upgrade (every noded first, then the master; see doc/upgrades in the README) shows
+what is left. A node from before versions were announced counts as protocol 1.
+"""
+
+from __future__ import annotations
+
+from herd import __version__
+
+#: 1: disks_*/mirror_* storage calls; 2: blockdev_* calls, instance_usage
+RPC_VERSION = 2
+
+
+def announced(answer: dict[str, object]) -> tuple[int, str]:
+    """(protocol, Herd version) from a node's ping or join answer."""
+    rpc = answer.get("rpc")
+    version = answer.get("herd_version")
+    return (rpc if isinstance(rpc, int) else 1,
+            version if isinstance(version, str) and version else "unknown")
+
+
+def mismatch(node: str, theirs: tuple[int, str],
+             ours: tuple[int, str] = (RPC_VERSION, __version__)) -> str | None:
+    """One line when ``node`` speaks another node-RPC protocol than this master; None when
+    they match (the Herd versions may differ then: a bug-fix release keeps the protocol)."""
+    if theirs[0] == ours[0]:
+        return None
+    older = "an older" if theirs[0] < ours[0] else "a newer"
+    return (f"node {node} runs {older} Herd: node RPC protocol {theirs[0]} (Herd {theirs[1]}), "
+            f"this master speaks protocol {ours[0]} (Herd {ours[1]}); upgrade "
+            f"{'that node' if theirs[0] < ours[0] else 'the master'} first")
