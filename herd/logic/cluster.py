@@ -25,6 +25,17 @@ from herd.opcodes import OpClusterModify, OpClusterVerify
 SUPPORTED_HYPERVISORS = ("kvm", "fake")
 
 
+def same_reason(by_node: dict[str, str]) -> list[tuple[str, str]]:
+    """Nodes with the same finding, said once: [("nodes n1, n2", reason), ("node n3",
+    other)], in order of first appearance. A lab or a new cluster of KVM-less machines
+    printed the same warning once per node."""
+    groups: dict[str, list[str]] = {}
+    for node, reason in by_node.items():
+        groups.setdefault(reason, []).append(node)
+    return [(("nodes " if len(names) > 1 else "node ") + ", ".join(names), reason)
+            for reason, names in groups.items()]
+
+
 class LUClusterModify(LogicalUnit[OpClusterModify]):
     OPCODE = OpClusterModify
 
@@ -153,6 +164,7 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
         self.feedback("* Verifying node status")
         live: dict[str, dict[str, dict[str, Any]]] = {}
         infos: dict[str, dict[str, Any]] = {}
+        self._tcg: dict[str, str] = {}  # node -> why KVM is not usable
         for node in cfg.nodes.values():
             if node.offline:
                 continue
@@ -167,6 +179,9 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
             self._verify_node(node.name, infos[node.uuid])
             await self._verify_node_files(node)
             await self._verify_node_hooks(node)
+        for names, reason in same_reason(self._tcg):  # once, not once per node
+            self.warning(f"{names}: KVM is not usable ({reason}); instances run with TCG "
+                         "emulation (slow)")
         self.feedback("* Verifying instance status")
         for inst in cfg.instances.values():
             pnode = cfg.nodes.get(inst.primary_node)
@@ -380,9 +395,7 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
             self.error(problem)
         hv = info.get("hypervisor", {})
         if hv.get("accel") == "tcg":
-            reason = hv.get("kvm_reason") or "KVM not usable"
-            self.warning(f"node {name}: KVM is not usable ({reason}); instances run with "
-                         "TCG emulation (slow)")
+            self._tcg[name] = hv.get("kvm_reason") or "KVM not usable"
         file_free = info.get("file_storage_free", info.get("storage_free"))
         if file_free is not None and int(file_free) < 1024:
             self.warning(f"node {name}: less than 1 GiB free in the file storage directory")

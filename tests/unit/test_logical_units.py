@@ -358,6 +358,9 @@ def test_verify_of_a_healthy_cluster_succeeds(cluster: InProcessCluster) -> None
     outcome = cluster.run(op("OP_CLUSTER_VERIFY"))
     assert (outcome.status, outcome.result) == ("success", True)
     assert errors_in(outcome.log) == []
+    # the nodes share one reason: one warning names both (it was one line per node)
+    (kvm,) = [line for line in outcome.log if "KVM is not usable" in line]
+    assert kvm.startswith(f"  - WARNING: nodes {N1}, {N2}: KVM is not usable (")
 
 
 def test_verify_names_a_node_that_speaks_another_protocol_with_both_versions(

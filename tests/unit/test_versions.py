@@ -22,3 +22,11 @@ def test_a_newer_node_says_to_upgrade_the_master() -> None:
     assert line is not None and "runs a newer Herd" in line and "(Herd 0.2.0)" in line
     assert line.endswith("upgrade the master first")
     assert announced({"rpc": "2", "herd_version": 7}) == (1, "unknown")  # junk is not trusted
+
+
+def test_verify_says_a_finding_shared_by_nodes_once() -> None:
+    from herd.logic.cluster import same_reason
+
+    assert same_reason({"n1": "no /dev/kvm", "n2": "no /dev/kvm", "n3": "kvm hangs"}) == [
+        ("nodes n1, n2", "no /dev/kvm"), ("node n3", "kvm hangs")]
+    assert same_reason({}) == []
