@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import select
 import sys
 import time
@@ -28,6 +29,19 @@ def _show(lab: Lab, node: str, *args: str) -> str:
     proc = lab.run(node, *args)
     print(proc.stdout.rstrip(), flush=True)
     return proc.stdout
+
+
+#: terminal control sequences: CSI (ESC [ ... final byte), OSC (ESC ] ... BEL/ST), other ESC x
+_CONTROLS = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"          # CSI
+                       r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC
+                       r"|\x1b[0-9@-Z\\-_]|\r")               # two-byte ESC, CR
+
+
+def printable(transcript: str) -> str:
+    """A console transcript without the guest's terminal controls: busybox's shell asks the
+    terminal for the cursor position (ESC [6n) at every prompt, which printed into the demo's
+    output showed as stray "[6n" (or made a real terminal type its answer)."""
+    return _CONTROLS.sub("", transcript)
 
 
 def _console_transcript(lab: Lab, instance: str, timeout: float = 120) -> str:
@@ -92,7 +106,7 @@ def demo() -> int:
     for instance in GUESTS:
         print(f"\n[node1]$ gnt-instance console {instance}   (scripted; Ctrl+] detaches)",
               flush=True)
-        transcript = _console_transcript(lab, instance)
+        transcript = printable(_console_transcript(lab, instance))
         print("\n".join(transcript.splitlines()[-8:]), flush=True)
         markers += [line.strip() for line in transcript.splitlines()
                     if "HERD_GUEST_READY" in line]

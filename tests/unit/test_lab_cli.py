@@ -26,3 +26,11 @@ sys.exit(cli.main(["status"]))
                           capture_output=True, text=True, cwd=ROOT, check=False)
     assert proc.stdout.splitlines() == ["{", ' "node0": {'], proc.stdout[:200]
     assert proc.stderr == "", proc.stderr
+
+
+def test_the_demo_prints_console_transcripts_without_terminal_controls() -> None:
+    from herd.lab.demo import printable
+
+    raw = ("\x1b[6nguest# uname -sr; hostname\r\nLinux 6.1.0\r\n\x1b]0;title\x07web1\r\n"
+           "\x1b[1;32mok\x1b[0m \x1b7saved\x1b8\r\nguest# \x1b[6n")
+    assert printable(raw) == "guest# uname -sr; hostname\nLinux 6.1.0\nweb1\nok saved\nguest# "
