@@ -3,7 +3,7 @@
 Nodes and masters of one cluster talk the node-RPC protocol (herd.rpc); a change to a call's
 arguments or answer raises ``RPC_VERSION``. A node speaking another protocol is refused when
 it joins, and ``gnt-cluster verify`` names any member that does, with both versions, so a
-rolling upgrade (every noded first, then the master; see doc/upgrades in the README) shows
+rolling upgrade (every noded first, then the master candidates, the master last) shows
 what is left. A node from before versions were announced counts as protocol 1.
 """
 
