@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.herd-installed
 
-.PHONY: bootstrap demo demo-clean test test-fast lint bench clean deb
+.PHONY: bootstrap demo demo-clean test test-fast test-unit lint bench clean deb
 
 bootstrap: $(STAMP)
 	@tools/bootstrap-system
@@ -28,6 +28,10 @@ lint: bootstrap
 
 test: bootstrap lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=25
+
+# Seconds: the in-process tests only (markers set by tests/conftest.py).
+test-unit: bootstrap
+	$(VENV)/bin/pytest -q -m unit
 
 test-fast: bootstrap
 	$(VENV)/bin/pytest -q -m "not slow"

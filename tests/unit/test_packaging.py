@@ -31,3 +31,14 @@ def test_every_option_of_every_command_is_in_its_man_page() -> None:
                     continue
                 flag = action.option_strings[-1].replace("-", "\\-")
                 assert flag in page, (command, name, flag)
+
+
+def test_test_kinds_follow_where_a_test_lives() -> None:
+    from tests.conftest import HERE, kind_of
+
+    assert kind_of(HERE / "unit/test_jobs.py") == "unit"
+    assert kind_of(HERE / "rapi/test_rapi_unit.py") == "unit"
+    assert kind_of(HERE / "rapi/test_rapi_lab.py") == "lab"
+    assert kind_of(HERE / "rapi/test_rapi_fuzz.py") == "lab"
+    assert kind_of(HERE / "integration/test_etcd.py") == "integration"
+    assert kind_of(HERE / "lab/test_drbd.py") == "lab"
