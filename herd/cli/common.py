@@ -14,7 +14,7 @@ from herd import errors
 from herd.cli.client import MasterClient
 from herd.cli.formatting import format_json, format_table
 from herd.cli.options import resolve_fields
-from herd.jobs import queue as q
+from herd.jobs import states as q
 
 
 class CommandFailed(Exception):

@@ -16,12 +16,13 @@ from herd.cli.options import HerdArgumentParser, add_common_options, keyval_type
 from herd.cli.tags import add_tag_commands
 from herd.config.facts import read_facts
 from herd.daemons import util as daemon_util
-from herd.logic import bootstrap, failover
 
 PROG = "gnt-cluster"
 
 
 def cmd_init(opts: Any) -> int:
+    from herd.logic import bootstrap  # init and destroy only: it costs every command ~0.4 s
+
     p = paths.current()
     node_name = opts.node_name or socket.getfqdn()
     data = bootstrap.init_cluster(
@@ -55,6 +56,8 @@ def cmd_destroy(opts: Any) -> int:
         raise errors.OpPrereqError(f"there are still {len(nodes) - 1} node(s) besides the "
                                    "master; remove them first")
     daemon_util.stop_all(p)
+    from herd.logic import bootstrap
+
     bootstrap.remove_cluster_files(p)
     print(f"Cluster {info['name']} destroyed")
     return 0
@@ -154,6 +157,8 @@ def cmd_modify(opts: Any) -> int:
 
 
 def cmd_master_failover(opts: Any) -> int:
+    from herd.logic import failover
+
     old = failover.master_failover(paths.current(), opts.no_voting,
                                    lambda text: print(text, flush=True))
     print(f"Master role moved from {old} to this node")

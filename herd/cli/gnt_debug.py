@@ -4,7 +4,6 @@ no masterd runs)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -24,6 +23,8 @@ def cmd_delay(opts: Any) -> int:
 
 
 def cmd_dump_config(opts: Any) -> int:
+    import asyncio  # here: gnt-debug delay, the trivial job, does not need it
+
     from herd import errors, paths
     from herd.config.etcdstore import read_document
     from herd.config.facts import node_name, read_facts

@@ -7,11 +7,13 @@ start whether they belong on this node.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from herd.fileutil import atomic_write_json
-from herd.objects import ConfigData
 from herd.paths import HerdPaths
+
+if TYPE_CHECKING:  # the CLI reads facts on every command: not worth herd.objects' import
+    from herd.objects import ConfigData
 
 
 def facts_from_config(cfg: ConfigData) -> dict[str, Any]:

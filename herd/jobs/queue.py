@@ -30,12 +30,18 @@ from typing import Any, Protocol
 from herd.errors import JobQueueError, NotFoundError
 from herd.jobs import audit
 
-log = logging.getLogger(__name__)
+# re-exported (``X as X``): callers use q.SUCCESS etc.
+from herd.jobs.states import CANCELED as CANCELED
+from herd.jobs.states import CANCELING as CANCELING
+from herd.jobs.states import ERROR as ERROR
+from herd.jobs.states import FINAL_STATES as FINAL_STATES
+from herd.jobs.states import PENDING_STATES as PENDING_STATES
+from herd.jobs.states import QUEUED as QUEUED
+from herd.jobs.states import RUNNING as RUNNING
+from herd.jobs.states import SUCCESS as SUCCESS
+from herd.jobs.states import WAITING as WAITING
 
-QUEUED, WAITING, RUNNING = "queued", "waiting", "running"
-SUCCESS, ERROR, CANCELING, CANCELED = "success", "error", "canceling", "canceled"
-PENDING_STATES = (QUEUED, WAITING, RUNNING, CANCELING)
-FINAL_STATES = (SUCCESS, ERROR, CANCELED)
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
