@@ -22,6 +22,10 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="build the lab's nodes and start their noded")
     up.add_argument("--nodes", type=int, required=True)
     up.add_argument("--no-daemons", action="store_true", help="do not start noded")
+    up.add_argument("--vg", default=None, metavar="VG",
+                    help="give every node its own PV (a loop file) with volume group VG")
+    up.add_argument("--vg-size", dest="vg_size", type=int, default=1024, metavar="MIB",
+                    help="size of each node's PV in MiB (sparse; default 1024)")
     sub.add_parser("down", help="remove everything the lab made (idempotent)")
     sub.add_parser("status", help="the lab as JSON")
     ex = sub.add_parser("exec", help="run a command as NODE: herd-lab exec NODE -- CMD...")
@@ -56,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "up":
             lab = Lab(args.name)
             began = time.monotonic()
-            lab.up(args.nodes, start_daemons=not args.no_daemons)
+            lab.up(args.nodes, start_daemons=not args.no_daemons, vg=args.vg,
+                   vg_size_mib=args.vg_size)
             print(f"lab {args.name}: {args.nodes} nodes up in {time.monotonic() - began:.1f} s")
         elif args.action == "down":
             Lab(args.name).down()

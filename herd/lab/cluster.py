@@ -134,6 +134,33 @@ def kill_netns(netns: str, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+#: The file under each node's root that is its PV when the lab has a VG.
+PV_IMAGE = "lvm-pv.img"
+DEFAULT_VG_SIZE_MIB = 1024
+MIN_VG_SIZE_MIB, MAX_VG_SIZE_MIB = 64, 1024 * 1024
+
+
+def _loops_backed_by(path: str) -> list[str]:
+    """Loop devices whose backing file is ``path`` (a file or a block device)."""
+    proc = subprocess.run(["losetup", "-n", "-O", "NAME", "-j", path], capture_output=True,
+                          text=True, check=False)
+    return proc.stdout.split() if proc.returncode == 0 else []
+
+
+def _deactivate_dm(device: str) -> None:
+    """Remove device-mapper devices over ``device`` (LVs activated where the kernel has
+    device-mapper): they hold the PV's loop device open, so it could not be detached."""
+    name = os.path.basename(device)
+    holders = Path(f"/sys/class/block/{name}/holders")
+    if not holders.is_dir():
+        return
+    for holder in holders.iterdir():
+        dm_name = (holder / "dm" / "name")
+        if dm_name.exists():
+            subprocess.run(["dmsetup", "remove", dm_name.read_text().strip()],
+                           capture_output=True, check=False)
+
+
 class Lab:
     """One named lab. Constructing it touches nothing; ``up``/``load`` give it nodes."""
 
@@ -223,20 +250,39 @@ class Lab:
         return sorted(names)
 
     # -- building ----------------------------------------------------------------------------
-    def up(self, nodes: int, start_daemons: bool = True) -> None:
-        """Build the lab with ``nodes`` nodes and start each node's noded; all or nothing."""
+    def up(self, nodes: int, start_daemons: bool = True, vg: str | None = None,
+           vg_size_mib: int = DEFAULT_VG_SIZE_MIB) -> None:
+        """Build the lab with ``nodes`` nodes and start each node's noded; all or nothing.
+
+        ``vg``: give every node its own PV (a sparse file on a loop device) holding a volume
+        group of that name, as the nodes of a real cluster each have theirs (see
+        :meth:`_build_pv`)."""
         if not 1 <= nodes <= MAX_NODES:
             raise LabError(f"--nodes must be 1..{MAX_NODES}")
+        if vg is not None:
+            from herd.errors import HerdError
+            from herd.storage.lvm import validate_vg_name
+
+            try:
+                validate_vg_name(vg)
+            except HerdError as exc:
+                raise LabError(exc.message) from None
+            if not MIN_VG_SIZE_MIB <= vg_size_mib <= MAX_VG_SIZE_MIB:
+                raise LabError(f"invalid VG size {vg_size_mib} MiB: allowed are "
+                               f"{MIN_VG_SIZE_MIB}..{MAX_VG_SIZE_MIB}")
         with self._locked():
             if self.exists() or self._lab_netns():
                 raise LabError(f"lab {self.name!r} exists; run 'herd-lab --name {self.name} down'")
             self._state = {"name": self.name, "nodes": nodes, "crashed": [], "partitions": [],
-                           "bindir": str(self.bindir), "switch_netns": self.switch_netns}
+                           "bindir": str(self.bindir), "switch_netns": self.switch_netns,
+                           "pvs": {}}
             self._save()  # first, so that a half-built lab is known to 'down'
             try:
                 self._build_switch()
                 for info in self.nodes:
                     self._build_node(info)
+                    if vg is not None:
+                        self._build_pv(info, vg, vg_size_mib)
                 if start_daemons:
                     self._start_daemons(self.nodes, "start", "noded")
             except BaseException:
@@ -276,6 +322,27 @@ class Lab:
             "link set eth0 up", "link set eth1 up",
         ])
         self._sysctl(info.netns, NODE_SYSCTLS)
+
+    def _build_pv(self, info: LabNodeInfo, vg: str, size_mib: int) -> None:
+        """The node's PV: a sparse file under its root on a loop device, listed in the node's
+        ``lvm-devices`` file so that its LVM sees only this device (``--devices``; every node
+        of the lab has a VG called ``vg`` and they share one kernel), and the VG on it."""
+        from herd.storage import node_vg
+        from herd.storage.lvm import LvmNode
+
+        image = info.root / PV_IMAGE
+        with open(image, "wb") as handle:
+            handle.truncate(size_mib * 1024 * 1024)
+        device = _cmd(["losetup", "--find", "--show", str(image)]).strip()
+        self._state.setdefault("pvs", {})[info.name] = {"device": device, "image": str(image),
+                                                        "vg": vg}
+        self._save()  # before anything can fail: 'down' detaches it
+        node_vg.write_devices(info.paths, [device])
+        try:
+            LvmNode(vg, [device], node_vg.system_dir(info.paths)).create_vg()
+        except Exception as exc:
+            raise LabError(f"{info.name}: cannot create volume group {vg} on {device}: "
+                           f"{exc}") from None
 
     @staticmethod
     def _boot_addresses(info: LabNodeInfo) -> list[str]:
@@ -430,11 +497,26 @@ class Lab:
             if (NETNS_RUN / netns).exists():
                 _cmd(["ip", "netns", "del", netns])
             shutil.rmtree(NETNS_ETC / netns, ignore_errors=True)
+        self._detach_pvs()
         shutil.rmtree(self.root, ignore_errors=True)
         with contextlib.suppress(OSError):
             ROOT_BASE.rmdir()  # only if no other lab is left
         self.state_file.unlink(missing_ok=True)
         self._state = {}
+
+    def _detach_pvs(self) -> None:
+        """Detach the nodes' PV loop devices and every loop device over them (LVs activated in
+        loop mode), found by their backing files under the lab's root too: a lab that failed
+        half-way may not have saved them. The devices go before the files are removed."""
+        images = {Path(p["image"]) for p in self._state.get("pvs", {}).values()}
+        if self.root.is_dir():
+            images.update(self.root.glob(f"node*/{PV_IMAGE}"))
+        for image in sorted(images):
+            for device in _loops_backed_by(str(image)):
+                _deactivate_dm(device)
+                for over in _loops_backed_by(device):
+                    subprocess.run(["losetup", "-d", over], capture_output=True, check=False)
+                subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
 
     # -- status ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -466,11 +548,12 @@ class Lab:
 
 @contextlib.contextmanager
 def lab_cluster(nodes: int, name: str | None = None,
-                start_daemons: bool = True) -> Iterator[Lab]:
+                start_daemons: bool = True, vg: str | None = None,
+                vg_size_mib: int = DEFAULT_VG_SIZE_MIB) -> Iterator[Lab]:
     """A lab for one test: a unique name unless given, always torn down afterwards."""
     lab = Lab(name or f"t{uuid.uuid4().hex[:8]}")
     try:
-        lab.up(nodes, start_daemons=start_daemons)
+        lab.up(nodes, start_daemons=start_daemons, vg=vg, vg_size_mib=vg_size_mib)
         yield lab
     finally:
         lab.down()
