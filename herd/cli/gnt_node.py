@@ -80,8 +80,14 @@ def cmd_info(opts: Any) -> int:
             },
             "memory (MiB)": {"total": row["mtotal"], "node": row["mnode"],
                              "free": row["mfree"]},
-            "file storage (MiB)": {"total": row["dtotal"], "free": row["dfree"]},
+            "file storage (MiB)": {"total": row.get("file_storage_total", row["dtotal"]),
+                                   "free": row.get("file_storage_free", row["dfree"])},
         })
+        if row.get("vg_name"):
+            out[-1][f"volume group {row['vg_name']} (MiB)"] = {
+                "total": row["dtotal"], "free": row["dfree"],
+                "LV activation": row.get("lvm_activation") or row.get("vg_error") or "unknown",
+                "activation detail": row.get("lvm_reason")}
     print(format_info(out))
     return 0
 

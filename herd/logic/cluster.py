@@ -294,6 +294,8 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
             for text in storage_units.orphan_lvs(
                     listing.get("lvs", []), storage_units.lv_owners(cfg, node_uuid, vg_name)):
                 self.error(f"node {node.name}: {text}")
+            for text in storage_units.missing_lvs(cfg, node_uuid, listing.get("lvs", [])):
+                self.error(text)
 
     def hooks_env(self) -> dict[str, Any]:
         env = {"CLUSTER_TAGS": " ".join(self.cfg.cluster.tags)}

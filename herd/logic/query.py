@@ -200,6 +200,14 @@ async def query_nodes(ctx: MasterContext, names: list[str] | None,
             "kvm_reason": hv.get("kvm_reason"),
             "qemu_version": hv.get("qemu_version"),
             "reachable": info is not None if not node.offline else False,
+            # Herd's: the file storage figures apart (dtotal/dfree are the VG's when the
+            # cluster has one) and how the node activates LVs (shown by gnt-node info)
+            "file_storage_total": (info or {}).get("file_storage_total"),
+            "file_storage_free": (info or {}).get("file_storage_free"),
+            "vg_name": (info or {}).get("vg_name"),
+            "vg_error": (info or {}).get("vg_error"),
+            "lvm_activation": ((info or {}).get("lvm_activation") or {}).get("mode"),
+            "lvm_reason": ((info or {}).get("lvm_activation") or {}).get("reason"),
         })
         out.append(fields)
     return out

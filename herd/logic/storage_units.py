@@ -121,13 +121,37 @@ def lv_owners(cfg: ConfigData, node_uuid: str, vg_name: str) -> dict[tuple[str, 
         for disk in inst.disks:
             if node_uuid not in disk.nodes:
                 continue
-            ids = disk.logical_id
-            for holder in (ids, getattr(ids, "data", None)):
-                lv, vg = getattr(holder, "lv", None), getattr(holder, "vg", None)
-                if lv:
-                    out[(str(vg or vg_name), str(lv))] = inst.name
+            for key in disk_lvs(disk, vg_name):
+                out[key] = inst.name
             if vg_name:
                 out[(vg_name, f"{disk.uuid}_{inst.disk_template}")] = inst.name
+    return out
+
+
+def disk_lvs(disk: Any, vg_name: str) -> list[tuple[str, str]]:
+    """The (vg, lv) a disk's typed id names: its own ``lv`` or its mirror data's."""
+    out = []
+    ids = disk.logical_id
+    for holder in (ids, getattr(ids, "data", None)):
+        lv, vg = getattr(holder, "lv", None), getattr(holder, "vg", None)
+        if lv:
+            out.append((str(vg or vg_name), str(lv)))
+    return out
+
+
+def missing_lvs(cfg: ConfigData, node_uuid: str, lvs: Iterable[dict[str, Any]]) -> list[str]:
+    """LVs the config's disks name on a node that its listing lacks (verify: an error, as
+    Ganeti's "volume is missing"; recreate-disks makes them again)."""
+    present = {(lv["vg"], lv["lv"]) for lv in lvs}
+    out = []
+    for inst in sorted(cfg.instances.values(), key=lambda i: i.name):
+        for index, disk in enumerate(inst.disks):
+            if node_uuid not in disk.nodes:
+                continue
+            for vg, lv in disk_lvs(disk, cfg.cluster.volume_group_name):
+                if (vg, lv) not in present:
+                    out.append(f"instance {inst.name}: disk/{index}: volume {vg}/{lv} is "
+                               f"missing on node {cfg.node_name(node_uuid)}")
     return out
 
 

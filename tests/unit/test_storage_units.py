@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -87,6 +88,18 @@ def test_lvs_of_disks_are_owned_and_others_are_orphans() -> None:
         "volume herdvg/stray is unknown (an LV of 8 MiB no instance owns)"]
     assert su.orphan_lvs(lvs, owners, reserved=["herdvg/stray"]) == []
     assert su.lv_owners(cfg, "another-node", "herdvg") == {}
+
+
+def test_an_lv_a_disk_names_is_missing_when_the_node_lacks_it() -> None:
+    cfg, node = _config_with_lv_disk()
+    disk = next(iter(cfg.instances.values())).disks[0]
+    disk.logical_id = SimpleNamespace(vg="herdvg", lv="3f2c_plain")  # as a typed LV id will
+    assert su.missing_lvs(cfg, node, [{"vg": "herdvg", "lv": "3f2c_plain"}]) == []
+    assert su.missing_lvs(cfg, node, []) == [
+        f"instance inst1: disk/0: volume herdvg/3f2c_plain is missing on node {N1}"]
+    mirror = SimpleNamespace(data=SimpleNamespace(vg=None, lv="3f2c_drbd"))  # vg: the cluster's
+    disk.logical_id = mirror
+    assert su.lv_owners(cfg, node, "herdvg")[("herdvg", "3f2c_drbd")] == "inst1"
 
 
 def test_the_facts_file_carries_the_volume_group() -> None:
