@@ -20,7 +20,7 @@ from herd.config.layout import scope_from_locks
 from herd.jobs import queue as q
 from herd.jobs.limits import check_job_size
 from herd.jobs.locking import ALL, LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE
-from herd.logic import hooks, intents
+from herd.logic import hooks, intents, unsupported
 from herd.logic.base import MasterContext, lu_for
 from herd.opcodes import OpCode, opcode_from_dict
 from herd.rpc.client import RPC_FEEDBACK
@@ -270,6 +270,9 @@ class JobExecutor:
                     raise asyncio.CancelledError
                 state.status, state.exec_ts = q.RUNNING, time.time()
                 self._set_status(job, q.RUNNING)
+                refusal = unsupported.allocator_refusal(op)
+                if refusal:
+                    raise errors.OpPrereqError(refusal)
                 await lu.check()
                 # pre hooks, execute (unless a dry run), post hooks
                 result: Any = await hooks.execute(lu)

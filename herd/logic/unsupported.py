@@ -16,6 +16,19 @@ from herd.logic import base
 from herd.opcodes.instance_extra import UNBACKED, UnbackedOpCode
 
 
+def allocator_refusal(op: object) -> str | None:
+    """Why an operation asking for an instance allocator (``-I NAME``, RAPI ``iallocator``)
+    is refused, or None. Herd has no allocator yet; Ganeti's ``-I`` was accepted and quietly
+    ignored here before, so a placement the admin did not choose could happen. An
+    operation with an allocator must say so in its check (the allocator issue lifts this)."""
+    name = getattr(op, "iallocator", None)
+    if not name:
+        return None
+    return (f"instance allocator '{name}' (-I/--iallocator) requested, but Herd has no "
+            "allocator yet: name the nodes instead (-n NODE[:SECONDARY] for add, "
+            "--new-secondary for replace-disks, -n NODE for migrate, failover and evacuate)")
+
+
 class LUUnsupported(base.LogicalUnit[UnbackedOpCode]):
     def locks(self) -> list[LockRequest]:
         return []
