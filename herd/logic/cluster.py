@@ -218,6 +218,12 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
         await self._verify_etcd()
         self.feedback("* Verifying N+1 Memory redundancy")
         self._verify_n_plus_one(infos)
+        if cfg.cluster.volume_group_name:
+            self.feedback("* Verifying N+1 volume group space")
+            free = {uuid: int(info["vg_free"]) for uuid, info in infos.items()
+                    if info.get("vg_free") is not None and cfg.nodes[uuid].vm_capable}
+            for text in storage_units.vg_n_plus_one(cfg, free):
+                self.error(text)
         self.feedback("* Other Notes")
         return self.ok
 

@@ -155,6 +155,36 @@ def missing_lvs(cfg: ConfigData, node_uuid: str, lvs: Iterable[dict[str, Any]]) 
     return out
 
 
+def vg_n_plus_one(cfg: ConfigData, vg_free: dict[str, int]) -> list[str]:
+    """N+1 for the VG: should any one node fail, the mirrored instances with LVs on it need a
+    new copy of those disks on another node (evacuate, replace-disks -n); say which failures
+    the others' free VG space (MiB, by node uuid; nodes not in it are not counted) cannot
+    absorb. Each instance needs one node with room for all of its LV disks besides the nodes
+    it already uses, and the total must fit the free space of all other nodes together (a
+    rough check, as Ganeti's memory N+1 is; the allocator decides the real placement)."""
+    out = []
+    vg_name = cfg.cluster.volume_group_name
+    for failed in sorted(cfg.nodes, key=cfg.node_name):
+        needs: list[tuple[str, int, set[str]]] = []
+        for inst in sorted(cfg.instances.values(), key=lambda i: i.name):
+            size = sum(d.size for d in inst.disks
+                       if failed in d.nodes and len(d.nodes) > 1 and disk_lvs(d, vg_name))
+            if size:
+                needs.append((inst.name, size, {n for d in inst.disks for n in d.nodes}))
+        if not needs:
+            continue
+        others = {n: free for n, free in vg_free.items() if n != failed}
+        total = sum(size for _, size, _ in needs)
+        stuck = [name for name, size, used in needs
+                 if not any(free >= size for n, free in others.items() if n not in used)]
+        if stuck or total > sum(others.values()):
+            names = ", ".join(stuck or [name for name, _, _ in needs])
+            out.append(f"node {cfg.node_name(failed)}: not enough free space in volume group "
+                       f"{vg_name} on the other nodes to mirror again the disks of {names} "
+                       f"should it fail ({total} MiB needed, {sum(others.values())} MiB free)")
+    return out
+
+
 def lv_volume_rows(node_name: str, lvs: Iterable[dict[str, Any]],
                    owners: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
     """``gnt-node volumes`` rows for a node's LVs (a ``blockdev_list`` answer's ``lvs``):

@@ -49,6 +49,7 @@ class NodeService:
         self.etcd: EtcdSupervisor | None = None
         #: The cluster VG as last resolved: (name, its LvmNode or None, why None).
         self._vg: tuple[str, Any, str | None] = ("", None, None)
+        self.devices.resolve_vg = self._resolve_vg
 
     def hypervisor(self, name: str = "kvm") -> hvbase.Hypervisor:
         if name not in self._hypervisors:
@@ -123,6 +124,18 @@ class NodeService:
                 self.devices.add_volume_group(node)
                 self._vg = (name, node, None)
         return self._vg
+
+    def _resolve_vg(self, vg_name: str) -> Any:
+        """The device factory's fallback: the cluster's VG if ``vg_name`` is it (reading the
+        devices file is cheap; without one, a ``pvs`` run finds the PVs once)."""
+        from herd.config.facts import read_facts
+        from herd.storage import node_vg
+
+        if vg_name != (read_facts(self.paths) or {}).get("volume_group_name"):
+            return None
+        node = node_vg.lvm_node_for(self.paths, vg_name)
+        self._vg = (vg_name, node, None)
+        return node
 
     async def vg_info(self, vg_name: str) -> dict[str, Any]:
         """Size, free space, PVs and activation mode of ``vg_name`` on this node, or a

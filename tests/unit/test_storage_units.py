@@ -102,6 +102,21 @@ def test_an_lv_a_disk_names_is_missing_when_the_node_lacks_it() -> None:
     assert su.lv_owners(cfg, node, "herdvg")[("herdvg", "3f2c_drbd")] == "inst1"
 
 
+def test_vg_n_plus_one_asks_room_for_a_new_copy_off_the_instances_nodes() -> None:
+    nodes = [Node(name=node_name(i), primary_ip=f"192.0.2.{i}") for i in (1, 2, 3)]
+    a, b, c = (n.uuid for n in nodes)
+    disk = Disk(size=100, dev_type="drbd", nodes=[a, b], uuid="d1")
+    disk.logical_id = SimpleNamespace(data=SimpleNamespace(vg="herdvg", lv="d1_drbd"))
+    inst = Instance(name="db", primary_node=a, disk_template="drbd", disks=[disk])
+    cfg = ConfigData(cluster=Cluster(volume_group_name="herdvg"),
+                     nodes={n.uuid: n for n in nodes}, instances={inst.uuid: inst})
+    assert su.vg_n_plus_one(cfg, {a: 0, b: 0, c: 100}) == []  # node3 takes the new copy
+    assert su.vg_n_plus_one(cfg, {a: 500, b: 500, c: 99}) == [
+        f"node {node_name(i)}: not enough free space in volume group herdvg on the other nodes "
+        f"to mirror again the disks of db should it fail (100 MiB needed, {free} MiB free)"
+        for i, free in ((1, 599), (2, 599))]  # room only on the node it already uses
+
+
 def test_the_facts_file_carries_the_volume_group() -> None:
     cfg, node = _config_with_lv_disk()
     cfg.cluster.master_node = node
@@ -164,6 +179,21 @@ def test_verify_reports_a_node_without_the_volume_group(cluster: InProcessCluste
     # the empty string disables LVM again (nothing enabled needs it)
     assert cluster.run(op("OP_CLUSTER_SET_PARAMS", vg_name="")).status == "success"
     assert cluster.run(op("OP_CLUSTER_VERIFY")).result is True
+
+
+def test_the_device_factory_finds_the_cluster_vg_on_first_use(
+        cluster: InProcessCluster) -> None:
+    service = cluster.nodes[N2].service
+    with pytest.raises(errors.StorageError, match=r"^volume group herdvg is not configured"):
+        service.devices.lvm_node("herdvg")  # not the cluster's VG (it has none)
+    cfg = cluster.store.data
+    cfg.cluster.volume_group_name = "herdvg"
+    cluster.wait(cluster.store.save())
+    with pytest.raises(errors.StorageError, match=r"^volume group herdvg does not exist on this "
+                                                  r"node"):
+        service.devices.lvm_node("herdvg")  # the empty devices file
+    node_vg.write_devices(cluster.nodes[N2].paths, ["/dev/loop99"])
+    assert service.devices.lvm_node("herdvg").devices == ("/dev/loop99",)  # no LVM run yet
 
 
 def test_query_storage_gives_ganetis_rows_of_file_storage(cluster: InProcessCluster) -> None:

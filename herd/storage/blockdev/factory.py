@@ -12,7 +12,7 @@ import asyncio
 import importlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from herd.errors import StorageError
@@ -47,6 +47,10 @@ class DeviceFactory:
             self.add_volume_group(node)
         self._mirror: MirrorManager | None = None
         self._classes: dict[str, type[Any]] = {}
+        #: Finds a VG not added yet (noded: the cluster's VG from the facts file), so that the
+        #: first lvm device after a start or a ``--vg-name`` change needs no other call first;
+        #: None when the VG is not this node's, StorageError when the node lacks it.
+        self.resolve_vg: Callable[[str], LvmNode | None] | None = None
 
     # -- what the kinds need from the node ------------------------------------------------------
     def add_volume_group(self, node: LvmNode) -> None:
@@ -58,6 +62,10 @@ class DeviceFactory:
         self._vgs.pop(vg, None)
 
     def lvm_node(self, vg: str) -> LvmNode:
+        if vg not in self._vgs and self.resolve_vg is not None:
+            found = self.resolve_vg(vg)
+            if found is not None:
+                self.add_volume_group(found)
         try:
             return self._vgs[vg]
         except KeyError:
