@@ -98,6 +98,7 @@ def cmd_info(opts: Any) -> int:
         "Cluster parameters": {
             "candidate pool size": info["candidate_pool_size"],
             "RAPI anonymous reads": bool(info.get("rapi_anonymous_reads")),
+            "OS search path": ":".join(info.get("os_search_path") or []) or "(default)",
             "master netdev": info["master_netdev"],
             "master IP": info["master_ip"],
             "MAC prefix": info["mac_prefix"],
@@ -147,6 +148,8 @@ def cmd_modify(opts: Any) -> int:
     if opts.os_parameters:
         os_name, _, rest = opts.os_parameters.partition(":")
         op["osparams"] = {os_name: keyval_type(rest)}
+    if opts.os_search_path is not None:
+        op["os_search_path"] = [d for d in opts.os_search_path.split(":") if d]
     anonymous = yes_no(opts.rapi_anonymous_reads, "--rapi-anonymous-reads")
     if anonymous is not None:
         op["rapi_anonymous_reads"] = anonymous
@@ -366,6 +369,9 @@ def build_parser() -> HerdArgumentParser:
                         help="the LVM volume group of every node ('' disables LVM)")
     modify.add_argument("-O", "--os-parameters", dest="os_parameters", default=None,
                         metavar="OS:PARAMS")
+    modify.add_argument("--os-search-path", dest="os_search_path", default=None,
+                        metavar="DIR[:DIR...]", help="where nodes look for OS definitions, in "
+                        "order ('' restores the default: Herd's, then Ganeti's directories)")
     modify.add_argument("--rapi-anonymous-reads", dest="rapi_anonymous_reads", default=None,
                         metavar="yes|no", help="let RAPI answer GETs without credentials, as "
                         "Ganeti's does (default: no; writes always need a user)")

@@ -29,6 +29,7 @@ def facts_from_config(cfg: ConfigData) -> dict[str, Any]:
                   for n in cfg.nodes.values()},
         "serial_no": cfg.serial_no,
         "rapi_anonymous_reads": cfg.cluster.rapi_anonymous_reads,
+        "os_search_path": list(cfg.cluster.os_search_path),
         "volume_group_name": cfg.cluster.volume_group_name,
     }
 

@@ -58,6 +58,13 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
             self.changes["ndparams"] = params.check_ndparams(op.ndparams)
         if op.mac_prefix is not None:
             op.mac_prefix = macs.check_prefix(op.mac_prefix)
+        if op.os_search_path is not None:
+            bad = [d for d in op.os_search_path
+                   if not isinstance(d, str) or not d.startswith("/") or ":" in d]
+            if bad:
+                raise errors.ParameterError(
+                    f"invalid OS search path entry {bad[0]!r}: expected absolute directories "
+                    "(e.g. /srv/ganeti/os:/usr/share/ganeti/os)")
         if op.candidate_pool_size is not None and op.candidate_pool_size < 1:
             raise errors.ParameterError(f"invalid candidate pool size {op.candidate_pool_size}:"
                                         " must be at least 1")
@@ -118,6 +125,8 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
             cluster.enabled_disk_templates = list(op.enabled_disk_templates)
         if op.rapi_anonymous_reads is not None:
             cluster.rapi_anonymous_reads = op.rapi_anonymous_reads
+        if op.os_search_path is not None:
+            cluster.os_search_path = list(op.os_search_path)
         if op.vg_name is not None:
             cluster.volume_group_name = op.vg_name
         cluster.touch()

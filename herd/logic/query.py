@@ -241,6 +241,7 @@ def cluster_info(ctx: MasterContext) -> dict[str, Any]:
         "osparams": dict(c.osparams),
         "candidate_pool_size": c.candidate_pool_size,
         "rapi_anonymous_reads": c.rapi_anonymous_reads,
+        "os_search_path": list(c.os_search_path),
         "noded_port": c.noded_port,
         "mac_prefix": c.mac_prefix,
         "file_storage_dir": str(ctx.paths.file_storage_dir),

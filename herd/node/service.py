@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from herd import __version__, errors
@@ -488,6 +489,16 @@ class NodeService:
             out += [r.to_dict() for r in await self.hypervisor(name).list_instances()]
         return out
 
+    def os_search_path(self) -> list[Path]:
+        """The cluster's OS search path (gnt-cluster modify --os-search-path, from the facts
+        every node keeps), under this node's root; the built-in one when none is set."""
+        from herd.config.facts import read_facts
+
+        chosen = (read_facts(self.paths) or {}).get("os_search_path") or []
+        if not chosen:
+            return self.paths.os_search_path
+        return [self.paths.root / str(d).lstrip("/") for d in chosen]
+
     async def instance_usage(self) -> list[dict[str, Any]]:
         """CPU, memory, disk and NIC counters of every guest running here (for /metrics)."""
         out = []
@@ -523,7 +534,7 @@ class NodeService:
     async def os_diagnose(self) -> list[dict[str, Any]]:
         from herd import osdef
 
-        found = osdef.discover(self.paths.os_search_path)
+        found = osdef.discover(self.os_search_path())
         return [d.to_dict() for d in found.values()]
 
     async def os_run(self, script: str, os_name: str, instance: dict[str, Any],
@@ -532,7 +543,7 @@ class NodeService:
 
         if script not in ("create", "import", "export", "rename"):
             raise errors.ParameterError(f"invalid OS script '{script}'")
-        definition, variant = osdef.lookup(os_name, self.paths.os_search_path)
+        definition, variant = osdef.lookup(os_name, self.os_search_path())
         disks = [{"path": await self._local_path(d), "size": d["size"], "mode": d["mode"],
                   "uuid": d["uuid"], "name": d.get("name"), "template": d["template"]}
                  for d in instance["disks"]]

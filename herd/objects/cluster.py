@@ -52,6 +52,9 @@ class Cluster(ConfigObject):
     #: some exporters rely on it); Herd asks for a user unless the admin opts in, because the
     #: answers name every instance, address and MAC of the cluster.
     rapi_anonymous_reads: bool = False
+    #: Where nodes look for OS definitions (absolute paths, searched in order; empty: Herd's
+    #: own directory, then Ganeti's default path, then the bundled ones; herd.paths).
+    os_search_path: list[str] = dataclasses.field(default_factory=list)
     uid_pool: list[Any] = dataclasses.field(default_factory=list)
     tags: list[str] = dataclasses.field(default_factory=list)
 

@@ -38,6 +38,8 @@ class OpClusterModify(OpCode):
     vg_name: str | None = None
     #: Herd's: let RAPI answer GETs without credentials (Ganeti's behaviour)
     rapi_anonymous_reads: bool | None = None
+    #: Herd's: the nodes' OS search path (absolute directories; [] restores the default)
+    os_search_path: list[str] | None = None
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -481,3 +481,28 @@ def test_an_allocator_request_is_refused_not_ignored(cluster: InProcessCluster) 
                "allocator yet" in line for line in outcome.log), outcome.log
     assert cluster.nodes[N2].disk_files() == []
     assert INST not in {i.name for i in cluster.config.instances.values()}
+
+
+def test_the_os_search_path_is_a_cluster_parameter(cluster: InProcessCluster) -> None:
+    import asyncio
+
+    for node in cluster.nodes.values():  # an OS only in /opt/site-os on every node
+        os_dir = node.paths.root / "opt/site-os/siteos"
+        os_dir.mkdir(parents=True)
+        (os_dir / "ganeti_api_version").write_text("15\n")
+        for script in ("create", "export", "import", "rename"):
+            (os_dir / script).write_text("#!/bin/sh\nexit 0\n")
+            (os_dir / script).chmod(0o755)
+
+    def names(node: str) -> set[str]:
+        return {d["name"] for d in asyncio.run(cluster.nodes[node].service.os_diagnose())}
+
+    assert "siteos" not in names(N2) and "busybox" in names(N2)  # the default path
+    bad = cluster.run(op("OP_CLUSTER_SET_PARAMS", os_search_path=["opt/site-os"]))
+    assert bad.status == "error" and any("invalid OS search path entry 'opt/site-os'" in line
+                                         for line in bad.log), bad.log
+    done = cluster.run(op("OP_CLUSTER_SET_PARAMS", os_search_path=["/opt/site-os"]))
+    assert done.status == "success", done.log
+    assert names(N1) == names(N2) == {"siteos"}  # every node, through its facts
+    assert cluster.run(op("OP_CLUSTER_SET_PARAMS", os_search_path=[])).status == "success"
+    assert "busybox" in names(N2) and "siteos" not in names(N2)
