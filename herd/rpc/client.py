@@ -64,6 +64,10 @@ def decode_answer(node_name: str, method: str, status: int, raw: bytes) -> Any:
         raise errors.RpcError(f"node {node_name}: invalid answer to '{method}' "
                               f"(HTTP {status})") from None
     if not body.get("ok"):
+        if status == 404:  # a method this noded does not know: it is older than the master
+            raise errors.RpcError(
+                f"node {node_name} runs an older herd-noded that lacks the '{method}' call: "
+                "upgrade it first (gnt-cluster verify names each node's version)")
         raise errors.from_dict(body.get("error") or {})
     return body.get("result")
 

@@ -79,8 +79,10 @@ def test_harness_client_answers_as_the_production_client(cluster: InProcessClust
     assert same(lambda c: c.disks_check([missing])) == [
         {"uuid": "u", "exists": False, "size": None,
          "path": str(cluster.nodes[N2].paths.file_storage_dir / "x/y.disk0")}]
+    # a call the node does not know: an older noded than the master (a rolling upgrade)
     assert same(lambda c: c.call("rm_rf")) == (
-        "ParameterError", "unknown node RPC method 'rm_rf'")
+        "RpcError", f"node {N2} runs an older herd-noded that lacks the 'rm_rf' call: upgrade "
+        "it first (gnt-cluster verify names each node's version)")
     assert same(lambda c: c.call("ping", bogus=1))[0] == "ParameterError"
     for error, expected in ((errors.HypervisorError("QMP socket gone"),
                              ("HypervisorError", "QMP socket gone")),
