@@ -118,6 +118,14 @@ class LUNodeAdd(LogicalUnit[OpNodeAdd]):
         else:
             raise errors.OpExecError(f"node {op.node_name} joined but does not answer with its "
                                      "new certificate")
+        vg_name = cfg.cluster.volume_group_name
+        if vg_name and node.vm_capable:
+            # only said: the join is done; verify keeps reporting it until the VG is there
+            try:
+                await client.call("vg_info", vg_name=vg_name, timeout=60)
+            except errors.HerdError as exc:
+                self.feedback(f"  WARNING: volume group {vg_name} is not usable on node "
+                              f"{op.node_name}: {exc.message}")
         cfg.nodes[node.uuid] = node
         if node.master_capable and candidate_count(cfg) < cfg.cluster.candidate_pool_size:
             node.master_candidate = True

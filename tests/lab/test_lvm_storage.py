@@ -64,7 +64,10 @@ def test_volume_group_views_and_an_orphan_lv() -> None:
                 "--master-netdev", "eth0", "-s", lab_.node("node1").secondary_ip,
                 "--vg-name", VG, "--enabled-disk-templates", "file,plain,diskless",
                 "-H", f"kvm:kernel_path={kernel},initrd_path={initrd}", "cluster.example.com")
-        lab.add_node("node2")
+        info = lab_.node("node2")
+        added = lab.gnt("gnt-node", "add", "-s", info.secondary_ip, "--join-token",
+                        lab.token("node2"), info.fqdn)
+        assert "volume group" not in added.stdout + added.stderr  # node2 has it
         for node in ("node1", "node2"):  # as distributed: verify compares the copies
             lab.write_users(USERS % ha1("jessica", "jesspw"), node=node)
         assert "lvm volume group: herdvg" in lab.gnt("gnt-cluster", "info").stdout
