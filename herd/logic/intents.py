@@ -29,10 +29,13 @@ from typing import Any
 from herd import errors
 from herd.objects import ConfigData
 from herd.objects.disk_ids import parse
+from herd.storage.blockdev.spec import DeviceSpec
 
 log = logging.getLogger(__name__)
 
-FILE, MIRROR = "file", "mirror"
+#: Item kinds: ``device`` (a DeviceSpec, removed with blockdev_remove) is what templates
+#: record; ``file`` and ``mirror`` are read from records written before block devices.
+FILE, MIRROR, DEVICE = "file", "mirror", "device"
 #: The job whose opcode runs in this task (set by the executor), recorded with each intent.
 CURRENT_JOB: ContextVar[int | None] = ContextVar("current_job", default=None)
 #: Records of jobs running in this masterd (verify must not call their disks orphans).
@@ -41,8 +44,9 @@ _LIVE: dict[str, Intent] = {}
 
 @dataclass
 class Item:
-    """One thing a job creates on one node: a file disk (``disk`` is the node RPC disk dict) or
-    a mirrored disk (``disk`` is the MirrorDisk dict; its storage daemon goes with it)."""
+    """One thing a job creates on one node: a volume (``device``: ``disk`` is a DeviceSpec
+    dict), a mirrored disk (``mirror``: the MirrorDisk dict; its storage daemon goes with it),
+    or, in records of older masterds, a file disk (``file``: the node RPC disk dict)."""
 
     node: str
     kind: str
@@ -50,6 +54,10 @@ class Item:
 
     @property
     def relpath(self) -> str:
+        """Where the volume is under the file storage directory (its name for others)."""
+        if self.kind == DEVICE:
+            spec = DeviceSpec.from_dict(self.disk)
+            return str(spec.path or (spec.data.path if spec.data else None) or spec.name)
         if self.kind == FILE:
             path = parse(str(self.disk.get("template", "file")),
                          self.disk["logical_id"]).file_path()
@@ -59,7 +67,8 @@ class Item:
     def describe(self, cfg: ConfigData | None = None) -> str:
         node = cfg.node_name(self.node) if cfg is not None and self.node in cfg.nodes \
             else self.node
-        what = "disk file" if self.kind == FILE else "mirrored disk"
+        kind = str(self.disk.get("kind")) if self.kind == DEVICE else self.kind
+        what = {FILE: "disk file", MIRROR: "mirrored disk"}.get(kind, f"{kind} volume")
         return f"{what} {self.relpath} on {node}"
 
 
@@ -219,7 +228,9 @@ async def remove_items(ctx: Any, items: list[Item]) -> tuple[list[Item], list[st
         rpc = ctx.rpc.node(node)
         disks = [i.disk for i in group]
         try:
-            if kind == FILE:
+            if kind == DEVICE:
+                await rpc.blockdev_remove(disks)
+            elif kind == FILE:
                 await rpc.disks_remove(disks)
             else:
                 await rpc.mirror_remove(disks)

@@ -221,3 +221,20 @@ def test_orphan_volumes_are_what_no_instance_owns(tmp_path: Path) -> None:
     ]
     assert orphans.expected_on(cfg, "other").files == {"m/dm.drbd.disk0",
                                                        "m/dm.drbd.disk0.gen"}
+
+
+def test_device_items_name_their_volume_as_file_items_did() -> None:
+    """Templates record DeviceSpecs now; recovery's lines read as before for file disks."""
+    from herd.logic.intents import DEVICE
+    from herd.storage.blockdev.spec import DeviceSpec
+
+    spec = DeviceSpec(uuid="d1", kind="file", size_mib=8, name="i/d1.file.disk0", index=0,
+                      path="i/d1.file.disk0")
+    item = Item("n1", DEVICE, spec.to_dict())
+    assert item.relpath == "i/d1.file.disk0"
+    assert item.describe() == "disk file i/d1.file.disk0 on n1"
+    mirror = DeviceSpec(uuid="d2", kind="mirror", size_mib=8, name="i/d2.drbd.disk0", port=1,
+                        data=DeviceSpec(uuid="d2", kind="file", size_mib=8,
+                                        path="i/d2.drbd.disk0"))
+    assert Item("n1", DEVICE, mirror.to_dict()).describe() == \
+        "mirrored disk i/d2.drbd.disk0 on n1"

@@ -10,7 +10,6 @@ from typing import Any
 from herd import errors
 from herd.logic import intents
 from herd.logic.base import MasterContext
-from herd.logic.specs import disk_dict
 from herd.logic.templates.base import Claim, DiskTemplate, Feedback, Volumes
 from herd.objects import ConfigData, Disk, Instance, Node
 from herd.objects.disk_ids import FILE_DRIVER, FileId
@@ -53,8 +52,8 @@ class FileTemplate(DiskTemplate):
                                        if node in d.nodes))
 
     def intent_items(self, cfg: ConfigData, inst: Instance) -> list[Any]:
-        return [intents.Item(inst.primary_node, intents.FILE, disk_dict(inst, i))
-                for i in range(len(inst.disks))]
+        return [intents.Item(node, intents.DEVICE, spec.to_dict()) for node in inst.all_nodes
+                for spec in self.device_specs(cfg, inst, node)]
 
     @staticmethod
     def _dicts(specs: list[DeviceSpec]) -> list[dict[str, Any]]:
