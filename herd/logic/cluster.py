@@ -90,7 +90,7 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
             if templates is None:
                 templates = self.cfg.cluster.enabled_disk_templates
             if not vg_name:
-                storage_units.check_vg_disable(self.cfg, templates)
+                storage_units.check_vg_disable(templates)
             elif vg_name != self.cfg.cluster.volume_group_name:
                 await check_vg_on_nodes(self.ctx, self.cfg, vg_name)
 

@@ -42,7 +42,7 @@ def check_enabled_templates(templates: Sequence[str], vg_name: str) -> list[str]
     ``plain`` is accepted only with a volume group (Ganeti's rule); ``drbd`` is accepted
     without one because Herd mirrors file-backed disks too (over LVs when the cluster has a
     VG)."""
-    allowed = (*params.DISK_TEMPLATES, *LVM_TEMPLATES)
+    allowed = tuple(dict.fromkeys((*params.DISK_TEMPLATES, *LVM_TEMPLATES)))
     bad = [t for t in templates if t not in allowed]
     if bad or not templates:
         raise errors.ParameterError(f"invalid disk templates {', '.join(bad) or '(none)'}: "
@@ -63,8 +63,9 @@ def check_vg_name(vg_name: str) -> str:
     return validate_vg_name(vg_name)
 
 
-def check_vg_disable(cfg: ConfigData, templates: Iterable[str]) -> None:
-    """Refuse to drop the VG while a template that needs it is enabled or in use."""
+def check_vg_disable(templates: Iterable[str]) -> None:
+    """Refuse to drop the VG while a template that needs it is enabled (one in use cannot be
+    disabled, so this covers instances too)."""
     enabled = [t for t in templates if t in LVM_TEMPLATES]
     if enabled:
         raise errors.OpPrereqError(f"cannot disable the volume group: disk template(s) "

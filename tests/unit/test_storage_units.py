@@ -39,6 +39,9 @@ def test_plain_needs_a_volume_group_and_drbd_does_not() -> None:
 
 def test_vg_names_and_storage_types_are_checked_with_what_is_allowed() -> None:
     assert su.check_vg_name("") == "" and su.check_vg_name("herdvg") == "herdvg"
+    with pytest.raises(errors.OpPrereqError, match="^cannot disable the volume group: disk "
+                                                   r"template\(s\) plain are enabled"):
+        su.check_vg_disable(["file", "plain"])
     with pytest.raises(errors.ParameterError, match=r"^invalid LVM volume group name 'a b'"):
         su.check_vg_name("a b")
     assert su.check_storage_type(None, "herdvg") == "lvm-vg"
