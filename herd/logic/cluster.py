@@ -174,6 +174,7 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
         live: dict[str, dict[str, dict[str, Any]]] = {}
         infos: dict[str, dict[str, Any]] = {}
         self._tcg: dict[str, str] = {}  # node -> why KVM is not usable
+        self._loop_lvs: dict[str, str] = {}  # node -> why its LVs are loop devices
         for node in cfg.nodes.values():
             if node.offline:
                 continue
@@ -191,6 +192,9 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
         for names, reason in same_reason(self._tcg):  # once, not once per node
             self.warning(f"{names}: KVM is not usable ({reason}); instances run with TCG "
                          "emulation (slow)")
+        for names, reason in same_reason(self._loop_lvs):
+            self.warning(f"{names}: LVs of {cfg.cluster.volume_group_name} are activated as "
+                         f"loop devices over their PV ({reason})")
         self.feedback("* Verifying instance status")
         for inst in cfg.instances.values():
             pnode = cfg.nodes.get(inst.primary_node)
@@ -442,8 +446,7 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
             return
         activation = info.get("lvm_activation") or {}
         if activation.get("mode") == "loop":
-            self.warning(f"node {name}: LVs of {vg_name} are activated as loop devices over "
-                         f"their PV ({activation.get('reason')})")
+            self._loop_lvs[name] = activation.get("reason") or "no device-mapper"
 
     def _mirror_nodes(self) -> set[str]:
         """Names of the nodes holding a copy of some mirrored (drbd) disk."""

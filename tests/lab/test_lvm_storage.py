@@ -115,5 +115,6 @@ def test_volume_group_views_and_an_orphan_lv() -> None:
             on_node_lvm(lab, "node2", "lvm.remove('stray')")
         code, lines = verify(lab)
         assert code == 0 and not [ln for ln in lines if ln.startswith("ERROR")], lines
-        assert "WARNING: node node2.example.com: LVs of herdvg are activated as loop devices " \
-            "over their PV (" in "\n".join(lines) or _has_device_mapper(), lines
+        assert ("WARNING: nodes node1.example.com, node2.example.com: LVs of herdvg are "
+                "activated as loop devices over their PV (" in "\n".join(lines)
+                or _has_device_mapper()), lines
