@@ -104,6 +104,7 @@ def cmd_info(opts: Any) -> int:
             "MAC prefix": info["mac_prefix"],
             "file storage path": info["file_storage_dir"],
             "lvm volume group": info.get("volume_group_name") or "(none)",
+            "lvm reserved volumes": ", ".join(info.get("reserved_lvs") or []) or "(none)",
             "enabled disk templates": ", ".join(info["enabled_disk_templates"]),
             "default instance allocator": info["default_iallocator"],
             "maintenance of node health": info["maintain_node_health"],
@@ -145,6 +146,8 @@ def cmd_modify(opts: Any) -> int:
         op["enabled_disk_templates"] = opts.enabled_disk_templates.split(",")
     if opts.vg_name is not None:
         op["vg_name"] = opts.vg_name
+    if opts.reserved_lvs is not None:
+        op["reserved_lvs"] = [p for p in opts.reserved_lvs.split(",") if p]
     if opts.os_parameters:
         os_name, _, rest = opts.os_parameters.partition(":")
         op["osparams"] = {os_name: keyval_type(rest)}
@@ -367,6 +370,9 @@ def build_parser() -> HerdArgumentParser:
                         default=None)
     modify.add_argument("-g", "--vg-name", dest="vg_name", default=None, metavar="VG",
                         help="the LVM volume group of every node ('' disables LVM)")
+    modify.add_argument("--reserved-lvs", dest="reserved_lvs", default=None,
+                        metavar="NAMES", help="comma-separated regular expressions of VG/LV "
+                        "names that verify ignores ('' clears the list)")
     modify.add_argument("-O", "--os-parameters", dest="os_parameters", default=None,
                         metavar="OS:PARAMS")
     modify.add_argument("--os-search-path", dest="os_search_path", default=None,

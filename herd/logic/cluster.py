@@ -85,6 +85,8 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
                 raise errors.OpPrereqError(
                     f"cannot disable disk template(s) {', '.join(sorted(missing))}: "
                     "instances use them")
+        if op.reserved_lvs is not None:
+            op.reserved_lvs = storage_units.check_reserved_lvs(op.reserved_lvs)
         if op.vg_name is not None:
             templates = op.enabled_disk_templates
             if templates is None:
@@ -129,6 +131,8 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
             cluster.os_search_path = list(op.os_search_path)
         if op.vg_name is not None:
             cluster.volume_group_name = op.vg_name
+        if op.reserved_lvs is not None:
+            cluster.reserved_lvs = list(op.reserved_lvs)
         cluster.touch()
         await self.ctx.config.save()
 
@@ -311,7 +315,8 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
                 self.warning(f"node {node.name}: {text}")
             # an unknown LV is an error: it takes VG space that allocation counts as free
             for text in storage_units.orphan_lvs(
-                    listing.get("lvs", []), storage_units.lv_owners(cfg, node_uuid, vg_name)):
+                    listing.get("lvs", []), storage_units.lv_owners(cfg, node_uuid, vg_name),
+                    cfg.cluster.reserved_lvs):
                 self.error(f"node {node.name}: {text}")
             for text in storage_units.missing_lvs(cfg, node_uuid, listing.get("lvs", [])):
                 self.error(text)

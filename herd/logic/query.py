@@ -246,6 +246,7 @@ def cluster_info(ctx: MasterContext) -> dict[str, Any]:
         "mac_prefix": c.mac_prefix,
         "file_storage_dir": str(ctx.paths.file_storage_dir),
         "volume_group_name": c.volume_group_name,
+        "reserved_lvs": list(c.reserved_lvs),
         "default_iallocator": c.default_iallocator,
         "maintain_node_health": c.maintain_node_health,
         "uid_pool": list(c.uid_pool),

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -70,6 +71,18 @@ def check_vg_disable(templates: Iterable[str]) -> None:
     if enabled:
         raise errors.OpPrereqError(f"cannot disable the volume group: disk template(s) "
                                    f"{', '.join(enabled)} are enabled and need it")
+
+
+def check_reserved_lvs(patterns: Sequence[str]) -> list[str]:
+    """Ganeti's reserved LVs: regular expressions matched against whole ``VG/LV`` names;
+    ParameterError naming one that does not compile."""
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise errors.ParameterError(f"invalid reserved LV pattern '{pattern}': {exc} (use "
+                                        "regular expressions of VG/LV names)") from None
+    return [p for p in patterns if p]
 
 
 def default_storage_type(vg_name: str) -> str:
@@ -201,12 +214,13 @@ def lv_volume_rows(node_name: str, lvs: Iterable[dict[str, Any]],
 def orphan_lvs(lvs: Iterable[dict[str, Any]], owners: dict[tuple[str, str], str],
                reserved: Iterable[str] = ()) -> list[str]:
     """LVs of a node's VG that no disk of the config owns, one description each (verify; an
-    error, so that the admin looks: it takes VG space that allocation counts as free)."""
-    keep = set(reserved)
+    error, so that the admin looks: it takes VG space that allocation counts as free).
+    ``reserved``: the cluster's reserved LVs (regular expressions of whole VG/LV names)."""
+    keep = [re.compile(p) for p in reserved]
     out = []
     for lv in lvs:
         key = (lv["vg"], lv["lv"])
-        if key in owners or lv["lv"] in keep or f"{lv['vg']}/{lv['lv']}" in keep:
+        if key in owners or any(k.fullmatch(f"{lv['vg']}/{lv['lv']}") for k in keep):
             continue
         out.append(f"volume {lv['vg']}/{lv['lv']} is unknown (an LV of "
                    f"{int(lv['size']) // MIB} MiB no instance owns)")

@@ -26,6 +26,9 @@ class Cluster(ConfigObject):
     #: The LVM volume group of every node (Ganeti's name; empty: the cluster has none). Each
     #: node gets it through its cluster facts file and registers it with its device factory.
     volume_group_name: str = ""
+    #: Ganeti's: regular expressions of ``VG/LV`` names verify leaves alone (LVs of the admin's
+    #: own in the cluster's VG, which it would otherwise report as unknown).
+    reserved_lvs: list[str] = dataclasses.field(default_factory=list)
     noded_port: int = NODED_PORT
     enabled_hypervisors: list[str] = dataclasses.field(default_factory=lambda: ["kvm"])
     enabled_disk_templates: list[str] = dataclasses.field(

@@ -36,6 +36,8 @@ class OpClusterModify(OpCode):
     enabled_disk_templates: list[str] | None = None
     #: Ganeti's: the cluster's LVM volume group ("" disables LVM)
     vg_name: str | None = None
+    #: Ganeti's: regular expressions of VG/LV names verify ignores (replaces the list)
+    reserved_lvs: list[str] | None = None
     #: Herd's: let RAPI answer GETs without credentials (Ganeti's behaviour)
     rapi_anonymous_reads: bool | None = None
     #: Herd's: the nodes' OS search path (absolute directories; [] restores the default)

@@ -89,7 +89,11 @@ def test_lvs_of_disks_are_owned_and_others_are_orphans() -> None:
          "instance": "-"}]
     assert su.orphan_lvs(lvs, owners) == [
         "volume herdvg/stray is unknown (an LV of 8 MiB no instance owns)"]
-    assert su.orphan_lvs(lvs, owners, reserved=["herdvg/stray"]) == []
+    assert su.orphan_lvs(lvs, owners, reserved=["herdvg/st.*"]) == []
+    assert len(su.orphan_lvs(lvs, owners, reserved=["stray"])) == 1  # whole VG/LV names only
+    assert su.check_reserved_lvs(["herdvg/root", ""]) == ["herdvg/root"]
+    with pytest.raises(errors.ParameterError, match=r"^invalid reserved LV pattern '\(': "):
+        su.check_reserved_lvs(["("])
     assert su.lv_owners(cfg, "another-node", "herdvg") == {}
 
 
