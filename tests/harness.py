@@ -68,6 +68,16 @@ from herd.paths import HerdPaths
 from herd.rpc import certs, tls
 from herd.rpc.client import DEFAULT_TIMEOUT, NodeClient, RpcRunner, decode_answer
 from herd.rpc.server import build_app
+from herd.storage.lvm import (
+    MIB,
+    ActivationMode,
+    LogicalVolume,
+    PeRange,
+    PhysicalVolume,
+    Segment,
+    VolumeGroup,
+    validate_lv_name,
+)
 from herd.storage.mirror.generation import bump
 from herd.storage.mirror.manager import MirrorManager
 from herd.storage.mirror.model import MirrorDisk, MirrorStatus
@@ -142,6 +152,13 @@ class HarnessNode:
 
     def methods_called(self) -> list[str]:
         return [method for method, _ in self.calls]
+
+    @property
+    def lvm(self) -> FakeLvmNode:
+        """The node's fake volume group (clusters made with ``vg=``)."""
+        vg = self.service._vg[1]
+        assert isinstance(vg, FakeLvmNode), "the cluster has no volume group (vg=...)"
+        return vg
 
 
 class FakeMirrorManager(MirrorManager):
@@ -235,6 +252,8 @@ class FakeMirrorManager(MirrorManager):
             del self.net.listening[(disk.local_ip, disk.port)]
         gf = self._gen(disk)
         if role == "down" or not gf.exists():
+            if gf.exists():  # as the real one: a data volume active without a daemon
+                await self._data(disk).shutdown()
             return
         if role == "primary" and self._peer(disk) is None and not gf.read().get("degraded"):
             gf.write({**bump(gf.read()), "degraded": True})  # the peer misses something
@@ -246,6 +265,102 @@ class FakeMirrorManager(MirrorManager):
 
     async def list_active(self) -> list[str]:
         return sorted(self.active)
+
+
+class FakeLvmNode:
+    """One node's volume group without LVM: what :class:`herd.storage.lvm.LvmNode` offers the
+    device factory (create, remove, assemble, deactivate, grow, listings), with each LV a
+    sparse file under the node's root and its "device" that file while active.
+
+    What is real: names checked by LVM's rules, sizes in whole 4 MiB extents, free space
+    counted (a create that does not fit is refused as lvcreate refuses it), removal of an
+    active LV detaching it first, and deactivation refused while the LV is "held" (``held``,
+    a test's stand-in for a VM or daemon keeping it open). So templates' plans, rollbacks and
+    "no LV and no active device left" run in milliseconds; the lab runs the real LVM.
+    """
+
+    EXTENT = 4 * MIB
+
+    def __init__(self, vg_name: str, root: Path, size_mib: int) -> None:
+        self.vg_name = vg_name
+        self.dir = root
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.size = size_mib * MIB // self.EXTENT * self.EXTENT
+        self.lvs: dict[str, tuple[int, tuple[str, ...]]] = {}  # name -> (size, tags)
+        self.active: set[str] = set()
+        self.held: set[str] = set()
+        self.activation = ActivationMode("loop", "in-process test node: LVs are files")
+        self.mode = "loop"
+
+    def _file(self, name: str) -> Path:
+        return self.dir / name
+
+    def vg_info(self) -> VolumeGroup:
+        used = sum(size for size, _ in self.lvs.values())
+        pv = PhysicalVolume(name=str(self.dir / "pv"), vg_name=self.vg_name, pe_start=MIB,
+                            size=self.size, free=self.size - used,
+                            pe_count=self.size // self.EXTENT)
+        return VolumeGroup(name=self.vg_name, uuid=f"fake-{self.vg_name}", size=self.size,
+                           free=self.size - used, extent_size=self.EXTENT,
+                           extent_count=self.size // self.EXTENT,
+                           free_count=(self.size - used) // self.EXTENT, pvs=(pv,))
+
+    def list_lvs(self) -> list[LogicalVolume]:
+        pv = str(self.dir / "pv")
+        return [LogicalVolume(name=name, vg_name=self.vg_name, uuid=f"lv-{name}", size=size,
+                              tags=tags, segments=(Segment(0, (PeRange(pv, 0, 0),)),),
+                              path=str(self._file(name)) if name in self.active else None)
+                for name, (size, tags) in sorted(self.lvs.items())]
+
+    def find(self, name: str) -> LogicalVolume | None:
+        return next((lv for lv in self.list_lvs() if lv.name == name), None)
+
+    def create(self, name: str, size_mib: int, tags: tuple[str, ...] = ()) -> LogicalVolume:
+        validate_lv_name(name, self.vg_name)
+        if name in self.lvs:
+            raise StorageError(f"cannot create LV {self.vg_name}/{name} ({size_mib} MiB): "
+                               f"Logical Volume \"{name}\" already exists in volume group "
+                               f"\"{self.vg_name}\"")
+        size = -(-size_mib * MIB // self.EXTENT) * self.EXTENT
+        if size > self.vg_info().free:
+            raise StorageError(f"cannot create LV {self.vg_name}/{name} ({size_mib} MiB): "
+                               f"Volume group \"{self.vg_name}\" has insufficient free space "
+                               f"({self.vg_info().free_count} extents): "
+                               f"{size // self.EXTENT} required.")
+        with open(self._file(name), "wb") as handle:
+            handle.truncate(size)
+        self.lvs[name] = (size, tuple(tags))
+        return self.get(name)
+
+    def get(self, name: str) -> LogicalVolume:
+        lv = self.find(name)
+        if lv is None:
+            raise StorageError(f"LV {self.vg_name}/{name} does not exist")
+        return lv
+
+    def assemble(self, name: str) -> str:
+        self.get(name)
+        self.active.add(name)
+        return str(self._file(name))
+
+    def deactivate(self, name: str) -> None:
+        if name in self.held:
+            raise StorageError(f"LV {self.vg_name}/{name} is in use; not deactivated")
+        self.active.discard(name)
+
+    def remove(self, name: str) -> None:
+        if name not in self.lvs:
+            return
+        self.deactivate(name)
+        del self.lvs[name]
+        self._file(name).unlink(missing_ok=True)
+
+    def grow(self, name: str, size_mib: int) -> LogicalVolume:
+        size, tags = self.lvs[self.get(name).name]
+        if size_mib * MIB > size:
+            self.lvs[name] = (-(-size_mib * MIB // self.EXTENT) * self.EXTENT, tags)
+            os.truncate(self._file(name), self.lvs[name][0])
+        return self.get(name)
 
 
 @dataclass
@@ -447,7 +562,8 @@ class InProcessCluster:
 
     def __init__(self, root: Path, nodes: int = 2, *,
                  disk_templates: tuple[str, ...] = ("file", "diskless"),
-                 hypervisors: tuple[str, ...] = ("fake",)) -> None:
+                 hypervisors: tuple[str, ...] = ("fake",), vg: str = "",
+                 vg_mib: int | dict[str, int] = 4096) -> None:
         if not 1 <= nodes <= 99:
             raise ValueError(f"between 1 and 99 nodes, not {nodes}")
         self.root = root
@@ -464,12 +580,18 @@ class InProcessCluster:
             # the device factory builds the manager on first use: give it the fake one
             service.devices._mirror = FakeMirrorManager(paths, service.devices,
                                                         self.mirror_net, name)
+            if vg:  # the cluster's VG, as noded would have resolved it from its facts
+                size = vg_mib.get(name, 4096) if isinstance(vg_mib, dict) else vg_mib
+                lvm = FakeLvmNode(vg, paths.data_dir / "fake-vg", size)
+                service.devices.add_volume_group(lvm)
+                service._vg = (vg, lvm, None)
             self.nodes[name] = HarnessNode(name=name, primary_ip=node_ip(index),
                                            secondary_ip=f"192.0.2.{100 + index}",
                                            paths=paths, service=service)
         self.master = self.nodes[node_name(1)]
         self.paths = self.master.paths
         data = self._initial_config(disk_templates, hypervisors)
+        data.cluster.volume_group_name = vg
         self._write_master_files()
         self.store = ConfigStore.create(self.paths.config_file, data)
         write_facts(self.paths, data)

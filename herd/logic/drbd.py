@@ -17,7 +17,8 @@ from herd import errors
 from herd.config.reservations import Reservations
 from herd.logic.base import MasterContext
 from herd.objects import ConfigData, Disk, Instance, Node
-from herd.objects.disk_ids import DrbdId
+from herd.objects.disk_ids import DrbdId, LvId
+from herd.storage.blockdev.spec import LVM, DeviceSpec
 from herd.storage.file import relative_path
 
 DRBD_FILE_KIND = "drbd"
@@ -49,8 +50,17 @@ def allocate_ports(cfg: ConfigData, count: int, reservations: Reservations | Non
                                f"{cfg.cluster.drbd_port_first}-{cfg.cluster.drbd_port_last}")
 
 
-def new_logical_id(port: int, inst_name: str, disk: Disk, index: int) -> DrbdId:
-    """The id of a new mirrored disk; its nodes are ``disk.nodes``, not part of the id."""
+def new_logical_id(port: int, inst_name: str, disk: Disk, index: int,
+                   vg: str = "") -> DrbdId:
+    """The id of a new mirrored disk; its nodes are ``disk.nodes``, not part of the id. With
+    the cluster's VG ``vg`` each node keeps the data in an LV ``<uuid>_drbd`` and the
+    generation record under its data directory; without, in a file (as before VGs)."""
+    if vg:
+        from herd.storage.blockdev.factory import META_DIR
+        from herd.storage.lvm import validate_lv_name
+
+        lv = validate_lv_name(f"{disk.uuid}_{DRBD_FILE_KIND}", vg)
+        return DrbdId(port=port, data=LvId(vg, lv), meta=f"{META_DIR}/{disk.uuid}.gen")
     rel = relative_path(inst_name, disk.uuid, index).replace(".file.", f".{DRBD_FILE_KIND}.")
     return DrbdId(port=port, path=rel)
 
@@ -75,9 +85,17 @@ def mirror_disk(cfg: ConfigData, inst: Instance, index: int, node_uuid: str) -> 
         raise errors.ConfigurationError(
             f"disk/{index} of {inst.name} has no second node (nodes {disk.nodes})")
     local, other = cfg.nodes[node_uuid], cfg.nodes[peer]
-    return {"uuid": disk.uuid, "index": index, "size": disk.size, "relpath": ident.path,
-            "port": ident.port, "local_ip": local.secondary_ip or local.primary_ip,
-            "peer_ip": other.secondary_ip or other.primary_ip}
+    out: dict[str, Any] = {
+        "uuid": disk.uuid, "index": index, "size": disk.size,
+        "relpath": ident.path or (ident.data.display() if ident.data else ""),
+        "port": ident.port, "local_ip": local.secondary_ip or local.primary_ip,
+        "peer_ip": other.secondary_ip or other.primary_ip}
+    if ident.data is not None:  # the data in an LV, the generation record apart from it
+        out["data"] = DeviceSpec(uuid=disk.uuid, kind=LVM, size_mib=disk.size,
+                                 name=ident.data.display(), index=index, vg=ident.data.vg,
+                                 lv=ident.data.lv).to_dict()
+        out["meta"] = ident.meta
+    return out
 
 
 def mirror_disks(cfg: ConfigData, inst: Instance, node_uuid: str) -> list[dict[str, Any]]:

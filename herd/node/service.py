@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -344,6 +345,42 @@ class NodeService:
         """Exists, size and local path of each device; read-only."""
         return [i.to_dict() for i in await self.devices.info_many(self._specs(devices))]
 
+    async def blockdev_assemble(self, devices: list[dict[str, Any]],
+                                role: str = "primary") -> list[str]:
+        """Make each device usable here (an LV: its loop or device-mapper device); where."""
+        return [(await self.devices.device(s).assemble(role)).path
+                for s in self._specs(devices)]
+
+    async def blockdev_shutdown(self, devices: list[dict[str, Any]]) -> None:
+        """Undo ``blockdev_assemble`` (the data stays); one error names every device that
+        could not be shut down (an LV still held by a VM is refused)."""
+        problems = []
+        for spec in self._specs(devices):
+            try:
+                await self.devices.device(spec).shutdown()
+            except errors.StorageError as exc:
+                problems.append(f"{spec.describe()}: {exc.message}")
+        if problems:
+            raise errors.StorageError("could not shut down " + "; ".join(problems))
+
+    @contextlib.asynccontextmanager
+    async def _local_volumes(self, specs: list[DeviceSpec]) -> AsyncIterator[list[str]]:
+        """The local volumes of ``specs`` for a tool of this node (an OS script, a copy),
+        left as active as they were: an LV activated only for the tool is deactivated again,
+        so that it keeps no loop device after the job."""
+        was_active = [i.active for i in await self.devices.info_many(specs)]
+        devices = [self.devices.device(s) for s in specs]
+        try:
+            yield [await d.local_path() for d in devices]
+        finally:
+            for device, active in zip(devices, was_active, strict=True):
+                if not active:
+                    try:
+                        await device.shutdown()
+                    except errors.StorageError as exc:
+                        log.warning("could not deactivate %s after use: %s",
+                                    device.spec.describe(), exc.message)
+
     async def blockdev_list(self) -> dict[str, Any]:
         """Everything this node holds for disks, whoever owns it: files under the file storage
         directory (relative paths), LVs of its volume groups, running storage daemons and
@@ -361,11 +398,6 @@ class NodeService:
     def _spec(disk: dict[str, Any]) -> DeviceSpec:
         return legacy_storage.from_disk_dict(disk)
 
-    async def _local_path(self, disk: dict[str, Any]) -> str:
-        """The local volume of a disk dict (a drbd disk's data: OS scripts run before the
-        first sync)."""
-        return await self.devices.device(self._spec(disk)).local_path()
-
     async def disks_create(self, disks: list[dict[str, Any]]) -> list[str]:
         """Create every disk or none: on failure, remove those already made."""
         made = await self.devices.create_all(legacy_storage.for_disks_create(disks))
@@ -374,11 +406,12 @@ class NodeService:
     async def disk_copy(self, source: dict[str, Any], target: dict[str, Any]) -> None:
         """Copy one disk's data into another of this node (template conversions), keeping
         holes: the target must exist and be at least as large."""
-        src, dst = await self._local_path(source), await self._local_path(target)
-        proc = await asyncio.create_subprocess_exec(
-            "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", "-S", "4k", src, dst,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out, _ = await proc.communicate()
+        async with self._local_volumes([self._spec(source), self._spec(target)]) as paths:
+            src, dst = paths
+            proc = await asyncio.create_subprocess_exec(
+                "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", "-S", "4k", src, dst,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await proc.communicate()
         if proc.returncode != 0:
             raise errors.StorageError(f"copying {src} to {dst} failed: "
                                       f"{out.decode(errors='replace').strip()}")
@@ -544,33 +577,35 @@ class NodeService:
         if script not in ("create", "import", "export", "rename"):
             raise errors.ParameterError(f"invalid OS script '{script}'")
         definition, variant = osdef.lookup(os_name, self.os_search_path())
-        disks = [{"path": await self._local_path(d), "size": d["size"], "mode": d["mode"],
-                  "uuid": d["uuid"], "name": d.get("name"), "template": d["template"]}
-                 for d in instance["disks"]]
-        env = osdef.build_env(
-            definition, variant, instance_name=instance["name"],
-            hypervisor=instance.get("hypervisor", "kvm"), disks=disks, nics=instance["nics"],
-            osparams={k: str(v) for k, v in instance.get("osparams", {}).items()},
-            hvparams=instance["hvparams"], beparams=instance.get("beparams", {}),
-            extra=extra_env)
-        stamp = time.strftime("%Y%m%d%H%M%S")
-        log_name = f"{script}-{definition.name}-{instance['name']}-{stamp}.log"
-        log_file = self.paths.os_log_dir / log_name
-        uuids = [str(d["uuid"]) for d in instance["disks"]]
-        task = asyncio.ensure_future(osdef.run_script(definition, script, env, log_file))
-        for uuid in uuids:
-            self._os_scripts[uuid] = task
-        try:
-            await task
-        except asyncio.CancelledError:
-            if task.cancelled() and not self._cancelling():
-                raise errors.OpExecError(f"OS {script} script for {instance['name']} was "
-                                         "ended: its disks are being removed") from None
-            raise
-        finally:
+        # an LV activated for the script is deactivated after it (no loop device stays)
+        async with self._local_volumes([self._spec(d) for d in instance["disks"]]) as paths:
+            disks = [{"path": path, "size": d["size"], "mode": d["mode"], "uuid": d["uuid"],
+                      "name": d.get("name"), "template": d["template"]}
+                     for d, path in zip(instance["disks"], paths, strict=True)]
+            env = osdef.build_env(
+                definition, variant, instance_name=instance["name"],
+                hypervisor=instance.get("hypervisor", "kvm"), disks=disks, nics=instance["nics"],
+                osparams={k: str(v) for k, v in instance.get("osparams", {}).items()},
+                hvparams=instance["hvparams"], beparams=instance.get("beparams", {}),
+                extra=extra_env)
+            stamp = time.strftime("%Y%m%d%H%M%S")
+            log_name = f"{script}-{definition.name}-{instance['name']}-{stamp}.log"
+            log_file = self.paths.os_log_dir / log_name
+            uuids = [str(d["uuid"]) for d in instance["disks"]]
+            task = asyncio.ensure_future(osdef.run_script(definition, script, env, log_file))
             for uuid in uuids:
-                if self._os_scripts.get(uuid) is task:
-                    del self._os_scripts[uuid]
+                self._os_scripts[uuid] = task
+            try:
+                await task
+            except asyncio.CancelledError:
+                if task.cancelled() and not self._cancelling():
+                    raise errors.OpExecError(f"OS {script} script for {instance['name']} was "
+                                             "ended: its disks are being removed") from None
+                raise
+            finally:
+                for uuid in uuids:
+                    if self._os_scripts.get(uuid) is task:
+                        del self._os_scripts[uuid]
 
     @staticmethod
     def _cancelling() -> bool:

@@ -4,7 +4,10 @@ The config (and the node RPC) store a disk's id as a Ganeti-style list whose mea
 on the disk template ("v1"):
 
 - ``file``: ``[driver, path]``, e.g. ``["loop", "<inst>/<disk uuid>.file.disk<i>"]``;
-- ``drbd``: ``[pnode, snode, port, path]``, e.g. ``[p, s, 11000, "<inst>/<uuid>.drbd.disk<i>"]``.
+- ``plain``: ``[vg, lv]`` (Ganeti's), e.g. ``["herdvg", "<disk uuid>_plain"]``;
+- ``drbd``: ``[pnode, snode, port, path]``, e.g. ``[p, s, 11000, "<inst>/<uuid>.drbd.disk<i>"]``,
+  or, for a mirror whose data is an LV of each node, ``[pnode, snode, port, [vg, lv], meta]``
+  (``meta``: where each node keeps the generation record, under its data directory).
 
 Code that indexed those lists had to know each shape, and the drbd list repeated which nodes
 hold the disk, a fact the disk (``Disk.nodes``) and the instance (``Instance.primary_node``)
@@ -53,31 +56,73 @@ class FileId:
 
 
 @dataclass(frozen=True)
-class DrbdId:
-    """A mirrored disk: its mirror's TCP port and the path of each node's copy (relative to
-    the file storage directory, the same on both nodes). The nodes are not part of the id."""
+class LvId:
+    """An LVM logical volume: ``lv`` in volume group ``vg``, the same names on every node
+    that holds a copy (each node has its own VG of that name)."""
 
-    port: int
-    path: str
+    vg: str
+    lv: str
 
     def to_v1(self, primary: str | None = None, secondary: str | None = None) -> list[Any]:
-        """The stored list ``[pnode, snode, port, path]``: the nodes come from the caller
-        (the instance's primary and the disk's other node), never from this object."""
-        if not primary or not secondary:
-            raise ValueError(f"a mirrored disk (port {self.port}) needs a primary and a "
-                             f"secondary node, got {primary!r} and {secondary!r}")
-        return [primary, secondary, self.port, self.path]
+        """Ganeti's plain ``logical_id``: ``[vg, lv]``; it names no node."""
+        return [self.vg, self.lv]
 
     def file_path(self) -> str | None:
-        return self.path
+        return None  # an LV is no file under the file storage directory
 
     def hook_vars(self, primary: str | None = None,
                   secondary: str | None = None) -> dict[str, Any]:
-        """Ganeti's names for a drbd id: the node uuids and the port (not the path)."""
-        return {"PNODE": primary, "SNODE": secondary, "PORT": self.port}
+        """Ganeti's names for a plain disk: the VG and the LV."""
+        return {"VG": self.vg, "ID": self.lv}
 
     def display(self, primary: str | None = None, secondary: str | None = None) -> str:
-        return f"{primary}/{secondary}/{self.port}/{self.path}"
+        return f"{self.vg}/{self.lv}"
+
+
+@dataclass(frozen=True)
+class DrbdId:
+    """A mirrored disk: its mirror's TCP port and where each node keeps its copy, the same on
+    both nodes: a file (``path``, relative to the file storage directory; the generation
+    record beside it) or, when ``data`` is set, an LV (the record at ``meta``, relative to
+    the data directory, since an LV has no sibling file). The nodes are not part of the id."""
+
+    port: int
+    path: str = ""
+    data: LvId | None = None
+    meta: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (not self.path) or (self.data is not None and not self.meta):
+            raise ValueError(f"a mirrored disk (port {self.port}) keeps its data in a file "
+                             f"(path) or an LV with a generation record (data and meta), got "
+                             f"path={self.path!r} data={self.data!r} meta={self.meta!r}")
+
+    def to_v1(self, primary: str | None = None, secondary: str | None = None) -> list[Any]:
+        """The stored list ``[pnode, snode, port, path]`` (``[pnode, snode, port, [vg, lv],
+        meta]`` over an LV): the nodes come from the caller (the instance's primary and the
+        disk's other node), never from this object."""
+        if not primary or not secondary:
+            raise ValueError(f"a mirrored disk (port {self.port}) needs a primary and a "
+                             f"secondary node, got {primary!r} and {secondary!r}")
+        if self.data is not None:
+            return [primary, secondary, self.port, self.data.to_v1(), self.meta]
+        return [primary, secondary, self.port, self.path]
+
+    def file_path(self) -> str | None:
+        return self.path if self.data is None else None
+
+    def hook_vars(self, primary: str | None = None,
+                  secondary: str | None = None) -> dict[str, Any]:
+        """Ganeti's names for a drbd id: the node uuids and the port (not the path), and
+        over an LV its VG and name (Ganeti's DATA_VG/DATA_ID; the record is no LV here)."""
+        out: dict[str, Any] = {"PNODE": primary, "SNODE": secondary, "PORT": self.port}
+        if self.data is not None:
+            out.update(DATA_VG=self.data.vg, DATA_ID=self.data.lv)
+        return out
+
+    def display(self, primary: str | None = None, secondary: str | None = None) -> str:
+        where = self.data.display() if self.data is not None else self.path
+        return f"{primary}/{secondary}/{self.port}/{where}"
 
 
 @dataclass(frozen=True)
@@ -100,8 +145,8 @@ class RawId:
         return "/".join(str(v) for v in self.values)
 
 
-DiskId = FileId | DrbdId | RawId
-TYPED = (FileId, DrbdId, RawId)
+DiskId = FileId | LvId | DrbdId | RawId
+TYPED = (FileId, LvId, DrbdId, RawId)
 
 
 def _is_int(value: Any) -> bool:
@@ -122,11 +167,22 @@ def parse(dev_type: str, logical_id: Any) -> DiskId:
     if (dev_type == "file" and len(values) == 2 and isinstance(values[0], str)
             and isinstance(values[1], str)):
         return FileId(values[0], values[1])
-    if (dev_type == "drbd" and len(values) == 4 and isinstance(values[0], str)
-            and isinstance(values[1], str) and _is_int(values[2])
-            and isinstance(values[3], str)):
+    if dev_type == "plain" and _is_lv(values):
+        return LvId(values[0], values[1])
+    nodes_port = (len(values) >= 4 and isinstance(values[0], str)
+                  and isinstance(values[1], str) and _is_int(values[2]))
+    if dev_type == "drbd" and nodes_port and len(values) == 4 and isinstance(values[3], str) \
+            and values[3]:
         return DrbdId(values[2], values[3])
+    if dev_type == "drbd" and nodes_port and len(values) == 5 and _is_lv(values[3]) \
+            and isinstance(values[4], str) and values[4]:
+        return DrbdId(values[2], data=LvId(values[3][0], values[3][1]), meta=values[4])
     return RawId(tuple(values))
+
+
+def _is_lv(values: Any) -> bool:
+    return (isinstance(values, list | tuple) and len(values) == 2
+            and all(isinstance(v, str) and v for v in values))
 
 
 def v1_nodes(dev_type: str, logical_id: Any) -> list[Any] | None:

@@ -34,9 +34,9 @@ ND_DEFAULTS: dict[str, Any] = {
     "ssh_port": 22,
 }
 
-DISK_TEMPLATES = ("diskless", "file", "drbd")
+DISK_TEMPLATES = ("diskless", "file", "plain", "drbd")
 #: Templates this version can create.
-SUPPORTED_DISK_TEMPLATES = ("diskless", "file", "drbd")
+SUPPORTED_DISK_TEMPLATES = ("diskless", "file", "plain", "drbd")
 #: Templates whose disks live on two nodes.
 MIRRORED_TEMPLATES = ("drbd",)
 DISK_ACCESS_MODES = ("rw", "ro")

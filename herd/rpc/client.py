@@ -250,6 +250,15 @@ class NodeClient:
     async def blockdev_info(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return await self.call("blockdev_info", devices=devices, timeout=60)
 
+    async def blockdev_assemble(self, devices: list[dict[str, Any]],
+                                role: str = "primary") -> list[str]:
+        """Activate each device (an LV: its loop or device-mapper device); their paths."""
+        return await self.call("blockdev_assemble", devices=devices, role=role, timeout=120)
+
+    async def blockdev_shutdown(self, devices: list[dict[str, Any]]) -> None:
+        """Undo ``blockdev_assemble``; the data stays (refused while a VM holds a device)."""
+        await self.call("blockdev_shutdown", devices=devices, timeout=120)
+
     async def blockdev_list(self) -> dict[str, Any]:
         return await self.call("blockdev_list", timeout=60)
 

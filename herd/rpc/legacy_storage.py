@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from herd.errors import ParameterError, StorageError
-from herd.storage.blockdev.spec import FILE, MIRROR, NONE, DeviceSpec
+from herd.storage.blockdev.spec import FILE, LVM, MIRROR, NONE, DeviceSpec
 
 
 def template_of(disk: dict[str, Any]) -> str:
@@ -35,14 +35,29 @@ def _file_spec(disk: dict[str, Any]) -> DeviceSpec:
     return _file(str(disk["uuid"]), int(disk.get("size", 0)), str(lid[1]), disk.get("index"))
 
 
+def _lv(uuid: str, size: int, vg: str, lv: str, index: int | None) -> DeviceSpec:
+    return DeviceSpec(uuid=uuid, kind=LVM, size_mib=size, name=f"{vg}/{lv}", index=index,
+                      vg=vg, lv=lv)
+
+
+def _plain_spec(disk: dict[str, Any]) -> DeviceSpec:
+    vg, lv = disk["logical_id"]
+    return _lv(str(disk["uuid"]), int(disk.get("size", 0)), str(vg), str(lv), disk.get("index"))
+
+
 def _drbd_spec(disk: dict[str, Any]) -> DeviceSpec:
     lid = disk["logical_id"]
     if isinstance(disk.get("mirror"), dict):
         return from_mirror_disk(disk["mirror"])
-    size, rel = int(disk.get("size", 0)), str(lid[3])
-    return DeviceSpec(uuid=str(disk["uuid"]), kind=MIRROR, size_mib=size, name=rel,
-                      index=disk.get("index"), port=int(lid[2]),
-                      data=_file(str(disk["uuid"]), size, rel, disk.get("index")))
+    uuid, size, index = str(disk["uuid"]), int(disk.get("size", 0)), disk.get("index")
+    if isinstance(lid[3], list):  # [pnode, snode, port, [vg, lv], meta]: data in an LV
+        vg, lv = lid[3]
+        return DeviceSpec(uuid=uuid, kind=MIRROR, size_mib=size, name=f"{vg}/{lv}",
+                          index=index, port=int(lid[2]), meta=str(lid[4]),
+                          data=_lv(uuid, size, str(vg), str(lv), index))
+    rel = str(lid[3])
+    return DeviceSpec(uuid=uuid, kind=MIRROR, size_mib=size, name=rel, index=index,
+                      port=int(lid[2]), data=_file(uuid, size, rel, index))
 
 
 def _diskless_spec(disk: dict[str, Any]) -> DeviceSpec:
@@ -51,7 +66,8 @@ def _diskless_spec(disk: dict[str, Any]) -> DeviceSpec:
 
 
 #: template -> translator of the disk dict (the only template names noded still reads).
-_BY_TEMPLATE = {"file": _file_spec, "drbd": _drbd_spec, "diskless": _diskless_spec}
+_BY_TEMPLATE = {"file": _file_spec, "plain": _plain_spec, "drbd": _drbd_spec,
+                "diskless": _diskless_spec}
 
 
 def from_disk_dict(disk: dict[str, Any]) -> DeviceSpec:

@@ -37,6 +37,7 @@ RPC_METHODS = frozenset({
     "ping", "node_info",
     "disks_create", "disks_remove", "disks_check", "disk_copy", "storage_list",
     "blockdev_create", "blockdev_remove", "blockdev_info", "blockdev_list",
+    "blockdev_assemble", "blockdev_shutdown",
     "vg_info", "storage_units",
     "instance_start", "instance_stop", "instance_reboot", "instance_resume",
     "instance_list", "instance_info", "instance_usage", "instance_accept_migration",

@@ -120,9 +120,17 @@ def test_mirror_disk_dict_gives_back_the_same_mirror_disk() -> None:
 def test_other_templates_and_malformed_ids() -> None:
     none = legacy_storage.from_disk_dict({"template": "diskless", "uuid": "u", "size": 0})
     assert none.kind == "none"
-    with pytest.raises(ParameterError, match="template 'plain' has no volume"):
-        legacy_storage.from_disk_dict({"template": "plain", "logical_id": ["vg", "lv"],
+    with pytest.raises(ParameterError, match="template 'sharedfile' has no volume"):
+        legacy_storage.from_disk_dict({"template": "sharedfile", "logical_id": ["vg", "lv"],
                                        "uuid": "u", "size": 1})
+    plain = legacy_storage.from_disk_dict({"template": "plain", "logical_id": ["vg", "lv"],
+                                           "uuid": "u", "size": 1, "index": 0})
+    assert (plain.kind, plain.vg, plain.lv, plain.size_mib) == ("lvm", "vg", "lv", 1)
+    lv_drbd = legacy_storage.from_disk_dict({
+        "template": "drbd", "logical_id": ["p", "s", 11000, ["vg", "u_drbd"], "mirror-meta/u.gen"],
+        "uuid": "u", "size": 4})
+    assert lv_drbd.data is not None and (lv_drbd.data.kind, lv_drbd.data.lv, lv_drbd.meta) == \
+        ("lvm", "u_drbd", "mirror-meta/u.gen")
     with pytest.raises(ParameterError, match="malformed file disk"):
         legacy_storage.from_disk_dict({"template": "file", "logical_id": ["loop"],
                                        "uuid": "u", "size": 1})
@@ -131,7 +139,7 @@ def test_other_templates_and_malformed_ids() -> None:
     with pytest.raises(StorageError, match="template 'drbd'"):
         legacy_storage.for_disks_create([{"template": "drbd", "uuid": "u"}])
     assert legacy_storage.for_disks_remove([{"template": "drbd", "uuid": "u"}]) == []
-    assert legacy_storage.for_disks_check([{"template": "plain"}, none.to_dict()]) == \
+    assert legacy_storage.for_disks_check([{"template": "sharedfile"}, none.to_dict()]) == \
         [None, None]
 
 

@@ -2,9 +2,9 @@
 
 The stored form stays the v1 lists: ``data/config_v1.json`` was written by the code before
 typed ids (commit f38e5f1: file disks, a drbd instance after a failover, one never moved, a
-diskless one, and a ``plain`` disk this version does not parse), and must load and save byte
-for byte. In memory a drbd id names no node; the stored ``[pnode, snode, ...]`` is derived
-from ``Instance.primary_node`` and ``Disk.nodes``.
+diskless one, and a ``plain`` disk, which later versions parse as an LV id), and must load
+and save byte for byte. In memory a drbd id names no node; the stored ``[pnode, snode, ...]``
+is derived from ``Instance.primary_node`` and ``Disk.nodes``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from herd.objects.disk_ids import (
     FILE_DRIVER,
     DrbdId,
     FileId,
+    LvId,
     RawId,
     display,
     parse,
@@ -71,7 +72,8 @@ def test_drbd_ids_hold_no_nodes_and_take_them_when_written() -> None:
 
 
 @pytest.mark.parametrize(("dev_type", "stored"), [
-    ("plain", ["xenvg", "uuid.disk0"]),        # a template this version does not parse
+    ("plain", ["xenvg"]),                      # too short
+    ("sharedfile", ["loop", "x"]),             # a template this version does not parse
     ("file", []),                              # no id at all
     ("file", ["loop"]),                        # too short
     ("drbd", [P, S, "11000", "x.drbd.disk0"]),  # a port that is not a number
@@ -84,6 +86,24 @@ def test_other_shapes_are_kept_verbatim(dev_type: str, stored: list[Any]) -> Non
     assert to_v1(ident, P, S) == stored
     assert ident.file_path() is None and ident.hook_vars(P, S) == {}
     assert display(dev_type, stored) == "/".join(str(v) for v in stored)
+
+
+def test_lv_ids_plain_and_drbd_over_lvm() -> None:
+    plain = parse("plain", ["herdvg", "3f2c_plain"])
+    assert plain == LvId("herdvg", "3f2c_plain") and to_v1(plain) == ["herdvg", "3f2c_plain"]
+    assert plain.file_path() is None and plain.hook_vars() == {"VG": "herdvg", "ID": "3f2c_plain"}
+    assert display("plain", ["herdvg", "3f2c_plain"]) == "herdvg/3f2c_plain"
+    stored = [P, S, 11001, ["herdvg", "3f2c_drbd"], "mirror-meta/3f2c.gen"]
+    ident = parse("drbd", stored)
+    assert ident == DrbdId(11001, data=LvId("herdvg", "3f2c_drbd"), meta="mirror-meta/3f2c.gen")
+    assert to_v1(ident, P, S) == stored and ident.file_path() is None
+    assert to_v1(ident, S, P) == [S, P, *stored[2:]] and v1_nodes("drbd", stored) == [P, S]
+    assert ident.hook_vars(P, S) == {"PNODE": P, "SNODE": S, "PORT": 11001,
+                                     "DATA_VG": "herdvg", "DATA_ID": "3f2c_drbd"}
+    assert display("drbd", stored) == f"{P}/{S}/11001/herdvg/3f2c_drbd"
+    with pytest.raises(ValueError, match=r"in a file \(path\) or an LV"):
+        DrbdId(11001, data=LvId("herdvg", "x"))  # an LV needs its record's place
+    assert isinstance(parse("drbd", [P, S, 11001, ["herdvg"], "m"]), RawId)
 
 
 def test_a_typed_id_is_parsed_once() -> None:
@@ -103,7 +123,7 @@ def test_a_v1_config_loads_and_saves_byte_for_byte() -> None:
     cfg = ConfigData.from_dict(raw)
     kinds = {d.uuid: type(d.logical_id) for i in cfg.instances.values() for d in i.disks}
     assert kinds == {"d-file-0": FileId, "d-file-1": FileId, "d-drbd-0": DrbdId,
-                     "d-drbd-1": DrbdId, "d-drbd2-0": DrbdId, "d-plain-0": RawId}
+                     "d-drbd-1": DrbdId, "d-drbd2-0": DrbdId, "d-plain-0": LvId}
     assert dumps(cfg.to_dict()) == sample_text()
     assert dumps(ConfigData.from_dict(cfg.to_dict()).to_dict()) == sample_text()
 

@@ -15,7 +15,7 @@ from herd import errors
 from herd.logic import templates
 from herd.logic.templates import Claim, NewDisk, by_name, template_of
 from herd.objects import Instance
-from herd.objects.disk_ids import DrbdId, FileId
+from herd.objects.disk_ids import DrbdId, FileId, LvId
 from herd.opcodes import OpInstanceStartup
 from tests.harness import InProcessCluster, create_op, node_name, scratch_root
 
@@ -37,7 +37,7 @@ def storage_calls(cluster: InProcessCluster) -> list[tuple[str, str]]:
 
 # -- registry and capabilities ------------------------------------------------------------------
 def test_each_known_template_has_one_object_named_as_the_config_names_it() -> None:
-    for name in ("diskless", "file", "drbd"):
+    for name in ("diskless", "file", "plain", "drbd"):
         assert by_name(name).name == name
         assert template_of(Instance(name="i", disk_template=name)) is by_name(name)
 
@@ -52,7 +52,8 @@ def test_unknown_names_are_refused_with_the_allowed_ones() -> None:
 @pytest.mark.parametrize(("name", "copies", "secondary", "moves", "converts"), [
     ("diskless", 0, False, False, set()),
     ("file", 1, False, False, {"drbd"}),
-    ("drbd", 2, True, True, {"file"}),
+    ("plain", 1, False, False, {"drbd"}),
+    ("drbd", 2, True, True, {"file", "plain"}),
 ])
 def test_capabilities(name: str, copies: int, secondary: bool, moves: bool,
                       converts: set[str]) -> None:
@@ -304,7 +305,8 @@ def test_conversion_refusals_name_what_is_possible(mirrored: InProcessCluster) -
     outcome = mirrored.run({"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": INST,
                             "disk_template": "diskless"})
     assert outcome.error == ("OpPrereqError", "converting disk template file to diskless is "
-                             "not supported; supported: file to drbd, drbd to file")
+                             "not supported; supported: file to drbd, plain to drbd, drbd to "
+                             "file, drbd to plain")
     outcome = mirrored.run({"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": INST,
                             "disk_template": "drbd"})
     assert outcome.error == ("OpPrereqError",
@@ -318,3 +320,148 @@ def test_drbd_remove_and_verify_disks(mirrored: InProcessCluster) -> None:
     removed = mirrored.run({"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": INST})
     assert removed.status == "success", removed.log
     assert mirrored.nodes[N2].disk_files() == [] and mirrored.nodes[N3].disk_files() == []
+
+
+# -- plain, and drbd over LVs (tests/harness.py FakeLvmNode: LVM's rules, no LVM) --------------
+VG = "herdvg"
+LVM_TEMPLATES = ("file", "diskless", "plain", "drbd")
+
+
+@pytest.fixture
+def lvm(tmp_path: Path) -> Iterator[InProcessCluster]:
+    """Three nodes with a VG each (node3's holds only 32 MiB): node2 primary, node1 master."""
+    with scratch_root(tmp_path) as root, InProcessCluster(
+            root, nodes=3, disk_templates=LVM_TEMPLATES, vg=VG,
+            vg_mib={N3: 32}) as c:
+        yield c
+
+
+def lvs(cluster: InProcessCluster, node: str) -> dict[str, bool]:
+    """LV name -> active, on ``node``."""
+    return {lv.name: lv.path is not None for lv in cluster.nodes[node].lvm.list_lvs()}
+
+
+def set_template(cluster: InProcessCluster, template: str, snode: str | None = None) -> object:
+    op = {"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": INST, "disk_template": template}
+    if snode:
+        op["remote_node"] = snode
+    return cluster.run(op)
+
+
+def test_plain_needs_the_vg_and_the_template_enabled(tmp_path: Path) -> None:
+    with scratch_root(tmp_path) as root, InProcessCluster(
+            root, nodes=1, disk_templates=("file", "plain")) as c:
+        refused = c.run(create_op(INST, node=N1, template="plain"))
+        assert refused.error == ("OpPrereqError", "disk template 'plain' needs the cluster's "
+                                 "volume group: set one with 'gnt-cluster modify --vg-name VG'")
+    with scratch_root(tmp_path) as root, InProcessCluster(root, nodes=1, vg=VG) as c:
+        refused = c.run(create_op(INST, node=N1, template="plain"))
+        assert refused.error == ("OpPrereqError", "disk template 'plain' is not enabled in "
+                                 "this cluster; enabled: file, diskless")
+
+
+def test_plain_lifecycle_one_lv_active_only_while_used(lvm: InProcessCluster) -> None:
+    lvm.clear_calls()
+    added = lvm.run(create_op(INST, node=N2, template="plain", start=True))
+    assert added.status == "success", added.log
+    inst = lvm.saved_config().find_instance(INST)
+    disk = inst.disks[0]
+    lv = f"{disk.uuid}_plain"
+    assert disk.v1_logical_id(inst.primary_node) == [VG, lv] and disk.nodes == [inst.primary_node]
+    assert lvs(lvm, N2) == {lv: True} and lvs(lvm, N1) == {} and lvs(lvm, N3) == {}
+    assert storage_calls(lvm) == [(N2, "blockdev_create")]
+    assert INST in lvm.running(N2)
+
+    assert lvm.run({"OP_ID": "OP_INSTANCE_SHUTDOWN", "instance_name": INST}).status == \
+        "success"
+    assert lvs(lvm, N2) == {lv: False}  # no loop device kept by a stopped instance
+    act = lvm.run({"OP_ID": "OP_INSTANCE_ACTIVATE_DISKS", "instance_name": INST})
+    assert act.status == "success" and act.result == [
+        [N2, "disk/0", str(lvm.nodes[N2].lvm.dir / lv)]]
+    assert lvs(lvm, N2) == {lv: True}
+    assert lvm.run({"OP_ID": "OP_INSTANCE_DEACTIVATE_DISKS",
+                    "instance_name": INST}).status == "success"
+    assert lvs(lvm, N2) == {lv: False}
+
+    lvm.nodes[N2].lvm.remove(lv)  # lost: recreate-disks makes it again
+    start = lvm.run({"OP_ID": "OP_INSTANCE_STARTUP", "instance_name": INST})
+    assert start.error is not None and "recreate-disks" in start.error[1]
+    assert lvm.run({"OP_ID": "OP_INSTANCE_RECREATE_DISKS",
+                    "instance_name": INST}).status == "success"
+    assert lvs(lvm, N2) == {lv: False}
+    assert lvm.run({"OP_ID": "OP_INSTANCE_STARTUP", "instance_name": INST}).status == "success"
+    removed = lvm.run({"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": INST})
+    assert removed.status == "success", removed.log
+    assert lvs(lvm, N2) == {}
+
+
+def test_plain_that_does_not_fit_leaves_nothing(lvm: InProcessCluster) -> None:
+    refused = lvm.run(create_op(INST, node=N3, template="plain",
+                                disks=[{"size": 16}, {"size": 64}]))
+    assert refused.status == "error" and "insufficient free space" in refused.error[1]
+    assert lvs(lvm, N3) == {} and lvm.saved_config().find_instance(INST) is None
+
+
+def test_new_drbd_disks_keep_their_data_in_lvs(lvm: InProcessCluster) -> None:
+    added = lvm.run(create_op(INST, node=N2, template="drbd", snode=N1))
+    assert added.status == "success", added.log
+    inst = lvm.saved_config().find_instance(INST)
+    uuid = inst.disks[0].uuid
+    assert inst.disks[0].logical_id == DrbdId(
+        inst.disks[0].logical_id.port, data=LvId(VG, f"{uuid}_drbd"),
+        meta=f"mirror-meta/{uuid}.gen")
+    for node in (N1, N2):
+        assert lvs(lvm, node) == {f"{uuid}_drbd": False}
+        assert (lvm.nodes[node].paths.data_dir / "mirror-meta" / f"{uuid}.gen").is_file()
+        assert lvm.nodes[node].disk_files() == []  # nothing in file storage
+    verify = lvm.run({"OP_ID": "OP_CLUSTER_VERIFY"})  # (node3's small VG fails N+1)
+    assert not [ln for ln in verify.log if "ERROR" in ln and "N+1" not in ln
+                and "mirror again" not in ln], verify.log
+    removed = lvm.run({"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": INST})
+    assert removed.status == "success", removed.log
+    for node in (N1, N2):
+        assert lvs(lvm, node) == {}
+        assert not list((lvm.nodes[node].paths.data_dir / "mirror-meta").glob("*"))
+
+
+def test_convert_plain_to_drbd_and_back_keeps_the_data(lvm: InProcessCluster) -> None:
+    assert lvm.run(create_op(INST, node=N2, template="plain")).status == "success"
+    uuid = lvm.saved_config().find_instance(INST).disks[0].uuid
+    with open(lvm.nodes[N2].lvm.dir / f"{uuid}_plain", "r+b") as handle:
+        handle.write(b"HERD-DATA")
+
+    to_drbd = set_template(lvm, "drbd", N1)
+    assert to_drbd.status == "success", to_drbd.log
+    assert nodes_of(lvm) == (N2, [N1])
+    assert lvs(lvm, N2) == {f"{uuid}_drbd": False} and lvs(lvm, N1) == {f"{uuid}_drbd": False}
+    assert (lvm.nodes[N2].lvm.dir / f"{uuid}_drbd").read_bytes()[:9] == b"HERD-DATA"
+    failover = lvm.run({"OP_ID": "OP_INSTANCE_FAILOVER", "instance_name": INST})
+    assert failover.status == "success", failover.log
+    assert nodes_of(lvm) == (N1, [N2])
+    # the fake mirror copies no data: write on the new primary as its guest would
+    with open(lvm.nodes[N1].lvm.dir / f"{uuid}_drbd", "r+b") as handle:
+        handle.write(b"HERD-MORE")
+
+    to_plain = set_template(lvm, "plain")
+    assert to_plain.status == "success", to_plain.log
+    inst = lvm.saved_config().find_instance(INST)
+    assert inst.disk_template == "plain" and inst.disks[0].logical_id == LvId(VG, f"{uuid}_plain")
+    assert lvs(lvm, N2) == {}  # the old secondary keeps nothing
+    assert lvs(lvm, N1) == {f"{uuid}_plain": False}
+    assert (lvm.nodes[N1].lvm.dir / f"{uuid}_plain").read_bytes()[:9] == b"HERD-MORE"
+    for node in (N1, N2):
+        assert not list((lvm.nodes[node].paths.data_dir / "mirror-meta").glob("*"))
+
+
+def test_convert_to_drbd_fails_on_a_small_secondary_vg_and_leaves_it_as_it_was(
+        lvm: InProcessCluster) -> None:
+    assert lvm.run(create_op(INST, node=N2, template="plain")).status == "success"
+    before = lvm.saved_config().find_instance(INST)
+    outcome = set_template(lvm, "drbd", N3)  # node3's VG has 32 MiB, the disk 64
+    assert outcome.status == "error" and "insufficient free space" in outcome.error[1]
+    after = lvm.saved_config().find_instance(INST)
+    assert after.to_dict() == before.to_dict()
+    assert lvs(lvm, N2) == {f"{before.disks[0].uuid}_plain": False}
+    assert lvs(lvm, N3) == {}
+    for node in (N2, N3):
+        assert not list((lvm.nodes[node].paths.data_dir / "mirror-meta").glob("*"))

@@ -14,13 +14,14 @@ from herd.logic.templates.base import Claim, DiskTemplate, NewDisk, Volumes
 from herd.logic.templates.diskless import DisklessTemplate
 from herd.logic.templates.drbd import DrbdTemplate
 from herd.logic.templates.file import FileTemplate
+from herd.logic.templates.plain import PlainTemplate
 from herd.objects import Instance, params
 
 __all__ = ["Claim", "DiskTemplate", "NewDisk", "Volumes", "all_templates", "by_name",
            "template_of"]
 
 _REGISTRY: dict[str, DiskTemplate] = {t.name: t for t in (
-    DisklessTemplate(), FileTemplate(), DrbdTemplate())}
+    DisklessTemplate(), FileTemplate(), PlainTemplate(), DrbdTemplate())}
 
 
 def all_templates() -> list[DiskTemplate]:

@@ -29,17 +29,19 @@ class DrbdTemplate(DiskTemplate):
     can_migrate = True
     can_failover = True
     replaceable = True
-    converts_to = frozenset({"file"})
+    converts_to = frozenset({"file", "plain"})
 
     def assign(self, cfg: ConfigData, inst: Instance, disks: list[Disk], pnode: str,
                snode: str | None, claim: Claim) -> None:
         if snode is None:
             raise errors.OpPrereqError(f"disk template '{self.name}' needs a secondary node")
         ports = drbd.allocate_ports(cfg, len(disks), claim.reservations, claim.owner)
+        # the data kind of new disks: LVs when the cluster has a VG, else files
+        vg = cfg.cluster.volume_group_name
         for index, disk in enumerate(disks):
             disk.dev_type = self.name
             disk.nodes = [pnode, snode]
-            disk.logical_id = drbd.new_logical_id(ports[index], inst.name, disk, index)
+            disk.logical_id = drbd.new_logical_id(ports[index], inst.name, disk, index, vg)
 
     def forget(self, disk: Disk) -> None:
         disk.params.pop(drbd.DISCARD_SECONDARY, None)
@@ -48,10 +50,11 @@ class DrbdTemplate(DiskTemplate):
         files: set[str] = set()
         daemons: set[str] = set()
         for disk in inst.disks:
-            path = disk.logical_id.file_path()
-            if node not in disk.nodes or path is None:
+            if node not in disk.nodes:
                 continue
-            files |= {path, path + GENERATION_SUFFIX}
+            path = disk.logical_id.file_path()
+            if path is not None:  # over an LV: verify's LV listing checks the data
+                files |= {path, path + GENERATION_SUFFIX}
             daemons.add(disk.uuid)
         return Volumes(frozenset(files), frozenset(daemons))
 

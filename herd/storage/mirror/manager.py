@@ -461,6 +461,9 @@ class MirrorManager:
             gf = self._gen(disk)
             if pid is None:
                 files.cleanup()
+                # a data volume activated without a daemon (an OS script, a copy, a daemon
+                # that died) keeps no loop device once the disk is stopped
+                await self._data(disk).shutdown()
                 return
             if rt.get("role") == "primary":
                 st = await self._status(disk)
