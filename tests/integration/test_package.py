@@ -53,6 +53,8 @@ def test_commands_run_from_the_relocated_virtualenv(package: tuple[Path, Path]) 
         assert link.is_symlink() and str(link.readlink()) == f"/opt/herd/bin/{command}"
         script = root / "opt/herd/bin" / command
         assert script.read_text().startswith("#!/opt/herd/bin/python"), command
+    cfg = (root / "opt/herd/pyvenv.cfg").read_text()
+    assert "home = /usr/bin\n" in cfg  # Debian's python3, which the package depends on
     leftovers = subprocess.run(["grep", "-rlI", "/tmp/herd-deb.", str(root / "opt/herd/bin")],
                                capture_output=True, text=True, check=False).stdout
     assert leftovers == ""  # no path of the build's staging directory
