@@ -10,6 +10,7 @@ whether the two sides diverged (split brain), which is refused.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -171,8 +172,35 @@ async def activate(ctx: MasterContext, inst: Instance, feedback: Callable[[str],
             feedback(f"  WARNING: disk/{index} runs degraded (no secondary)")
     if wait_for_sync and secondary_ok:
         feedback("* waiting for the disks to be in sync")
-        states = await prpc.mirror_wait_sync(pdisks, timeout=3600)
+        deadline = time.monotonic() + SYNC_WAIT
+        while True:  # a few seconds at a time, saying how far each disk got (as Ganeti)
+            states = await prpc.mirror_wait_sync(pdisks, timeout=PROGRESS_EVERY)
+            if all(st.get("in_sync") for st in states) or time.monotonic() > deadline:
+                break
+            for line in sync_progress(states):
+                feedback(line)
         await record_sync(ctx, inst, states)
+
+
+#: how long activate waits for a first sync, and how often it says how far it got
+SYNC_WAIT = 3600.0
+PROGRESS_EVERY = 5.0
+
+
+def sync_progress(states: list[dict[str, Any]]) -> list[str]:
+    """Ganeti's progress lines for disks still syncing ("- device disk/0: 42.00% done, 12 s
+    remaining (estimated)"); gnt-instance add -t drbd used to wait silently."""
+    lines = []
+    for index, st in enumerate(states):
+        if st.get("in_sync") or st.get("role") != "primary":
+            continue
+        percent = st.get("sync_percent")
+        done = f"{percent:5.2f}% done" if isinstance(percent, int | float) else "syncing"
+        eta = st.get("eta_seconds")
+        when = (f"{eta:.0f} s remaining (estimated)" if isinstance(eta, int | float)
+                else "no time estimate")
+        lines.append(f"  - device disk/{index}: {done}, {when}")
+    return lines
 
 
 def still_as_reported(reported: list[str | None], gens: list[dict[str, Any]]) -> list[int]:

@@ -98,3 +98,15 @@ def test_a_secondary_is_marked_synced_only_with_the_generation_the_in_sync_statu
     # disk 1 was bumped between the status (g8, in sync) and the generation read (g9)
     assert still_as_reported(["g7", "g8", None], gens) == [0, 2]
     assert still_as_reported([], []) == []
+
+
+def test_a_first_sync_says_how_far_each_disk_got() -> None:
+    from herd.logic.drbd import sync_progress
+
+    states = [{"role": "primary", "in_sync": False, "sync_percent": 42.0, "eta_seconds": 12.4},
+              {"role": "primary", "in_sync": True, "sync_percent": 100.0},
+              {"role": "primary", "in_sync": False, "sync_percent": 3.5},
+              {"role": "down", "in_sync": False}]
+    assert sync_progress(states) == [
+        "  - device disk/0: 42.00% done, 12 s remaining (estimated)",
+        "  - device disk/2:  3.50% done, no time estimate"]
