@@ -152,18 +152,23 @@ def _usage_families(cluster: str, usage: dict[str, list[dict[str, Any]]],
                               "used", labels=["cluster", "instance", "node"])
     rss = GaugeMetricFamily("herd_instance_memory_rss_bytes", "Resident memory of the "
                             "guest's process", labels=["cluster", "instance", "node"])
-    disk = {key: CounterMetricFamily(f"herd_instance_disk_{name}", doc,
-                                     labels=["cluster", "instance", "node", "disk"])
-            for key, name, doc in (("rd_bytes", "read_bytes", "Bytes the guest read"),
-                                   ("wr_bytes", "written_bytes", "Bytes the guest wrote"),
-                                   ("rd_operations", "reads", "Read requests"),
-                                   ("wr_operations", "writes", "Write requests"))}
-    nic = {key: CounterMetricFamily(f"herd_instance_network_{name}", doc,
-                                    labels=["cluster", "instance", "node", "nic"])
-           for key, name, doc in (("rx_bytes", "receive_bytes", "Bytes the guest received"),
-                                  ("tx_bytes", "transmit_bytes", "Bytes the guest sent"),
-                                  ("rx_packets", "receive_packets", "Packets received"),
-                                  ("tx_packets", "transmit_packets", "Packets sent"))}
+    # per device: (row key, its rows' counter -> metric suffix and help), one table for both
+    devices = {
+        "disks": ("disk", "herd_instance_disk_", (
+            ("rd_bytes", "read_bytes", "Bytes the guest read"),
+            ("wr_bytes", "written_bytes", "Bytes the guest wrote"),
+            ("rd_operations", "reads", "Read requests"),
+            ("wr_operations", "writes", "Write requests"))),
+        "nics": ("nic", "herd_instance_network_", (
+            ("rx_bytes", "receive_bytes", "Bytes the guest received"),
+            ("tx_bytes", "transmit_bytes", "Bytes the guest sent"),
+            ("rx_packets", "receive_packets", "Packets received"),
+            ("tx_packets", "transmit_packets", "Packets sent"))),
+    }
+    per_device = {
+        rows_key: (label, {key: CounterMetricFamily(prefix + name, doc, labels=[
+            "cluster", "instance", "node", label]) for key, name, doc in counters})
+        for rows_key, (label, prefix, counters) in devices.items()}
     for node, rows in sorted(usage.items()):
         for row in rows:
             labels = [cluster, str(row["name"]), node]
@@ -171,10 +176,10 @@ def _usage_families(cluster: str, usage: dict[str, list[dict[str, Any]]],
                 cpu.add_metric(labels, float(row["cpu_seconds"]))
             if "rss_bytes" in row:
                 rss.add_metric(labels, float(row["rss_bytes"]))
-            for d in row.get("disks") or []:
-                for key, family in disk.items():
-                    family.add_metric([*labels, f"disk/{d['index']}"], float(d.get(key, 0)))
-            for n in row.get("nics") or []:
-                for key, family in nic.items():
-                    family.add_metric([*labels, f"nic/{n['index']}"], float(n.get(key, 0)))
-    families += [cpu, rss, *disk.values(), *nic.values()]
+            for rows_key, (label, counters) in per_device.items():
+                for device in row.get(rows_key) or []:
+                    for key, family in counters.items():
+                        family.add_metric([*labels, f"{label}/{device['index']}"],
+                                          float(device.get(key, 0)))
+    families += [cpu, rss, *(f for _, counters in per_device.values()
+                             for f in counters.values())]
