@@ -35,6 +35,24 @@ async def check_node_free_memory(ctx: MasterContext, node: Node, needed: int,
             f"available {free} MiB")
 
 
+async def check_vg_space(ctx: MasterContext, needs: dict[str, int], reason: str) -> None:
+    """Refuse, as Ganeti does, when a node's volume group lacks the room for new LVs
+    (``needs``: node uuid -> MiB, from ``DiskTemplate.vg_space``) or is not usable there."""
+    cfg = ctx.config.data
+    vg = cfg.cluster.volume_group_name
+    for uuid, needed in needs.items():
+        node = cfg.nodes[uuid]
+        info = await ctx.rpc.node(node).node_info()
+        if info.get("vg_error"):
+            raise errors.OpPrereqError(f"volume group {vg} is not usable on node {node.name}: "
+                                       f"{info['vg_error']}")
+        free = info.get("vg_free")
+        if free is not None and needed > int(free):
+            raise errors.OpPrereqError(
+                f"not enough free space in volume group {vg} on node {node.name} for "
+                f"{reason}: needed {needed} MiB, available {int(free)} MiB")
+
+
 async def start_instance(ctx: MasterContext, inst: Instance, node: Node, *,
                          paused: bool = False, hvparams: dict | None = None,
                          beparams: dict | None = None) -> None:

@@ -16,7 +16,11 @@ from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockReq
 from herd.logic import intents
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
-from herd.logic.instance_common import check_node_free_memory, start_instance
+from herd.logic.instance_common import (
+    check_node_free_memory,
+    check_vg_space,
+    start_instance,
+)
 from herd.logic.specs import hypervisor_class, instance_spec
 from herd.logic.templates import Claim, NewDisk, by_name
 from herd.network import mac as macs
@@ -122,6 +126,7 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
             raise errors.ParameterError("OS parameters given without an OS")
 
         instance = self._build_instance()
+        await check_vg_space(self.ctx, template.vg_space(instance), f"the disks of {name}")
         if op.start:
             await check_node_free_memory(self.ctx, self.pnode,
                                          int(self.cfg.filled_beparams(instance)["maxmem"]),

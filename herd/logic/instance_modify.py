@@ -13,7 +13,7 @@ from herd import errors
 from herd.jobs.locking import LockRequest
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
-from herd.logic.instance_common import instance_locks, is_running
+from herd.logic.instance_common import check_vg_space, instance_locks, is_running
 from herd.logic.specs import hypervisor_class, instance_spec
 from herd.logic.templates import Claim, DiskTemplate, all_templates, by_name, template_of
 from herd.objects import Instance, Node, params
@@ -72,6 +72,13 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
                                                "primary")
                 if self.snode.offline or self.snode.drained:
                     raise errors.OpPrereqError(f"node {self.snode.name} is offline or drained")
+            # the new layout, to see what it needs (ports are claimed by execute)
+            probe = Instance.from_dict(self.inst.to_dict())
+            target.assign(cfg, probe, probe.disks, pnode.uuid,
+                          self.snode.uuid if self.snode is not None else None,
+                          Claim(None, self))
+            await check_vg_space(self.ctx, target.vg_space(probe),
+                                 f"the {target.name} disks of {self.inst.name}")
             self.convert_to = target
         elif op.remote_node:
             raise errors.ParameterError("-n is only used when converting to a mirrored "

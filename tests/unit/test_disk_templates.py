@@ -395,9 +395,20 @@ def test_plain_lifecycle_one_lv_active_only_while_used(lvm: InProcessCluster) ->
     assert lvs(lvm, N2) == {}
 
 
-def test_plain_that_does_not_fit_leaves_nothing(lvm: InProcessCluster) -> None:
+def test_plain_that_does_not_fit_is_refused_before_anything_is_made(
+        lvm: InProcessCluster) -> None:
+    lvm.clear_calls()
     refused = lvm.run(create_op(INST, node=N3, template="plain",
                                 disks=[{"size": 16}, {"size": 64}]))
+    assert refused.error == ("OpPrereqError", "not enough free space in volume group herdvg "
+                             f"on node {N3} for the disks of {INST}: needed 80 MiB, available "
+                             "32 MiB")
+    assert storage_calls(lvm) == [] and lvm.saved_config().find_instance(INST) is None
+    # should the room go between check and execute: lvcreate refuses, nothing is left
+    lvm.fail_once(N3, "blockdev_create", errors.StorageError(
+        'cannot create LV herdvg/x (16 MiB): Volume group "herdvg" has insufficient free '
+        "space"), after=True)
+    refused = lvm.run(create_op(INST, node=N3, template="plain", disks=[{"size": 16}]))
     assert refused.status == "error" and "insufficient free space" in refused.error[1]
     assert lvs(lvm, N3) == {} and lvm.saved_config().find_instance(INST) is None
 
@@ -453,15 +464,24 @@ def test_convert_plain_to_drbd_and_back_keeps_the_data(lvm: InProcessCluster) ->
         assert not list((lvm.nodes[node].paths.data_dir / "mirror-meta").glob("*"))
 
 
-def test_convert_to_drbd_fails_on_a_small_secondary_vg_and_leaves_it_as_it_was(
+def test_convert_to_drbd_on_a_small_secondary_vg_leaves_it_as_it_was(
         lvm: InProcessCluster) -> None:
     assert lvm.run(create_op(INST, node=N2, template="plain")).status == "success"
     before = lvm.saved_config().find_instance(INST)
-    outcome = set_template(lvm, "drbd", N3)  # node3's VG has 32 MiB, the disk 64
+    plain_lv = {f"{before.disks[0].uuid}_plain": False}
+    refused = set_template(lvm, "drbd", N3)  # node3's VG has 32 MiB, the disk 64
+    assert refused.error == ("OpPrereqError", "not enough free space in volume group herdvg "
+                             f"on node {N3} for the drbd disks of {INST}: needed 64 MiB, "
+                             "available 32 MiB")
+    # half-way: the primary made its LV, the secondary's lvcreate fails (its room went)
+    lvm.fail_once(N1, "mirror_create", errors.StorageError(
+        'cannot create LV herdvg/x (64 MiB): Volume group "herdvg" has insufficient free '
+        "space"))
+    outcome = set_template(lvm, "drbd", N1)
     assert outcome.status == "error" and "insufficient free space" in outcome.error[1]
-    after = lvm.saved_config().find_instance(INST)
-    assert after.to_dict() == before.to_dict()
-    assert lvs(lvm, N2) == {f"{before.disks[0].uuid}_plain": False}
-    assert lvs(lvm, N3) == {}
-    for node in (N2, N3):
+    assert lvm.saved_config().find_instance(INST).to_dict() == before.to_dict()
+    assert lvs(lvm, N2) == plain_lv and lvs(lvm, N1) == {} and lvs(lvm, N3) == {}
+    for node in (N1, N2, N3):
         assert not list((lvm.nodes[node].paths.data_dir / "mirror-meta").glob("*"))
+    # and the conversion then works, with the instance's data
+    assert set_template(lvm, "drbd", N1).status == "success"

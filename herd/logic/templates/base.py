@@ -20,6 +20,7 @@ from herd import errors
 from herd.config.reservations import Reservations
 from herd.logic.base import MasterContext
 from herd.objects import ConfigData, Disk, Instance, Node
+from herd.objects.disk_ids import LvId
 from herd.storage.blockdev.spec import DeviceSpec
 
 Feedback = Callable[[str], None]
@@ -101,6 +102,19 @@ class DiskTemplate:
     def device_specs(self, cfg: ConfigData, inst: Instance, node: str) -> list[DeviceSpec]:
         """What ``node`` holds of the instance's disks, one DeviceSpec per disk it holds."""
         return []
+
+    def vg_space(self, inst: Instance) -> dict[str, int]:
+        """MiB each node (uuid) needs free in the cluster's VG for the disks' LVs (a plain
+        disk's, a mirror's data over LVM), so that a check phase can refuse early, as
+        Ganeti does, instead of half-way through; empty when no volume is an LV."""
+        out: dict[str, int] = {}
+        for disk in inst.disks:
+            ident = disk.logical_id
+            if not isinstance(getattr(ident, "data", None) or ident, LvId):
+                continue
+            for node in disk.nodes:
+                out[node] = out.get(node, 0) + disk.size
+        return out
 
     def volumes_on(self, inst: Instance, node: str) -> Volumes:
         """What ``node`` should hold for ``inst`` (anything else there is an orphan)."""
