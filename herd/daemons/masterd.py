@@ -114,8 +114,8 @@ class MasterDaemon:
     def __init__(self, p: paths.HerdPaths) -> None:
         self.paths = p
         facts = read_facts(p)
-        if facts is None:
-            raise errors.ConfigurationError(
+        if facts is None:  # not a master of anything: exit 11, which systemd does not restart
+            raise NotMaster(
                 f"no cluster facts at {p.cluster_facts_file}: is this node part of a cluster? "
                 "(run 'gnt-cluster init' first)")
         self.facts = facts
