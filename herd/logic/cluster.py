@@ -91,9 +91,16 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
             templates = op.enabled_disk_templates
             if templates is None:
                 templates = self.cfg.cluster.enabled_disk_templates
+            old_vg = self.cfg.cluster.volume_group_name
+            users = sorted({i.name for i in self.cfg.instances.values() for d in i.disks
+                            if storage_units.disk_lvs(d, old_vg)})
+            if vg_name != old_vg and users:  # their LVs (drbd's too) would be lost to view
+                raise errors.OpPrereqError(
+                    f"cannot change the volume group: instance(s) {', '.join(users)} keep "
+                    f"disks in {old_vg}")
             if not vg_name:
                 storage_units.check_vg_disable(templates)
-            elif vg_name != self.cfg.cluster.volume_group_name:
+            elif vg_name != old_vg:
                 await check_vg_on_nodes(self.ctx, self.cfg, vg_name)
 
     def hooks_env(self) -> dict[str, Any]:

@@ -485,3 +485,13 @@ def test_convert_to_drbd_on_a_small_secondary_vg_leaves_it_as_it_was(
         assert not list((lvm.nodes[node].paths.data_dir / "mirror-meta").glob("*"))
     # and the conversion then works, with the instance's data
     assert set_template(lvm, "drbd", N1).status == "success"
+
+
+def test_the_vg_cannot_change_while_drbd_disks_live_in_it(lvm: InProcessCluster) -> None:
+    assert lvm.run(create_op(INST, node=N2, template="drbd", snode=N1)).status == "success"
+    for vg in ("", "othervg"):
+        refused = lvm.run({"OP_ID": "OP_CLUSTER_SET_PARAMS", "vg_name": vg,
+                           "enabled_disk_templates": ["drbd", "file"]})
+        assert refused.error == ("OpPrereqError", "cannot change the volume group: "
+                                 f"instance(s) {INST} keep disks in {VG}")
+    assert lvm.saved_config().cluster.volume_group_name == VG
