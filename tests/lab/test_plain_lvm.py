@@ -1,11 +1,14 @@
-"""LVM ``plain`` disks and drbd over LVs on a real two-node lab, with a guest writing records.
+"""LVM ``plain`` disks and drbd over LVs on a real lab, with a guest writing records.
 
 Each lab node has its own PV (a loop file) holding the VG herdvg, its LVM restricted to that
-device (``herd-lab up --vg``). One test, in order, as an admin moves a guest from one copy to
+device (``herd-lab up --vg``); node1 and node2 hold the disks, node3 only keeps the etcd
+quorum while node2 is down. One test, in order, as an admin moves a guest from one copy to
 two and back: ``add -t plain`` (started, numbered writes acknowledged on its console); stop;
-``modify -t drbd -n node2``; start; failover; ``modify -t plain``; every record the guest
+``modify -t drbd -n node2``; start; failover; the new primary loses power and the instance
+fails over back with ``--ignore-consistency`` (the writer goes on after the last write it
+acknowledged); the node returns and is resynced; ``modify -t plain``; every record the guest
 acknowledged is on the remaining LV; node2 keeps no LV; ``remove`` leaves no LV and no loop
-device over either node's PV.
+device over any node's PV.
 """
 
 from __future__ import annotations
@@ -93,15 +96,17 @@ def disk_device(lab: LabCluster) -> Path:
     return Path(out.splitlines()[-1].split(":", 2)[2])
 
 
-def test_plain_to_drbd_failover_and_back_loses_no_acknowledged_write() -> None:
+def test_plain_to_drbd_failovers_and_back_lose_no_acknowledged_write() -> None:
     kernel, initrd = build_test_guest()
-    with lab_cluster(2, vg=VG, vg_size_mib=PV_MIB) as lab_:
+    # node3 holds no disk: the third etcd member keeps the cluster's quorum while node2 is down
+    with lab_cluster(3, vg=VG, vg_size_mib=PV_MIB) as lab_:
         lab = LabCluster(lab_, kernel, initrd)
         lab.gnt("gnt-cluster", "init", "--node-name", "node1.example.com",
                 "--master-netdev", "eth0", "-s", lab_.node("node1").secondary_ip,
                 "--vg-name", VG, "--enabled-disk-templates", "plain,drbd,file,diskless",
                 "-H", f"kvm:kernel_path={kernel},initrd_path={initrd}", "cluster.example.com")
         lab.add_node("node2")
+        lab.add_node("node3")
 
         lab.gnt("gnt-instance", "add", "-t", "plain", "-n", "node1.example.com", "-o",
                 "busybox+writer", "-s", "64M", "--no-name-check", "--no-ip-check", NAME)
@@ -128,19 +133,31 @@ def test_plain_to_drbd_failover_and_back_loses_no_acknowledged_write() -> None:
         acked = max(acked, acks(lab, "node1")[-1])
         wait_for("the writer on node2", lambda: writer_starts(lab, "node2") != [])
         assert writer_starts(lab, "node2")[-1] > acked, "an acknowledged write was lost"
-        acked = wait_acks(lab, "node2", writer_starts(lab, "node2")[-1] + 20)
-        lab.gnt("gnt-instance", "shutdown", NAME)
+        wait_acks(lab, "node2", writer_starts(lab, "node2")[-1] + 20)
+
+        # the primary loses power: the other LV has every acknowledged write
+        lab_.crash("node2")
         acked = acks(lab, "node2")[-1]
+        lab.gnt("gnt-instance", "failover", "--ignore-consistency", NAME)
+        assert where(lab) == ("node1", "node2")
+        wait_for("the writer on node1 again", lambda: len(writer_starts(lab, "node1")) == 3)
+        assert writer_starts(lab, "node1")[-1] > acked, "an acknowledged write was lost"
+        lab_.start("node2")
+        lab.gnt("gnt-instance", "activate-disks", NAME)
+        wait_for("the resync to node2", lambda: mirror_in_sync(lab), timeout=180)
+        wait_acks(lab, "node1", writer_starts(lab, "node1")[-1] + 20)
+        lab.gnt("gnt-instance", "shutdown", NAME)
+        acked = acks(lab, "node1")[-1]
 
         lab.gnt("gnt-instance", "modify", "-t", "plain", NAME)
-        assert node_lvs(lab, "node1") == []  # the secondary's LV is gone
-        assert node_lvs(lab, "node2") == [lv]
+        assert node_lvs(lab, "node2") == []  # the secondary's LV is gone
+        assert node_lvs(lab, "node1") == [lv]
         scan = read_records(disk_device(lab))
         lab.gnt("gnt-instance", "deactivate-disks", NAME)
         assert scan.gap_at is None and scan.bad_at is None and scan.last >= acked, scan
 
         lab.gnt("gnt-instance", "remove", "-f", NAME)
-        for node in ("node1", "node2"):
+        for node in ("node1", "node2", "node3"):
             assert node_lvs(lab, node) == [] and loops_over_pv(lab, node) == []
             meta = lab_.node(node).paths.data_dir / "mirror-meta"
             assert not meta.is_dir() or list(meta.iterdir()) == []
