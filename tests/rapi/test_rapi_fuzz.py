@@ -27,10 +27,10 @@ from tests.rapi.conftest import CLUSTER, RapiLab, wait_rapi
 pytestmark = pytest.mark.slow
 
 BASE = f"https://{CLUSTER}:5080"
-#: Seconds of fuzzing per user (two users: about 1.5 minutes in all, within the suite's time
+#: Seconds of fuzzing per user (two users: about a minute in all, within the suite's time
 #: budget; ``HERD_FUZZ_SECONDS`` for a longer run). One worker: with two, Hypothesis's lambda
 #: descriptions (ast.parse in threads) once failed in CPython 3.11.
-FUZZ_SECONDS = int(os.environ.get("HERD_FUZZ_SECONDS", "30"))
+FUZZ_SECONDS = int(os.environ.get("HERD_FUZZ_SECONDS", "20"))
 #: What schemathesis checks. Left out: not_a_server_error, for the 5xx are counted here with one
 #: exception (:func:`expected_501`); unsupported_method and allow_header_conformance (they
 #: want 405 where Ganeti answers 501), ignored_auth (it logs in wrongly on purpose, which the
