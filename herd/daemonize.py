@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -28,11 +29,39 @@ def log_tail(path: Path, lines: int = 3) -> str:
         return ""
 
 
-async def run_daemonizing(argv: list[str], log_path: Path, timeout: float) -> int:
+#: sd_booted(3): this directory exists only when systemd is the init system
+SYSTEMD_RUNTIME = Path("/run/systemd/system")
+
+
+def scope_argv(root: Path, unit: str, runtime: Path = SYSTEMD_RUNTIME,
+               systemd_run: str | None = None) -> list[str]:
+    """The prefix that starts a guest or storage daemon in a systemd scope of its own, or []
+    (no systemd, or a lab node: those share the host's systemd and must not create units in
+    it). In its own scope the process is no part of herd-noded's unit: restarting or
+    upgrading noded leaves it alone without systemd finding "left-over processes", and
+    ``systemctl status herd-guest-*`` shows each guest with its memory and CPU."""
+    if root != Path("/") or not runtime.is_dir():
+        return []
+    binary = systemd_run if systemd_run is not None else shutil.which("systemd-run")
+    if not binary:
+        return []
+    return [binary, "--scope", "--quiet", "--collect", f"--unit={unit}", "--"]
+
+
+def scope_unit(kind: str, name: str) -> str:
+    """A valid, recognisable unit name for ``kind`` (guest, storage) and a Herd name."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:150]
+    return f"herd-{kind}-{safe}.scope"
+
+
+async def run_daemonizing(argv: list[str], log_path: Path, timeout: float,
+                          scope: list[str] | None = None) -> int:
     """Run ``argv`` until it daemonizes; its exit status (0 when the daemon is up).
+    ``scope``: a prefix from :func:`scope_argv` (the daemon then lives in that scope).
 
     OSError if it cannot be run; LaunchTimeout if it did not finish in ``timeout`` seconds.
     """
+    argv = [*(scope or []), *argv]
     with open(log_path, "ab") as log:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
         log.flush()

@@ -63,3 +63,19 @@ def test_gnt_commands_start_without_the_heavy_modules() -> None:
             capture_output=True, text=True, check=True).stdout.split()
         loaded = [h for h in heavy if h in out]
         assert loaded == [], (command, loaded)
+
+
+def test_guests_and_storage_daemons_get_their_own_scope_only_on_a_real_systemd_node(
+        tmp_path: Path) -> None:
+    from herd.daemonize import scope_argv, scope_unit
+
+    runtime = tmp_path / "run-systemd"
+    assert scope_argv(Path("/"), "x.scope", runtime, "/usr/bin/systemd-run") == []  # no systemd
+    runtime.mkdir()
+    assert scope_argv(Path("/"), "herd-guest-w1.scope", runtime, "/usr/bin/systemd-run") == [
+        "/usr/bin/systemd-run", "--scope", "--quiet", "--collect",
+        "--unit=herd-guest-w1.scope", "--"]
+    assert scope_argv(tmp_path / "lab-node1", "x.scope", runtime, "/bin/true") == []  # a lab
+    assert scope_argv(Path("/"), "x.scope", runtime, "") == []  # no systemd-run installed
+    assert scope_unit("guest", "web1.example.com") == "herd-guest-web1.example.com.scope"
+    assert scope_unit("storage", "a b/c") == "herd-storage-a_b_c.scope"

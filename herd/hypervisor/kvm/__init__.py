@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from herd import qemu_features
+from herd.daemonize import scope_argv, scope_unit
 from herd.errors import HypervisorError
 from herd.hypervisor import stats
 from herd.hypervisor.base import Hypervisor, InstanceSpec, RuntimeInfo
@@ -239,7 +240,8 @@ class Kvm(Hypervisor):
                 await self._pick_display(hv, ctx)
                 argv = build_argv(spec, hv, ctx)
                 started = time.time()
-                pid = await process.launch(argv, files)
+                pid = await process.launch(argv, files, scope_argv(
+                    self.paths.root, scope_unit("guest", spec.name)))
             record = RuntimeRecord(spec=spec, pid=pid, accel=ctx.accel, started=started,
                                    argv=argv, taps=ctx.taps, vnc_port=ctx.vnc_port,
                                    spice_port=ctx.spice_port)

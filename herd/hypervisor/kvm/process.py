@@ -28,10 +28,11 @@ def _tail(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:])
 
 
-async def launch(argv: list[str], files: InstanceFiles) -> int:
-    """Run QEMU until it daemonizes; the VM's PID. HypervisorError with QEMU's message."""
+async def launch(argv: list[str], files: InstanceFiles, scope: list[str] | None = None) -> int:
+    """Run QEMU until it daemonizes; the VM's PID. HypervisorError with QEMU's message.
+    ``scope``: herd.daemonize.scope_argv's prefix (the guest's own systemd scope)."""
     try:
-        rc = await run_daemonizing(argv, files.qemu_log, LAUNCH_TIMEOUT)
+        rc = await run_daemonizing(argv, files.qemu_log, LAUNCH_TIMEOUT, scope)
     except OSError as exc:
         raise HypervisorError(f"cannot run {argv[0]}: {exc}") from None
     except LaunchTimeout:

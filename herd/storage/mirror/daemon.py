@@ -130,14 +130,15 @@ def command_line(files: DaemonFiles) -> list[str]:
             "--monitor", "chardev=qmp"]
 
 
-async def launch(files: DaemonFiles) -> int:
-    """Start the QSD, wait until it daemonized; its PID. StorageError with its message."""
+async def launch(files: DaemonFiles, scope: list[str] | None = None) -> int:
+    """Start the QSD, wait until it daemonized; its PID. StorageError with its message.
+    ``scope``: herd.daemonize.scope_argv's prefix (the daemon's own systemd scope)."""
     files.run_dir.mkdir(parents=True, exist_ok=True)
     for f in (files.pidfile, files.qmp, files.sock):
         f.unlink(missing_ok=True)
     argv = command_line(files)
     try:
-        rc = await run_daemonizing(argv, files.log, LAUNCH_TIMEOUT)
+        rc = await run_daemonizing(argv, files.log, LAUNCH_TIMEOUT, scope)
     except OSError as exc:
         raise StorageError(f"cannot run {QSD_BINARY}: {exc}") from None
     except LaunchTimeout as exc:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from herd import qemu_features
+from herd.daemonize import scope_argv, scope_unit
 from herd.errors import StorageError
 from herd.paths import HerdPaths
 from herd.storage.blockdev.base import BlockDevice
@@ -172,7 +173,7 @@ class MirrorManager:
             local = await self._local_node(disk)
             await asyncio.to_thread(ensure_quickack, disk.peer_ip)
             version = await asyncio.to_thread(daemon.version)
-            pid = await daemon.launch(files)
+            pid = await daemon.launch(files, self._scope(disk))
             try:
                 async with session(files.qmp) as q:
                     await q.cmd("blockdev-add", local)
@@ -255,7 +256,7 @@ class MirrorManager:
             started = pid is None
             if started:
                 version = await asyncio.to_thread(daemon.version)
-                pid = await daemon.launch(files)
+                pid = await daemon.launch(files, self._scope(disk))
             else:  # the running daemon's own version (it may predate an upgrade)
                 version = str(rt.get("qsd_version", ""))
             plan = qemu_features.mirror_plan(version, job_sync)
@@ -515,6 +516,9 @@ class MirrorManager:
             if job.get("device") == graph.JOB:
                 return dict(job)
         return None
+
+    def _scope(self, disk: MirrorDisk) -> list[str]:
+        return scope_argv(self.paths.root, scope_unit("storage", disk.uuid))
 
     async def _settled_job(self, q: QmpSession, rt: dict[str, Any]) -> dict[str, Any] | None:
         """The job, looked at again for a moment while only a write in flight keeps it from
