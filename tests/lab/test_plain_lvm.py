@@ -112,7 +112,7 @@ def test_plain_to_drbd_failovers_and_back_lose_no_acknowledged_write() -> None:
                 "busybox+writer", "-s", "64M", "--no-name-check", "--no-ip-check", NAME)
         (lv,) = node_lvs(lab, "node1")
         assert lv.endswith("_plain") and node_lvs(lab, "node2") == []
-        wait_acks(lab, "node1", 40)
+        wait_acks(lab, "node1", 20)
         lab.gnt("gnt-instance", "shutdown", NAME)
         acked = acks(lab, "node1")[-1]
         assert loops_over_pv(lab, "node1") == []  # a stopped plain instance holds none
@@ -126,14 +126,14 @@ def test_plain_to_drbd_failovers_and_back_lose_no_acknowledged_write() -> None:
         wait_for("the writer to start again", lambda: len(writer_starts(lab, "node1")) == 2)
         assert writer_starts(lab, "node1")[-1] > acked
         wait_for("the mirror to be in sync", lambda: mirror_in_sync(lab))
-        acked = wait_acks(lab, "node1", writer_starts(lab, "node1")[-1] + 30)
+        acked = wait_acks(lab, "node1", writer_starts(lab, "node1")[-1] + 15)
 
         lab.gnt("gnt-instance", "failover", NAME)
         assert where(lab) == ("node2", "node1")
         acked = max(acked, acks(lab, "node1")[-1])
         wait_for("the writer on node2", lambda: writer_starts(lab, "node2") != [])
         assert writer_starts(lab, "node2")[-1] > acked, "an acknowledged write was lost"
-        wait_acks(lab, "node2", writer_starts(lab, "node2")[-1] + 20)
+        wait_acks(lab, "node2", writer_starts(lab, "node2")[-1] + 10)
 
         # the primary loses power: the other LV has every acknowledged write
         lab_.crash("node2")
@@ -145,7 +145,7 @@ def test_plain_to_drbd_failovers_and_back_lose_no_acknowledged_write() -> None:
         lab_.start("node2")
         lab.gnt("gnt-instance", "activate-disks", NAME)
         wait_for("the resync to node2", lambda: mirror_in_sync(lab), timeout=180)
-        wait_acks(lab, "node1", writer_starts(lab, "node1")[-1] + 20)
+        wait_acks(lab, "node1", writer_starts(lab, "node1")[-1] + 10)
         lab.gnt("gnt-instance", "shutdown", NAME)
         acked = acks(lab, "node1")[-1]
 
