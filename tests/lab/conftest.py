@@ -25,11 +25,12 @@ class LabCluster:
     def gnt(self, *argv: str, node: str | None = None, check: bool = True):
         return self.lab.run(node or self.master, *argv, check=check)
 
-    def init(self) -> None:
+    def init(self, *extra: str) -> None:
+        """gnt-cluster init on node1 (``extra``: more options, e.g. --vg-name VG)."""
         self.gnt("gnt-cluster", "init", "--node-name", "node1.example.com",
                  "--master-netdev", "eth0", "-s", self.lab.node("node1").secondary_ip,
                  "-H", f"kvm:kernel_path={self.kernel},initrd_path={self.initrd}",
-                 "cluster.example.com")
+                 *extra, "cluster.example.com")
 
     def token(self, node: str) -> str:
         return self.lab.run(node, "herd-join-token").stdout.strip()

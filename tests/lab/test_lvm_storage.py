@@ -60,10 +60,7 @@ def test_volume_group_views_and_an_orphan_lv() -> None:
     kernel, initrd = build_test_guest()
     with lab_cluster(2, vg=VG, vg_size_mib=PV_MIB) as lab_:
         lab = RapiLab(lab_, kernel, initrd)
-        lab.gnt("gnt-cluster", "init", "--node-name", "node1.example.com",
-                "--master-netdev", "eth0", "-s", lab_.node("node1").secondary_ip,
-                "--vg-name", VG, "--enabled-disk-templates", "file,plain,diskless",
-                "-H", f"kvm:kernel_path={kernel},initrd_path={initrd}", "cluster.example.com")
+        lab.init("--vg-name", VG, "--enabled-disk-templates", "file,plain,diskless")
         info = lab_.node("node2")
         added = lab.gnt("gnt-node", "add", "-s", info.secondary_ip, "--join-token",
                         lab.token("node2"), info.fqdn)

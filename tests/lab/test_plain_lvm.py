@@ -101,10 +101,7 @@ def test_plain_to_drbd_failovers_and_back_lose_no_acknowledged_write() -> None:
     # node3 holds no disk: the third etcd member keeps the cluster's quorum while node2 is down
     with lab_cluster(3, vg=VG, vg_size_mib=PV_MIB) as lab_:
         lab = LabCluster(lab_, kernel, initrd)
-        lab.gnt("gnt-cluster", "init", "--node-name", "node1.example.com",
-                "--master-netdev", "eth0", "-s", lab_.node("node1").secondary_ip,
-                "--vg-name", VG, "--enabled-disk-templates", "plain,drbd,file,diskless",
-                "-H", f"kvm:kernel_path={kernel},initrd_path={initrd}", "cluster.example.com")
+        lab.init("--vg-name", VG, "--enabled-disk-templates", "plain,drbd,file,diskless")
         lab.add_node("node2")
         lab.add_node("node3")
 

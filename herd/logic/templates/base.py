@@ -103,6 +103,14 @@ class DiskTemplate:
         """What ``node`` holds of the instance's disks, one DeviceSpec per disk it holds."""
         return []
 
+    @staticmethod
+    def disks_on(inst: Instance, node: str,
+                 indices: list[int] | None = None) -> list[tuple[int, Disk]]:
+        """(index, disk) of the instance's disks with a copy on ``node`` (all of them, or
+        those of ``indices``): what every template's device_specs walks."""
+        return [(index, disk) for index, disk in enumerate(inst.disks)
+                if node in disk.nodes and (indices is None or index in indices)]
+
     def vg_space(self, inst: Instance) -> dict[str, int]:
         """MiB each node (uuid) needs free in the cluster's VG for the disks' LVs (a plain
         disk's, a mirror's data over LVM), so that a check phase can refuse early, as

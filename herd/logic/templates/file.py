@@ -39,9 +39,7 @@ class FileTemplate(DiskTemplate):
     def device_specs(self, cfg: ConfigData, inst: Instance, node: str,
                      indices: list[int] | None = None) -> list[DeviceSpec]:
         out = []
-        for index, disk in enumerate(inst.disks):
-            if node not in disk.nodes or (indices is not None and index not in indices):
-                continue
+        for index, disk in self.disks_on(inst, node, indices):
             path = self._path(inst, disk)
             out.append(DeviceSpec(uuid=disk.uuid, kind=FILE, size_mib=disk.size, name=path,
                                   index=index, path=path))

@@ -61,9 +61,7 @@ class PlainTemplate(FileTemplate):
     def device_specs(self, cfg: ConfigData, inst: Instance, node: str,
                      indices: list[int] | None = None) -> list[DeviceSpec]:
         out = []
-        for index, disk in enumerate(inst.disks):
-            if node not in disk.nodes or (indices is not None and index not in indices):
-                continue
+        for index, disk in self.disks_on(inst, node, indices):
             ident = self._lv(inst, disk)
             out.append(DeviceSpec(uuid=disk.uuid, kind=LVM, size_mib=disk.size,
                                   name=ident.display(), index=index, vg=ident.vg, lv=ident.lv))
