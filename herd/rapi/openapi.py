@@ -139,7 +139,10 @@ def document() -> dict[str, Any]:
             }
             body = _body_schema(cls, method)
             if body is not None:
-                op["requestBody"] = {"required": False, "content": {"application/json": {
+                required = method in cls.BODY_REQUIRED
+                if not required and method in cls.BODY:  # null is taken as {} (Ganeti's rule)
+                    body = {**body, "nullable": True}
+                op["requestBody"] = {"required": required, "content": {"application/json": {
                     "schema": body}}}
             entry[method.lower()] = op
         paths[template] = entry

@@ -42,6 +42,9 @@ class Resource:
     #: The opcode whose fields a method's body holds, and body fields beside them.
     BODY: ClassVar[dict[str, str]] = {}
     BODY_EXTRA: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: Methods whose body must be there: the others take no body, or JSON null, as {} (as
+    #: Ganeti's FillOpcode does), and the OpenAPI document says so (nullable).
+    BODY_REQUIRED: ClassVar[frozenset[str]] = frozenset()
     #: A method's body schema when it is not an opcode's fields.
     BODY_SCHEMA: ClassVar[dict[str, dict[str, Any]]] = {}
     #: The schema of a method's answer when it is not the default (a job id for writes).

@@ -47,3 +47,28 @@ def test_kvm_flag_choice(tmp_path, probes: list[int]) -> None:
 def test_boot_sector_is_bootable() -> None:
     sector = detect._boot_sector()
     assert len(sector) == 512 and sector[-2:] == b"\x55\xaa"
+
+
+def test_concurrent_first_looks_probe_once_and_all_get_the_answer(
+        tmp_path, probes: list[int]) -> None:
+    """Two node_info calls of a fresh noded probed at once and shared a temporary file name;
+    the second rename failed the job (CI's RAPI load run). Now one probes, the others wait."""
+    import concurrent.futures
+    import time as _time
+
+    paths = HerdPaths(tmp_path)
+    real = detect.run_probe
+
+    def slow_probe(binary: str = "", timeout: float = 0) -> tuple[bool, str]:
+        _time.sleep(0.2)  # long enough for every thread to arrive while it runs
+        return real(binary, timeout)
+
+    detect.run_probe = slow_probe  # type: ignore[assignment]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: detect.detect(paths), range(8)))
+    finally:
+        detect.run_probe = real  # type: ignore[assignment]
+    assert len(probes) == 1 and {r.kvm_reason for r in results} == {
+        "/dev/kvm probe timed out after 2 s"}
+    assert [p.name for p in paths.run_dir.iterdir()] == ["kvm-probe.json"]  # no temp left

@@ -22,10 +22,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from herd.fileutil import atomic_write_json
 from herd.paths import HerdPaths
 
 #: Seconds the probe guest may take to reach its boot sector (healthy KVM: ~0.2 s).
@@ -167,10 +169,13 @@ def _read_cache(path: Path, boot_id: str, bin_id: str) -> KvmProbe | None:
 
 
 def _write_cache(path: Path, probe: KvmProbe) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(probe), indent=1) + "\n")
-    os.replace(tmp, path)
+    # a temporary name of its own per write: two node_info calls of one noded probed at once
+    # and shared a pid-named file, and the second rename failed the job (seen in CI's load run)
+    atomic_write_json(path, asdict(probe), 0o644)
+
+
+#: one probe at a time per process; the others wait and read its result
+_PROBE_LOCK = threading.Lock()
 
 
 def detect(paths: HerdPaths, *, force: bool = False, binary: str = QEMU_BINARY) -> KvmProbe:
@@ -178,12 +183,14 @@ def detect(paths: HerdPaths, *, force: bool = False, binary: str = QEMU_BINARY) 
     there is none."""
     boot_id, bin_id = _boot_id(), binary_id(binary)
     cache = _cache_file(paths)
-    if not force:
-        cached = _read_cache(cache, boot_id, bin_id)
-        if cached is not None:
-            return cached
-    usable, reason = run_probe(binary)
-    probe = KvmProbe(kvm_usable=usable, kvm_reason=reason, qemu_version=qemu_version(binary),
-                     boot_id=boot_id, binary_id=bin_id, probed_at=time.time())
-    _write_cache(cache, probe)
-    return probe
+    with _PROBE_LOCK:
+        if not force:
+            cached = _read_cache(cache, boot_id, bin_id)
+            if cached is not None:
+                return cached
+        usable, reason = run_probe(binary)
+        probe = KvmProbe(kvm_usable=usable, kvm_reason=reason,
+                         qemu_version=qemu_version(binary), boot_id=boot_id, binary_id=bin_id,
+                         probed_at=time.time())
+        _write_cache(cache, probe)
+        return probe

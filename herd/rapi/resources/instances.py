@@ -73,6 +73,7 @@ class Instances(Resource):
            "POST": "Create an instance (request version 1: __version__=1; job id)."}
     QUERY = {"GET": ("bulk",), "POST": ("dry-run",)}
     BODY = {"POST": "OP_INSTANCE_CREATE"}
+    BODY_REQUIRED = frozenset({"POST"})  # create_opcode refuses a missing body
     BODY_EXTRA = {"POST": {"__version__": {"type": "integer", "enum": [1]},
                            "name": {"type": "string"}, "os": {"type": "string"},
                            **{key: {} for key in _CREATE_IGNORED}}}
