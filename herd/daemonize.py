@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from herd.fileutil import pid_alive
+from herd.systemd import SYSTEMD_RUNTIME, systemd_manages
 
 
 class LaunchTimeout(Exception):
@@ -29,18 +30,14 @@ def log_tail(path: Path, lines: int = 3) -> str:
         return ""
 
 
-#: sd_booted(3): this directory exists only when systemd is the init system
-SYSTEMD_RUNTIME = Path("/run/systemd/system")
-
-
 def scope_argv(root: Path, unit: str, runtime: Path = SYSTEMD_RUNTIME,
                systemd_run: str | None = None) -> list[str]:
     """The prefix that starts a guest or storage daemon in a systemd scope of its own, or []
-    (no systemd, or a lab node: those share the host's systemd and must not create units in
-    it). In its own scope the process is no part of herd-noded's unit: restarting or
-    upgrading noded leaves it alone without systemd finding "left-over processes", and
-    ``systemctl status herd-guest-*`` shows each guest with its memory and CPU."""
-    if root != Path("/") or not runtime.is_dir():
+    (see :func:`systemd_manages`). In its own scope the process is no part of herd-noded's
+    unit: restarting or upgrading noded leaves it alone without systemd finding "left-over
+    processes", and ``systemctl status herd-guest-*`` shows each guest with its memory and
+    CPU."""
+    if not systemd_manages(root, runtime):
         return []
     binary = systemd_run if systemd_run is not None else shutil.which("systemd-run")
     if not binary:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from herd import paths
 from herd.fileutil import pid_alive, read_pid
+from herd.systemd import SYSTEMD_RUNTIME, systemd_manages
 
 DAEMONS = ("noded", "masterd", "rapi")
 EXIT_NOT_MASTER = 11  # herd-masterd's (and herd-rapi's) exit code when this node is not master
@@ -29,8 +30,6 @@ RAPI_PORT = 5080
 class NotMaster(RuntimeError):
     """masterd refused to start because another node is the master (not an error)."""
 START_TIMEOUT = 30.0
-#: sd_booted(3): this directory exists only when systemd is the init system
-SYSTEMD_RUNTIME = Path("/run/systemd/system")
 UNIT_DIRS = (Path("/etc/systemd/system"), Path("/lib/systemd/system"),
              Path("/usr/lib/systemd/system"))
 
@@ -45,7 +44,7 @@ def systemd_unit(root: Path, daemon: str, runtime: Path = SYSTEMD_RUNTIME,
     guests outlive a noded restart, and masterd and RAPI run in their own units, so that
     ``systemctl status`` and the journal show them and a noded restart leaves them alone."""
     unit = f"herd-{daemon}.service"
-    if root != Path("/") or not runtime.is_dir():
+    if not systemd_manages(root, runtime):
         return None
     return unit if any((d / unit).is_file() for d in unit_dirs) else None
 

@@ -124,8 +124,9 @@ class Kvm(Hypervisor):
         except HypervisorError:
             return out  # QEMU busy or going away: CPU, memory and NICs still count
         disk_type = str(info.spec.hvparams.get("disk_type", "paravirtual"))
-        out["disks"] = [{"index": d.index, **blocks[drive_id(disk_type, d.index)]}
-                        for d in info.spec.disks if drive_id(disk_type, d.index) in blocks]
+        ids = {d.index: drive_id(disk_type, d.index) for d in info.spec.disks}
+        out["disks"] = [{"index": index, **blocks[name]} for index, name in ids.items()
+                        if name in blocks]
         return out
 
     def console_socket(self, name: str) -> Path:
