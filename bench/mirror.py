@@ -1,4 +1,5 @@
-"""Mirrored disks: replicated vs local write throughput, full-sync speed, partial-resync time.
+"""Mirrored disks: replicated vs local write throughput, full-sync speed, partial-resync time,
+with the data in a file and in an LV side by side.
 
 Everything is measured in one run, side by side, on a two-node herd-lab (network namespaces,
 secondary network between them): the writer is ``qemu-img bench`` (part of QEMU; fio is not
@@ -16,7 +17,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,23 +31,30 @@ PY = sys.executable
 
 
 class Disk:
-    def __init__(self, lab: Lab, uuid: str, size: int, port: int) -> None:
-        self.lab, self.uuid, self.size, self.port = lab, uuid, size, port
-        self.relpath = f"bench/{uuid}.drbd.disk0"
+    """One mirrored disk between node1 and node2, its data in a file or (``vg``) in an LV."""
+
+    def __init__(self, lab: Lab, uuid: str, size: int, port: int, vg: str | None = None) -> None:
+        self.lab, self.uuid, self.size, self.port, self.vg = lab, uuid, size, port, vg
+        self.relpath = f"{uuid}.drbd"
 
     def spec(self, node: str) -> dict[str, Any]:
         other = "node2" if node == "node1" else "node1"
-        return {"uuid": self.uuid, "index": 0, "size": self.size, "relpath": self.relpath,
-                "port": self.port, "local_ip": self.lab.node(node).secondary_ip,
-                "peer_ip": self.lab.node(other).secondary_ip}
+        out: dict[str, Any] = {
+            "uuid": self.uuid, "index": 0, "size": self.size, "relpath": self.relpath,
+            "port": self.port, "local_ip": self.lab.node(node).secondary_ip,
+            "peer_ip": self.lab.node(other).secondary_ip}
+        if self.vg:  # as the drbd template makes new disks on a cluster with a VG
+            lv = f"{self.uuid}_drbd"
+            out["relpath"] = f"{self.vg}/{lv}"
+            out["data"] = {"uuid": self.uuid, "kind": "lvm", "size_mib": self.size,
+                           "name": f"{self.vg}/{lv}", "index": 0, "vg": self.vg, "lv": lv}
+            out["meta"] = f"mirror-meta/{self.uuid}.gen"
+        return out
 
     def call(self, node: str, op: str, *args: str) -> Any:
         proc = self.lab.run(node, PY, "-m", "herd.storage.mirror", op,
                             json.dumps(self.spec(node)), *args, timeout=600)
         return json.loads(proc.stdout) if proc.stdout.strip() else None
-
-    def file(self, node: str) -> Path:
-        return self.lab.node(node).paths.file_storage_dir / self.relpath
 
     def pid(self, node: str) -> int:
         return int((self.lab.node(node).paths.run_dir / f"mirror/{self.uuid}.pid").read_text())
@@ -87,12 +94,60 @@ def workloads(lab: Lab, node: str, uri: str, disk_mib: int) -> dict[str, float]:
     }
 
 
+def measure(lab: Lab, size: int, port: int, vg: str | None) -> dict[str, Any]:
+    """Full sync, replicated throughput and a partial resync of one mirrored disk."""
+    d = Disk(lab, f"b{port}", size, port, vg)
+    d.call("node1", "create")
+    d.call("node2", "create")
+    # half the disk written while the peer is away (the same way for files and LVs)
+    written = size // 2
+    st = d.call("node1", "start-primary", "none", "degraded")
+    lab.run("node1", "qemu-img", "bench", "-w", "-f", "raw", "-c", str(written), "-d", "16",
+            "-s", "1M", "-S", str(MiB), st["vm_uri"], timeout=600)
+    d.call("node1", "stop")
+    d.call("node2", "start-secondary")
+    start = time.monotonic()
+    d.call("node1", "start-primary", "full")
+    st = d.call("node1", "wait-sync", "600")
+    full_secs = time.monotonic() - start
+    assert st["in_sync"], st
+    rec = d.call("node1", "sync-record")
+    d.call("node2", "mark-synced", json.dumps(rec), rec["export"])
+    replicated = workloads(lab, "node1", st["vm_uri"], size)
+
+    # partial resync: secondary away while 32 MiB (4 KiB writes, scattered) change
+    os.kill(d.pid("node2"), signal.SIGKILL)
+    uri = st["vm_uri"]
+    lab.run("node1", "qemu-img", "bench", "-w", "-f", "raw", "-c", "1", "-s", "4k", uri,
+            timeout=120)  # absorbs the reconnect delay
+    changed = 8192 * 4096
+    lab.run("node1", "qemu-img", "bench", "-w", "-f", "raw", "-c", "8192", "-d", "16",
+            "-s", "4k", "-S", str(4096 * 7919), "-o", "1048576", uri, timeout=300)
+    d.call("node2", "start-secondary")
+    start = time.monotonic()
+    d.call("node1", "reconnect")
+    st = d.call("node1", "wait-sync", "600")
+    resync_secs = time.monotonic() - start
+    # both copies read through their daemons: the primary's export and the secondary's
+    secondary_uri = d.call("node2", "status")["vm_uri"]
+    identical = lab.run("node1", "qemu-img", "compare", "-q", "-f", "raw", "-F", "raw", uri,
+                        secondary_uri, check=False, timeout=600).returncode == 0
+    d.call("node1", "stop")
+    d.call("node2", "stop")
+    d.call("node1", "remove")
+    d.call("node2", "remove")
+    return {"replicated": replicated, "written": written, "full_secs": full_secs,
+            "changed": changed, "copied": st["copied_bytes"], "resync_secs": resync_secs,
+            "in_sync": st["in_sync"], "identical": identical}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1024, help="disk size in MiB")
     args = ap.parse_args()
     size = args.size
-    with lab_cluster(2, start_daemons=False) as lab:
+    vg = "herdvg"
+    with lab_cluster(2, start_daemons=False, vg=vg, vg_size_mib=size + 64) as lab:
         for node in ("node1", "node2"):
             lab.run(node, "sysctl", "-q", "-w", "net.ipv4.tcp_retries2=3")
         # -- local: the same QSD + NBD path, no mirror ------------------------------------------
@@ -103,52 +158,24 @@ def main() -> int:
         local_qsd(lab, "node1", image, sock, pidfile)
         local = workloads(lab, "node1", f"nbd+unix:///local?socket={sock}", size)
         os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        image.unlink()
+        on_file = measure(lab, size, 11000, None)
+        on_lvm = measure(lab, size, 11001, vg)
 
-        # -- full sync of a written disk ---------------------------------------------------------
-        d = Disk(lab, "b1", size, 11000)
-        d.call("node1", "create")
-        d.call("node2", "create")
-        written = size // 2
-        subprocess.run(["dd", "if=/dev/urandom", f"of={d.file('node1')}", "bs=1M",
-                        f"count={written}", "conv=notrunc,fsync", "status=none"], check=True)
-        d.call("node2", "start-secondary")
-        start = time.monotonic()
-        d.call("node1", "start-primary", "full")
-        st = d.call("node1", "wait-sync", "600")
-        full_secs = time.monotonic() - start
-        assert st["in_sync"], st
-        d.call("node2", "mark-synced", json.dumps(d.call("node1", "generation")))
-
-        # -- replicated throughput ---------------------------------------------------------------
-        replicated = workloads(lab, "node1", st["vm_uri"], size)
-
-        # -- partial resync: secondary away while 32 MiB (4 KiB writes, scattered) change ------
-        os.kill(d.pid("node2"), signal.SIGKILL)
-        uri = st["vm_uri"]
-        lab.run("node1", "qemu-img", "bench", "-w", "-f", "raw", "-c", "1", "-s", "4k", uri,
-                timeout=120)  # absorbs the reconnect delay
-        changed = 8192 * 4096
-        lab.run("node1", "qemu-img", "bench", "-w", "-f", "raw", "-c", "8192", "-d", "16",
-                "-s", "4k", "-S", str(4096 * 7919), "-o", "1048576", uri, timeout=300)
-        d.call("node2", "start-secondary")
-        start = time.monotonic()
-        d.call("node1", "reconnect")
-        st = d.call("node1", "wait-sync", "600")
-        resync_secs = time.monotonic() - start
-        identical = d.file("node1").read_bytes() == d.file("node2").read_bytes()
-        d.call("node1", "stop")
-        d.call("node2", "stop")
-
-    print(f"mirrored disk benchmark ({size} MiB disk, 2-node lab, qemu-img bench over NBD)")
-    print(f"{'workload':<18}{'local MiB/s':>14}{'replicated MiB/s':>19}{'ratio':>8}")
+    print(f"mirrored disk benchmark ({size} MiB disk, 2-node lab, qemu-img bench over NBD; "
+          "data in a file or in an LV, measured one after the other in this run)")
+    print(f"{'workload':<18}{'local MiB/s':>13}{'file mirror':>13}{'ratio':>7}"
+          f"{'LV mirror':>12}{'ratio':>7}")
     for name in local:
-        print(f"{name:<18}{local[name]:>14.1f}{replicated[name]:>19.1f}"
-              f"{replicated[name] / local[name]:>8.2f}")
-    print(f"full sync: {written} MiB of data in a {size} MiB disk in {full_secs:.1f} s "
-          f"= {size / full_secs:.0f} MiB/s of disk ({written / full_secs:.0f} MiB/s of data)")
-    print(f"partial resync: {changed / MiB:.0f} MiB changed in 4 KiB writes -> "
-          f"{st['copied_bytes'] / MiB:.1f} MiB copied in {resync_secs:.1f} s "
-          f"(in sync: {st['in_sync']}, copies identical: {identical})")
+        f, v = on_file["replicated"][name], on_lvm["replicated"][name]
+        print(f"{name:<18}{local[name]:>13.1f}{f:>13.1f}{f / local[name]:>7.2f}"
+              f"{v:>12.1f}{v / local[name]:>7.2f}")
+    for label, r in (("file", on_file), ("LV", on_lvm)):
+        print(f"{label:>4} full sync: {r['written']} MiB of data in a {size} MiB disk in "
+              f"{r['full_secs']:.1f} s = {size / r['full_secs']:.0f} MiB/s of disk")
+        print(f"{label:>4} partial resync: {r['changed'] / MiB:.0f} MiB changed in 4 KiB writes"
+              f" -> {r['copied'] / MiB:.1f} MiB copied in {r['resync_secs']:.1f} s "
+              f"(in sync: {r['in_sync']}, copies identical: {r['identical']})")
     return 0
 
 

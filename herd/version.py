@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from herd import __version__
 
-#: 1: disks_*/mirror_* storage calls; 2: blockdev_* calls, instance_usage
-RPC_VERSION = 2
+#: 1: disks_*/mirror_* storage calls; 2: blockdev_* calls, instance_usage; 3: the mirror's
+#: status only reads, ``mirror_sync_record`` + ``mirror_mark_synced(exports=...)`` mark a
+#: secondary (compare-and-set on its export)
+RPC_VERSION = 3
 
 
 def announced(answer: dict[str, object]) -> tuple[int, str]:

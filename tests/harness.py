@@ -81,6 +81,7 @@ from herd.storage.lvm import (
 from herd.storage.mirror.generation import bump
 from herd.storage.mirror.manager import MirrorManager
 from herd.storage.mirror.model import MirrorDisk, MirrorStatus
+from herd.storage.mirror.states import State
 
 T = TypeVar("T")
 
@@ -245,6 +246,32 @@ class FakeMirrorManager(MirrorManager):
 
     async def reconnect(self, disk: MirrorDisk) -> MirrorStatus:
         return self._state(disk)
+
+    async def _state_of(self, disk: MirrorDisk) -> State:
+        """The fake's state (no storage daemons: ``active`` says who runs what)."""
+        if not self._gen(disk).exists():
+            return State.ABSENT
+        role = self.active.get(disk.uuid, ("down",))[0]
+        if role == "primary":
+            return State.SYNCED if self._peer(disk) is not None else State.DEGRADED
+        return State.SECONDARY if role == "secondary" else State.STOPPED
+
+    _phase = _state_of  # what the real manager's mark_synced and hand-over ask
+
+    async def observe(self, disk: MirrorDisk) -> State:
+        return await self._state_of(disk)
+
+    async def sync_record(self, disk: MirrorDisk) -> dict[str, Any]:
+        """As the real one: in sync while the peer listens, and the export a job would
+        replicate to, named by the peer's own record."""
+        state = await self._state_of(disk)
+        gen = self._gen(disk).read()
+        peer = self._peer(disk)
+        export = (peer._export_name(disk, peer._gen(disk).read())
+                  if peer is not None and state is State.SYNCED else None)
+        return {"in_sync": state is State.SYNCED, "state": str(state),
+                "current": gen["current"], "history": list(gen.get("history", [])),
+                "export": export}
 
     async def stop(self, disk: MirrorDisk) -> None:
         role = self.active.pop(disk.uuid, ("down",))[0]

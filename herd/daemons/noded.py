@@ -29,6 +29,13 @@ def default_port(p: paths.HerdPaths) -> int:
         return NODED_PORT
 
 
+async def _observe(service: NodeService, disk: dict[str, object]) -> None:
+    """One observation by the node's own mirror manager (its locks are the RPCs' locks)."""
+    from herd.storage.mirror.model import MirrorDisk
+
+    await service.mirror.observe(MirrorDisk.from_dict(disk))
+
+
 def in_cluster(p: paths.HerdPaths) -> bool:
     return p.node_cert.exists() and p.ca_cert.exists()
 
@@ -45,8 +52,10 @@ async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
         etcd_task = asyncio.create_task(etcd.run())
         # a candidate starts masterd when nobody holds the master role (see the module)
         master_watch = asyncio.create_task(MasterWatch(p).run())
-        # cuts replication links to a silent peer within seconds (see the module)
-        watchdog = asyncio.create_task(LinkWatchdog(p.run_dir / "mirror").run())
+        # cuts replication links to a silent peer within seconds, and observes each primary
+        # about once a second (status queries only read; see the module)
+        watchdog = asyncio.create_task(LinkWatchdog(
+            p.run_dir / "mirror", observer=lambda disk: _observe(service, disk)).run())
         app = build_app(service)
         tls_args: dict[str, object] = uvicorn_tls_options(p)  # nodes only, see the module
     else:

@@ -269,7 +269,7 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
                            f"{'offline' if snode.offline else 'unreachable'}: the disks are "
                            "not mirrored")
                 continue
-            states = await drbd.status(self.ctx, inst, in_job=False)
+            states = await drbd.status(self.ctx, inst)
             for level, text in mirror_findings(inst.name, pnode.name, snode.name, states):
                 if level == "ERROR":
                     self.error(text)

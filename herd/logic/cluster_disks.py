@@ -38,6 +38,10 @@ class LUClusterVerifyDisks(LogicalUnit[OpClusterVerifyDisks]):
                 continue
             active = all(st.get("role") == "primary" for st in states)
             healthy = active and all(st.get("connected") for st in states)
+            if healthy and any(st.get("in_sync") for st in states):
+                # the secondary's records follow the primary's (queries no longer do this;
+                # the watcher runs verify-disks every few minutes)
+                await drbd.settle_secondary(self.ctx, inst)
             if not wanted or healthy:
                 continue
             what = "not active" if not active else "degraded"

@@ -20,11 +20,13 @@ from herd.logic.base import MasterContext
 from herd.objects import ConfigData, Disk, Instance, Node
 from herd.objects.disk_ids import DrbdId, LvId
 from herd.storage.blockdev.spec import LVM, DeviceSpec
-from herd.storage.file import relative_path
+from herd.storage.file import volume_name
 
 DRBD_FILE_KIND = "drbd"
 #: Disk param set by failover --ignore-consistency: the secondary's copy may be discarded.
 DISCARD_SECONDARY = "discard_secondary"
+#: The states of a disk whose primary daemon runs (herd.storage.mirror.states.State values).
+PRIMARY_STATES = ("syncing", "synced", "degraded")
 
 
 def used_ports(cfg: ConfigData) -> set[int]:
@@ -51,8 +53,7 @@ def allocate_ports(cfg: ConfigData, count: int, reservations: Reservations | Non
                                f"{cfg.cluster.drbd_port_first}-{cfg.cluster.drbd_port_last}")
 
 
-def new_logical_id(port: int, inst_name: str, disk: Disk, index: int,
-                   vg: str = "") -> DrbdId:
+def new_logical_id(port: int, disk: Disk, vg: str = "") -> DrbdId:
     """The id of a new mirrored disk; its nodes are ``disk.nodes``, not part of the id. With
     the cluster's VG ``vg`` each node keeps the data in an LV ``<uuid>_drbd`` and the
     generation record under its data directory; without, in a file (as before VGs)."""
@@ -62,8 +63,7 @@ def new_logical_id(port: int, inst_name: str, disk: Disk, index: int,
 
         lv = validate_lv_name(f"{disk.uuid}_{DRBD_FILE_KIND}", vg)
         return DrbdId(port=port, data=LvId(vg, lv), meta=f"{META_DIR}/{disk.uuid}.gen")
-    rel = relative_path(inst_name, disk.uuid, index).replace(".file.", f".{DRBD_FILE_KIND}.")
-    return DrbdId(port=port, path=rel)
+    return DrbdId(port=port, path=volume_name(disk.uuid, DRBD_FILE_KIND))
 
 
 def drbd_id(inst: Instance, disk: Disk) -> DrbdId:
@@ -179,7 +179,7 @@ async def activate(ctx: MasterContext, inst: Instance, feedback: Callable[[str],
                 break
             for line in sync_progress(states):
                 feedback(line)
-        await record_sync(ctx, inst, states)
+        await settle_secondary(ctx, inst)
 
 
 #: how long activate waits for a first sync, and how often it says how far it got
@@ -203,46 +203,43 @@ def sync_progress(states: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def still_as_reported(reported: list[str | None], gens: list[dict[str, Any]]) -> list[int]:
-    """Which disks may be marked synced: those whose generation, read after the status that
-    said "in sync", is still the one that status carried. The two are separate calls; a bump
-    in between (the primary found its link broken: writes since are not on the secondary)
-    would otherwise stamp the secondary with a generation whose writes it lacks, and a later
-    start would decide it needs no resync. A status without a generation (an older node)
-    is trusted as before."""
-    return [k for k, (seen, gen) in enumerate(zip(reported, gens, strict=True))
-            if not seen or gen.get("current") == seen]
+async def settle_secondary(ctx: MasterContext, inst: Instance) -> list[dict[str, Any]]:
+    """Tell the secondary which of its copies equal the primary's now, so that a later
+    failover or reconnect knows the two were equal; and a discard decision of a failover is
+    done with once its disk is in sync. Jobs call this (activation that waited for the sync,
+    rebuilds, migrations, failover, verify-disks), never queries: a status only reads.
 
-
-async def record_sync(ctx: MasterContext, inst: Instance, states: list[dict[str, Any]],
-                      in_job: bool = True) -> None:
-    """Once the primary reports a disk in sync, the secondary's copy takes the primary's
-    generation (so a later failover or reconnect knows the two were equal), and a discard
-    decision of a failover is done with."""
+    The primary answers in one atomic read per disk (in sync, its generation, the export its
+    job replicates to), and the secondary adopts only if that export is its own, so a copy
+    recreated in between is never stamped with writes it lacks. The primary's records, one
+    per disk ({} for all if the primary did not answer)."""
     cfg = ctx.config.data
-    synced = [i for i, st in enumerate(states) if st.get("in_sync")]
-    if not synced or not inst.secondary_nodes:
-        return
+    if not inst.secondary_nodes or not inst.disks:
+        return []
     pnode, snode = cfg.nodes[inst.primary_node], secondary_of(cfg, inst)
-    pdisks = [mirror_disk(cfg, inst, i, pnode.uuid) for i in synced]
-    sdisks = [mirror_disk(cfg, inst, i, snode.uuid) for i in synced]
     try:
-        gens = await ctx.rpc.node(pnode).mirror_generation(pdisks)
-        keep = still_as_reported([states[i].get("generation") for i in synced], gens)
-        if keep:
-            await ctx.rpc.node(snode).mirror_mark_synced([sdisks[k] for k in keep],
-                                                         [gens[k] for k in keep])
+        records = await ctx.rpc.node(pnode).mirror_sync_record(
+            mirror_disks(cfg, inst, pnode.uuid))
     except errors.HerdError:
-        return  # the next status query tries again
-    synced = [synced[k] for k in keep]
-    if not in_job or not synced:
-        return  # queries hold no locks: config changes are left to jobs
+        return [{} for _ in inst.disks]
+    synced = [i for i, rec in enumerate(records) if rec.get("in_sync")]
+    if not synced or snode.offline:
+        return records
+    try:
+        adopted = await ctx.rpc.node(snode).mirror_mark_synced(
+            [mirror_disk(cfg, inst, i, snode.uuid) for i in synced],
+            [{"current": records[i]["current"], "history": records[i]["history"]}
+             for i in synced],
+            [records[i].get("export") for i in synced])
+    except errors.HerdError:
+        return records  # the next job that settles tries again
     changed = False
-    for i in synced:
-        if inst.disks[i].params.pop(DISCARD_SECONDARY, None):
+    for i, ok in zip(synced, adopted, strict=False):
+        if ok and inst.disks[i].params.pop(DISCARD_SECONDARY, None):
             changed = True
     if changed and inst.uuid in cfg.instances:
         await ctx.config.save()
+    return records
 
 
 async def deactivate(ctx: MasterContext, inst: Instance, skip: set[str] | None = None) -> None:
@@ -262,16 +259,15 @@ async def deactivate(ctx: MasterContext, inst: Instance, skip: set[str] | None =
         raise errors.OpExecError("; ".join(errors_seen))
 
 
-async def status(ctx: MasterContext, inst: Instance,
-                 in_job: bool = True) -> list[dict[str, Any]]:
+async def status(ctx: MasterContext, inst: Instance) -> list[dict[str, Any]]:
+    """The primary's view of each disk's mirror. A query: it reads and writes nothing (see
+    :func:`settle_secondary` for what jobs record)."""
     cfg = ctx.config.data
     pnode = cfg.nodes[inst.primary_node]
     try:
-        states = await ctx.rpc.node(pnode).mirror_status(mirror_disks(cfg, inst, pnode.uuid))
+        return await ctx.rpc.node(pnode).mirror_status(mirror_disks(cfg, inst, pnode.uuid))
     except errors.HerdError as exc:
         return [{"role": "unknown", "error": exc.message} for _ in inst.disks]
-    await record_sync(ctx, inst, states, in_job)
-    return states
 
 
 async def gather(*aws: Any) -> list[Any]:

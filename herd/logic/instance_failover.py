@@ -72,9 +72,10 @@ class LUInstanceFailover(LogicalUnit[OpInstanceFailover]):
                 self.feedback(f"* shutting down instance on source node {self.old.name}")
                 await rpc.instance_stop(inst.name, float(self.op.shutdown_timeout))
             if not self.op.ignore_consistency:
-                states = await drbd.status(self.ctx, inst)
-                bad = [i for i, st in enumerate(states)
-                       if st.get("role") == "primary" and not st.get("in_sync")]
+                # one atomic read per disk, and the secondary marked with what it holds
+                records = await drbd.settle_secondary(self.ctx, inst)
+                bad = [i for i, rec in enumerate(records)
+                       if rec.get("state") in drbd.PRIMARY_STATES and not rec.get("in_sync")]
                 if bad:
                     raise errors.OpExecError(
                         f"disk(s) {', '.join(f'disk/{i}' for i in bad)} of {inst.name} are not "

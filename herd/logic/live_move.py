@@ -193,8 +193,8 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
         feedback(f"  WARNING: the old QEMU of {inst.name} on {source.name} was not ended "
                  f"({exc.message}); 'gnt-instance migrate --cleanup {inst.name}' ends it")
     # the mirror back starts with nothing to copy (unless told otherwise): end once in sync
-    states = await dst.mirror_wait_sync(tdisks, timeout=30)
-    await drbd.record_sync(ctx, inst, states)
+    await dst.mirror_wait_sync(tdisks, timeout=30)
+    await drbd.settle_secondary(ctx, inst)
     return resumed
 
 

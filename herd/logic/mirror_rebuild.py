@@ -71,12 +71,12 @@ async def rebuild_secondary(ctx: MasterContext, inst: Instance, pnode: Node, old
             await ctx.rpc.node(pnode).mirror_reconnect(pdisks)
         else:
             await drbd.activate(ctx, inst, feedback)
-        states = await ctx.rpc.node(pnode).mirror_wait_sync(pdisks, timeout=3600)
+        await ctx.rpc.node(pnode).mirror_wait_sync(pdisks, timeout=3600)
     except BaseException:
         if new.uuid != old.uuid:
             restore_old()
         raise
-    await drbd.record_sync(ctx, inst, states)
+    await drbd.settle_secondary(ctx, inst)
     if not running_primary and not keep_active:
         await drbd.deactivate(ctx, inst)
     inst.touch()

@@ -66,7 +66,7 @@ async def query_instances(ctx: MasterContext, names: list[str] | None,
         from herd.logic.templates import template_of
 
         # only templates with a live disk state (a mirror's) answer; the others cost no RPC
-        states = await asyncio.gather(*(template_of(inst).status(ctx, inst, in_job=False)
+        states = await asyncio.gather(*(template_of(inst).status(ctx, inst)
                                         for inst in instances))
         for row, state in zip(rows, states, strict=True):
             if state is not None:

@@ -313,10 +313,16 @@ class NodeService:
     async def mirror_reconnect(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [(await self.mirror.reconnect(d)).to_dict() for d in self._mdisks(disks)]
 
+    async def mirror_sync_record(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [await self.mirror.sync_record(d) for d in self._mdisks(disks)]
+
     async def mirror_mark_synced(self, disks: list[dict[str, Any]],
-                                 generations: list[dict[str, Any]]) -> None:
-        for disk, gen in zip(self._mdisks(disks), generations, strict=True):
-            await self.mirror.mark_synced(disk, gen)
+                                 generations: list[dict[str, Any]],
+                                 exports: list[str | None] | None = None) -> list[bool]:
+        mdisks = self._mdisks(disks)
+        wanted = exports if exports is not None else [None] * len(mdisks)
+        return [await self.mirror.mark_synced(disk, gen, export)
+                for disk, gen, export in zip(mdisks, generations, wanted, strict=True)]
 
     async def mirror_stop(self, disks: list[dict[str, Any]]) -> None:
         for disk in self._mdisks(disks):

@@ -291,9 +291,20 @@ class NodeClient:
     async def mirror_reconnect(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return await self.call("mirror_reconnect", disks=disks, timeout=120)
 
+    async def mirror_sync_record(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """On the primary, per disk in one atomic read: in_sync, the generation (current,
+        history) and the export the job replicates to (see MirrorManager.sync_record)."""
+        return await self.call("mirror_sync_record", disks=disks, timeout=60)
+
     async def mirror_mark_synced(self, disks: list[dict[str, Any]],
-                                 generations: list[dict[str, Any]]) -> None:
-        await self.call("mirror_mark_synced", disks=disks, generations=generations, timeout=30)
+                                 generations: list[dict[str, Any]],
+                                 exports: list[str | None] | None = None) -> list[bool]:
+        """On the secondary: adopt the primary's generations, each only if the secondary
+        serves the named export (compare-and-set); which disks adopted."""
+        args: dict[str, Any] = {"disks": disks, "generations": generations}
+        if exports is not None:
+            args["exports"] = exports
+        return list(await self.call("mirror_mark_synced", timeout=30, **args) or [])
 
     async def mirror_stop(self, disks: list[dict[str, Any]]) -> None:
         await self.call("mirror_stop", disks=disks, timeout=120)

@@ -48,7 +48,7 @@ RPC_METHODS = frozenset({
     "file_upload", "run_command", "master_demote", "node_leave",
     "mirror_create", "mirror_remove", "mirror_generation", "mirror_start_secondary",
     "mirror_start_primary", "mirror_status", "mirror_wait_sync", "mirror_reconnect",
-    "mirror_stop", "mirror_mark_synced",
+    "mirror_stop", "mirror_mark_synced", "mirror_sync_record",
     "etcd_join", "etcd_leave", "etcd_status", "etcd_force_new_cluster",
 })
 

@@ -16,8 +16,12 @@ from herd.errors import StorageError
 from herd.paths import HerdPaths
 
 
-def relative_path(instance_name: str, disk_uuid: str, index: int) -> str:
-    return f"{instance_name}/{disk_uuid}.file.disk{index}"
+def volume_name(disk_uuid: str, template: str) -> str:
+    """The file of a new disk: named by the disk's uuid and template, never by its instance
+    or index, so that renaming an instance or removing another disk moves nothing. The
+    template is in the name because a conversion keeps both volumes of one disk for a while.
+    Disks made before keep the path the config stores (``<instance>/<uuid>.file.disk<i>``)."""
+    return f"{disk_uuid}.{template}"
 
 
 class FileStorage:

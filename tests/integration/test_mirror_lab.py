@@ -81,8 +81,17 @@ class Pair:
         self.call(primary, "start-primary", "auto")
         st = self.call(primary, "wait-sync", "60")
         assert st["in_sync"], st
-        self.call(secondary, "mark-synced", json.dumps(self.call(primary, "generation")))
+        rec = self.call(primary, "sync-record")
+        assert rec["in_sync"] and rec["export"], rec
+        assert self.call(secondary, "mark-synced", json.dumps(rec), rec["export"]) is True
         return st
+
+    def records(self, node: str) -> dict[str, bytes]:
+        """The generation record and the runtime file of the disk on ``node``, as bytes."""
+        paths = self.lab.node(node).paths
+        files = [paths.file_storage_dir / f"{self.relpath}.gen",
+                 paths.run_dir / "mirror" / f"{self.uuid}.json"]
+        return {f.name: f.read_bytes() for f in files if f.exists()}
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +169,18 @@ def test_secondary_killed_degraded_then_partial_resync(pair: Pair) -> None:
     assert took < 30, took
     took = pair.io("node1", uri, "write -P 0x03 100M 3M")
     assert took < 5, took
+    # a status only reads: twice, and neither the records nor the generation move
+    before = pair.records("node1")
+    for _ in range(2):
+        st = pair.call("node1", "status")
+        assert st["degraded"] and not st["in_sync"] and not st["connected"], st
+    assert pair.records("node1") == before and st["generation"] == gen_before
+    # the supervisor's look (noded runs it about once a second): a new generation
+    assert pair.call("node1", "observe") == "degraded"
     st = pair.call("node1", "status")
-    assert st["degraded"] and not st["in_sync"] and not st["connected"], st
     assert st["generation"] != gen_before  # a new generation when the primary went degraded
+    assert pair.call("node1", "observe") == "degraded"  # once per episode
+    assert pair.call("node1", "status")["generation"] == st["generation"]
     changed = 4 * MiB
     pair.call("node2", "start-secondary")
     st = pair.call("node1", "reconnect")
@@ -222,11 +240,20 @@ def test_primary_daemon_crash_means_full_sync_with_progress(pair: Pair) -> None:
     gen = pair.call("node1", "generation")
     assert not gen["dirty_map_valid"]
     assert decide_sync(gen, pair.call("node2", "generation")) == "full"
-    st = pair.call("node1", "start-primary", "dirty")  # asked for dirty: no map, so full
-    seen = [st]
-    while not st["in_sync"]:
-        st = pair.call("node1", "status")
-        seen.append(st)
+    # the supervisor alone (status calls only read) turns a background copy write-blocking
+    # once its bulk copy is done (QEMU >= 8.2), so that the mirror comes in sync
+    watch = pair.lab.popen("node1", sys.executable, "-m", "herd.storage.mirror", "watch")
+    try:
+        st = pair.call("node1", "start-primary", "dirty")  # asked for dirty: no map, so full
+        seen = [st]
+        deadline = time.monotonic() + 300
+        while not st["in_sync"] and time.monotonic() < deadline:
+            st = pair.call("node1", "status")
+            seen.append(st)
+    finally:
+        watch.terminate()
+        watch.communicate(timeout=10)
+    assert st["in_sync"], st
     partial = [s for s in seen if s["sync_percent"] is not None and s["sync_percent"] < 100]
     assert partial, seen
     assert any(s["speed_bps"] for s in partial), partial

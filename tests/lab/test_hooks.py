@@ -102,9 +102,10 @@ def records(logdir: Path, hpath: str, phase: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def instance_files(lab: HooksLab, node: str, name: str) -> list[Path]:
-    base = lab.lab.node(node).paths.file_storage_dir / name
-    return list(base.iterdir()) if base.exists() else []
+def disk_files(lab: HooksLab, node: str) -> set[Path]:
+    """Every file under the node's file storage directory (disks are named by uuid)."""
+    base = lab.lab.node(node).paths.file_storage_dir
+    return {p for p in base.rglob("*") if p.is_file()} if base.exists() else set()
 
 
 def test_hooks_run_on_the_right_nodes_with_ganetis_environment(lab: HooksLab,
@@ -157,6 +158,7 @@ def test_failing_pre_hook_stops_the_add_and_changes_nothing(lab: HooksLab,
             "echo 'ask the inventory team'\nexit 1\n")
     clear(logdir)
     serial = lab.config()["serial_no"]
+    files = disk_files(lab, "node2")
     try:
         proc = lab.gnt(*ADD, "-t", "file", "-s", "16M", "--no-start", "-n", "node2", "h3",
                        check=False)
@@ -172,7 +174,7 @@ def test_failing_pre_hook_stops_the_add_and_changes_nothing(lab: HooksLab,
         "    ask the inventory team"], proc.stderr
     assert "h3" not in lab.instances()
     assert lab.config()["serial_no"] == serial
-    assert instance_files(lab, "node2", "h3") == []
+    assert disk_files(lab, "node2") == files
     # the pre phase ran (on both nodes), the operation and its post phase did not
     assert set(records(logdir, "instance-add", "pre")) == {"node1.example.com",
                                                            "node2.example.com"}
@@ -208,6 +210,10 @@ def test_failing_post_hook_is_a_warning_and_undoes_nothing(lab: HooksLab,
     lab.put("node2", "instance-remove-post.d/50-dns", "#!/bin/sh\necho 'DNS update failed'\n"
             "exit 1\n")
     clear(logdir)
+    h1 = [d["logical_id"][1] for i in lab.config()["instances"].values() if i["name"] == "h1"
+          for d in i["disks"]]
+    assert h1 and all(lab.lab.node("node2").paths.file_storage_dir / rel in
+                      disk_files(lab, "node2") for rel in h1)
     try:
         proc = lab.gnt("gnt-instance", "remove", "h1")
     finally:
@@ -215,7 +221,8 @@ def test_failing_post_hook_is_a_warning_and_undoes_nothing(lab: HooksLab,
     assert ("WARNING: On node2.example.com script instance-remove-post.d/50-dns failed, "
             "output: DNS update failed") in proc.stdout
     assert "h1" not in lab.instances()
-    assert instance_files(lab, "node2", "h1") == []
+    assert not {lab.lab.node("node2").paths.file_storage_dir / rel for rel in h1} & \
+        disk_files(lab, "node2")
     # instance-remove: pre on the master only, post on master and the instance's nodes
     assert set(records(logdir, "instance-remove", "pre")) == {"node1.example.com"}
     assert set(records(logdir, "instance-remove", "post")) == {"node1.example.com",

@@ -6,6 +6,7 @@ node RPCs each LU costs (so a refactoring cannot quietly add round trips).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,14 +79,14 @@ def test_new_disks_get_typed_ids_and_their_nodes(cluster: InProcessCluster) -> N
     claim = Claim(None, object())
     (fdisk,) = by_name("file").new_disks(cfg, inst, [NewDisk(64)], "p", None, claim)
     assert (fdisk.dev_type, fdisk.nodes, fdisk.size) == ("file", ["p"], 64)
-    assert fdisk.logical_id == FileId("loop", f"new.example.com/{fdisk.uuid}.file.disk0")
+    assert fdisk.logical_id == FileId("loop", f"{fdisk.uuid}.file")
 
     d0, d1 = by_name("drbd").new_disks(cfg, inst, [NewDisk(64), NewDisk(32, "ro")], "p", "s",
                                        claim)
     assert (d0.nodes, d1.nodes, d1.mode) == (["p", "s"], ["p", "s"], "ro")
     assert isinstance(d0.logical_id, DrbdId) and isinstance(d1.logical_id, DrbdId)
     assert d0.logical_id.port != d1.logical_id.port
-    assert d1.logical_id.path == f"new.example.com/{d1.uuid}.drbd.disk1"
+    assert d1.logical_id.path == f"{d1.uuid}.drbd"
     with pytest.raises(errors.OpPrereqError, match="needs a secondary node"):
         by_name("drbd").new_disks(cfg, inst, [NewDisk(64)], "p", None, claim)
 
@@ -320,6 +321,34 @@ def test_drbd_remove_and_verify_disks(mirrored: InProcessCluster) -> None:
     removed = mirrored.run({"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": INST})
     assert removed.status == "success", removed.log
     assert mirrored.nodes[N2].disk_files() == [] and mirrored.nodes[N3].disk_files() == []
+
+
+def test_queries_only_read_mirrors_and_jobs_mark_the_secondary(
+        mirrored: InProcessCluster) -> None:
+    """gnt-instance list used to mark secondaries synced (two RPCs that wrote); a query now
+    asks the primary's status only, and the jobs that know the mirror is in sync mark the
+    secondary in one compare-and-set (verify-disks, run by the watcher, among them)."""
+    from herd.logic.query import query_instances
+
+    add_drbd(mirrored, start=True)
+    mirrored.clear_calls()
+    rows = mirrored.loop.run_until_complete(query_instances(mirrored.ctx, [INST]))
+    assert rows and rows[0]["name"] == INST
+    assert sorted({m for _, m in storage_calls(mirrored)}) == ["mirror_status"]
+    writers = {"mirror_mark_synced", "mirror_sync_record", "mirror_generation"}
+    assert not writers & {m for _, m in mirrored.all_calls()}
+
+    secondary = mirrored.nodes[N3]
+    gen_file = next(p for p in secondary.disk_files() if p.endswith(".gen"))
+    mirrored.clear_calls()
+    outcome = mirrored.run({"OP_ID": "OP_CLUSTER_VERIFY_DISKS"})
+    assert outcome.status == "success", outcome.log
+    calls = mirrored.all_calls()
+    assert (N2, "mirror_sync_record") in calls and (N3, "mirror_mark_synced") in calls
+    primary = mirrored.nodes[N2]
+    pgen = json.loads((primary.paths.file_storage_dir / gen_file).read_text())["current"]
+    after = json.loads((secondary.paths.file_storage_dir / gen_file).read_text())["current"]
+    assert after == pgen  # adopted the primary's generation
 
 
 # -- plain, and drbd over LVs (tests/harness.py FakeLvmNode: LVM's rules, no LVM) --------------

@@ -25,19 +25,19 @@ from herd.objects import Disk, Instance, Node
 from herd.paths import HerdPaths
 from herd.rpc.client import NodeClient
 from herd.rpc.server import build_app
-from herd.storage.file import FileStorage, relative_path
+from herd.storage.file import FileStorage, volume_name
 from tests.unit.test_jobs import delay, make_context
 
 
 def file_item(node: str, inst: str, uuid: str, index: int = 0) -> Item:
-    rel = relative_path(inst, uuid, index)
+    rel = volume_name(uuid, "file")
     return Item(node, FILE, {"index": index, "template": "file", "logical_id": ["loop", rel],
                              "size": 1, "mode": "rw", "uuid": uuid, "name": None})
 
 
 def add_instance(cfg: Any, name: str, node: str, disk_uuid: str) -> Instance:
     disk = Disk(size=1, dev_type="file", nodes=[node],
-                logical_id=["loop", relative_path(name, disk_uuid, 0)])
+                logical_id=["loop", volume_name(disk_uuid, "file")])
     disk.uuid = disk_uuid
     inst = Instance(name=name, primary_node=node, disk_template="file", disks=[disk])
     cfg.instances[inst.uuid] = inst
@@ -54,8 +54,8 @@ def test_plan_removes_what_the_config_does_not_own(tmp_path: Path) -> None:
                      Item(node, FILE, file_item(node, "keep", "d-owned").disk),
                      file_item("gone-node", "dead", "d3")])
     plan = intents.plan_cleanup(intent, cfg)
-    assert [i.relpath for i in plan.remove] == ["dead/d1.file.disk0", "dead/d2.file.disk1"]
-    assert any("keep/d-owned.file.disk0" in k and "an instance owns it" in k for k in plan.kept)
+    assert [i.relpath for i in plan.remove] == ["d1.file", "d2.file"]
+    assert any("d-owned.file" in k and "an instance owns it" in k for k in plan.kept)
     assert any("the node left the cluster" in k for k in plan.kept)
     # the creation was committed: nothing at all is removed
     committed = Intent("keep", owner.uuid, [file_item(node, "keep", "d-owned")])
@@ -88,7 +88,7 @@ def test_journal_survives_a_new_process_and_forgets_done_records(tmp_path: Path)
     second = Intent("b", "ub", [file_item("n", "b", "d2")], created=first.created + 1)
     journal.record(second)
     assert {i.key for i in intents.live_intents()} >= {first.key, second.key}
-    assert intents.in_flight([first]) == {("n", "a/d1.file.disk0")}
+    assert intents.in_flight([first]) == {("n", "d1.file")}
     assert oct((tmp_path / "intents" / f"{first.key}.json").stat().st_mode & 0o777) == "0o600"
     loaded = IntentJournal(tmp_path / "intents").load()  # as a restarted masterd reads it
     assert [i.to_dict() for i in loaded] == [first.to_dict(), second.to_dict()]
@@ -123,7 +123,7 @@ def test_recovery_removes_a_dead_jobs_disks_before_failing_it(tmp_path: Path) ->
     node = next(iter(ctx.config.data.nodes))
     storage = FileStorage(HerdPaths(tmp_path))
     owner = add_instance(ctx.config.data, "keep", node, "d-owned")
-    storage.create(relative_path("keep", "d-owned", 0), 1)
+    storage.create(volume_name("d-owned", "file"), 1)
     queue = q.JobQueue(ctx.paths.queue_db)
     job_id = queue.submit([delay(10)])
     job = queue.get(job_id)
@@ -152,7 +152,7 @@ def test_recovery_removes_a_dead_jobs_disks_before_failing_it(tmp_path: Path) ->
             await ctx.rpc.http.aclose()  # type: ignore[attr-defined]
         assert lost["status"] == "error"
         messages = [m for _, _, _, m in lost["oplog"][0]]
-        assert messages[0] == ("recovery: removed disk file dead/d1.file.disk0 on "
+        assert messages[0] == ("recovery: removed disk file d1.file on "
                                "node1.example.com, made for instance dead before masterd "
                                "stopped")
         assert messages[-1] == f"Error: {LOST_MESSAGE}"
@@ -160,7 +160,7 @@ def test_recovery_removes_a_dead_jobs_disks_before_failing_it(tmp_path: Path) ->
     asyncio.run(asyncio.wait_for(main(), 10))
     base = HerdPaths(tmp_path).file_storage_dir
     assert not (base / "dead").exists(), "the dead job's disk (or its directory) is left"
-    assert (base / "keep/d-owned.file.disk0").exists(), "an owned disk was removed"
+    assert (base / "d-owned.file").exists(), "an owned disk was removed"
     assert journal.load() == [], "records of handled jobs must be gone"
 
 
@@ -193,7 +193,7 @@ def test_removing_a_disk_ends_the_os_script_writing_it(tmp_path: Path) -> None:
             await script
 
     asyncio.run(asyncio.wait_for(main(), 20))
-    assert not os.path.exists(paths.file_storage_dir / "inst/d1.file.disk0")
+    assert not os.path.exists(paths.file_storage_dir / "d1.file")
 
 
 # -- orphan volumes (verify) -----------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_orphan_volumes_are_what_no_instance_owns(tmp_path: Path) -> None:
     cfg.instances["m"] = Instance(name="m", primary_node=node, disk_template="drbd",
                                   disks=[mirrored])
     expected = orphans.expected_on(cfg, node)
-    listing = {"files": ["keep/d-owned.file.disk0", "m/dm.drbd.disk0", "m/dm.drbd.disk0.gen",
+    listing = {"files": ["d-owned.file", "m/dm.drbd.disk0", "m/dm.drbd.disk0.gen",
                          "m/.dm.drbd.disk0.gen.x1y2", "lost/dx.file.disk0",
                          "busy/db.drbd.disk0.gen"],
                "mirror_daemons": [{"key": "dm", "uuid": "dm", "relpath": "m/dm.drbd.disk0",

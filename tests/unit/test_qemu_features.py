@@ -17,8 +17,20 @@ from herd.hypervisor.kvm import detect, migration
 from herd.logic import live_move
 from herd.logic.live_move import _Laps, guest_pause
 from herd.paths import HerdPaths
-from herd.storage.mirror import daemon, graph
-from herd.storage.mirror.manager import _in_sync, switch_due, write_in_flight
+from herd.storage.mirror import daemon, graph, states
+from herd.storage.mirror.records import Runtime
+
+
+def _in_sync(job: dict[str, Any], rt: dict[str, Any]) -> bool:
+    return states.in_sync(job, Runtime.from_dict(rt))
+
+
+def switch_due(job: dict[str, Any], rt: dict[str, Any]) -> bool:
+    return states.switch_due(job, Runtime.from_dict(rt))
+
+
+def write_in_flight(job: dict[str, Any], rt: dict[str, Any]) -> bool:
+    return states.write_in_flight(job, Runtime.from_dict(rt))
 
 
 def test_parse_versions() -> None:
@@ -189,13 +201,13 @@ def _hand_over(monkeypatch: pytest.MonkeyPatch, fail: str = "") -> tuple[list[st
     async def save() -> None:
         calls.append("config saved")
 
-    async def record_sync(ctx: Any, inst: Any, states: Any) -> None:
+    async def settle_secondary(ctx: Any, inst: Any) -> None:
         return None
 
     ctx = SimpleNamespace(config=SimpleNamespace(data=None, save=save),
                           rpc=SimpleNamespace(node=lambda n: nodes[n.name]))
     monkeypatch.setattr(live_move.drbd, "mirror_disks", lambda cfg, inst, uuid: [uuid])
-    monkeypatch.setattr(live_move.drbd, "record_sync", record_sync)
+    monkeypatch.setattr(live_move.drbd, "settle_secondary", settle_secondary)
     inst = SimpleNamespace(name="vm", disks=[1], swap_primary=lambda: calls.append("swap"))
     src, dst = SimpleNamespace(name="n1", uuid="u1"), SimpleNamespace(name="n2", uuid="u2")
     asyncio.run(live_move.hand_over(ctx, inst, src, dst, notes.append))  # type: ignore[arg-type]

@@ -91,15 +91,6 @@ def test_verify_fails_on_a_mirror_that_does_not_mirror_and_warns_while_it_resync
     assert findings({"role": "unknown", "error": "node1 unreachable"})[0][0] == "ERROR"
 
 
-def test_a_secondary_is_marked_synced_only_with_the_generation_the_in_sync_status_carried() -> None:
-    from herd.logic.drbd import still_as_reported
-
-    gens = [{"current": "g7"}, {"current": "g9"}, {"current": "g3"}]
-    # disk 1 was bumped between the status (g8, in sync) and the generation read (g9)
-    assert still_as_reported(["g7", "g8", None], gens) == [0, 2]
-    assert still_as_reported([], []) == []
-
-
 def test_a_first_sync_says_how_far_each_disk_got() -> None:
     from herd.logic.drbd import sync_progress
 

@@ -179,7 +179,7 @@ class DiskTemplate:
                          skip: set[str] | None = None) -> None:
         """Stop what :meth:`activate` started (``skip``: node uuids known to be down)."""
 
-    async def status(self, ctx: MasterContext, inst: Instance,
-                     in_job: bool = True) -> list[dict[str, Any]] | None:
-        """Live per-disk state for templates that have one (a mirror's), else None."""
+    async def status(self, ctx: MasterContext, inst: Instance) -> list[dict[str, Any]] | None:
+        """Live per-disk state for templates that have one (a mirror's), else None. A query:
+        it changes nothing anywhere."""
         return None

@@ -41,7 +41,7 @@ class DrbdTemplate(DiskTemplate):
         for index, disk in enumerate(disks):
             disk.dev_type = self.name
             disk.nodes = [pnode, snode]
-            disk.logical_id = drbd.new_logical_id(ports[index], inst.name, disk, index, vg)
+            disk.logical_id = drbd.new_logical_id(ports[index], disk, vg)
 
     def forget(self, disk: Disk) -> None:
         disk.params.pop(drbd.DISCARD_SECONDARY, None)
@@ -137,8 +137,7 @@ class DrbdTemplate(DiskTemplate):
                          skip: set[str] | None = None) -> None:
         await drbd.deactivate(ctx, inst, skip)
 
-    async def status(self, ctx: MasterContext, inst: Instance,
-                     in_job: bool = True) -> list[dict[str, Any]] | None:
+    async def status(self, ctx: MasterContext, inst: Instance) -> list[dict[str, Any]] | None:
         if not inst.disks:
             return None
-        return await drbd.status(ctx, inst, in_job)
+        return await drbd.status(ctx, inst)

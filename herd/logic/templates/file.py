@@ -14,7 +14,7 @@ from herd.logic.templates.base import Claim, DiskTemplate, Feedback, Volumes
 from herd.objects import ConfigData, Disk, Instance, Node
 from herd.objects.disk_ids import FILE_DRIVER, FileId
 from herd.storage.blockdev.spec import FILE, DeviceSpec
-from herd.storage.file import relative_path
+from herd.storage.file import volume_name
 
 
 class FileTemplate(DiskTemplate):
@@ -25,8 +25,8 @@ class FileTemplate(DiskTemplate):
     def assign(self, cfg: ConfigData, inst: Instance, disks: list[Disk], pnode: str,
                snode: str | None, claim: Claim) -> None:
         super().assign(cfg, inst, disks, pnode, snode, claim)
-        for index, disk in enumerate(disks):
-            disk.logical_id = FileId(FILE_DRIVER, relative_path(inst.name, disk.uuid, index))
+        for disk in disks:
+            disk.logical_id = FileId(FILE_DRIVER, volume_name(disk.uuid, self.name))
 
     @staticmethod
     def _path(inst: Instance, disk: Disk) -> str:

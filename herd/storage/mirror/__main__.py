@@ -2,7 +2,8 @@
 
 For tests, benchmarks and debugging inside a node (its namespace and HERD_ROOT), where noded
 is not involved. OP: create remove generation start-secondary start-primary reconnect status
-wait-sync stop list-active mark-synced, and watch (the link watchdog, until interrupted).
+wait-sync stop list-active sync-record mark-synced [GEN_JSON [EXPORT]] observe, and watch (the
+supervisor: link watchdog and observation of this node's primaries, until interrupted).
 Errors: JSON ``{"error": {...}}`` and exit status 1.
 """
 
@@ -27,7 +28,8 @@ async def run(op: str, disk: MirrorDisk | None, args: list[str]) -> Any:
         from herd.storage.mirror.watchdog import LinkWatchdog
 
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-        await LinkWatchdog(mgr.run_dir).run()
+        await LinkWatchdog(mgr.run_dir,
+                           observer=lambda d: mgr.observe(MirrorDisk.from_dict(d))).run()
     assert disk is not None
     if op == "create":
         return await mgr.create(disk)
@@ -36,7 +38,11 @@ async def run(op: str, disk: MirrorDisk | None, args: list[str]) -> Any:
     if op == "generation":
         return mgr.generation(disk)
     if op == "mark-synced":
-        return await mgr.mark_synced(disk, json.loads(args[0]))
+        return await mgr.mark_synced(disk, json.loads(args[0]), args[1] if len(args) > 1 else None)
+    if op == "sync-record":
+        return await mgr.sync_record(disk)
+    if op == "observe":
+        return str(await mgr.observe(disk))
     if op == "start-secondary":
         return await mgr.start_secondary(disk)
     if op == "start-primary":

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import stat
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +44,10 @@ from herd.storage.mirror.generation import (
 from herd.storage.mirror.model import MirrorDisk, MirrorStatus
 from herd.storage.mirror.qmp import QmpCommandError, QmpSession, session
 from herd.storage.mirror.quickack import ensure_quickack
+from herd.storage.mirror.records import Generation, Runtime
+from herd.storage.mirror.states import Event, State, classify, observe, transition
+from herd.storage.mirror.states import in_sync as _job_in_sync
+from herd.storage.mirror.states import write_in_flight as _write_in_flight
 
 if TYPE_CHECKING:
     from herd.storage.blockdev.factory import DeviceFactory
@@ -49,6 +55,7 @@ if TYPE_CHECKING:
 #: Seconds a clean cancel of an in-sync job may take (it drains what is in flight).
 CANCEL_TIMEOUT = 30.0
 SETTLE_TIMEOUT = 1.0  # how long a status waits out a guest write in flight
+LOCK_POLL = 0.01  # seconds between two tries of another process's disk lock
 #: QMP calls that may wait for the NBD client (drain of requests stuck on a lost peer).
 SLOW_TIMEOUT = graph.RECONNECT_DELAY + 20.0
 SYNC_MODES = ("auto", "none", "dirty", "full")
@@ -72,7 +79,6 @@ class MirrorManager:
         self.devices = devices
         self.run_dir = paths.run_dir / "mirror"
         self._locks: dict[str, asyncio.Lock] = {}
-        self._samples: dict[str, tuple[float, int]] = {}
 
     # -- files -------------------------------------------------------------------------------
     def backing_file(self, disk: MirrorDisk) -> Path:
@@ -100,8 +106,25 @@ class MirrorManager:
     def _files(self, disk: MirrorDisk) -> daemon.DaemonFiles:
         return daemon.DaemonFiles.for_disk(self.run_dir, disk.uuid)
 
-    def _lock(self, disk: MirrorDisk) -> asyncio.Lock:
-        return self._locks.setdefault(disk.uuid, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def _lock(self, disk: MirrorDisk) -> AsyncIterator[None]:
+        """One changing call per disk at a time: an asyncio lock within noded (its requests
+        and its supervisor), and an flock on ``KEY.lock`` against other processes on the node
+        (``python -m herd.storage.mirror``, used by benchmarks and tests, next to a noded)."""
+        async with self._locks.setdefault(disk.uuid, asyncio.Lock()):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._files(disk).run_dir / f"{self._files(disk).key}.lock",
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        await asyncio.sleep(LOCK_POLL)
+                yield
+            finally:
+                os.close(fd)  # releases the flock
 
     # -- lifecycle of the copy ---------------------------------------------------------------
     async def create(self, disk: MirrorDisk) -> None:
@@ -145,13 +168,30 @@ class MirrorManager:
                                       and rt.get("role") == "primary")
         return gen
 
-    async def mark_synced(self, disk: MirrorDisk, primary_generation: dict[str, Any]) -> None:
-        """On the secondary: this copy now equals the primary's (told by the master once the
-        primary reported in_sync), so it takes the primary's generation and lineage."""
+    async def mark_synced(self, disk: MirrorDisk, primary_generation: dict[str, Any],
+                          export: str | None = None) -> bool:
+        """On the secondary: this copy now equals the primary's (the primary said so in one
+        :meth:`sync_record` read), so it takes the primary's generation and lineage.
+
+        ``export`` is the export the primary's job replicated to: the copy adopts only if it
+        is its own (the name changes whenever the copy is recreated or written as a primary),
+        so a copy made in between never inherits a record of writes it lacks. False: not
+        adopted. None (an older master) is trusted as before."""
         async with self._lock(disk):
-            self._gen(disk).update(current=primary_generation["current"],
-                                   history=list(primary_generation.get("history", [])),
-                                   fresh=False, needs_full=False)
+            transition(await self._phase(disk), Event.MARK_SYNCED, f"disk {disk.relpath}")
+            gf = self._gen(disk)
+            gen = gf.read()
+            if export is not None and export != self._export_name(disk, gen):
+                return False
+            gf.update(current=primary_generation["current"],
+                      history=list(primary_generation.get("history", [])),
+                      fresh=False, needs_full=False)
+            return True
+
+    @staticmethod
+    def _export_name(disk: MirrorDisk, gen: dict[str, Any]) -> str:
+        """The replication export this copy serves as a secondary (see :mod:`.peer`)."""
+        return peer.export_name(disk.uuid, gen.get("export_token", gen["current"]))
 
     # -- secondary ---------------------------------------------------------------------------
     async def start_secondary(self, disk: MirrorDisk) -> None:
@@ -188,19 +228,16 @@ class MirrorManager:
     async def _serve_secondary(self, q: QmpSession, disk: MirrorDisk,
                                gen: dict[str, Any]) -> None:
         await q.cmd("nbd-server-start", graph.tcp_server(disk.local_ip, disk.port))
-        name = peer.export_name(disk.uuid, gen.get("export_token", gen["current"]))
+        name = self._export_name(disk, gen)
         await q.cmd("block-export-add", graph.repl_export(name, summary(gen)))
         await q.cmd("block-export-add", graph.vm_export(disk.uuid))
 
     async def _primary_to_secondary(self, disk: MirrorDisk, files: daemon.DaemonFiles) -> None:
         """Hand-over after live migration: the guest now runs on the peer. The mirror must be in
         sync; it ends cleanly, and the daemon serves the file to the new primary instead."""
+        transition(await self._settle(disk), Event.HAND_OVER, f"the mirror of {disk.relpath}")
         async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
-            job = await self._settled_job(q, files.read_runtime() or {})
-            if job is not None:
-                if not _in_sync(job, files.read_runtime() or {}):
-                    raise StorageError(f"mirror of {disk.relpath} is not in sync: refusing to "
-                                       f"hand over to the peer")
+            if await self._job(q) is not None:
                 await self._cancel(q, force=False)
             await self._drop_target(q, (files.read_runtime() or {}).get("target_child"))
             await q.cmd("block-export-del", {"id": "vm", "mode": "hard"})
@@ -227,7 +264,9 @@ class MirrorManager:
             files = self._files(disk)
             pid, rt = files.pid(), files.read_runtime() or {}
             if pid is not None and rt.get("role") == "primary":
+                await self._settle(disk)
                 return await self._status(disk)
+            transition(await self._phase(disk), Event.START_PRIMARY, f"disk {disk.relpath}")
             gf = self._gen(disk)
             own = gf.read()
             if pid is None and own.get("role") == "primary" and not own.get("clean", True):
@@ -288,7 +327,6 @@ class MirrorManager:
                                  "copy_mode": plan.copy_mode,
                                  "switch_when_ready": plan.switch_when_ready,
                                  "sync": job_sync, "started": time.time()})
-            self._samples.pop(disk.uuid, None)
             return await self._status(disk)
 
     def _choose_sync(self, disk: MirrorDisk, own: dict[str, Any], peer_gen: dict[str, Any],
@@ -329,6 +367,8 @@ class MirrorManager:
             rt = files.read_runtime() or {}
             if files.pid() is None or rt.get("role") != "primary":
                 raise StorageError(f"mirrored disk {disk.relpath} is not primary on this node")
+            transition(await self._settle(disk), Event.RECONNECT, f"disk {disk.relpath}")
+            rt = files.read_runtime() or {}
             await asyncio.to_thread(ensure_quickack, disk.peer_ip)
             export, peer_gen = await peer.probe(disk.peer_ip, disk.port, disk.uuid)
             gf = self._gen(disk)
@@ -380,27 +420,96 @@ class MirrorManager:
             files.write_runtime({**rt, "target": kind, "target_child": child,
                                  "target_seq": seq, "export": export, "base_offset": base,
                                  **modes, "sync_started": time.time()})
-            self._samples.pop(disk.uuid, None)
             return await self._status(disk)
 
     # -- state -------------------------------------------------------------------------------
     async def status(self, disk: MirrorDisk) -> MirrorStatus:
+        """The disk's replication state. Reads only: nothing on disk or in the daemon changes
+        (what a look may find to do is :meth:`observe`'s, run by noded's supervisor)."""
+        return await self._status(disk)
+
+    async def observe(self, disk: MirrorDisk) -> State:
+        """Apply what one look at a running primary finds (:func:`.states.observe`): switch a
+        job whose bulk copy is done to write-blocking, take a new generation when the peer is
+        gone, clear ``degraded`` once in sync again. noded's supervisor runs it about once a
+        second for each primary, so the record never lags what happens by much more."""
         async with self._lock(disk):
-            return await self._status(disk)
+            return await self._settle(disk)
 
     async def wait_sync(self, disk: MirrorDisk, timeout: float) -> MirrorStatus:
-        """Poll until in sync; the last status either way (check ``in_sync``)."""
+        """Poll until in sync; the last status either way (check ``in_sync``). A job asks for
+        this, so each look also settles the records (a background copy becomes
+        write-blocking as soon as it is ready, not a supervisor tick later)."""
         deadline = time.monotonic() + timeout
         while True:
+            await self.observe(disk)
             st = await self.status(disk)
             if st.in_sync or st.role != "primary" or time.monotonic() >= deadline:
                 return st
             await asyncio.sleep(0.2)
 
+    async def sync_record(self, disk: MirrorDisk) -> dict[str, Any]:
+        """One atomic read for marking the secondary synced: settled first, then whether
+        the mirror is in sync, the generation and lineage the peer would adopt, and the export
+        the job replicates to, all under the disk's lock (two separate reads could straddle a
+        bump and stamp the secondary with writes it lacks)."""
+        async with self._lock(disk):
+            state = await self._settle(disk)
+            gen = self._gen(disk).read()
+            rt = self._files(disk).read_runtime() or {}
+            return {"in_sync": state is State.SYNCED, "state": str(state),
+                    "current": gen["current"], "history": list(gen.get("history", [])),
+                    "export": rt.get("export") if state is State.SYNCED else None}
+
+    async def _look(self, disk: MirrorDisk, files: daemon.DaemonFiles,
+                    rt: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+        """A running primary's mirror job (a write in flight waited out) and its link."""
+        async with session(files.qmp) as q:
+            job = await self._settled_job(q, rt)
+        # An idle NBD client notices a dead peer only at its next request: look at the socket
+        linked = rt.get("target") == "nbd" and _has_link(disk.local_ip, disk.peer_ip, disk.port)
+        return job, linked
+
+    async def _phase(self, disk: MirrorDisk) -> State:
+        """The disk's state without a look at a primary's job (enough to refuse an event)."""
+        gf, files = self._gen(disk), self._files(disk)
+        if not gf.exists():
+            return State.ABSENT
+        rt = files.read_runtime()
+        gen = Generation.from_dict(gf.read())
+        if files.pid() is None or rt is None:
+            return classify(gen, None, False)
+        if rt.get("role") == "secondary":
+            return State.SECONDARY
+        job, linked = await self._look(disk, files, rt)
+        return classify(gen, Runtime.from_dict(rt), True, job, linked)
+
+    async def _settle(self, disk: MirrorDisk) -> State:
+        """Under the disk's lock: apply the observed events of a running primary (see
+        :meth:`observe`); the state after them."""
+        files, gf = self._files(disk), self._gen(disk)
+        rt = files.read_runtime() or {}
+        if files.pid() is None or rt.get("role") != "primary" or not gf.exists():
+            return await self._phase(disk)
+        gen = gf.read()
+        job, linked = await self._look(disk, files, rt)
+        seen = observe(Generation.from_dict(gen), Runtime.from_dict(rt), job, linked)
+        if seen.switch:
+            # the bulk copy is done: from now on every guest write waits for the peer
+            async with session(files.qmp) as q:
+                await q.cmd("block-job-change", {"id": graph.JOB, "type": "mirror",
+                                                 "copy-mode": "write-blocking"})
+            files.write_runtime({**rt, "copy_mode": "write-blocking"})
+        elif seen.bump:
+            # the primary writes without its peer from now on: a new generation
+            gf.write({**bump(gen), "degraded": True})
+        elif seen.recovered:
+            gf.update(degraded=False)
+        return seen.state
+
     async def _status(self, disk: MirrorDisk) -> MirrorStatus:
         files = self._files(disk)
-        gf = self._gen(disk)
-        gen = gf.read()
+        gen = self._gen(disk).read()
         rt = files.read_runtime() or {}
         if files.pid() is None:
             return MirrorStatus(role="down", connected=False, in_sync=False, degraded=True,
@@ -412,28 +521,14 @@ class MirrorManager:
                 in_sync=connected and not gen.get("fresh") and not gen.get("needs_full"),
                 degraded=not connected, generation=gen["current"],
                 vm_uri=graph.vm_uri_tcp(disk.uuid, disk.local_ip, disk.port))
-        async with session(files.qmp) as q:
-            job = await self._settled_job(q, rt)
-            if job is not None and switch_due(job, rt):
-                # the bulk copy is done: from now on every guest write waits for the peer
-                await q.cmd("block-job-change", {"id": graph.JOB, "type": "mirror",
-                                                 "copy-mode": "write-blocking"})
-                rt = {**rt, "copy_mode": "write-blocking"}
-                files.write_runtime(rt)
-        # An idle NBD client notices a dead peer only at its next request: look at the socket
-        linked = rt.get("target") == "nbd" and _has_link(disk.local_ip, disk.peer_ip, disk.port)
-        in_sync = job is not None and _in_sync(job, rt) and linked
-        broken = (job is None or not linked or bool(job.get("paused"))
-                  or job.get("io-status", "ok") != "ok")
-        if broken and not gen.get("degraded"):
-            # the primary writes without its peer from now on: a new generation
-            gen = gf.write({**bump(gen), "degraded": True})
-        elif in_sync and gen.get("degraded"):
-            gen = gf.update(degraded=False)
+        job, linked = await self._look(disk, files, rt)
+        state = classify(Generation.from_dict(gen), Runtime.from_dict(rt), True, job, linked)
+        in_sync = state is State.SYNCED
         uri = (graph.vm_uri_unix(disk.uuid, files.sock) if rt.get("server") == "unix"
                else graph.vm_uri_tcp(disk.uuid, disk.local_ip, disk.port))
-        st = MirrorStatus(role="primary", connected=not broken, in_sync=in_sync,
-                          degraded=not in_sync, generation=gen["current"], vm_uri=uri)
+        st = MirrorStatus(role="primary", connected=state is not State.DEGRADED,
+                          in_sync=in_sync, degraded=not in_sync, generation=gen["current"],
+                          vm_uri=uri)
         if job is not None:
             base = int(rt.get("base_offset", 0))
             offset, length = int(job["offset"]), int(job["len"])
@@ -441,15 +536,10 @@ class MirrorManager:
             st.total_bytes = max(0, length - base)
             st.sync_percent = (100.0 if in_sync or not st.total_bytes
                                else round(100.0 * st.copied_bytes / st.total_bytes, 1))
-            now = time.monotonic()
-            prev = self._samples.get(disk.uuid)
-            self._samples[disk.uuid] = (now, offset)
-            if prev and now > prev[0] and offset >= prev[1]:
-                st.speed_bps = (offset - prev[1]) / (now - prev[0])
-            elif not in_sync and time.time() > float(rt.get("sync_started", 0)):
-                # first look from this process (noded restarted): average since (re)start
-                st.speed_bps = st.copied_bytes / (time.time() - float(rt["sync_started"]))
-            if st.speed_bps and not in_sync:
+            # the average since this sync began: a status keeps no samples between calls
+            elapsed = time.time() - float(rt.get("sync_started", 0) or 0)
+            if not in_sync and st.copied_bytes and 0 < elapsed < 10 * 365 * 86400:
+                st.speed_bps = st.copied_bytes / elapsed
                 st.eta_seconds = round((length - offset) / st.speed_bps, 1)
         return st
 
@@ -467,6 +557,7 @@ class MirrorManager:
                 await self._data(disk).shutdown()
                 return
             if rt.get("role") == "primary":
+                await self._settle(disk)  # e.g. a finished bulk copy: a clean cancel
                 st = await self._status(disk)
                 async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
                     if await self._job(q) is not None:
@@ -476,7 +567,6 @@ class MirrorManager:
             await self._quit(files, pid)
             gf.update(clean=True, dirty_map_valid=False)
             files.cleanup()
-            self._samples.pop(disk.uuid, None)
             # only now: the daemon held the data volume open (an LV is refused while in use)
             await self._data(disk).shutdown()
 
@@ -522,12 +612,14 @@ class MirrorManager:
 
     async def _settled_job(self, q: QmpSession, rt: dict[str, Any]) -> dict[str, Any] | None:
         """The job, looked at again for a moment while only a write in flight keeps it from
-        being in sync (see :func:`write_in_flight`): one look at a busy guest's disk caught
+        being in sync (see :func:`.states.write_in_flight`): one look at a busy guest's disk caught
         such a write now and then and called a mirror in sync a second before "resyncing
         (100 % copied)"."""
         job = await self._job(q)
         deadline = time.monotonic() + SETTLE_TIMEOUT
-        while job is not None and write_in_flight(job, rt) and time.monotonic() < deadline:
+        runtime = Runtime.from_dict(rt)
+        while (job is not None and _write_in_flight(job, runtime)
+               and time.monotonic() < deadline):
             await asyncio.sleep(0.02)
             job = await self._job(q)
         return job
@@ -601,34 +693,7 @@ class MirrorManager:
 
 
 def _in_sync(job: dict[str, Any], rt: dict[str, Any]) -> bool:
-    """Every acknowledged guest write is on the peer and every new one will be. A job that
-    began in background copy mode (QEMU >= 8.2, see :func:`qemu_features.mirror_plan`) must
-    have been switched to write-blocking and report ``actively-synced``: in background mode
-    "ready" only means the bulk copy is done, while new writes may still wait in its map."""
-    if rt.get("switch_when_ready") and (rt.get("copy_mode") != "write-blocking"
-                                        or not job.get("actively-synced")):
-        return False
-    return (bool(job.get("ready")) and not job.get("paused")
-            and job.get("io-status", "ok") == "ok" and job.get("offset") == job.get("len"))
-
-
-def write_in_flight(job: dict[str, Any], rt: dict[str, Any]) -> bool:
-    """Whether a job that is otherwise in sync lags only by its progress counter. In
-    write-blocking mode QEMU counts a guest write into the job's ``len`` when the write
-    starts and into ``offset`` when the peer has it, so a look during a write sees
-    ``offset < len`` on a mirror that holds every acknowledged write; worth a second look
-    before saying "resyncing". Background mode: the gap is real work left."""
-    return (_in_sync({**job, "offset": job.get("len")}, rt)
-            and rt.get("copy_mode", "write-blocking") == "write-blocking"
-            and job.get("offset") != job.get("len"))
-
-
-def switch_due(job: dict[str, Any], rt: dict[str, Any]) -> bool:
-    """Whether a background-mode job is ready to become write-blocking (its bulk copy done,
-    running without error); block-job-change is refused on a job that is not ready."""
-    return (rt.get("copy_mode") == "background" and bool(rt.get("switch_when_ready"))
-            and bool(job.get("ready")) and not job.get("paused")
-            and job.get("io-status", "ok") == "ok")
+    return _job_in_sync(job, Runtime.from_dict(rt))
 
 
 def _has_client(ip: str, port: int) -> bool:

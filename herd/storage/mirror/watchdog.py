@@ -16,6 +16,13 @@ about the detection time plus the reconnect delay. When the peer is back, ``reco
 resumes the job and copies only what changed.
 
 Only connections named by the runtime files of this node's primaries are ever touched.
+
+It is also the mirror's supervisor: about once a second it asks the manager to *observe* each
+primary of the node (``observer``; :meth:`MirrorManager.observe`), which applies the events a
+look finds (a finished bulk copy becomes write-blocking, a lost peer a new generation, a
+recovered one clears ``degraded``). Status queries only read, so without this a record would
+wait for the next job to catch up with what happened. The manager (QMP and the rest, about
+9 MiB) is loaded only once the node has a primary.
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from herd.storage.mirror import daemon, tcp_table
 from herd.storage.mirror.tcp_table import TcpSocket
@@ -35,6 +45,8 @@ log = logging.getLogger("herd.mirror.watchdog")
 MAX_RETRANSMITS = 3
 #: Seconds between two reads of the TCP table.
 INTERVAL = 0.25
+#: Seconds between two observations of each primary (the supervisor's other half).
+OBSERVE_EVERY = 1.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,19 @@ def primary_links(run_dir: Path) -> set[Link]:
         if rt.get("role") == "primary" and rt.get("target") == "nbd" and disk.get("peer_ip"):
             links.add(Link(disk.get("local_ip", ""), disk["peer_ip"], int(disk["port"])))
     return links
+
+
+def primary_disks(run_dir: Path) -> list[dict[str, Any]]:
+    """The MirrorDisk dicts of this node's running primaries (from their runtime files)."""
+    out: list[dict[str, Any]] = []
+    if not run_dir.is_dir():
+        return out
+    for runtime in sorted(run_dir.glob("*.json")):
+        files = daemon.DaemonFiles(run_dir, runtime.stem)
+        rt = files.read_runtime() or {}
+        if rt.get("role") == "primary" and rt.get("disk") and files.pid() is not None:
+            out.append(dict(rt["disk"]))
+    return out
 
 
 def stuck_sockets(table: str, links: set[Link],
@@ -93,12 +118,21 @@ async def destroy(sock: TcpSocket) -> bool:
     return True
 
 
+Observer = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
 class LinkWatchdog:
-    """One per node (noded runs it): cuts replication connections whose peer went silent."""
+    """One per node (noded runs it): cuts replication connections whose peer went silent,
+    and with an ``observer``, observes each primary about every ``observe_every`` seconds."""
 
     def __init__(self, run_dir: Path, interval: float = INTERVAL,
-                 table: Path = tcp_table.TCP_TABLE) -> None:
+                 table: Path = tcp_table.TCP_TABLE, observer: Observer | None = None,
+                 observe_every: float = OBSERVE_EVERY) -> None:
         self.run_dir, self.interval, self.table = run_dir, interval, table
+        self.observer, self.observe_every = observer, observe_every
+        self._observed = 0.0
+        #: How many observations failed (a daemon going away between two looks is normal).
+        self.observe_errors = 0
         self._links: set[Link] = set()
         self._seen: dict[str, tuple[int, int]] = {}
         #: How many connections were cut (for logs and tests).
@@ -137,11 +171,27 @@ class LinkWatchdog:
         self.cut += cut
         return cut
 
+    async def observe_primaries(self) -> int:
+        """One observation of every running primary; how many were observed."""
+        if self.observer is None:
+            return 0
+        self._observed = time.monotonic()
+        disks = primary_disks(self.run_dir)
+        for disk in disks:
+            try:
+                await self.observer(disk)
+            except Exception as exc:  # one disk must not stop the others
+                self.observe_errors += 1
+                log.debug("observing mirrored disk %s failed: %s", disk.get("uuid"), exc)
+        return len(disks)
+
     async def run(self) -> None:
         """Forever, until cancelled; an unexpected error is logged and the loop goes on."""
         while True:
             try:
                 await self.check()
+                if time.monotonic() - self._observed >= self.observe_every:
+                    await self.observe_primaries()
             except Exception:  # the watchdog must outlive any one bad pass
                 log.exception("mirror link watchdog pass failed")
             await asyncio.sleep(self.interval)
