@@ -19,7 +19,6 @@ from typing import Any
 from herd import errors
 from herd.logic import drbd
 from herd.logic.base import MasterContext
-from herd.logic.specs import disk_dict
 from herd.objects import Instance, Node
 
 
@@ -44,18 +43,18 @@ async def inspect_copy(ctx: MasterContext, inst: Instance, node: Node,
     rpc = ctx.rpc.node(node)
     out = CopyState(node)
     try:
-        files = await rpc.disks_check([disk_dict(inst, i) for i in range(len(inst.disks))])
+        files = await rpc.blockdev_info(drbd.mirror_disks(cfg, inst, node.uuid))
         for index, (disk, st) in enumerate(zip(inst.disks, files, strict=True)):
+            size = st.get("size_mib")
             if not st.get("exists"):
                 out.faults.append(f"disk/{index}: backing file missing")
-            elif st.get("size") != disk.size:
-                out.faults.append(f"disk/{index}: {st.get('size')} MiB instead of "
-                                  f"{disk.size} MiB")
+            elif size is None or size < disk.size:  # an LV may be larger (whole extents)
+                out.faults.append(f"disk/{index}: {size} MiB instead of {disk.size} MiB")
             if secondary and disk.params.get(drbd.DISCARD_SECONDARY):
                 out.faults.append(f"disk/{index}: discarded by a failover with "
                                   "--ignore-consistency")
             try:
-                gen = (await rpc.mirror_generation([drbd.mirror_disk(cfg, inst, index,
+                gen = (await rpc.blockdev_generation([drbd.mirror_disk(cfg, inst, index,
                                                                      node.uuid)]))[0]
             except errors.StorageError as exc:
                 out.faults.append(f"disk/{index}: generation record unreadable "

@@ -19,7 +19,7 @@ from herd.config.reservations import Reservations
 from herd.logic.base import MasterContext
 from herd.objects import ConfigData, Disk, Instance, Node
 from herd.objects.disk_ids import DrbdId, LvId
-from herd.storage.blockdev.spec import LVM, DeviceSpec
+from herd.storage.blockdev.spec import FILE, LVM, MIRROR, DeviceSpec
 from herd.storage.file import volume_name
 
 DRBD_FILE_KIND = "drbd"
@@ -75,9 +75,10 @@ def drbd_id(inst: Instance, disk: Disk) -> DrbdId:
     return disk.logical_id
 
 
-def mirror_disk(cfg: ConfigData, inst: Instance, index: int, node_uuid: str) -> dict[str, Any]:
-    """The MirrorDisk (as a dict) that ``node_uuid`` needs for disk ``index``. The peer comes
-    from the one record of where the disk is: the primary's peer is the disk's other node
+def mirror_spec(cfg: ConfigData, inst: Instance, index: int, node_uuid: str) -> DeviceSpec:
+    """The mirror device ``node_uuid`` holds for disk ``index``: its data volume (a file or
+    an LV), port, both addresses and where the generation record lives. The peer comes from
+    the one record of where the disk is: the primary's peer is the disk's other node
     (``disk.nodes``), any other node's peer is the instance's primary."""
     disk = inst.disks[index]
     ident = drbd_id(inst, disk)
@@ -86,17 +87,23 @@ def mirror_disk(cfg: ConfigData, inst: Instance, index: int, node_uuid: str) -> 
         raise errors.ConfigurationError(
             f"disk/{index} of {inst.name} has no second node (nodes {disk.nodes})")
     local, other = cfg.nodes[node_uuid], cfg.nodes[peer]
-    out: dict[str, Any] = {
-        "uuid": disk.uuid, "index": index, "size": disk.size,
-        "relpath": ident.path or (ident.data.display() if ident.data else ""),
-        "port": ident.port, "local_ip": local.secondary_ip or local.primary_ip,
-        "peer_ip": other.secondary_ip or other.primary_ip}
     if ident.data is not None:  # the data in an LV, the generation record apart from it
-        out["data"] = DeviceSpec(uuid=disk.uuid, kind=LVM, size_mib=disk.size,
-                                 name=ident.data.display(), index=index, vg=ident.data.vg,
-                                 lv=ident.data.lv).to_dict()
-        out["meta"] = ident.meta
-    return out
+        name = ident.data.display()
+        data = DeviceSpec(uuid=disk.uuid, kind=LVM, size_mib=disk.size, name=name,
+                          index=index, vg=ident.data.vg, lv=ident.data.lv)
+    else:  # a file; its generation record beside it (meta None)
+        name = str(ident.path)
+        data = DeviceSpec(uuid=disk.uuid, kind=FILE, size_mib=disk.size, name=name,
+                          index=index, path=name)
+    return DeviceSpec(uuid=disk.uuid, kind=MIRROR, size_mib=disk.size, name=name, index=index,
+                      data=data, port=ident.port,
+                      local_ip=local.secondary_ip or local.primary_ip,
+                      peer_ip=other.secondary_ip or other.primary_ip, meta=ident.meta)
+
+
+def mirror_disk(cfg: ConfigData, inst: Instance, index: int, node_uuid: str) -> dict[str, Any]:
+    """:func:`mirror_spec` as the node RPC carries it."""
+    return mirror_spec(cfg, inst, index, node_uuid).to_dict()
 
 
 def mirror_disks(cfg: ConfigData, inst: Instance, node_uuid: str) -> list[dict[str, Any]]:
@@ -117,12 +124,12 @@ async def activate(ctx: MasterContext, inst: Instance, feedback: Callable[[str],
     pnode, snode = cfg.nodes[inst.primary_node], secondary_of(cfg, inst)
     prpc, srpc = ctx.rpc.node(pnode), ctx.rpc.node(snode)
     pdisks, sdisks = mirror_disks(cfg, inst, pnode.uuid), mirror_disks(cfg, inst, snode.uuid)
-    pgens = await prpc.mirror_generation(pdisks)
+    pgens = await prpc.blockdev_generation(pdisks)
     secondary_ok = not snode.offline and not secondary_dead
     sgens: list[dict[str, Any]] = []
     if secondary_ok:
         try:
-            sgens = await srpc.mirror_generation(sdisks)
+            sgens = await srpc.blockdev_generation(sdisks)
         except errors.RpcError as exc:
             if not ignore_secondary:
                 raise errors.OpExecError(
@@ -140,9 +147,9 @@ async def activate(ctx: MasterContext, inst: Instance, feedback: Callable[[str],
         if mode == "split-brain" and inst.disks[index].params.get(DISCARD_SECONDARY):
             # failover --ignore-consistency chose this side: the other copy is thrown away
             feedback(f"  disk/{index}: discarding {snode.name}'s copy (chosen at failover)")
-            await srpc.mirror_remove([sdisks[index]])
-            await srpc.mirror_create([sdisks[index]])
-            sgens[index] = (await srpc.mirror_generation([sdisks[index]]))[0]
+            await srpc.blockdev_remove([sdisks[index]])
+            await srpc.blockdev_create([sdisks[index]])
+            sgens[index] = (await srpc.blockdev_generation([sdisks[index]]))[0]
             mode = decide_sync(pgen, sgens[index])
         if mode == "split-brain":
             raise SplitBrainError(
@@ -152,29 +159,27 @@ async def activate(ctx: MasterContext, inst: Instance, feedback: Callable[[str],
                 f"side with 'gnt-instance replace-disks -s {inst.name}' (discards the "
                 "secondary's data) after checking which copy is right")
         syncs.append(mode)
-    current = await prpc.mirror_status(pdisks)
+    current = await prpc.blockdev_sync_status(pdisks)
     if secondary_ok:
-        await srpc.mirror_start_secondary(sdisks)
+        await srpc.blockdev_assemble(sdisks, role="secondary")
     if all(st.get("role") == "primary" for st in current):
         # already serving the VM: only (re)attach the secondary, copying what it lacks
         if secondary_ok and not all(st.get("connected") for st in current):
             feedback(f"  reconnecting the mirror to {snode.name}")
-            states = await prpc.mirror_reconnect(pdisks)
-        else:
-            states = current
+            await prpc.blockdev_reconnect(pdisks)
     else:
-        states = await prpc.mirror_start_primary(pdisks, syncs,
-                                                 allow_degraded=not secondary_ok)
-    for index, (mode, state) in enumerate(zip(syncs, states, strict=True)):
+        await prpc.blockdev_assemble(pdisks, role="primary", syncs=syncs,
+                                     allow_degraded=not secondary_ok)
+    for index, mode in enumerate(syncs):
         if mode != "none":
             feedback(f"  disk/{index}: {mode} resync to {snode.name} started")
-        elif state.get("degraded"):
+        elif not secondary_ok:
             feedback(f"  WARNING: disk/{index} runs degraded (no secondary)")
     if wait_for_sync and secondary_ok:
         feedback("* waiting for the disks to be in sync")
         deadline = time.monotonic() + SYNC_WAIT
         while True:  # a few seconds at a time, saying how far each disk got (as Ganeti)
-            states = await prpc.mirror_wait_sync(pdisks, timeout=PROGRESS_EVERY)
+            states = await prpc.blockdev_wait_sync(pdisks, timeout=PROGRESS_EVERY)
             if all(st.get("in_sync") for st in states) or time.monotonic() > deadline:
                 break
             for line in sync_progress(states):
@@ -218,7 +223,7 @@ async def settle_secondary(ctx: MasterContext, inst: Instance) -> list[dict[str,
         return []
     pnode, snode = cfg.nodes[inst.primary_node], secondary_of(cfg, inst)
     try:
-        records = await ctx.rpc.node(pnode).mirror_sync_record(
+        records = await ctx.rpc.node(pnode).blockdev_sync_record(
             mirror_disks(cfg, inst, pnode.uuid))
     except errors.HerdError:
         return [{} for _ in inst.disks]
@@ -226,7 +231,7 @@ async def settle_secondary(ctx: MasterContext, inst: Instance) -> list[dict[str,
     if not synced or snode.offline:
         return records
     try:
-        adopted = await ctx.rpc.node(snode).mirror_mark_synced(
+        adopted = await ctx.rpc.node(snode).blockdev_mark_synced(
             [mirror_disk(cfg, inst, i, snode.uuid) for i in synced],
             [{"current": records[i]["current"], "history": records[i]["history"]}
              for i in synced],
@@ -252,7 +257,7 @@ async def deactivate(ctx: MasterContext, inst: Instance, skip: set[str] | None =
         if node.offline or node.uuid in (skip or set()):
             continue
         try:
-            await ctx.rpc.node(node).mirror_stop(mirror_disks(cfg, inst, node.uuid))
+            await ctx.rpc.node(node).blockdev_shutdown(mirror_disks(cfg, inst, node.uuid))
         except errors.RpcError as exc:
             errors_seen.append(exc.message)
     if errors_seen and not snode.offline and len(errors_seen) > 1:
@@ -265,7 +270,7 @@ async def status(ctx: MasterContext, inst: Instance) -> list[dict[str, Any]]:
     cfg = ctx.config.data
     pnode = cfg.nodes[inst.primary_node]
     try:
-        return await ctx.rpc.node(pnode).mirror_status(mirror_disks(cfg, inst, pnode.uuid))
+        return await ctx.rpc.node(pnode).blockdev_sync_status(mirror_disks(cfg, inst, pnode.uuid))
     except errors.HerdError as exc:
         return [{"role": "unknown", "error": exc.message} for _ in inst.disks]
 

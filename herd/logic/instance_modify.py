@@ -14,7 +14,7 @@ from herd.jobs.locking import LockRequest
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import check_vg_space, instance_locks, is_running
-from herd.logic.specs import hypervisor_class, instance_spec
+from herd.logic.specs import hypervisor_class
 from herd.logic.templates import Claim, DiskTemplate, all_templates, by_name, template_of
 from herd.objects import Instance, Node, params
 from herd.opcodes import OpInstanceSetParams
@@ -138,8 +138,8 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
         target.assign(cfg, new, new.disks, pnode.uuid,
                       self.snode.uuid if self.snode is not None else None,
                       Claim(self.ctx.reservations, self))
-        old_spec = instance_spec(cfg, old, self.ctx.paths)["disks"]
-        new_spec = instance_spec(cfg, new, self.ctx.paths)["disks"]
+        old_spec = source.device_specs(cfg, old, pnode.uuid)
+        new_spec = target.device_specs(cfg, new, pnode.uuid)
         created = False
         try:
             await source.deactivate(self.ctx, old)  # nothing may write while we copy
@@ -147,7 +147,7 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
             await target.create(self.ctx, new, self.feedback, rollback=False)
             self.feedback("* copying the data into the new disks")
             for src, dst in zip(old_spec, new_spec, strict=True):
-                await prpc.disk_copy(src, dst)
+                await prpc.blockdev_copy(src.to_dict(), dst.to_dict())
             cfg.instances[inst.uuid] = new
             await target.populate(self.ctx, new, self.feedback,
                                   wait_for_sync=self.op.wait_for_sync)

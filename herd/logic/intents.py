@@ -29,6 +29,7 @@ from typing import Any
 from herd import errors
 from herd.objects import ConfigData
 from herd.objects.disk_ids import parse
+from herd.rpc import legacy_storage
 from herd.storage.blockdev.spec import DeviceSpec
 
 log = logging.getLogger(__name__)
@@ -228,12 +229,12 @@ async def remove_items(ctx: Any, items: list[Item]) -> tuple[list[Item], list[st
         rpc = ctx.rpc.node(node)
         disks = [i.disk for i in group]
         try:
-            if kind == DEVICE:
-                await rpc.blockdev_remove(disks)
-            elif kind == FILE:
-                await rpc.disks_remove(disks)
-            else:
-                await rpc.mirror_remove(disks)
+            # records of older masterds hold node RPC disk dicts or MirrorDisk dicts
+            if kind == FILE:
+                disks = [s.to_dict() for s in legacy_storage.for_disks_remove(disks)]
+            elif kind == MIRROR:
+                disks = [legacy_storage.from_mirror_disk(d).to_dict() for d in disks]
+            await rpc.blockdev_remove(disks)
         except errors.HerdError as exc:
             problems.append(f"could not remove {', '.join(i.relpath for i in group)} on "
                             f"{node.name}: {exc.message}")

@@ -162,18 +162,18 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
     cfg = ctx.config.data
     src, dst = ctx.rpc.node(source), ctx.rpc.node(target)
     lap = _Laps(steps)
-    await src.mirror_start_secondary(drbd.mirror_disks(cfg, inst, source.uuid))
+    await src.blockdev_assemble(drbd.mirror_disks(cfg, inst, source.uuid), role="secondary")
     lap("source mirror ended")
     inst.swap_primary()
     tdisks = drbd.mirror_disks(cfg, inst, target.uuid)
     try:
         try:
-            await dst.mirror_start_primary(tdisks, [sync] * len(inst.disks))
+            await dst.blockdev_assemble(tdisks, role="primary", syncs=[sync] * len(inst.disks))
         except errors.HerdError as exc:
             feedback(f"  WARNING: mirror back to {source.name} failed ({exc.message}); "
                      "running degraded, activate-disks repairs it")
-            await dst.mirror_start_primary(tdisks, [sync] * len(inst.disks),
-                                           allow_degraded=True)
+            await dst.blockdev_assemble(tdisks, role="primary", syncs=[sync] * len(inst.disks),
+                                        allow_degraded=True)
         lap("mirror back started")
         if resume is None:
             await dst.instance_finish_migration(inst.name, source=False, success=True)
@@ -193,7 +193,7 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
         feedback(f"  WARNING: the old QEMU of {inst.name} on {source.name} was not ended "
                  f"({exc.message}); 'gnt-instance migrate --cleanup {inst.name}' ends it")
     # the mirror back starts with nothing to copy (unless told otherwise): end once in sync
-    await dst.mirror_wait_sync(tdisks, timeout=30)
+    await dst.blockdev_wait_sync(tdisks, timeout=30)
     await drbd.settle_secondary(ctx, inst)
     return resumed
 

@@ -148,7 +148,7 @@ async def _stay(ctx: MasterContext, inst: Instance, node: Node, st: dict[str, An
     """The guest is on the config's primary: its disks must still be served there; reattach
     the secondary (copying what the generation rules ask), then resume."""
     cfg = ctx.config.data
-    mirror = await ctx.rpc.node(node).mirror_status(drbd.mirror_disks(cfg, inst, node.uuid))
+    mirror = await ctx.rpc.node(node).blockdev_sync_status(drbd.mirror_disks(cfg, inst, node.uuid))
     roles = [m.get("role") for m in mirror]
     if any(role != "primary" for role in roles):
         raise errors.OpExecError(
@@ -165,9 +165,9 @@ async def _move(ctx: MasterContext, inst: Instance, old: Node, new: Node, st: di
                 feedback: Feedback) -> None:
     """The guest is on the config's secondary: finish the hand-over of the mirror to it."""
     cfg = ctx.config.data
-    new_roles = [s.get("role") for s in await ctx.rpc.node(new).mirror_status(
+    new_roles = [s.get("role") for s in await ctx.rpc.node(new).blockdev_sync_status(
         drbd.mirror_disks(cfg, inst, new.uuid))]
-    old_roles = [s.get("role") for s in await ctx.rpc.node(old).mirror_status(
+    old_roles = [s.get("role") for s in await ctx.rpc.node(old).blockdev_sync_status(
         drbd.mirror_disks(cfg, inst, old.uuid))]
     if st.get("state") == "running" and any(r != "primary" for r in new_roles):
         sync = "full"  # it wrote into its copy behind the old primary's mirror's back

@@ -45,14 +45,14 @@ async def rebuild_secondary(ctx: MasterContext, inst: Instance, pnode: Node, old
 
     if new.uuid == old.uuid:
         feedback(f"* discarding the copy on {old.name}")
-        await ctx.rpc.node(old).mirror_stop(old_disks)
-        await ctx.rpc.node(old).mirror_remove(old_disks)
-        await ctx.rpc.node(old).mirror_create(old_disks)
+        await ctx.rpc.node(old).blockdev_shutdown(old_disks)
+        await ctx.rpc.node(old).blockdev_remove(old_disks)
+        await ctx.rpc.node(old).blockdev_create(old_disks)
     else:
         feedback(f"* creating the disks on the new secondary {new.name}")
         inst.replace_node(old.uuid, new.uuid)
         try:
-            await ctx.rpc.node(new).mirror_create(drbd.mirror_disks(cfg, inst, new.uuid))
+            await ctx.rpc.node(new).blockdev_create(drbd.mirror_disks(cfg, inst, new.uuid))
         except BaseException:
             restore_old()
             raise
@@ -63,15 +63,15 @@ async def rebuild_secondary(ctx: MasterContext, inst: Instance, pnode: Node, old
     # raw status: drbd.status() would record "in sync" against the new secondary while
     # the primary still mirrors to the old one
     running_primary = all(st.get("role") == "primary"
-                          for st in await ctx.rpc.node(pnode).mirror_status(pdisks))
+                          for st in await ctx.rpc.node(pnode).blockdev_sync_status(pdisks))
     try:
         if running_primary:
-            await ctx.rpc.node(new).mirror_start_secondary(
-                drbd.mirror_disks(cfg, inst, new.uuid))
-            await ctx.rpc.node(pnode).mirror_reconnect(pdisks)
+            await ctx.rpc.node(new).blockdev_assemble(
+                drbd.mirror_disks(cfg, inst, new.uuid), role="secondary")
+            await ctx.rpc.node(pnode).blockdev_reconnect(pdisks)
         else:
             await drbd.activate(ctx, inst, feedback)
-        await ctx.rpc.node(pnode).mirror_wait_sync(pdisks, timeout=3600)
+        await ctx.rpc.node(pnode).blockdev_wait_sync(pdisks, timeout=3600)
     except BaseException:
         if new.uuid != old.uuid:
             restore_old()
@@ -84,8 +84,8 @@ async def rebuild_secondary(ctx: MasterContext, inst: Instance, pnode: Node, old
     if new.uuid != old.uuid:
         feedback(f"* removing the old copy on {old.name}")
         try:
-            await ctx.rpc.node(old).mirror_stop(old_disks)
-            await ctx.rpc.node(old).mirror_remove(old_disks)
+            await ctx.rpc.node(old).blockdev_shutdown(old_disks)
+            await ctx.rpc.node(old).blockdev_remove(old_disks)
         except errors.HerdError as exc:
             feedback(f"  WARNING: {old.name} kept its old copy: {exc.message}")
 
@@ -96,7 +96,7 @@ async def rebuild_primary_stopped(ctx: MasterContext, inst: Instance, pnode: Nod
     with the roles swapped on a private copy of ``inst`` (see the module docstring)."""
     cfg = ctx.config.data
     was_active = all(st.get("role") == "primary" for st in await ctx.rpc.node(pnode)
-                     .mirror_status(drbd.mirror_disks(cfg, inst, pnode.uuid)))
+                     .blockdev_sync_status(drbd.mirror_disks(cfg, inst, pnode.uuid)))
     if was_active:
         feedback("* deactivating the disks")
         await drbd.deactivate(ctx, inst)

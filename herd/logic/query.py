@@ -280,7 +280,6 @@ async def query_volumes(ctx: MasterContext, names: list[str] | None) -> list[dic
     cfg = ctx.config.data
     nodes = [cfg.get_node(n) for n in names] if names else \
         sorted(cfg.nodes.values(), key=lambda n: n.name)
-    from herd.logic.specs import disk_dict
 
     async def one(node: Node) -> list[dict[str, Any]]:
         return await _file_volumes(node) + await _lv_volumes(node)
@@ -300,23 +299,22 @@ async def query_volumes(ctx: MasterContext, names: list[str] | None) -> list[dic
                                             storage_units.lv_owners(cfg, node.uuid, vg_name))
 
     async def _file_volumes(node: Node) -> list[dict[str, Any]]:
-        disks = []
-        for inst in sorted(cfg.instances.values(), key=lambda i: i.name):
-            for index, disk in enumerate(inst.disks):
-                if node.uuid in disk.nodes:
-                    disks.append((inst, index, disk_dict(inst, index)))
+        from herd.logic.templates import template_of
+
+        disks = [(inst, spec) for inst in sorted(cfg.instances.values(), key=lambda i: i.name)
+                 for spec in template_of(inst).device_specs(cfg, inst, node.uuid)]
         if not disks or node.offline:
             return []
         try:
-            states = await ctx.rpc.node(node).disks_check([d for _, _, d in disks])
+            states = await ctx.rpc.node(node).blockdev_info([s.to_dict() for _, s in disks])
         except errors.HerdError:
-            states = [{"exists": None, "size": None, "path": None} for _ in disks]
+            states = [{"exists": None, "size_mib": None, "path": None} for _ in disks]
         out = []
-        for (inst, index, disk), state in zip(disks, states, strict=True):
+        for (inst, spec), state in zip(disks, states, strict=True):
             out.append({"node": node.name, "phys": str(ctx.paths.file_storage_dir),
-                        "vg": disk["template"], "name": state.get("path") or "?",
-                        "size": state.get("size"), "instance": inst.name,
-                        "disk": f"disk/{index}", "exists": state.get("exists")})
+                        "vg": inst.disk_template, "name": state.get("path") or "?",
+                        "size": state.get("size_mib"), "instance": inst.name,
+                        "disk": f"disk/{spec.index}", "exists": state.get("exists")})
         return out
     results = await asyncio.gather(*(one(n) for n in nodes))
     return [row for rows in results for row in rows]

@@ -26,6 +26,7 @@ from herd.node.facts import node_facts
 from herd.paths import HerdPaths
 from herd.rpc import legacy_storage
 from herd.storage.blockdev import DeviceFactory, DeviceSpec
+from herd.storage.blockdev.spec import MIRROR
 from herd.version import RPC_VERSION
 
 log = logging.getLogger(__name__)
@@ -313,16 +314,10 @@ class NodeService:
     async def mirror_reconnect(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [(await self.mirror.reconnect(d)).to_dict() for d in self._mdisks(disks)]
 
-    async def mirror_sync_record(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [await self.mirror.sync_record(d) for d in self._mdisks(disks)]
-
     async def mirror_mark_synced(self, disks: list[dict[str, Any]],
-                                 generations: list[dict[str, Any]],
-                                 exports: list[str | None] | None = None) -> list[bool]:
-        mdisks = self._mdisks(disks)
-        wanted = exports if exports is not None else [None] * len(mdisks)
-        return [await self.mirror.mark_synced(disk, gen, export)
-                for disk, gen, export in zip(mdisks, generations, wanted, strict=True)]
+                                 generations: list[dict[str, Any]]) -> None:
+        for disk, gen in zip(self._mdisks(disks), generations, strict=True):
+            await self.mirror.mark_synced(disk, gen)
 
     async def mirror_stop(self, disks: list[dict[str, Any]]) -> None:
         for disk in self._mdisks(disks):
@@ -351,11 +346,59 @@ class NodeService:
         """Exists, size and local path of each device; read-only."""
         return [i.to_dict() for i in await self.devices.info_many(self._specs(devices))]
 
-    async def blockdev_assemble(self, devices: list[dict[str, Any]],
-                                role: str = "primary") -> list[str]:
-        """Make each device usable here (an LV: its loop or device-mapper device); where."""
-        return [(await self.devices.device(s).assemble(role)).path
-                for s in self._specs(devices)]
+    async def blockdev_assemble(self, devices: list[dict[str, Any]], role: str = "primary",
+                                syncs: list[str] | None = None,
+                                allow_degraded: bool = False) -> list[str]:
+        """Make each device usable here (an LV: its loop or device-mapper device; a mirror:
+        its storage daemon as ``role``, a primary copying at least ``syncs[i]``); where."""
+        specs = self._specs(devices)
+        wanted = syncs if syncs is not None else ["auto"] * len(specs)
+        if len(wanted) != len(specs):
+            raise errors.ParameterError(f"{len(wanted)} sync modes for {len(specs)} devices")
+        return [(await self.devices.device(s).assemble(role, sync=sync,
+                                                        allow_degraded=allow_degraded)).path
+                for s, sync in zip(specs, wanted, strict=True)]
+
+    # -- mirrors (the ``mirror`` kind's own calls: generations and replication state) ------
+    def _mirrors(self, devices: list[dict[str, Any]]) -> list[Any]:
+        """The MirrorDisks of mirror specs; any other kind is refused by name (only a
+        mirror keeps generations and a peer)."""
+        from herd.storage.blockdev.mirror import to_mirror_disk
+
+        specs = self._specs(devices)
+        other = [s.describe() for s in specs if s.kind != MIRROR]
+        if other:
+            raise errors.ParameterError(f"not mirrored: {', '.join(other)} (these calls take "
+                                        f"devices of kind '{MIRROR}')")
+        return [to_mirror_disk(s) for s in specs]
+
+    async def blockdev_generation(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each mirror's generation record (the master decides roles and syncs from both)."""
+        return [self.mirror.generation(d) for d in self._mirrors(devices)]
+
+    async def blockdev_sync_status(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each mirror's replication state; reads only (queries call it)."""
+        return [(await self.mirror.status(d)).to_dict() for d in self._mirrors(devices)]
+
+    async def blockdev_wait_sync(self, devices: list[dict[str, Any]],
+                                 sync_timeout: float) -> list[dict[str, Any]]:
+        return [(await self.mirror.wait_sync(d, sync_timeout)).to_dict()
+                for d in self._mirrors(devices)]
+
+    async def blockdev_reconnect(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [(await self.mirror.reconnect(d)).to_dict() for d in self._mirrors(devices)]
+
+    async def blockdev_sync_record(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """On a primary, per mirror in one atomic read: in sync, generation, export."""
+        return [await self.mirror.sync_record(d) for d in self._mirrors(devices)]
+
+    async def blockdev_mark_synced(self, devices: list[dict[str, Any]],
+                                   generations: list[dict[str, Any]],
+                                   exports: list[str | None]) -> list[bool]:
+        """On a secondary: adopt each primary generation if the export matches (CAS)."""
+        mirrors = self._mirrors(devices)
+        return [await self.mirror.mark_synced(disk, gen, export)
+                for disk, gen, export in zip(mirrors, generations, exports, strict=True)]
 
     async def blockdev_shutdown(self, devices: list[dict[str, Any]]) -> None:
         """Undo ``blockdev_assemble`` (the data stays); one error names every device that
@@ -410,9 +453,16 @@ class NodeService:
         return [await d.local_path() for d in made]
 
     async def disk_copy(self, source: dict[str, Any], target: dict[str, Any]) -> None:
-        """Copy one disk's data into another of this node (template conversions), keeping
-        holes: the target must exist and be at least as large."""
-        async with self._local_volumes([self._spec(source), self._spec(target)]) as paths:
+        """``blockdev_copy`` for node RPC disk dicts (masters before protocol 3)."""
+        await self._copy(self._spec(source), self._spec(target))
+
+    async def blockdev_copy(self, source: dict[str, Any], target: dict[str, Any]) -> None:
+        """Copy one device's data into another of this node (template conversions), keeping
+        holes: the target must exist and be at least as large (a mirror: its data volume)."""
+        await self._copy(DeviceSpec.from_dict(source), DeviceSpec.from_dict(target))
+
+    async def _copy(self, source: DeviceSpec, target: DeviceSpec) -> None:
+        async with self._local_volumes([source, target]) as paths:
             src, dst = paths
             proc = await asyncio.create_subprocess_exec(
                 "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", "-S", "4k", src, dst,

@@ -223,21 +223,12 @@ class NodeClient:
     async def instance_runstate(self, name: str) -> dict[str, Any] | None:
         return await self.call("instance_runstate", name=name, timeout=30)
 
-    # -- storage ------------------------------------------------------------------------------
-    async def disks_create(self, disks: list[dict[str, Any]]) -> list[str]:
-        return await self.call("disks_create", disks=disks, timeout=600)
+    # -- storage (a master sends only blockdev_*; noded still answers disks_*/mirror_*, the
+    # calls of masters before protocol 3, through herd.rpc.legacy_storage) ------------------
+    async def blockdev_copy(self, source: dict[str, Any], target: dict[str, Any]) -> None:
+        """Copy one device's data into another on the node (conversions; both DeviceSpecs)."""
+        await self.call("blockdev_copy", source=source, target=target, timeout=3600)
 
-    async def disks_remove(self, disks: list[dict[str, Any]]) -> None:
-        await self.call("disks_remove", disks=disks, timeout=120)
-
-    async def disk_copy(self, source: dict[str, Any], target: dict[str, Any]) -> None:
-        await self.call("disk_copy", source=source, target=target, timeout=3600)
-
-    async def disks_check(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return await self.call("disks_check", disks=disks, timeout=60)
-
-    async def storage_list(self) -> dict[str, Any]:
-        return await self.call("storage_list", timeout=60)
 
     # -- block devices (storage RPC 2: DeviceSpec dicts; noded answers ping with "rpc": 2) ----
     async def blockdev_create(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -250,10 +241,18 @@ class NodeClient:
     async def blockdev_info(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return await self.call("blockdev_info", devices=devices, timeout=60)
 
-    async def blockdev_assemble(self, devices: list[dict[str, Any]],
-                                role: str = "primary") -> list[str]:
-        """Activate each device (an LV: its loop or device-mapper device); their paths."""
-        return await self.call("blockdev_assemble", devices=devices, role=role, timeout=120)
+    async def blockdev_assemble(self, devices: list[dict[str, Any]], role: str = "primary",
+                                syncs: list[str] | None = None,
+                                allow_degraded: bool = False) -> list[str]:
+        """Activate each device (an LV: its loop or device-mapper device; a mirror: its
+        storage daemon as ``role``, a primary copying at least ``syncs[i]`` to its peer);
+        their paths."""
+        args: dict[str, Any] = {"devices": devices, "role": role}
+        if syncs is not None:
+            args["syncs"] = syncs
+        if allow_degraded:
+            args["allow_degraded"] = True
+        return await self.call("blockdev_assemble", timeout=120, **args)
 
     async def blockdev_shutdown(self, devices: list[dict[str, Any]]) -> None:
         """Undo ``blockdev_assemble``; the data stays (refused while a VM holds a device)."""
@@ -262,52 +261,34 @@ class NodeClient:
     async def blockdev_list(self) -> dict[str, Any]:
         return await self.call("blockdev_list", timeout=60)
 
-    # -- mirrored disks -----------------------------------------------------------------------
-    async def mirror_create(self, disks: list[dict[str, Any]]) -> None:
-        await self.call("mirror_create", disks=disks, timeout=600)
+    # -- mirrors (DeviceSpecs of kind mirror; create/remove/assemble/shutdown above) -------
+    async def blockdev_generation(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await self.call("blockdev_generation", devices=devices, timeout=30)
 
-    async def mirror_remove(self, disks: list[dict[str, Any]]) -> None:
-        await self.call("mirror_remove", disks=disks, timeout=120)
+    async def blockdev_sync_status(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each mirror's replication state; the node only reads (queries call this)."""
+        return await self.call("blockdev_sync_status", devices=devices, timeout=30)
 
-    async def mirror_generation(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return await self.call("mirror_generation", disks=disks, timeout=30)
-
-    async def mirror_start_secondary(self, disks: list[dict[str, Any]]) -> None:
-        await self.call("mirror_start_secondary", disks=disks, timeout=120)
-
-    async def mirror_start_primary(self, disks: list[dict[str, Any]], syncs: list[str],
-                                   allow_degraded: bool = False) -> list[dict[str, Any]]:
-        return await self.call("mirror_start_primary", disks=disks, syncs=syncs,
-                               allow_degraded=allow_degraded, timeout=120)
-
-    async def mirror_status(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return await self.call("mirror_status", disks=disks, timeout=30)
-
-    async def mirror_wait_sync(self, disks: list[dict[str, Any]],
-                               timeout: float) -> list[dict[str, Any]]:
-        return await self.call("mirror_wait_sync", disks=disks, sync_timeout=timeout,
+    async def blockdev_wait_sync(self, devices: list[dict[str, Any]],
+                                 timeout: float) -> list[dict[str, Any]]:
+        return await self.call("blockdev_wait_sync", devices=devices, sync_timeout=timeout,
                                timeout=timeout + 30)
 
-    async def mirror_reconnect(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return await self.call("mirror_reconnect", disks=disks, timeout=120)
+    async def blockdev_reconnect(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await self.call("blockdev_reconnect", devices=devices, timeout=120)
 
-    async def mirror_sync_record(self, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """On the primary, per disk in one atomic read: in_sync, the generation (current,
+    async def blockdev_sync_record(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """On the primary, per mirror in one atomic read: in_sync, the generation (current,
         history) and the export the job replicates to (see MirrorManager.sync_record)."""
-        return await self.call("mirror_sync_record", disks=disks, timeout=60)
+        return await self.call("blockdev_sync_record", devices=devices, timeout=60)
 
-    async def mirror_mark_synced(self, disks: list[dict[str, Any]],
-                                 generations: list[dict[str, Any]],
-                                 exports: list[str | None] | None = None) -> list[bool]:
+    async def blockdev_mark_synced(self, devices: list[dict[str, Any]],
+                                   generations: list[dict[str, Any]],
+                                   exports: list[str | None]) -> list[bool]:
         """On the secondary: adopt the primary's generations, each only if the secondary
-        serves the named export (compare-and-set); which disks adopted."""
-        args: dict[str, Any] = {"disks": disks, "generations": generations}
-        if exports is not None:
-            args["exports"] = exports
-        return list(await self.call("mirror_mark_synced", timeout=30, **args) or [])
-
-    async def mirror_stop(self, disks: list[dict[str, Any]]) -> None:
-        await self.call("mirror_stop", disks=disks, timeout=120)
+        serves the named export (compare-and-set); which mirrors adopted."""
+        return list(await self.call("blockdev_mark_synced", devices=devices,
+                                    generations=generations, exports=exports, timeout=30))
 
     # -- OS definitions -----------------------------------------------------------------------
     async def os_diagnose(self) -> list[dict[str, Any]]:

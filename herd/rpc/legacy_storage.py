@@ -47,8 +47,9 @@ def _plain_spec(disk: dict[str, Any]) -> DeviceSpec:
 
 def _drbd_spec(disk: dict[str, Any]) -> DeviceSpec:
     lid = disk["logical_id"]
-    if isinstance(disk.get("mirror"), dict):
-        return from_mirror_disk(disk["mirror"])
+    mirror = disk.get("mirror")
+    if isinstance(mirror, dict):  # a DeviceSpec (protocol 3) or a MirrorDisk dict (before)
+        return DeviceSpec.from_dict(mirror) if "kind" in mirror else from_mirror_disk(mirror)
     uuid, size, index = str(disk["uuid"]), int(disk.get("size", 0)), disk.get("index")
     if isinstance(lid[3], list):  # [pnode, snode, port, [vg, lv], meta]: data in an LV
         vg, lv = lid[3]

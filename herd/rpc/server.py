@@ -48,7 +48,9 @@ RPC_METHODS = frozenset({
     "file_upload", "run_command", "master_demote", "node_leave",
     "mirror_create", "mirror_remove", "mirror_generation", "mirror_start_secondary",
     "mirror_start_primary", "mirror_status", "mirror_wait_sync", "mirror_reconnect",
-    "mirror_stop", "mirror_mark_synced", "mirror_sync_record",
+    "mirror_stop", "mirror_mark_synced",
+    "blockdev_generation", "blockdev_sync_status", "blockdev_wait_sync", "blockdev_reconnect",
+    "blockdev_sync_record", "blockdev_mark_synced", "blockdev_copy",
     "etcd_join", "etcd_leave", "etcd_status", "etcd_force_new_cluster",
 })
 

@@ -190,7 +190,7 @@ def test_the_mirror_peer_comes_from_the_disks_nodes() -> None:
     assert drbd.mirror_disk(cfg, inst, 0, S)["peer_ip"] == "198.51.100.1"
     inst.replace_node(S, T)
     primary_side = drbd.mirror_disk(cfg, inst, 1, P)
-    assert (primary_side["peer_ip"], primary_side["port"], primary_side["relpath"]) == (
+    assert (primary_side["peer_ip"], primary_side["port"], primary_side["name"]) == (
         "198.51.100.3", 11001, "db1/d1.drbd.disk1")
     assert drbd.mirror_disk(cfg, inst, 1, T)["peer_ip"] == "198.51.100.1"
     assert drbd.used_ports(cfg) == {11000, 11001}

@@ -216,7 +216,7 @@ def nodes_of(cluster: InProcessCluster) -> tuple[str, list[str]]:
 
 def test_drbd_create_makes_both_copies_and_rolls_back_the_first(
         mirrored: InProcessCluster) -> None:
-    mirrored.fail_once(N3, "mirror_create")
+    mirrored.fail_once(N3, "blockdev_create")
     failed = mirrored.run(create_op(INST, node=N2, template="drbd", snode=N3))
     assert failed.status == "error"
     assert mirrored.nodes[N2].disk_files() == [] and mirrored.nodes[N3].disk_files() == []
@@ -224,8 +224,8 @@ def test_drbd_create_makes_both_copies_and_rolls_back_the_first(
 
     mirrored.clear_calls()
     add_drbd(mirrored)
-    assert [m for _, m in storage_calls(mirrored) if m == "mirror_create"] == \
-        ["mirror_create", "mirror_create"]
+    assert [m for _, m in storage_calls(mirrored) if m == "blockdev_create"] == \
+        ["blockdev_create", "blockdev_create"]
     for node in (N2, N3):
         (data, gen) = mirrored.nodes[node].disk_files()
         assert gen == data + ".gen"
@@ -292,7 +292,7 @@ def test_convert_to_drbd_rolls_back_when_the_secondary_refuses(
         mirrored: InProcessCluster) -> None:
     assert mirrored.run(create_op(INST, node=N2)).status == "success"
     before = mirrored.nodes[N2].disk_files()
-    mirrored.fail_once(N3, "mirror_create")
+    mirrored.fail_once(N3, "blockdev_create")
     outcome = mirrored.run({"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": INST,
                             "disk_template": "drbd", "remote_node": N3})
     assert outcome.status == "error"
@@ -334,8 +334,9 @@ def test_queries_only_read_mirrors_and_jobs_mark_the_secondary(
     mirrored.clear_calls()
     rows = mirrored.loop.run_until_complete(query_instances(mirrored.ctx, [INST]))
     assert rows and rows[0]["name"] == INST
-    assert sorted({m for _, m in storage_calls(mirrored)}) == ["mirror_status"]
-    writers = {"mirror_mark_synced", "mirror_sync_record", "mirror_generation"}
+    assert sorted({m for _, m in storage_calls(mirrored)}) == ["blockdev_sync_status"]
+    writers = {"blockdev_mark_synced", "blockdev_sync_record", "blockdev_generation",
+               "mirror_mark_synced", "mirror_generation"}
     assert not writers & {m for _, m in mirrored.all_calls()}
 
     secondary = mirrored.nodes[N3]
@@ -344,7 +345,7 @@ def test_queries_only_read_mirrors_and_jobs_mark_the_secondary(
     outcome = mirrored.run({"OP_ID": "OP_CLUSTER_VERIFY_DISKS"})
     assert outcome.status == "success", outcome.log
     calls = mirrored.all_calls()
-    assert (N2, "mirror_sync_record") in calls and (N3, "mirror_mark_synced") in calls
+    assert (N2, "blockdev_sync_record") in calls and (N3, "blockdev_mark_synced") in calls
     primary = mirrored.nodes[N2]
     pgen = json.loads((primary.paths.file_storage_dir / gen_file).read_text())["current"]
     after = json.loads((secondary.paths.file_storage_dir / gen_file).read_text())["current"]
@@ -503,7 +504,7 @@ def test_convert_to_drbd_on_a_small_secondary_vg_leaves_it_as_it_was(
                              f"on node {N3} for the drbd disks of {INST}: needed 64 MiB, "
                              "available 32 MiB")
     # half-way: the primary made its LV, the secondary's lvcreate fails (its room went)
-    lvm.fail_once(N1, "mirror_create", errors.StorageError(
+    lvm.fail_once(N1, "blockdev_create", errors.StorageError(
         'cannot create LV herdvg/x (64 MiB): Volume group "herdvg" has insufficient free '
         "space"))
     outcome = set_template(lvm, "drbd", N1)

@@ -185,11 +185,12 @@ class _Node:
 
     def __getattr__(self, rpc: str) -> Any:
         async def call(*args: Any, **kwargs: Any) -> Any:
-            what = f"{self.name}.{rpc}" + (":source" if kwargs.get("source") else "")
+            what = (f"{self.name}.{rpc}" + (":source" if kwargs.get("source") else "")
+                    + (f":{kwargs['role']}" if "role" in kwargs else ""))
             self.calls.append(what)
             if what == self.fail:
                 raise errors.HypervisorError("QEMU did not answer")
-            return [] if rpc == "mirror_wait_sync" else None
+            return [] if rpc == "blockdev_wait_sync" else None
         return call
 
 
@@ -216,12 +217,12 @@ def _hand_over(monkeypatch: pytest.MonkeyPatch, fail: str = "") -> tuple[list[st
 
 def test_hand_over_resumes_before_ending_the_old_qemu(monkeypatch: pytest.MonkeyPatch) -> None:
     calls, notes = _hand_over(monkeypatch)
-    assert calls == ["n1.mirror_start_secondary", "swap", "n2.mirror_start_primary",
+    assert calls == ["n1.blockdev_assemble:secondary", "swap", "n2.blockdev_assemble:primary",
                      "n2.instance_finish_migration", "config saved",
-                     "n1.instance_finish_migration:source", "n2.mirror_wait_sync"]
+                     "n1.instance_finish_migration:source", "n2.blockdev_wait_sync"]
     assert notes == []
     # the guest already runs on the target: an old QEMU that will not end is a warning
     calls, notes = _hand_over(monkeypatch, fail="n1.instance_finish_migration:source")
-    assert calls[-1] == "n2.mirror_wait_sync"
+    assert calls[-1] == "n2.blockdev_wait_sync"
     assert len(notes) == 1 and "old QEMU of vm on n1 was not ended" in notes[0]
     assert "migrate --cleanup vm" in notes[0]

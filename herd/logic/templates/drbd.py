@@ -14,9 +14,9 @@ from typing import Any
 from herd import errors
 from herd.logic import drbd, intents
 from herd.logic.base import MasterContext
-from herd.logic.specs import disk_dict
 from herd.logic.templates.base import Claim, DiskTemplate, Feedback, Volumes
 from herd.objects import ConfigData, Disk, Instance, Node
+from herd.storage.blockdev.spec import DeviceSpec
 
 #: Beside each mirrored disk's backing file: its generation record.
 GENERATION_SUFFIX = ".gen"
@@ -58,9 +58,14 @@ class DrbdTemplate(DiskTemplate):
             daemons.add(disk.uuid)
         return Volumes(frozenset(files), frozenset(daemons))
 
+    def device_specs(self, cfg: ConfigData, inst: Instance, node: str,
+                     indices: list[int] | None = None) -> list[DeviceSpec]:
+        return [drbd.mirror_spec(cfg, inst, index, node)
+                for index, _ in self.disks_on(inst, node, indices)]
+
     def intent_items(self, cfg: ConfigData, inst: Instance) -> list[Any]:
-        return [intents.Item(node, intents.MIRROR, d) for node in inst.all_nodes
-                for d in drbd.mirror_disks(cfg, inst, node)]
+        return [intents.Item(node, intents.DEVICE, spec.to_dict()) for node in inst.all_nodes
+                for spec in self.device_specs(cfg, inst, node)]
 
     async def create(self, ctx: MasterContext, inst: Instance, feedback: Feedback, *,
                      rollback: bool = True) -> None:
@@ -71,12 +76,12 @@ class DrbdTemplate(DiskTemplate):
         try:
             for node in nodes:
                 made.append(node)  # also when the answer is lost: removal is idempotent
-                await ctx.rpc.node(node).mirror_create(drbd.mirror_disks(cfg, inst, node.uuid))
+                await ctx.rpc.node(node).blockdev_create(drbd.mirror_disks(cfg, inst, node.uuid))
         except BaseException:
             if rollback:
                 for node in made:
                     try:
-                        await ctx.rpc.node(node).mirror_remove(
+                        await ctx.rpc.node(node).blockdev_remove(
                             drbd.mirror_disks(cfg, inst, node.uuid))
                     except errors.HerdError as exc:
                         feedback(f"  WARNING: cleanup on {node.name} failed: {exc.message}")
@@ -99,19 +104,20 @@ class DrbdTemplate(DiskTemplate):
         for uuid in inst.all_nodes:
             node = cfg.nodes[uuid]
             try:
-                await ctx.rpc.node(node).mirror_remove(drbd.mirror_disks(cfg, inst, uuid))
+                await ctx.rpc.node(node).blockdev_remove(drbd.mirror_disks(cfg, inst, uuid))
             except errors.HerdError as exc:
                 problems.append(f"could not remove disks on {node.name}: {exc.message}")
         return problems
 
     async def missing(self, ctx: MasterContext, inst: Instance, node: Node,
                       indices: list[int] | None = None) -> list[int]:
-        # disks_check of a drbd disk dict answers for its data volume on that node
-        wanted = [i for i in range(len(inst.disks)) if indices is None or i in indices]
-        if not wanted:
+        # a mirror's info is its data volume's on that node
+        specs = self.device_specs(ctx.config.data, inst, node.uuid, indices)
+        if not specs:
             return []
-        states = await ctx.rpc.node(node).disks_check([disk_dict(inst, i) for i in wanted])
-        return [i for i, st in zip(wanted, states, strict=True) if not st["exists"]]
+        infos = await ctx.rpc.node(node).blockdev_info([s.to_dict() for s in specs])
+        return [int(s.index or 0) for s, info in zip(specs, infos, strict=True)
+                if not info["exists"]]
 
     async def recreate(self, ctx: MasterContext, inst: Instance, node: Node,
                        indices: list[int]) -> None:
@@ -119,8 +125,8 @@ class DrbdTemplate(DiskTemplate):
                  if d["index"] in indices]
         if disks:
             rpc = ctx.rpc.node(node)
-            await rpc.mirror_remove(disks)  # drops stale metadata of a lost file
-            await rpc.mirror_create(disks)
+            await rpc.blockdev_remove(disks)  # drops stale metadata of a lost file
+            await rpc.blockdev_create(disks)
 
     async def activate(self, ctx: MasterContext, inst: Instance, feedback: Feedback, *,
                        wait_for_sync: bool = False) -> list[list[str]]:

@@ -63,8 +63,12 @@ class BlockDevice(Protocol):
     async def remove(self) -> None:
         """Remove the volume and everything kept for it; nothing to do if it is gone."""
 
-    async def assemble(self, role: str = "primary") -> Attached:
-        """Make it usable on this node (idempotent) and say where."""
+    async def assemble(self, role: str = "primary", *, sync: str = "auto",
+                       allow_degraded: bool = False) -> Attached:
+        """Make it usable on this node (idempotent) and say where. A mirror's primary also
+        takes ``sync`` (the least it copies to its peer: 'auto', 'none', 'dirty', 'full')
+        and ``allow_degraded`` (start without a peer that does not answer); the other
+        kinds have no peer and ignore both."""
 
     async def shutdown(self) -> None:
         """Undo ``assemble``; the data stays."""
@@ -97,7 +101,8 @@ class DeviceBase:
         if role not in ROLES:
             raise StorageError(f"invalid role {role!r} for {self.spec.describe()}")
 
-    async def assemble(self, role: str = "primary") -> Attached:
+    async def assemble(self, role: str = "primary", *, sync: str = "auto",
+                       allow_degraded: bool = False) -> Attached:
         self.check_role(role)
         return Attached(await self.local_path())
 

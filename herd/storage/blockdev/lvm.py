@@ -40,7 +40,8 @@ class LvmDevice(DeviceBase):
     async def remove(self) -> None:
         await asyncio.to_thread(self.node.remove, self.lv)
 
-    async def assemble(self, role: str = "primary") -> Attached:
+    async def assemble(self, role: str = "primary", *, sync: str = "auto",
+                       allow_degraded: bool = False) -> Attached:
         self.check_role(role)
         return Attached(await asyncio.to_thread(self.node.assemble, self.lv))
 

@@ -49,10 +49,12 @@ class MirrorDevice(DeviceBase):
     async def remove(self) -> None:
         await self.manager.remove(self.disk)
 
-    async def assemble(self, role: str = "primary") -> Attached:
+    async def assemble(self, role: str = "primary", *, sync: str = "auto",
+                       allow_degraded: bool = False) -> Attached:
         self.check_role(role)
         if role == "primary":
-            state = await self.manager.start_primary(self.disk, "auto")
+            state = await self.manager.start_primary(self.disk, sync,
+                                                     allow_degraded=allow_degraded)
         else:
             await self.manager.start_secondary(self.disk)
             state = await self.manager.status(self.disk)

@@ -21,7 +21,8 @@ class NoneDevice(DeviceBase):
     async def remove(self) -> None:
         return None
 
-    async def assemble(self, role: str = "primary") -> Attached:
+    async def assemble(self, role: str = "primary", *, sync: str = "auto",
+                       allow_degraded: bool = False) -> Attached:
         raise StorageError(f"{self.spec.describe()} has no data to use on this node")
 
     async def grow(self, size_mib: int) -> None:
