@@ -142,13 +142,22 @@ def test_plain_to_drbd_failovers_and_back_lose_no_acknowledged_write() -> None:
         lab_.start("node2")
         lab.gnt("gnt-instance", "activate-disks", NAME)
         wait_for("the resync to node2", lambda: mirror_in_sync(lab), timeout=180)
-        wait_acks(lab, "node1", writer_starts(lab, "node1")[-1] + 10)
+        acked = wait_acks(lab, "node1", writer_starts(lab, "node1")[-1] + 10)
+
+        # live migration over LVs: the same writer goes on on node2, without a restart
+        starts = writer_starts(lab, "node2")
+        lab.gnt("gnt-instance", "migrate", "-f", NAME)
+        assert where(lab) == ("node2", "node1")
+        wait_for("records from the migrated writer",
+                 lambda: bool(acks(lab, "node2")) and acks(lab, "node2")[-1] > acked + 5)
+        assert writer_starts(lab, "node2") == starts, "the guest restarted instead of moving"
+        wait_for("the mirror back to node1", lambda: mirror_in_sync(lab), timeout=180)
         lab.gnt("gnt-instance", "shutdown", NAME)
-        acked = acks(lab, "node1")[-1]
+        acked = acks(lab, "node2")[-1]
 
         lab.gnt("gnt-instance", "modify", "-t", "plain", NAME)
-        assert node_lvs(lab, "node2") == []  # the secondary's LV is gone
-        assert node_lvs(lab, "node1") == [lv]
+        assert node_lvs(lab, "node1") == []  # the secondary's LV is gone
+        assert node_lvs(lab, "node2") == [lv]
         scan = read_records(disk_device(lab))
         lab.gnt("gnt-instance", "deactivate-disks", NAME)
         assert scan.gap_at is None and scan.bad_at is None and scan.last >= acked, scan

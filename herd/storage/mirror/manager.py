@@ -425,8 +425,11 @@ class MirrorManager:
     # -- state -------------------------------------------------------------------------------
     async def status(self, disk: MirrorDisk) -> MirrorStatus:
         """The disk's replication state. Reads only: nothing on disk or in the daemon changes
-        (what a look may find to do is :meth:`observe`'s, run by noded's supervisor)."""
-        return await self._status(disk)
+        (what a look may find to do is :meth:`observe`'s, run by noded's supervisor). It
+        waits for a changing call of this process to end, as the daemon's monitor serves one
+        client at a time (no flock: a status never decides anything)."""
+        async with self._locks.setdefault(disk.uuid, asyncio.Lock()):
+            return await self._status(disk)
 
     async def observe(self, disk: MirrorDisk) -> State:
         """Apply what one look at a running primary finds (:func:`.states.observe`): switch a
