@@ -159,7 +159,7 @@ def cluster_info(info: dict[str, Any], hv_defaults: dict[str, dict[str, Any]]) -
         "tags": list(info["tags"]),
         "uid_pool": list(info["uid_pool"]),
         "default_iallocator": info.get("default_iallocator") or "",
-        "default_iallocator_params": {},
+        "default_iallocator_params": dict(info.get("default_iallocator_params") or {}),
         "reserved_lvs": list(info.get("reserved_lvs") or []),
         "primary_ip_version": 4,
         "prealloc_wipe_disks": False,
