@@ -271,9 +271,9 @@ class _Choice:
 
 
 def _best_in_group(model: Model, inst: _Inst, group: str, required: int,
-                   failures: _Failures) -> _Choice | None:
+                   failures: _Failures, allowed: set[str] | None = None) -> _Choice | None:
     best: _Choice | None = None
-    nodes = model.group_nodes(group)
+    nodes = [n for n in model.group_nodes(group) if allowed is None or n.name in allowed]
     for primary in nodes:
         reason = model.check_primary(primary, inst)
         if reason is not None:
@@ -342,7 +342,9 @@ def _explain(name: str, need: _Inst, failures: _Failures, notes: list[str],
             if kind in by_kind:
                 parts.append(f"{texts[kind]}: {', '.join(by_kind[kind])}")
     head = f"cannot place {name} ({required} node{'s' if required > 1 else ''})"
-    return "; ".join([head, *notes, *parts]) if parts or notes else head + ": no nodes"
+    if not parts and not notes:
+        return head + ": no usable node (offline, drained, or not allowed for this request)"
+    return "; ".join([head, *notes, *parts])
 
 
 def _allocate_one(model: Model, req: dict[str, Any]) -> tuple[_Choice | None, str]:
@@ -357,7 +359,9 @@ def _allocate_one(model: Model, req: dict[str, Any]) -> tuple[_Choice | None, st
         if violation:
             notes.append(f"group {model.groups[group]['name']}: instance policy: {violation}")
             continue
-        choice = _best_in_group(model, inst, group, required, failures)
+        allowed = req.get("restrict-to-nodes")
+        choice = _best_in_group(model, inst, group, required, failures,
+                                None if allowed is None else set(allowed))
         if choice is not None:
             choices.append(choice)
     if not choices:

@@ -195,9 +195,12 @@ def allocate_request(*, name: str, disk_template: str, memory: int, vcpus: int,
                      disks: list[dict[str, Any]], disk_space_total: int,
                      nics: list[dict[str, Any]], required_nodes: int, hypervisor: str,
                      os: str = "", tags: list[str] | None = None, spindle_use: int = 1,
-                     group_name: str | None = None) -> dict[str, Any]:
-    """An ``allocate`` request (IAReqInstanceAlloc): where a new instance should go."""
-    return {"type": "allocate", "name": name, "disk_template": disk_template,
+                     group_name: str | None = None,
+                     restrict_to_nodes: list[str] | None = None) -> dict[str, Any]:
+    """An ``allocate`` request (IAReqInstanceAlloc): where a new instance should go;
+    ``restrict_to_nodes``: the only nodes it may use (Ganeti's ``restrict-to-nodes``)."""
+    extra = {} if restrict_to_nodes is None else {"restrict-to-nodes": list(restrict_to_nodes)}
+    return {**extra, "type": "allocate", "name": name, "disk_template": disk_template,
             "group_name": group_name, "tags": list(tags or []), "os": os, "vcpus": vcpus,
             "memory": memory, "spindle_use": spindle_use,
             "disks": [{"size": int(d["size"]), "mode": d.get("mode", "rw"),

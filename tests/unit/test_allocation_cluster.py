@@ -149,3 +149,26 @@ def test_replace_disks_with_an_allocator_picks_a_new_secondary(
                            "iallocator": "hail"})
     assert refused.error is not None and "does not take an instance allocator" in \
         refused.error[1]
+
+
+@pytest.mark.parametrize("allocator", ["herd", pytest.param("hail", marks=needs_hail)])
+def test_recreate_disks_on_nodes_an_allocator_picks(cluster: InProcessCluster,
+                                                     allocator: str) -> None:
+    old = add(cluster, "rc.example.com")
+    assert cluster.run({"OP_ID": "OP_INSTANCE_SHUTDOWN",
+                        "instance_name": "rc.example.com"}).status == "success"
+    outcome = cluster.run({"OP_ID": "OP_INSTANCE_RECREATE_DISKS",
+                           "instance_name": "rc.example.com", "iallocator": allocator})
+    assert outcome.status == "success", outcome.log
+    inst = cluster.saved_config().find_instance("rc.example.com")
+    assert inst is not None
+    new = [cluster.config.node_name(u) for u in inst.all_nodes]
+    assert len(new) == 2 and not set(new) & set(old), (old, new)
+    assert any(f"via iallocator {allocator}" in line for line in outcome.log)
+    # the disks exist there: the instance starts on its new primary
+    started = cluster.run({"OP_ID": "OP_INSTANCE_STARTUP", "instance_name": "rc.example.com"})
+    assert started.status == "success", started.log
+    assert "rc.example.com" in cluster.running(new[0])
+    refused = cluster.run({"OP_ID": "OP_INSTANCE_RECREATE_DISKS",
+                           "instance_name": "rc.example.com", "nodes": new})
+    assert refused.error is not None and "is marked up; stop it first" in refused.error[1]
