@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
+from herd.logic import query
 from herd.paths import GANETI_IALLOCATOR_SEARCH_PATH
+from herd.rapi import convert
 from tests.harness import InProcessCluster, create_op, node_name, scratch_root
 
 HAIL = any((Path(d) / "hail").is_file() for d in GANETI_IALLOCATOR_SEARCH_PATH)
@@ -127,6 +129,14 @@ def test_the_default_allocator_is_a_cluster_parameter(cluster: InProcessCluster)
                                     beparams={"memory": GIB}))
     assert outcome.status == "success", outcome.log
     assert any("via iallocator hail" in line for line in outcome.log), outcome.log
+    # RAPI's /2/info answers them as Ganeti's does (its sample: tests/rapi/ganeti-samples)
+    info = convert.cluster_info(query.cluster_info(cluster.ctx), {})
+    assert (info["default_iallocator"], info["default_iallocator_params"]) == (
+        "hail", {"no-capacity-checks": None})
+    sample = json.loads((Path(__file__).parents[1] / "rapi/ganeti-samples/2_info.json")
+                        .read_text())
+    assert {k: v for k, v in info["ipolicy"].items() if k != "disk-templates"} == \
+        {k: v for k, v in sample["ipolicy"].items() if k != "disk-templates"}
     last = json.loads((cluster.paths.data_dir / "iallocator-last.json").read_text())
     assert last["allocator"] == "hail" and last["input"]["request"]["type"] == "allocate"
     refused = cluster.run({"OP_ID": "OP_CLUSTER_SET_PARAMS", "default_iallocator": "nosuch"})
