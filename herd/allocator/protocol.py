@@ -9,20 +9,19 @@ external allocator is the one its unit tests (and the test against the real hail
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from herd import errors
+from herd.allocator.names import (  # noqa: F401 (parse_params: re-exported)
+    BUILTIN,
+    DEFAULT_SHORTCUT,
+    NAME_RE,
+    parse_params,
+)
 from herd.objects import ConfigData, Instance, Node, params
 
 VERSION = 2
-#: Herd's built-in allocator (herd.allocator.builtin): the default when the admin names none.
-BUILTIN = "herd"
-#: Ganeti's shortcut for "the cluster's default allocator" (``-I .``).
-DEFAULT_SHORTCUT = "."
-#: Ganeti's EXT_PLUGIN_MASK: an allocator is a name in the search path, never a path.
-NAME_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 REQUEST_TYPES = ("allocate", "relocate", "node-evacuate", "change-group", "multi-allocate")
 EVAC_MODES = ("primary-only", "secondary-only", "all")
@@ -60,19 +59,6 @@ def argv_params(values: Mapping[str, Any]) -> list[str]:
     """``default_iallocator_params`` as arguments: ``--key=value``, or ``--key`` for None."""
     return [f"--{key}" if value is None else f"--{key}={value}"
             for key, value in sorted(values.items())]
-
-
-def parse_params(text: str) -> dict[str, Any]:
-    """``--default-iallocator-params`` (``key=value,flag``) as stored: a bare key is None."""
-    out: dict[str, Any] = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = item.partition("=")
-        key = key.strip().lstrip("-")
-        if not NAME_RE.match(key):
-            raise errors.ParameterError(f"invalid allocator parameter '{item}': expected "
-                                        "KEY=VALUE or KEY (letters, digits, '_', '-')")
-        out[key] = value.strip() if sep else None
-    return out
 
 
 # -- the input document -----------------------------------------------------------------------

@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 from herd import __version__, errors, paths
-from herd.allocator.protocol import BUILTIN as BUILTIN_ALLOCATOR
-from herd.allocator.protocol import parse_params as parse_allocator_params
+from herd.allocator.names import BUILTIN as BUILTIN_ALLOCATOR
+from herd.allocator.names import parse_params as parse_allocator_params
 from herd.cli.client import MasterClient
 from herd.cli.common import command_main, print_feedback, submit_or_run, wait_for_job
 from herd.cli.formatting import format_info
