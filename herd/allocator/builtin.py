@@ -360,6 +360,11 @@ def _allocate_one(model: Model, req: dict[str, Any]) -> tuple[_Choice | None, st
             notes.append(f"group {model.groups[group]['name']}: instance policy: {violation}")
             continue
         allowed = req.get("restrict-to-nodes")
+        usable = [n for n in model.group_nodes(group) if n.usable
+                  and (allowed is None or n.name in allowed)]
+        if len(usable) < required:
+            notes.append(f"group {model.groups[group]['name']} has {len(usable)} usable "
+                         f"node(s), {required} needed")
         choice = _best_in_group(model, inst, group, required, failures,
                                 None if allowed is None else set(allowed))
         if choice is not None:

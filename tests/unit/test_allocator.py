@@ -312,3 +312,9 @@ def test_change_group_with_one_group_is_trivial_or_refused() -> None:
     assert result.jobs == []
     ok, _, result = run(cfg, runtime, protocol.change_group_request(["a.example.com"], []))
     assert result.failed == [("a.example.com", "no other node group to move to")]
+
+
+def test_a_mirror_on_a_one_node_cluster_says_two_nodes_are_needed() -> None:
+    cfg, runtime = make_cluster({"n1.example.com": 11 * GIB})
+    ok, info, _ = run(cfg, runtime, alloc())
+    assert not ok and "group default has 1 usable node(s), 2 needed" in info
