@@ -23,8 +23,8 @@ def allocator_refusal(op: object, lu: type[base.LogicalUnit[Any]]) -> str | None
     placement the admin did not choose could happen; instances with mirrored disks move to
     their secondary node, which no allocator chooses."""
     name = getattr(op, "iallocator", None)
-    if not name or lu.USES_IALLOCATOR:
-        return None
+    if not name or lu.USES_IALLOCATOR or issubclass(lu, LUUnsupported):
+        return None  # (an operation Herd lacks says so itself, more to the point)
     op_id = getattr(op, "OP_ID", type(op).__name__)
     return (f"{op_id} does not take an instance allocator ('{name}', -I/--iallocator): "
             "instances with mirrored disks move to their secondary node; leave -I out")

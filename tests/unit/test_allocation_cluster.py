@@ -182,3 +182,18 @@ def test_recreate_disks_on_nodes_an_allocator_picks(cluster: InProcessCluster,
     refused = cluster.run({"OP_ID": "OP_INSTANCE_RECREATE_DISKS",
                            "instance_name": "rc.example.com", "nodes": new})
     assert refused.error is not None and "is marked up; stop it first" in refused.error[1]
+
+
+def test_operations_without_an_allocator_say_which(cluster: InProcessCluster) -> None:
+    """-I on an operation that places nothing is refused, naming it (it used to be ignored);
+    on one Herd lacks, the lack is what the user reads."""
+    add(cluster, "u0.example.com")
+    failover = cluster.run({"OP_ID": "OP_INSTANCE_FAILOVER", "instance_name": "u0.example.com",
+                            "iallocator": "hail"})
+    assert failover.error is not None
+    assert "OP_INSTANCE_FAILOVER does not take an instance allocator ('hail'" in \
+        failover.error[1]
+    change = cluster.run({"OP_ID": "OP_INSTANCE_MULTI_ALLOC", "instances": [],
+                          "iallocator": "hail"})
+    assert change.error is not None and "is not supported by this version of Herd" in \
+        change.error[1]
