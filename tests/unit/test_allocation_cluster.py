@@ -197,3 +197,47 @@ def test_operations_without_an_allocator_say_which(cluster: InProcessCluster) ->
                           "iallocator": "hail"})
     assert change.error is not None and "is not supported by this version of Herd" in \
         change.error[1]
+
+
+def install(cluster: InProcessCluster, name: str, body: str) -> Path:
+    """An external allocator in Herd's own directory of the master's search path."""
+    directory = cluster.paths.iallocator_search_path[0]
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / name
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    return directory
+
+
+def test_an_external_allocator_is_run_as_ganeti_runs_it(cluster: InProcessCluster) -> None:
+    directory = install(cluster, "pick2", """\
+echo "$@" > "$(dirname "$0")/argv"
+cp "$1" "$(dirname "$0")/input"
+echo "pick2: a warning on stderr" >&2
+echo '{"success": true, "info": "fine", "result": ["node2.example.com"]}'
+""")
+    changed = cluster.run({"OP_ID": "OP_CLUSTER_SET_PARAMS",
+                           "default_iallocator_params": {"flag": None, "level": "3"}})
+    assert changed.status == "success", changed.log
+    outcome = cluster.run(create_op("x0.example.com", template="file", disks=[{"size": GIB}],
+                                    iallocator="pick2"))
+    assert outcome.status == "success", outcome.log
+    inst = cluster.instance("x0.example.com")
+    assert inst is not None and cluster.config.node_name(inst.primary_node) == \
+        node_name(2)
+    argv = (directory / "argv").read_text().split()
+    assert argv[1:] == ["--flag", "--level=3"] and not Path(argv[0]).exists()  # temp file
+    sent = json.loads((directory / "input").read_text())
+    assert sent["request"]["name"] == "x0.example.com" and sent["version"] == 2
+    assert "allocator pick2: pick2: a warning on stderr" in outcome.log
+    # a failing program, and one that does not answer JSON: hard errors naming it
+    install(cluster, "broken", 'echo "boom: no data" >&2\nexit 3\n')
+    install(cluster, "chatty", "echo hello\n")
+    for name, said in (("broken", "instance allocator broken failed (exit 3): boom: no data"),
+                       ("chatty", "instance allocator chatty did not answer JSON on stdout: "
+                                  "'hello'"),
+                       ("absent", "instance allocator 'absent' not found in the search path")):
+        refused = cluster.run(create_op(f"{name}.example.com", template="file",
+                                        disks=[{"size": GIB}], iallocator=name))
+        assert refused.error is not None and said in refused.error[1], refused.error
+        assert cluster.instance(f"{name}.example.com") is None
