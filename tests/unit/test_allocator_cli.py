@@ -61,3 +61,33 @@ def test_replace_disks_takes_one_way_to_choose(monkeypatch: pytest.MonkeyPatch) 
                   monkeypatch)
     with pytest.raises(errors.ParameterError, match="invalid allocator parameter"):
         submitted(gnt_cluster, ["modify", "--default-iallocator-params", "a b"], monkeypatch)
+
+
+def test_cluster_info_shows_the_default_allocator(tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from herd.logic import query
+    from tests.harness import InProcessCluster, scratch_root
+
+    with scratch_root(tmp_path) as root, InProcessCluster(root, nodes=1) as cluster:
+        cluster.config.cluster.default_iallocator_params = {"no-capacity-checks": None,
+                                                            "static-kvm-node-memory": "0"}
+        info = query.cluster_info(cluster.ctx)
+
+    class Client:
+        def __enter__(self) -> Client:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def call(self, method: str, **args: Any) -> Any:
+            assert method == "query_cluster"
+            return info
+
+    monkeypatch.setattr(gnt_cluster, "MasterClient", Client)
+    opts = gnt_cluster.build_parser().parse_args(["info"])
+    assert opts.func(opts) == 0
+    out = capsys.readouterr().out
+    assert "default instance allocator: herd (built-in)" in out
+    assert ("default instance allocator parameters: no-capacity-checks, "
+            "static-kvm-node-memory=0") in out
