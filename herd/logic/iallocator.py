@@ -26,7 +26,7 @@ from herd import errors
 from herd.allocator import builtin, protocol
 from herd.fileutil import atomic_write_json
 from herd.logic.base import Feedback, MasterContext
-from herd.logic.templates import by_name, template_of
+from herd.logic.templates import template_of
 from herd.objects import ConfigData, Instance
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,3 @@ def _keep_last(ctx: MasterContext, name: str, data: dict[str, Any], answer: Any,
                            "stderr": stderr})
     except OSError as exc:  # a record for people; never fail the job for it
         log.warning("cannot keep the last allocator run: %s", exc)
-
-
-def template_uses_vg(cfg: ConfigData, template_name: str) -> bool:
-    return by_name(template_name).uses_vg(cfg)
