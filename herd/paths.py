@@ -14,6 +14,13 @@ from pathlib import Path
 #: Ganeti's default OS search path (its configure's --with-os-search-path), relative to root.
 GANETI_OS_SEARCH_PATH = ("srv/ganeti/os", "usr/local/lib/ganeti/os", "usr/lib/ganeti/os",
                          "usr/share/ganeti/os")
+#: Where Ganeti's instance allocators are installed (absolute: they are programs of the
+#: machine, not node state): Ganeti's default ($libdir/ganeti/iallocators), and where Debian's
+#: ganeti-htools-3.0 puts hail when the ``ganeti`` package (which makes the link
+#: /usr/lib/ganeti/iallocators) is not installed.
+GANETI_IALLOCATOR_SEARCH_PATH = ("/usr/local/lib/ganeti/iallocators",
+                                 "/usr/lib/ganeti/iallocators",
+                                 "/usr/lib/ganeti/3.0/usr/lib/ganeti/iallocators")
 #: Directory of the bundled OS definitions shipped with the source tree (``os/`` at the top).
 BUNDLED_OS_DIR = Path(__file__).resolve().parent.parent / "os"
 
@@ -119,6 +126,12 @@ class HerdPaths:
         package under /usr/share/herd/os, in a checkout at ``os/``."""
         return [self.os_dir, *(self.root / d for d in GANETI_OS_SEARCH_PATH),
                 self.root / "usr/share/herd/os", BUNDLED_OS_DIR]
+
+    @property
+    def iallocator_search_path(self) -> list[Path]:
+        """Herd's own directory of instance allocators (under the root), then Ganeti's."""
+        return [self.root / "usr/lib/herd/iallocators",
+                *(Path(d) for d in GANETI_IALLOCATOR_SEARCH_PATH)]
 
     # -- runtime state ----------------------------------------------------------------------
     @property

@@ -9,6 +9,8 @@ import time
 from typing import Any
 
 from herd import __version__, errors, paths
+from herd.allocator.names import BUILTIN as BUILTIN_ALLOCATOR
+from herd.allocator.names import parse_params as parse_allocator_params
 from herd.cli.client import MasterClient
 from herd.cli.common import command_main, print_feedback, submit_or_run, wait_for_job
 from herd.cli.formatting import format_info
@@ -106,7 +108,12 @@ def cmd_info(opts: Any) -> int:
             "lvm volume group": info.get("volume_group_name") or "(none)",
             "lvm reserved volumes": ", ".join(info.get("reserved_lvs") or []) or "(none)",
             "enabled disk templates": ", ".join(info["enabled_disk_templates"]),
-            "default instance allocator": info["default_iallocator"],
+            "default instance allocator": info["default_iallocator"] or
+            f"{BUILTIN_ALLOCATOR} (built-in)",
+            "default instance allocator parameters": ", ".join(
+                k if v is None else f"{k}={v}"
+                for k, v in sorted((info.get("default_iallocator_params") or {}).items()))
+            or "(none)",
             "maintenance of node health": info["maintain_node_health"],
         },
         "Default node parameters": info["ndparams"],
@@ -156,6 +163,10 @@ def cmd_modify(opts: Any) -> int:
     anonymous = yes_no(opts.rapi_anonymous_reads, "--rapi-anonymous-reads")
     if anonymous is not None:
         op["rapi_anonymous_reads"] = anonymous
+    if opts.default_iallocator is not None:
+        op["default_iallocator"] = opts.default_iallocator
+    if opts.default_iallocator_params is not None:
+        op["default_iallocator_params"] = parse_allocator_params(opts.default_iallocator_params)
     if len(op) == 1:
         raise errors.ParameterError("please give at least one of the parameters to modify")
     submit_or_run(opts, [op])
@@ -381,6 +392,13 @@ def build_parser() -> HerdArgumentParser:
     modify.add_argument("--rapi-anonymous-reads", dest="rapi_anonymous_reads", default=None,
                         metavar="yes|no", help="let RAPI answer GETs without credentials, as "
                         "Ganeti's does (default: no; writes always need a user)")
+    modify.add_argument("--default-iallocator", dest="default_iallocator", default=None,
+                        metavar="NAME", help="the instance allocator used when none is named "
+                        f"('' or '{BUILTIN_ALLOCATOR}': Herd's built-in one)")
+    modify.add_argument("--default-iallocator-params", dest="default_iallocator_params",
+                        default=None, metavar="KEY=VALUE,FLAG",
+                        help="arguments of every allocator run (--KEY=VALUE, --FLAG); '' "
+                        "clears them")
     modify.set_defaults(func=cmd_modify)
     mf = sub.add_parser("master-failover", help="make this master candidate the master")
     mf.add_argument("--no-voting", dest="no_voting", action="store_true",

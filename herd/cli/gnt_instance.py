@@ -71,6 +71,7 @@ def cmd_add(opts: Any) -> int:
         "disk_template": opts.disk_template, "disks": disks, "nics": nics,
         "os_type": opts.os, "osparams": opts.osparams, "beparams": opts.beparams,
         "hvparams": hvparams, "hypervisor": hypervisor, "pnode": pnode, "snode": snode,
+        "iallocator": opts.iallocator,
         "start": opts.start and not opts.no_install, "no_install": opts.no_install,
         "ip_check": opts.ip_check, "name_check": opts.name_check,
         "wait_for_sync": opts.wait_for_sync, "force_variant": opts.force_variant,
@@ -183,6 +184,8 @@ def cmd_recreate_disks(opts: Any) -> int:
         op["disks"] = [int(d.split(":")[0]) for d in opts.disks]
     if opts.nodes:
         op["nodes"] = opts.nodes.split(":")
+    if opts.iallocator:
+        op["iallocator"] = opts.iallocator
     submit_or_run(opts, [op])
     return 0
 
@@ -191,14 +194,18 @@ def cmd_replace_disks(opts: Any) -> int:
     modes = [m for m, flag in (("replace_on_primary", opts.on_primary),
                                ("replace_on_secondary", opts.on_secondary),
                                ("replace_auto", opts.auto),
-                               ("replace_new_secondary", opts.new_secondary)) if flag]
-    if len(modes) != 1:
-        raise errors.ParameterError("give exactly one of -p, -s, -a, --new-secondary NODE")
+                               ("replace_new_secondary",
+                                opts.new_secondary or opts.iallocator)) if flag]
+    if len(modes) != 1 or (opts.new_secondary and opts.iallocator):
+        raise errors.ParameterError("give exactly one of -p, -s, -a, --new-secondary NODE, "
+                                    "-I/--iallocator NAME")
     op: dict[str, Any] = {"OP_ID": "OP_INSTANCE_REPLACE_DISKS",
                           "instance_name": opts.instance, "mode": modes[0],
                           "early_release": opts.early_release}
     if opts.new_secondary:
         op["remote_node"] = opts.new_secondary
+    if opts.iallocator:
+        op["iallocator"] = opts.iallocator
     if opts.disks:
         op["disks"] = _disk_indexes(opts.disks)
     submit_or_run(opts, [op])
@@ -423,6 +430,7 @@ def build_parser() -> HerdArgumentParser:
     rc.add_argument("--disk", dest="disks", action="append", default=[],
                     metavar="N[:params]")
     rc.add_argument("-n", "--node", dest="nodes", default=None)
+    rc.add_argument("-I", "--iallocator", dest="iallocator", default=None)
     rc.set_defaults(func=cmd_recreate_disks)
 
     rd = sub.add_parser("replace-disks", help="rebuild one side of the mirrored disks")
@@ -432,6 +440,8 @@ def build_parser() -> HerdArgumentParser:
     rd.add_argument("-s", "--on-secondary", dest="on_secondary", action="store_true")
     rd.add_argument("-a", "--auto", dest="auto", action="store_true")
     rd.add_argument("-n", "--new-secondary", dest="new_secondary", default=None)
+    rd.add_argument("-I", "--iallocator", dest="iallocator", default=None,
+                    help="the allocator choosing the new secondary ('.': the default)")
     rd.add_argument("--disks", dest="disks", default=None)
     rd.add_argument("--early-release", dest="early_release", action="store_true")
     rd.set_defaults(func=cmd_replace_disks)

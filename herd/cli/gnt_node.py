@@ -186,6 +186,7 @@ def cmd_evacuate(opts: Any) -> int:
         "secondary-only" if opts.secondary_only else "all"
     submit_or_run(opts, [{"OP_ID": "OP_NODE_EVACUATE", "node_name": opts.node, "mode": mode,
                           "remote_node": opts.new_secondary,
+                          "iallocator": opts.iallocator,
                           "early_release": opts.early_release}])
     return 0
 

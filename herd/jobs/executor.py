@@ -270,7 +270,7 @@ class JobExecutor:
                     raise asyncio.CancelledError
                 state.status, state.exec_ts = q.RUNNING, time.time()
                 self._set_status(job, q.RUNNING)
-                refusal = unsupported.allocator_refusal(op)
+                refusal = unsupported.allocator_refusal(op, type(lu))
                 if refusal:
                     raise errors.OpPrereqError(refusal)
                 await lu.check()

@@ -46,6 +46,9 @@ _LU_REGISTRY: dict[str, type[LogicalUnit[Any]]] = {}
 
 class LogicalUnit(Generic[OpT]):
     OPCODE: ClassVar[type[OpCode]]
+    #: The unit places something with the opcode's ``iallocator`` (herd.logic.iallocator);
+    #: the executor refuses an allocator given to any other (herd.logic.unsupported).
+    USES_IALLOCATOR: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

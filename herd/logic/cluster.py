@@ -6,10 +6,11 @@ import asyncio
 from typing import Any
 
 from herd import errors, version
+from herd.allocator import protocol
 from herd.etcd import members as em
 from herd.etcd.client import EtcdClient, EtcdError, Status
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_NODE, LockRequest
-from herd.logic import drbd, etcd_sync, hooks, intents, orphans, storage_units
+from herd.logic import drbd, etcd_sync, hooks, iallocator, intents, orphans, storage_units
 from herd.logic.base import LogicalUnit
 from herd.logic.disk_health import mirror_findings
 from herd.logic.etcd_health import etcd_findings
@@ -87,6 +88,16 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
                     "instances use them")
         if op.reserved_lvs is not None:
             op.reserved_lvs = storage_units.check_reserved_lvs(op.reserved_lvs)
+        if op.default_iallocator:  # "" is the built-in one
+            protocol.check_name(op.default_iallocator)
+            if op.default_iallocator != protocol.BUILTIN:
+                iallocator.find_program(self.ctx, op.default_iallocator)
+        if op.default_iallocator_params is not None:
+            bad = [k for k in op.default_iallocator_params
+                   if not isinstance(k, str) or not protocol.NAME_RE.match(k)]
+            if bad:
+                raise errors.ParameterError(f"invalid allocator parameter name {bad[0]!r}: "
+                                            "letters, digits, '_' and '-'")
         if op.vg_name is not None:
             templates = op.enabled_disk_templates
             if templates is None:
@@ -134,6 +145,12 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
             cluster.enabled_disk_templates = list(op.enabled_disk_templates)
         if op.rapi_anonymous_reads is not None:
             cluster.rapi_anonymous_reads = op.rapi_anonymous_reads
+        if op.default_iallocator is not None:
+            cluster.default_iallocator = op.default_iallocator
+        if op.default_iallocator_params is not None:
+            cluster.default_iallocator_params = {
+                k: None if v is None else str(v)
+                for k, v in op.default_iallocator_params.items()}
         if op.os_search_path is not None:
             cluster.os_search_path = list(op.os_search_path)
         if op.vg_name is not None:

@@ -12,8 +12,9 @@ import socket
 from typing import Any
 
 from herd import errors, names
+from herd.allocator import protocol
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
-from herd.logic import intents
+from herd.logic import iallocator, intents
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import (
@@ -24,7 +25,7 @@ from herd.logic.instance_common import (
 from herd.logic.specs import hypervisor_class, instance_spec
 from herd.logic.templates import Claim, NewDisk, by_name
 from herd.network import mac as macs
-from herd.objects import Instance, Nic, params
+from herd.objects import Instance, Nic, Node, params
 from herd.opcodes import OpInstanceCreate
 from herd.units import parse_size
 
@@ -33,10 +34,15 @@ _NIC_KEYS = {"mac", "ip", "mode", "link", "name", "network", "vlan"}
 
 class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
     OPCODE = OpInstanceCreate
+    USES_IALLOCATOR = True
 
     def locks(self) -> list[LockRequest]:
         reqs = [LockRequest(LEVEL_CLUSTER, "cluster", shared=True),
                 LockRequest(LEVEL_INSTANCE, self.op.instance_name)]
+        if not self.op.pnode:
+            # the allocator looks at every node: no other placement may change them meanwhile
+            # (Ganeti locks all nodes too, unless opportunistic locking is asked for)
+            return reqs + [LockRequest(LEVEL_NODE, uuid) for uuid in sorted(self.cfg.nodes)]
         for name in (self.op.pnode, self.op.snode):
             if name:
                 node = self.cfg.find_node(name)
@@ -70,39 +76,6 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
         self.disk_specs = [self._check_disk(i, d) for i, d in enumerate(op.disks)]
         template.check_disk_count(len(self.disk_specs))
 
-        # node
-        if not op.pnode:
-            if len(cfg.nodes) != 1:
-                raise errors.OpPrereqError("no primary node given (-n NODE) and no "
-                                           "default iallocator")
-            self.pnode = next(iter(cfg.nodes.values()))
-        else:
-            self.pnode = cfg.get_node(op.pnode)
-        if self.pnode.offline:
-            raise errors.OpPrereqError(f"node {self.pnode.name} is offline")
-        if self.pnode.drained:
-            raise errors.OpPrereqError(f"node {self.pnode.name} is drained")
-        if not self.pnode.vm_capable:
-            raise errors.OpPrereqError(f"node {self.pnode.name} is not vm_capable")
-        self.snode = None
-        if template.needs_secondary:
-            if not op.snode:
-                raise errors.OpPrereqError(f"disk template '{template.name}' needs a secondary "
-                                           "node: "
-                                           "-n PRIMARY:SECONDARY")
-            self.snode = cfg.get_node(op.snode)
-            if self.snode.uuid == self.pnode.uuid:
-                raise errors.OpPrereqError("the secondary node must differ from the primary "
-                                           f"node ({self.pnode.name})")
-            for flag, what in (("offline", "offline"), ("drained", "drained")):
-                if getattr(self.snode, flag):
-                    raise errors.OpPrereqError(f"secondary node {self.snode.name} is {what}")
-            if not self.snode.vm_capable:
-                raise errors.OpPrereqError(f"secondary node {self.snode.name} is not "
-                                           "vm_capable")
-        elif op.snode:
-            raise errors.OpPrereqError("a secondary node is only used by mirrored templates")
-
         # hypervisor and parameters
         self.hv_name = op.hypervisor or cfg.cluster.enabled_hypervisors[0]
         if self.hv_name not in cfg.cluster.enabled_hypervisors:
@@ -115,6 +88,33 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
         self.beparams = {k: v for k, v in params.check_beparams(op.beparams).items()
                          if v is not None}
         self.nics = [self._check_nic(i, n) for i, n in enumerate(op.nics)]
+
+        # node: given (-n), or chosen by an instance allocator (-I, or the default one)
+        await self._choose_nodes()
+        if self.pnode.offline:
+            raise errors.OpPrereqError(f"node {self.pnode.name} is offline")
+        if self.pnode.drained:
+            raise errors.OpPrereqError(f"node {self.pnode.name} is drained")
+        if not self.pnode.vm_capable:
+            raise errors.OpPrereqError(f"node {self.pnode.name} is not vm_capable")
+        self.snode = None
+        if template.needs_secondary:
+            if not self.op.snode and self.snode_chosen is None:
+                raise errors.OpPrereqError(f"disk template '{template.name}' needs a secondary "
+                                           "node: "
+                                           "-n PRIMARY:SECONDARY")
+            self.snode = self.snode_chosen or cfg.get_node(op.snode)
+            if self.snode.uuid == self.pnode.uuid:
+                raise errors.OpPrereqError("the secondary node must differ from the primary "
+                                           f"node ({self.pnode.name})")
+            for flag, what in (("offline", "offline"), ("drained", "drained")):
+                if getattr(self.snode, flag):
+                    raise errors.OpPrereqError(f"secondary node {self.snode.name} is {what}")
+            if not self.snode.vm_capable:
+                raise errors.OpPrereqError(f"secondary node {self.snode.name} is not "
+                                           "vm_capable")
+        elif op.snode:
+            raise errors.OpPrereqError("a secondary node is only used by mirrored templates")
 
         # OS
         self.os_name = op.os_type or ""
@@ -132,6 +132,47 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                                          int(self.cfg.filled_beparams(instance)["maxmem"]),
                                          f"starting instance {name}")
         self.instance = instance
+
+    async def _choose_nodes(self) -> None:
+        """The nodes given with -n, or those an instance allocator chooses (Ganeti: -I NAME,
+        or the cluster's default allocator when neither is given). A cluster with a single
+        vm_capable node and no -I needs no choice."""
+        op, cfg = self.op, self.cfg
+        self.snode_chosen: Node | None = None
+        if op.pnode:
+            if op.iallocator:
+                raise errors.ParameterError(
+                    f"give either nodes (-n {op.pnode}) or an instance allocator "
+                    f"(-I {op.iallocator}), not both")
+            self.pnode = cfg.get_node(op.pnode)
+            return
+        capable = [n for n in cfg.nodes.values() if n.vm_capable]
+        if not op.iallocator and len(capable) == 1 and not self.template.needs_secondary:
+            self.pnode = capable[0]
+            return
+        name = protocol.resolve_name(op.iallocator, cfg.cluster.default_iallocator)
+        template = self.template
+        be = params.fill(params.BE_DEFAULTS, cfg.cluster.beparams,
+                         cfg.default_group().beparams, self.beparams)
+        sizes = [d.size for d in self.disk_specs]
+        request = protocol.allocate_request(
+            name=op.instance_name, disk_template=template.name, memory=int(be["maxmem"]),
+            vcpus=int(be["vcpus"]), spindle_use=int(be.get("spindle_use", 1)),
+            disks=[{"size": d.size, "mode": d.mode} for d in self.disk_specs],
+            disk_space_total=template.disk_space_total(sizes),
+            nics=[{"mac": n.mac, "ip": n.ip, "network": n.network} for n in self.nics],
+            required_nodes=2 if template.needs_secondary else 1, hypervisor=self.hv_name,
+            os=op.os_type or "", tags=list(op.tags))
+        success, info, result = await iallocator.run(
+            self.ctx, name, request, lvm=template.uses_vg(cfg), feedback=self.feedback)
+        if not success:
+            raise errors.OpPrereqError(f"instance allocator '{name}' cannot place instance "
+                                       f"{op.instance_name}: {info}")
+        self.feedback(f"Selected nodes for instance {op.instance_name} via iallocator "
+                      f"{name}: {', '.join(result)}")
+        self.pnode = cfg.get_node(result[0])
+        if len(result) > 1:
+            self.snode_chosen = cfg.get_node(result[1])
 
     def _check_disk(self, index: int, disk: dict[str, Any]) -> NewDisk:
         unknown = set(disk) - _DISK_KEYS

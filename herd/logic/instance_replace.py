@@ -12,13 +12,15 @@ makes a copy faulty or consistent is in :mod:`disk_health`.
 from __future__ import annotations
 
 from herd import errors
+from herd.allocator import protocol
 from herd.jobs.locking import LockRequest
-from herd.logic import disk_health, live_move, mirror_rebuild
+from herd.logic import disk_health, iallocator, live_move, mirror_rebuild
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import instance_locks, is_running
 from herd.logic.specs import filled_hvparams
 from herd.logic.templates import template_of
+from herd.objects import Node
 from herd.opcodes import OpInstanceReplaceDisks
 
 MODES = ("replace_on_primary", "replace_on_secondary", "replace_new_secondary", "replace_auto")
@@ -26,10 +28,13 @@ MODES = ("replace_on_primary", "replace_on_secondary", "replace_new_secondary", 
 
 class LUInstanceReplaceDisks(LogicalUnit[OpInstanceReplaceDisks]):
     OPCODE = OpInstanceReplaceDisks
+    USES_IALLOCATOR = True
 
     def locks(self) -> list[LockRequest]:
+        # with an allocator the new secondary is any node: hold them all (as Ganeti does)
+        extra = tuple(n.name for n in self.cfg.nodes.values()) if self.op.iallocator else ()
         return instance_locks(self.cfg, self.op.instance_name,
-                              extra_nodes=(self.op.remote_node,))
+                              extra_nodes=(self.op.remote_node, *extra))
 
     async def check(self) -> None:
         op, cfg = self.op, self.cfg
@@ -57,15 +62,38 @@ class LUInstanceReplaceDisks(LogicalUnit[OpInstanceReplaceDisks]):
             await self._choose_auto()
         elif op.mode == "replace_on_primary":
             await self._check_on_primary()
+        if op.iallocator and (op.mode != "replace_new_secondary" or op.remote_node):
+            raise errors.ParameterError("an instance allocator (-I) chooses a new secondary: "
+                                        "give it instead of --new-secondary, without -p/-s/-a")
         if op.mode == "replace_new_secondary":
-            if not op.remote_node:
-                raise errors.ParameterError("--new-secondary needs a node")
-            self.new = cfg.get_node(op.remote_node)
+            if op.iallocator:
+                self.new = await self._allocate_secondary()
+            elif not op.remote_node:
+                raise errors.ParameterError("--new-secondary needs a node (or -I ALLOCATOR)")
+            else:
+                self.new = cfg.get_node(op.remote_node)
             if self.new.uuid in (self.pnode.uuid, self.old.uuid):
                 raise errors.OpPrereqError(f"node {self.new.name} already holds a copy of "
                                            f"{self.inst.name}")
         if self.new.offline or self.new.drained:
             raise errors.OpPrereqError(f"node {self.new.name} is offline or drained")
+
+    async def _allocate_secondary(self) -> Node:
+        """The new secondary an allocator picks (Ganeti's relocate request)."""
+        cfg, inst = self.cfg, self.inst
+        name = protocol.resolve_name(self.op.iallocator, cfg.cluster.default_iallocator)
+        request = protocol.relocate_request(
+            name=inst.name, relocate_from=[self.old.name],
+            disk_space_total=iallocator.disk_space(inst))
+        success, info, result = await iallocator.run(
+            self.ctx, name, request, lvm=template_of(inst).uses_vg(cfg),
+            feedback=self.feedback)
+        if not success:
+            raise errors.OpPrereqError(f"instance allocator '{name}' found no new secondary "
+                                       f"for {inst.name}: {info}")
+        self.feedback(f"Selected new secondary for instance {inst.name} via iallocator "
+                      f"{name}: {result[0]}")
+        return cfg.get_node(result[0])
 
     def hooks_targets(self) -> HookTargets:
         # Ganeti: master, primary and the new secondary when there is one

@@ -1,24 +1,31 @@
 """Emptying a node: ``gnt-node migrate`` (its primaries, live, to their secondaries) and
-``gnt-node evacuate`` (its secondaries to other nodes, its primaries by failover).
+``gnt-node evacuate`` (its primaries to their secondaries, its secondaries to other nodes).
 
 Each instance is moved by the same logical unit as ``gnt-instance migrate/failover/
-replace-disks``, one after the other, so their checks and rollbacks apply unchanged. Without
-``--new-secondary`` a new secondary is the least loaded node that can take it.
+replace-disks``, one after the other, so their checks and rollbacks apply unchanged. With
+``--new-secondary NODE`` the primaries fail over and the copies go to NODE; otherwise an
+instance allocator plans the moves (``-I NAME``, or the cluster's default allocator), as in
+Ganeti: a node-evacuate request per phase (primaries, then the secondaries, which include the
+copies the first phase left on the node), answered with jobs of migrate/failover/
+replace-disks opcodes, which run here in order. Instances the allocator cannot move are
+refused before anything moves, each with its reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from herd import errors
+from herd.allocator import protocol
 from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
-from herd.logic import hooks
+from herd.logic import hooks, iallocator
 from herd.logic.base import LogicalUnit
 from herd.logic.instance_failover import LUInstanceFailover
 from herd.logic.instance_migrate import LUInstanceMigrate
 from herd.logic.instance_replace import LUInstanceReplaceDisks
 from herd.logic.templates import template_of
-from herd.objects import ConfigData, Instance, Node
+from herd.objects import Instance
 from herd.opcodes import (
     OpInstanceFailover,
     OpInstanceMigrate,
@@ -28,19 +35,6 @@ from herd.opcodes import (
 )
 
 EVAC_MODES = ("primary-only", "secondary-only", "all")
-
-
-def least_loaded(cfg: ConfigData, inst: Instance, avoid: set[str]) -> Node:
-    """The online, vm_capable node holding the fewest instances, not holding ``inst``."""
-    candidates = [n for n in cfg.nodes.values()
-                  if n.uuid not in avoid and n.uuid not in inst.all_nodes
-                  and not (n.offline or n.drained) and n.vm_capable]
-    if not candidates:
-        raise errors.OpPrereqError(f"no node can take a copy of {inst.name}'s disks; give "
-                                   "--new-secondary")
-    load = {n.uuid: sum(1 for i in cfg.instances.values() if n.uuid in i.all_nodes)
-            for n in candidates}
-    return min(candidates, key=lambda n: (load[n.uuid], n.name))
 
 
 class _NodeMoves(LogicalUnit[Any]):
@@ -86,8 +80,32 @@ class LUNodeMigrate(_NodeMoves):
         return moved
 
 
+#: The opcodes of an allocator's evacuation jobs and the units that carry them out.
+_MOVES: dict[str, tuple[type[Any], type[LogicalUnit[Any]]]] = {
+    "OP_INSTANCE_MIGRATE": (OpInstanceMigrate, LUInstanceMigrate),
+    "OP_INSTANCE_FAILOVER": (OpInstanceFailover, LUInstanceFailover),
+    "OP_INSTANCE_REPLACE_DISKS": (OpInstanceReplaceDisks, LUInstanceReplaceDisks),
+}
+
+
+def move_opcode(data: dict[str, Any], running: bool) -> tuple[Any, type[LogicalUnit[Any]]]:
+    """An allocator's move opcode as Herd's opcode and unit (fields Herd does not know are
+    dropped). A migrate of a stopped instance is a failover, as Ganeti's allow_failover."""
+    op_id = data["OP_ID"]
+    if op_id == "OP_INSTANCE_MIGRATE" and not running:
+        op_id = "OP_INSTANCE_FAILOVER"
+    op_cls, lu_cls = _MOVES[op_id]
+    known = {f.name for f in dataclasses.fields(op_cls)} - {"OP_ID"}
+    args = {k: v for k, v in data.items() if k in known and v is not None}
+    if op_cls is OpInstanceMigrate:
+        args.pop("allow_runtime_changes", None)
+        args["allow_failover"] = True
+    return op_cls(**args), lu_cls
+
+
 class LUNodeEvacuate(_NodeMoves):
     OPCODE = OpNodeEvacuate
+    USES_IALLOCATOR = True
 
     async def check(self) -> None:
         cfg, op = self.cfg, self.op
@@ -107,8 +125,73 @@ class LUNodeEvacuate(_NodeMoves):
                                   key=lambda i: i.name)
         self.primaries = sorted((i for i in on_node if i.primary_node == self.node.uuid
                                  and template_of(i).can_failover), key=lambda i: i.name)
+        self.allocator: str | None = None
+        if self.remote is not None:
+            if op.iallocator:
+                raise errors.ParameterError(
+                    f"give either a new secondary (-n {op.remote_node}) or an instance "
+                    f"allocator (-I {op.iallocator}), not both")
+            return
+        self.allocator = protocol.resolve_name(op.iallocator, cfg.cluster.default_iallocator)
+        # the first phase is planned now: an evacuation the allocator refuses moves nothing
+        self.first: protocol.EvacResult | None = None
+        if op.mode in ("primary-only", "all") and self.primaries:
+            self.first = await self._plan("primary-only", self.primaries)
+        elif op.mode == "secondary-only" and self.secondaries:
+            self.first = await self._plan("secondary-only", self.secondaries)
+
+    async def _plan(self, mode: str, instances: list[Instance]) -> protocol.EvacResult:
+        assert self.allocator is not None
+        request = protocol.node_evacuate_request([i.name for i in instances], mode)
+        extra = {"ignore-soft-errors": None} if self.op.ignore_soft_errors else None
+        lvm = any(template_of(i).uses_vg(self.cfg) for i in instances)
+        success, info, result = await iallocator.run(self.ctx, self.allocator, request,
+                                                     lvm=lvm, extra_params=extra,
+                                                     feedback=self.feedback)
+        if not success:
+            raise errors.OpPrereqError(f"instance allocator '{self.allocator}' cannot evacuate "
+                                       f"node {self.node.name} ({mode}): {info}")
+        assert isinstance(result, protocol.EvacResult)
+        if result.failed:
+            raise errors.OpPrereqError(protocol.evac_failure_message(self.allocator,
+                                                                     result.failed))
+        for inst, group, nodes in result.moved:
+            self.feedback(f"Instance {inst} ({mode}) will go to group {group}, nodes "
+                          f"{', '.join(nodes)} (iallocator {self.allocator})")
+        return result
+
+    async def _run_jobs(self, plan: protocol.EvacResult, done: dict[str, list[str]]) -> None:
+        for job in plan.jobs:
+            for data in job:
+                inst = self.cfg.get_instance(data["instance_name"])
+                op, lu_cls = move_opcode(data, inst.admin_state == "up")
+                if op.OP_ID == "OP_INSTANCE_REPLACE_DISKS":
+                    self.feedback(f"* moving the secondary of {inst.name} to "
+                                  f"{op.remote_node}")
+                else:
+                    verb = "migrating" if op.OP_ID == "OP_INSTANCE_MIGRATE" else "failing over"
+                    self.feedback(f"* {verb} instance {inst.name}")
+                await self.run_lu(lu_cls, op)
+                key = "new_secondary" if op.OP_ID == "OP_INSTANCE_REPLACE_DISKS" else \
+                    "failed_over"
+                if inst.name not in done[key]:
+                    done[key].append(inst.name)
+
+    async def _execute_planned(self) -> dict[str, list[str]]:
+        done: dict[str, list[str]] = {"failed_over": [], "new_secondary": []}
+        if self.first is not None:
+            await self._run_jobs(self.first, done)
+        if self.op.mode == "all":
+            # the copies left here by the first phase, and the node's own secondaries
+            moving = sorted((i for i in self.cfg.instances.values()
+                             if self.node.uuid in i.secondary_nodes), key=lambda i: i.name)
+            if moving:
+                await self._run_jobs(await self._plan("secondary-only", moving), done)
+        return done
 
     async def execute(self) -> dict[str, list[str]]:
+        if self.allocator is not None:
+            return await self._execute_planned()
         done: dict[str, list[str]] = {"failed_over": [], "new_secondary": []}
         if self.op.mode in ("primary-only", "all"):
             for inst in self.primaries:
@@ -121,7 +204,7 @@ class LUNodeEvacuate(_NodeMoves):
             moving = [i for i in self.cfg.instances.values()
                       if self.node.uuid in i.secondary_nodes]
             for inst in sorted(moving, key=lambda i: i.name):
-                target = self.remote or least_loaded(self.cfg, inst, {self.node.uuid})
+                target = self.remote
                 self.feedback(f"* moving the secondary of {inst.name} to {target.name}")
                 await self.run_lu(LUInstanceReplaceDisks, OpInstanceReplaceDisks(
                     instance_name=inst.name, mode="replace_new_secondary",

@@ -248,6 +248,7 @@ def cluster_info(ctx: MasterContext) -> dict[str, Any]:
         "volume_group_name": c.volume_group_name,
         "reserved_lvs": list(c.reserved_lvs),
         "default_iallocator": c.default_iallocator,
+        "default_iallocator_params": dict(c.default_iallocator_params),
         "maintain_node_health": c.maintain_node_health,
         "uid_pool": list(c.uid_pool),
         "tags": list(c.tags),

@@ -16,17 +16,18 @@ from herd.logic import base
 from herd.opcodes.instance_extra import UNBACKED, UnbackedOpCode
 
 
-def allocator_refusal(op: object) -> str | None:
-    """Why an operation asking for an instance allocator (``-I NAME``, RAPI ``iallocator``)
-    is refused, or None. Herd has no allocator yet; Ganeti's ``-I`` was accepted and quietly
-    ignored here before, so a placement the admin did not choose could happen. An
-    operation with an allocator must say so in its check (the allocator issue lifts this)."""
+def allocator_refusal(op: object, lu: type[base.LogicalUnit[Any]]) -> str | None:
+    """Why an operation naming an instance allocator (``-I NAME``, RAPI ``iallocator``) is
+    refused, or None: only logical units that place something with it (``USES_IALLOCATOR``)
+    take one. Elsewhere Ganeti's ``-I`` used to be accepted and quietly ignored, so that a
+    placement the admin did not choose could happen; instances with mirrored disks move to
+    their secondary node, which no allocator chooses."""
     name = getattr(op, "iallocator", None)
-    if not name:
-        return None
-    return (f"instance allocator '{name}' (-I/--iallocator) requested, but Herd has no "
-            "allocator yet: name the nodes instead (-n NODE[:SECONDARY] for add, "
-            "--new-secondary for replace-disks, -n NODE for migrate, failover and evacuate)")
+    if not name or lu.USES_IALLOCATOR or issubclass(lu, LUUnsupported):
+        return None  # (an operation Herd lacks says so itself, more to the point)
+    op_id = getattr(op, "OP_ID", type(op).__name__)
+    return (f"{op_id} does not take an instance allocator ('{name}', -I/--iallocator): "
+            "instances with mirrored disks move to their secondary node; leave -I out")
 
 
 class LUUnsupported(base.LogicalUnit[UnbackedOpCode]):

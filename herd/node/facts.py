@@ -38,13 +38,16 @@ def node_facts(storage: FileStorage, hv_facts: dict[str, Any],
     mem = meminfo()
     total = mem.get("MemTotal", 0)
     free = mem.get("MemAvailable", mem.get("MemFree", 0))
+    if "memory_total" in hv_facts:  # a simulated node (the fake hypervisor's tests)
+        total = int(hv_facts["memory_total"])
+        free = max(0, total - int(hv_facts.get("memory_node", 0)) - instances_memory)
     return {
         "memory_total": total,
         "memory_free": free,
         # memory used by the node itself (Ganeti's mnode): all used memory minus the guests'
         "memory_dom0": max(0, total - free - instances_memory),
         "memory_instances": instances_memory,
-        "cpu_total": os.cpu_count() or 1,
+        "cpu_total": int(hv_facts.get("cpu_total") or os.cpu_count() or 1),
         "cpu_sockets": cpu_sockets(),
         "storage_total": storage.total_mib(),
         "storage_free": storage.free_mib(),

@@ -79,6 +79,8 @@ class NodeService:
         used = sum(int(r["memory"]) for r in await self.instance_list())
         # the first call may probe /dev/kvm (seconds): keep it off the event loop
         hv_facts = await asyncio.to_thread(hv.node_facts)
+        # a node size a test simulates for its fake guests (placement over unequal nodes)
+        hv_facts.update(self.hypervisor("fake").simulated_node())  # type: ignore[attr-defined]
         info = node_facts(self.storage, hv_facts, used)
         info.update(rpc=RPC_VERSION, herd_version=__version__)  # verify compares them
         info["file_storage_total"] = info["storage_total"]

@@ -33,7 +33,12 @@ class Cluster(ConfigObject):
     enabled_hypervisors: list[str] = dataclasses.field(default_factory=lambda: ["kvm"])
     enabled_disk_templates: list[str] = dataclasses.field(
         default_factory=lambda: ["drbd", "file", "diskless"])
+    #: The allocator used when an operation names none (Ganeti's ``--default-iallocator``);
+    #: empty: Herd's built-in one (herd.allocator.builtin).
     default_iallocator: str = ""
+    #: Extra arguments of every allocator run: ``{key: value}`` becomes ``--key=value``, a
+    #: key with None ``--key`` (Ganeti's ``--default-iallocator-params``).
+    default_iallocator_params: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: Master candidates run etcd's voting members: 3 tolerate one failure and keep the
     #: quorum's writes cheap; an odd number, as an even one tolerates no more failures than
     #: one fewer (gnt-cluster verify warns). Ganeti's default was 10.

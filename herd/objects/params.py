@@ -34,6 +34,25 @@ ND_DEFAULTS: dict[str, Any] = {
     "ssh_port": 22,
 }
 
+#: Ganeti's default instance policy (``Types.hs``): an instance complies if its specs lie
+#: within one min/max pair; ``disk-size`` applies per disk. Herd has no per-group policy yet,
+#: so this is every group's filled policy (RAPI reports it, the allocators enforce it).
+ISPEC_MIN: dict[str, int] = {"memory-size": 128, "disk-size": 1024, "disk-count": 1,
+                             "cpu-count": 1, "nic-count": 1, "spindle-use": 1}
+ISPEC_MAX: dict[str, int] = {"memory-size": 32768, "disk-size": 1048576, "disk-count": 16,
+                             "cpu-count": 8, "nic-count": 8, "spindle-use": 12}
+IPOLICY_VCPU_RATIO: float = 4  # Ganeti answers 4 and 32, not 4.0
+IPOLICY_SPINDLE_RATIO: float = 32
+
+
+def default_ipolicy(templates: list[str]) -> dict[str, Any]:
+    """The filled instance policy (Ganeti's shape) for a cluster whose enabled disk templates
+    are ``templates``."""
+    return {"minmax": [{"min": dict(ISPEC_MIN), "max": dict(ISPEC_MAX)}],
+            "std": dict(ISPEC_MIN), "disk-templates": list(templates),
+            "vcpu-ratio": IPOLICY_VCPU_RATIO, "spindle-ratio": IPOLICY_SPINDLE_RATIO}
+
+
 DISK_TEMPLATES = ("diskless", "file", "plain", "drbd")
 #: Templates this version can create.
 SUPPORTED_DISK_TEMPLATES = ("diskless", "file", "plain", "drbd")

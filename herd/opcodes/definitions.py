@@ -42,6 +42,10 @@ class OpClusterModify(OpCode):
     rapi_anonymous_reads: bool | None = None
     #: Herd's: the nodes' OS search path (absolute directories; [] restores the default)
     os_search_path: list[str] | None = None
+    #: Ganeti's: the allocator used when an operation names none ("": Herd's built-in one)
+    default_iallocator: str | None = None
+    #: Ganeti's: its arguments, {key: value or None}, replacing the stored ones
+    default_iallocator_params: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -44,11 +44,6 @@ J_FIELDS = (*J_FIELDS_BULK, "oplog", "opresult")
 #: Ganeti's node parameters that Herd has no use for, with the values true for Herd.
 _ND_EXTRA = {"ovs": False, "ovs_name": "switch1", "ovs_link": "", "cpu_speed": 1}
 
-#: Ganeti's default instance policy (Herd reports it; it does not enforce one yet).
-_ISPEC_MIN = {"memory-size": 128, "disk-size": 1024, "disk-count": 1, "cpu-count": 1,
-              "nic-count": 1, "spindle-use": 1}
-_ISPEC_MAX = {"memory-size": 32768, "disk-size": 1048576, "disk-count": 16, "cpu-count": 8,
-              "nic-count": 8, "spindle-use": 12}
 
 #: Ganeti's error class names; Herd's finer codes map onto them in job results.
 _ERROR_CLASS = {
@@ -61,9 +56,7 @@ _ERROR_CLASS = {
 
 
 def ipolicy(templates: list[str]) -> dict[str, Any]:
-    return {"minmax": [{"min": dict(_ISPEC_MIN), "max": dict(_ISPEC_MAX)}],
-            "std": dict(_ISPEC_MIN), "spindle-ratio": 32, "vcpu-ratio": 4,
-            "disk-templates": list(templates)}
+    return params.default_ipolicy(templates)
 
 
 def ndparams(values: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +159,7 @@ def cluster_info(info: dict[str, Any], hv_defaults: dict[str, dict[str, Any]]) -
         "tags": list(info["tags"]),
         "uid_pool": list(info["uid_pool"]),
         "default_iallocator": info.get("default_iallocator") or "",
-        "default_iallocator_params": {},
+        "default_iallocator_params": dict(info.get("default_iallocator_params") or {}),
         "reserved_lvs": list(info.get("reserved_lvs") or []),
         "primary_ip_version": 4,
         "prealloc_wipe_disks": False,

@@ -197,3 +197,21 @@ def test_openapi_document(api: Any) -> None:
     assert "instance_name" in post["requestBody"]["content"]["application/json"]["schema"][
         "properties"]
     assert json.dumps(doc)
+
+
+def test_allocator_fields_reach_the_opcodes(api: Any) -> None:
+    """RAPI's ``iallocator`` on instance creation, replace-disks and node evacuation: what
+    Ganeti's clients send to place without naming nodes (Herd used to drop or refuse it)."""
+    client, master, _ = api
+    assert client.post("/2/instances", headers=ADMIN, json={
+        "__version__": 1, "mode": "create", "name": "i9", "os": "busybox+default",
+        "disk_template": "drbd", "disks": [{"size": 2048}], "nics": [{}],
+        "iallocator": "hail"}).status_code == 200
+    assert client.post("/2/instances/i1/replace-disks", headers=ADMIN, json={
+        "mode": "replace_new_secondary", "iallocator": "hail"}).status_code == 200
+    assert client.post("/2/nodes/n/evacuate", headers=ADMIN, json={
+        "mode": "secondary-only", "iallocator": "."}).status_code == 200
+    create, replace, evacuate = (job[0] for job in master.submitted)
+    assert (create["iallocator"], create.get("pnode")) == ("hail", None)
+    assert (replace["mode"], replace["iallocator"]) == ("replace_new_secondary", "hail")
+    assert (evacuate["mode"], evacuate["iallocator"]) == ("secondary-only", ".")

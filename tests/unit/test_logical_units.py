@@ -475,13 +475,13 @@ def test_cluster_modify_refuses_to_disable_a_template_in_use(cluster: InProcessC
     assert cluster.running(N2)["inst2.example.com"]["memory"] == 512
 
 
-def test_an_allocator_request_is_refused_not_ignored(cluster: InProcessCluster) -> None:
-    """Herd has no allocator yet: -I used to be accepted and ignored (the instance landed on
-    the node given, or the only node), now the job fails naming it and creates nothing."""
+def test_nodes_and_an_allocator_together_are_refused(cluster: InProcessCluster) -> None:
+    """-n and -I both given: Ganeti refuses (which one should win?); -I used to be accepted
+    and ignored here. The job fails naming both and creates nothing."""
     outcome = cluster.run(create_op(INST, node=N2, iallocator="hail"))
     assert outcome.status == "error"
-    assert any("instance allocator 'hail' (-I/--iallocator) requested, but Herd has no "
-               "allocator yet" in line for line in outcome.log), outcome.log
+    assert outcome.error == ("ParameterError", f"give either nodes (-n {N2}) or an instance "
+                             "allocator (-I hail), not both"), outcome.error
     assert cluster.nodes[N2].disk_files() == []
     assert INST not in {i.name for i in cluster.config.instances.values()}
 

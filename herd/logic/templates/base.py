@@ -69,6 +69,18 @@ class DiskTemplate:
     replaceable: ClassVar[bool] = False
     #: Templates ``gnt-instance modify -t`` converts this one to (data is copied).
     converts_to: ClassVar[frozenset[str]] = frozenset()
+    #: MiB the allocator protocol counts per disk beyond its size (Ganeti's DRBD_META_SIZE:
+    #: hail and Ganeti's checks expect it in ``disk_space_total``).
+    meta_mib: ClassVar[int] = 0
+
+    def disk_space_total(self, sizes: list[int]) -> int:
+        """The disk space the allocator protocol counts for disks of ``sizes`` MiB."""
+        return sum(size + self.meta_mib for size in sizes) if self.copies else 0
+
+    def uses_vg(self, cfg: ConfigData) -> bool:
+        """Whether new disks of this template take space in the cluster's volume group (else
+        in the file storage directory): which free space an allocator looks at."""
+        return False
 
     def __repr__(self) -> str:
         return f"<disk template {self.name}>"

@@ -30,6 +30,10 @@ class DrbdTemplate(DiskTemplate):
     can_failover = True
     replaceable = True
     converts_to = frozenset({"file", "plain"})
+    meta_mib = 128
+
+    def uses_vg(self, cfg: ConfigData) -> bool:
+        return bool(cfg.cluster.volume_group_name)  # LVs when the cluster has a VG
 
     def assign(self, cfg: ConfigData, inst: Instance, disks: list[Disk], pnode: str,
                snode: str | None, claim: Claim) -> None:

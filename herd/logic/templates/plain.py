@@ -41,6 +41,9 @@ class PlainTemplate(FileTemplate):
     copies = 1
     converts_to = frozenset({"drbd"})
 
+    def uses_vg(self, cfg: ConfigData) -> bool:
+        return True
+
     def assign(self, cfg: ConfigData, inst: Instance, disks: list[Disk], pnode: str,
                snode: str | None, claim: Claim) -> None:
         from herd.storage.lvm import validate_lv_name
