@@ -19,7 +19,7 @@ from herd.network import mac as macs
 from herd.node import hooks as node_hooks
 from herd.node.cluster_files import ClusterFiles
 from herd.node.facts import MAX_TCP_RETRIES2, users_file_problem
-from herd.objects import params
+from herd.objects import access, params
 from herd.opcodes import OpClusterModify, OpClusterVerify
 
 SUPPORTED_HYPERVISORS = ("kvm", "fake")
@@ -65,6 +65,7 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
                 raise errors.ParameterError(
                     f"invalid OS search path entry {bad[0]!r}: expected absolute directories "
                     "(e.g. /srv/ganeti/os:/usr/share/ganeti/os)")
+        check_access_changes(op, self.cfg.cluster)
         if op.candidate_pool_size is not None and op.candidate_pool_size < 1:
             raise errors.ParameterError(f"invalid candidate pool size {op.candidate_pool_size}:"
                                         " must be at least 1")
@@ -136,12 +137,58 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
             cluster.rapi_anonymous_reads = op.rapi_anonymous_reads
         if op.os_search_path is not None:
             cluster.os_search_path = list(op.os_search_path)
+        apply_access_changes(op, cluster)
         if op.vg_name is not None:
             cluster.volume_group_name = op.vg_name
         if op.reserved_lvs is not None:
             cluster.reserved_lvs = list(op.reserved_lvs)
         cluster.touch()
         await self.ctx.config.save()
+
+
+def check_access_changes(op: Any, cluster: Any) -> None:
+    """Grants and groups must be well-formed (herd.objects.access.check_grant names the bad
+    value); removing a grant that does not exist is an error, as a typo would otherwise pass
+    for a revocation."""
+    for raw in (op.add_grants or []) + (op.remove_grants or []):
+        if not isinstance(raw, dict):
+            raise errors.ParameterError(f"invalid grant {raw!r}: expected "
+                                        "{role, subject, path}")
+        access.Grant.from_dict(raw)
+    existing = {access.Grant.from_dict(g) for g in access_valid(cluster.access_grants)}
+    for raw in op.remove_grants or []:
+        grant = access.Grant.from_dict(raw)
+        if grant not in existing:
+            raise errors.OpPrereqError(f"no grant of role {grant.role} to {grant.subject} on "
+                                       f"{grant.path} to remove")
+    for group, members in (op.access_groups or {}).items():
+        access.check_grant("viewer", f"@{group}")
+        if not isinstance(members, list):
+            raise errors.ParameterError(f"invalid members of group {group!r}: expected a list "
+                                        "of user names")
+        for member in members:
+            access.check_grant("viewer", str(member))
+
+
+def access_valid(raw: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [g.to_dict() for g in access.parse_grants(raw)]
+
+
+def apply_access_changes(op: Any, cluster: Any) -> None:
+    grants = [access.Grant.from_dict(g) for g in access_valid(cluster.access_grants)]
+    for raw in op.remove_grants or []:
+        grant = access.Grant.from_dict(raw)
+        grants = [g for g in grants if g != grant]
+    for raw in op.add_grants or []:
+        grant = access.Grant.from_dict(raw)
+        if grant not in grants:
+            grants.append(grant)
+    cluster.access_grants = [g.to_dict() for g in grants]
+    for group, members in (op.access_groups or {}).items():
+        if members:
+            cluster.access_groups[group] = sorted(set(members))
+        else:
+            cluster.access_groups.pop(group, None)
 
 
 async def check_vg_on_nodes(ctx: Any, cfg: Any, vg_name: str) -> None:

@@ -42,6 +42,11 @@ class OpClusterModify(OpCode):
     rapi_anonymous_reads: bool | None = None
     #: Herd's: the nodes' OS search path (absolute directories; [] restores the default)
     os_search_path: list[str] | None = None
+    #: Herd's: grants to add and to remove ([{role, subject, path}], herd.objects.access)
+    add_grants: list[dict[str, str]] | None = None
+    remove_grants: list[dict[str, str]] | None = None
+    #: Herd's: set the members of access groups (group -> users; [] removes the group)
+    access_groups: dict[str, list[str]] | None = None
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -85,6 +85,10 @@ class RapiApp:
         self.users = UsersFile(paths.rapi_users_file)
         self.master = MasterPool(paths.master_socket)
         self.logins = LoginThrottle()
+        # the web manager (herd.web) under /ui: same port, certificate, users and masterd
+        from herd.web.app import WebUI
+
+        self.web = WebUI(self.users, lambda: self.master, self.logins)
 
     @property
     def require_auth(self) -> bool:
@@ -103,6 +107,10 @@ class RapiApp:
         return not self._facts_seen[1]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if path == "/ui" or path.startswith("/ui/"):
+            await self.web(scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
