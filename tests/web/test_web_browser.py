@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import PASSWORDS, WebCluster, screenshot
+from tests.web.conftest import INSTANCES, PASSWORDS, WebCluster, screenshot
 
 pytestmark = pytest.mark.slow
 
@@ -35,3 +35,111 @@ def test_login_and_logout(browser: Any, web: WebCluster) -> None:
     page.goto("/ui/instances")  # the session is gone
     assert "/ui/login" in page.url
     page.context.close()
+
+
+def csrf_of(page: Any) -> str:
+    return str(page.get_attribute("form.logout input[name=csrf]", "value"))
+
+
+def visible_instances(page: Any) -> set[str]:
+    page.goto("/ui/instances")
+    return set(page.eval_on_selector_all("#instances tbody tr[data-name]",
+                                         "rows => rows.map(r => r.dataset.name)"))
+
+
+def test_bad_password_gives_a_message(browser: Any, web: WebCluster) -> None:
+    page = login(browser, web, "alice", "wrong")
+    assert page.inner_text("#login-error") == "Wrong user name or password."
+    assert not [c for c in page.context.cookies() if c["name"] == "herd_session"]
+    screenshot(page, "login")
+    page.context.close()
+
+
+def test_viewer_sees_everything_but_cannot_start(browser: Any, web: WebCluster) -> None:
+    page = login(browser, web, "watcher")
+    assert visible_instances(page) == set(INSTANCES)
+    assert page.query_selector("#bulk-start") is None
+    page.goto("/ui/instances/power1.example.com")
+    assert page.inner_text("#state") == "ADMIN_down"
+    assert page.query_selector("#do-start") is None  # no button
+    jobs = web.job_ids()
+    forged = page.request.post("/ui/instances/power1.example.com/start",
+                               form={"csrf": csrf_of(page)})
+    assert forged.status == 403 and "You may not start" in forged.text()
+    forged = page.request.post("/ui/instances", form={"csrf": csrf_of(page), "action": "start",
+                                                      "names": "power1.example.com"})
+    assert forged.status == 403
+    assert web.job_ids() == jobs  # nothing submitted
+    page.context.close()
+
+
+def test_users_see_what_they_own_or_were_granted(browser: Any, web: WebCluster) -> None:
+    page = login(browser, web, "alice")  # owner by tag, and by group @devs
+    assert visible_instances(page) == {"alice1.example.com", "team1.example.com"}
+    page.goto("/ui/instances/db1.example.com")
+    assert "No instance db1.example.com that you may see." in page.inner_text("#error")
+    page.context.close()
+    page = login(browser, web, "bob")  # a grant on one instance
+    assert visible_instances(page) == {"shared1.example.com"}
+    page.goto("/ui/instances/shared1.example.com")
+    assert page.query_selector("#do-start") is not None  # the user role may power it
+    page.context.close()
+
+
+def test_post_without_csrf_token_is_refused(browser: Any, web: WebCluster) -> None:
+    page = login(browser, web, "oper")
+    page.wait_for_selector("#health")
+    jobs = web.job_ids()
+    for form in ({}, {"csrf": "forged"}):
+        answer = page.request.post("/ui/instances/power1.example.com/start", form=form)
+        assert answer.status == 403 and "security token" in answer.text()
+    assert web.job_ids() == jobs
+    assert not web.instance_running("power1.example.com")
+    page.context.close()
+
+
+def test_start_and_stop_from_the_instance_page(browser: Any, web: WebCluster) -> None:
+    page = login(browser, web, "oper")
+    page.goto("/ui/instances/power1.example.com")
+    page.click("#do-start")
+    page.wait_for_function("document.querySelector('#state').innerText == 'running'")
+    assert web.instance_running("power1.example.com")
+    panel = page.query_selector("section.job")
+    assert panel is not None and panel.get_attribute("data-status") == "success"
+    screenshot(page, "instance")
+    page.click("#do-stop")  # destructive: asks first
+    page.wait_for_selector("#confirm")
+    assert web.instance_running("power1.example.com")
+    page.click("#confirm")
+    page.wait_for_function("document.querySelector('#state').innerText == 'ADMIN_down'")
+    assert not web.instance_running("power1.example.com")
+    job_link = page.get_attribute("section.job h2 a", "href")
+    page.goto(str(job_link))
+    assert "OP_INSTANCE_SHUTDOWN" in page.inner_text("section.job")
+    assert "user=oper" in page.inner_text("section.job")  # the audit names the web user
+    screenshot(page, "job")
+    page.context.close()
+
+
+def test_bulk_start_of_three_instances(browser: Any, web: WebCluster) -> None:
+    page = login(browser, web, "oper")
+    page.goto("/ui/instances?q=role:web")
+    names = ["web1.example.com", "web2.example.com", "web3.example.com"]
+    assert visible_instances_now(page) == set(names)
+    for name in names:
+        page.check(f"input[name=names][value='{name}']")
+    screenshot(page, "instances")
+    page.click("#bulk-start")
+    page.wait_for_function(
+        "[...document.querySelectorAll('section.job')].length == 3 && "
+        "[...document.querySelectorAll('section.job')]"
+        ".every(s => s.dataset.status == 'success')")
+    assert all(web.instance_running(n) for n in names)
+    page.goto("/ui/instances?q=role:web+status:running")
+    assert visible_instances_now(page) == set(names)
+    page.context.close()
+
+
+def visible_instances_now(page: Any) -> set[str]:
+    return set(page.eval_on_selector_all("#instances tbody tr[data-name]",
+                                         "rows => rows.map(r => r.dataset.name)"))
