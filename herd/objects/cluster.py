@@ -67,6 +67,15 @@ class Cluster(ConfigObject):
     #: set-group). The users file knows no groups, so they live with the grants.
     access_groups: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form; the access fields only once set, so that a cluster without grants
+        stores byte for byte what it stored before they existed (and older Herds read it)."""
+        out = super().to_dict()
+        for name in ("access_grants", "access_groups"):
+            if not out.get(name):
+                out.pop(name, None)
+        return out
+
 
 @dataclasses.dataclass
 class ConfigData:

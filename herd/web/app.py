@@ -125,6 +125,14 @@ class Context:
         rows = await self.web.call("query_instances", names=names, live=True)
         return [r for r in rows if self.may_instance("view", r)]
 
+    def is_mine(self, row: dict[str, Any]) -> bool:
+        """Owned by tag, or granted by name: what the overview calls "my instances"."""
+        subjects = self.principal.subjects()
+        if subjects & access.owners(row.get("tags") or ()):
+            return True
+        path = f"/instances/{row['name']}"
+        return any(g.path == path and g.subject in subjects for g in self.grants)
+
     def job_visible(self, job: dict[str, Any], visible: set[str]) -> bool:
         if self.may("view"):
             return True
@@ -333,8 +341,8 @@ class WebUI:
             self.call("query_nodes", names=None, live=False), ctx.instances(),
             self.call("query_jobs"))
         visible = {r["name"] for r in rows}
-        mine = [r for r in rows if ctx.principal.subjects()
-                & access.owners(r.get("tags") or ())] or rows
+        mine = [r for r in rows if ctx.is_mine(r)]
+        owned = bool(mine)
         failed = [j for j in jobs if j and j.get("status") == "error"
                   and ctx.job_visible(j, visible)]
         failed.sort(key=lambda j: j["id"], reverse=True)
@@ -345,7 +353,8 @@ class WebUI:
             "running": sum(1 for r in rows if r.get("status") == "running"),
             "down": sum(1 for r in rows if r.get("admin_up") and r.get("status") != "running"),
         }
-        return self.render("overview.html", ctx=ctx, health=health, mine=mine[:20],
+        return self.render("overview.html", ctx=ctx, health=health,
+                           mine=(mine or rows)[:20], owned=owned,
                            failed=failed[:10], show_nodes=ctx.may("view"), nodes=nodes)
 
     async def instances(self, ctx: Context) -> Response:
