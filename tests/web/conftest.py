@@ -148,6 +148,17 @@ class WebCluster:
         hv = self.cluster.nodes[node].service.hypervisor("fake")
         return {info.name for info in await hv.list_instances()}
 
+    def submit(self, *ops: dict[str, Any]) -> int:
+        """Submit a job as the CLI would (not through the web pages)."""
+
+        async def submit() -> int:
+            return self.cluster.submit(*ops)
+
+        return int(self.call(submit()))
+
+    def wait_job(self, job_id: int) -> None:
+        self.call(self.cluster.finish(job_id))
+
     def job_ids(self) -> list[int]:
         return [j.id for j in self.cluster.queue.list()]
 

@@ -32,7 +32,6 @@ def test_login_and_logout(browser: Any, web: WebCluster) -> None:
     assert page.inner_text("#who").startswith("root-admin")
     cookie = next(c for c in page.context.cookies() if c["name"] == "herd_session")
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
-    screenshot(page, "overview")
     page.click("#logout")
     page.wait_for_selector("#login")
     page.goto("/ui/instances")  # the session is gone
@@ -161,4 +160,19 @@ def test_search_as_you_type_sorts_and_dark_mode(browser: Any, web: WebCluster) -
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(18, 22, 28)"  # the dark palette
     screenshot(page, "instances-dark")
+    page.context.close()
+
+
+def test_overview_shows_recent_failed_jobs(browser: Any, web: WebCluster) -> None:
+    job_id = web.submit({"OP_ID": "OP_INSTANCE_MIGRATE", "instance_name": "db1.example.com"})
+    web.wait_job(job_id)
+    page = login(browser, web, "root-admin")
+    row = page.locator("#failed-jobs tr", has_text=f"{job_id}")
+    expect(row).to_contain_text("INSTANCE_MIGRATE(db1.example.com)")
+    expect(row.locator("td.error")).not_to_be_empty()
+    screenshot(page, "overview")
+    page.context.close()
+    page = login(browser, web, "alice")  # not hers: not shown
+    expect(page.locator("#health")).to_be_visible()
+    assert page.locator("#failed-jobs tr", has_text=f"{job_id}").count() == 0
     page.context.close()
