@@ -237,3 +237,26 @@ def test_bad_grant_changes_fail_and_change_nothing(cluster: InProcessCluster,
     assert outcome.status == "error"
     assert message in " ".join(outcome.log) + str(outcome.results)
     assert cluster.saved_config().serial_no == before
+
+
+# -- gnt-cluster grant/revoke/set-group -----------------------------------------------------
+def test_cli_grant_commands_submit_the_config_change(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from herd.cli import gnt_cluster
+
+    submitted: list[list[dict[str, object]]] = []
+    monkeypatch.setattr(gnt_cluster, "submit_or_run",
+                        lambda opts, ops: submitted.append(ops))
+    assert gnt_cluster.main(["grant", "user", "@devs", "/groups/default"]) == 0
+    assert gnt_cluster.main(["revoke", "admin", "alice"]) == 0
+    assert gnt_cluster.main(["set-group", "devs", "alice", "bob"]) == 0
+    assert submitted == [
+        [{"OP_ID": "OP_CLUSTER_SET_PARAMS",
+          "add_grants": [{"role": "user", "subject": "@devs", "path": "/groups/default"}]}],
+        [{"OP_ID": "OP_CLUSTER_SET_PARAMS",
+          "remove_grants": [{"role": "admin", "subject": "alice", "path": "/"}]}],
+        [{"OP_ID": "OP_CLUSTER_SET_PARAMS", "access_groups": {"devs": ["alice", "bob"]}}]]
+    assert gnt_cluster.main(["grant", "boss", "alice"]) != 0  # refused before any job
+    assert "invalid role 'boss': allowed are viewer, user, operator, admin" in \
+        capsys.readouterr().err
+    assert len(submitted) == 3

@@ -176,3 +176,17 @@ def test_overview_shows_recent_failed_jobs(browser: Any, web: WebCluster) -> Non
     expect(page.locator("#health")).to_be_visible()
     assert page.locator("#failed-jobs tr", has_text=f"{job_id}").count() == 0
     page.context.close()
+
+
+def test_job_page_follows_a_running_job_without_reload(browser: Any, web: WebCluster) -> None:
+    page = login(browser, web, "root-admin")
+    expect(page.locator("#health")).to_be_visible()
+    job_id = web.submit({"OP_ID": "OP_TEST_DELAY", "duration": 1.5})
+    page.goto(f"/ui/jobs/{job_id}")
+    status = page.locator(f"#job-status-{job_id}")
+    expect(status).not_to_have_text("success")  # still going when the page was made
+    page.evaluate("window.herdMarker = 1")
+    expect(status).to_have_text("success", timeout=10_000)
+    assert page.evaluate("window.herdMarker") == 1  # updated in place, not reloaded
+    expect(page.locator("#job-log")).to_be_visible()
+    page.context.close()
