@@ -57,14 +57,26 @@ class Grant:
     role: str
     subject: str  # a user name, or @group
     path: str = "/"  # /, /groups/G, /instances/I
+    #: On /instances/I: the uuid the instance had when granted. The grant follows that
+    #: instance through a rename and dies with it: a new instance given the name of a removed
+    #: one is not shared with the removed one's grantees.
+    uuid: str | None = None
 
     def to_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Grant:
-        return check_grant(str(data.get("role", "")), str(data.get("subject", "")),
-                           str(data.get("path", "/")))
+        grant = check_grant(str(data.get("role", "")), str(data.get("subject", "")),
+                            str(data.get("path", "/")))
+        uuid = data.get("uuid")
+        return dataclasses.replace(grant, uuid=str(uuid)) if uuid else grant
+
+    def applies_to(self, target: Target) -> bool:
+        """Whether the grant covers ``target`` (its path is the target's or above it)."""
+        if self.uuid is not None and target.uuid is not None:
+            return self.uuid == target.uuid
+        return self.path in _paths(target)
 
 
 def check_grant(role: str, subject: str, path: str = "/") -> Grant:
@@ -102,6 +114,7 @@ class Target:
     group: str | None = None
     instance: str | None = None
     tags: tuple[str, ...] = ()
+    uuid: str | None = None  # the instance's
 
 
 CLUSTER = Target()
@@ -141,9 +154,8 @@ def role_on(who: Principal, target: Target, grants: Iterable[Grant]) -> str | No
     it, ownership of an instance."""
     role = who.base_role
     subjects = who.subjects()
-    paths = _paths(target)
     for grant in grants:
-        if grant.subject in subjects and grant.path in paths:
+        if grant.subject in subjects and grant.applies_to(target):
             role = higher(role, grant.role)
     if target.instance is not None and subjects & owners(target.tags):
         role = higher(role, "user")

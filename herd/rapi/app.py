@@ -35,6 +35,7 @@ from herd.rapi.errors import HttpError, bad_request, forbidden, from_herd
 from herd.rapi.master import MasterPool
 from herd.rapi.routing import Req, match
 from herd.rapi.throttle import LoginThrottle
+from herd.web.app import WebUI, instance_target
 
 log = logging.getLogger("herd.rapi")
 
@@ -106,8 +107,6 @@ class RapiApp:
         self.master = MasterPool(paths.master_socket)
         self.logins = LoginThrottle()
         # the web manager (herd.web) under /ui: same port, certificate, users and masterd
-        from herd.web.app import WebUI
-
         self.web = WebUI(self.users, lambda: self.master, self.logins)
 
     @property
@@ -201,8 +200,7 @@ class RapiApp:
         if rows:
             groups = access.groups_of(name, cluster.get("access_groups") or {})
             who = access.Principal(name, groups, access.base_role(user.options if user else ()))
-            target = access.Target(group=rows[0].get("pnode.group") or None,
-                                   instance=rows[0]["name"], tags=tuple(rows[0].get("tags") or ()))
+            target = instance_target(rows[0])
             if access.allowed(who, action, target,
                               access.parse_grants(cluster.get("access_grants") or [])):
                 return

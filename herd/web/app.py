@@ -61,7 +61,7 @@ INSTANCE_ACTIONS: dict[str, tuple[str, dict[str, Any], bool]] = {
 
 def instance_target(row: dict[str, Any]) -> Target:
     return Target(group=row.get("pnode.group") or None, instance=row["name"],
-                  tags=tuple(row.get("tags") or ()))
+                  tags=tuple(row.get("tags") or ()), uuid=row.get("uuid"))
 
 
 def origin_user(job: dict[str, Any]) -> str | None:
@@ -130,8 +130,9 @@ class Context:
         subjects = self.principal.subjects()
         if subjects & access.owners(row.get("tags") or ()):
             return True
-        path = f"/instances/{row['name']}"
-        return any(g.path == path and g.subject in subjects for g in self.grants)
+        target = instance_target(row)
+        return any(g.path.startswith("/instances/") and g.subject in subjects
+                   and g.applies_to(target) for g in self.grants)
 
     def job_visible(self, job: dict[str, Any], visible: set[str]) -> bool:
         if self.may("view"):

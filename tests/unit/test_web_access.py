@@ -260,3 +260,32 @@ def test_cli_grant_commands_submit_the_config_change(monkeypatch: pytest.MonkeyP
     assert "invalid role 'boss': allowed are viewer, user, operator, admin" in \
         capsys.readouterr().err
     assert len(submitted) == 3
+
+
+def test_an_instance_grant_follows_the_instance_not_its_name() -> None:
+    grant = Grant("user", "bob", "/instances/web1", uuid="u-1")
+    same = Target(group="default", instance="web1", uuid="u-1")
+    renamed = Target(group="default", instance="www1", uuid="u-1")
+    successor = Target(group="default", instance="web1", uuid="u-2")  # removed, re-created
+    assert allowed(p("bob"), "power", same, [grant])
+    assert allowed(p("bob"), "power", renamed, [grant])
+    assert not allowed(p("bob"), "view", successor, [grant])
+
+
+def test_grant_on_an_instance_is_stored_with_its_uuid(cluster: InProcessCluster) -> None:
+    from tests.harness import create_op
+
+    name = "vm1.example.com"
+    assert cluster.run(create_op(name, template="diskless")).status == "success"
+    uuid = cluster.config.find_instance(name).uuid
+    grant = {"role": "user", "subject": "bob", "path": f"/instances/{name}"}
+    done = cluster.run({"OP_ID": "OP_CLUSTER_SET_PARAMS", "add_grants": [grant]})
+    assert done.status == "success", done.log
+    assert cluster.saved_config().cluster.access_grants == [{**grant, "uuid": uuid}]
+    missing = cluster.run({"OP_ID": "OP_CLUSTER_SET_PARAMS", "add_grants": [
+        {**grant, "path": "/instances/ghost"}]})
+    assert missing.status == "error"
+    assert "cannot grant on /instances/ghost: instance 'ghost' does not exist" in \
+        str(missing.results)
+    gone = cluster.run({"OP_ID": "OP_CLUSTER_SET_PARAMS", "remove_grants": [grant]})
+    assert gone.status == "success" and cluster.config.cluster.access_grants == []
