@@ -388,6 +388,7 @@ class WebUI:
         if job_id and job_id.isdigit():
             current = next((j for j in jobs if j["id"] == int(job_id)), None)
         return self.render("instance.html", ctx=ctx, inst=row, jobs=jobs[:10],
+                           possible=possible_actions(row),
                            current=current, may_power=ctx.may_instance("power", row),
                            final=FINAL_JOB_STATES)
 
@@ -473,6 +474,21 @@ class WebUI:
         return self.render("job_panel.html", ctx=ctx, job=job, final=FINAL_JOB_STATES,
                            detail=q.get("detail") == "1", refresh=q.get("refresh") == "1",
                            headers=headers)
+
+
+def possible_actions(row: dict[str, Any]) -> set[str]:
+    """The power actions that make sense in the instance's state (the page disables the
+    others): start unless it runs, stop unless it is down and stays down, reboot if it runs.
+    The job would refuse or do nothing otherwise; this only spares a useless click."""
+    running = row.get("status") == "running" or bool(row.get("oper_state"))
+    out = set()
+    if not running:
+        out.add("start")
+    if running or row.get("admin_up"):
+        out.add("stop")
+    if running:
+        out.add("reboot")
+    return out
 
 
 def instance_op(action: str, name: str) -> dict[str, Any]:

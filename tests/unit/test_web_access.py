@@ -13,7 +13,7 @@ from herd import errors
 from herd.objects import access
 from herd.objects.access import CLUSTER, Grant, Principal, Target, allowed, role_on
 from herd.web import listing
-from herd.web.app import origin_user, safe_next
+from herd.web.app import origin_user, possible_actions, safe_next
 from herd.web.sessions import IDLE_TIMEOUT, SessionStore, expired
 from tests.harness import InProcessCluster, scratch_root
 
@@ -289,3 +289,12 @@ def test_grant_on_an_instance_is_stored_with_its_uuid(cluster: InProcessCluster)
         str(missing.results)
     gone = cluster.run({"OP_ID": "OP_CLUSTER_SET_PARAMS", "remove_grants": [grant]})
     assert gone.status == "success" and cluster.config.cluster.access_grants == []
+
+
+@pytest.mark.parametrize(("row", "possible"), [
+    ({"status": "running", "admin_up": True}, {"stop", "reboot"}),
+    ({"status": "ADMIN_down", "admin_up": False}, {"start"}),
+    ({"status": "ERROR_down", "admin_up": True}, {"start", "stop"}),  # stop: mark it down
+])
+def test_power_buttons_that_make_sense(row: dict[str, object], possible: set[str]) -> None:
+    assert possible_actions(row) == possible

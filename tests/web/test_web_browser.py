@@ -103,9 +103,11 @@ def test_post_without_csrf_token_is_refused(browser: Any, web: WebCluster) -> No
 def test_start_and_stop_from_the_instance_page(browser: Any, web: WebCluster) -> None:
     page = login(browser, web, "oper")
     page.goto("/ui/instances/power1.example.com")
+    expect(page.locator("#do-reboot")).to_be_disabled()  # not running
     page.click("#do-start")
     expect(page.locator("#state")).to_have_text("running")
     assert web.instance_running("power1.example.com")
+    expect(page.locator("#do-start")).to_be_disabled()
     panel = page.query_selector("section.job")
     assert panel is not None and panel.get_attribute("data-status") == "success"
     screenshot(page, "instance")
