@@ -122,7 +122,15 @@ class Context:
         return access.role_on(self.principal, target, self.grants)
 
     async def instances(self, names: list[str] | None = None) -> list[dict[str, Any]]:
-        rows = await self.web.call("query_instances", names=names, live=True)
+        """The instances (all, or those named) this user may see. An unknown name is simply
+        not there: the answer must not tell an instance nobody showed you from one that does
+        not exist."""
+        try:
+            rows = await self.web.call("query_instances", names=names, live=True)
+        except errors.NotFoundError:
+            if not names:
+                raise
+            return []
         return [r for r in rows if self.may_instance("view", r)]
 
     def is_mine(self, row: dict[str, Any]) -> bool:
@@ -252,11 +260,10 @@ class WebUI:
                     return self.error(None, 403, "Your session has ended: log in again.")
                 target = request.url.path + (f"?{request.url.query}" if request.url.query
                                              else "")
-                response: Response = RedirectResponse(
-                    f"{PREFIX}/login?{urlencode({'next': target})}", 303)
                 if request.headers.get("hx-request"):
-                    response.headers["HX-Redirect"] = f"{PREFIX}/login"
-                return response
+                    # htmx would follow a 303 and swap the log-in page into the fragment
+                    return Response(status_code=200, headers={"HX-Redirect": f"{PREFIX}/login"})
+                return RedirectResponse(f"{PREFIX}/login?{urlencode({'next': target})}", 303)
             form: FormData | None = None
             if post:
                 ok, form = await self._csrf_ok(request, session)

@@ -161,6 +161,9 @@ def test_idle_session_ends_and_logout_ends_it_at_once(ui: Any) -> None:
     gone = client.get("/ui/instances", follow_redirects=False)
     assert gone.status_code == 303
     assert gone.headers["location"] == "/ui/login?next=%2Fui%2Finstances"
+    fragment = client.get("/ui/jobs/1/panel", headers={"HX-Request": "true"},
+                          follow_redirects=False)  # htmx polling a job: the whole page goes
+    assert fragment.status_code == 200 and fragment.headers["hx-redirect"] == "/ui/login"
     login(client)
     out = client.post("/ui/logout", data={"csrf": csrf(client)}, follow_redirects=False)
     assert out.status_code == 303
