@@ -42,6 +42,8 @@ log = logging.getLogger("herd.web")
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "/ui"
+#: The largest form body taken (a bulk action on MAX_PER_PAGE instances fits).
+MAX_FORM = 256 * 1024
 FINAL_JOB_STATES = frozenset({"success", "error", "canceled"})
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
@@ -193,17 +195,40 @@ class WebUI:
         self.app = Starlette(routes=routes)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        static = scope.get("path", "").startswith(f"{PREFIX}/static/")
+
         async def send_secure(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers") or [])
                 present = {k.lower() for k, _ in headers}
                 for key, value in SECURITY_HEADERS.items():
+                    if static and key == "Cache-Control":
+                        continue  # the vendored scripts and the style sheet may be cached
                     if key.lower().encode() not in present:
                         headers.append((key.lower().encode(), value.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            refused = self._body_refused(scope)
+            if refused is not None:
+                await refused(scope, receive, send_secure)
+                return
         await self.app(scope, receive, send_secure)
+
+    @staticmethod
+    def _body_refused(scope: dict[str, Any]) -> Response | None:
+        """A form is a few hundred bytes (a bulk action on a page of instances a few KiB):
+        a POST must say its length and stay under :data:`MAX_FORM`, before it is read (the
+        log-in form takes anybody's POST)."""
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if not length.isdigit():
+            return Response("a form must be sent with its Content-Length", 411,
+                            media_type="text/plain")
+        if int(length) > MAX_FORM:
+            return Response(f"a form may have at most {MAX_FORM} bytes", 413,
+                            media_type="text/plain")
+        return None
 
     async def call(self, method: str, **args: Any) -> Any:
         return await self.master().call(method, **args)

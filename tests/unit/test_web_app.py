@@ -177,3 +177,19 @@ def test_user_removed_from_the_users_file_is_logged_out(ui: Any, tmp_path: Path)
     users = HerdPaths(tmp_path).rapi_users_file
     users.write_text("oper operpw write\n# alice left\n")
     assert client.get("/ui/", follow_redirects=False).status_code == 303
+
+
+def test_oversized_or_unsized_forms_are_refused_unread(ui: Any) -> None:
+    client, _, _ = ui
+    big = client.post("/ui/login", content=b"x" * (256 * 1024 + 1),
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert big.status_code == 413
+
+    def chunks() -> Any:
+        yield b"username=alice"
+
+    unsized = client.post("/ui/login", content=chunks(),
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert unsized.status_code == 411
+    static = client.get("/ui/static/herd.css")
+    assert static.status_code == 200 and "cache-control" not in static.headers
