@@ -24,6 +24,7 @@ ROWS = [{"name": "vm1", "pnode.group": "default", "tags": ["herd:owner:alice"],
 class Master:
     def __init__(self) -> None:
         self.jobs: list[list[dict[str, Any]]] = []
+        self.job_status = "running"
 
     async def call(self, method: str, _timeout: float | None = None, **args: Any) -> Any:
         if method == "query_cluster":
@@ -34,7 +35,11 @@ class Master:
         if method == "query_nodes":
             return [{"name": "n1", "offline": False, "drained": False}]
         if method == "query_jobs":
-            return []
+            return [{"id": 7, "status": self.job_status, "ops": [
+                {"OP_ID": "OP_INSTANCE_STARTUP", "instance_name": "vm1"}],
+                "opstatus": [self.job_status], "opresult": [None], "oplog": [[]],
+                "summary": ["INSTANCE_STARTUP(vm1)"], "received_ts": 1.0, "end_ts": None,
+                "origin": "via=rapi user=alice"}]
         if method == "submit_many":
             self.jobs.extend(args["jobs"])
             return [[True, len(self.jobs)] for _ in args["jobs"]]
@@ -193,3 +198,15 @@ def test_oversized_or_unsized_forms_are_refused_unread(ui: Any) -> None:
     assert unsized.status_code == 411
     static = client.get("/ui/static/herd.css")
     assert static.status_code == 200 and "cache-control" not in static.headers
+
+
+def test_job_panel_polls_while_running_and_reloads_the_page_when_done(ui: Any) -> None:
+    client, master, _ = ui
+    login(client)  # alice submitted job 7 on her vm1
+    running = client.get("/ui/jobs/7/panel?refresh=1", headers={"HX-Request": "true"})
+    assert 'hx-trigger="every 1s"' in running.text and "hx-refresh" not in running.headers
+    master.job_status = "success"
+    done = client.get("/ui/jobs/7/panel?refresh=1", headers={"HX-Request": "true"})
+    assert "hx-trigger" not in done.text and done.headers["hx-refresh"] == "true"
+    on_job_page = client.get("/ui/jobs/7/panel", headers={"HX-Request": "true"})
+    assert "hx-refresh" not in on_job_page.headers  # the job page updates in place
