@@ -173,6 +173,38 @@ def cmd_modify(opts: Any) -> int:
     return 0
 
 
+def cmd_grant(opts: Any) -> int:
+    """gnt-cluster grant/revoke ROLE SUBJECT [PATH]: one grant added or removed by a job
+    (OP_CLUSTER_SET_PARAMS), checked here first for a one-line error before any job."""
+    from herd.objects import access
+
+    grant = access.check_grant(opts.role, opts.subject, opts.path).to_dict()
+    key = "add_grants" if opts.grant_action == "grant" else "remove_grants"
+    submit_or_run(opts, [{"OP_ID": "OP_CLUSTER_SET_PARAMS", key: [grant]}])
+    return 0
+
+
+def cmd_set_group(opts: Any) -> int:
+    """gnt-cluster set-group GROUP [USER...]: the group's members (none: remove the group)."""
+    submit_or_run(opts, [{"OP_ID": "OP_CLUSTER_SET_PARAMS",
+                          "access_groups": {opts.group.lstrip("@"): list(opts.users)}}])
+    return 0
+
+
+def cmd_list_grants(opts: Any) -> int:
+    with MasterClient() as client:
+        info = client.call("query_cluster")
+    rows = [(g.get("role", ""), g.get("subject", ""), g.get("path", "/"))
+            for g in info.get("access_grants") or []]
+    if not opts.no_headers:
+        print(f"{'Role':<9} {'Subject':<20} Path")
+    for role, subject, path in rows:
+        print(f"{role:<9} {subject:<20} {path}")
+    for group, members in sorted((info.get("access_groups") or {}).items()):
+        print(f"group @{group}: {', '.join(members)}")
+    return 0
+
+
 def cmd_master_failover(opts: Any) -> int:
     from herd.logic import failover
 
@@ -366,6 +398,26 @@ def build_parser() -> HerdArgumentParser:
     add_common_options(verify, "verbose", "debug")
     verify.add_argument("--error-codes", action="store_true")
     verify.set_defaults(func=cmd_verify)
+
+    for action, text in (("grant", "give a role to a user or @group on /, /groups/G or "
+                                   "/instances/I (web manager permissions)"),
+                         ("revoke", "take back a grant given with 'grant'")):
+        grant = sub.add_parser(action, help=text)
+        grant.add_argument("role", help="viewer, user, operator or admin")
+        grant.add_argument("subject", help="a RAPI users-file user, or @group")
+        grant.add_argument("path", nargs="?", default="/",
+                           help="/ (default), /groups/GROUP or /instances/INSTANCE")
+        add_common_options(grant, "submit", "print_jobid", "priority")
+        grant.set_defaults(func=cmd_grant, grant_action=action)
+    grants = sub.add_parser("list-grants", help="list the grants and access groups")
+    grants.add_argument("--no-headers", dest="no_headers", action="store_true")
+    grants.set_defaults(func=cmd_list_grants)
+    setgroup = sub.add_parser("set-group", help="set the members of an access group "
+                              "(no users: remove the group)")
+    setgroup.add_argument("group")
+    setgroup.add_argument("users", nargs="*")
+    add_common_options(setgroup, "submit", "print_jobid", "priority")
+    setgroup.set_defaults(func=cmd_set_group)
 
     modify = sub.add_parser("modify", help="change cluster parameters")
     add_common_options(modify, "backend", "hvparams_list", *("submit", "print_jobid",

@@ -20,7 +20,7 @@ from herd.network import mac as macs
 from herd.node import hooks as node_hooks
 from herd.node.cluster_files import ClusterFiles
 from herd.node.facts import MAX_TCP_RETRIES2, users_file_problem
-from herd.objects import params
+from herd.objects import access, params
 from herd.opcodes import OpClusterModify, OpClusterVerify
 
 SUPPORTED_HYPERVISORS = ("kvm", "fake")
@@ -66,6 +66,7 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
                 raise errors.ParameterError(
                     f"invalid OS search path entry {bad[0]!r}: expected absolute directories "
                     "(e.g. /srv/ganeti/os:/usr/share/ganeti/os)")
+        check_access_changes(op, self.cfg)
         if op.candidate_pool_size is not None and op.candidate_pool_size < 1:
             raise errors.ParameterError(f"invalid candidate pool size {op.candidate_pool_size}:"
                                         " must be at least 1")
@@ -153,12 +154,87 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
                 for k, v in op.default_iallocator_params.items()}
         if op.os_search_path is not None:
             cluster.os_search_path = list(op.os_search_path)
+        apply_access_changes(op, self.cfg)
         if op.vg_name is not None:
             cluster.volume_group_name = op.vg_name
         if op.reserved_lvs is not None:
             cluster.reserved_lvs = list(op.reserved_lvs)
         cluster.touch()
         await self.ctx.config.save()
+
+
+def check_access_changes(op: Any, cfg: Any) -> None:
+    """Grants and groups must be well-formed (herd.objects.access.check_grant names the bad
+    value), a grant on an instance names one that exists (and is stored with its uuid), and
+    removing a grant that does not exist is an error, as a typo would otherwise pass for a
+    revocation."""
+    for raw in (op.add_grants or []) + (op.remove_grants or []):
+        if not isinstance(raw, dict):
+            raise errors.ParameterError(f"invalid grant {raw!r}: expected "
+                                        "{role, subject, path}")
+        access.Grant.from_dict(raw)
+    if op.add_grants:
+        op.add_grants = [_resolved(cfg, raw).to_dict() for raw in op.add_grants]
+    existing = access.parse_grants(cfg.cluster.access_grants)
+    for raw in op.remove_grants or []:
+        if not any(_same(g, raw, cfg) for g in existing):
+            grant = access.Grant.from_dict(raw)
+            raise errors.OpPrereqError(f"no grant of role {grant.role} to {grant.subject} on "
+                                       f"{grant.path} to remove")
+    for group, members in (op.access_groups or {}).items():
+        access.check_grant("viewer", f"@{group}")
+        if not isinstance(members, list):
+            raise errors.ParameterError(f"invalid members of group {group!r}: expected a list "
+                                        "of user names")
+        for member in members:
+            access.check_grant("viewer", str(member))
+
+
+def _instance_of(cfg: Any, path: str) -> Any:
+    if not path.startswith("/instances/"):
+        return None
+    return cfg.find_instance(path[len("/instances/"):])
+
+
+def _resolved(cfg: Any, raw: dict[str, str]) -> access.Grant:
+    """The grant as stored: on an instance, with that instance's uuid (it must exist)."""
+    grant = access.Grant.from_dict({k: v for k, v in raw.items() if k != "uuid"})
+    if not grant.path.startswith("/instances/"):
+        return grant
+    inst = _instance_of(cfg, grant.path)
+    if inst is None:
+        raise errors.OpPrereqError(f"cannot grant on {grant.path}: instance "
+                                   f"'{grant.path[len('/instances/'):]}' does not exist")
+    return access.Grant(grant.role, grant.subject, f"/instances/{inst.name}", inst.uuid)
+
+
+def _same(stored: access.Grant, raw: dict[str, str], cfg: Any) -> bool:
+    """Whether a revocation ``raw`` names the stored grant: same role and subject, and the
+    same path, or the same instance under its current name."""
+    given = access.Grant.from_dict({k: v for k, v in raw.items() if k != "uuid"})
+    if (stored.role, stored.subject) != (given.role, given.subject):
+        return False
+    if stored.path == given.path:
+        return True
+    inst = _instance_of(cfg, given.path)
+    return inst is not None and stored.uuid == inst.uuid
+
+
+def apply_access_changes(op: Any, cfg: Any) -> None:
+    cluster = cfg.cluster
+    grants = access.parse_grants(cluster.access_grants)
+    for raw in op.remove_grants or []:
+        grants = [g for g in grants if not _same(g, raw, cfg)]
+    for raw in op.add_grants or []:
+        grant = access.Grant.from_dict(raw)
+        if grant not in grants:
+            grants.append(grant)
+    cluster.access_grants = [g.to_dict() for g in grants]
+    for group, members in (op.access_groups or {}).items():
+        if members:
+            cluster.access_groups[group] = sorted(set(members))
+        else:
+            cluster.access_groups.pop(group, None)
 
 
 async def check_vg_on_nodes(ctx: Any, cfg: Any, vg_name: str) -> None:

@@ -252,6 +252,8 @@ def cluster_info(ctx: MasterContext) -> dict[str, Any]:
         "maintain_node_health": c.maintain_node_health,
         "uid_pool": list(c.uid_pool),
         "tags": list(c.tags),
+        "access_grants": [dict(g) for g in c.access_grants],
+        "access_groups": {g: list(m) for g, m in c.access_groups.items()},
         "ctime": c.ctime,
         "mtime": c.mtime,
         "serial_no": cfg.serial_no,

@@ -65,6 +65,21 @@ class Cluster(ConfigObject):
     os_search_path: list[str] = dataclasses.field(default_factory=list)
     uid_pool: list[Any] = dataclasses.field(default_factory=list)
     tags: list[str] = dataclasses.field(default_factory=list)
+    #: Roles granted to users and @groups on paths (herd.objects.access; gnt-cluster grant):
+    #: [{role, subject, path}], changed in transactions like any other config.
+    access_grants: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    #: Users' groups for grants and owner tags: group name -> user names (gnt-cluster
+    #: set-group). The users file knows no groups, so they live with the grants.
+    access_groups: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form; the access fields only once set, so that a cluster without grants
+        stores byte for byte what it stored before they existed (and older Herds read it)."""
+        out = super().to_dict()
+        for name in ("access_grants", "access_groups"):
+            if not out.get(name):
+                out.pop(name, None)
+        return out
 
 
 @dataclasses.dataclass

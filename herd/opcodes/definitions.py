@@ -46,6 +46,11 @@ class OpClusterModify(OpCode):
     default_iallocator: str | None = None
     #: Ganeti's: its arguments, {key: value or None}, replacing the stored ones
     default_iallocator_params: dict[str, Any] | None = None
+    #: Herd's: grants to add and to remove ([{role, subject, path}], herd.objects.access)
+    add_grants: list[dict[str, str]] | None = None
+    remove_grants: list[dict[str, str]] | None = None
+    #: Herd's: set the members of access groups (group -> users; [] removes the group)
+    access_groups: dict[str, list[str]] | None = None
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -27,13 +27,15 @@ from starlette.responses import Response
 
 from herd import errors
 from herd.config.facts import read_facts
+from herd.objects import access
 from herd.paths import HerdPaths
 from herd.rapi import convert, openapi, resources  # noqa: F401 - registers the resources
-from herd.rapi.auth import ACCESS_READ, UsersFile, authenticate
-from herd.rapi.errors import HttpError, bad_request, from_herd
+from herd.rapi.auth import ACCESS_READ, ACCESS_WRITE, UsersFile, authenticate
+from herd.rapi.errors import HttpError, bad_request, forbidden, from_herd
 from herd.rapi.master import MasterPool
 from herd.rapi.routing import Req, match
 from herd.rapi.throttle import LoginThrottle
+from herd.web.app import WebUI, instance_target
 
 log = logging.getLogger("herd.rapi")
 
@@ -46,6 +48,25 @@ MAX_BODY = 1024 * 1024
 MAX_DEPTH = 64
 #: How long a client may take to send its body.
 BODY_TIMEOUT = 30.0
+
+#: RAPI writes on one instance that users without write access may make when their role on
+#: that instance allows the action (herd.objects.access.ACTIONS); any other write still needs
+#: a users-file ``write`` user, as in Ganeti.
+INSTANCE_WRITES: dict[tuple[str, str], str] = {
+    ("/2/instances/[instance_name]/startup", "PUT"): "power",
+    ("/2/instances/[instance_name]/shutdown", "PUT"): "power",
+    ("/2/instances/[instance_name]/reboot", "POST"): "power",
+    ("/2/instances/[instance_name]/tags", "PUT"): "tags",
+    ("/2/instances/[instance_name]/tags", "DELETE"): "tags",
+    ("/2/instances/[instance_name]/modify", "PUT"): "modify",
+    ("/2/instances/[instance_name]/rename", "PUT"): "modify",
+    ("/2/instances/[instance_name]/reinstall", "POST"): "modify",
+    ("/2/instances/[instance_name]/activate-disks", "PUT"): "modify",
+    ("/2/instances/[instance_name]/deactivate-disks", "PUT"): "modify",
+    ("/2/instances/[instance_name]/migrate", "PUT"): "migrate",
+    ("/2/instances/[instance_name]/failover", "PUT"): "migrate",
+    ("/2/instances/[instance_name]", "DELETE"): "remove",
+}
 
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -85,6 +106,8 @@ class RapiApp:
         self.users = UsersFile(paths.rapi_users_file)
         self.master = MasterPool(paths.master_socket)
         self.logins = LoginThrottle()
+        # the web manager (herd.web) under /ui: same port, certificate, users and masterd
+        self.web = WebUI(self.users, lambda: self.master, self.logins)
 
     @property
     def require_auth(self) -> bool:
@@ -103,6 +126,10 @@ class RapiApp:
         return not self._facts_seen[1]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if path == "/ui" or path.startswith("/ui/"):
+            await self.web(scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
@@ -140,8 +167,14 @@ class RapiApp:
         user = None
         if self.require_auth or access != ACCESS_READ:
             client = request.client.host if request.client else ""
-            user = authenticate(self.users, request.headers.get("authorization"), access,
-                                self.logins, client)
+            action = INSTANCE_WRITES.get((template, method))
+            if action is None:
+                user = authenticate(self.users, request.headers.get("authorization"), access,
+                                    self.logins, client)
+            else:  # a write user may, as in Ganeti; others by their role on the instance
+                user = authenticate(self.users, request.headers.get("authorization"),
+                                    ACCESS_READ, self.logins, client)
+                await self._check_instance_role(user, action, items[0])
         body = await self._body(request)
         query = parse_qs(request.url.query, keep_blank_values=True)
         handler_name = template.strip("/").replace("/", "_").replace("[", "") \
@@ -152,6 +185,27 @@ class RapiApp:
                   template=template, client=f"{peer.host}:{peer.port}" if peer else "")
         result = await getattr(cls(), method)(req)
         return json_response(result)
+
+    async def _check_instance_role(self, name: str, action: str, instance: str) -> None:
+        """403 unless ``name`` has write access (Ganeti's operator) or a role on the instance
+        that allows ``action`` (herd.objects.access: grants, owner tags)."""
+        user = self.users.get(name)
+        if user is not None and user.may(ACCESS_WRITE):
+            return
+        cluster = await self.master.call("query_cluster")
+        try:
+            rows = await self.master.call("query_instances", names=[instance], live=False)
+        except errors.NotFoundError:
+            rows = []
+        if rows:
+            groups = access.groups_of(name, cluster.get("access_groups") or {})
+            who = access.Principal(name, groups, access.base_role(user.options if user else ()))
+            target = instance_target(rows[0])
+            if access.allowed(who, action, target,
+                              access.parse_grants(cluster.get("access_grants") or [])):
+                return
+        log.warning("user '%s' may not %s instance %s", name, action, instance)
+        raise forbidden()  # the same answer for an instance that does not exist
 
     async def metrics(self) -> Response:
         """``/metrics`` (herd.rapi.metrics): one look at nodes, instances, jobs and masterd's
