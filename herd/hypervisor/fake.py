@@ -155,17 +155,4 @@ class FakeHypervisor(Hypervisor):
     def node_facts(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"hypervisor": self.name, "accel": "tcg", "kvm_usable": False,
                                  "kvm_reason": "fake hypervisor", "qemu_version": ""}
-        facts.update(self.simulated_node())
         return facts
-
-    def simulated_node(self) -> dict[str, int]:
-        """The node size a test gave in run_dir/fake-node.json (``memory_total``,
-        ``memory_node``: MiB the node itself uses, ``cpu_total``), or {} for the machine's
-        own: so that placement over many fake nodes of different sizes can be tested. The
-        fake guests' memory counts as used (herd.node.facts)."""
-        try:
-            data = json.loads((self.paths.run_dir / "fake-node.json").read_text())
-        except (OSError, ValueError):
-            return {}
-        return {k: int(v) for k, v in data.items()
-                if k in ("memory_total", "memory_node", "cpu_total")}

@@ -2,7 +2,7 @@
 sizes): what an admin sees when adding instances without -n, with -I hail, evacuating a
 node through an allocator, and asking for more than any node has.
 
-Node sizes come from the fake hypervisor's simulated node (run_dir/fake-node.json); the
+Node sizes are simulated by each harness node's service (NodeService.simulated_size); the
 guests' memory counts as used there, so placements change what the next allocation sees, as
 on real nodes. hail runs for real where it is installed (tools/bootstrap-system).
 """
@@ -35,8 +35,8 @@ def cluster(tmp_path: Path) -> Iterator[InProcessCluster]:
             InProcessCluster(root, nodes=5, disk_templates=("drbd", "file", "diskless")) as c:
         for index, memory in SIZES.items():
             node = c.nodes[node_name(index)]
-            (node.paths.run_dir / "fake-node.json").write_text(
-                json.dumps({"memory_total": memory, "memory_node": 512, "cpu_total": 4}))
+            node.service.simulated_size = {"memory_total": memory, "memory_node": 512,
+                                           "cpu_total": 4}
         yield c
 
 
