@@ -102,6 +102,19 @@ async def run(ctx: MasterContext, name: str, request: dict[str, Any], *, lvm: bo
     return protocol.validate_answer(name, data, answer)
 
 
+async def choose(ctx: MasterContext, name: str, request: dict[str, Any], *, lvm: bool,
+                 feedback: Feedback, refusal: str, chose: str) -> list[str]:
+    """The node names allocator ``name`` picks for an allocate or relocate ``request``; a
+    refusal is the operation's prerequisite error ("instance allocator 'hail' cannot place
+    instance x: ..."), and the pick is said as Ganeti says it. ``refusal`` and ``chose`` name
+    what was asked ("cannot place instance x", "new secondary for instance x")."""
+    success, info, result = await run(ctx, name, request, lvm=lvm, feedback=feedback)
+    if not success:
+        raise errors.OpPrereqError(f"instance allocator '{name}' {refusal}: {info}")
+    feedback(f"Selected {chose} via iallocator {name}: {', '.join(result)}")
+    return [str(n) for n in result]
+
+
 async def _run_program(program: Path, data: dict[str, Any],
                        params: list[str]) -> tuple[Any, str]:
     fd, tmp = tempfile.mkstemp(prefix="herd-iallocator.", suffix=".json")

@@ -163,13 +163,10 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
             nics=[{"mac": n.mac, "ip": n.ip, "network": n.network} for n in self.nics],
             required_nodes=2 if template.needs_secondary else 1, hypervisor=self.hv_name,
             os=op.os_type or "", tags=list(op.tags))
-        success, info, result = await iallocator.run(
-            self.ctx, name, request, lvm=template.uses_vg(cfg), feedback=self.feedback)
-        if not success:
-            raise errors.OpPrereqError(f"instance allocator '{name}' cannot place instance "
-                                       f"{op.instance_name}: {info}")
-        self.feedback(f"Selected nodes for instance {op.instance_name} via iallocator "
-                      f"{name}: {', '.join(result)}")
+        result = await iallocator.choose(
+            self.ctx, name, request, lvm=template.uses_vg(cfg), feedback=self.feedback,
+            refusal=f"cannot place instance {op.instance_name}",
+            chose=f"nodes for instance {op.instance_name}")
         self.pnode = cfg.get_node(result[0])
         if len(result) > 1:
             self.snode_chosen = cfg.get_node(result[1])

@@ -104,13 +104,10 @@ class LUInstanceRecreateDisks(LogicalUnit[OpInstanceRecreateDisks]):
             # other nodes than its own: the copies there have the same names
             restrict_to_nodes=sorted(n.name for n in cfg.nodes.values()
                                      if n.uuid not in inst.all_nodes))
-        success, info, result = await iallocator.run(
-            self.ctx, name, request, lvm=template.uses_vg(cfg), feedback=self.feedback)
-        if not success:
-            raise errors.OpPrereqError(f"instance allocator '{name}' cannot place the disks "
-                                       f"of {inst.name}: {info}")
-        self.feedback(f"Selected nodes for instance {inst.name} via iallocator {name}: "
-                      f"{', '.join(result)}")
+        result = await iallocator.choose(
+            self.ctx, name, request, lvm=template.uses_vg(cfg), feedback=self.feedback,
+            refusal=f"cannot place the disks of {inst.name}",
+            chose=f"nodes for instance {inst.name}")
         return [cfg.get_node(n) for n in result]
 
     def hooks_targets(self) -> HookTargets:

@@ -85,15 +85,11 @@ class LUInstanceReplaceDisks(LogicalUnit[OpInstanceReplaceDisks]):
         request = protocol.relocate_request(
             name=inst.name, relocate_from=[self.old.name],
             disk_space_total=iallocator.disk_space(inst))
-        success, info, result = await iallocator.run(
+        chosen = await iallocator.choose(
             self.ctx, name, request, lvm=template_of(inst).uses_vg(cfg),
-            feedback=self.feedback)
-        if not success:
-            raise errors.OpPrereqError(f"instance allocator '{name}' found no new secondary "
-                                       f"for {inst.name}: {info}")
-        self.feedback(f"Selected new secondary for instance {inst.name} via iallocator "
-                      f"{name}: {result[0]}")
-        return cfg.get_node(result[0])
+            feedback=self.feedback, refusal=f"found no new secondary for {inst.name}",
+            chose=f"new secondary for instance {inst.name}")
+        return cfg.get_node(chosen[0])
 
     def hooks_targets(self) -> HookTargets:
         # Ganeti: master, primary and the new secondary when there is one

@@ -13,9 +13,9 @@ from starlette.testclient import TestClient
 
 from herd import errors
 from herd.objects.access import ACTIONS
-from herd.paths import HerdPaths
-from herd.rapi.app import INSTANCE_WRITES, RapiApp
+from herd.rapi.app import INSTANCE_WRITES
 from herd.rapi.routing import ROUTES
+from tests.rapi_apps import rapi_app
 
 INSTANCES = {"mine": ["herd:owner:alice"], "granted": [], "other": []}
 
@@ -50,12 +50,7 @@ def auth(user: str, password: str) -> dict[str, str]:
 
 @pytest.fixture
 def api(tmp_path: Path) -> tuple[TestClient, Master]:
-    paths = HerdPaths(tmp_path)
-    paths.rapi_users_file.parent.mkdir(parents=True)
-    paths.rapi_users_file.write_text("admin pw write\nalice apw\nreader rpw read\n")
-    app = RapiApp(paths)
-    master = Master()
-    app.master = master  # type: ignore[assignment]
+    app, master = rapi_app(tmp_path, "admin pw write\nalice apw\nreader rpw read\n", Master())
     return TestClient(app), master
 
 

@@ -16,12 +16,12 @@ from starlette.testclient import TestClient
 
 from herd import errors
 from herd.jobs import limits
-from herd.paths import HerdPaths
 from herd.rapi import app as rapi_app
 from herd.rapi import openapi, throttle
 from herd.rapi.app import RapiApp, nesting_depth
 from herd.rapi.throttle import Failures, Policy, record_failure, wait_before_check
 from tests.rapi.test_rapi_unit import ADMIN, FakeMaster, basic
+from tests.rapi_apps import rapi_app as scratch_app
 
 JSON_HEADERS = {**ADMIN, "Content-Type": "application/json"}
 ERROR_KEYS = {"code", "message", "explain"}
@@ -29,13 +29,7 @@ ERROR_KEYS = {"code", "message", "explain"}
 
 @pytest.fixture
 def rapi(tmp_path: Path) -> Iterator[tuple[RapiApp, FakeMaster]]:
-    paths = HerdPaths(tmp_path)
-    paths.rapi_users_file.parent.mkdir(parents=True)
-    paths.rapi_users_file.write_text("admin {cleartext}pw write\nreader rpw read\n")
-    app = RapiApp(paths)
-    master = FakeMaster()
-    app.master = master  # type: ignore[assignment]
-    yield app, master
+    yield scratch_app(tmp_path, "admin {cleartext}pw write\nreader rpw read\n", FakeMaster())
 
 
 @pytest.fixture

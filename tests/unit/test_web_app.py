@@ -13,8 +13,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from herd.paths import HerdPaths
-from herd.rapi.app import RapiApp
 from herd.web.sessions import SessionStore
+from tests.rapi_apps import rapi_app
 
 ROWS = [{"name": "vm1", "pnode.group": "default", "tags": ["herd:owner:alice"],
          "status": "ADMIN_down", "pnode": "n1", "os": "debian", "admin_up": False,
@@ -58,12 +58,7 @@ class Clock:
 
 @pytest.fixture
 def ui(tmp_path: Path) -> tuple[TestClient, Master, Clock]:
-    paths = HerdPaths(tmp_path)
-    paths.rapi_users_file.parent.mkdir(parents=True)
-    paths.rapi_users_file.write_text("alice s3cret-pw\noper operpw write\n")
-    app = RapiApp(paths)
-    master = Master()
-    app.master = master  # type: ignore[assignment]
+    app, master = rapi_app(tmp_path, "alice s3cret-pw\noper operpw write\n", Master())
     clock = Clock()
     app.web.sessions = SessionStore(idle=600, clock=clock)
     return TestClient(app, base_url="https://herd.test"), master, clock
