@@ -4,7 +4,8 @@ For tests, benchmarks and debugging inside a node (its namespace and HERD_ROOT),
 is not involved. OP: create remove generation start-secondary start-primary reconnect status
 wait-sync stop list-active sync-record mark-synced [GEN_JSON [EXPORT]] observe, and watch (the
 supervisor: link watchdog and observation of this node's primaries, until interrupted).
-Errors: JSON ``{"error": {...}}`` and exit status 1.
+DISK_JSON is a MirrorDisk dict or the DeviceSpec (kind mirror) a master sends. Errors: JSON
+``{"error": {...}}`` and exit status 1.
 """
 
 from __future__ import annotations
@@ -60,12 +61,23 @@ async def run(op: str, disk: MirrorDisk | None, args: list[str]) -> Any:
     raise SystemExit(f"unknown operation {op!r}")
 
 
+def parse_disk(data: dict[str, Any]) -> MirrorDisk:
+    """A MirrorDisk dict, or a DeviceSpec of kind mirror as the master sends it
+    (``herd.logic.drbd.mirror_disk``)."""
+    if "kind" in data:
+        from herd.storage.blockdev.mirror import to_mirror_disk
+        from herd.storage.blockdev.spec import DeviceSpec
+
+        return to_mirror_disk(DeviceSpec.from_dict(data))
+    return MirrorDisk.from_dict(data)
+
+
 def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__, file=sys.stderr)
         return 2
     op = argv[0]
-    disk = MirrorDisk.from_dict(json.loads(argv[1])) if len(argv) > 1 and op != "watch" else None
+    disk = parse_disk(json.loads(argv[1])) if len(argv) > 1 and op != "watch" else None
     try:
         result = asyncio.run(run(op, disk, argv[2:]))
     except HerdError as exc:
