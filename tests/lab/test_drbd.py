@@ -210,12 +210,14 @@ def test_new_secondary_then_failover_keeps_data(drbd_lab: LabCluster) -> None:
 
 def mirror_disk_json(lab: LabCluster, node: str) -> str:
     """The MirrorDisk of w1's disk 0 as ``node`` sees it (for the storage layer's own CLI)."""
-    from herd.logic.drbd import mirror_disk
+    from herd.logic.drbd import mirror_spec
     from herd.objects import ConfigData
+    from herd.storage.blockdev.mirror import to_mirror_disk
 
     cfg = ConfigData.from_dict(lab.config())
     inst = cfg.get_instance(NAME)
-    return json.dumps(mirror_disk(cfg, inst, 0, cfg.get_node(node).uuid))
+    return json.dumps(to_mirror_disk(mirror_spec(cfg, inst, 0, cfg.get_node(node).uuid))
+                      .to_dict())
 
 
 def storage_cli(lab: LabCluster, node: str, *args: str, check: bool = True) -> dict:
