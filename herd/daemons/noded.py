@@ -40,6 +40,15 @@ def in_cluster(p: paths.HerdPaths) -> bool:
     return p.node_cert.exists() and p.ca_cert.exists()
 
 
+#: Seconds a stopping noded waits for its open connections. Without a bound it waited until
+#: every TLS peer answered the close: a master's idle keep-alive connection never does, so
+#: asyncio's TLS shutdown ran its full 30 s and ``herd-daemon-util stop noded`` (the watcher,
+#: an upgrade, renew-crypto) took 30 s and ended in SIGKILL. An RPC still running after this
+#: is cancelled, which its caller sees as a lost answer and checks (herd.rpc.outcome), as
+#: after the SIGKILL it used to get.
+GRACEFUL_STOP = 5.0
+
+
 async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
     watchdog = None
     etcd: EtcdSupervisor | None = None
@@ -68,7 +77,8 @@ async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
         log.info("no cluster certificate: waiting to join (token: herd-join-token)")
     config = uvicorn.Config(
         app, host=bind, port=port, log_level="warning", access_log=False,
-        lifespan="off", ws="websockets", ws_ping_interval=None, **tls_args)  # type: ignore[arg-type]
+        lifespan="off", ws="websockets", ws_ping_interval=None,
+        timeout_graceful_shutdown=GRACEFUL_STOP, **tls_args)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     stop = asyncio.Event()

@@ -117,10 +117,11 @@ class Guest:
 
 
 @pytest.fixture(scope="module")
-def guest_image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    out = tmp_path_factory.mktemp("guest")
-    subprocess.run([str(REPO / "tools/build-test-guest"), str(out)], check=True, timeout=120)
-    return out / "vmlinuz", out / "initrd.img"
+def guest_image(test_guest: tuple[str, str]) -> tuple[Path, Path]:
+    """The guest every other end-to-end test boots (tools/build-test-guest, built once per
+    session, or found up to date; ``make test`` builds it from scratch on a fresh machine)."""
+    kernel, initrd = test_guest
+    return Path(kernel), Path(initrd)
 
 
 def _create_disk(path: Path, name: str, banner: str) -> None:
@@ -136,20 +137,27 @@ def _create_disk(path: Path, name: str, banner: str) -> None:
 
 
 def test_guest_modes(guest_image: tuple[Path, Path], tmp_path: Path) -> None:
+    """Two rounds of two guests at once (each boot takes seconds under TCG): the shell guest
+    beside the writer (on a copy of the same prepared disk), then the verifier of the
+    writer's disk beside the verifier of a copy with a hole punched in it."""
     kernel, initrd = guest_image
     disk = tmp_path / "disk0.raw"
-    qmp = tmp_path / "qmp.sock"
     _create_disk(disk, "boot-test.example.com", "hello from herd")
+    shell_disk = tmp_path / "disk0-shell.raw"
+    shutil.copyfile(disk, shell_disk)
     guests: list[Guest] = []
 
-    def boot(args: str) -> Guest:
-        g = Guest(kernel, initrd, disk, qmp, args)
+    def boot(args: str, on: Path) -> Guest:
+        g = Guest(kernel, initrd, on, on.with_suffix(".qmp"), args)
         guests.append(g)
         return g
 
     try:
+        shell = boot("herd.mode=shell", shell_disk)
+        writer = boot("herd.mode=writer", disk)
+
         # shell: marker line, banner, prompt, a command, then ACPI power-off via QMP.
-        g = boot("herd.mode=shell")
+        g = shell
         ready = g.wait_for(r"^HERD_GUEST_READY (.*)$").group(1)
         facts = dict(kv.split("=", 1) for kv in ready.split())
         assert facts["disk0"] == "boot-test.example.com"
@@ -165,27 +173,28 @@ def test_guest_modes(guest_image: tuple[Path, Path], tmp_path: Path) -> None:
         assert "HERD_POWEROFF reason=acpi" in g.output
 
         # writer: kill -9 QEMU mid-stream; every acknowledged record must be on the disk.
-        g = boot("herd.mode=writer")
+        g = writer
         g.wait_for(r"^HERD_ACK seq=30$")
         g.kill()
         acked = max(int(n) for n in re.findall(r"^HERD_ACK seq=(\d+)$", g.output, re.M))
         scan = guest_records.read_records(disk)
         assert scan.ok and scan.last >= acked, (scan, acked)
 
-        # verify: the guest agrees with the host-side reader, then powers off by itself.
-        g = boot("herd.mode=verify")
-        m = g.wait_for(r"^HERD_VERIFY last=(\d+) (\S+)$")
-        assert (int(m.group(1)), m.group(2)) == (scan.last, "ok")
-        assert g.wait_exit(15) == 0
-
-        # a hole is found by both readers.
-        with open(disk, "r+b") as f:
+        # a hole (in a copy of the written disk) is found by both readers.
+        holed = tmp_path / "disk0-hole.raw"
+        shutil.copyfile(disk, holed)
+        with open(holed, "r+b") as f:
             f.seek(guest_records.record_offset(10))
             f.write(b"\0" * guest_records.BLOCK_SIZE)
-        assert guest_records.read_records(disk).gap_at == 10
-        g = boot("herd.mode=verify")
-        g.wait_for(r"^HERD_VERIFY last=9 gap_at=10$")
-        assert g.wait_exit(15) == 0
+        assert guest_records.read_records(holed).gap_at == 10
+
+        # verify: the guest agrees with the host-side reader, then powers off by itself.
+        verify, verify_hole = boot("herd.mode=verify", disk), boot("herd.mode=verify", holed)
+        m = verify.wait_for(r"^HERD_VERIFY last=(\d+) (\S+)$")
+        assert (int(m.group(1)), m.group(2)) == (scan.last, "ok")
+        assert verify.wait_exit(15) == 0
+        verify_hole.wait_for(r"^HERD_VERIFY last=9 gap_at=10$")
+        assert verify_hole.wait_exit(15) == 0
     finally:
         for g in guests:
             g.kill()

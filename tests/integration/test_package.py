@@ -5,6 +5,7 @@ systemd-analyze accepts, man pages and completions for every gnt-* command."""
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -21,8 +22,11 @@ ROOT = Path(__file__).parents[2]
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     out = tmp_path_factory.mktemp("deb")
+    # xz as the package has it (dpkg-deb -Zxz), at level 0: the same files in the same
+    # format, built in ~5 s instead of ~28 s (the compression level is all that differs)
+    env = dict(os.environ, DPKG_DEB_COMPRESSOR_LEVEL="0")
     proc = subprocess.run([str(ROOT / "tools/build-deb"), str(out)], capture_output=True,
-                          text=True, cwd=ROOT, check=False, timeout=900)
+                          text=True, cwd=ROOT, check=False, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     deb = Path(proc.stdout.strip().splitlines()[-1])
     root = tmp_path_factory.mktemp("root")

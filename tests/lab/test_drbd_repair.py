@@ -12,7 +12,6 @@ completed.
 from __future__ import annotations
 
 import asyncio
-import filecmp
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from tests.lab.test_drbd import (
     acks,
     backing_file,
     mirror_state,
+    same_copies,
     serial_log,
     wait_acks,
     wait_in_sync,
@@ -95,18 +95,18 @@ def query_migrate(lab: LabCluster, node: str) -> dict:
 
 
 def test_replace_on_primary_while_running_keeps_every_write(lab: LabCluster) -> None:
-    first = wait_acks(lab, "node2", 30)
+    first = wait_acks(lab, "node2", 10)
     out = lab.gnt("gnt-instance", "replace-disks", "-p", NAME).stdout
     assert "moving w1 back to node2" in out, out
     assert where(lab) == ("node2", "node3")
-    wait_acks(lab, "node2", last_ack(lab, "node3") + 20)
+    wait_acks(lab, "node2", last_ack(lab, "node3") + 10)
     stream = assert_no_gap(lab, first, "node2", "node3")
     on_node3 = [s for s in acks(serial_log(lab, "node3")) if s >= first]
     assert on_node3 and stream[0] < on_node3[0] and on_node3[-1] < stream[-1], \
         "the guest did not run on node3 while node2's copy was rebuilt"
     wait_in_sync(lab)
     lab.gnt("gnt-instance", "shutdown", NAME)
-    assert filecmp.cmp(backing_file(lab, "node2"), backing_file(lab, "node3"), shallow=False)
+    assert same_copies(lab, "node2", "node3")
     scan = read_records(backing_file(lab, "node2"))
     assert scan.gap_at is None and scan.bad_at is None and scan.last >= stream[-1]
 
@@ -118,7 +118,7 @@ def test_replace_on_primary_while_stopped(lab: LabCluster) -> None:
     assert "discarding the copy on node2.example.com" in out, out
     assert "copying the disks from node3.example.com to node2.example.com" in out, out
     assert where(lab) == ("node2", "node3") and serial(lab) > before
-    assert filecmp.cmp(backing_file(lab, "node2"), backing_file(lab, "node3"), shallow=False)
+    assert same_copies(lab, "node2", "node3")
     assert read_records(backing_file(lab, "node2")).last == records
     lab.gnt("gnt-instance", "activate-disks", NAME)  # equal copies: nothing to resync
     wait_in_sync(lab, timeout=30)
@@ -150,13 +150,13 @@ def test_on_primary_refused_while_the_secondary_copy_is_discarded(lab: LabCluste
 
 def test_auto_replaces_a_deleted_secondary_copy_while_writing(lab: LabCluster) -> None:
     lab.gnt("gnt-instance", "startup", NAME)
-    first = wait_acks(lab, "node3", last_ack(lab, "node3") + 20)
+    first = wait_acks(lab, "node3", last_ack(lab, "node3") + 10)
     backing_file(lab, "node2").unlink()
     out = lab.gnt("gnt-instance", "replace-disks", "-a", NAME).stdout
     assert "faulty copy on node2.example.com: disk/0: backing file missing" in out, out
     assert backing_file(lab, "node2").stat().st_size == 128 << 20
     wait_in_sync(lab, timeout=60)  # a write in flight looks "behind" for an instant
-    wait_acks(lab, "node3", last_ack(lab, "node3") + 20)
+    wait_acks(lab, "node3", last_ack(lab, "node3") + 10)
     assert_no_gap(lab, first, "node3")
 
 
@@ -168,7 +168,7 @@ def test_auto_rebuilds_a_deleted_primary_copy_while_writing(lab: LabCluster) -> 
     assert "moving w1 back to node3" in out, out
     assert where(lab) == ("node3", "node2")
     assert backing_file(lab, "node3").stat().st_size == 128 << 20
-    wait_acks(lab, "node3", last_ack(lab, "node2") + 20)
+    wait_acks(lab, "node3", last_ack(lab, "node2") + 10)
     assert_no_gap(lab, first, "node3", "node2")
     wait_in_sync(lab)
 
@@ -199,7 +199,7 @@ def test_cleanup_after_the_target_died_mid_migration(lab: LabCluster) -> None:
     assert where(lab) == ("node3", "node2")
     assert lab.instances()[NAME]["status"] == "running"
     assert runs_on(lab, "node3") and not runs_on(lab, "node2")
-    wait_acks(lab, "node3", last_ack(lab, "node3") + 20)
+    wait_acks(lab, "node3", last_ack(lab, "node3") + 10)
     assert_no_gap(lab, first, "node3")
     wait_in_sync(lab, timeout=60)
 
@@ -250,12 +250,12 @@ def test_cleanup_after_a_handover_interrupted_once_qemu_migrated(lab: LabCluster
     assert serial(lab) > before
     assert lab.instances()[NAME]["status"] == "running"
     assert runs_on(lab, "node2") and not runs_on(lab, "node3")
-    wait_acks(lab, "node2", last_ack(lab, "node3") + 20)
+    wait_acks(lab, "node2", last_ack(lab, "node3") + 10)
     stream = assert_no_gap(lab, first, "node3", "node2")
     assert any(s > last_ack(lab, "node3") for s in stream)
     wait_in_sync(lab, timeout=60)
     lab.gnt("gnt-instance", "shutdown", NAME)
-    assert filecmp.cmp(backing_file(lab, "node2"), backing_file(lab, "node3"), shallow=False)
+    assert same_copies(lab, "node2", "node3")
     assert read_records(Path(backing_file(lab, "node2"))).gap_at is None
     line = one_line_error(lab.gnt("gnt-instance", "migrate", "--cleanup", NAME, check=False))
     assert "runs on neither" in line, line

@@ -111,7 +111,10 @@ def test_gives_up_after_five_failed_restarts(lab: LabCluster) -> None:
 
 
 def test_starts_a_node_daemon_that_is_not_running(lab: LabCluster) -> None:
+    started = time.monotonic()
     lab.lab.run("node2", "herd-daemon-util", "stop", "noded")
+    # the master's idle keep-alive connection once held the stop for 30 s (then SIGKILL)
+    assert time.monotonic() - started < 15, "stopping noded took the full stop timeout"
     lines = watcher(lab, "node2")
     assert "herd-noded was not running: started it" in lines
     assert lab.nodes()["node2.example.com"]["role"] in ("C", "R")
