@@ -46,17 +46,21 @@ def kill_masterd(cluster: SingleNodeCluster) -> None:
 
 def test_masterd_killed_during_create_leaves_no_disk(cluster: SingleNodeCluster) -> None:
     install_slow_os(cluster)
-    job_id = cluster.run(*ADD, "-o", "slowos", "--submit", "crash1").stdout.strip().split()[-1]
     storage = cluster.paths.file_storage_dir
-    disk = wait_until("the new instance's disk file", lambda: list(storage.glob("crash1/*")))[0]
+    before = set(storage.rglob("*"))
+    job_id = cluster.run(*ADD, "-o", "slowos", "--submit", "crash1").stdout.strip().split()[-1]
+    # disks are named by uuid (<uuid>.file), not by instance
+    disk = wait_until("the new instance's disk file",
+                      lambda: sorted(set(storage.rglob("*.file")) - before))[0]
     kill_masterd(cluster)
     assert disk.exists()
     cluster.run("herd-daemon-util", "start", "masterd")
     assert not disk.exists(), "the dead job's disk file is still there"
-    assert not (storage / "crash1").exists()
+    assert set(storage.rglob("*")) <= before, "the dead job left something behind"
     info = cluster.run("gnt-job", "info", job_id).stdout
     assert "Status: error" in info
-    assert (f"recovery: removed disk file crash1/{disk.name} on node1.example.com, made for "
+    rel = disk.relative_to(storage)
+    assert (f"recovery: removed disk file {rel} on node1.example.com, made for "
             "instance crash1 before masterd stopped") in info
     assert "was running when masterd stopped" in info
     assert not list((cluster.paths.data_dir / "intents").glob("*.json"))

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -49,8 +50,16 @@ def test_boot_shows_marker_on_console(cluster: SingleNodeCluster) -> None:
     cluster.run("gnt-instance", "remove", "--shutdown-timeout=0", "boot1")
 
 
+def disk_files(cluster: SingleNodeCluster) -> set[Path]:
+    """Every file under the node's file storage directory (disks are named by uuid)."""
+    storage = cluster.paths.file_storage_dir
+    return {p for p in storage.rglob("*") if p.is_file()} if storage.exists() else set()
+
+
 def test_shutdown_ends_qemu_process(cluster: SingleNodeCluster) -> None:
+    files = disk_files(cluster)
     cluster.run(*ADD, "stop1")
+    assert disk_files(cluster) - files, "the instance got no disk file"
     pid = cluster.qemu_pid("stop1")
     assert pid is not None and pid_alive(pid)
     cluster.run("gnt-instance", "shutdown", "--timeout=0", "stop1")
@@ -58,7 +67,7 @@ def test_shutdown_ends_qemu_process(cluster: SingleNodeCluster) -> None:
     row = instance_row(cluster, "stop1")
     assert row["status"] == "ADMIN_down" and row["oper_state"] is False
     cluster.run("gnt-instance", "remove", "stop1")
-    assert not list((cluster.paths.file_storage_dir).glob("stop1*")), "disk files left behind"
+    assert disk_files(cluster) == files, "disk files left behind"
 
 
 def test_noded_restart_keeps_guest_managed(cluster: SingleNodeCluster) -> None:
@@ -120,6 +129,7 @@ BAD_INPUT = [
 def test_bad_input_one_line_and_nothing_left(cluster: SingleNodeCluster, args: tuple[str, ...],
                                              message: str) -> None:
     serial = cluster.config()["serial_no"]
+    files = disk_files(cluster)
     argv = list(ADD)
     if "-o" in args:
         argv[argv.index("-o") + 1] = args[1]
@@ -132,7 +142,7 @@ def test_bad_input_one_line_and_nothing_left(cluster: SingleNodeCluster, args: t
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert cluster.config()["serial_no"] == serial
-    assert not list(cluster.paths.file_storage_dir.glob("bad1*"))
+    assert disk_files(cluster) == files
 
 
 @pytest.mark.parametrize("name", ["nl\n", "tab\tx", "../up", "under_score"])
@@ -160,7 +170,8 @@ def test_duplicate_name_and_mac_refused(cluster: SingleNodeCluster) -> None:
                                  "dup1").stdout)[0]["nic.macs"][0]
     proc = cluster.run(*ADD, "--no-start", "dup1", check=False)
     assert proc.returncode == 1 and "instance 'dup1' already exists" in proc.stderr
+    files = disk_files(cluster)
     proc = cluster.run(*ADD, "--no-start", "--net", f"0:mac={mac}", "dup2", check=False)
     assert proc.returncode == 1 and f"MAC address {mac} is already in use" in proc.stderr
-    assert not list(cluster.paths.file_storage_dir.glob("dup2*"))
+    assert disk_files(cluster) == files
     cluster.run("gnt-instance", "remove", "dup1")

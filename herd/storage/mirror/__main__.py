@@ -23,6 +23,8 @@ from herd.storage.mirror import MirrorDisk, MirrorManager
 
 async def run(op: str, disk: MirrorDisk | None, args: list[str]) -> Any:
     mgr = MirrorManager(paths.current())
+    # no cluster facts to name the VG here: any VG on this node's own devices will do
+    mgr.devices.resolve_vg = lambda vg: _vg(mgr.paths, vg)
     if op == "list-active":
         return await mgr.list_active()
     if op == "watch":
@@ -59,6 +61,12 @@ async def run(op: str, disk: MirrorDisk | None, args: list[str]) -> Any:
     if op == "stop":
         return await mgr.stop(disk)
     raise SystemExit(f"unknown operation {op!r}")
+
+
+def _vg(where: paths.HerdPaths, vg: str) -> Any:
+    from herd.storage import node_vg
+
+    return node_vg.lvm_node_for(where, vg)
 
 
 def parse_disk(data: dict[str, Any]) -> MirrorDisk:
