@@ -102,6 +102,18 @@ async def run(ctx: MasterContext, name: str, request: dict[str, Any], *, lvm: bo
     return protocol.validate_answer(name, data, answer)
 
 
+def allocate_request(name: str, disk_template: str, be: dict[str, Any], disks: list[Any],
+                     nics: list[Any], **rest: Any) -> dict[str, Any]:
+    """An allocate request for an instance (made or to be made) from its filled beparams and
+    its disks and NICs (objects with size/mode and mac/ip/network), as add and recreate-disks
+    ask; ``rest`` holds the other fields of :func:`protocol.allocate_request`."""
+    return protocol.allocate_request(
+        name=name, disk_template=disk_template, memory=int(be["maxmem"]),
+        vcpus=int(be["vcpus"]), spindle_use=int(be.get("spindle_use", 1)),
+        disks=[{"size": d.size, "mode": d.mode} for d in disks],
+        nics=[{"mac": n.mac, "ip": n.ip, "network": n.network} for n in nics], **rest)
+
+
 async def choose(ctx: MasterContext, name: str, request: dict[str, Any], *, lvm: bool,
                  feedback: Feedback, refusal: str, chose: str) -> list[str]:
     """The node names allocator ``name`` picks for an allocate or relocate ``request``; a

@@ -155,12 +155,9 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
         be = params.fill(params.BE_DEFAULTS, cfg.cluster.beparams,
                          cfg.default_group().beparams, self.beparams)
         sizes = [d.size for d in self.disk_specs]
-        request = protocol.allocate_request(
-            name=op.instance_name, disk_template=template.name, memory=int(be["maxmem"]),
-            vcpus=int(be["vcpus"]), spindle_use=int(be.get("spindle_use", 1)),
-            disks=[{"size": d.size, "mode": d.mode} for d in self.disk_specs],
+        request = iallocator.allocate_request(
+            op.instance_name, template.name, be, self.disk_specs, self.nics,
             disk_space_total=template.disk_space_total(sizes),
-            nics=[{"mac": n.mac, "ip": n.ip, "network": n.network} for n in self.nics],
             required_nodes=2 if template.needs_secondary else 1, hypervisor=self.hv_name,
             os=op.os_type or "", tags=list(op.tags))
         result = await iallocator.choose(

@@ -93,14 +93,10 @@ class LUInstanceRecreateDisks(LogicalUnit[OpInstanceRecreateDisks]):
         name = protocol.resolve_name(self.op.iallocator, cfg.cluster.default_iallocator)
         template = template_of(inst)
         be = cfg.filled_beparams(inst)
-        request = protocol.allocate_request(
-            name=inst.name, disk_template=inst.disk_template, memory=int(be["maxmem"]),
-            vcpus=int(be["vcpus"]), spindle_use=int(be.get("spindle_use", 1)),
-            disks=[{"size": d.size, "mode": d.mode} for d in inst.disks],
-            disk_space_total=iallocator.disk_space(inst),
-            nics=[{"mac": n.mac, "ip": n.ip, "network": n.network} for n in inst.nics],
-            required_nodes=count, hypervisor=inst.hypervisor, os=inst.os,
-            tags=list(inst.tags),
+        request = iallocator.allocate_request(
+            inst.name, inst.disk_template, be, inst.disks, inst.nics,
+            disk_space_total=iallocator.disk_space(inst), required_nodes=count,
+            hypervisor=inst.hypervisor, os=inst.os, tags=list(inst.tags),
             # other nodes than its own: the copies there have the same names
             restrict_to_nodes=sorted(n.name for n in cfg.nodes.values()
                                      if n.uuid not in inst.all_nodes))

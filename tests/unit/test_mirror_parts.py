@@ -12,7 +12,8 @@ from herd.errors import StorageError
 from herd.paths import HerdPaths
 from herd.storage.mirror import MirrorDisk, MirrorManager, MirrorStatus, graph, peer
 from herd.storage.mirror.daemon import MAX_SOCKET_PATH, DaemonFiles
-from herd.storage.mirror.manager import _in_sync
+from herd.storage.mirror.records import Runtime
+from herd.storage.mirror.states import in_sync
 from herd.storage.mirror.tcp_table import parse
 
 DISK = MirrorDisk(uuid="0f8e2c1a-1111-2222-3333-444455556666", index=0, size=8,
@@ -66,10 +67,10 @@ def test_socket_paths_fit(tmp_path: Path) -> None:
 
 def test_in_sync_definition() -> None:
     job = {"ready": True, "paused": False, "io-status": "ok", "offset": 5, "len": 5}
-    assert _in_sync(job, {})
+    assert in_sync(job, Runtime())
     for change in ({"ready": False}, {"paused": True}, {"io-status": "failed"},
                    {"offset": 4}):
-        assert not _in_sync({**job, **change}, {})
+        assert not in_sync({**job, **change}, Runtime())
     row = "   0: 017100CB:2AF8 027100CB:9C40 01 00000000:00000000 00:0 00000000 0 0 1"
     assert parse("header\n" + row)[0].local == ("203.0.113.1", 11000)
 

@@ -53,6 +53,11 @@ class DaemonFiles:
         return self._f("pid")
 
     @property
+    def lock(self) -> Path:
+        """What changing calls on the disk flock (MirrorManager._lock)."""
+        return self._f("lock")
+
+    @property
     def qmp(self) -> Path:
         return self._f("qmp")
 

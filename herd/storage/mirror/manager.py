@@ -46,7 +46,6 @@ from herd.storage.mirror.qmp import QmpCommandError, QmpSession, session
 from herd.storage.mirror.quickack import ensure_quickack
 from herd.storage.mirror.records import Generation, Runtime
 from herd.storage.mirror.states import Event, State, classify, observe, transition
-from herd.storage.mirror.states import in_sync as _job_in_sync
 from herd.storage.mirror.states import write_in_flight as _write_in_flight
 
 if TYPE_CHECKING:
@@ -113,8 +112,7 @@ class MirrorManager:
         (``python -m herd.storage.mirror``, used by benchmarks and tests, next to a noded)."""
         async with self._locks.setdefault(disk.uuid, asyncio.Lock()):
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._files(disk).run_dir / f"{self._files(disk).key}.lock",
-                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(self._files(disk).lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 while True:
                     try:
@@ -693,10 +691,6 @@ class MirrorManager:
                 await q.cmd("quit")
         if not await daemon.wait_gone(pid, 15.0):
             await daemon.terminate(pid)
-
-
-def _in_sync(job: dict[str, Any], rt: dict[str, Any]) -> bool:
-    return _job_in_sync(job, Runtime.from_dict(rt))
 
 
 def _has_client(ip: str, port: int) -> bool:

@@ -134,6 +134,7 @@ class LinkWatchdog:
         #: How many observations failed (a daemon going away between two looks is normal).
         self.observe_errors = 0
         self._links: set[Link] = set()
+        self._primaries: list[dict[str, Any]] = []
         self._seen: dict[str, tuple[int, int]] = {}
         #: How many connections were cut (for logs and tests).
         self.cut = 0
@@ -149,6 +150,7 @@ class LinkWatchdog:
             seen = {}
         if seen != self._seen:
             self._links, self._seen = primary_links(self.run_dir), seen
+            self._primaries = primary_disks(self.run_dir)
         return self._links
 
     async def check(self) -> int:
@@ -176,7 +178,9 @@ class LinkWatchdog:
         if self.observer is None:
             return 0
         self._observed = time.monotonic()
-        disks = primary_disks(self.run_dir)
+        # read when a runtime file changed (a daemon that died since: its look changes nothing)
+        self._refresh_links()
+        disks = list(self._primaries)
         for disk in disks:
             try:
                 await self.observer(disk)
