@@ -91,6 +91,7 @@ def test_create_generation_remove(tmp_path: Path) -> None:
         assert await mgr.list_active() == []
         await mgr.remove(DISK)
         assert not path.exists() and not path.parent.exists()
+        assert not mgr.run_dir.exists() or list(mgr.run_dir.iterdir()) == []
 
     asyncio.run(scenario())
     bad = MirrorDisk.from_dict({**DISK.to_dict(), "relpath": "../../etc/x"})

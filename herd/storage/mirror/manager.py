@@ -154,6 +154,8 @@ class MirrorManager:
             # the record first: a file backing's directory goes with the data, once empty
             self._gen(disk).path.unlink(missing_ok=True)
             await self._data(disk).remove()
+            # held until we return; a removed disk leaves nothing in the run directory either
+            files.lock.unlink(missing_ok=True)
 
     def generation(self, disk: MirrorDisk) -> dict[str, Any]:
         """The generation record; ``dirty_map_valid`` only while the daemon holding it lives."""
