@@ -173,6 +173,10 @@ def cmd_modify(opts: Any) -> int:
         op["nics"] = parse_net_option(opts.nics, modify=True)
     if opts.disks:
         op["disks"] = parse_disk_option(opts.disks, modify=True)
+    if opts.hotplug:
+        op["hotplug"] = True
+    if opts.hotplug_if_possible:
+        op["hotplug_if_possible"] = True
     submit_or_run(opts, [op])
     return 0
 
@@ -422,6 +426,10 @@ def build_parser() -> HerdArgumentParser:
     mod.add_argument("instance")
     add_common_options(mod, "force", "backend", "hvparams", "osparams", "disk_template",
                        "node", "disk", "net", "no_wait_for_sync", *JOB_OPTIONS)
+    mod.add_argument("--hotplug", action="store_true",
+                     help="attach/detach NICs and disks of a running instance now")
+    mod.add_argument("--hotplug-if-possible", dest="hotplug_if_possible", action="store_true",
+                     help="as --hotplug (Herd's kvm hot-plugs every NIC and virtio disk)")
     mod.set_defaults(func=cmd_modify)
 
     rc = sub.add_parser("recreate-disks", help="create missing disks again (empty)")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from herd.errors import ParameterError
+from herd.errors import HypervisorError, ParameterError
 from herd.paths import HerdPaths
 
 
@@ -31,6 +31,8 @@ class DiskSpec:
     index: int
     path: str
     mode: str = "rw"
+    #: The config's disk uuid (hotplug finds the device by it); None in old runtime files.
+    uuid: str | None = None
 
 
 @dataclass
@@ -42,6 +44,8 @@ class NicSpec:
     mode: str
     link: str
     ip: str | None = None
+    #: The config's NIC uuid (hotplug finds the device by it); None in old runtime files.
+    uuid: str | None = None
 
 
 @dataclass
@@ -158,6 +162,18 @@ class Hypervisor(ABC):
 
     @abstractmethod
     def console_socket(self, name: str) -> Path: ...
+
+    # -- hotplug (gnt-instance modify --hotplug) ----------------------------------------------
+    async def hotplug_add(self, name: str, device: DiskSpec | NicSpec) -> None:
+        """Attach a disk or NIC to the running guest ``name``, all or nothing; the guest's
+        runtime spec lists it afterwards. HypervisorError if this hypervisor cannot."""
+        raise HypervisorError(f"the {self.name} hypervisor cannot hot-plug devices")
+
+    async def hotplug_remove(self, name: str, kind: str, uuid: str, index: int) -> None:
+        """Detach the ``kind`` ('disk' or 'nic') whose config uuid is ``uuid`` (``index``:
+        its position in the runtime spec, for devices started before uuids were recorded);
+        HypervisorError, the device kept, if the guest does not release it."""
+        raise HypervisorError(f"the {self.name} hypervisor cannot hot-plug devices")
 
     # -- live migration (Ganeti's sequence) ---------------------------------------------------
     # target: accept_migration -> source: migrate -> target: finish_migration_target(True) ->

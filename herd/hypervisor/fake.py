@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
 from herd.errors import HypervisorError
-from herd.hypervisor.base import Hypervisor, InstanceSpec, RuntimeInfo
+from herd.hypervisor.base import DiskSpec, Hypervisor, InstanceSpec, NicSpec, RuntimeInfo
 from herd.paths import HerdPaths
 
 
@@ -151,6 +152,22 @@ class FakeHypervisor(Hypervisor):
 
     def console_socket(self, name: str) -> Path:
         return self.paths.instance_run_dir / f"{name}.serial"
+
+    async def hotplug_add(self, name: str, device: DiskSpec | NicSpec) -> None:
+        """The device joins the guest's spec (what kvm's runtime file would list)."""
+        data = self._load()
+        spec = self._get(data, name)["spec"]
+        spec["disks" if isinstance(device, DiskSpec) else "nics"].append(asdict(device))
+        self._save(data)
+
+    async def hotplug_remove(self, name: str, kind: str, uuid: str, index: int) -> None:
+        data = self._load()
+        items = self._get(data, name)["spec"]["disks" if kind == "disk" else "nics"]
+        kept = [d for d in items if d.get("uuid") != uuid]
+        if len(kept) == len(items):
+            raise HypervisorError(f"instance {name} has no {kind} {uuid} running")
+        items[:] = kept
+        self._save(data)
 
     def node_facts(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"hypervisor": self.name, "accel": "tcg", "kvm_usable": False,

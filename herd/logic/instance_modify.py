@@ -3,17 +3,21 @@
 Parameter changes (-B, -H, -O) are checked against the same tables as at creation and apply at
 the next start, as in Ganeti. A conversion between ``file`` and ``drbd`` needs the instance
 stopped: the data is copied into the new disks on the primary (and, for drbd, mirrored to the
-new secondary), and the old disks are removed only once the config names the new ones. NIC
-and disk additions/removals are not built yet and say so.
+new secondary), and the old disks are removed only once the config names the new ones. NICs
+and disks are added, removed and changed by :mod:`herd.logic.instance_devices` (hot-plugged
+into a running guest with --hotplug); what a running guest gets only at its next restart is
+said in the job's output.
 """
 
 from __future__ import annotations
 
 from herd import errors
 from herd.jobs.locking import LockRequest
+from herd.logic import instance_mods
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import check_vg_space, instance_locks, is_running
+from herd.logic.instance_devices import DeviceChanges
 from herd.logic.specs import hypervisor_class
 from herd.logic.templates import Claim, DiskTemplate, all_templates, by_name, template_of
 from herd.objects import Instance, Node, params
@@ -37,7 +41,7 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
         op, cfg = self.op, self.cfg
         self.inst = cfg.get_instance(op.instance_name)
         unsupported = [name for name, given in (
-            ("--net", op.nics), ("--disk", op.disks), ("-o/--os-type", op.os_name),
+            ("-o/--os-type", op.os_name),
             ("--pnode", op.pnode), ("--offline/--online", op.offline is not None),
             ("runtime memory", op.runtime_mem)) if given]
         if unsupported:
@@ -47,6 +51,21 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
             .check_parameters(op.hvparams) if op.hvparams else {}
         self.beparams = params.check_beparams(op.beparams) if op.beparams else {}
         self.convert_to: DiskTemplate | None = None
+        pnode = cfg.nodes[self.inst.primary_node]
+        self.running = False
+        if op.nics or op.disks:
+            self.running = await is_running(self.ctx, self.inst, pnode)
+        elif self.hvparams or self.beparams:
+            try:  # only for the notice: a modify of a stopped node's instance still works
+                self.running = await is_running(self.ctx, self.inst, pnode)
+            except errors.HerdError:
+                self.running = False
+        self.devices = DeviceChanges(self, self.inst, self.running)
+        if op.nics or op.disks:
+            if op.disk_template:
+                raise errors.ParameterError("disk template conversion cannot be combined "
+                                            "with NIC or disk changes")
+            await self.devices.prepare(op.nics, op.disks, op.hotplug, op.hotplug_if_possible)
         source = template_of(self.inst)
         if op.disk_template and op.disk_template != source.name:
             if op.disk_template not in source.converts_to:
@@ -84,7 +103,7 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
             raise errors.ParameterError("-n is only used when converting to a mirrored "
                                         "template (-t drbd)")
         if not (self.hvparams or self.beparams or op.osparams or self.convert_to
-                or op.remove_osparams or op.clear_osparams):
+                or op.remove_osparams or op.clear_osparams or not self.devices.empty):
             raise errors.ParameterError("please give at least one of the parameters to modify")
 
     async def execute(self) -> list[list[str]]:
@@ -93,6 +112,9 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
         if self.convert_to is not None:
             await self._convert()
             changes.append(["disk_template", self.convert_to.name])
+        if not self.devices.empty:
+            self.inst = await self.devices.apply(changes)
+            self.cfg.instances[self.inst.uuid] = self.inst
         inst = self.inst
         if self.hvparams:
             inst.hvparams = params.update_overrides(inst.hvparams, self.hvparams)
@@ -109,8 +131,15 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
             changes += [[f"os/{k}", str(v)] for k, v in op.osparams.items()]
         inst.touch()
         await self.ctx.config.save()
+        if not self.devices.empty:
+            await self.devices.finish(inst)
         for name, value in changes:
             self.feedback(f" - {name} -> {value}")
+        if self.running:
+            pending = instance_mods.restart_needed(self.beparams, self.hvparams,
+                                                   self.devices.deferred)
+            if pending:
+                self.feedback(instance_mods.restart_notice(inst.name, pending))
         return changes
 
     @staticmethod

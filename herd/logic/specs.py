@@ -40,6 +40,12 @@ def _with_mirror(cfg: ConfigData, inst: Instance, index: int, node: str) -> dict
     return out
 
 
+def vm_disk_dict(cfg: ConfigData, inst: Instance, index: int, node: str) -> dict[str, Any]:
+    """Disk ``index`` as a VM on ``node`` opens it (what an instance spec lists; a hotplug
+    sends one)."""
+    return _with_mirror(cfg, inst, index, node)
+
+
 def nic_dicts(cfg: ConfigData, inst: Instance) -> list[dict[str, Any]]:
     out = []
     for index, nic in enumerate(inst.nics):

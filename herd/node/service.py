@@ -517,9 +517,10 @@ class NodeService:
             name=spec["name"], uuid=spec["uuid"], memory=int(spec["memory"]),
             vcpus=int(spec["vcpus"]), hvparams=dict(spec["hvparams"]),
             disks=[hvbase.DiskSpec(index=d["index"], path=await self._vm_disk_path(d, incoming),
-                                   mode=d["mode"]) for d in spec["disks"]],
+                                   mode=d["mode"], uuid=d.get("uuid"))
+                   for d in spec["disks"]],
             nics=[hvbase.NicSpec(index=n["index"], mac=n["mac"], mode=n["mode"], link=n["link"],
-                                 ip=n.get("ip")) for n in spec["nics"]],
+                                 ip=n.get("ip"), uuid=n.get("uuid")) for n in spec["nics"]],
         )
 
     async def instance_start(self, spec: dict[str, Any], paused: bool = False) -> dict[str, Any]:
@@ -546,6 +547,26 @@ class NodeService:
         # hard (and full): stop the process and start a fresh one with the current parameters
         await hv.stop(name, shutdown_timeout if reboot_type == "full" else 0)
         await hv.start(await self._hv_spec(spec))
+
+    async def instance_hotplug(self, name: str, action: str, kind: str,
+                               device: dict[str, Any]) -> None:
+        """Attach (``add``) or detach (``remove``) one disk or NIC of the running ``name``.
+        ``device`` is a disk or NIC as the instance spec carries it (with ``index`` and
+        ``uuid``); a disk is opened where a VM on this node opens it (its file, its LV, the
+        primary's mirror export, which must be active)."""
+        hv = await self._running_on(name)
+        if await hv.instance_info(name) is None:
+            raise errors.HypervisorError(f"instance {name} is not running on this node")
+        if kind not in ("disk", "nic") or action not in ("add", "remove"):
+            raise errors.ParameterError(f"invalid hotplug {action!r} of {kind!r}: allowed "
+                                        "are add/remove of disk/nic")
+        if action == "remove":
+            await hv.hotplug_remove(name, kind, str(device["uuid"]), int(device["index"]))
+            return
+        spec = await self._hv_spec({"name": name, "uuid": "", "memory": 0, "vcpus": 0,
+                                    "hvparams": {}, "disks": [device] if kind == "disk" else [],
+                                    "nics": [device] if kind == "nic" else []})
+        await hv.hotplug_add(name, spec.disks[0] if kind == "disk" else spec.nics[0])
 
     # -- migration (see herd.logic.instance_migrate for the order of the steps) --------------
     async def instance_accept_migration(self, spec: dict[str, Any], port: int,

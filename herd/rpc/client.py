@@ -188,6 +188,13 @@ class NodeClient:
         await self.call("instance_reboot", name=name, reboot_type=reboot_type, spec=spec,
                         shutdown_timeout=shutdown_timeout, timeout=shutdown_timeout + 120)
 
+    async def instance_hotplug(self, name: str, action: str, kind: str,
+                               device: dict[str, Any]) -> None:
+        """Hot-plug (``add``) or unplug (``remove``) one disk or NIC of a running guest; an
+        unplug waits for the guest to release the device."""
+        await self.call("instance_hotplug", name=name, action=action, kind=kind,
+                        device=device, timeout=90)
+
     async def instance_accept_migration(self, spec: dict[str, Any], port: int,
                                         listen_address: str) -> dict[str, Any]:
         return await self.call("instance_accept_migration", spec=spec, port=port,

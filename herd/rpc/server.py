@@ -41,7 +41,7 @@ RPC_METHODS = frozenset({
     "vg_info", "storage_units",
     "instance_start", "instance_stop", "instance_reboot", "instance_resume",
     "instance_list", "instance_info", "instance_usage", "instance_accept_migration",
-    "instance_migrate",
+    "instance_migrate", "instance_hotplug",
     "instance_finish_migration", "instance_abort_migration", "instance_runstate",
     "os_diagnose", "os_run", "hooks_run", "hooks_inventory",
     "master_info", "config_upload", "facts_upload", "files_checksums",

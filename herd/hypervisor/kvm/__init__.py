@@ -20,11 +20,12 @@ from herd import qemu_features
 from herd.daemonize import scope_argv, scope_unit
 from herd.errors import HypervisorError
 from herd.hypervisor import stats
-from herd.hypervisor.base import Hypervisor, InstanceSpec, RuntimeInfo
+from herd.hypervisor.base import DiskSpec, Hypervisor, InstanceSpec, NicSpec, RuntimeInfo
 from herd.hypervisor.kvm import (
     detect,
     disks,
     display,
+    hotplug,
     migration,
     nics,
     params,
@@ -334,6 +335,89 @@ class Kvm(Hypervisor):
             if await qmp.query_status(sock) not in _RUNNING_STATES:
                 await qmp.execute(sock, "cont")
 
+    # -- hotplug ----------------------------------------------------------------------------
+    async def _hotplug_record(self, name: str) -> RuntimeRecord:
+        record = await self._require(name)
+        if record.migration:
+            raise HypervisorError(f"instance {name} is being migrated; no hotplug now")
+        return record
+
+    async def hotplug_add(self, name: str, device: DiskSpec | NicSpec) -> None:
+        if device.uuid is None:
+            raise HypervisorError(f"cannot hot-plug into {name}: the device has no uuid")
+        async with self._lock(name):
+            record = await self._hotplug_record(name)
+            files = self._files(name)
+            hv = params.fill(record.spec.hvparams)
+            entry: dict[str, Any]
+            if isinstance(device, DiskSpec):
+                if disks.is_uri(device.path):
+                    disks.parse_nbd_uri(device.path)
+                elif not os.path.exists(device.path):
+                    raise HypervisorError(f"new disk of {name}: {device.path} not found")
+                entry = {"kind": "disk", **await hotplug.add_disk(
+                    files.qmp, hv, device.uuid, device.path, device.mode == "ro")}
+                record.spec.disks.append(device)
+            else:
+                hotplug.check_nic_type(hv)
+                taken = set(record.taps)
+                tap = next(t for t in (tap_name(record.spec.uuid, i) for i in range(1000))
+                           if t not in taken)
+                await nics.setup_named(tap, device)
+                try:
+                    ids = await hotplug.add_nic(files.qmp, hv, device.uuid, device.mac, tap)
+                except BaseException:
+                    await nics.teardown([tap])
+                    raise
+                entry = {"kind": "nic", "tap": tap, **ids}
+                record.spec.nics.append(device)
+                record.taps.append(tap)
+            record.hotplug[device.uuid] = entry
+            record.hotplug["changed"] = True
+            write_record(files.runtime, record)
+            log.info("instance %s: hot-plugged %s %s", name, entry["kind"], device.uuid)
+
+    async def hotplug_remove(self, name: str, kind: str, uuid: str, index: int) -> None:
+        async with self._lock(name):
+            record = await self._hotplug_record(name)
+            files = self._files(name)
+            hv = params.fill(record.spec.hvparams)
+            items: list[Any] = record.spec.disks if kind == "disk" else record.spec.nics
+            position = next((i for i, d in enumerate(items) if d.uuid == uuid), None)
+            if position is None and 0 <= index < len(items) and items[index].uuid is None:
+                position = index  # started before runtime specs named their devices
+            if position is None:
+                raise HypervisorError(f"instance {name} has no {kind} {uuid} running")
+            item = items[position]
+            entry = record.hotplug.get(uuid) or {}
+            if kind == "disk":
+                if entry:
+                    await hotplug.remove_device(files.qmp, entry["device"])
+                    with contextlib.suppress(HypervisorError):
+                        await qmp.execute(files.qmp, "blockdev-del",
+                                          {"node-name": entry["node"]})
+                else:  # from the command line: its drive goes with its device
+                    hotplug.check_disk_type(hv)
+                    await hotplug.remove_device(files.qmp, await hotplug.cold_disk_device(
+                        files.qmp, drive_id(hv["disk_type"], item.index)))
+            else:
+                hotplug.check_nic_type(hv)
+                device = entry.get("device") or f"nic{item.index}"
+                await hotplug.remove_device(files.qmp, device)
+                with contextlib.suppress(HypervisorError):
+                    await qmp.execute(files.qmp, "netdev_del",
+                                      {"id": entry.get("netdev") or f"net{item.index}"})
+                tap = entry.get("tap") or (record.taps[position]
+                                           if position < len(record.taps) else None)
+                if tap is not None:
+                    await nics.teardown([tap])
+                    record.taps = [t for t in record.taps if t != tap]
+            del items[position]
+            record.hotplug.pop(uuid, None)
+            record.hotplug["changed"] = True
+            write_record(files.runtime, record)
+            log.info("instance %s: unplugged %s %s", name, kind, uuid)
+
     # -- live migration ---------------------------------------------------------------------
     async def accept_migration(self, spec: InstanceSpec, port: int,
                                listen_address: str) -> RuntimeInfo:
@@ -361,6 +445,11 @@ class Kvm(Hypervisor):
             if (record.migration or {}).get("role") == "target":
                 raise HypervisorError(
                     f"instance {name} is an incoming migration on this node; finish it first")
+            if record.hotplug.get("changed"):
+                raise HypervisorError(
+                    f"instance {name} had devices hot-plugged since it started: its hardware "
+                    "differs from what the target would start; restart it (gnt-instance "
+                    "reboot) before migrating")
             state = await qmp.query_status(files.qmp)
             current = (await migration.query(files.qmp)).get("status")
             if state not in ("running", "paused") or \

@@ -32,7 +32,10 @@ def check_nics(nics: list[NicSpec]) -> None:
 
 
 def _setup_one(uuid: str, nic: NicSpec) -> str:
-    name = tap.tap_name(uuid, nic.index)
+    return _setup_named(tap.tap_name(uuid, nic.index), nic)
+
+
+def _setup_named(name: str, nic: NicSpec) -> str:
     if nic.mode == "bridged":
         tap.setup_bridged(name, nic.link)
     else:
@@ -64,6 +67,13 @@ async def setup(uuid: str, nics: list[NicSpec]) -> list[str]:
     if not nics:
         return []
     return await asyncio.to_thread(_setup_all, uuid, nics)
+
+
+async def setup_named(name: str, nic: NicSpec) -> None:
+    """Create the tap ``name`` for one NIC (a hot-plugged one: its name is chosen by the
+    caller among those the instance does not use yet)."""
+    check_nics([nic])
+    await asyncio.to_thread(_setup_named, name, nic)
 
 
 async def teardown(taps: list[str]) -> None:

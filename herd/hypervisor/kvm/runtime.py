@@ -93,12 +93,16 @@ class RuntimeRecord:
     #: or abort it: {"role": "source"|"target", "uri": ..., "stopped": bool (source paused
     #: the guest itself for a non-live migration), "status": ...}.
     migration: dict[str, Any] | None = None
+    #: Devices hot-plugged or unplugged since the start (uuid -> their QEMU ids, and
+    #: "changed": True once any was): the guest's hardware no longer matches what its spec
+    #: would start, so a live migration (which needs the same on both sides) is refused.
+    hotplug: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": 1, "spec": self.spec.to_dict(), "pid": self.pid,
                 "accel": self.accel, "started": self.started, "argv": self.argv,
                 "taps": self.taps, "vnc_port": self.vnc_port, "spice_port": self.spice_port,
-                "migration": self.migration}
+                "migration": self.migration, "hotplug": self.hotplug}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RuntimeRecord:
@@ -106,7 +110,7 @@ class RuntimeRecord:
                    accel=str(d["accel"]), started=float(d["started"]),
                    argv=[str(a) for a in d["argv"]], taps=[str(t) for t in d.get("taps", [])],
                    vnc_port=d.get("vnc_port"), spice_port=d.get("spice_port"),
-                   migration=d.get("migration"))
+                   migration=d.get("migration"), hotplug=dict(d.get("hotplug") or {}))
 
 
 def write_record(path: Path, record: RuntimeRecord) -> None:
