@@ -172,7 +172,8 @@ class Hypervisor(ABC):
     async def hotplug_remove(self, name: str, kind: str, uuid: str, index: int) -> None:
         """Detach the ``kind`` ('disk' or 'nic') whose config uuid is ``uuid`` (``index``:
         its position in the runtime spec, for devices started before uuids were recorded);
-        HypervisorError, the device kept, if the guest does not release it."""
+        HypervisorError, the device kept, if the guest does not release it. A device the
+        guest does not have (added without hotplug) is not an error: nothing to unplug."""
         raise HypervisorError(f"the {self.name} hypervisor cannot hot-plug devices")
 
     # -- live migration (Ganeti's sequence) ---------------------------------------------------

@@ -259,8 +259,10 @@ class DeviceChanges:
                     self.lu.feedback(f"* hot-plugging {kind} {device['index']} into "
                                      f"{inst.name}")
                     device = self._runtime_disk(device, new) if kind == "disk" else device
-                    await plug("add", kind, device)()
+                    # the undo first: a lost answer may hide a device that did go in
+                    # (unplugging one that is not there is no error)
                     undo.append(plug("remove", kind, device))
+                    await plug("add", kind, device)()
 
     def _runtime_disk(self, device: dict[str, Any], holder: Instance) -> dict[str, Any]:
         """A disk as the primary's VM opens it (a mirror: with its mirror description)."""

@@ -305,6 +305,25 @@ def test_anonymous_reads_are_a_cluster_setting(rapi_lab: RapiLab) -> None:
         "invalid value 'maybe' for --rapi-anonymous-reads: expected yes or no")
 
 
+def test_modify_instance_adds_and_removes_nics_and_disks(rapi_lab: RapiLab) -> None:
+    # Ganeti's client sends its keyword arguments as the body: both list forms, hotplug
+    done = rapi_lab.run_job("ModifyInstance", INSTANCE, hotplug=True,
+                            nics=[["add", {"link": "br0", "name": "second"}]],
+                            disks=[["add", -1, {"size": 32, "name": "scratch"}]])
+    assert done["status"] == "success", done
+    inst = rapi_lab.ok("GetInstance", INSTANCE)
+    assert inst["disk.sizes"] == [64, 32] and len(inst["nic.macs"]) == 2
+    assert inst["nic.names"][1] == "second" and inst["disk.names"][1] == "scratch"
+    done = rapi_lab.run_job("ModifyInstance", INSTANCE, hotplug=True,
+                            nics=[["remove", "second", {}]], disks=[["remove", {}]])
+    assert done["status"] == "success", done
+    inst = rapi_lab.ok("GetInstance", INSTANCE)
+    assert inst["disk.sizes"] == [64] and len(inst["nic.macs"]) == 1
+    bad = rapi_lab.run_job("ModifyInstance", INSTANCE, disks=[["grow", 0, {}]])
+    assert bad["status"] == "error" and any("invalid disk action 'grow'" in m
+                                            for m in bad["log"]), bad
+
+
 def test_remove_instance(rapi_lab: RapiLab) -> None:
     assert rapi_lab.run_job("DeleteInstance", INSTANCE, shutdown_timeout=0)["status"] == \
         "success"

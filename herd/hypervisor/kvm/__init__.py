@@ -386,8 +386,9 @@ class Kvm(Hypervisor):
             position = next((i for i, d in enumerate(items) if d.uuid == uuid), None)
             if position is None and 0 <= index < len(items) and items[index].uuid is None:
                 position = index  # started before runtime specs named their devices
-            if position is None:
-                raise HypervisorError(f"instance {name} has no {kind} {uuid} running")
+            if position is None:  # never plugged (added without --hotplug), or gone
+                log.info("instance %s: no %s %s to unplug", name, kind, uuid)
+                return
             item = items[position]
             entry = record.hotplug.get(uuid) or {}
             if kind == "disk":
