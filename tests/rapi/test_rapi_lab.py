@@ -306,7 +306,9 @@ def test_anonymous_reads_are_a_cluster_setting(rapi_lab: RapiLab) -> None:
 
 
 def test_modify_instance_adds_and_removes_nics_and_disks(rapi_lab: RapiLab) -> None:
-    # Ganeti's client sends its keyword arguments as the body: both list forms, hotplug
+    # stopped: what a guest sees of a hotplug is tests/lab/test_modify_devices.py's part
+    assert rapi_lab.run_job("ShutdownInstance", INSTANCE, timeout=0)["status"] == "success"
+    # Ganeti's client sends its keyword arguments as the body: both list forms
     done = rapi_lab.run_job("ModifyInstance", INSTANCE, hotplug=True,
                             nics=[["add", {"link": "br0", "name": "second"}]],
                             disks=[["add", -1, {"size": 32, "name": "scratch"}]])
@@ -322,6 +324,7 @@ def test_modify_instance_adds_and_removes_nics_and_disks(rapi_lab: RapiLab) -> N
     bad = rapi_lab.run_job("ModifyInstance", INSTANCE, disks=[["grow", 0, {}]])
     assert bad["status"] == "error" and any("invalid disk action 'grow'" in m
                                             for m in bad["log"]), bad
+    assert rapi_lab.run_job("StartupInstance", INSTANCE)["status"] == "success"
 
 
 def test_remove_instance(rapi_lab: RapiLab) -> None:
