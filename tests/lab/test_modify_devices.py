@@ -10,9 +10,11 @@ both devices are unplugged again and the guest loses them; a hotplug that fails 
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +47,14 @@ class GuestShell:
         self._wait(lambda text: "guest# " in text, since, "the shell prompt", timeout=90)
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.connect(str(run_dir / f"{NAME}.serial"))
+        # QEMU also sends the guest's output to the socket: unread, it fills, and QEMU
+        # stalls the serial port (the guest hangs mid-echo); the log is what is read
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        with contextlib.suppress(OSError):
+            while self.sock.recv(65536):
+                pass
 
     def _wait(self, ready, start: int, what: str, timeout: float = 60) -> str:  # type: ignore
         deadline = time.monotonic() + timeout
