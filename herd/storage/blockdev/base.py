@@ -115,6 +115,11 @@ class DeviceBase:
     async def sync_status(self) -> dict[str, Any] | None:
         return None
 
+    async def written_offline(self) -> None:
+        """A tool of this node (an OS script) wrote the local volume directly; kinds whose
+        copies must then be told apart (a mirror) record it. Nothing for the others."""
+        return None
+
     async def open_export(self) -> Any:
         """Interface only: export/backup streams come with the next issue."""
         raise StorageError(f"exporting {self.spec.describe()} is not supported yet")
