@@ -69,10 +69,6 @@ class LUInstanceGrowDisk(LogicalUnit[OpInstanceGrowDisk]):
     def hooks_targets(self) -> HookTargets:
         return HookTargets(instance=self.inst)
 
-    def hooks_env(self) -> dict[str, Any]:
-        return {"DISK": self.op.disk, "AMOUNT": self.op.amount,
-                "ABSOLUTE": self.op.absolute}
-
     async def check(self) -> None:
         op, cfg = self.op, self.cfg
         self.inst: Instance = cfg.get_instance(op.instance_name)

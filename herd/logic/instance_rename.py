@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-from typing import Any
 
 from herd import errors, names
 from herd.jobs.locking import LEVEL_INSTANCE, LockRequest
@@ -84,9 +83,6 @@ class LUInstanceRename(LogicalUnit[OpInstanceRename]):
 
     def hooks_targets(self) -> HookTargets:
         return HookTargets(instance=self.inst)
-
-    def hooks_env(self) -> dict[str, Any]:
-        return {"INSTANCE_NEW_NAME": self.op.new_name}
 
     async def check(self) -> None:
         op, cfg = self.op, self.cfg

@@ -228,3 +228,59 @@ def test_reinstall_rewrites_the_disk_and_is_refused_while_running(
     assert b"variant=writer" in text and b"banner=hello" in text
     inst = cluster.saved_config().find_instance(INST)
     assert inst.os == "busybox+writer" and inst.osparams == {"banner": "hello"}
+
+
+# -- the KVM hypervisor's part (no QEMU: a stand-in process with QEMU's identifying args) ----
+def test_kvm_rename_carries_a_running_instance_and_grow_resizes_its_drive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import subprocess
+    import sys
+
+    from herd.hypervisor import kvm as kvm_mod
+    from herd.hypervisor.base import InstanceSpec
+    from herd.hypervisor.kvm import Kvm
+    from herd.hypervisor.kvm.runtime import InstanceFiles, RuntimeRecord, write_record
+    from herd.paths import HerdPaths
+
+    paths = HerdPaths(tmp_path)
+    paths.ensure()
+    kvm = Kvm(paths)
+    kvm.run_dir.mkdir(parents=True, exist_ok=True)
+    old, uuid = InstanceFiles(kvm.run_dir, "old"), "0d7c9c5e-1111-2222-3333-444455556666"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                             "-pidfile", str(old.pidfile), "-uuid", uuid])
+    try:
+        spec = InstanceSpec(name="old", uuid=uuid, memory=64, vcpus=1, hvparams={})
+        write_record(old.runtime, RuntimeRecord(spec=spec, pid=proc.pid, accel="tcg",
+                                                started=0.0, argv=[]))
+        for f in (old.pidfile, old.qmp, old.serial, old.serial_log):
+            f.write_text("x")
+        other = InstanceFiles(tmp_path / "elsewhere", "old")  # another node's run dir
+        assert kvm_mod.is_our_qemu(proc.pid, old, uuid)
+        assert not kvm_mod.is_our_qemu(proc.pid, other, uuid)
+        assert not kvm_mod.is_our_qemu(proc.pid, old, "another-uuid")
+
+        asyncio.run(kvm.rename("old", "new"))
+        new = InstanceFiles(kvm.run_dir, "new")
+        assert all(f.exists() for f in (new.pidfile, new.qmp, new.serial, new.serial_log))
+        assert not any(f.exists() for f in (old.runtime, old.qmp, old.serial))
+        info = asyncio.run(kvm.instance_info("new"))
+        assert info is not None and info.pid == proc.pid and info.name == "new"
+        assert asyncio.run(kvm.instance_info("old")) is None
+        with pytest.raises(errors.HypervisorError, match="not running"):
+            asyncio.run(kvm.rename("old", "other"))
+
+        calls: list[tuple[Any, ...]] = []
+
+        async def execute(sock: Path, command: str, arguments: Any = None,
+                          *, timeout: float = 5.0) -> Any:
+            calls.append((sock.name, command, arguments))
+            return {"status": "running"} if command == "query-status" else {}
+
+        monkeypatch.setattr(kvm_mod.qmp, "execute", execute)
+        asyncio.run(kvm.grow_disk("new", 0, 96 << 20))
+        assert ("new.qmp", "block_resize", {"device": "virtio0", "size": 96 << 20}) in calls
+    finally:
+        proc.kill()
+        proc.wait()
