@@ -352,14 +352,16 @@ class NodeService:
         """Exists, size and local path of each device; read-only."""
         return [i.to_dict() for i in await self.devices.info_many(self._specs(devices))]
 
-    async def blockdev_grow(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def blockdev_grow(self, devices: list[dict[str, Any]],
+                            undo: bool = False) -> list[dict[str, Any]]:
         """Grow each device to its spec's ``size_mib`` (a target: a retried grow does not grow
         twice); the devices' info after. Stops at the first failure, which names the device
-        (the master grew nothing else on this node yet)."""
+        (the master grew nothing else on this node yet). ``undo``: give back what a grow
+        beyond ``size_mib`` added (a grow-disk that failed on another node)."""
         out = []
         for spec in self._specs(devices):
             device = self.devices.device(spec)
-            await device.grow(spec.size_mib)
+            await (device.undo_grow if undo else device.grow)(spec.size_mib)
             out.append((await device.info()).to_dict())
         return out
 

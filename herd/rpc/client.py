@@ -258,10 +258,12 @@ class NodeClient:
         """Undo ``blockdev_assemble``; the data stays (refused while a VM holds a device)."""
         await self.call("blockdev_shutdown", devices=devices, timeout=120)
 
-    async def blockdev_grow(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def blockdev_grow(self, devices: list[dict[str, Any]],
+                            undo: bool = False) -> list[dict[str, Any]]:
         """Grow each device to its spec's size_mib (zeroing an LV's new tail under a mirror
-        takes a while: a long timeout)."""
-        return await self.call("blockdev_grow", devices=devices, timeout=1800)
+        takes a while: a long timeout); ``undo``: cut back what a grow beyond it added."""
+        args: dict[str, Any] = {"undo": True} if undo else {}
+        return await self.call("blockdev_grow", devices=devices, timeout=1800, **args)
 
     async def instance_grow_disk(self, name: str, index: int, size_mib: int) -> None:
         await self.call("instance_grow_disk", name=name, index=index, size_mib=size_mib,

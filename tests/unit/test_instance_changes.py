@@ -154,6 +154,8 @@ def test_grow_disk_of_a_mirror_grows_both_copies_while_stopped(
     failed = cluster.run(op("OP_INSTANCE_GROW_DISK", disk=0, amount=64))
     assert failed.status == "error"
     assert cluster.saved_config().find_instance(INST).disks[0].size == 64  # no lie
+    for node in (N2, N3):  # the secondary's copy was cut back: one length for both
+        assert os.path.getsize(disk_path(cluster, node)) == 64 << 20
     cluster.clear_calls()
     done = cluster.run(op("OP_INSTANCE_GROW_DISK", disk=0, amount=64))
     assert done.status == "success", done.log

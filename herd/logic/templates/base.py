@@ -197,12 +197,26 @@ class DiskTemplate:
         cfg = ctx.config.data
         probe = Instance.from_dict(inst.to_dict())
         probe.disks[index].size = size_mib
-        for uuid in grow_order(inst, inst.disks[index]):
-            node = cfg.nodes[uuid]
-            specs = self.device_specs(cfg, probe, uuid, [index])
-            if specs:
-                feedback(f"* growing disk {index} on {node.name} to {size_mib} MiB")
-                await ctx.rpc.node(node).blockdev_grow([s.to_dict() for s in specs])
+        grown: list[Node] = []
+        try:
+            for uuid in grow_order(inst, inst.disks[index]):
+                node = cfg.nodes[uuid]
+                specs = self.device_specs(cfg, probe, uuid, [index])
+                if specs:
+                    feedback(f"* growing disk {index} on {node.name} to {size_mib} MiB")
+                    grown.append(node)  # also when the answer is lost: the undo is a target
+                    await ctx.rpc.node(node).blockdev_grow([s.to_dict() for s in specs])
+        except BaseException:
+            # the copies keep one length (a mirror refuses copies of two): cut back
+            for node in grown:
+                specs = self.device_specs(cfg, inst, node.uuid, [index])
+                try:
+                    await ctx.rpc.node(node).blockdev_grow([s.to_dict() for s in specs],
+                                                           undo=True)
+                except errors.HerdError as exc:
+                    feedback(f"  WARNING: could not cut disk {index} back to "
+                             f"{inst.disks[index].size} MiB on {node.name}: {exc.message}")
+            raise
 
     async def missing(self, ctx: MasterContext, inst: Instance, node: Node,
                       indices: list[int] | None = None) -> list[int]:

@@ -67,6 +67,9 @@ class MirrorDevice(DeviceBase):
         """This node's copy, while the mirror is down (see MirrorManager.grow)."""
         await self.manager.grow(self.disk, size_mib)
 
+    async def undo_grow(self, size_mib: int) -> None:
+        await self.manager.undo_grow(self.disk, size_mib)
+
     async def written_offline(self) -> None:
         """An OS script wrote this copy without the mirror: it moves to a new generation, so
         that the next activation copies it whole to the peer (an ancestor generation there)."""

@@ -183,6 +183,15 @@ class MirrorManager:
                 await asyncio.to_thread(_zero, await data.local_path(), before,
                                         min(info.size_bytes, size_mib * MIB) - before)
 
+    async def undo_grow(self, disk: MirrorDisk, size_mib: int) -> None:
+        """Cut this copy back to ``size_mib`` after a grow the other node could not follow
+        (its daemon down, as for :meth:`grow`): the copies keep one length."""
+        async with self._lock(disk):
+            if self._files(disk).pid() is not None:
+                raise StorageError(f"cannot shrink mirrored disk {disk.index} back while its "
+                                   "storage daemon runs")
+            await self._data(disk).undo_grow(size_mib)
+
     async def mark_written(self, disk: MirrorDisk) -> None:
         """This copy's data was written directly (an OS rename or reinstall script while the
         mirror was down): a new generation, whose ancestor the peer holds, so that the next
