@@ -286,3 +286,27 @@ def test_kvm_rename_carries_a_running_instance_and_grow_resizes_its_drive(
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_grow_of_a_mirror_over_lvs_zeroes_the_new_extents(tmp_path: Path) -> None:
+    """New extents of an LV may hold old bytes, different on each node: the grown tail is
+    zeroed on both, so the copies stay equal without a sync (and the LV is left inactive)."""
+    with scratch_root(tmp_path) as root, InProcessCluster(
+            root, nodes=3, disk_templates=("file", "diskless", "drbd"), vg="xenvg") as c:
+        outcome = c.run(create_op(INST, node=N2, template="drbd", snode=N3))
+        assert outcome.status == "success", outcome.log
+        lvs = {}
+        for node in (N2, N3):
+            lvm = c.nodes[node].lvm
+            (name,) = list(lvm.lvs)
+            lvs[node] = (lvm, name)
+            with open(lvm._file(name), "r+b") as handle:  # stale bytes past the end
+                handle.seek(64 << 20)
+                handle.write(b"\xaa" * (1 << 20))
+        done = c.run(op("OP_INSTANCE_GROW_DISK", disk=0, amount=32))
+        assert done.status == "success", done.log
+        for lvm, name in lvs.values():
+            assert lvm.lvs[name][0] == 96 << 20 and name not in lvm.active
+            with open(lvm._file(name), "rb") as handle:
+                handle.seek(64 << 20)
+                assert handle.read(32 << 20) == bytes(32 << 20)

@@ -173,15 +173,20 @@ class MirrorManager:
                 raise StorageError(f"cannot grow mirrored disk {disk.index} while its storage "
                                    "daemon runs: stop the instance and deactivate its disks")
             data = self._data(disk)
-            before = (await data.info()).size_bytes
+            was = await data.info()
+            before = was.size_bytes
             if before is None:
                 raise StorageError(f"mirrored disk {disk.index} ({disk.relpath}) does not "
                                    "exist on this node")
             await data.grow(size_mib)
             info = await data.info()
-            if info.path and not os.path.isfile(info.path) and info.size_bytes:
-                await asyncio.to_thread(_zero, await data.local_path(), before,
-                                        min(info.size_bytes, size_mib * MIB) - before)
+            if info.size_bytes and (info.path is None or not os.path.isfile(info.path)):
+                try:  # a block device (an LV): activated for the zeroing only
+                    await asyncio.to_thread(_zero, await data.local_path(), before,
+                                            min(info.size_bytes, size_mib * MIB) - before)
+                finally:
+                    if not was.active:
+                        await data.shutdown()
 
     async def undo_grow(self, disk: MirrorDisk, size_mib: int) -> None:
         """Cut this copy back to ``size_mib`` after a grow the other node could not follow
