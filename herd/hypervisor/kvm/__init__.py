@@ -241,8 +241,10 @@ class Kvm(Hypervisor):
                 await self._pick_display(hv, ctx)
                 argv = build_argv(spec, hv, ctx)
                 started = time.time()
+                # the scope carries the uuid too: a guest renamed while running keeps its
+                # scope, and a new instance given the old name must not collide with it
                 pid = await process.launch(argv, files, scope_argv(
-                    self.paths.root, scope_unit("guest", spec.name)))
+                    self.paths.root, scope_unit("guest", f"{spec.name}-{spec.uuid[:8]}")))
             record = RuntimeRecord(spec=spec, pid=pid, accel=ctx.accel, started=started,
                                    argv=argv, taps=ctx.taps, vnc_port=ctx.vnc_port,
                                    spice_port=ctx.spice_port)
