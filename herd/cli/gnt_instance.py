@@ -10,6 +10,7 @@ from herd import errors
 from herd.cli.client import MasterClient
 from herd.cli.common import command_main, print_list, submit_or_run
 from herd.cli.formatting import format_info
+from herd.cli.instance_changes import add_change_commands
 from herd.cli.options import (
     JOB_OPTIONS,
     LIST_OPTIONS,
@@ -472,6 +473,7 @@ def build_parser() -> HerdArgumentParser:
     console.add_argument("instance")
     console.add_argument("--show-cmd", dest="show_command", action="store_true")
     console.set_defaults(func=cmd_console)
+    add_change_commands(sub)
     add_tag_commands(sub, "instance", "INSTANCE")
     return parser
 

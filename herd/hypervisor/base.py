@@ -176,6 +176,18 @@ class Hypervisor(ABC):
         guest does not have (added without hotplug) is not an error: nothing to unplug."""
         raise HypervisorError(f"the {self.name} hypervisor cannot hot-plug devices")
 
+    async def grow_disk(self, name: str, index: int, size_bytes: int) -> None:
+        """Tell the running guest ``name`` that disk ``index`` now has ``size_bytes`` (its
+        volume grew underneath): grow-disk without a restart. A hypervisor that cannot says
+        so; the caller then leaves the instance as it was."""
+        raise HypervisorError(f"the {self.name} hypervisor cannot grow a disk of a running "
+                              "instance")
+
+    async def rename(self, old: str, new: str) -> None:
+        """Carry the running instance ``old`` over to the name ``new`` (runtime files, sockets,
+        console log), without touching the guest; refused if ``new`` is taken here."""
+        raise HypervisorError(f"the {self.name} hypervisor cannot rename a running instance")
+
     # -- live migration (Ganeti's sequence) ---------------------------------------------------
     # target: accept_migration -> source: migrate -> target: finish_migration_target(True) ->
     # source: finish_migration_source.  On failure: target finish_migration_target(False),

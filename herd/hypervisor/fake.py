@@ -166,6 +166,23 @@ class FakeHypervisor(Hypervisor):
         items[:] = [d for d in items if d.get("uuid") != uuid]  # absent: nothing to do
         self._save(data)
 
+    async def grow_disk(self, name: str, index: int, size_bytes: int) -> None:
+        data = self._load()
+        inst = self._get(data, name)
+        sizes = inst.setdefault("disk_sizes", {})
+        sizes[str(index)] = size_bytes
+        self._save(data)
+
+    async def rename(self, old: str, new: str) -> None:
+        data = self._load()
+        inst = self._get(data, old)
+        if new in data:
+            raise HypervisorError(f"instance {new} is already running here")
+        inst["name"] = new
+        inst["spec"]["name"] = new
+        data[new] = data.pop(old)
+        self._save(data)
+
     def node_facts(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"hypervisor": self.name, "accel": "tcg", "kvm_usable": False,
                                  "kvm_reason": "fake hypervisor", "qemu_version": ""}

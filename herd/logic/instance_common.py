@@ -62,3 +62,29 @@ async def start_instance(ctx: MasterContext, inst: Instance, node: Node, *,
 
 async def is_running(ctx: MasterContext, inst: Instance, node: Node) -> bool:
     return await ctx.rpc.node(node).instance_info(inst.name) is not None
+
+
+async def check_os_on_node(ctx: MasterContext, node: Node, os_name: str, *,
+                           force_variant: bool, osparams: dict[str, str]) -> None:
+    """Refuse, naming the bad value and what is allowed, an OS (``NAME[+VARIANT]``) that
+    ``node`` lacks or holds invalid, a variant it does not declare, or OS parameters it does
+    not take (what a reinstall with ``-o``/``-O`` checks before any disk is written)."""
+    from herd import osdef
+
+    found = {d["name"]: d for d in await ctx.rpc.node(node).os_diagnose()}
+    base, _, variant = os_name.partition("+")
+    if base not in found:
+        available = ", ".join(sorted(n for n, d in found.items() if d["valid"]))
+        raise errors.NotFoundError(f"OS '{base}' not found on node {node.name}; available: "
+                                   f"{available or 'none'}")
+    definition = osdef.OsDefinition.from_dict(found[base])
+    if not definition.valid:
+        raise errors.OpPrereqError(f"OS '{base}' on node {node.name} is invalid: "
+                                   f"{definition.error}")
+    if definition.variants and not variant and not force_variant:
+        raise errors.ParameterError(f"OS '{base}' needs a variant: use {base}+VARIANT with "
+                                    f"one of {', '.join(definition.variants)}")
+    if variant and variant not in definition.variants and not force_variant:
+        raise errors.ParameterError(f"invalid variant '{variant}' of OS '{base}': allowed are "
+                                    f"{', '.join(definition.variants) or 'none'}")
+    osdef.check_osparams(definition, osparams)

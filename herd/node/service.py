@@ -352,6 +352,19 @@ class NodeService:
         """Exists, size and local path of each device; read-only."""
         return [i.to_dict() for i in await self.devices.info_many(self._specs(devices))]
 
+    async def blockdev_grow(self, devices: list[dict[str, Any]],
+                            undo: bool = False) -> list[dict[str, Any]]:
+        """Grow each device to its spec's ``size_mib`` (a target: a retried grow does not grow
+        twice); the devices' info after. Stops at the first failure, which names the device
+        (the master grew nothing else on this node yet). ``undo``: give back what a grow
+        beyond ``size_mib`` added (a grow-disk that failed on another node)."""
+        out = []
+        for spec in self._specs(devices):
+            device = self.devices.device(spec)
+            await (device.undo_grow if undo else device.grow)(spec.size_mib)
+            out.append((await device.info()).to_dict())
+        return out
+
     async def blockdev_assemble(self, devices: list[dict[str, Any]], role: str = "primary",
                                 syncs: list[str] | None = None,
                                 allow_degraded: bool = False) -> list[str]:
@@ -592,6 +605,14 @@ class NodeService:
     async def instance_abort_migration(self, name: str) -> None:
         await self.hypervisor().abort_migration(name)
 
+    async def instance_grow_disk(self, name: str, index: int, size_mib: int) -> None:
+        """Tell the running guest that disk ``index`` grew to ``size_mib`` MiB."""
+        await (await self._running_on(name)).grow_disk(name, int(index), int(size_mib) << 20)
+
+    async def instance_rename(self, old: str, new: str) -> None:
+        """Carry a running instance's runtime state here over to its new name."""
+        await (await self._running_on(old)).rename(old, new)
+
     async def instance_resume(self, name: str) -> None:
         await (await self._running_on(name)).resume(name)
 
@@ -689,12 +710,20 @@ class NodeService:
                 for uuid in uuids:
                     if self._os_scripts.get(uuid) is task:
                         del self._os_scripts[uuid]
+                if script in WRITING_SCRIPTS and not task.cancelled():
+                    # also after a failure: a script may have written part of a disk
+                    for d in instance["disks"]:
+                        await self.devices.device(self._spec(d)).written_offline()
 
     @staticmethod
     def _cancelling() -> bool:
         """Whether the current task itself is being cancelled (not only a task it awaits)."""
         current = asyncio.current_task()
         return current is not None and current.cancelling() > 0
+
+
+#: OS scripts that write the instance's disks (export only reads them).
+WRITING_SCRIPTS = ("create", "import", "rename")
 
 
 def encode_result(value: Any) -> bytes:

@@ -18,6 +18,11 @@ from herd.opcodes.definitions import (
     OpNodeSetParams,
     OpTestDelay,
 )
+from herd.opcodes.instance_changes import (
+    OpInstanceGrowDisk,
+    OpInstanceReinstall,
+    OpInstanceRename,
+)
 from herd.opcodes.instance_extra import OpInstanceQueryData
 from herd.opcodes.instance_modify import OpInstanceSetParams
 from herd.opcodes.mirror_ops import (
@@ -43,11 +48,14 @@ __all__ = [
     "OpInstanceCreate",
     "OpInstanceDeactivateDisks",
     "OpInstanceFailover",
+    "OpInstanceGrowDisk",
     "OpInstanceMigrate",
     "OpInstanceQueryData",
     "OpInstanceReboot",
     "OpInstanceRecreateDisks",
+    "OpInstanceReinstall",
     "OpInstanceRemove",
+    "OpInstanceRename",
     "OpInstanceReplaceDisks",
     "OpInstanceSetParams",
     "OpInstanceShutdown",

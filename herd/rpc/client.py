@@ -265,6 +265,20 @@ class NodeClient:
         """Undo ``blockdev_assemble``; the data stays (refused while a VM holds a device)."""
         await self.call("blockdev_shutdown", devices=devices, timeout=120)
 
+    async def blockdev_grow(self, devices: list[dict[str, Any]],
+                            undo: bool = False) -> list[dict[str, Any]]:
+        """Grow each device to its spec's size_mib (zeroing an LV's new tail under a mirror
+        takes a while: a long timeout); ``undo``: cut back what a grow beyond it added."""
+        args: dict[str, Any] = {"undo": True} if undo else {}
+        return await self.call("blockdev_grow", devices=devices, timeout=1800, **args)
+
+    async def instance_grow_disk(self, name: str, index: int, size_mib: int) -> None:
+        await self.call("instance_grow_disk", name=name, index=index, size_mib=size_mib,
+                        timeout=60)
+
+    async def instance_rename(self, old: str, new: str) -> None:
+        await self.call("instance_rename", old=old, new=new, timeout=60)
+
     async def blockdev_list(self) -> dict[str, Any]:
         return await self.call("blockdev_list", timeout=60)
 

@@ -262,9 +262,9 @@ def test_bad_requests_get_ganetis_status_and_shape(rapi_lab: RapiLab) -> None:
 
 def test_unsupported_operations_fail_their_job(rapi_lab: RapiLab) -> None:
     serial = rapi_lab.config()["serial_no"]
-    for call in (("RenameInstance", INSTANCE, "web2.example.com"),
+    for call in (("RenameGroup", "default", "group3"),
                  ("CreateGroup", "group2"),
-                 ("GrowInstanceDisk", INSTANCE, 0, 1024)):
+                 ("DeleteGroup", "default")):
         done = rapi_lab.run_job(*call)
         assert done["status"] == "error", (call, done)
         job = rapi_lab.ok("GetJobStatus", done["id"])

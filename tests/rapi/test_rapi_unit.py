@@ -168,13 +168,20 @@ def test_writes_answer_with_a_job_id(api: Any) -> None:
 
 
 def test_placeholder_opcodes_accept_ganetis_fields_only() -> None:
-    op = opcode_from_dict({"OP_ID": "OP_INSTANCE_RENAME", "instance_name": "a",
-                           "new_name": "b"})
-    assert isinstance(op, UnbackedOpCode) and not is_backed("OP_INSTANCE_RENAME")
-    assert op.to_dict()["new_name"] == "b" and op.summary() == "INSTANCE_RENAME(a)"
+    op = opcode_from_dict({"OP_ID": "OP_GROUP_RENAME", "group_name": "a", "new_name": "b"})
+    assert isinstance(op, UnbackedOpCode) and not is_backed("OP_GROUP_RENAME")
+    assert op.to_dict()["new_name"] == "b" and op.summary() == "GROUP_RENAME(a)"
+    with pytest.raises(errors.ParameterError):
+        opcode_from_dict({"OP_ID": "OP_GROUP_RENAME", "group_name": "a"})
+    assert is_backed("OP_INSTANCE_STARTUP")
+    # a real opcode module took the placeholder over, with Ganeti's fields and defaults
+    for op_id in ("OP_INSTANCE_RENAME", "OP_INSTANCE_REINSTALL", "OP_INSTANCE_GROW_DISK"):
+        assert is_backed(op_id)
+    ren = opcode_from_dict({"OP_ID": "OP_INSTANCE_RENAME", "instance_name": "a",
+                            "new_name": "b"})
+    assert (ren.ip_check, ren.name_check) == (False, True)
     with pytest.raises(errors.ParameterError):
         opcode_from_dict({"OP_ID": "OP_INSTANCE_RENAME", "instance_name": "a"})
-    assert is_backed("OP_INSTANCE_STARTUP")
 
 
 def test_job_conversion_and_filters() -> None:

@@ -242,8 +242,10 @@ class Kvm(Hypervisor):
                 await self._pick_display(hv, ctx)
                 argv = build_argv(spec, hv, ctx)
                 started = time.time()
+                # the scope carries the uuid too: a guest renamed while running keeps its
+                # scope, and a new instance given the old name must not collide with it
                 pid = await process.launch(argv, files, scope_argv(
-                    self.paths.root, scope_unit("guest", spec.name)))
+                    self.paths.root, scope_unit("guest", f"{spec.name}-{spec.uuid[:8]}")))
             record = RuntimeRecord(spec=spec, pid=pid, accel=ctx.accel, started=started,
                                    argv=argv, taps=ctx.taps, vnc_port=ctx.vnc_port,
                                    spice_port=ctx.spice_port)
@@ -418,6 +420,41 @@ class Kvm(Hypervisor):
             record.hotplug["changed"] = True
             write_record(files.runtime, record)
             log.info("instance %s: unplugged %s %s", name, kind, uuid)
+
+    # -- grow-disk, rename ------------------------------------------------------------------
+    async def grow_disk(self, name: str, index: int, size_bytes: int) -> None:
+        """QMP ``block_resize`` of the drive of disk ``index``: the guest's virtio (or other)
+        device reports the new capacity at once. The volume has grown first (a file is longer,
+        a loop device's size limit is raised), so QEMU only takes the size it already has."""
+        async with self._lock(name):
+            record = await self._require(name)
+            disk_type = str(params.fill(record.spec.hvparams).get("disk_type", "paravirtual"))
+            await qmp.execute(self._files(name).qmp, "block_resize",
+                              {"device": drive_id(disk_type, index), "size": size_bytes},
+                              timeout=30.0)
+
+    async def rename(self, old: str, new: str) -> None:
+        """Carry the running QEMU of ``old`` over to ``new``: the runtime record (with the new
+        name in its spec) is written first, then pidfile, sockets and logs are renamed (a
+        listening unix socket keeps serving under its new path; QEMU keeps writing the
+        renamed console log through its open descriptor), then the old record goes. The
+        guest notices nothing. :func:`is_our_qemu` accepts the pidfile QEMU was started with
+        anywhere in this run directory, so the renamed instance stays recognised."""
+        async with self._lock(old), self._lock(new):
+            record = await self._require(old)
+            src, dst = self._files(old), self._files(new)
+            dst.check_socket_paths()
+            taken = await self._live_record(new)
+            if taken is not None or dst.runtime.exists():
+                raise HypervisorError(f"instance {new} already has runtime files on this node")
+            record.spec.name = new
+            write_record(dst.runtime, record)
+            for a, b in ((src.pidfile, dst.pidfile), (src.qmp, dst.qmp),
+                         (src.serial, dst.serial), (src.serial_log, dst.serial_log),
+                         (src.qemu_log, dst.qemu_log)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(a, b)
+            src.runtime.unlink(missing_ok=True)
 
     # -- live migration ---------------------------------------------------------------------
     async def accept_migration(self, spec: InstanceSpec, port: int,

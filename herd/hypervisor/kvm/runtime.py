@@ -156,12 +156,20 @@ def _is_zombie(pid: int) -> bool:
 
 
 def is_our_qemu(pid: int, files: InstanceFiles, uuid: str) -> bool:
-    """True if ``pid`` is alive and is the QEMU started for this instance (not a reused PID)."""
+    """True if ``pid`` is alive and is the QEMU started for this instance (not a reused PID).
+
+    Its ``-uuid`` is the instance's and its ``-pidfile`` lies in this run directory (the
+    node's: lab nodes share one machine, and a migration has the same uuid on two of them).
+    The pidfile's own name may be an earlier name of the instance: a running instance that
+    was renamed keeps the command line it was started with."""
     if pid <= 0 or _is_zombie(pid):
         return False
     argv = _cmdline(pid)
     pairs = set(itertools.pairwise(argv))
-    return ("-pidfile", str(files.pidfile)) in pairs and ("-uuid", uuid) in pairs
+    if ("-uuid", uuid) not in pairs:
+        return False
+    return any(flag == "-pidfile" and os.path.dirname(value) == str(files.run_dir)
+               for flag, value in pairs)
 
 
 def list_names(run_dir: Path) -> list[str]:

@@ -53,6 +53,12 @@ class Volumes:
     daemons: frozenset[str] = frozenset()
 
 
+def grow_order(inst: Instance, disk: Disk) -> list[str]:
+    """The nodes of ``disk`` in the order a grow visits them: secondaries, then the primary."""
+    return [n for n in disk.nodes if n != inst.primary_node] + \
+        [n for n in disk.nodes if n == inst.primary_node]
+
+
 class DiskTemplate:
     """One disk template (subclassed once per template, used as a stateless singleton)."""
 
@@ -72,6 +78,10 @@ class DiskTemplate:
     #: MiB the allocator protocol counts per disk beyond its size (Ganeti's DRBD_META_SIZE:
     #: hail and Ganeti's checks expect it in ``disk_space_total``).
     meta_mib: ClassVar[int] = 0
+    #: grow-disk can grow a disk of a running instance (the guest opens the volume itself, so
+    #: QMP block_resize shows it the new size); a mirror's guest reads an NBD export whose
+    #: size is fixed while connected, so its disks grow while the instance is stopped.
+    grows_online: ClassVar[bool] = False
 
     def disk_space_total(self, sizes: list[int]) -> int:
         """The disk space the allocator protocol counts for disks of ``sizes`` MiB."""
@@ -111,8 +121,10 @@ class DiskTemplate:
     def forget(self, disk: Disk) -> None:
         """Drop the per-disk parameters only this template uses (a conversion away from it)."""
 
-    def device_specs(self, cfg: ConfigData, inst: Instance, node: str) -> list[DeviceSpec]:
-        """What ``node`` holds of the instance's disks, one DeviceSpec per disk it holds."""
+    def device_specs(self, cfg: ConfigData, inst: Instance, node: str,
+                     indices: list[int] | None = None) -> list[DeviceSpec]:
+        """What ``node`` holds of the instance's disks (of ``indices``, default all), one
+        DeviceSpec per disk it holds."""
         return []
 
     @staticmethod
@@ -135,6 +147,16 @@ class DiskTemplate:
             for node in disk.nodes:
                 out[node] = out.get(node, 0) + disk.size
         return out
+
+    @staticmethod
+    def grow_space(inst: Instance, index: int, delta: int) -> dict[str, tuple[str, int]]:
+        """Where growing disk ``index`` by ``delta`` MiB takes room: node uuid -> ("vg", MiB)
+        for an LV (a plain disk's, a mirror's data over LVM) or ("file", MiB) for a file in
+        the file storage directory; every node holding a copy, secondaries first."""
+        disk = inst.disks[index]
+        ident = disk.logical_id
+        kind = "vg" if isinstance(getattr(ident, "data", None) or ident, LvId) else "file"
+        return {node: (kind, delta) for node in grow_order(inst, disk)}
 
     def volumes_on(self, inst: Instance, node: str) -> Volumes:
         """What ``node`` should hold for ``inst`` (anything else there is an orphan)."""
@@ -166,6 +188,35 @@ class DiskTemplate:
         fails; the failures, one line per node (empty: all gone). ``stopped``: the caller
         knows nothing was activated, so no orderly stop is needed first (saves RPCs)."""
         return []
+
+    async def grow(self, ctx: MasterContext, inst: Instance, index: int, size_mib: int,
+                   feedback: Feedback) -> None:
+        """Grow disk ``index``'s volume to ``size_mib`` MiB on every node holding a copy,
+        secondaries first (Ganeti's order: a mirror never has a primary larger than its
+        secondary); ``inst`` keeps its size (the caller records it once all grew)."""
+        cfg = ctx.config.data
+        probe = Instance.from_dict(inst.to_dict())
+        probe.disks[index].size = size_mib
+        grown: list[Node] = []
+        try:
+            for uuid in grow_order(inst, inst.disks[index]):
+                node = cfg.nodes[uuid]
+                specs = self.device_specs(cfg, probe, uuid, [index])
+                if specs:
+                    feedback(f"* growing disk {index} on {node.name} to {size_mib} MiB")
+                    grown.append(node)  # also when the answer is lost: the undo is a target
+                    await ctx.rpc.node(node).blockdev_grow([s.to_dict() for s in specs])
+        except BaseException:
+            # the copies keep one length (a mirror refuses copies of two): cut back
+            for node in grown:
+                specs = self.device_specs(cfg, inst, node.uuid, [index])
+                try:
+                    await ctx.rpc.node(node).blockdev_grow([s.to_dict() for s in specs],
+                                                           undo=True)
+                except errors.HerdError as exc:
+                    feedback(f"  WARNING: could not cut disk {index} back to "
+                             f"{inst.disks[index].size} MiB on {node.name}: {exc.message}")
+            raise
 
     async def missing(self, ctx: MasterContext, inst: Instance, node: Node,
                       indices: list[int] | None = None) -> list[int]:

@@ -21,6 +21,7 @@ class FileTemplate(DiskTemplate):
     name = "file"
     copies = 1
     converts_to = frozenset({"drbd"})
+    grows_online = True
 
     def assign(self, cfg: ConfigData, inst: Instance, disks: list[Disk], pnode: str,
                snode: str | None, claim: Claim) -> None:

@@ -76,6 +76,12 @@ class BlockDevice(Protocol):
     async def grow(self, size_mib: int) -> None:
         """Grow to ``size_mib`` (a target: at or below the current size changes nothing)."""
 
+    async def undo_grow(self, size_mib: int) -> None:
+        """Give back what a grow beyond ``size_mib`` added, which nothing has used yet (a
+        grow-disk that failed on another node): a file is cut back, so that both copies of a
+        mirror keep one length; an LV keeps its extents (its users open it at the config's
+        size)."""
+
     async def info(self) -> DeviceInfo:
         """Exists, size, active path; read-only."""
 
@@ -113,6 +119,14 @@ class DeviceBase:
         return (await self.assemble()).path
 
     async def sync_status(self) -> dict[str, Any] | None:
+        return None
+
+    async def undo_grow(self, size_mib: int) -> None:
+        return None
+
+    async def written_offline(self) -> None:
+        """A tool of this node (an OS script) wrote the local volume directly; kinds whose
+        copies must then be told apart (a mirror) record it. Nothing for the others."""
         return None
 
     async def open_export(self) -> Any:

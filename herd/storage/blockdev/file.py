@@ -41,6 +41,13 @@ class FileDevice(DeviceBase):
                 handle.truncate(size_mib * 1024 * 1024)
                 os.fsync(handle.fileno())
 
+    async def undo_grow(self, size_mib: int) -> None:
+        path = await self.local_path()
+        if os.stat(path).st_size > size_mib * 1024 * 1024:
+            with open(path, "r+b") as handle:
+                handle.truncate(size_mib * 1024 * 1024)
+                os.fsync(handle.fileno())
+
     async def info(self) -> DeviceInfo:
         path = self.storage.path_for(self.rel)
         try:

@@ -64,7 +64,16 @@ class MirrorDevice(DeviceBase):
         await self.manager.stop(self.disk)
 
     async def grow(self, size_mib: int) -> None:
-        raise StorageError(f"growing {self.spec.describe()} is not supported yet")
+        """This node's copy, while the mirror is down (see MirrorManager.grow)."""
+        await self.manager.grow(self.disk, size_mib)
+
+    async def undo_grow(self, size_mib: int) -> None:
+        await self.manager.undo_grow(self.disk, size_mib)
+
+    async def written_offline(self) -> None:
+        """An OS script wrote this copy without the mirror: it moves to a new generation, so
+        that the next activation copies it whole to the peer (an ancestor generation there)."""
+        await self.manager.mark_written(self.disk)
 
     async def info(self) -> DeviceInfo:
         """The data volume's figures under the mirror's uuid and kind."""

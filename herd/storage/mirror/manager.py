@@ -28,7 +28,7 @@ from herd import qemu_features
 from herd.daemonize import scope_argv, scope_unit
 from herd.errors import StorageError
 from herd.paths import HerdPaths
-from herd.storage.blockdev.base import BlockDevice
+from herd.storage.blockdev.base import MIB, BlockDevice
 from herd.storage.blockdev.spec import FILE, DeviceSpec
 from herd.storage.mirror import daemon, generation, graph, peer, tcp_table
 from herd.storage.mirror.generation import (
@@ -156,6 +156,60 @@ class MirrorManager:
             await self._data(disk).remove()
             # held until we return; a removed disk leaves nothing in the run directory either
             files.lock.unlink(missing_ok=True)
+
+    async def grow(self, disk: MirrorDisk, size_mib: int) -> None:
+        """Grow this node's copy to ``size_mib`` MiB while its storage daemon is down (a
+        target: a retry or a copy already that large changes nothing). Refused while the
+        daemon runs: its mirror job and NBD connections keep the old length, and the guest
+        over NBD could not see a new one anyway (the NBD protocol fixes the size at connect).
+
+        The new tail must read the same on both nodes, or the copies would differ without a
+        generation saying so: a file's new tail is a hole (zeros); an LV's new extents may hold
+        old bytes, so they are zeroed here. The generation stays: the copies were equal before
+        and are equal after."""
+        async with self._lock(disk):
+            files = self._files(disk)
+            if files.pid() is not None:
+                raise StorageError(f"cannot grow mirrored disk {disk.index} while its storage "
+                                   "daemon runs: stop the instance and deactivate its disks")
+            data = self._data(disk)
+            was = await data.info()
+            before = was.size_bytes
+            if before is None:
+                raise StorageError(f"mirrored disk {disk.index} ({disk.relpath}) does not "
+                                   "exist on this node")
+            await data.grow(size_mib)
+            info = await data.info()
+            if info.size_bytes and (info.path is None or not os.path.isfile(info.path)):
+                try:  # a block device (an LV): activated for the zeroing only
+                    await asyncio.to_thread(_zero, await data.local_path(), before,
+                                            min(info.size_bytes, size_mib * MIB) - before)
+                finally:
+                    if not was.active:
+                        await data.shutdown()
+
+    async def undo_grow(self, disk: MirrorDisk, size_mib: int) -> None:
+        """Cut this copy back to ``size_mib`` after a grow the other node could not follow
+        (its daemon down, as for :meth:`grow`): the copies keep one length."""
+        async with self._lock(disk):
+            if self._files(disk).pid() is not None:
+                raise StorageError(f"cannot shrink mirrored disk {disk.index} back while its "
+                                   "storage daemon runs")
+            await self._data(disk).undo_grow(size_mib)
+
+    async def mark_written(self, disk: MirrorDisk) -> None:
+        """This copy's data was written directly (an OS rename or reinstall script while the
+        mirror was down): a new generation, whose ancestor the peer holds, so that the next
+        start of the mirror makes a full sync instead of trusting equal ids. Its export token
+        is renewed too, as for any write as a primary."""
+        async with self._lock(disk):
+            if self._files(disk).pid() is not None:
+                raise StorageError(f"mirrored disk {disk.index} was written beside its running "
+                                   "storage daemon")
+            gen_file = self._gen(disk)
+            gen = generation.bump(gen_file.read())
+            gen.update(export_token=generation.new_id(), dirty_map_valid=False, map_since=None)
+            gen_file.write(gen)
 
     def generation(self, disk: MirrorDisk) -> dict[str, Any]:
         """The generation record; ``dirty_map_valid`` only while the daemon holding it lives."""
@@ -693,6 +747,22 @@ class MirrorManager:
                 await q.cmd("quit")
         if not await daemon.wait_gone(pid, 15.0):
             await daemon.terminate(pid)
+
+
+def _zero(path: str, offset: int, length: int) -> None:
+    """Write zeros over ``length`` bytes of the block device ``path`` from ``offset``."""
+    if length <= 0:
+        return
+    chunk = bytes(MIB)
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.lseek(fd, offset, os.SEEK_SET)
+        left = length
+        while left > 0:
+            left -= os.write(fd, chunk[:min(left, MIB)])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _has_client(ip: str, port: int) -> bool:
