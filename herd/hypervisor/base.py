@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from herd.errors import ParameterError
+from herd.errors import HypervisorError, ParameterError
 from herd.paths import HerdPaths
 
 
@@ -132,6 +132,11 @@ class Hypervisor(ABC):
 
     @abstractmethod
     async def resume(self, name: str) -> None: ...
+
+    async def pause(self, name: str) -> None:
+        """Freeze a running guest with its disk writes completed and flushed, so that its
+        disks hold one point in time until :meth:`resume` (an export of a running guest)."""
+        raise HypervisorError(f"hypervisor {type(self).__name__} cannot pause instance {name}")
 
     @abstractmethod
     async def list_instances(self) -> list[RuntimeInfo]: ...

@@ -334,6 +334,12 @@ class Kvm(Hypervisor):
             if await qmp.query_status(sock) not in _RUNNING_STATES:
                 await qmp.execute(sock, "cont")
 
+    async def pause(self, name: str) -> None:
+        """QMP ``stop``: QEMU drains and flushes every disk before the guest is stopped."""
+        async with self._lock(name):
+            await self._require(name)
+            await qmp.execute(self._files(name).qmp, "stop", timeout=60)
+
     # -- live migration ---------------------------------------------------------------------
     async def accept_migration(self, spec: InstanceSpec, port: int,
                                listen_address: str) -> RuntimeInfo:
