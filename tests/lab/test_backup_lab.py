@@ -195,5 +195,18 @@ def test_export_on_one_cluster_import_on_another() -> None:
         b.gnt("gnt-instance", "startup", "w2")
         assert wait_serial(b, "node2", "w2", WRITER) == last + 1
 
+        # a running drbd instance exports as well (from its primary's copy, paused)
+        seen = wait_acks(b, "node2", "w2", last + 3)
+        b.gnt(*gnt_backup(b), "export", "--noshutdown", "-n", "node1", "w2")
+        exported = export_dir(b.lab.node("node1").paths) / "w2"
+        info = exportinfo.loads((exported / "config.ini").read_text())
+        assert info.disk_template == "drbd"
+        scan = read_records(exported / info.disks[0].dump)
+        assert scan.ok and scan.last >= seen, scan
+        wait_acks(b, "node2", "w2", scan.last + 3)
+
+        b.gnt(*gnt_backup(b), "remove", "w2")
+        assert b.gnt(*gnt_backup(b), "list", "--no-headers").stdout.split() == \
+            ["node1.example.com", "w1"]
         b.gnt(*gnt_backup(b), "remove", "w1")
         assert b.gnt(*gnt_backup(b), "list", "--no-headers").stdout.strip() == ""
