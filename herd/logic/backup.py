@@ -226,8 +226,9 @@ class LUBackupRemove(LogicalUnit[OpBackupRemove]):
     OPCODE = OpBackupRemove
 
     def locks(self) -> list[LockRequest]:
+        # shared: removals may run together; an export (its node exclusive) is waited for
         return [LockRequest(LEVEL_CLUSTER, "cluster", shared=True),
-                *(LockRequest(LEVEL_NODE, uuid) for uuid in sorted(self.cfg.nodes))]
+                *(LockRequest(LEVEL_NODE, uuid, shared=True) for uuid in sorted(self.cfg.nodes))]
 
     async def check(self) -> None:
         inst = self.cfg.find_instance(self.op.instance_name)

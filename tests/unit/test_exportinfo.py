@@ -182,3 +182,34 @@ def test_store_full_disk_leaves_no_partial_file(tmp_path: Path) -> None:
 def test_store_refuses_bad_dump_names(tmp_path: Path, dump: str) -> None:
     with pytest.raises(errors.ParameterError):
         ExportStore(tmp_path).dump_path("w1", dump, staging=True)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"mode": "remote"}, "export mode 'remote' is not supported"),
+    ({"compress": "gzip"}, "compression 'gzip'"),
+    ({"zero_free_space": True}, "zeroing free space"),
+    ({"x509_key_name": ["k", "h"]}, "X.509"),
+    ({"remove_instance": True, "shutdown": False}, "drop --noshutdown"),
+    ({"shutdown_timeout": -1}, "invalid shutdown timeout -1"),
+    ({"target_node": None}, "-n NODE"),
+])
+def test_export_options_refused(fields: dict, message: str) -> None:
+    from herd.logic.backup import check_export_options
+    from herd.opcodes import OpBackupExport
+
+    op = OpBackupExport(**{"instance_name": "i1", "target_node": "n2", **fields})
+    with pytest.raises(errors.ParameterError, match=message):
+        check_export_options(op)
+
+
+def test_export_options_accepted() -> None:
+    from herd.logic.backup import check_export_options
+    from herd.opcodes import OpBackupExport, opcode_from_dict
+
+    check_export_options(OpBackupExport(instance_name="i1", target_node="n2"))
+    # Ganeti's RAPI body fields are known to the opcode (a misspelt one is refused)
+    op = opcode_from_dict({"OP_ID": "OP_BACKUP_EXPORT", "instance_name": "i1",
+                           "target_node": "n2", "shutdown": False, "mode": "local"})
+    assert isinstance(op, OpBackupExport) and not op.shutdown
+    with pytest.raises(errors.ParameterError):
+        opcode_from_dict({"OP_ID": "OP_BACKUP_EXPORT", "instance_name": "i1", "shutdwn": 1})
