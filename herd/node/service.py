@@ -774,16 +774,14 @@ class NodeService:
             disk_env=lambda paths: {"IMPORT_DEVICE": paths[index],
                                     "IMPORT_DISK_PATH": paths[index],
                                     "IMPORT_INDEX": str(index)}))
+        broken = False
         try:
             async with self._peer_client() as client, \
                     exports.open_stream(client, peer, name, dump) as chunks:
                 async for chunk in chunks:
-                    if script.done():
-                        break  # the script ended early: its result says why
                     await asyncio.to_thread(exports.write_all, write_end, chunk)
-        except OSError as exc:
-            if not script.done():
-                raise errors.OpExecError(f"feeding the import script failed: {exc}") from None
+        except OSError:
+            broken = True  # the script closed its stdin: its own result says why
         except BaseException:
             os.close(write_end)
             write_end = -1
@@ -795,6 +793,9 @@ class NodeService:
             if write_end >= 0:
                 os.close(write_end)
         await script
+        if broken:
+            raise errors.OpExecError(f"the OS import script of disk {index} ended before "
+                                     f"reading all of {dump}")
 
     @staticmethod
     def _cancelling() -> bool:
