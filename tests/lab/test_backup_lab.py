@@ -5,9 +5,10 @@ One test, in order, so that each cluster and guest serves several checks: on clu
 writer guest is exported while running (paused for a point-in-time copy, through Ganeti's RAPI
 client) and keeps writing; an export to a full target fails and leaves no export and the guest
 running again; a stopped guest's export equals its disk. The export directory is copied to
-cluster B's node1 (as an admin would with scp); B imports it with the CLI (file, same name:
-same MAC) and with Ganeti's RAPI client (drbd, another name), and both guests find their
-records and go on writing.
+cluster B's node1 (as an admin would with scp); an import of a damaged copy fails and leaves
+nothing; B imports it with the CLI (file, same name: same MAC) and with Ganeti's RAPI client
+(drbd, another name), and both guests find their records and go on writing; the running drbd
+guest is exported again.
 """
 
 from __future__ import annotations
@@ -171,6 +172,16 @@ def test_export_on_one_cluster_import_on_another() -> None:
         shutil.copytree(exported, copied)
         listing = b.gnt(*gnt_backup(b), "list", "--no-headers").stdout.split()
         assert listing == ["node1.example.com", "w1"]
+
+        # -- an import whose dump is missing fails and leaves no instance and no disk ---------
+        copied_dump = copied / dump.name
+        copied_dump.rename(copied / "moved-away")
+        proc = b.gnt(*gnt_backup(b), "import", "-t", "file", "-n", "node1", "--src-dir", "w1",
+                     "--no-start", "--no-name-check", "--no-ip-check", "w1", check=False)
+        assert proc.returncode == 1 and f"has no file {dump.name}" in proc.stderr, proc.stderr
+        assert b.config()["instances"] == {}
+        assert list(b.lab.node("node1").paths.file_storage_dir.rglob("*.file")) == []
+        (copied / "moved-away").rename(copied_dump)
 
         # -- B imports it as a file instance of the same name: same data, same MAC -----------
         b.gnt(*gnt_backup(b), "import", "-t", "file", "-n", "node1", "--src-node", "node1",
