@@ -23,6 +23,7 @@ COMMANDS = {
     "gnt-instance": "herd.cli.gnt_instance",
     "gnt-job": "herd.cli.gnt_job",
     "gnt-os": "herd.cli.gnt_os",
+    "gnt-backup": "herd.cli.gnt_backup",
     "gnt-debug": "herd.cli.gnt_debug",
     "herd-join-token": "herd.cli.join_token",
 }

@@ -137,6 +137,11 @@ class Hypervisor(ABC):
     @abstractmethod
     async def resume(self, name: str) -> None: ...
 
+    async def pause(self, name: str) -> None:
+        """Freeze a running guest with its disk writes completed and flushed, so that its
+        disks hold one point in time until :meth:`resume` (an export of a running guest)."""
+        raise HypervisorError(f"hypervisor {type(self).__name__} cannot pause instance {name}")
+
     @abstractmethod
     async def list_instances(self) -> list[RuntimeInfo]: ...
 

@@ -100,6 +100,7 @@ class LogicalUnit(Generic[OpT]):
 def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:
     # importing the modules registers their logical units
     from herd.logic import (  # noqa: F401
+        backup,
         cluster,
         cluster_disks,
         crypto,

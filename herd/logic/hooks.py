@@ -111,6 +111,12 @@ HOOKS: dict[str, HookDecl] = {
                                    _INSTANCE_NODES, {"INSTANCE_NEW_NAME": "new_name"}),
     "OP_INSTANCE_REINSTALL": HookDecl("instance-reinstall", INSTANCE, _INSTANCE_NODES,
                                       _INSTANCE_NODES),
+
+    "OP_BACKUP_EXPORT": HookDecl("instance-export", INSTANCE, (*_INSTANCE_NODES, TARGET),
+                                 (*_INSTANCE_NODES, TARGET),
+                                 {"EXPORT_MODE": "mode", "EXPORT_DO_SHUTDOWN": "shutdown",
+                                  "SHUTDOWN_TIMEOUT": "shutdown_timeout",
+                                  "REMOVE_INSTANCE": "remove_instance"}),
     "OP_NODE_ADD": HookDecl("node-add", NODE, (ALL_NODES,), (ALL_NODES, THE_NODE)),
     "OP_NODE_REMOVE": HookDecl("node-remove", NODE, (OTHER_NODES,), (OTHER_NODES,)),
     "OP_NODE_SET_PARAMS": HookDecl("node-modify", NODE, (MASTER, THE_NODE), (MASTER, THE_NODE),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from herd import errors, names
+from herd import errors, exportinfo, names
 from herd.allocator import protocol
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
 from herd.logic import iallocator, intents
@@ -51,9 +51,14 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
 
     async def check(self) -> None:
         op, cfg = self.op, self.cfg
-        if op.mode != "create":
-            raise errors.ParameterError(f"instance creation mode '{op.mode}' is not supported; "
-                                        "use 'create'")
+        if op.mode not in ("create", "import"):
+            raise errors.ParameterError(f"invalid instance creation mode '{op.mode}': allowed "
+                                        "are create, import")
+        self.export: exportinfo.ExportInfo | None = None
+        if op.mode == "import":
+            await self._read_export()
+        elif op.src_node or op.src_path:
+            raise errors.ParameterError("a source node or path is only used by mode 'import'")
         name = op.instance_name
         names.INSTANCE.check(name)
         if cfg.find_instance(name) is not None or \
@@ -75,6 +80,13 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                 f"{', '.join(cfg.cluster.enabled_disk_templates)}")
         self.disk_specs = [self._check_disk(i, d) for i, d in enumerate(op.disks)]
         template.check_disk_count(len(self.disk_specs))
+        if self.export is not None:
+            for idx, (want, have) in enumerate(zip(self.disk_specs, self.export.disks,
+                                                   strict=False)):
+                if want.size < have.size:
+                    raise errors.ParameterError(
+                        f"disk {idx} ({want.size} MiB) is smaller than disk {idx} of the "
+                        f"export ({have.size} MiB)")
 
         # hypervisor and parameters
         self.hv_name = op.hypervisor or cfg.cluster.enabled_hypervisors[0]
@@ -132,6 +144,44 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                                          int(self.cfg.filled_beparams(instance)["maxmem"]),
                                          f"starting instance {name}")
         self.instance = instance
+
+    async def _read_export(self) -> None:
+        """Mode import: read the export's config.ini from its node (``src_node``, or the
+        node that has it) and take from it what the opcode leaves open (Ganeti's rules:
+        OS, disks, NICs, tags, hypervisor; parameters given win over the export's)."""
+        from herd.logic.backup import peer
+
+        op, cfg = self.op, self.cfg
+        name = exportinfo.source_name(op.src_path or op.instance_name)
+        if op.src_node:
+            node = cfg.get_node(op.src_node)
+        else:
+            holders = []
+            for candidate in sorted(cfg.nodes.values(), key=lambda n: n.name):
+                if not candidate.offline and \
+                        name in await self.ctx.rpc.node(candidate).export_list():
+                    holders.append(candidate)
+            if not holders:
+                raise errors.NotFoundError(f"no export '{name}' on any node; give its node "
+                                           "with --src-node")
+            node = holders[0]
+        if node.offline:
+            raise errors.OpPrereqError(f"source node {node.name} is offline")
+        text = await self.ctx.rpc.node(node).export_info(name)
+        info = exportinfo.loads(text, f"export {name} on node {node.name}")
+        self.export, self.export_name, self.src_peer = info, name, peer(cfg, node)
+        op.os_type = op.os_type or info.os
+        if not op.disks:
+            op.disks = exportinfo.import_disks(info)
+        if not op.nics:
+            op.nics = exportinfo.import_nics(info, same_name=info.name == op.instance_name)
+        if not op.tags:
+            op.tags = list(info.tags)
+        if not op.hypervisor or op.hypervisor == info.hypervisor:
+            op.hypervisor = info.hypervisor
+            op.hvparams = exportinfo.merged(op.hvparams, info.hvparams)
+        op.beparams = exportinfo.merged(op.beparams, info.beparams)
+        op.osparams = exportinfo.merged(op.osparams, info.osparams)
 
     async def _choose_nodes(self) -> None:
         """The nodes given with -n, or those an instance allocator chooses (Ganeti: -I NAME,
@@ -254,6 +304,17 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
             Claim(self.ctx.reservations, self))
         return inst
 
+    async def _import_disks(self, node_rpc: Any, spec: dict[str, Any]) -> None:
+        """Mode import: each disk gets its dump, through the OS import script on the new
+        primary, streamed from the node holding the export."""
+        assert self.export is not None
+        source = self.src_peer["name"]
+        for idx, dumped in enumerate(self.export.disks[:len(self.instance.disks)]):
+            self.feedback(f"* importing disk/{idx} from export {self.export_name} on node "
+                          f"{source} ({self.os_name} import script)")
+            await node_rpc.import_disk(spec, self.os_name, idx, self.src_peer,
+                                       self.export_name, dumped.dump)
+
     def hooks_targets(self) -> HookTargets:
         return HookTargets(instance=self.instance)
 
@@ -282,7 +343,9 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
             if inst.disks:
                 created_disks = True  # also when the answer is lost: removal is idempotent
                 await template.create(self.ctx, inst, self.feedback, rollback=False)
-            if self.os_name and not self.op.no_install:
+            if self.os_name and not self.op.no_install and self.export is not None:
+                await self._import_disks(node_rpc, spec)
+            elif self.os_name and not self.op.no_install:
                 self.feedback(f"* running the instance OS create scripts ({self.os_name})...")
                 await node_rpc.os_run("create", self.os_name, spec)
             if inst.disks:

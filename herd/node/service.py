@@ -613,6 +613,9 @@ class NodeService:
         """Carry a running instance's runtime state here over to its new name."""
         await (await self._running_on(old)).rename(old, new)
 
+    async def instance_pause(self, name: str) -> None:
+        await (await self._running_on(name)).pause(name)
+
     async def instance_resume(self, name: str) -> None:
         await (await self._running_on(name)).resume(name)
 
@@ -676,27 +679,54 @@ class NodeService:
 
     async def os_run(self, script: str, os_name: str, instance: dict[str, Any],
                      extra_env: dict[str, str]) -> None:
-        from herd import osdef
-
         if script not in ("create", "import", "export", "rename"):
             raise errors.ParameterError(f"invalid OS script '{script}'")
+        await self._os_script(script, os_name, instance, extra_env)
+
+    async def _os_script(self, script: str, os_name: str, instance: dict[str, Any],
+                         extra_env: dict[str, str] | None = None, *,
+                         disk_env: Any = None, stdin: int | None = None,
+                         stdout: int | None = None, handed: tuple[int, ...] = ()) -> None:
+        """Run an OS script for ``instance`` on its local volumes. ``disk_env(paths)`` adds
+        variables that name a volume (export/import: the device of one disk); ``stdin``,
+        ``stdout`` and ``handed`` go to :func:`herd.osdef.run_script`."""
+        from herd import osdef
+
+        pending = list(handed)  # run_script takes them over; until then they are ours
+        try:
+            await self._os_script_body(osdef, script, os_name, instance, extra_env, disk_env,
+                                       stdin, stdout, pending)
+        finally:
+            while pending:
+                with contextlib.suppress(OSError):
+                    os.close(pending.pop())
+
+    async def _os_script_body(self, osdef: Any, script: str, os_name: str,
+                              instance: dict[str, Any], extra_env: dict[str, str] | None,
+                              disk_env: Any, stdin: int | None, stdout: int | None,
+                              pending: list[int]) -> None:
         definition, variant = osdef.lookup(os_name, self.os_search_path())
         # an LV activated for the script is deactivated after it (no loop device stays)
         async with self._local_volumes([self._spec(d) for d in instance["disks"]]) as paths:
             disks = [{"path": path, "size": d["size"], "mode": d["mode"], "uuid": d["uuid"],
                       "name": d.get("name"), "template": d["template"]}
                      for d, path in zip(instance["disks"], paths, strict=True)]
+            extra = dict(extra_env or {}, **(disk_env(paths) if disk_env else {}))
             env = osdef.build_env(
                 definition, variant, instance_name=instance["name"],
                 hypervisor=instance.get("hypervisor", "kvm"), disks=disks, nics=instance["nics"],
                 osparams={k: str(v) for k, v in instance.get("osparams", {}).items()},
                 hvparams=instance["hvparams"], beparams=instance.get("beparams", {}),
-                extra=extra_env)
+                extra=extra)
             stamp = time.strftime("%Y%m%d%H%M%S")
             log_name = f"{script}-{definition.name}-{instance['name']}-{stamp}.log"
             log_file = self.paths.os_log_dir / log_name
             uuids = [str(d["uuid"]) for d in instance["disks"]]
-            task = asyncio.ensure_future(osdef.run_script(definition, script, env, log_file))
+            handed = tuple(pending)
+            pending.clear()  # from here on run_script closes them
+            task = asyncio.ensure_future(osdef.run_script(
+                definition, script, env, log_file, stdin=stdin, stdout=stdout,
+                close_after_start=handed))
             for uuid in uuids:
                 self._os_scripts[uuid] = task
             try:
@@ -714,6 +744,104 @@ class NodeService:
                     # also after a failure: a script may have written part of a disk
                     for d in instance["disks"]:
                         await self.devices.device(self._spec(d)).written_offline()
+
+    # -- exports (gnt-backup; herd.node.exports) ----------------------------------------------
+    @property
+    def exports(self) -> Any:
+        from herd.node.exports import ExportStore, export_dir
+
+        return ExportStore(export_dir(self.paths))
+
+    def _peer_client(self) -> Any:
+        """An HTTPS client to other nodes' noded, with this node's certificate (the same
+        mutual TLS as the master's node RPC)."""
+        import httpx
+
+        from herd.rpc import tls
+
+        return httpx.AsyncClient(verify=tls.client_context(self.paths))
+
+    async def export_list(self) -> list[str]:
+        """The complete exports in this node's export directory."""
+        return self.exports.names()
+
+    async def export_info(self, name: str) -> str:
+        """The config.ini of export ``name`` here."""
+        return self.exports.config(name)
+
+    async def export_remove(self, name: str) -> bool:
+        return self.exports.remove(name)
+
+    async def export_begin(self, name: str) -> None:
+        self.exports.begin(name)
+
+    async def export_finish(self, name: str, config: str) -> None:
+        self.exports.finish(name, config)
+
+    async def export_abort(self, name: str) -> None:
+        self.exports.abort(name)
+
+    async def export_disk(self, instance: dict[str, Any], os_name: str, index: int,
+                          peer: dict[str, Any], name: str, dump: str) -> int:
+        """Run the OS export script on disk ``index`` and stream what it writes into export
+        ``name`` (file ``dump``) on node ``peer``; the bytes stored there."""
+        from herd.node import exports
+
+        read_end, write_end = os.pipe()
+        script = asyncio.ensure_future(self._os_script(
+            "export", os_name, instance, stdout=write_end, handed=(write_end,),
+            disk_env=lambda paths: {"EXPORT_DEVICE": paths[index],
+                                    "EXPORT_DISK_PATH": paths[index],
+                                    "EXPORT_INDEX": str(index)}))
+        try:
+            async with self._peer_client() as client:
+                size = await exports.send_stream(client, peer, name, dump, read_end)
+        except BaseException:
+            os.close(read_end)  # the script's writes fail: it ends
+            read_end = -1
+            with contextlib.suppress(BaseException):
+                await script
+            raise
+        finally:
+            if read_end >= 0:
+                os.close(read_end)
+        await script  # a script that failed half-way fails the export
+        return size
+
+    async def import_disk(self, instance: dict[str, Any], os_name: str, index: int,
+                          peer: dict[str, Any], name: str, dump: str) -> None:
+        """Feed dump ``dump`` of export ``name`` on node ``peer`` to the OS import script of
+        disk ``index`` of ``instance`` (whose disks exist here)."""
+        from herd.node import exports
+
+        read_end, write_end = os.pipe()
+        script = asyncio.ensure_future(self._os_script(
+            "import", os_name, instance, stdin=read_end, handed=(read_end,),
+            disk_env=lambda paths: {"IMPORT_DEVICE": paths[index],
+                                    "IMPORT_DISK_PATH": paths[index],
+                                    "IMPORT_INDEX": str(index)}))
+        broken = False
+        try:
+            async with self._peer_client() as client, \
+                    exports.open_stream(client, peer, name, dump) as chunks:
+                async for chunk in chunks:
+                    await asyncio.to_thread(exports.write_all, write_end, chunk)
+        except OSError:
+            broken = True  # the script closed its stdin: its own result says why
+        except BaseException:
+            os.close(write_end)
+            write_end = -1
+            script.cancel()
+            with contextlib.suppress(BaseException):
+                await script
+            raise
+        finally:
+            if write_end >= 0:
+                os.close(write_end)
+        await script
+        if broken:
+            raise errors.OpExecError(f"the OS import script of disk {index} ended before "
+                                     f"reading all of {dump}")
 
     @staticmethod
     def _cancelling() -> bool:

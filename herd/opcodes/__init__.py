@@ -24,6 +24,14 @@ from herd.opcodes.instance_changes import (
     OpInstanceRename,
 )
 from herd.opcodes.instance_extra import OpInstanceQueryData
+
+# after instance_extra: these take over its placeholders of the same OP_IDs
+from herd.opcodes.backup import (  # isort: skip
+    OpBackupExport,
+    OpBackupPrepare,
+    OpBackupQuery,
+    OpBackupRemove,
+)
 from herd.opcodes.instance_modify import OpInstanceSetParams
 from herd.opcodes.mirror_ops import (
     OpClusterVerifyDisks,
@@ -38,6 +46,10 @@ from herd.opcodes.storage import OpNodeQueryStorage
 from herd.opcodes.tags import OpTagsDel, OpTagsGet, OpTagsSearch, OpTagsSet
 
 __all__ = [
+    "OpBackupExport",
+    "OpBackupPrepare",
+    "OpBackupQuery",
+    "OpBackupRemove",
     "OpClusterModify",
     "OpClusterRedistConf",
     "OpClusterRenewCrypto",

@@ -90,6 +90,9 @@ class OpInstanceCreate(OpCode):
     file_driver: str | None = None
     tags: list[str] = dataclasses.field(default_factory=list)
     force_variant: bool = False
+    #: mode "import": the node holding the export and its name or path there
+    src_node: str | None = None
+    src_path: str | None = None
 
 
 @dataclasses.dataclass(kw_only=True)

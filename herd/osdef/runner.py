@@ -59,14 +59,34 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 
 async def run_script(osdef: OsDefinition, script: str, env: dict[str, str], log_file: Path,
                      *, stdin: int | None = None, stdout: int | None = None,
-                     timeout: float = 3600) -> None:
+                     timeout: float = 3600, close_after_start: tuple[int, ...] = ()) -> None:
     """Run ``script`` of ``osdef`` in its directory with exactly ``env``.
 
     ``stdin``/``stdout`` are file descriptors (import reads its stream from stdin, export
     writes it to stdout); without them stdin is /dev/null and stdout goes to the log. The
     verify script gets the argument ``parameters`` (the only check of OS API 20).
+    ``close_after_start`` are descriptors the caller hands over: closed here once the script
+    holds its copies (a pipe's far end must be held by the script alone, or the reader at the
+    other end never sees EOF), and also when the script could not start.
     Raises OpExecError when the script fails, is killed or times out.
     """
+    handed = list(close_after_start)
+    try:
+        await _run(osdef, script, env, log_file, stdin, stdout, timeout, handed)
+    finally:
+        _close_all(handed)
+
+
+def _close_all(fds: list[int]) -> None:
+    """Close and forget each descriptor (never twice: its number may be reused)."""
+    while fds:
+        with contextlib.suppress(OSError):
+            os.close(fds.pop())
+
+
+async def _run(osdef: OsDefinition, script: str, env: dict[str, str], log_file: Path,
+               stdin: int | None, stdout: int | None, timeout: float,
+               handed: list[int]) -> None:
     if script not in ALL_SCRIPTS:
         raise errors.ProgrammerError(f"unknown OS script {script!r}; known: "
                                      + ", ".join(ALL_SCRIPTS))
@@ -89,6 +109,7 @@ async def run_script(osdef: OsDefinition, script: str, env: dict[str, str], log_
             stdin=stdin if stdin is not None else subprocess.DEVNULL,
             stdout=stdout if stdout is not None else log, stderr=log,
             start_new_session=True)
+        _close_all(handed)
         try:
             await asyncio.wait_for(proc.wait(), timeout)
         except TimeoutError:

@@ -215,6 +215,9 @@ class NodeClient:
     async def instance_abort_migration(self, name: str) -> None:
         await self.call("instance_abort_migration", name=name, timeout=120)
 
+    async def instance_pause(self, name: str) -> None:
+        await self.call("instance_pause", name=name, timeout=90)
+
     async def instance_resume(self, name: str) -> None:
         await self.call("instance_resume", name=name)
 
@@ -319,6 +322,42 @@ class NodeClient:
                      extra_env: dict[str, str] | None = None, timeout: float = 3600) -> None:
         await self.call("os_run", script=script, os_name=os_name, instance=instance,
                         extra_env=extra_env or {}, timeout=timeout + 30)
+
+    # -- exports (gnt-backup; the disk data goes node to node, herd.node.exports) -----------
+    async def export_list(self) -> list[str]:
+        return list(await self.call("export_list", timeout=30))
+
+    async def export_info(self, name: str) -> str:
+        return str(await self.call("export_info", name=name, timeout=30))
+
+    async def export_remove(self, name: str) -> bool:
+        return bool(await self.call("export_remove", name=name, timeout=120))
+
+    async def export_begin(self, name: str) -> None:
+        await self.call("export_begin", name=name, timeout=60)
+
+    async def export_finish(self, name: str, config: str) -> None:
+        await self.call("export_finish", name=name, config=config, timeout=60)
+
+    async def export_abort(self, name: str) -> None:
+        await self.call("export_abort", name=name, timeout=120)
+
+    async def export_disk(self, instance: dict[str, Any], os_name: str, index: int,
+                          peer: dict[str, Any], name: str, dump: str,
+                          timeout: float = 6 * 3600) -> int:
+        """On the primary: stream disk ``index`` through the OS export script into export
+        ``name`` on node ``peer``; the bytes stored there."""
+        return int(await self.call("export_disk", instance=instance, os_name=os_name,
+                                   index=index, peer=peer, name=name, dump=dump,
+                                   timeout=timeout))
+
+    async def import_disk(self, instance: dict[str, Any], os_name: str, index: int,
+                          peer: dict[str, Any], name: str, dump: str,
+                          timeout: float = 6 * 3600) -> None:
+        """On the new primary: feed dump ``dump`` of export ``name`` on ``peer`` to the OS
+        import script of disk ``index``."""
+        await self.call("import_disk", instance=instance, os_name=os_name, index=index,
+                        peer=peer, name=name, dump=dump, timeout=timeout)
 
 
 class RpcRunner:

@@ -15,12 +15,13 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from cryptography import x509
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -40,6 +41,7 @@ RPC_METHODS = frozenset({
     "blockdev_assemble", "blockdev_shutdown", "blockdev_grow",
     "vg_info", "storage_units",
     "instance_start", "instance_stop", "instance_reboot", "instance_resume",
+    "instance_pause",
     "instance_list", "instance_info", "instance_usage", "instance_accept_migration",
     "instance_migrate", "instance_hotplug",
     "instance_finish_migration", "instance_abort_migration", "instance_runstate",
@@ -53,6 +55,8 @@ RPC_METHODS = frozenset({
     "blockdev_generation", "blockdev_sync_status", "blockdev_wait_sync", "blockdev_reconnect",
     "blockdev_sync_record", "blockdev_mark_synced", "blockdev_copy",
     "etcd_join", "etcd_leave", "etcd_status", "etcd_force_new_cluster",
+    "export_list", "export_info", "export_remove", "export_begin", "export_finish",
+    "export_abort", "export_disk", "import_disk",
 })
 
 
@@ -118,10 +122,37 @@ def build_app(service: NodeService) -> Starlette:
             with contextlib.suppress(Exception, WebSocketDisconnect):
                 await ws.close()
 
+    async def export_data(request: Request) -> Response:
+        """A disk dump of an export, streamed between nodes (herd.node.exports): PUT stores
+        one into the export being written here, GET sends one of a finished export."""
+        name, dump = request.path_params["name"], request.path_params["dump"]
+        try:
+            if request.method == "PUT":
+                size = await service.exports.receive(name, dump, request.stream())
+                return JSONResponse({"ok": True, "result": size})
+            path = service.exports.dump_path(name, dump, staging=False)
+            if not path.is_file():
+                raise errors.NotFoundError(f"export {name} has no file {dump} on this node")
+            return StreamingResponse(_file_chunks(path),
+                                     media_type="application/octet-stream")
+        except errors.HerdError as exc:
+            log.info("export transfer %s/%s failed: %s", name, dump, exc.message)
+            return JSONResponse({"ok": False, "error": exc.to_dict()}, status_code=409)
+
     return Starlette(routes=[
         Route("/rpc/{method}", rpc, methods=["POST"]),
+        Route("/export-data/{name}/{dump}", export_data, methods=["PUT", "GET"]),
         WebSocketRoute("/console/{name}", console),
     ])
+
+
+async def _file_chunks(path: Any) -> AsyncIterator[bytes]:
+    """A file's bytes in chunks read off the event loop."""
+    from herd.node.exports import CHUNK
+
+    with open(path, "rb") as f:
+        while chunk := await asyncio.to_thread(f.read, CHUNK):
+            yield chunk
 
 
 class NodePeerGate:

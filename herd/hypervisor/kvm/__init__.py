@@ -456,6 +456,12 @@ class Kvm(Hypervisor):
                     os.replace(a, b)
             src.runtime.unlink(missing_ok=True)
 
+    async def pause(self, name: str) -> None:
+        """QMP ``stop``: QEMU drains and flushes every disk before the guest is stopped."""
+        async with self._lock(name):
+            await self._require(name)
+            await qmp.execute(self._files(name).qmp, "stop", timeout=60)
+
     # -- live migration ---------------------------------------------------------------------
     async def accept_migration(self, spec: InstanceSpec, port: int,
                                listen_address: str) -> RuntimeInfo:

@@ -17,7 +17,7 @@ from herd.units import parse_size
 _CREATE_IGNORED: dict[str, Any] = {
     "conflicts_check": True, "identify_defaults": False, "opportunistic_locking": False,
     "ignore_ipolicy": False, "compress": "none", "instance_communication": False,
-    "src_node": None, "src_node_uuid": None, "src_path": None, "source_handshake": None,
+    "src_node_uuid": None, "source_handshake": None,
     "source_x509_ca": None, "source_instance_name": None, "source_shutdown_timeout": None,
     "helper_startup_timeout": None, "helper_shutdown_timeout": None, "pnode_uuid": None,
     "snode_uuid": None, "osparams_private": None, "osparams_secret": None,
