@@ -108,6 +108,7 @@ def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:
         instance_failover,
         instance_migrate,
         instance_modify,
+        instance_move,
         instance_recreate,
         instance_replace,
         misc,

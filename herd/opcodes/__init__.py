@@ -20,6 +20,7 @@ from herd.opcodes.definitions import (
 )
 from herd.opcodes.instance_extra import OpInstanceQueryData
 from herd.opcodes.instance_modify import OpInstanceSetParams
+from herd.opcodes.instance_move import OpInstanceMove
 from herd.opcodes.mirror_ops import (
     OpClusterVerifyDisks,
     OpInstanceFailover,
@@ -44,6 +45,7 @@ __all__ = [
     "OpInstanceDeactivateDisks",
     "OpInstanceFailover",
     "OpInstanceMigrate",
+    "OpInstanceMove",
     "OpInstanceQueryData",
     "OpInstanceReboot",
     "OpInstanceRecreateDisks",
