@@ -140,6 +140,11 @@ class LUInstanceMove(LogicalUnit[OpInstanceMove]):
             await self._roll_back(new, created, switched, was_running, exc)
             if intent.items:
                 (journal.done if self._rolled_back else journal.release)(intent)
+            if isinstance(exc, errors.HerdError) and self._rolled_back:
+                # the node's words do not name the node; the admin needs both
+                raise errors.OpExecError(
+                    f"moving {inst.name} failed on {target.name}: {exc.message}; the move "
+                    f"was undone, {inst.name} stays on {source.name}") from exc
             raise
         if intent.items:
             journal.done(intent)
