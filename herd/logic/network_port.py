@@ -3,8 +3,10 @@
 Ganeti hands each KVM instance a port from the cluster's TCP/UDP port pool (the range its DRBD
 ports come from, 11000-14999) and its VNC display is ``network_port - 5900``. Herd allocates
 one only to an instance whose hvparams enable VNC (``vnc_bind_address`` set): at add, or when
-``modify -H vnc_bind_address=...`` turns VNC on; disabling VNC releases it, and removing the
-instance frees it (a port is free when no instance and no mirrored disk holds it). Because the
+``modify -H vnc_bind_address=...`` turns VNC on. Turning VNC off keeps the port (as Ganeti
+keeps it): the running guest still listens on it until its next restart, so handing it to
+another instance then would be a collision. Removing the instance frees it (a port is free
+when no instance and no mirrored disk holds it). Because the
 port belongs to the instance, not to a node, two guests with VNC never collide, on one node or
 after a migration, and the admin's console address stays the same wherever the guest runs.
 
@@ -21,7 +23,7 @@ from herd.logic.base import MasterContext
 from herd.logic.specs import filled_hvparams
 from herd.objects import Instance
 
-KEEP, ALLOCATE, RELEASE = "keep", "allocate", "release"
+KEEP, ALLOCATE = "keep", "allocate"
 
 
 def wants_port(hvparams: dict[str, Any]) -> bool:
@@ -30,12 +32,10 @@ def wants_port(hvparams: dict[str, Any]) -> bool:
 
 
 def decide(current: int | None, wanted: bool) -> str:
-    """What to do with an instance's port: allocate one it lacks, release one it no longer
-    needs, else keep (a port once given never changes while VNC stays on)."""
+    """What to do with an instance's port: allocate one it lacks and needs, else keep (a port
+    once given never changes and stays with the instance until it is removed)."""
     if wanted and not current:
         return ALLOCATE
-    if not wanted and current:
-        return RELEASE
     return KEEP
 
 
@@ -47,6 +47,4 @@ def update(ctx: MasterContext, inst: Instance, owner: object) -> str:
     action = decide(inst.network_port, wants_port(filled_hvparams(cfg, inst, ctx.paths)))
     if action == ALLOCATE:
         inst.network_port = drbd.allocate_ports(cfg, 1, ctx.reservations, owner)[0]
-    elif action == RELEASE:
-        inst.network_port = None
     return action

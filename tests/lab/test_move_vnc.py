@@ -108,6 +108,16 @@ def test_move_and_vnc_ports_on_real_guests() -> None:
         for p in (port, other_port):
             wait_for(f"the console on port {p}", lambda p=p: banner(lab, "node1", p)
                      == "RFB 003.008")
+        # VNC turned on by modify gets a port; turned off, the port stays until remove
+        lab.gnt("gnt-instance", "add", "-t", "diskless", "--no-name-check", "--no-ip-check",
+                "-o", "busybox+default", "--no-start", "--no-install", "-n", N1, "plain3")
+        assert rows(lab)["plain3"]["network_port"] is None
+        lab.gnt("gnt-instance", "modify", "-H", "vnc_bind_address=0.0.0.0", "plain3")
+        third = rows(lab)["plain3"]["network_port"]
+        assert third not in (None, port, other_port)
+        lab.gnt("gnt-instance", "modify", "-H", "vnc_bind_address=default", "plain3")
+        assert rows(lab)["plain3"]["network_port"] == third
+        lab.gnt("gnt-instance", "remove", "-f", "plain3")
         (uuid,) = inst[NAME]["disk.uuids"]
         assert disk_files(lab, "node1", uuid) and not disk_files(lab, "node2", uuid)
         wait_for("writes acknowledged on node1", lambda: acks(lab, "node1")[-1] >= 10)
@@ -194,4 +204,5 @@ def test_move_and_vnc_ports_on_real_guests() -> None:
         assert status == 200, job
         assert lab.ok("WaitJob", job)["status"] == "success"
         assert rows(lab)[NAME]["pnode"] == N2
+        assert lab.ok("GetInstance", NAME)["network_port"] == port
         print(f"move of a running 32 MiB file instance: {moved_in:.1f} s")

@@ -81,7 +81,7 @@ def test_port_decisions() -> None:
     assert not network_port.wants_port({"vnc_bind_address": ""})
     assert network_port.decide(None, True) == network_port.ALLOCATE
     assert network_port.decide(11003, True) == network_port.KEEP
-    assert network_port.decide(11003, False) == network_port.RELEASE
+    assert network_port.decide(11003, False) == network_port.KEEP  # freed by remove only
     assert network_port.decide(None, False) == network_port.KEEP
 
 
