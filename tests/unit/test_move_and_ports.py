@@ -111,6 +111,20 @@ def test_assigned_vnc_port_busy_is_a_clear_error() -> None:
     assert display.check_assigned("127.0.0.1", port, set(), "g1") == port
 
 
+
+def test_a_closed_console_connection_in_time_wait_does_not_make_the_port_busy() -> None:
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, _ = server.accept()
+        conn.close()  # the server side closes first (QEMU ends): its end waits in TIME_WAIT
+        client.close()
+    assert display.check_assigned("127.0.0.1", port, set(), "g1") == port
+
+
 # -- dates in lists ---------------------------------------------------------------------------
 def test_list_shows_timestamps_as_dates_and_json_keeps_numbers(
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,8 +44,12 @@ def resolve_address(value: str, ip_version: int = 0) -> str:
 
 
 def _port_free(address: str, port: int) -> bool:
+    """Whether QEMU could listen on ``address:port`` now. SO_REUSEADDR as QEMU sets it: a
+    connection of the guest's previous run in TIME_WAIT (a VNC viewer that was connected
+    when it stopped) does not make the port busy, a listener does."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((address, port))
         except OSError:
