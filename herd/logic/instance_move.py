@@ -21,7 +21,6 @@ the new disks before they are made, so a masterd that dies mid-copy leaves nothi
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from herd import errors
@@ -137,10 +136,11 @@ class LUInstanceMove(LogicalUnit[OpInstanceMove]):
                 await template.start_disks(self.ctx, new, self.feedback)
                 await start_instance(self.ctx, new, target)
         except BaseException as exc:
-            await self._roll_back(new, created, switched, was_running, exc)
+            undone = await self._roll_back(new, created, switched, was_running, exc)
             if intent.items:
-                (journal.done if self._rolled_back else journal.release)(intent)
-            if isinstance(exc, errors.HerdError) and self._rolled_back:
+                # a record whose disks could not all be removed stays for the next start
+                (journal.done if undone else journal.release)(intent)
+            if isinstance(exc, errors.HerdError) and undone:
                 # the node's words do not name the node; the admin needs both
                 raise errors.OpExecError(
                     f"moving {inst.name} failed on {target.name}: {exc.message}; the move "
@@ -199,28 +199,36 @@ class LUInstanceMove(LogicalUnit[OpInstanceMove]):
                     self.feedback(f"  WARNING: could not end the export of disk/{src.index} "
                                   f"on {self.source.name}: {exc.message}")
 
-    _rolled_back = False
-
     async def _roll_back(self, new: Instance, created: bool, switched: bool,
-                         was_running: bool, cause: BaseException) -> None:
+                         was_running: bool, cause: BaseException) -> bool:
         """Undo a move that failed: config back to the source, new disks removed, the guest
-        started again where it was. Each step is tried; what fails is reported."""
+        started again where it was. Each step is tried; what fails is reported. Whether the
+        config and the disks are as before (the guest's restart is only warned about)."""
         inst, template = self.inst, self.template
-        self._rolled_back = True
+        undone = True
         if switched:
-            with contextlib.suppress(errors.HerdError):  # not started there
-                await self.ctx.rpc.node(self.target).instance_stop(inst.name, 0)
+            rpc = self.ctx.rpc.node(self.target)
+            try:
+                if await rpc.instance_info(inst.name) is not None:
+                    await rpc.instance_stop(inst.name, 0)
+            except errors.HerdError as exc:
+                # the guest may run on the target (a start whose answer was lost): the config
+                # keeps naming the target and no disk is removed anywhere
+                self.feedback(f"  WARNING: cannot tell whether {inst.name} runs on "
+                              f"{self.target.name} ({exc.message}): it stays there in the "
+                              f"config, and its old disks on {self.source.name} are kept")
+                return False
             self.cfg.instances[inst.uuid] = inst
             try:
                 await self.ctx.config.save()
             except errors.HerdError as exc:
                 self.feedback(f"  WARNING: could not save the config back: {exc.message}")
-                self._rolled_back = False
+                undone = False
         if created:
             self.feedback(f"* removing the disks made on {self.target.name}")
             for problem in await template.remove(self.ctx, new, self.feedback, stopped=True):
                 self.feedback(f"  WARNING: {problem}")
-                self._rolled_back = False
+                undone = False
         if was_running and isinstance(cause, Exception):
             self.feedback(f"* starting the instance again on {self.source.name}")
             try:
@@ -229,3 +237,4 @@ class LUInstanceMove(LogicalUnit[OpInstanceMove]):
             except errors.HerdError as exc:
                 self.feedback(f"  WARNING: could not start {inst.name} on "
                               f"{self.source.name} again: {exc.message}")
+        return undone
