@@ -12,7 +12,7 @@ from typing import Any
 
 from herd import errors
 from herd.cli.client import MasterClient
-from herd.cli.formatting import format_json, format_table
+from herd.cli.formatting import format_json, format_table, format_time
 from herd.cli.options import resolve_fields
 from herd.jobs import states as q
 
@@ -127,7 +127,10 @@ def submit_or_run(opts: Any, ops: list[dict[str, Any]],
 
 def print_list(opts: Any, rows: list[dict[str, Any]], default_fields: Sequence[str],
                titles: dict[str, str], unit_fields: set[str], numeric_fields: set[str],
-               known_fields: Callable[[str], bool] | None = None) -> None:
+               known_fields: Callable[[str], bool] | None = None,
+               time_fields: frozenset[str] = frozenset({"ctime", "mtime"})) -> None:
+    """A list command's output; ``time_fields`` (timestamps) are shown as dates in the
+    table, as Ganeti does, and stay numbers in --json (as RAPI keeps them)."""
     fields = resolve_fields(getattr(opts, "output", None), default_fields)
     if known_fields is not None:
         unknown = [f for f in fields if not known_fields(f)]
@@ -138,6 +141,8 @@ def print_list(opts: Any, rows: list[dict[str, Any]], default_fields: Sequence[s
     if getattr(opts, "json", False):
         print(format_json(fields, table))
         return
+    table = [[format_time(v) if f in time_fields else v for f, v in zip(fields, row, strict=True)]
+             for row in table]
     lines = format_table(fields, titles, table, separator=opts.separator,
                          header=not opts.no_headers, units=opts.units,
                          unit_fields=unit_fields, numeric_fields=numeric_fields)

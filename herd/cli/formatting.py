@@ -19,6 +19,7 @@ quoted whenever plain YAML would read it back differently.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,6 +46,14 @@ def format_value(value: Any) -> str:
         items = sorted(value) if isinstance(value, set | frozenset) else value
         return ",".join(format_value(item) for item in items)
     return str(value)
+
+
+def format_time(value: Any) -> Any:
+    """A timestamp cell as Ganeti's list commands print one (``%Y-%m-%d %H:%M:%S``, local
+    time); anything that is not a number (None, "?") is left to :func:`format_value`."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+    return value
 
 
 def default_units(units: str | None, separator: str | None) -> str:

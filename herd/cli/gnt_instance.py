@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from herd import errors
+from herd.cli import moves
 from herd.cli.client import MasterClient
 from herd.cli.common import command_main, print_list, submit_or_run
 from herd.cli.formatting import format_info
@@ -411,6 +412,15 @@ def build_parser() -> HerdArgumentParser:
     fo.add_argument("--ignore-consistency", dest="ignore_consistency", action="store_true")
     fo.add_argument("-n", "--target-node", dest="target_node", default=None)
     fo.set_defaults(func=cmd_failover)
+
+    mv = sub.add_parser("move", help="copy a non-mirrored instance to another node")
+    mv.add_argument("instance")
+    add_common_options(mv, "force", "shutdown_timeout", *JOB_OPTIONS)
+    mv.add_argument("--ignore-consistency", dest="ignore_consistency", action="store_true",
+                    help="go on when the instance cannot be shut down on its node")
+    mv.add_argument("-n", "--target-node", dest="target_node", default=None, required=True,
+                    metavar="NODE")
+    mv.set_defaults(func=moves.cmd_move)
 
     mig = sub.add_parser("migrate", help="move a running instance to its secondary node")
     mig.add_argument("instance")

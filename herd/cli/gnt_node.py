@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from herd import errors
+from herd.cli import moves
 from herd.cli.client import MasterClient
 from herd.cli.common import command_main, print_list, submit_or_run
 from herd.cli.formatting import format_info
@@ -257,6 +258,14 @@ def build_parser() -> HerdArgumentParser:
     mig.add_argument("--migration-mode", dest="migration_mode", default=None,
                      choices=("live", "non-live"))
     mig.set_defaults(func=cmd_migrate)
+
+    fo = sub.add_parser("failover", help="fail over all primary instances of a node to their "
+                        "secondaries (one job per instance)")
+    fo.add_argument("node")
+    add_common_options(fo, "force", *JOB_OPTIONS)
+    fo.add_argument("--ignore-consistency", dest="ignore_consistency", action="store_true")
+    fo.add_argument("-I", "--iallocator", dest="iallocator", default=None)
+    fo.set_defaults(func=moves.cmd_node_failover)
 
     evac = sub.add_parser("evacuate", help="move all instances (or copies) off a node")
     evac.add_argument("node")

@@ -59,6 +59,8 @@ class InstanceSpec:
     hvparams: dict[str, Any]
     disks: list[DiskSpec] = field(default_factory=list)
     nics: list[NicSpec] = field(default_factory=list)
+    #: The cluster-wide port of the instance's console (Ganeti's network_port), or None.
+    network_port: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +75,7 @@ class InstanceSpec:
             hvparams=dict(d.get("hvparams") or {}),
             disks=[DiskSpec(**x) for x in d.get("disks") or []],
             nics=[NicSpec(**x) for x in d.get("nics") or []],
+            network_port=int(d["network_port"]) if d.get("network_port") else None,
         )
 
 

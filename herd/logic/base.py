@@ -110,6 +110,7 @@ def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:
         instance_grow,
         instance_migrate,
         instance_modify,
+        instance_move,
         instance_recreate,
         instance_reinstall,
         instance_rename,

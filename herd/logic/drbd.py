@@ -30,8 +30,11 @@ PRIMARY_STATES = ("syncing", "synced", "degraded")
 
 
 def used_ports(cfg: ConfigData) -> set[int]:
+    """Ports of the cluster's pool held by mirrored disks and by instances' consoles
+    (network_port: Ganeti's pool is shared too, herd.logic.network_port)."""
     return {d.logical_id.port for i in cfg.instances.values() for d in i.disks
-            if isinstance(d.logical_id, DrbdId)}
+            if isinstance(d.logical_id, DrbdId)} | \
+        {i.network_port for i in cfg.instances.values() if i.network_port}
 
 
 def allocate_ports(cfg: ConfigData, count: int, reservations: Reservations | None = None,

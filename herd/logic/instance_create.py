@@ -14,7 +14,7 @@ from typing import Any
 from herd import errors, exportinfo, names
 from herd.allocator import protocol
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
-from herd.logic import iallocator, intents
+from herd.logic import iallocator, intents, network_port
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import (
@@ -302,6 +302,7 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
             self.cfg, inst, self.disk_specs, self.pnode.uuid,
             self.snode.uuid if self.snode is not None else None,
             Claim(self.ctx.reservations, self))
+        network_port.update(self.ctx, inst, self)
         return inst
 
     async def _import_disks(self, node_rpc: Any, spec: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from herd import errors
 from herd.jobs.locking import LockRequest
-from herd.logic import instance_mods
+from herd.logic import instance_mods, network_port
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import check_vg_space, instance_locks, is_running
@@ -119,6 +119,8 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
         if self.hvparams:
             inst.hvparams = params.update_overrides(inst.hvparams, self.hvparams)
             changes += [[f"hv/{k}", str(v)] for k, v in self.hvparams.items()]
+            if network_port.update(self.ctx, inst, self) != network_port.KEEP:
+                changes.append(["network_port", str(inst.network_port)])
         if self.beparams:
             inst.beparams = params.update_overrides(inst.beparams, self.beparams)
             changes += [[f"be/{k}", str(v)] for k, v in self.beparams.items()]

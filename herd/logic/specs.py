@@ -77,4 +77,5 @@ def instance_spec(cfg: ConfigData, inst: Instance, paths: HerdPaths,
         "disks": [_with_mirror(cfg, inst, i, mirror_node or inst.primary_node)
                   for i in range(len(inst.disks))],
         "nics": nic_dicts(cfg, inst),
+        "network_port": inst.network_port,
     }

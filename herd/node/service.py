@@ -20,6 +20,7 @@ from typing import Any
 
 from herd import __version__, errors
 from herd.hypervisor import base as hvbase
+from herd.node import transfer
 from herd.node.cluster_files import ClusterFiles
 from herd.node.etcd_member import EtcdSupervisor
 from herd.node.facts import node_facts
@@ -52,6 +53,8 @@ class NodeService:
         #: OS scripts running now, by the uuids of the disks they write: removing a disk
         #: first ends the script writing it (a dead job's script would recreate the volume).
         self._os_scripts: dict[str, asyncio.Task[None]] = {}
+        #: read-only NBD exports of volumes another node copies (gnt-instance move)
+        self.nbd_exports = transfer.Exports(paths.run_dir)
         #: the node's etcd member, set by noded (None in tools that use the service alone)
         self.etcd: EtcdSupervisor | None = None
         #: The cluster VG as last resolved: (name, its LvmNode or None, why None).
@@ -480,6 +483,29 @@ class NodeService:
         holes: the target must exist and be at least as large (a mirror: its data volume)."""
         await self._copy(DeviceSpec.from_dict(source), DeviceSpec.from_dict(target))
 
+    # -- moving a volume to another node (gnt-instance move; herd.node.transfer) -------------
+    async def blockdev_export(self, device: dict[str, Any], address: str) -> dict[str, Any]:
+        """Serve the (stopped) device read-only over NBD on ``address`` for another node to
+        copy; ``{"port": N}``. Ended by :meth:`blockdev_unexport`."""
+        spec = DeviceSpec.from_dict(device)
+        info = (await self.devices.info_many([spec]))[0]
+        if not info.exists:
+            raise errors.StorageError(f"cannot export {spec.describe()}: it does not exist "
+                                      "on this node")
+        path = await self.devices.device(spec).local_path()
+        return {"port": await self.nbd_exports.start(spec.uuid, path, address)}
+
+    async def blockdev_unexport(self, device: dict[str, Any]) -> bool:
+        """End the device's NBD export (idempotent); whether one ran."""
+        return await self.nbd_exports.stop(DeviceSpec.from_dict(device).uuid)
+
+    async def blockdev_fetch(self, device: dict[str, Any], host: str, port: int,
+                             source_uuid: str) -> None:
+        """Fill the device (made empty, at least as large) from disk ``source_uuid``'s
+        export on another node, holes kept, and flush it to stable storage."""
+        async with self._local_volumes([DeviceSpec.from_dict(device)]) as paths:
+            await transfer.fetch(transfer.nbd_uri(host, int(port), source_uuid), paths[0])
+
     async def _copy(self, source: DeviceSpec, target: DeviceSpec) -> None:
         async with self._local_volumes([source, target]) as paths:
             src, dst = paths
@@ -534,6 +560,7 @@ class NodeService:
                    for d in spec["disks"]],
             nics=[hvbase.NicSpec(index=n["index"], mac=n["mac"], mode=n["mode"], link=n["link"],
                                  ip=n.get("ip"), uuid=n.get("uuid")) for n in spec["nics"]],
+            network_port=int(spec["network_port"]) if spec.get("network_port") else None,
         )
 
     async def instance_start(self, spec: dict[str, Any], paused: bool = False) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from herd.opcodes.backup import (  # isort: skip
     OpBackupRemove,
 )
 from herd.opcodes.instance_modify import OpInstanceSetParams
+from herd.opcodes.instance_move import OpInstanceMove
 from herd.opcodes.mirror_ops import (
     OpClusterVerifyDisks,
     OpInstanceFailover,
@@ -62,6 +63,7 @@ __all__ = [
     "OpInstanceFailover",
     "OpInstanceGrowDisk",
     "OpInstanceMigrate",
+    "OpInstanceMove",
     "OpInstanceQueryData",
     "OpInstanceReboot",
     "OpInstanceRecreateDisks",

@@ -65,6 +65,7 @@ INSTANCE_WRITES: dict[tuple[str, str], str] = {
     ("/2/instances/[instance_name]/deactivate-disks", "PUT"): "modify",
     ("/2/instances/[instance_name]/migrate", "PUT"): "migrate",
     ("/2/instances/[instance_name]/failover", "PUT"): "migrate",
+    ("/2/instances/[instance_name]/move", "PUT"): "migrate",
     ("/2/instances/[instance_name]", "DELETE"): "remove",
 }
 

@@ -239,6 +239,21 @@ class NodeClient:
         """Copy one device's data into another on the node (conversions; both DeviceSpecs)."""
         await self.call("blockdev_copy", source=source, target=target, timeout=3600)
 
+    async def blockdev_export(self, device: dict[str, Any], address: str) -> int:
+        """Serve a stopped device read-only over NBD on ``address``; the port (a move)."""
+        result = await self.call("blockdev_export", device=device, address=address,
+                                 timeout=60)
+        return int(result["port"])
+
+    async def blockdev_unexport(self, device: dict[str, Any]) -> bool:
+        return bool(await self.call("blockdev_unexport", device=device, timeout=60))
+
+    async def blockdev_fetch(self, device: dict[str, Any], host: str, port: int,
+                             source_uuid: str) -> None:
+        """Fill ``device`` from another node's export of disk ``source_uuid`` (a move)."""
+        await self.call("blockdev_fetch", device=device, host=host, port=port,
+                        source_uuid=source_uuid, timeout=3600)
+
 
     # -- block devices (storage RPC 2: DeviceSpec dicts; noded answers ping with "rpc": 2) ----
     async def blockdev_create(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -198,7 +198,8 @@ class Kvm(Hypervisor):
         pinning.check(hv["cpu_mask"], spec.vcpus)
         nics.check_nics(spec.nics)
 
-    async def _pick_display(self, hv: dict[str, Any], ctx: LaunchContext) -> None:
+    async def _pick_display(self, spec: InstanceSpec, hv: dict[str, Any],
+                            ctx: LaunchContext) -> None:
         taken: set[int] = set()
         for other in list_names(self.run_dir):
             rec = read_record(self._files(other).runtime)
@@ -207,8 +208,12 @@ class Kvm(Hypervisor):
         if hv["vnc_bind_address"]:
             ctx.vnc_address = await asyncio.to_thread(display.resolve_address,
                                                       hv["vnc_bind_address"])
-            ctx.vnc_port = display.free_port(ctx.vnc_address, display.VNC_BASE,
-                                             display.VNC_LAST, taken)
+            if spec.network_port:
+                ctx.vnc_port = display.check_assigned(ctx.vnc_address, spec.network_port,
+                                                      taken, spec.name)
+            else:
+                ctx.vnc_port = display.free_port(ctx.vnc_address, display.VNC_BASE,
+                                                 display.VNC_LAST, taken)
         if hv["spice_bind"]:
             ctx.spice_address = await asyncio.to_thread(
                 display.resolve_address, hv["spice_bind"], hv["spice_ip_version"])
@@ -239,7 +244,7 @@ class Kvm(Hypervisor):
         ctx.taps = await nics.setup(spec.uuid, spec.nics)
         try:
             async with self._display_lock:
-                await self._pick_display(hv, ctx)
+                await self._pick_display(spec, hv, ctx)
                 argv = build_argv(spec, hv, ctx)
                 started = time.time()
                 # the scope carries the uuid too: a guest renamed while running keeps its

@@ -1,8 +1,12 @@
 """Choosing VNC/SPICE listen addresses and free ports for one instance.
 
-Ganeti allocates the VNC port cluster-wide; Herd picks a free one on the node at start (5900+N,
-the number QEMU's -vnc display is derived from) and records it in the runtime file, so a port
-used by another running instance or by anything else on the node is never handed out twice.
+The VNC port is allocated cluster-wide by the master, as Ganeti's ``network_port`` (from the
+pool shared with the mirror ports, herd.logic.network_port), and stays with the instance on
+every node it runs on; the node only checks that the port is free and says so clearly when it
+is not. An instance without one (a config from before ports were allocated) gets a free port of
+the node at start (5900+N, the number QEMU's -vnc display is derived from). SPICE ports are
+always picked per node. Either way the port is recorded in the runtime file, so a port used by
+another running instance or by anything else on the node is never handed out twice.
 """
 
 from __future__ import annotations
@@ -40,8 +44,12 @@ def resolve_address(value: str, ip_version: int = 0) -> str:
 
 
 def _port_free(address: str, port: int) -> bool:
+    """Whether QEMU could listen on ``address:port`` now. SO_REUSEADDR as QEMU sets it: a
+    connection of the guest's previous run in TIME_WAIT (a VNC viewer that was connected
+    when it stopped) does not make the port busy, a listener does."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((address, port))
         except OSError:
@@ -57,3 +65,16 @@ def free_port(address: str, first: int, last: int, taken: set[int]) -> int:
                 if _port_free(address, port):
                     return port
     raise HypervisorError(f"no free port in {first}-{last} on {address}")
+
+
+def check_assigned(address: str, port: int, taken: set[int], name: str) -> int:
+    """``port`` (the instance's allocated network port) if ``address`` can listen on it now;
+    else a HypervisorError naming the port and who holds it, so the admin sees why the
+    console cannot come up instead of a silently different port."""
+    if port in taken:
+        raise HypervisorError(f"VNC port {port} of instance {name} is used by another "
+                              "instance on this node")
+    if not _port_free(address, port):
+        raise HypervisorError(f"VNC port {port} of instance {name} is busy on {address} on "
+                              "this node (another program listens there)")
+    return port

@@ -228,6 +228,9 @@ resource("/2/instances/[instance_name]/migrate")(
     _simple("OP_INSTANCE_MIGRATE", "Live-migrate to the secondary node (job id)."))
 resource("/2/instances/[instance_name]/failover")(
     _simple("OP_INSTANCE_FAILOVER", "Fail over to the secondary node (job id)."))
+resource("/2/instances/[instance_name]/move")(
+    _simple("OP_INSTANCE_MOVE", "Move a non-mirrored instance to another node (body: "
+            "target_node, shutdown_timeout, ignore_consistency; job id)."))
 resource("/2/instances/[instance_name]/rename")(
     _simple("OP_INSTANCE_RENAME", "Rename the instance (body: new_name; job id)."))
 resource("/2/instances/[instance_name]/modify")(
