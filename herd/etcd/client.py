@@ -466,6 +466,12 @@ class EtcdClient:
         data = await self.call("lease/timetolive", {"ID": str(lease_id)})
         return _int(data.get("TTL"))
 
+    async def lease_left(self, lease_id: int) -> tuple[int, int]:
+        """(seconds left on a lease (-1: it does not exist), etcd's raft term of the answer):
+        the term says whether a leader change, which renews every lease, came in between."""
+        data = await self.call("lease/timetolive", {"ID": str(lease_id)}, read=True)
+        return _int(data.get("TTL")), _int((data.get("header") or {}).get("raft_term"))
+
     # -- watch ----------------------------------------------------------------------------------
     async def watch(self, key: bytes | str, *, prefix: bool = False, start_revision: int = 0,
                     prev_kv: bool = False) -> AsyncIterator[list[WatchEvent]]:

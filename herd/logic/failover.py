@@ -57,13 +57,42 @@ async def _holder(client: EtcdClient, timeout: float) -> str | None:
     return kv.value.decode() if kv is not None else None
 
 
+#: One look at the master's lease: (monotonic time, seconds left, etcd's raft term).
+LeaseLook = tuple[float, int, int]
+
+
+def lease_renewed(earlier: LeaseLook, later: LeaseLook) -> bool:
+    """Whether the lease was renewed between two looks: more time left than the earlier look
+    allows, in one known raft term (a new leader renews every lease, so a new term proves
+    nothing).
+
+    ``earlier`` is timed after its answer came and ``later`` before its request went, so the
+    time between them is at most etcd's; the second of slack covers etcd's whole seconds. An
+    unrenewed lease can never pass this test."""
+    t0, left0, term0 = earlier
+    t1, left1, term1 = later
+    return (term0 == term1 > 0 and left0 > 0 and left1 > 0
+            and left1 > left0 - (t1 - t0) + 1)
+
+
 async def _wait_released(client: EtcdClient, holder: str, timeout: float) -> str | None:
+    """The holder after it let the role go, or ``holder`` if it keeps it: its lease still
+    held after ``timeout``, or renewed meanwhile (it runs and reaches etcd: no need to wait
+    for the rest of ``timeout`` to know that)."""
     deadline = time.monotonic() + timeout
     current: str | None = holder
+    first: LeaseLook | None = None
     while time.monotonic() < deadline:
-        current = await _holder(client, QUORUM_WAIT)
-        if current != holder:
+        kv = await asyncio.wait_for(client.get(MASTER_KEY), QUORUM_WAIT)
+        current = kv.value.decode() if kv is not None else None
+        if current != holder or kv is None:
             return current
+        sent = time.monotonic()
+        left, term = await asyncio.wait_for(client.lease_left(kv.lease), QUORUM_WAIT)
+        if first is not None and lease_renewed(first, (sent, left, term)):
+            return holder
+        if first is None or first[2] != term:
+            first = (time.monotonic(), left, term)
         await asyncio.sleep(0.3)
     return current
 
