@@ -114,7 +114,11 @@ async def _force_new_cluster(p: HerdPaths, rpc: RpcRunner, facts: dict[str, Any]
         await asyncio.sleep(0.5)
 
 
-async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -> str | None:
+async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None],
+                    answered: list[str]) -> str | None:
+    """The failover up to the campaign won (see the module). Once the handover marker is
+    (being) written, ``answered`` is filled with the etcd endpoints in the order that worked
+    (the members that answered first), for the marker's removal; empty, there is none."""
     me = node_name(p)
     facts = read_facts(p)
     if facts is None or me is None:
@@ -128,6 +132,7 @@ async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -
                                    "candidate can become master (gnt-node modify -C yes first)")
     rpc = RpcRunner(p, int(facts.get("noded_port") or 1811))
     client = EtcdClient.for_node(p, client_urls_from_facts(facts, me), timeout=MEMBER_WAIT)
+    marked = False
     try:
         try:
             holder = await _holder(client, QUORUM_WAIT)
@@ -145,6 +150,7 @@ async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -
         # tell the other candidates' master watch that the role is being handed to this node,
         # so that none of them takes it in the moment between the step-down and our campaign
         handover, _ttl = await client.lease_grant(HANDOVER_TTL)
+        marked = True
         await client.put(HANDOVER_KEY, me, lease=handover)
         if holder is not None and holder != me:
             await _step_down(rpc, facts, holder, say)
@@ -161,6 +167,8 @@ async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -
             raise errors.OpExecError(f"{taken} took the master role meanwhile; run "
                                      "master-failover again if this node should have it")
     finally:
+        if marked:
+            answered[:] = client.endpoints
         await client.close()
         await rpc.close()
     return holder
@@ -181,25 +189,30 @@ async def _step_down(rpc: RpcRunner, facts: dict[str, Any], holder: str,
             f"{LEASE_WAIT:.0f} s for its lease to run out")
 
 
-async def _end_handover(p: HerdPaths) -> None:
+async def _end_handover(p: HerdPaths, answered: list[str]) -> None:
+    """Delete the handover marker, asking first the member that answered the failover: the
+    delete is a write, never sent twice, and this node's own member cut off from its leader
+    (the refused failover of a partition) held it for etcd's ~7 s request timeout and left
+    the marker for its lease's 60 s. No marker written (no quorum, say), nothing to do."""
+    if not answered:
+        return
     me = node_name(p)
-    facts = read_facts(p) or {}
     with contextlib.suppress(EtcdError):
-        async with EtcdClient.for_node(p, client_urls_from_facts(facts, me),
-                                       timeout=MEMBER_WAIT) as client:
+        async with EtcdClient.for_node(p, answered, timeout=MEMBER_WAIT) as client:
             await client.txn([Compare.value_is(HANDOVER_KEY, me or "")],
                              [Op.delete(HANDOVER_KEY)])
 
 
 def master_failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -> str:
+    answered: list[str] = []
     try:
-        old = asyncio.run(_failover(p, no_voting, say))
+        old = asyncio.run(_failover(p, no_voting, say, answered))
         # masterd adopts the term won above and records this node as master in the config
         try:
             daemon_util.start(p, "masterd")
         except daemon_util.NotMaster as exc:
             raise errors.OpExecError(f"masterd did not take the master role: {exc}") from None
     finally:
-        asyncio.run(_end_handover(p))
+        asyncio.run(_end_handover(p, answered))
     daemon_util.start(p, "rapi", daemon_util.RAPI_PORT)
     return old or "(none)"
