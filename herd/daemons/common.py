@@ -19,6 +19,14 @@ from pathlib import Path
 
 from herd.fileutil import atomic_write, pid_alive, read_pid
 
+#: Seconds a stopping HTTPS daemon (noded, herd-rapi) waits for its open connections. Without a
+#: bound uvicorn waits until every TLS peer answers the close: an idle keep-alive client (the
+#: master's RPC pool, a RAPI client) never does, so asyncio's TLS shutdown ran its full 30 s
+#: and ``herd-daemon-util stop`` (the watcher, upgrades, renew-crypto, a master failover's
+#: step-down) took 30 s and ended in SIGKILL. A request still running after this is
+#: cancelled, as the SIGKILL did before.
+GRACEFUL_STOP = 5.0
+
 FILE_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
 #: syslog priorities by logging level (sd-daemon(3) prefixes; journald reads them)
 _SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,

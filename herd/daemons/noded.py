@@ -10,7 +10,7 @@ import logging
 import uvicorn
 
 from herd import paths
-from herd.daemons.common import install_stop_handlers, pid_file, setup_logging
+from herd.daemons.common import GRACEFUL_STOP, install_stop_handlers, pid_file, setup_logging
 from herd.node.etcd_member import EtcdSupervisor, stop_stale_member
 from herd.node.master_watch import MasterWatch
 from herd.node.service import NodeService
@@ -38,15 +38,6 @@ async def _observe(service: NodeService, disk: dict[str, object]) -> None:
 
 def in_cluster(p: paths.HerdPaths) -> bool:
     return p.node_cert.exists() and p.ca_cert.exists()
-
-
-#: Seconds a stopping noded waits for its open connections. Without a bound it waited until
-#: every TLS peer answered the close: a master's idle keep-alive connection never does, so
-#: asyncio's TLS shutdown ran its full 30 s and ``herd-daemon-util stop noded`` (the watcher,
-#: an upgrade, renew-crypto) took 30 s and ended in SIGKILL. An RPC still running after this
-#: is cancelled, which its caller sees as a lost answer and checks (herd.rpc.outcome), as
-#: after the SIGKILL it used to get.
-GRACEFUL_STOP = 5.0
 
 
 async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:

@@ -19,7 +19,7 @@ import uvicorn
 
 from herd import paths
 from herd.config.facts import is_master
-from herd.daemons.common import install_stop_handlers, pid_file, setup_logging
+from herd.daemons.common import GRACEFUL_STOP, install_stop_handlers, pid_file, setup_logging
 from herd.fileutil import pid_alive, read_pid
 from herd.rapi.app import build_app
 from herd.rpc import tls
@@ -56,7 +56,7 @@ async def serve(p: paths.HerdPaths, bind: str, port: int, require_auth: bool) ->
     app = build_app(p, require_auth=require_auth)
     config = uvicorn.Config(
         app, host=bind, port=port, log_level="warning", access_log=False, lifespan="off",
-        server_header=False, timeout_keep_alive=15,
+        server_header=False, timeout_keep_alive=15, timeout_graceful_shutdown=GRACEFUL_STOP,
         # the certificate on disk at each handshake: renew-crypto needs no restart
         ssl_context_factory=lambda _config, _default: tls.rapi_server_context(p))
     server = uvicorn.Server(config)

@@ -44,6 +44,12 @@ from herd.etcd.members import Member
 #: request timeout (about 7 s with Herd's election timeout), so keep this above that.
 DEFAULT_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 3.0
+#: A read one member has not answered within this is also sent to the next member, and the
+#: first answer counts: a member cut off from its leader (an asymmetric partition) answers a
+#: linearizable read only after etcd's own request timeout (~7 s), while a member with a
+#: leader answers within milliseconds. Every CLI command on such a node used to sit out those
+#: 7 s per read. A read has no effect, so asking two members costs only the second request.
+HEDGE_AFTER = 1.0
 
 
 class EtcdError(errors.HerdError):
@@ -297,6 +303,8 @@ class EtcdClient:
         problems = []
         bases = [endpoint] if endpoint else list(self.endpoints)
         extra = {} if timeout is None else {"timeout": timeout}
+        if read and len(bases) > 1:
+            return await self._read(path, body, bases, extra)
         for index, base in enumerate(bases):
             try:
                 resp = await self._http.post(f"{base}/v3/{path}", json=body, **extra)
@@ -317,11 +325,60 @@ class EtcdClient:
                     problems.append(f"{base}: {exc.message}")
                     continue
                 raise
-            if index and base in self.endpoints and base not in self._avoided:
-                # prefer the endpoint that answered from now on
-                self.endpoints.remove(base)
-                self.endpoints.insert(0, base)
+            if index:
+                self._prefer(base)
             return answer
+        raise EtcdUnavailable(f"etcd unreachable for {path}: " + "; ".join(problems))
+
+    def _prefer(self, base: str) -> None:
+        """Send requests to ``base`` first from now on (it answered when another did not)."""
+        if base in self.endpoints and base not in self._avoided:
+            self.endpoints.remove(base)
+            self.endpoints.insert(0, base)
+
+    async def _read(self, path: str, body: dict[str, Any], bases: list[str],
+                    extra: dict[str, Any]) -> dict[str, Any]:
+        """A read at the first of ``bases`` that answers it, hedged (see HEDGE_AFTER): the
+        next member is asked when the ones asked failed or stay silent for HEDGE_AFTER.
+        Errors as :meth:`call`'s: a member's own error (not a leaderless one) is raised at
+        once; when every member failed, the last one's leaderless error, or EtcdUnavailable."""
+        problems: list[str] = []
+        waiting = list(bases)
+        asked: dict[asyncio.Task[httpx.Response], str] = {}
+
+        def ask_next() -> None:
+            base = waiting.pop(0)
+            task = asyncio.ensure_future(self._http.post(f"{base}/v3/{path}", json=body,
+                                                         **extra))
+            asked[task] = base
+
+        ask_next()
+        try:
+            while asked:
+                done, _ = await asyncio.wait(asked, timeout=HEDGE_AFTER if waiting else None,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    base = asked.pop(task)
+                    try:
+                        answer = self._answer(path, task.result())
+                    except httpx.TransportError as exc:
+                        problems.append(f"{base}: {type(exc).__name__}: {exc}".rstrip(": "))
+                        continue
+                    except EtcdError as exc:
+                        if (waiting or asked) and _leaderless(exc.message):
+                            problems.append(f"{base}: {exc.message}")
+                            continue
+                        raise
+                    if base != bases[0]:
+                        self._prefer(base)
+                    return answer
+                if waiting:
+                    ask_next()  # those asked failed, or are silent for HEDGE_AFTER
+        finally:
+            for task in asked:
+                task.cancel()
+            if asked:
+                await asyncio.wait(asked)
         raise EtcdUnavailable(f"etcd unreachable for {path}: " + "; ".join(problems))
 
     @staticmethod
@@ -408,6 +465,12 @@ class EtcdClient:
         """Seconds left on a lease (-1: it does not exist)."""
         data = await self.call("lease/timetolive", {"ID": str(lease_id)})
         return _int(data.get("TTL"))
+
+    async def lease_left(self, lease_id: int) -> tuple[int, int]:
+        """(seconds left on a lease (-1: it does not exist), etcd's raft term of the answer):
+        the term says whether a leader change, which renews every lease, came in between."""
+        data = await self.call("lease/timetolive", {"ID": str(lease_id)}, read=True)
+        return _int(data.get("TTL")), _int((data.get("header") or {}).get("raft_term"))
 
     # -- watch ----------------------------------------------------------------------------------
     async def watch(self, key: bytes | str, *, prefix: bool = False, start_revision: int = 0,

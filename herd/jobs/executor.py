@@ -23,7 +23,7 @@ from herd.jobs.locking import ALL, LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE
 from herd.logic import hooks, intents, unsupported
 from herd.logic.base import MasterContext, lu_for
 from herd.opcodes import OpCode, opcode_from_dict
-from herd.rpc.client import RPC_FEEDBACK
+from herd.rpc.client import NODES_DOWN, RPC_FEEDBACK
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +253,7 @@ class JobExecutor:
 
         # the node RPC client and intent records speak of this job (see their modules)
         RPC_FEEDBACK.set(feedback)
+        NODES_DOWN.set({})
         intents.CURRENT_JOB.set(job.id)
         state.start_ts = time.time()
         state.status = q.WAITING

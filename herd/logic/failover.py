@@ -57,13 +57,42 @@ async def _holder(client: EtcdClient, timeout: float) -> str | None:
     return kv.value.decode() if kv is not None else None
 
 
+#: One look at the master's lease: (monotonic time, seconds left, etcd's raft term).
+LeaseLook = tuple[float, int, int]
+
+
+def lease_renewed(earlier: LeaseLook, later: LeaseLook) -> bool:
+    """Whether the lease was renewed between two looks: more time left than the earlier look
+    allows, in one known raft term (a new leader renews every lease, so a new term proves
+    nothing).
+
+    ``earlier`` is timed after its answer came and ``later`` before its request went, so the
+    time between them is at most etcd's; the second of slack covers etcd's whole seconds. An
+    unrenewed lease can never pass this test."""
+    t0, left0, term0 = earlier
+    t1, left1, term1 = later
+    return (term0 == term1 > 0 and left0 > 0 and left1 > 0
+            and left1 > left0 - (t1 - t0) + 1)
+
+
 async def _wait_released(client: EtcdClient, holder: str, timeout: float) -> str | None:
+    """The holder after it let the role go, or ``holder`` if it keeps it: its lease still
+    held after ``timeout``, or renewed meanwhile (it runs and reaches etcd: no need to wait
+    for the rest of ``timeout`` to know that)."""
     deadline = time.monotonic() + timeout
     current: str | None = holder
+    first: LeaseLook | None = None
     while time.monotonic() < deadline:
-        current = await _holder(client, QUORUM_WAIT)
-        if current != holder:
+        kv = await asyncio.wait_for(client.get(MASTER_KEY), QUORUM_WAIT)
+        current = kv.value.decode() if kv is not None else None
+        if current != holder or kv is None:
             return current
+        sent = time.monotonic()
+        left, term = await asyncio.wait_for(client.lease_left(kv.lease), QUORUM_WAIT)
+        if first is not None and lease_renewed(first, (sent, left, term)):
+            return holder
+        if first is None or first[2] != term:
+            first = (time.monotonic(), left, term)
         await asyncio.sleep(0.3)
     return current
 
@@ -85,7 +114,11 @@ async def _force_new_cluster(p: HerdPaths, rpc: RpcRunner, facts: dict[str, Any]
         await asyncio.sleep(0.5)
 
 
-async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -> str | None:
+async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None],
+                    answered: list[str]) -> str | None:
+    """The failover up to the campaign won (see the module). Once the handover marker is
+    (being) written, ``answered`` is filled with the etcd endpoints in the order that worked
+    (the members that answered first), for the marker's removal; empty, there is none."""
     me = node_name(p)
     facts = read_facts(p)
     if facts is None or me is None:
@@ -99,6 +132,7 @@ async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -
                                    "candidate can become master (gnt-node modify -C yes first)")
     rpc = RpcRunner(p, int(facts.get("noded_port") or 1811))
     client = EtcdClient.for_node(p, client_urls_from_facts(facts, me), timeout=MEMBER_WAIT)
+    marked = False
     try:
         try:
             holder = await _holder(client, QUORUM_WAIT)
@@ -116,6 +150,7 @@ async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -
         # tell the other candidates' master watch that the role is being handed to this node,
         # so that none of them takes it in the moment between the step-down and our campaign
         handover, _ttl = await client.lease_grant(HANDOVER_TTL)
+        marked = True
         await client.put(HANDOVER_KEY, me, lease=handover)
         if holder is not None and holder != me:
             await _step_down(rpc, facts, holder, say)
@@ -132,6 +167,8 @@ async def _failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -
             raise errors.OpExecError(f"{taken} took the master role meanwhile; run "
                                      "master-failover again if this node should have it")
     finally:
+        if marked:
+            answered[:] = client.endpoints
         await client.close()
         await rpc.close()
     return holder
@@ -152,25 +189,30 @@ async def _step_down(rpc: RpcRunner, facts: dict[str, Any], holder: str,
             f"{LEASE_WAIT:.0f} s for its lease to run out")
 
 
-async def _end_handover(p: HerdPaths) -> None:
+async def _end_handover(p: HerdPaths, answered: list[str]) -> None:
+    """Delete the handover marker, asking first the member that answered the failover: the
+    delete is a write, never sent twice, and this node's own member cut off from its leader
+    (the refused failover of a partition) held it for etcd's ~7 s request timeout and left
+    the marker for its lease's 60 s. No marker written (no quorum, say), nothing to do."""
+    if not answered:
+        return
     me = node_name(p)
-    facts = read_facts(p) or {}
     with contextlib.suppress(EtcdError):
-        async with EtcdClient.for_node(p, client_urls_from_facts(facts, me),
-                                       timeout=MEMBER_WAIT) as client:
+        async with EtcdClient.for_node(p, answered, timeout=MEMBER_WAIT) as client:
             await client.txn([Compare.value_is(HANDOVER_KEY, me or "")],
                              [Op.delete(HANDOVER_KEY)])
 
 
 def master_failover(p: HerdPaths, no_voting: bool, say: Callable[[str], None]) -> str:
+    answered: list[str] = []
     try:
-        old = asyncio.run(_failover(p, no_voting, say))
+        old = asyncio.run(_failover(p, no_voting, say, answered))
         # masterd adopts the term won above and records this node as master in the config
         try:
             daemon_util.start(p, "masterd")
         except daemon_util.NotMaster as exc:
             raise errors.OpExecError(f"masterd did not take the master role: {exc}") from None
     finally:
-        asyncio.run(_end_handover(p))
+        asyncio.run(_end_handover(p, answered))
     daemon_util.start(p, "rapi", daemon_util.RAPI_PORT)
     return old or "(none)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -29,14 +30,26 @@ DEFAULT_TIMEOUT = 60.0
 #: A node that does not accept a connection within this is down or cut off; fail fast.
 CONNECT_TIMEOUT = 3.0
 #: How long to wait for a node to answer again after the answer to a side effect was lost
-#: (noded restarted by an admin or the watcher), before calling the outcome unknown.
-LOST_ANSWER_WAIT = 30.0
+#: (noded restarted by an admin or the watcher), before calling the outcome unknown. 30 s in
+#: production (the watcher's restart); HERD_LOST_ANSWER_WAIT in masterd's environment lets a
+#: test that keeps noded down on purpose wait less (test_lost_answer: 30 s of a 40 s test).
+LOST_ANSWER_WAIT = float(os.environ.get("HERD_LOST_ANSWER_WAIT") or 30.0)
 #: Pause between attempts to reach the node again.
 LOST_ANSWER_POLL = 0.5
 #: Errors that mean the request never reached the node (no connection was made): nothing can
 #: have happened there, so a dead node fails at once instead of being waited for (failover
 #: from a crashed primary must not wait LOST_ANSWER_WAIT for every stop it sends there).
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+#: How long, within one opcode, a node that did not accept a connection within
+#: CONNECT_TIMEOUT is not waited for again: a failover from a dead primary pinged it, then ran
+#: the pre and the post hooks on it, 3 s each, to learn three times what the first call
+#: knew. Calls to it fail at once, saying when it was last tried (lost-answer checks, which
+#: wait for a node to return, always try).
+DOWN_MEMORY = 15.0
+#: The nodes this opcode found down: node address -> when (set per opcode by the job
+#: executor; shared by the tasks the opcode starts, e.g. hooks on every node at once).
+NODES_DOWN: ContextVar[dict[str, float] | None] = ContextVar("nodes_down", default=None)
 
 #: Where the client reports a lost answer and how it was confirmed: the running job's log
 #: (set by the job executor for each opcode), so that the admin reads what happened.
@@ -79,11 +92,23 @@ class NodeClient:
         self.base = f"https://{address}:{port}"
 
     async def call(self, method: str, timeout: float = DEFAULT_TIMEOUT, **args: Any) -> Any:
+        return await self._call(method, timeout, args, remember_down=True)
+
+    async def _call(self, method: str, timeout: float, args: dict[str, Any],
+                    remember_down: bool) -> Any:
+        down = NODES_DOWN.get() if remember_down else None
+        since = down.get(self.base) if down is not None else None
+        if since is not None and time.monotonic() - since < DOWN_MEMORY:
+            raise errors.RpcError(
+                f"node {self.node_name} ({self.base}) unreachable for '{method}': it did not "
+                f"accept a connection {time.monotonic() - since:.0f} s ago (not tried again)")
         try:
             resp = await self._http.post(
                 f"{self.base}/rpc/{method}", json=args,
                 timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)))
         except httpx.HTTPError as exc:
+            if down is not None and isinstance(exc, httpx.ConnectTimeout):
+                down[self.base] = time.monotonic()
             lost = errors.RpcError(
                 f"node {self.node_name} ({self.base}) unreachable for '{method}': "
                 f"{type(exc).__name__}: {exc}")
@@ -105,7 +130,8 @@ class NodeClient:
         last_error = lost.message
         while True:
             try:
-                observed = await self.call(effect.observe, name=effect.instance, timeout=10)
+                observed = await self._call(effect.observe, 10, {"name": effect.instance},
+                                            remember_down=False)
             except errors.HerdError as exc:
                 last_error, verdict = exc.message, None
             else:

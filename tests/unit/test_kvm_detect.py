@@ -72,3 +72,12 @@ def test_concurrent_first_looks_probe_once_and_all_get_the_answer(
     assert len(probes) == 1 and {r.kvm_reason for r in results} == {
         "/dev/kvm probe timed out after 2 s"}
     assert [p.name for p in paths.run_dir.iterdir()] == ["kvm-probe.json"]  # no temp left
+
+
+def test_kvm_needs_the_cpus_virtualisation_extension() -> None:
+    """A /dev/kvm without vmx/svm (kvm-pvm on a nested host) runs the probe's boot sector but
+    never a Linux guest: such a host is not KVM-usable."""
+    assert detect.hardware_virt("processor\t: 0\nflags\t\t: fpu vme vmx sse2\n") == "vmx"
+    assert detect.hardware_virt("flags\t\t: fpu svm lm\n") == "svm"
+    assert detect.hardware_virt("flags\t\t: fpu vme pni lm hypervisor\n") is None
+    assert detect.hardware_virt("flags\t\t: fpu vmxx svm_lock\n") is None

@@ -110,10 +110,33 @@ def _last_line(path: Path) -> str:
     return lines[-1][:80] if lines else ""
 
 
+def hardware_virt(cpuinfo: str) -> str | None:
+    """The CPU's virtualisation extension named in /proc/cpuinfo's flags ('vmx' Intel, 'svm'
+    AMD), None if it has neither.
+
+    Without one, a /dev/kvm is a software backend such as kvm-pvm, which runs the probe's
+    real-mode boot sector (slowly) but never boots a Linux guest: seen on a nested host whose
+    every lab guest then hung with an empty console."""
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            for ext in ("vmx", "svm"):
+                if ext in flags:
+                    return ext
+    return None
+
+
 def run_probe(binary: str = QEMU_BINARY, timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
     """Boot the probe guest under KVM in a child process; (usable, reason)."""
     if not os.path.exists("/dev/kvm"):
         return False, "/dev/kvm does not exist"
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    if cpuinfo and hardware_virt(cpuinfo) is None:
+        return False, ("the CPU has no vmx/svm flag in /proc/cpuinfo: /dev/kvm is not "
+                       "hardware-assisted KVM (e.g. kvm-pvm) and guests would not boot")
     try:
         os.close(os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK))
     except OSError as exc:
