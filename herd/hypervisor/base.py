@@ -184,7 +184,8 @@ class Hypervisor(ABC):
         guest does not have (added without hotplug) is not an error: nothing to unplug."""
         raise HypervisorError(f"the {self.name} hypervisor cannot hot-plug devices")
 
-    async def grow_disk(self, name: str, index: int, size_bytes: int) -> None:
+    async def grow_disk(self, name: str, index: int, size_bytes: int,
+                        uuid: str | None = None) -> None:
         """Tell the running guest ``name`` that disk ``index`` now has ``size_bytes`` (its
         volume grew underneath): grow-disk without a restart. A hypervisor that cannot says
         so; the caller then leaves the instance as it was."""

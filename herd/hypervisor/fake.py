@@ -166,7 +166,8 @@ class FakeHypervisor(Hypervisor):
         items[:] = [d for d in items if d.get("uuid") != uuid]  # absent: nothing to do
         self._save(data)
 
-    async def grow_disk(self, name: str, index: int, size_bytes: int) -> None:
+    async def grow_disk(self, name: str, index: int, size_bytes: int,
+                        uuid: str | None = None) -> None:
         data = self._load()
         inst = self._get(data, name)
         sizes = inst.setdefault("disk_sizes", {})

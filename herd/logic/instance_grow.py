@@ -128,7 +128,8 @@ class LUInstanceGrowDisk(LogicalUnit[OpInstanceGrowDisk]):
         if self.running:
             try:
                 await self.ctx.rpc.node(self.pnode).instance_grow_disk(inst.name, index,
-                                                                      self.target)
+                                                                      self.target,
+                                                                      inst.disks[index].uuid)
             except errors.HerdError as exc:
                 self.feedback(f"  WARNING: the running guest was not told of the new size "
                               f"({exc.message}); it sees it after its next restart")

@@ -632,9 +632,11 @@ class NodeService:
     async def instance_abort_migration(self, name: str) -> None:
         await self.hypervisor().abort_migration(name)
 
-    async def instance_grow_disk(self, name: str, index: int, size_mib: int) -> None:
+    async def instance_grow_disk(self, name: str, index: int, size_mib: int,
+                                 uuid: str | None = None) -> None:
         """Tell the running guest that disk ``index`` grew to ``size_mib`` MiB."""
-        await (await self._running_on(name)).grow_disk(name, int(index), int(size_mib) << 20)
+        await (await self._running_on(name)).grow_disk(name, int(index), int(size_mib) << 20,
+                                                              uuid)
 
     async def instance_rename(self, old: str, new: str) -> None:
         """Carry a running instance's runtime state here over to its new name."""

@@ -316,8 +316,10 @@ class NodeClient:
         args: dict[str, Any] = {"undo": True} if undo else {}
         return await self.call("blockdev_grow", devices=devices, timeout=1800, **args)
 
-    async def instance_grow_disk(self, name: str, index: int, size_mib: int) -> None:
+    async def instance_grow_disk(self, name: str, index: int, size_mib: int,
+                                 uuid: str | None = None) -> None:
         await self.call("instance_grow_disk", name=name, index=index, size_mib=size_mib,
+                        uuid=uuid,
                         timeout=60)
 
     async def instance_rename(self, old: str, new: str) -> None:

@@ -74,3 +74,19 @@ def test_the_runtime_file_keeps_hotplug_state_and_reads_old_files() -> None:
         del item["uuid"]
     legacy = RuntimeRecord.from_dict(old)
     assert legacy.hotplug == {} and legacy.spec.nics[0].uuid is None
+
+
+def test_grow_resizes_the_running_drive_of_the_disk_not_of_its_config_index() -> None:
+    """After disk 0 was unplugged, config disk 0 is the drive started as disk 1, and a
+    hot-plugged disk is a block node of its own: block_resize must name those."""
+    from herd.hypervisor.kvm import resize_target
+
+    spec = InstanceSpec(name="a", uuid="u", memory=64, vcpus=1, hvparams={},
+                        disks=[DiskSpec(index=1, path="/d1", uuid="disk-b"),
+                               DiskSpec(index=2, path="/d2", uuid="disk-hot")])
+    record = RuntimeRecord(spec=spec, pid=1, accel="tcg", started=0.0, argv=[],
+                           hotplug={"disk-hot": {"kind": "disk", "node": "hp-node-x",
+                                                 "device": "hp-dev-x"}, "changed": True})
+    assert resize_target(record, 0, "disk-b") == {"device": "virtio1"}
+    assert resize_target(record, 1, "disk-hot") == {"node-name": "hp-node-x"}
+    assert resize_target(record, 0, None) == {"device": "virtio0"}

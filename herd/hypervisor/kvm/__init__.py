@@ -427,15 +427,15 @@ class Kvm(Hypervisor):
             log.info("instance %s: unplugged %s %s", name, kind, uuid)
 
     # -- grow-disk, rename ------------------------------------------------------------------
-    async def grow_disk(self, name: str, index: int, size_bytes: int) -> None:
+    async def grow_disk(self, name: str, index: int, size_bytes: int,
+                        uuid: str | None = None) -> None:
         """QMP ``block_resize`` of the drive of disk ``index``: the guest's virtio (or other)
         device reports the new capacity at once. The volume has grown first (a file is longer,
         a loop device's size limit is raised), so QEMU only takes the size it already has."""
         async with self._lock(name):
             record = await self._require(name)
-            disk_type = str(params.fill(record.spec.hvparams).get("disk_type", "paravirtual"))
             await qmp.execute(self._files(name).qmp, "block_resize",
-                              {"device": drive_id(disk_type, index), "size": size_bytes},
+                              {**resize_target(record, index, uuid), "size": size_bytes},
                               timeout=30.0)
 
     async def rename(self, old: str, new: str) -> None:
@@ -633,3 +633,16 @@ class Kvm(Hypervisor):
                 await qmp.execute(files.qmp, "cont")
             record.migration = None
             write_record(files.runtime, record)
+
+
+def resize_target(record: RuntimeRecord, index: int, uuid: str | None) -> dict[str, str]:
+    """Which QEMU block node ``block_resize`` grows for the config's disk ``index`` (uuid
+    ``uuid``): a hot-plugged disk has its own node name; a disk from the command line keeps
+    the drive id of the position it was started at, which is no longer its config index once
+    a disk before it was unplugged."""
+    entry = record.hotplug.get(uuid) if uuid else None
+    if isinstance(entry, dict) and entry.get("kind") == "disk":
+        return {"node-name": str(entry["node"])}
+    disk_type = str(params.fill(record.spec.hvparams).get("disk_type", "paravirtual"))
+    started = next((d.index for d in record.spec.disks if uuid and d.uuid == uuid), index)
+    return {"device": drive_id(disk_type, started)}
