@@ -19,6 +19,7 @@ from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import (
     check_node_free_memory,
+    check_os_on_node,
     check_vg_space,
     start_instance,
 )
@@ -266,28 +267,9 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
         return used | {str(m) for m in self.ctx.reservations.claimed("mac")}
 
     async def _check_os(self) -> None:
-        from herd import osdef
-
-        found = await self.ctx.rpc.node(self.pnode).os_diagnose()
-        definitions = {d["name"]: d for d in found}
-        base, _, variant = self.os_name.partition("+")
-        if base not in definitions:
-            available = ", ".join(sorted(n for n, d in definitions.items() if d["valid"]))
-            raise errors.NotFoundError(f"OS '{base}' not found on node {self.pnode.name}; "
-                                       f"available: {available or 'none'}")
-        definition = osdef.OsDefinition.from_dict(definitions[base])
-        if not definition.valid:
-            raise errors.OpPrereqError(f"OS '{base}' on node {self.pnode.name} is invalid: "
-                                       f"{definition.error}")
-        if definition.variants and not variant and not self.op.force_variant:
-            raise errors.ParameterError(
-                f"OS '{base}' needs a variant: use {base}+VARIANT with one of "
-                f"{', '.join(definition.variants)}")
-        if variant and variant not in definition.variants and not self.op.force_variant:
-            raise errors.ParameterError(
-                f"invalid variant '{variant}' of OS '{base}': allowed are "
-                f"{', '.join(definition.variants) or 'none'}")
-        osdef.check_osparams(definition, {k: str(v) for k, v in self.op.osparams.items()})
+        await check_os_on_node(self.ctx, self.pnode, self.os_name,
+                               force_variant=self.op.force_variant,
+                               osparams={k: str(v) for k, v in self.op.osparams.items()})
 
     def _build_instance(self) -> Instance:
         if not self.ctx.reservations.claim("name", self.op.instance_name, self):

@@ -22,6 +22,7 @@ import socket
 from pathlib import Path
 
 from herd import errors
+from herd.fileutil import pid_alive
 
 #: Tries to start the export when the port picked was taken in between by someone else.
 PORT_TRIES = 3
@@ -101,7 +102,7 @@ class Exports:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         for _ in range(100):
-            if not _alive(pid):
+            if not pid_alive(pid):
                 break
             await asyncio.sleep(0.05)
         else:
@@ -109,20 +110,6 @@ class Exports:
                 os.kill(pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)
         return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is gone for our purposes (qemu-nbd --fork children are not ours to reap)
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
-            return False
-    return True
 
 
 def _is_qemu_nbd(pid: int) -> bool:
