@@ -43,6 +43,12 @@ def _shape_of(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field[An
     return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
 
 
+#: Ganeti's opcode priorities (OP_PRIO_HIGHEST .. OP_PRIO_LOWEST): the job queue orders by
+#: them and stores them in an SQLite INTEGER, so anything else is refused at submit.
+PRIORITY_HIGHEST = -20
+PRIORITY_LOWEST = 19
+
+
 @dataclasses.dataclass(kw_only=True)
 class OpCode:
     OP_ID: ClassVar[str] = ""
@@ -109,6 +115,10 @@ class OpCode:
                    and f.default_factory is dataclasses.MISSING]
         if missing:
             raise ParameterError(f"{cls.OP_ID} requires parameter(s): {', '.join(missing)}")
+        priority = kwargs.get("priority", 0)
+        if not PRIORITY_HIGHEST <= priority <= PRIORITY_LOWEST:
+            raise ParameterError(f"invalid priority {priority} for {cls.OP_ID}: allowed are "
+                                 f"{PRIORITY_HIGHEST} (highest) to {PRIORITY_LOWEST} (lowest)")
         return cls(**kwargs)
 
     def summary(self) -> str:

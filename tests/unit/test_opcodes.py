@@ -117,3 +117,19 @@ def test_optional_fields_accept_null_and_int_for_float() -> None:
     assert op.group_name is None  # type: ignore[attr-defined]
     op = opcode_from_dict({"OP_ID": "OP_TEST_DELAY", "duration": 2})
     assert op.duration == 2.0 and isinstance(op.duration, float)  # type: ignore[attr-defined]
+
+
+def test_priority_outside_ganetis_range_is_refused_naming_it() -> None:
+    """A fuzzed RAPI body with priority 2**70 reached SQLite and answered 500; Ganeti allows
+    -20..19 and so does the queue."""
+    import pytest
+
+    from herd.errors import ParameterError
+    from herd.opcodes.base import _REGISTRY, OpCode
+
+    cls: type[OpCode] = _REGISTRY["OP_CLUSTER_QUERY"] if "OP_CLUSTER_QUERY" in _REGISTRY \
+        else next(iter(_REGISTRY.values()))
+    for bad in (2**70, -21, 20):
+        with pytest.raises(ParameterError, match=f"invalid priority {bad} .*-20.*19"):
+            cls.from_dict({"priority": bad})
+    assert cls.from_dict({"priority": -20}).priority == -20
