@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.conftest import PASSWORDS, WebCluster
+from tests.web.conftest import PASSWORDS, WebCluster, screenshot
 from tests.web.test_web_browser import login
 
 pytestmark = pytest.mark.slow
@@ -66,3 +66,45 @@ def test_quota_refuses_over_rapi_without_a_job_and_shows_on_the_overview(
     row = page.locator("#quotas tr", has_text="alice")
     expect(row).to_contain_text("640M of 1.0G")
     expect(row).to_contain_text("2 of 2")
+    screenshot(page, "overview-quota")
+
+
+def test_wizard_checks_fields_shows_quota_refusals_and_creates(browser: Any,
+                                                                web: WebCluster) -> None:
+    """Runs after the test above (alice: 640M of 1.0G, 2 of 2 instances)."""
+    web.wait_job(web.submit({"OP_ID": "OP_CLUSTER_SET_PARAMS", "add_grants": [
+        {"role": "user", "subject": "alice", "path": "/groups/default"}]}))
+    node = next(iter(web.cluster.nodes))
+    page = login(browser, web, "alice")
+    page.click("#nav-create")
+    expect(page.locator("#headroom")).to_contain_text("memory")
+    jobs_before = web.job_ids()
+    page.fill("#f-name", "wiz1.example.com")
+    page.select_option("#f-template", "file")
+    page.select_option("#f-pnode", node)
+    page.fill("#f-memory", "lots")
+    page.fill("#f-disks", "1G")
+    page.click("#create")
+    expect(page.locator("#err-memory")).to_contain_text("invalid memory 'lots'")
+    assert page.input_value("#f-name") == "wiz1.example.com"  # what was typed stays
+    page.fill("#f-memory", "4G")
+    page.click("#create")
+    expect(page.locator("#err-form")).to_contain_text(
+        "quota of alice: memory 640M of 1.0G used, this job needs 4.0G")
+    assert web.job_ids() == jobs_before  # neither attempt queued a job
+    screenshot(page, "create")
+    # the admin is not limited: the wizard creates and starts the instance
+    admin = login(browser, web, "root-admin")
+    admin.click("#nav-create")
+    admin.fill("#f-name", "wiz2.example.com")
+    admin.select_option("#f-template", "file")
+    admin.select_option("#f-pnode", node)
+    admin.fill("#f-memory", "256M")
+    admin.fill("#f-disks", "1G")
+    admin.click("#create")
+    admin.wait_for_url("**/ui/jobs/*")
+    expect(admin.locator("body")).to_contain_text("success")
+    inst = web.cluster.instance("wiz2.example.com")
+    assert inst is not None and inst.disks[0].size == 1024
+    assert inst.tags == ["herd:owner:root-admin"]
+    web.wait_until(lambda: web.instance_running("wiz2.example.com"))
