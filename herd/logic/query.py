@@ -15,7 +15,12 @@ from typing import Any
 from herd import errors
 from herd.logic.base import MasterContext
 from herd.logic.specs import filled_hvparams
+from herd.logic.templates import template_of
 from herd.objects import ConfigData, Instance, Node
+
+#: CPUs a node keeps for itself (Ganeti's ``cnos``; htools count them as used, and the
+#: balancer's document says the same: herd.logic.rebalance).
+NODE_OS_CPUS = 1
 
 
 async def _gather_nodes(ctx: MasterContext, nodes: list[Node], method: str
@@ -118,7 +123,9 @@ def _instance_fields(ctx: MasterContext, cfg: ConfigData, inst: Instance,
         "disk.sizes": [d.size for d in inst.disks],
         "disk.names": [d.name for d in inst.disks],
         "disk.uuids": [d.uuid for d in inst.disks],
-        "disk_usage": sum(d.size for d in inst.disks),
+        # Ganeti's: what the disks take on a node, DRBD metadata included (as the allocator
+        # protocol's disk_space_total), so that htools reading RAPI count as Herd's planner
+        "disk_usage": template_of(inst).disk_space_total([d.size for d in inst.disks]),
         "disk.spindles": [None for _ in inst.disks],
         "nic.count": len(inst.nics),
         "nic.macs": [n.mac for n, _ in nics],
@@ -192,7 +199,7 @@ async def query_nodes(ctx: MasterContext, names: list[str] | None,
             "ctotal": info["cpu_total"] if info else None,
             "cnodes": 1 if info else None,
             "csockets": info["cpu_sockets"] if info else None,
-            "cnos": 1 if info else None,
+            "cnos": NODE_OS_CPUS if info else None,
             "spfree": None, "sptotal": None,
             "bootid": None,
             "hv_accel": hv.get("accel"),
