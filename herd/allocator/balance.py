@@ -623,18 +623,3 @@ def batches(moves: list[Move]) -> list[list[Move]]:
             used = touched
     return out
 
-
-def format_plan(p: Plan) -> list[str]:
-    """The plan as hbal prints it: one line per step with the score after it."""
-    lines = [f"Node group {p.group_name}: initial score {p.initial_score:.8f}"]
-    width = max([len(m.instance) for m in p.moves] + [1])
-    nwidth = max([len(":".join(m.old_nodes)) for m in p.moves] + [1])
-    for index, m in enumerate(p.moves, 1):
-        lines.append(f"  {index:3d}. {m.instance:<{width}} {':'.join(m.old_nodes):<{nwidth}} "
-                     f"=> {':'.join(m.new_nodes):<{nwidth}} {m.score:12.8f} a={m.code}")
-    if p.moves:
-        lines.append(f"Cluster score improved from {p.initial_score:.8f} to "
-                     f"{p.final_score:.8f} ({len(p.moves)} moves)")
-    else:
-        lines.append("No move improves the score")
-    return lines

@@ -162,6 +162,7 @@ class MasterDaemon:
             "query_groups": self.h_query_groups,
             "query_tags": self.h_query_tags,
             "query_metrics": self.h_query_metrics,
+            "plan_rebalance": self.h_plan_rebalance,
         }
         #: finished jobs by opcode, for /metrics
         self.job_stats = JobStats()
@@ -316,6 +317,13 @@ class MasterDaemon:
         from herd.logic import querydata
 
         return querydata.query_groups(self.ctx, names)
+
+    async def h_plan_rebalance(self, group: str | None = None,
+                               **options: Any) -> list[dict[str, Any]]:
+        """gnt-cluster rebalance's plan (a query: the moves are submitted as jobs after)."""
+        from herd.logic import rebalance
+
+        return await rebalance.plan(self.ctx, group, **options)
 
     async def h_query_tags(self, kind: str, name: str | None = None) -> list[str]:
         from herd.logic import querydata
