@@ -15,12 +15,18 @@ from typing import Any
 from herd import errors
 from herd.logic.base import MasterContext
 from herd.logic.specs import filled_hvparams
-from herd.logic.templates import template_of
 from herd.objects import ConfigData, Instance, Node
 
 #: CPUs a node keeps for itself (Ganeti's ``cnos``; htools count them as used, and the
 #: balancer's document says the same: herd.logic.rebalance).
 NODE_OS_CPUS = 1
+
+
+def disk_usage(inst: Instance) -> int:
+    """MiB the instance's disks take on each of its nodes: their sizes (a mirror's metadata
+    is a small file beside the node's data, not in the volume group). RAPI's ``disk_usage``,
+    which htools read, and what the balancer counts (herd.logic.rebalance)."""
+    return sum(d.size for d in inst.disks)
 
 
 async def _gather_nodes(ctx: MasterContext, nodes: list[Node], method: str
@@ -123,9 +129,7 @@ def _instance_fields(ctx: MasterContext, cfg: ConfigData, inst: Instance,
         "disk.sizes": [d.size for d in inst.disks],
         "disk.names": [d.name for d in inst.disks],
         "disk.uuids": [d.uuid for d in inst.disks],
-        # Ganeti's: what the disks take on a node, DRBD metadata included (as the allocator
-        # protocol's disk_space_total), so that htools reading RAPI count as Herd's planner
-        "disk_usage": template_of(inst).disk_space_total([d.size for d in inst.disks]),
+        "disk_usage": disk_usage(inst),
         "disk.spindles": [None for _ in inst.disks],
         "nic.count": len(inst.nics),
         "nic.macs": [n.mac for n, _ in nics],

@@ -15,7 +15,7 @@ from herd import errors
 from herd.allocator import balance, protocol
 from herd.logic import iallocator
 from herd.logic.base import MasterContext
-from herd.logic.query import NODE_OS_CPUS
+from herd.logic.query import NODE_OS_CPUS, disk_usage
 
 #: The options a caller may pass (balance.Options' fields).
 OPTIONS = ("max_length", "min_gain", "min_gain_limit", "min_score", "disk_moves",
@@ -24,7 +24,8 @@ OPTIONS = ("max_length", "min_gain", "min_gain_limit", "min_score", "disk_moves"
 
 async def document(ctx: MasterContext) -> dict[str, Any]:
     """The allocator input document of the cluster as it is now, with what hbal reads
-    besides (each instance's ``auto_balance``; the CPUs a node keeps, as RAPI's ``cnos``).
+    besides or otherwise (each instance's ``auto_balance`` and ``disk_usage``; the CPUs a
+    node keeps, as RAPI's ``cnos``).
     Disk figures are the volume group's when the cluster has one, as RAPI's dtotal/dfree."""
     cfg = ctx.config.data
     lvm = bool(cfg.cluster.volume_group_name)
@@ -32,8 +33,12 @@ async def document(ctx: MasterContext) -> dict[str, Any]:
     data = protocol.build_input(cfg, runtime, {"type": "rebalance"},
                                 disk_space=iallocator.disk_space)
     for inst in cfg.instances.values():
-        data["instances"][inst.name]["auto_balance"] = bool(
-            cfg.filled_beparams(inst).get("auto_balance", True))
+        entry = data["instances"][inst.name]
+        entry["auto_balance"] = bool(cfg.filled_beparams(inst).get("auto_balance", True))
+        # what the disks really take on a node (the protocol's figure adds Ganeti's DRBD
+        # metadata size, which Herd's mirrors keep outside the volume group): moves are
+        # then predicted as they turn out, and as hbal -m reads them from RAPI
+        entry["disk_space_total"] = disk_usage(inst)
     for entry in data["nodes"].values():
         if "total_cpus" in entry:
             entry["reserved_cpus"] = NODE_OS_CPUS
