@@ -496,8 +496,7 @@ class Plan:
         return {"group": self.group, "group_name": self.group_name,
                 "initial_score": self.initial_score, "final_score": self.final_score,
                 "moves": [m.to_dict() for m in self.moves], "unmovable": self.unmovable,
-                "batches": [[self.moves.index(m) for m in batch]
-                            for batch in batches(self.moves)]}
+                "batches": batch_indexes(self.moves)}
 
 
 def _possible(inst: BInst, use_secondary: bool, opts: Options) -> list[str]:
@@ -623,3 +622,12 @@ def batches(moves: list[Move]) -> list[list[Move]]:
             used = touched
     return out
 
+
+def batch_indexes(moves: list[Move]) -> list[list[int]]:
+    """:func:`batches` as positions in ``moves`` (what a plan's caller submits)."""
+    out: list[list[int]] = []
+    start = 0
+    for batch in batches(moves):
+        out.append(list(range(start, start + len(batch))))
+        start += len(batch)
+    return out
