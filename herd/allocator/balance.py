@@ -25,6 +25,7 @@ utilisation files.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections import Counter
@@ -100,8 +101,10 @@ class BNode:
     ptags: Counter[str] = dataclasses.field(default_factory=Counter)
 
     def clone(self) -> BNode:
-        return dataclasses.replace(self, pri=list(self.pri), sec=list(self.sec),
-                                   peers=dict(self.peers), ptags=Counter(self.ptags))
+        n = copy.copy(self)
+        n.pri, n.sec, n.peers = list(self.pri), list(self.sec), dict(self.peers)
+        n.ptags = Counter(self.ptags) if self.ptags else Counter()
+        return n
 
     def unallocated(self) -> int:
         """hbal's unallocatedMem: free memory by the record, less what is unaccounted."""
@@ -390,14 +393,24 @@ class Move:
                 "opcodes": self.opcodes()}
 
 
+def removed(nodes: Mapping[str, BNode], inst: BInst) -> tuple[BNode, BNode]:
+    """The instance's primary and secondary without it: where every move starts (computed
+    once per instance and round by the search)."""
+    assert inst.snode is not None
+    return (_remove_pri(nodes[inst.pnode], inst),
+            _remove_sec(nodes[inst.snode], inst, inst.pnode))
+
+
 def apply_move(nodes: Mapping[str, BNode], inst: BInst, kind: str, target: str | None,
-               force: bool = False) -> tuple[dict[str, BNode], tuple[str, str]]:
+               force: bool = False, without: tuple[BNode, BNode] | None = None,
+               ) -> tuple[dict[str, BNode], tuple[str, str]]:
     """The nodes a move changes (new objects) and the instance's new (primary, secondary);
-    raises MoveRefused naming the rule it breaks (Moves.hs applyMoveEx)."""
+    raises MoveRefused naming the rule it breaks (Moves.hs applyMoveEx). ``without``: what
+    :func:`removed` gives for the instance, if already known."""
     assert inst.snode is not None
     op, os_ = inst.pnode, inst.snode
     old_p, old_s = nodes[op], nodes[os_]
-    int_p, int_s = _remove_pri(old_p, inst), _remove_sec(old_s, inst, op)
+    int_p, int_s = without or removed(nodes, inst)
     force_p = old_p.offline or force
     if kind == FAILOVER:
         new_p = _add_pri(int_s, inst, force_p)
@@ -555,11 +568,63 @@ def plan_group(cluster: Cluster, group: str, opts: Options) -> Plan:
     return plan
 
 
+class _Sums:
+    """Running sums of the nodes' statistic inputs, so that a candidate move is scored from
+    the two or three nodes it changes instead of every node of the group (hbal updates its
+    statistics the same way). Used only to rank candidates: the chosen move's score is
+    computed afresh by score_of."""
+
+    def __init__(self, nodes: list[BNode]) -> None:
+        self.vectors = {n.name: n.values() for n in nodes}
+        offline = {n.name for n in nodes if n.offline}
+        self.count = 0
+        self.on = [0.0] * len(METRICS)
+        self.on_sq = [0.0] * len(METRICS)
+        self.off = [0.0] * len(METRICS)
+        for name, vec in self.vectors.items():
+            self._add(name in offline, vec, 1.0)
+
+    def _add(self, offline: bool, vec: tuple[float, ...], sign: float) -> None:
+        if offline:
+            for i, v in enumerate(vec):
+                self.off[i] += sign * v
+            return
+        self.count += int(sign)
+        for i, v in enumerate(vec):
+            self.on[i] += sign * v
+            self.on_sq[i] += sign * v * v
+
+    def score_with(self, changed: Mapping[str, BNode]) -> float:
+        """The score were ``changed`` to replace the nodes of the same names."""
+        on, on_sq, off = list(self.on), list(self.on_sq), list(self.off)
+        for name, node in changed.items():
+            old, new = self.vectors[name], node.values()
+            target = off if node.offline else on
+            for i in range(len(METRICS)):
+                target[i] += new[i] - old[i]
+                if not node.offline:
+                    on_sq[i] += new[i] * new[i] - old[i] * old[i]
+        total = 0.0
+        n = self.count
+        for i, (_name, weight, kind, on_online) in enumerate(METRICS):
+            if kind == "sum":
+                total += weight * (on[i] if on_online else off[i])
+            elif n and on_online:
+                mean = on[i] / n
+                total += weight * math.sqrt(max(0.0, on_sq[i] / n - mean * mean))
+        return total
+
+
+#: Below this, two candidate scores are a tie (the first found is kept, as hbal keeps it).
+_TIE = 1e-9
+
+
 def _best_move(nodes: dict[str, BNode], insts: dict[str, BInst], movable: list[str],
                score: float, opts: Options,
                ) -> tuple[Move, dict[str, BNode], tuple[str, str]] | None:
     online = sorted(n for n, node in nodes.items() if not node.offline)
-    best: tuple[Move, dict[str, BNode], tuple[str, str]] | None = None
+    sums = _Sums(list(nodes.values()))
+    best: tuple[str, str, str | None, dict[str, BNode], tuple[str, str]] | None = None
     best_score = score
     for name in movable:
         inst = insts[name]
@@ -574,19 +639,25 @@ def _best_move(nodes: dict[str, BNode], insts: dict[str, BInst], movable: list[s
             if target in (inst.pnode, inst.snode):
                 continue
             candidates.extend((kind, target) for kind in _possible(inst, use_secondary, opts))
+        without = removed(nodes, inst)
         for kind, target in candidates:
             try:
-                changed, new_nodes = apply_move(nodes, inst, kind, target)
+                changed, new_nodes = apply_move(nodes, inst, kind, target, without=without)
             except MoveRefused:
                 continue
-            after = score_of({**nodes, **changed}.values())
-            if after < best_score:
+            after = sums.score_with(changed)
+            if after < best_score - _TIE:
                 best_score = after
-                move = Move(instance=name, kind=kind, target=target,
-                            old_nodes=(inst.pnode, inst.snode), new_nodes=new_nodes,
-                            score=after, running=inst.running)
-                best = (move, changed, new_nodes)
-    return best
+                best = (name, kind, target, changed, new_nodes)
+    if best is None:
+        return None
+    name, kind, target, changed, new_nodes = best
+    inst = insts[name]
+    assert inst.snode is not None
+    exact = score_of({**nodes, **changed}.values())
+    move = Move(instance=name, kind=kind, target=target, old_nodes=(inst.pnode, inst.snode),
+                new_nodes=new_nodes, score=exact, running=inst.running)
+    return move, changed, new_nodes
 
 
 def plan(data: Mapping[str, Any], group: str | None = None,
