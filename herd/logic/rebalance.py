@@ -9,6 +9,7 @@ when it runs; a plan that has gone stale therefore fails a job, never the cluste
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from herd import errors
@@ -75,8 +76,8 @@ async def plan(ctx: MasterContext, group: str | None = None,
     their opcodes, and the batches to submit them in."""
     opts = options(values)
     data = await document(ctx)
-    try:
-        plans = balance.plan(data, group, opts)
+    try:  # seconds on a large cluster: off masterd's event loop
+        plans = await asyncio.to_thread(balance.plan, data, group, opts)
     except ValueError as exc:
         raise errors.ParameterError(str(exc)) from None
     return [p.to_dict() for p in plans]
