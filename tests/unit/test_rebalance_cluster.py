@@ -213,3 +213,34 @@ def test_bad_options_are_refused(cluster: InProcessCluster) -> None:
         rebalance_cmd(cluster, "-G", "nosuch")
     code, output, _ = rebalance_cmd(cluster, "-l", "1", "-G", "default")
     assert code == 0 and "in 1 move(s), 1 batch(es)" in output
+
+
+@pytest.fixture
+def masterd_paths(tmp_path: Path) -> Iterator[Any]:
+    """masterd's real handlers on its socket (tests.unit.test_secret_redaction's: one
+    offline node, no noded)."""
+    from tests.unit import test_secret_redaction
+
+    yield from test_secret_redaction.masterd.__wrapped__(tmp_path)  # type: ignore[attr-defined]
+
+
+def test_the_command_asks_masterd_for_the_plan(masterd_paths: Any) -> None:
+    """gnt-cluster rebalance -> masterd's plan_rebalance -> herd.logic.rebalance, through
+    the real socket and client: options arrive, errors come back as one line."""
+    import contextlib
+    import io
+
+    from herd.cli.client import MasterClient
+
+    with MasterClient(masterd_paths) as client:
+        (plan,) = client.call("plan_rebalance", group="default", max_length=3)
+        assert (plan["group_name"], plan["moves"]) == ("default", [])
+        with pytest.raises(errors.ParameterError, match="unknown rebalance option\\(s\\) "
+                                                        "colour"):
+            client.call("plan_rebalance", colour="red")
+        opts = gnt_cluster.build_parser().parse_args(["rebalance", "--execute"])
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert opts.func(opts, client=client) == 0
+    assert "No move lowers the score" in out.getvalue()
+    assert "Done 0 of 0 move(s)" in out.getvalue()
