@@ -367,3 +367,20 @@ def test_bad_options_are_refused_naming_them() -> None:
         rebalance.options({"evac_mode": 1})
     with pytest.raises(errors.ParameterError, match="expected a number >= 0"):
         rebalance.options({"min_score": -1})
+
+
+@needs_hbal
+def test_kvm_node_memory_as_hbal_counts_it(tmp_path: Path) -> None:
+    """On KVM hbal counts 4096 MiB for each node's own use whatever the node reports
+    (--static-kvm-node-memory); Herd counts what the node reports unless told the same."""
+    data = unbalanced(11)
+    data["enabled_hypervisors"] = ["kvm"]
+    directory = rapi_files(data, tmp_path / "rapi")
+    hbal_static, _, _ = run_hbal(directory)
+    hbal_reported, _, _ = run_hbal(directory, "--static-kvm-node-memory=0")
+    assert hbal_static != pytest.approx(hbal_reported)
+    cluster = balance.Cluster(data)
+    assert round(balance.score_of(cluster.nodes.values()), 8) == pytest.approx(
+        hbal_reported, abs=2e-8)
+    (plan,) = balance.plan(data, opts=balance.Options(static_kvm_node_memory=4096))
+    assert round(plan.initial_score, 8) == pytest.approx(hbal_static, abs=2e-8)
