@@ -11,6 +11,7 @@ from typing import Any
 from herd import __version__, errors, paths
 from herd.allocator.names import BUILTIN as BUILTIN_ALLOCATOR
 from herd.allocator.names import parse_params as parse_allocator_params
+from herd.cli import rebalance
 from herd.cli.client import MasterClient
 from herd.cli.common import command_main, print_feedback, submit_or_run, wait_for_job
 from herd.cli.formatting import format_info
@@ -429,6 +430,8 @@ def build_parser() -> HerdArgumentParser:
         if name == "info":
             cmd.add_argument("--roman", action="store_true", help="(ignored)")
         cmd.set_defaults(func=func)
+
+    rebalance.add_parser(sub)
 
     verify = sub.add_parser("verify", help="verify the cluster's consistency")
     add_common_options(verify, "verbose", "debug")

@@ -164,6 +164,7 @@ class MasterDaemon:
             "query_tags": self.h_query_tags,
             "query_metrics": self.h_query_metrics,
             "query_quotas": self.h_query_quotas,
+            "plan_rebalance": self.h_plan_rebalance,
         }
         #: finished jobs by opcode, for /metrics
         self.job_stats = JobStats()
@@ -366,6 +367,13 @@ class MasterDaemon:
         from herd.logic import quota
 
         return quota.report(self.config.data, subjects)
+
+    async def h_plan_rebalance(self, group: str | None = None,
+                               **options: Any) -> list[dict[str, Any]]:
+        """gnt-cluster rebalance's plan (a query: the moves are submitted as jobs after)."""
+        from herd.logic import rebalance
+
+        return await rebalance.plan(self.ctx, group, **options)
 
     async def h_query_tags(self, kind: str, name: str | None = None) -> list[str]:
         from herd.logic import querydata
