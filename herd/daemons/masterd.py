@@ -164,6 +164,7 @@ class MasterDaemon:
             "query_tags": self.h_query_tags,
             "query_metrics": self.h_query_metrics,
             "query_quotas": self.h_query_quotas,
+            "query_usage": self.h_query_usage,
             "plan_rebalance": self.h_plan_rebalance,
         }
         #: finished jobs by opcode, for /metrics
@@ -367,6 +368,24 @@ class MasterDaemon:
         from herd.logic import quota
 
         return quota.report(self.config.data, subjects)
+
+    async def h_query_usage(self, instance: str | None = None,
+                            node: str | None = None) -> dict[str, Any]:
+        """The last hour's graphs of an instance (asked of its primary node) or of a node
+        (herd.node.usage_history); nothing is stored on the way."""
+        cfg = self.config.data
+        if instance is not None:
+            inst = cfg.find_instance(instance)
+            if inst is None:
+                raise errors.NotFoundError(f"instance '{instance}' does not exist")
+            target, name = cfg.nodes[inst.primary_node], inst.name
+        else:
+            found = cfg.find_node(str(node))
+            if found is None:
+                raise errors.NotFoundError(f"node '{node}' does not exist")
+            target, name = found, None
+        answer = await self.ctx.rpc.node(target).usage_history(name)
+        return {**answer, "node": target.name}
 
     async def h_plan_rebalance(self, group: str | None = None,
                                **options: Any) -> list[dict[str, Any]]:

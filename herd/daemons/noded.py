@@ -42,6 +42,7 @@ def in_cluster(p: paths.HerdPaths) -> bool:
 
 async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
     watchdog = None
+    usage = None
     etcd: EtcdSupervisor | None = None
     etcd_task = None
     master_watch = None
@@ -56,6 +57,8 @@ async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
         # about once a second (status queries only read; see the module)
         watchdog = asyncio.create_task(LinkWatchdog(
             p.run_dir / "mirror", observer=lambda disk: _observe(service, disk)).run())
+        # the last hour of the guests' and the node's use, for the web manager's graphs
+        usage = asyncio.create_task(service.usage.run())
         app = build_app(service)
         tls_args: dict[str, object] = uvicorn_tls_options(p)  # nodes only, see the module
     else:
@@ -81,6 +84,8 @@ async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
     server.should_exit = True
     if watchdog is not None:
         watchdog.cancel()
+    if usage is not None:
+        usage.cancel()
     if master_watch is not None:
         master_watch.cancel()
     if etcd is not None and etcd_task is not None:

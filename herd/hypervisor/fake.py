@@ -70,6 +70,14 @@ class FakeHypervisor(Hypervisor):
         self._save(data)
         return info
 
+    async def instance_usage(self, info: RuntimeInfo) -> dict[str, Any]:
+        """Made-up but consistent counters (the fake guest has no process): a tenth of a core
+        per vCPU since it started, half its memory resident, no I/O. Enough for the scale
+        tests and the web manager's graphs to have something that grows."""
+        elapsed = max(0.0, time.time() - info.started)
+        return {"cpu_seconds": round(0.1 * info.vcpus * elapsed, 3),
+                "rss_bytes": info.memory * 2**19, "disks": [], "nics": []}
+
     def _get(self, data: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
         if name not in data:
             raise HypervisorError(f"instance {name} is not running")

@@ -24,6 +24,7 @@ from herd.node import transfer
 from herd.node.cluster_files import ClusterFiles
 from herd.node.etcd_member import EtcdSupervisor
 from herd.node.facts import node_facts
+from herd.node.usage_history import UsageHistory
 from herd.paths import HerdPaths
 from herd.rpc import legacy_storage
 from herd.storage.blockdev import DeviceFactory, DeviceSpec
@@ -60,6 +61,9 @@ class NodeService:
         #: The cluster VG as last resolved: (name, its LvmNode or None, why None).
         self._vg: tuple[str, Any, str | None] = ("", None, None)
         self.devices.resolve_vg = self._resolve_vg
+        #: the last hour of the guests' and the node's use (herd.node.usage_history); noded
+        #: runs its sampling loop, tools that use the service alone answer fresh readings only
+        self.usage = UsageHistory(self.instance_usage)
 
     def hypervisor(self, name: str = "kvm") -> hvbase.Hypervisor:
         if name not in self._hypervisors:
@@ -677,6 +681,10 @@ class NodeService:
                 out.append({"name": info.name, "hypervisor": name,
                             **await hv.instance_usage(info)})
         return out
+
+    async def usage_history(self, name: str | None = None) -> dict[str, Any]:
+        """The graphs of guest ``name`` (None: this node) over the last hour."""
+        return await self.usage.series(name)
 
     async def instance_info(self, name: str) -> dict[str, Any] | None:
         info = await (await self._running_on(name)).instance_info(name)

@@ -256,6 +256,9 @@ class NodeClient:
     async def instance_usage(self) -> list[dict[str, Any]]:
         return await self.call("instance_usage", timeout=15)
 
+    async def usage_history(self, name: str | None = None) -> dict[str, Any]:
+        return await self.call("usage_history", name=name, timeout=15)
+
     async def instance_runstate(self, name: str) -> dict[str, Any] | None:
         return await self.call("instance_runstate", name=name, timeout=30)
 

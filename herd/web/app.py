@@ -36,7 +36,7 @@ from herd.objects.access import Principal, Target
 from herd.rapi.auth import UsersFile, check_password
 from herd.rapi.throttle import LoginThrottle
 from herd.units import format_size
-from herd.web import listing, wizard
+from herd.web import graphs, listing, wizard
 from herd.web.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, new_token, same_token
 
 log = logging.getLogger("herd.web")
@@ -187,6 +187,9 @@ class WebUI:
             Route(f"{PREFIX}/instances", page(self.instances), methods=["GET"]),
             Route(f"{PREFIX}/instances", page(self.bulk, post=True), methods=["POST"]),
             Route(f"{PREFIX}/instances/{{name}}", page(self.instance), methods=["GET"]),
+            Route(f"{PREFIX}/instances/{{name}}/usage", page(self.instance_usage),
+                  methods=["GET"]),
+            Route(f"{PREFIX}/nodes/{{name}}/usage", page(self.node_usage), methods=["GET"]),
             Route(f"{PREFIX}/instances/{{name}}/{{action}}", page(self.act, post=True),
                   methods=["POST"]),
             Route(f"{PREFIX}/create", page(self.create_form), methods=["GET"]),
@@ -478,6 +481,28 @@ class WebUI:
         if problems:
             return self.error(ctx, 400, "Not accepted: " + "; ".join(problems))
         return RedirectResponse(f"{PREFIX}/jobs?ids={','.join(ids)}", 303)
+
+    # -- usage graphs (herd.web.graphs) -----------------------------------------------------
+    def _usage(self, ctx: Context, answer: dict[str, Any], what: str) -> Response:
+        now = time.time()
+        return self.render("usage.html", ctx=ctx, graphs=graphs.graphs(answer, now),
+                           answer=answer, what=what, refresh=graphs.REFRESH,
+                           width=graphs.WIDTH, height=graphs.HEIGHT, now=now,
+                           request_path=ctx.request.url.path)
+
+    async def instance_usage(self, ctx: Context) -> Response:
+        name = ctx.request.path_params["name"]
+        if not await ctx.instances([name]):
+            return self.error(ctx, 404, f"No instance {name} that you may see.")
+        answer = await self.call("query_usage", instance=name)
+        return self._usage(ctx, answer, name)
+
+    async def node_usage(self, ctx: Context) -> Response:
+        if not ctx.may("view"):
+            return self.error(ctx, 403, "You may not see the nodes.")
+        name = ctx.request.path_params["name"]
+        answer = await self.call("query_usage", node=name)
+        return self._usage(ctx, answer, name)
 
     # -- the creation wizard (herd.web.wizard) ------------------------------------------------
     async def _choices(self, ctx: Context) -> wizard.Choices | None:
