@@ -67,3 +67,37 @@ def test_watchdog_sees_a_role_change_made_within_one_clock_tick(tmp_path: Path) 
     # a migration's hand-over rewrites the file at once: the directory's mtime may not move
     atomic_write_json(tmp_path / "a.json", {"role": "primary", "target": "nbd", "disk": disk})
     assert dog._refresh_links() == {LINK}
+
+
+def test_established_replication_sockets_get_keep_alive_once() -> None:
+    from herd.storage.mirror import tcp_table
+    from herd.storage.mirror.watchdog import to_arm
+
+    link = Link("203.0.113.2", "203.0.113.3", 11000, pid=4242)
+    sockets = tcp_table.parse(HEADER + "".join([
+        row("203.0.113.2:40001", "203.0.113.3:11000"),  # idle, established: inode 1234
+        row("203.0.113.2:40002", "203.0.113.3:11001"),  # another disk's port
+        row("203.0.113.2:40003", "203.0.113.3:11000", state="08"),  # closing
+    ]))
+    assert sockets[0].inode == 1234
+    assert to_arm(sockets, {link}, armed=set()) == [(4242, 1234)]
+    assert to_arm(sockets, {link}, armed={1234}) == []  # done already
+    assert to_arm(sockets, {Link("203.0.113.2", "203.0.113.3", 11000)}, set()) == []  # no pid
+
+
+def test_keep_alive_is_set_on_a_socket_another_descriptor_holds() -> None:
+    """The watchdog's way into QEMU's socket (pidfd_getfd), tried on this process's own
+    unconnected TCP socket: no traffic, the same kernel calls."""
+    import os
+    import socket
+
+    from herd.storage.mirror import keepalive
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        inode = os.fstat(sock.fileno()).st_ino
+        assert keepalive.socket_fd(os.getpid(), inode) == sock.fileno()
+        assert keepalive.arm(os.getpid(), inode)
+        assert keepalive.armed(os.getpid(), inode) == (1, keepalive.IDLE, keepalive.INTERVAL,
+                                                        keepalive.COUNT)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == keepalive.COUNT
+    assert not keepalive.arm(os.getpid(), 999_999_999)  # no such socket: nothing to do

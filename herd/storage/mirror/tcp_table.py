@@ -24,6 +24,8 @@ class TcpSocket:
     unacked: int
     #: retransmission timeouts in a row without an ACK (icsk_retransmits)
     retransmits: int
+    #: the socket's inode (what /proc/PID/fd links name as socket:[INODE]); 0 if unknown
+    inode: int = 0
 
     @property
     def established(self) -> bool:
@@ -43,7 +45,8 @@ def parse(text: str) -> list[TcpSocket]:
             continue
         out.append(TcpSocket(local=_endpoint(cols[1]), remote=_endpoint(cols[2]),
                              state=cols[3], unacked=int(cols[4].split(":")[0], 16),
-                             retransmits=int(cols[6], 16)))
+                             retransmits=int(cols[6], 16),
+                             inode=int(cols[9]) if len(cols) > 9 and cols[9].isdigit() else 0))
     return out
 
 

@@ -32,7 +32,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class Link:
     local_ip: str
     peer_ip: str
     peer_port: int
+    #: the storage daemon that holds it (keep-alive is set on its socket; keepalive.py)
+    pid: int | None = field(default=None, compare=False)
 
 
 def primary_links(run_dir: Path) -> set[Link]:
@@ -64,10 +66,12 @@ def primary_links(run_dir: Path) -> set[Link]:
     if not run_dir.is_dir():
         return links
     for runtime in run_dir.glob("*.json"):
-        rt = daemon.DaemonFiles(run_dir, runtime.stem).read_runtime() or {}
+        files = daemon.DaemonFiles(run_dir, runtime.stem)
+        rt = files.read_runtime() or {}
         disk = rt.get("disk") or {}
         if rt.get("role") == "primary" and rt.get("target") == "nbd" and disk.get("peer_ip"):
-            links.add(Link(disk.get("local_ip", ""), disk["peer_ip"], int(disk["port"])))
+            links.add(Link(disk.get("local_ip", ""), disk["peer_ip"], int(disk["port"]),
+                           files.pid()))
     return links
 
 
@@ -97,6 +101,21 @@ def stuck_sockets(table: str, links: set[Link],
         if sock.unacked and sock.retransmits >= max_retransmits:
             found.append(sock)
     return found
+
+
+def to_arm(sockets: list[TcpSocket], links: set[Link],
+           armed: set[int]) -> list[tuple[int, int]]:
+    """(daemon pid, socket inode) of each established replication socket of ``links`` that
+    has no keep-alive yet (``armed``: inodes already done)."""
+    wanted = {(link.peer_ip, link.peer_port): link for link in links}
+    out = []
+    for sock in sockets:
+        link = wanted.get(sock.remote)
+        if (link is None or link.pid is None or not sock.established or not sock.inode
+                or sock.inode in armed or (link.local_ip and sock.local[0] != link.local_ip)):
+            continue
+        out.append((link.pid, sock.inode))
+    return out
 
 
 async def destroy(sock: TcpSocket) -> bool:
@@ -138,6 +157,10 @@ class LinkWatchdog:
         self._seen: dict[str, tuple[int, int]] = {}
         #: How many connections were cut (for logs and tests).
         self.cut = 0
+        #: inodes of the sockets given keep-alive (keepalive.py), and whether the kernel
+        #: lets us (False after a refusal: logged once, the data-only watchdog stays)
+        self.armed: set[int] = set()
+        self.keepalive = True
 
     def _refresh_links(self) -> set[Link]:
         """Re-read the runtime files when any changed. Each is replaced by a rename, which
@@ -162,6 +185,8 @@ class LinkWatchdog:
             table = self.table.read_text()
         except OSError:
             return 0
+        if self.keepalive:
+            self._arm(tcp_table.parse(table), links)
         cut = 0
         for sock in stuck_sockets(table, links):
             log.warning("peer %s:%s silent (%d retransmission timeouts, %d bytes unacked): "
@@ -172,6 +197,23 @@ class LinkWatchdog:
                 cut += 1
         self.cut += cut
         return cut
+
+    def _arm(self, sockets: list[TcpSocket], links: set[Link]) -> None:
+        """Keep-alive on each new replication socket, so that an idle link's death is seen
+        (keepalive.py); forget sockets that are gone."""
+        from herd.storage.mirror import keepalive
+
+        self.armed &= {s.inode for s in sockets}
+        for pid, inode in to_arm(sockets, links, self.armed):
+            try:
+                if keepalive.arm(pid, inode):
+                    self.armed.add(inode)
+            except OSError as exc:
+                self.keepalive = False
+                log.warning("cannot set keep-alive on the replication connection of storage "
+                            "daemon %d (%s): a link that dies while idle is noticed only at "
+                            "the next write", pid, exc)
+                return
 
     async def observe_primaries(self) -> int:
         """One observation of every running primary; how many were observed."""
