@@ -160,6 +160,7 @@ class MasterDaemon:
             "node_command": self.h_node_command,
             "node_copyfile": self.h_node_copyfile,
             "query_groups": self.h_query_groups,
+            "query_networks": self.h_query_networks,
             "query_tags": self.h_query_tags,
             "query_metrics": self.h_query_metrics,
         }
@@ -316,6 +317,11 @@ class MasterDaemon:
         from herd.logic import querydata
 
         return querydata.query_groups(self.ctx, names)
+
+    async def h_query_networks(self, names: list[str] | None = None) -> list[dict[str, Any]]:
+        from herd.logic import network
+
+        return network.query_networks(self.ctx.config.data, names)
 
     async def h_query_tags(self, kind: str, name: str | None = None) -> list[str]:
         from herd.logic import querydata

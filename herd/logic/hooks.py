@@ -220,7 +220,8 @@ def instance_env(cfg: ConfigData, inst: Instance, hvparams: Mapping[str, Any]) -
                     pre + "MODE": nicparams.get("mode"), pre + "LINK": nicparams.get("link"),
                     pre + "VLAN": nicparams.get("vlan", "")})
         if nic.network:
-            env[pre + "NETWORK_NAME"] = nic.network
+            net = cfg.networks.get(nic.network)
+            env[pre + "NETWORK_NAME"] = net.name if net is not None else nic.network
         if nicparams.get("mode") in ("bridged", "openvswitch"):
             env[pre + "BRIDGE"] = nicparams.get("link")
     for idx, disk in enumerate(inst.disks):
