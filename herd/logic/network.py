@@ -58,7 +58,7 @@ class LUNetworkAdd(LogicalUnit[OpNetworkAdd]):
                       network6=pool.parse_subnet6(op.network6),
                       gateway6=pool.parse_address(op.gateway6, "gateway6", version=6),
                       mac_prefix=macs.check_prefix(op.mac_prefix) if op.mac_prefix else None,
-                      tags=list(dict.fromkeys(op.tags)))
+                      tags=list(dict.fromkeys(op.tags or [])))
         from herd.logic.tags import check_tag
 
         for tag in net.tags:

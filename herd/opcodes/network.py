@@ -20,7 +20,7 @@ class OpNetworkAdd(OpCode):
     mac_prefix: str | None = None
     add_reserved_ips: list[str] | None = None
     conflicts_check: bool = True
-    tags: list[str] = dataclasses.field(default_factory=list)
+    tags: list[str] | None = None
 
 
 @dataclasses.dataclass(kw_only=True)
