@@ -250,3 +250,39 @@ def users_in_group(cfg: ConfigData, net: Network, group_uuid: str) -> list[str]:
     members = {n.uuid for n in cfg.nodes.values() if n.group == group_uuid}
     return sorted(i.name for i in cfg.instances.values() if i.primary_node in members
                   and any(nic.network == net.uuid for nic in i.nics))
+
+
+def address_problems(cfg: ConfigData) -> list[str]:
+    """What ``gnt-cluster verify`` reports about instance NICs on networks: an unknown
+    network, an address outside the subnet, reserved or held twice, a network not connected
+    to the primary node's group. None of these can be made through Herd's operations; a
+    hand-edited config or a node moved between groups can."""
+    out = []
+    held: dict[tuple[str, str], str] = {}
+    for inst in sorted(cfg.instances.values(), key=lambda i: i.name):
+        node = cfg.nodes.get(inst.primary_node)
+        for index, nic in enumerate(inst.nics):
+            if not nic.network:
+                continue
+            where = f"instance {inst.name} nic/{index}"
+            net = cfg.networks.get(nic.network)
+            if net is None:
+                out.append(f"{where}: unknown network {nic.network}")
+                continue
+            if node is not None and nic.network not in getattr(
+                    cfg.nodegroups.get(node.group), "networks", {}):
+                out.append(f"{where}: network {net.name} is not connected to the node group "
+                           "of its primary node")
+            if not nic.ip:
+                continue
+            offset = net.offset(nic.ip)
+            if offset is None:
+                out.append(f"{where}: address {nic.ip} is outside network {net.name} "
+                           f"({net.network})")
+            elif offset in net.ext_reservations:
+                out.append(f"{where}: address {nic.ip} is reserved in network {net.name}")
+            other = held.setdefault((net.uuid, nic.ip), where)
+            if other != where:
+                out.append(f"{where}: address {nic.ip} of network {net.name} is also held by "
+                           f"{other}")
+    return out

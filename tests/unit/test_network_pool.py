@@ -147,3 +147,27 @@ def test_nic_options() -> None:
     assert mods.check_nic_params("add", "nic -1:add", {"network": "lan", "ip": "pool"}) == {
         "network": "lan", "ip": "pool"}
     assert mods.check_nic_params("modify", "nic 0", {"network": "none"}) == {"network": None}
+
+
+def test_verify_finds_what_operations_never_make() -> None:
+    net = _net("10.0.0.0/24")
+    cfg, _g1, g2, node = _cfg(net)
+    other = Node(name="n2", group=g2.uuid)
+    cfg.nodes[other.uuid] = other
+    good = Instance(name="a", primary_node=node.uuid,
+                    nics=[Nic(ip="10.0.0.9", network=net.uuid), Nic(ip="172.16.0.1")])
+    cfg.instances[good.uuid] = good
+    assert pool.address_problems(cfg) == []
+    bad = Instance(name="b", primary_node=other.uuid, nics=[
+        Nic(ip="10.0.0.9", network=net.uuid), Nic(ip="10.1.0.1", network=net.uuid),
+        Nic(ip="10.0.0.1", network=net.uuid), Nic(network="gone")])
+    cfg.instances[bad.uuid] = bad
+    problems = pool.address_problems(cfg)
+    assert problems == [
+        "instance b nic/0: network lan is not connected to the node group of its primary node",
+        "instance b nic/0: address 10.0.0.9 of network lan is also held by instance a nic/0",
+        "instance b nic/1: network lan is not connected to the node group of its primary node",
+        "instance b nic/1: address 10.1.0.1 is outside network lan (10.0.0.0/24)",
+        "instance b nic/2: network lan is not connected to the node group of its primary node",
+        "instance b nic/2: address 10.0.0.1 is reserved in network lan",
+        "instance b nic/3: unknown network gone"]

@@ -211,4 +211,6 @@ def test_fifty_concurrent_pool_adds_get_distinct_addresses(
     assert sum(1 for ch in info["map"] if ch == "X") == 28
     stored = cluster.saved_config()
     assert {n.ip for i in stored.instances.values() for n in i.nics} == kept
+    verify = cluster.run({"OP_ID": "OP_CLUSTER_VERIFY"}, timeout=60)
+    assert verify.log and not [line for line in verify.log if "nic/" in line], verify.log
     assert time.monotonic() - started < 120
