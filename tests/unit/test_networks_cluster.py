@@ -214,3 +214,34 @@ def test_fifty_concurrent_pool_adds_get_distinct_addresses(
     verify = cluster.run({"OP_ID": "OP_CLUSTER_VERIFY"}, timeout=60)
     assert verify.log and not [line for line in verify.log if "nic/" in line], verify.log
     assert time.monotonic() - started < 120
+
+
+def test_modify_changes_and_releases_nic_addresses(cluster: InProcessCluster) -> None:
+    ok(cluster, add_net(), connect(), add_net("dmz", "10.2.0.0/29"), connect("dmz"))
+    ok(cluster, with_nic("a.example.com", {"network": "lan", "ip": "pool"}))
+
+    def modify(*nics: list[Any]) -> dict[str, Any]:
+        return {"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": "a.example.com",
+                "nics": list(nics)}
+
+    def ips() -> list[tuple[str | None, str | None]]:
+        cfg = cluster.config
+        return [(cfg.networks[n.network].name if n.network else None, n.ip)
+                for n in cluster.instance("a.example.com").nics]
+
+    assert ips() == [("lan", "10.1.0.1")]
+    ok(cluster, modify(["modify", 0, {"ip": "10.1.0.77"}]))
+    assert ips() == [("lan", "10.1.0.77")] and row(cluster)["reserved_count"] == 3
+    # to another network: its pool, its connection's link
+    ok(cluster, modify(["modify", 0, {"network": "dmz", "ip": "pool"}]))
+    assert ips() == [("dmz", "10.2.0.1")]
+    assert (row(cluster)["reserved_count"], row(cluster, "dmz")["reserved_count"]) == (2, 3)
+    assert "cannot be combined with link=" in refused(
+        cluster, modify(["modify", 0, {"link": "br9"}]))
+    assert "already being assigned" in refused(cluster, modify(
+        ["add", -1, {"network": "lan", "ip": "10.1.0.9"}],
+        ["add", -1, {"network": "lan", "ip": "10.1.0.9"}]))
+    assert "ip=pool needs network" in refused(cluster, modify(["add", -1, {"ip": "pool"}]))
+    # off any network, without an address: dmz's address is free again
+    ok(cluster, modify(["modify", 0, {"network": "none", "ip": "none"}]))
+    assert ips() == [(None, None)] and row(cluster, "dmz")["reserved_count"] == 2
