@@ -197,8 +197,10 @@ def cmd_disconnect(opts: Any) -> int:
 def _address_options(cmd: Any, *, modify: bool) -> None:
     cmd.add_argument("--gateway", dest="gateway", default=None,
                      help="the default gateway" + ("; none removes it" if modify else ""))
-    cmd.add_argument("--network6", dest="network6", default=None, metavar="NETWORK6")
-    cmd.add_argument("--gateway6", dest="gateway6", default=None, metavar="GATEWAY6")
+    cmd.add_argument("--network6", dest="network6", default=None, metavar="NETWORK6",
+                     help="an IPv6 subnet, informational (no pool; for hooks and EUI-64)")
+    cmd.add_argument("--gateway6", dest="gateway6", default=None, metavar="GATEWAY6",
+                     help="the IPv6 gateway, informational")
     cmd.add_argument("--mac-prefix", dest="mac_prefix", default=None, metavar="MACPREFIX",
                      help="NICs on the network get MACs under this prefix (aa:bb:cc)")
     cmd.add_argument("--add-reserved-ips", dest="add_reserved_ips", default=None,

@@ -113,6 +113,18 @@ def test_network_lifecycle_and_pool_assignment(cluster: InProcessCluster) -> Non
     assert cluster.saved_config().networks == {}
 
 
+def test_gateway_change_moves_its_reservation(cluster: InProcessCluster) -> None:
+    ok(cluster, add_net(subnet="10.1.0.0/29", gateway="10.1.0.1"))
+    ok(cluster, {"OP_ID": "OP_NETWORK_SET_PARAMS", "network_name": "lan",
+                 "gateway": "10.1.0.6"})
+    assert row(cluster)["external_reservations"] == "10.1.0.0, 10.1.0.6, 10.1.0.7"
+    assert "cannot be changed in one operation" in refused(
+        cluster, {"OP_ID": "OP_NETWORK_SET_PARAMS", "network_name": "lan",
+                  "gateway": "none", "add_reserved_ips": ["10.1.0.2"]})
+    ok(cluster, {"OP_ID": "OP_NETWORK_SET_PARAMS", "network_name": "lan", "gateway": "none"})
+    assert row(cluster)["gateway"] is None and row(cluster)["free_count"] == 6
+
+
 def test_bad_subnet_is_refused_naming_value_and_range(cluster: InProcessCluster) -> None:
     for subnet in ("10.0.0.0/8", "10.0.0.0/31", "2001:db8::/64"):
         message = refused(cluster, add_net(subnet=subnet))
