@@ -17,6 +17,17 @@ from herd.logic.base import MasterContext
 from herd.logic.specs import filled_hvparams
 from herd.objects import ConfigData, Instance, Node
 
+#: CPUs a node keeps for itself (Ganeti's ``cnos``; htools count them as used, and the
+#: balancer's document says the same: herd.logic.rebalance).
+NODE_OS_CPUS = 1
+
+
+def disk_usage(inst: Instance) -> int:
+    """MiB the instance's disks take on each of its nodes: their sizes (a mirror's metadata
+    is a small file beside the node's data, not in the volume group). RAPI's ``disk_usage``,
+    which htools read, and what the balancer counts (herd.logic.rebalance)."""
+    return sum(d.size for d in inst.disks)
+
 
 async def _gather_nodes(ctx: MasterContext, nodes: list[Node], method: str
                         ) -> dict[str, Any]:
@@ -118,7 +129,7 @@ def _instance_fields(ctx: MasterContext, cfg: ConfigData, inst: Instance,
         "disk.sizes": [d.size for d in inst.disks],
         "disk.names": [d.name for d in inst.disks],
         "disk.uuids": [d.uuid for d in inst.disks],
-        "disk_usage": sum(d.size for d in inst.disks),
+        "disk_usage": disk_usage(inst),
         "disk.spindles": [None for _ in inst.disks],
         "nic.count": len(inst.nics),
         "nic.macs": [n.mac for n, _ in nics],
@@ -195,7 +206,7 @@ async def query_nodes(ctx: MasterContext, names: list[str] | None,
             "ctotal": info["cpu_total"] if info else None,
             "cnodes": 1 if info else None,
             "csockets": info["cpu_sockets"] if info else None,
-            "cnos": 1 if info else None,
+            "cnos": NODE_OS_CPUS if info else None,
             "spfree": None, "sptotal": None,
             "bootid": None,
             "hv_accel": hv.get("accel"),

@@ -35,7 +35,8 @@ from herd.objects import access
 from herd.objects.access import Principal, Target
 from herd.rapi.auth import UsersFile, check_password
 from herd.rapi.throttle import LoginThrottle
-from herd.web import listing
+from herd.units import format_size
+from herd.web import listing, wizard
 from herd.web.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, new_token, same_token
 
 log = logging.getLogger("herd.web")
@@ -152,6 +153,8 @@ class Context:
     async def submit(self, jobs: list[list[dict[str, Any]]]) -> list[tuple[bool, Any]]:
         peer = self.request.client
         behalf = {"user": self.principal.name, "address": peer.host if peer else ""}
+        if self.principal.base_role:
+            behalf["base_role"] = self.principal.base_role
         answer = await self.web.call("submit_many", jobs=jobs, on_behalf=behalf)
         return [(bool(ok), value) for ok, value in answer]
 
@@ -186,6 +189,8 @@ class WebUI:
             Route(f"{PREFIX}/instances/{{name}}", page(self.instance), methods=["GET"]),
             Route(f"{PREFIX}/instances/{{name}}/{{action}}", page(self.act, post=True),
                   methods=["POST"]),
+            Route(f"{PREFIX}/create", page(self.create_form), methods=["GET"]),
+            Route(f"{PREFIX}/create", page(self.create, post=True), methods=["POST"]),
             Route(f"{PREFIX}/jobs", page(self.jobs), methods=["GET"]),
             Route(f"{PREFIX}/jobs/{{job_id:int}}", page(self.job), methods=["GET"]),
             Route(f"{PREFIX}/jobs/{{job_id:int}}/panel", page(self.job_panel),
@@ -370,9 +375,13 @@ class WebUI:
 
     # -- pages ------------------------------------------------------------------------------
     async def overview(self, ctx: Context) -> Response:
-        nodes, rows, jobs = await asyncio.gather(
+        subjects = sorted(ctx.principal.subjects())
+        nodes, rows, jobs, quotas = await asyncio.gather(
             self.call("query_nodes", names=None, live=False), ctx.instances(),
-            self.call("query_jobs"))
+            self.call("query_jobs"), self.call("query_quotas", subjects=subjects))
+        # usage vs quota: the user's own and its groups' (those with a quota or owning some)
+        quotas = [q for q in quotas if q["subject"] in subjects
+                  and any(r["limit"] is not None or r["used"] for r in q["resources"])]
         visible = {r["name"] for r in rows}
         mine = [r for r in rows if ctx.is_mine(r)]
         owned = bool(mine)
@@ -388,7 +397,8 @@ class WebUI:
         }
         return self.render("overview.html", ctx=ctx, health=health,
                            mine=(mine or rows)[:20], owned=owned,
-                           failed=failed[:10], show_nodes=ctx.may("view"), nodes=nodes)
+                           failed=failed[:10], show_nodes=ctx.may("view"), nodes=nodes,
+                           quotas=quotas, fmt_size=format_size)
 
     async def instances(self, ctx: Context) -> Response:
         q = ctx.request.query_params
@@ -468,6 +478,79 @@ class WebUI:
         if problems:
             return self.error(ctx, 400, "Not accepted: " + "; ".join(problems))
         return RedirectResponse(f"{PREFIX}/jobs?ids={','.join(ids)}", 303)
+
+    # -- the creation wizard (herd.web.wizard) ------------------------------------------------
+    async def _choices(self, ctx: Context) -> wizard.Choices | None:
+        """What this user may choose, or None when it may create nowhere."""
+        from herd.objects import params
+
+        cluster = ctx.cluster
+        nodes, groups, oses = await asyncio.gather(
+            self.call("query_nodes", names=None, live=False), self.call("query_groups"),
+            self.call("query_os"))
+        everywhere = ctx.may("create")
+        allowed = {g["name"] for g in groups
+                   if everywhere or ctx.may("create", Target(group=g["name"]))}
+        if not allowed:
+            return None
+        usable = tuple(sorted(n["name"] for n in nodes if n.get("group") in allowed
+                              and n.get("vm_capable", True) and not n.get("offline")
+                              and not n.get("drained")))
+        os_names = []
+        for name, per_node in sorted(oses.items()):
+            found = [d for d in per_node.values() if d and d.get("valid", True)]
+            if not found:
+                continue
+            variants = found[0].get("variants") or []
+            os_names.extend(f"{name}+{v}" for v in variants) if variants \
+                else os_names.append(name)
+        templates = tuple(cluster.get("enabled_disk_templates") or ())
+        ipolicy = next((g.get("ipolicy") for g in groups if g["name"] in allowed
+                        and g.get("ipolicy")), None) or params.default_ipolicy(list(templates))
+        be = (cluster.get("beparams") or {}).get("default") or {}
+        nic = (cluster.get("nicparams") or {}).get("default") or {}
+        return wizard.Choices(
+            user=ctx.principal.name,
+            owners=wizard.owner_choices(ctx.principal.name, ctx.principal.groups,
+                                        ctx.may("modify")),
+            os_names=tuple(os_names), templates=templates, nodes=usable,
+            allocator=everywhere, bounds=wizard.Bounds.from_ipolicy(ipolicy),
+            default_memory=int(be.get("maxmem") or 128), default_vcpus=int(be.get("vcpus") or 1),
+            default_link=str(nic.get("link") or "br0"))
+
+    async def _create_page(self, ctx: Context, choices: wizard.Choices, values: dict[str, str],
+                           problems: dict[str, str], status: int = 200) -> Response:
+        subjects = sorted(ctx.principal.subjects())
+        quotas = [q for q in await self.call("query_quotas", subjects=subjects)
+                  if any(r["limit"] is not None for r in q["resources"])]
+        return self.render("create.html", status, ctx=ctx, choices=choices, values=values,
+                           problems=problems, quotas=quotas, fmt_size=format_size,
+                           auto=wizard.AUTO)
+
+    async def create_form(self, ctx: Context) -> Response:
+        choices = await self._choices(ctx)
+        if choices is None:
+            return self.error(ctx, 403, "You may not create instances.")
+        values = {"owner": choices.user, "template": choices.templates[0] if choices.templates
+                  else "", "memory": format_size(choices.default_memory),
+                  "vcpus": str(choices.default_vcpus), "nics": "1",
+                  "link": choices.default_link, "start": "on",
+                  "disks": format_size(choices.bounds.disk_size[0]),
+                  "os": choices.os_names[0] if choices.os_names else ""}
+        return await self._create_page(ctx, choices, values, {})
+
+    async def create(self, ctx: Context, form: FormData) -> Response:
+        choices = await self._choices(ctx)
+        if choices is None:
+            return self.error(ctx, 403, "You may not create instances.")
+        values = {k: str(v) for k, v in form.items() if k != "csrf"}
+        op, problems = wizard.check_form(values, choices)
+        if op is None:
+            return await self._create_page(ctx, choices, values, problems, 400)
+        [(ok, value)] = await ctx.submit([[op]])
+        if not ok:  # masterd refused it (a quota, ...): no job was queued
+            return await self._create_page(ctx, choices, values, {"form": str(value)}, 400)
+        return RedirectResponse(f"{PREFIX}/jobs/{value}", 303)
 
     async def _visible_jobs(self, ctx: Context, ids: list[int] | None = None
                             ) -> list[dict[str, Any]]:
