@@ -14,6 +14,7 @@ from typing import Any
 from herd import errors
 from herd.logic import network_pool as pool
 from herd.logic.base import LogicalUnit
+from herd.logic.hooks import HookTargets, network_env
 from herd.logic.network_pool import missing_networks
 from herd.network import mac as macs
 from herd.objects import ConfigData, Network, NodeGroup, params
@@ -67,6 +68,9 @@ class LUNetworkAdd(LogicalUnit[OpNetworkAdd]):
             net, _reserved_list(op.add_reserved_ips, "reserved IP"))
         self.net = net
 
+    def hooks_env(self) -> dict[str, Any]:
+        return network_env(self.net)
+
     async def execute(self) -> None:
         net, cfg = self.net, self.cfg
         if self.op.conflicts_check:
@@ -103,6 +107,9 @@ class LUNetworkRemove(LogicalUnit[OpNetworkRemove]):
         if users:
             raise errors.OpPrereqError(f"network {self.net.name} is used by instance(s) "
                                        f"{', '.join(users)}")
+
+    def hooks_env(self) -> dict[str, Any]:
+        return {"NETWORK_NAME": self.net.name}
 
     async def execute(self) -> None:
         self.cfg.networks.pop(self.net.uuid, None)
@@ -181,6 +188,9 @@ class LUNetworkSetParams(LogicalUnit[OpNetworkSetParams]):
             self.mac_prefix = None if op.mac_prefix.lower() in ("", "none") else \
                 macs.check_prefix(op.mac_prefix)
 
+    def hooks_env(self) -> dict[str, Any]:
+        return network_env(self.net)
+
     async def execute(self) -> None:
         net = self.net
         old = net.to_dict()
@@ -195,7 +205,25 @@ class LUNetworkSetParams(LogicalUnit[OpNetworkSetParams]):
             raise
 
 
-class LUNetworkConnect(LogicalUnit[OpNetworkConnect]):
+class _GroupHooks:
+    """Hooks of connect and disconnect: on the group's nodes, with the group's netparams."""
+
+    net: Network
+    group: NodeGroup
+    netparams: dict[str, Any]
+
+    def hooks_targets(self) -> HookTargets:
+        return HookTargets(group=self.group.uuid)
+
+    def hooks_env(self) -> dict[str, Any]:
+        return {"GROUP_NAME": self.group.name,
+                "GROUP_NETWORK_MODE": self.netparams.get("mode"),
+                "GROUP_NETWORK_LINK": self.netparams.get("link"),
+                "GROUP_NETWORK_VLAN": self.netparams.get("vlan") or "",
+                **network_env(self.net)}
+
+
+class LUNetworkConnect(_GroupHooks, LogicalUnit[OpNetworkConnect]):
     OPCODE = OpNetworkConnect
 
     async def check(self) -> None:
@@ -236,7 +264,7 @@ class LUNetworkConnect(LogicalUnit[OpNetworkConnect]):
             raise
 
 
-class LUNetworkDisconnect(LogicalUnit[OpNetworkDisconnect]):
+class LUNetworkDisconnect(_GroupHooks, LogicalUnit[OpNetworkDisconnect]):
     OPCODE = OpNetworkDisconnect
 
     async def check(self) -> None:
@@ -246,6 +274,7 @@ class LUNetworkDisconnect(LogicalUnit[OpNetworkDisconnect]):
         if self.net.uuid not in self.group.networks:
             raise errors.OpPrereqError(f"network {self.net.name} is not connected to node "
                                        f"group {self.group.name}")
+        self.netparams = dict(self.group.networks[self.net.uuid])
         users = pool.users_in_group(cfg, self.net, self.group.uuid)
         if users:
             raise errors.OpPrereqError(

@@ -171,3 +171,20 @@ def test_verify_finds_what_operations_never_make() -> None:
         "instance b nic/2: network lan is not connected to the node group of its primary node",
         "instance b nic/2: address 10.0.0.1 is reserved in network lan",
         "instance b nic/3: unknown network gone"]
+
+
+def test_instance_hook_variables_name_the_network() -> None:
+    from herd.logic import hooks
+
+    net = _net("10.0.0.0/24")
+    net.tags = ["a", "b"]
+    cfg, _g1, _g2, node = _cfg(net)
+    inst = Instance(name="a", primary_node=node.uuid, nics=[
+        Nic(mac="aa:00:00:00:00:01", ip="10.0.0.9", network=net.uuid,
+            nicparams={"mode": "bridged", "link": "br9"})])
+    env = hooks.instance_env(cfg, inst, {})
+    assert {k: v for k, v in env.items() if k.startswith("INSTANCE_NIC0_NETWORK")} == {
+        "INSTANCE_NIC0_NETWORK_NAME": "lan", "INSTANCE_NIC0_NETWORK_UUID": net.uuid,
+        "INSTANCE_NIC0_NETWORK_TAGS": "a b", "INSTANCE_NIC0_NETWORK_SUBNET": "10.0.0.0/24",
+        "INSTANCE_NIC0_NETWORK_GATEWAY": "10.0.0.1", "INSTANCE_NIC0_NETWORK_SUBNET6": "",
+        "INSTANCE_NIC0_NETWORK_GATEWAY6": "", "INSTANCE_NIC0_NETWORK_MAC_PREFIX": ""}

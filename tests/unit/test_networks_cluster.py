@@ -257,3 +257,34 @@ def test_modify_changes_and_releases_nic_addresses(cluster: InProcessCluster) ->
     # off any network, without an address: dmz's address is free again
     ok(cluster, modify(["modify", 0, {"network": "none", "ip": "none"}]))
     assert ips() == [(None, None)] and row(cluster, "dmz")["reserved_count"] == 2
+
+
+def test_connect_runs_ganetis_hooks_on_the_groups_nodes(cluster: InProcessCluster) -> None:
+    """network-connect hooks run on the group's nodes with the network's and the group's
+    variables (Ganeti's hooks document); a failing pre hook leaves the network unconnected."""
+    ok(cluster, add_net(gateway="10.1.0.1", tags=["t1"]))
+    for name, hnode in cluster.nodes.items():
+        pre = hnode.paths.hooks_dir / "network-connect-pre.d"
+        pre.mkdir(parents=True)
+        script = pre / "10-record"
+        script.write_text(f"#!/bin/sh\nenv | grep ^GANETI_ | sort > {pre}/../seen-{name}\n")
+        script.chmod(0o755)
+    ok(cluster, connect(link="br5", network_vlan="42"))
+    seen = (cluster.nodes[node_name(2)].paths.hooks_dir / f"seen-{node_name(2)}").read_text()
+    env = dict(line.split("=", 1) for line in seen.splitlines())
+    assert {k: env[k] for k in ("GANETI_HOOKS_PATH", "GANETI_OBJECT_TYPE", "GANETI_OP_TARGET",
+                                "GANETI_GROUP_NAME", "GANETI_GROUP_NETWORK_LINK",
+                                "GANETI_GROUP_NETWORK_VLAN", "GANETI_NETWORK_SUBNET",
+                                "GANETI_NETWORK_GATEWAY", "GANETI_NETWORK_TAGS")} == {
+        "GANETI_HOOKS_PATH": "network-connect", "GANETI_OBJECT_TYPE": "NETWORK",
+        "GANETI_OP_TARGET": "lan", "GANETI_GROUP_NAME": "default",
+        "GANETI_GROUP_NETWORK_LINK": "br5", "GANETI_GROUP_NETWORK_VLAN": "42",
+        "GANETI_NETWORK_SUBNET": "10.1.0.0/24", "GANETI_NETWORK_GATEWAY": "10.1.0.1",
+        "GANETI_NETWORK_TAGS": "t1"}
+    ok(cluster, {"OP_ID": "OP_NETWORK_DISCONNECT", "network_name": "lan",
+                 "group_name": "default"})
+    refuse = cluster.nodes[node_name(1)].paths.hooks_dir / "network-connect-pre.d" / "20-no"
+    refuse.write_text("#!/bin/sh\necho not this bridge\nexit 1\n")
+    refuse.chmod(0o755)
+    assert "not this bridge" in refused(cluster, connect(link="br5"))
+    assert row(cluster)["group_list"] == []
