@@ -354,10 +354,17 @@ def _allocate_one(model: Model, req: dict[str, Any]) -> tuple[_Choice | None, st
     groups, notes = _groups_for(model, req.get("group_name"))
     failures = _Failures()
     choices: list[_Choice] = []
+    wanted_nets = {n["network"] for n in req.get("nics") or [] if n.get("network")}
     for group in groups:
         violation = model.policy_violation(inst, group)
         if violation:
             notes.append(f"group {model.groups[group]['name']}: instance policy: {violation}")
+            continue
+        # hail's hasRequiredNetworks: the NICs' networks must be connected to the group
+        absent = wanted_nets - set(model.groups[group].get("networks") or [])
+        if absent:
+            notes.append(f"group {model.groups[group]['name']} is not connected to the "
+                         f"instance's network(s) {', '.join(sorted(absent))}")
             continue
         allowed = req.get("restrict-to-nodes")
         usable = [n for n in model.group_nodes(group) if n.usable

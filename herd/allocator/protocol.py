@@ -121,7 +121,8 @@ def build_input(cfg: ConfigData, runtime: Mapping[str, NodeRuntime | None],
     cluster = cfg.cluster
     templates = list(cluster.enabled_disk_templates)
     ipolicy = params.default_ipolicy(templates)
-    groups = {uuid: {"name": g.name, "alloc_policy": g.alloc_policy, "networks": [],
+    groups = {uuid: {"name": g.name, "alloc_policy": g.alloc_policy,
+                     "networks": sorted(g.networks),
                      "ipolicy": params.default_ipolicy(templates), "tags": list(g.tags)}
               for uuid, g in cfg.nodegroups.items()}
     pri_mem: dict[str, int] = {}

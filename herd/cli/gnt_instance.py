@@ -297,6 +297,9 @@ def instance_info_data(row: dict[str, Any]) -> dict[str, Any]:
         nics.append({f"nic/{index}": "", "MAC": nic["mac"], "IP": nic["ip"],
                      "mode": nic["mode"], "link": nic["link"], "name": nic["name"],
                      "UUID": nic["uuid"]})
+        if nic.get("network"):  # Ganeti shows the network by name
+            names = row.get("nic.networks.names") or []
+            nics[-1]["network"] = names[index] if index < len(names) else nic["network"]
     return {
         "Instance name": row["name"],
         "UUID": row["uuid"],

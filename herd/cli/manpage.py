@@ -25,6 +25,7 @@ COMMANDS = {
     "gnt-os": "herd.cli.gnt_os",
     "gnt-backup": "herd.cli.gnt_backup",
     "gnt-debug": "herd.cli.gnt_debug",
+    "gnt-network": "herd.cli.gnt_network",
     "herd-join-token": "herd.cli.join_token",
 }
 

@@ -38,7 +38,7 @@ from herd.etcd.client import (
     Op,
 )
 from herd.etcd.election import report_loss
-from herd.objects import ConfigData, Instance, Node, NodeGroup
+from herd.objects import ConfigData, Instance, Network, Node, NodeGroup
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ Guard = Callable[[], list[Compare]]
 #: job fails with the change undone.
 UNAVAILABLE_WAIT = 20.0
 
-_CLASSES: dict[str, Any] = {"nodegroups": NodeGroup, "nodes": Node, "instances": Instance}
+_CLASSES: dict[str, Any] = {"nodegroups": NodeGroup, "nodes": Node, "instances": Instance,
+                            "networks": Network}
 
 
 def _ops(change: layout.Change) -> int:

@@ -6,6 +6,7 @@ Pure functions, no I/O: the store (herd.config.etcdstore) reads and writes what 
     /herd/config/nodegroups/<uuid>     a NodeGroup
     /herd/config/nodes/<uuid>          a Node
     /herd/config/instances/<uuid>      an Instance
+    /herd/config/networks/<uuid>       a Network
     /herd/config/meta                  {"version": layout version, "migrated_from": serial}
 
 Keys carry uuids, never names, so a rename writes one object. A change writes only the keys
@@ -29,7 +30,7 @@ CLUSTER_KEY = PREFIX + "cluster"
 META_KEY = PREFIX + "meta"
 LAYOUT_VERSION = 1
 #: The collections of the document, each under its own key prefix.
-COLLECTIONS = ("nodegroups", "nodes", "instances")
+COLLECTIONS = ("nodegroups", "nodes", "instances", "networks")
 #: Most operations one transaction may carry (etcd's --max-txn-ops default is 128).
 MAX_TXN_OPS = 120
 
@@ -61,8 +62,9 @@ class Scope:
     """Which objects a save compares with what is stored.
 
     ``None`` for a collection means all of it. The cluster object and node groups are always
-    compared (one object, a handful); objects added to or removed from a collection are always
-    found (comparing uuid sets is cheap), whatever the scope.
+    compared (one object, a handful), and so are networks (a few; an instance's address
+    lives in its NIC, not in the network object); objects added to or removed from a
+    collection are always found (comparing uuid sets is cheap), whatever the scope.
     """
 
     instances: frozenset[str] | None = None  # instance names

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-KINDS = ("name", "mac", "port")
+KINDS = ("name", "mac", "port", "ip")
 
 
 class Reservations:

@@ -22,13 +22,13 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from herd.objects import Cluster, Instance, Node, NodeGroup
+from herd.objects import Cluster, Instance, Network, Node, NodeGroup
 from herd.objects.base import ConfigObject, type_hints
 from herd.objects.disk_ids import v1_nodes
 
 #: The mappings of objects in the document, keyed by uuid.
 COLLECTIONS: dict[str, type[ConfigObject]] = {
-    "nodegroups": NodeGroup, "nodes": Node, "instances": Instance}
+    "nodegroups": NodeGroup, "nodes": Node, "instances": Instance, "networks": Network}
 
 
 @functools.cache

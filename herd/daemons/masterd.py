@@ -161,6 +161,7 @@ class MasterDaemon:
             "node_command": self.h_node_command,
             "node_copyfile": self.h_node_copyfile,
             "query_groups": self.h_query_groups,
+            "query_networks": self.h_query_networks,
             "query_tags": self.h_query_tags,
             "query_metrics": self.h_query_metrics,
             "query_quotas": self.h_query_quotas,
@@ -361,6 +362,11 @@ class MasterDaemon:
         from herd.logic import querydata
 
         return querydata.query_groups(self.ctx, names)
+
+    async def h_query_networks(self, names: list[str] | None = None) -> list[dict[str, Any]]:
+        from herd.logic import network
+
+        return network.query_networks(self.ctx.config.data, names)
 
     async def h_query_quotas(self, subjects: list[str] | None = None) -> list[dict[str, Any]]:
         """Each subject's limits and usage (configured sizes of what it owns): those with a

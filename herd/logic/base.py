@@ -116,6 +116,7 @@ def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:
         instance_rename,
         instance_replace,
         misc,
+        network,
         node,
         node_moves,
         querydata,

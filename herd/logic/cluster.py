@@ -10,7 +10,17 @@ from herd.allocator import protocol
 from herd.etcd import members as em
 from herd.etcd.client import EtcdClient, EtcdError, Status
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_NODE, LockRequest
-from herd.logic import drbd, etcd_sync, hooks, iallocator, intents, orphans, quota, storage_units
+from herd.logic import (
+    drbd,
+    etcd_sync,
+    hooks,
+    iallocator,
+    intents,
+    network_pool,
+    orphans,
+    quota,
+    storage_units,
+)
 from herd.logic.base import LogicalUnit
 from herd.logic.disk_health import mirror_findings
 from herd.logic.etcd_health import etcd_findings
@@ -491,6 +501,8 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
                     inst.hvparams)
             except errors.HerdError as exc:
                 self.error(f"instance {inst.name}: {exc.message}")
+        for problem in network_pool.address_problems(cfg):
+            self.error(problem)
         self.feedback(f"  config serial {cfg.serial_no}")
 
     def _distributed_files(self, candidate: bool) -> list[str]:

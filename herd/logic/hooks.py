@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from herd import errors
 from herd.node import hooks as node_hooks
-from herd.objects import ConfigData, Instance
+from herd.objects import ConfigData, Instance, Network
 
 if TYPE_CHECKING:
     from herd.logic.base import LogicalUnit, MasterContext
@@ -42,7 +42,7 @@ HOOKS_VERSION = 2
 PRE, POST = "pre", "post"
 
 # Object types (GANETI_OBJECT_TYPE)
-INSTANCE, NODE, CLUSTER = "INSTANCE", "NODE", "CLUSTER"
+INSTANCE, NODE, CLUSTER, NETWORK = "INSTANCE", "NODE", "CLUSTER", "NETWORK"
 
 # Node roles of Ganeti's hooks table, resolved by :func:`resolve_nodes`
 MASTER = "master"
@@ -52,6 +52,7 @@ TARGET = "target"              # the node an instance moves to, or its new secon
 THE_NODE = "node"              # the node a node operation is about (also a node being added)
 ALL_NODES = "all"              # every node in the config
 OTHER_NODES = "others"         # every node except the one the operation is about
+GROUP_NODES = "group-nodes"    # the nodes of the node group the operation is about
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,13 @@ HOOKS: dict[str, HookDecl] = {
     "OP_NODE_MIGRATE": HookDecl("node-migrate", NODE, (MASTER,), (MASTER,),
                                 {"ALLOW_RUNTIME_CHANGES": "allow_runtime_changes"}),
     "OP_CLUSTER_SET_PARAMS": HookDecl("cluster-modify", CLUSTER, (MASTER,), (MASTER,)),
+    "OP_NETWORK_ADD": HookDecl("network-add", NETWORK, (MASTER,), (MASTER,)),
+    "OP_NETWORK_REMOVE": HookDecl("network-remove", NETWORK, (MASTER,), (MASTER,)),
+    "OP_NETWORK_SET_PARAMS": HookDecl("network-modify", NETWORK, (MASTER,), (MASTER,)),
+    "OP_NETWORK_CONNECT": HookDecl("network-connect", NETWORK, (GROUP_NODES,),
+                                   (GROUP_NODES,)),
+    "OP_NETWORK_DISCONNECT": HookDecl("network-disconnect", NETWORK, (GROUP_NODES,),
+                                      (GROUP_NODES,)),
     # Ganeti runs these in OP_CLUSTER_VERIFY_GROUP, the job its OP_CLUSTER_VERIFY submits
     "OP_CLUSTER_VERIFY": HookDecl("cluster-verify", CLUSTER, (), (ALL_NODES,),
                                   op_code="OP_CLUSTER_VERIFY_GROUP"),
@@ -145,6 +153,8 @@ class HookTargets:
     node: str | None = None
     #: Name of the node an instance moves to, or of its new secondary.
     target: str | None = None
+    #: Uuid of the node group a network (dis)connect is about.
+    group: str | None = None
 
 
 class HooksAbort(errors.OpPrereqError):
@@ -174,6 +184,8 @@ def resolve_nodes(roles: Iterable[str], cfg: ConfigData, targets: HookTargets) -
         ALL_NODES: lambda: sorted(n.name for n in cfg.nodes.values()),
         OTHER_NODES: lambda: sorted(n.name for n in cfg.nodes.values()
                                     if n.name != targets.node),
+        GROUP_NODES: lambda: sorted(n.name for n in cfg.nodes.values()
+                                    if targets.group and n.group == targets.group),
     }
     names: list[str] = []
     for role in roles:
@@ -220,7 +232,11 @@ def instance_env(cfg: ConfigData, inst: Instance, hvparams: Mapping[str, Any]) -
                     pre + "MODE": nicparams.get("mode"), pre + "LINK": nicparams.get("link"),
                     pre + "VLAN": nicparams.get("vlan", "")})
         if nic.network:
-            env[pre + "NETWORK_NAME"] = nic.network
+            net = cfg.networks.get(nic.network)
+            if net is None:
+                env[pre + "NETWORK_NAME"] = nic.network
+            else:  # Ganeti's INSTANCE_NICn_NETWORK_NAME, _UUID, _SUBNET, _GATEWAY, ...
+                env.update((pre + k, v) for k, v in network_env(net).items())
         if nicparams.get("mode") in ("bridged", "openvswitch"):
             env[pre + "BRIDGE"] = nicparams.get("link")
     for idx, disk in enumerate(inst.disks):
@@ -245,6 +261,14 @@ def node_env(name: str) -> dict[str, Any]:
 
 def op_env(decl: HookDecl, op: Any) -> dict[str, Any]:
     return {var: getattr(op, attr, None) for var, attr in decl.op_vars.items()}
+
+
+def network_env(net: Network) -> dict[str, str]:
+    """A network's hook variables (Ganeti's Network.HooksDict); empty values as ""."""
+    return {"NETWORK_NAME": net.name, "NETWORK_UUID": net.uuid,
+            "NETWORK_TAGS": " ".join(net.tags), "NETWORK_SUBNET": net.network,
+            "NETWORK_GATEWAY": net.gateway or "", "NETWORK_SUBNET6": net.network6 or "",
+            "NETWORK_GATEWAY6": net.gateway6 or "", "NETWORK_MAC_PREFIX": net.mac_prefix or ""}
 
 
 def base_env(decl: HookDecl, op_id: str, phase: str, cluster: str, master: str,
@@ -403,6 +427,8 @@ class HooksRun:
             values.update(node_env(targets.node))
         elif decl.object_type == CLUSTER:
             values["OP_TARGET"] = lu.cfg.cluster.cluster_name
+        elif decl.object_type == NETWORK:
+            values["OP_TARGET"] = lu.op.network_name
         values.update(op_env(decl, lu.op))
         values.update(lu.hooks_env())
         return values

@@ -17,6 +17,7 @@ from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockReq
 from herd.logic import iallocator, intents, network_port
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
+from herd.logic.instance_addresses import assign_addresses, nic_ip, nic_network
 from herd.logic.instance_common import (
     check_node_free_memory,
     check_os_on_node,
@@ -110,6 +111,8 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
             raise errors.OpPrereqError(f"node {self.pnode.name} is drained")
         if not self.pnode.vm_capable:
             raise errors.OpPrereqError(f"node {self.pnode.name} is not vm_capable")
+        # addresses: only now, as the primary's node group decides the NICs' networks
+        assign_addresses(self.cfg, self.ctx.reservations, self, self.nics, self.pnode)
         self.snode = None
         if template.needs_secondary:
             if not self.op.snode and self.snode_chosen is None:
@@ -244,10 +247,14 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
                 f"known: {', '.join(sorted(_NIC_KEYS))}")
         nicparams = params.check_nicparams(
             {k: nic[k] for k in ("mode", "link", "vlan") if k in nic and nic[k] is not None})
+        net = nic_network(self.cfg, index, nic.get("network"), nicparams)
+        ip = nic_ip(index, nic.get("ip"), net)
         mac = str(nic.get("mac") or "auto")
         used = self._used_macs()
         if mac in ("auto", "generate"):
-            mac = macs.generate_mac(self.cfg.cluster.mac_prefix, used)
+            prefix = net.mac_prefix if net is not None and net.mac_prefix else \
+                self.cfg.cluster.mac_prefix
+            mac = macs.generate_mac(prefix, used)
         else:
             mac = macs.normalize_mac(mac)
             if mac in used:
@@ -256,11 +263,10 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
         if not self.ctx.reservations.claim("mac", mac, self):
             raise errors.AlreadyExistsError(f"MAC address {mac} is already in use in the cluster")
         mode = nicparams.get("mode") or self.cfg.cluster.nicparams.get("mode", "bridged")
-        ip = nic.get("ip") or None
-        if mode == "routed" and not ip:
+        if net is None and mode == "routed" and not ip:
             raise errors.ParameterError(f"NIC {index} is routed and needs an IP address (ip=)")
-        return Nic(mac=mac, ip=ip, name=nic.get("name"), network=nic.get("network"),
-                   nicparams=nicparams)
+        return Nic(mac=mac, ip=ip, name=nic.get("name"),
+                   network=net.uuid if net is not None else None, nicparams=nicparams)
 
     def _used_macs(self) -> set[str]:
         used = {n.mac for i in self.cfg.instances.values() for n in i.nics}

@@ -25,6 +25,7 @@ from herd import errors
 from herd.logic import instance_mods as mods
 from herd.logic import intents
 from herd.logic.base import LogicalUnit
+from herd.logic.instance_addresses import assign_address, nic_ip, nic_network
 from herd.logic.instance_common import check_vg_space
 from herd.logic.specs import disk_dict, nic_dicts, vm_disk_dict
 from herd.logic.templates import Claim, template_of
@@ -44,6 +45,8 @@ class DeviceChanges:
         self.nic_plan = mods.plan(mods.NIC, [], [])
         self.disk_plan = mods.plan(mods.DISK, [], [])
         self.new_nics: list[Nic] = []
+        #: NIC uuid -> the NIC parameters its (new) network gives in the primary's group
+        self.netparams: dict[str, dict[str, Any]] = {}
         self.new_disks: list[Disk] = []
         self.hotplug = False
         #: What the running guest gets only at its next restart ("nic.1", "disk/0 mode"...).
@@ -76,6 +79,7 @@ class DeviceChanges:
         self.new_nics = [self._new_nic(i, p) for i, p in enumerate(self.nic_plan.added)]
         for uuid, changes in self.nic_plan.modified.items():
             self._check_nic_change(uuid, changes)
+        self._assign_addresses()
         for nic in self._final_nics():
             mode = self.cfg.filled_nicparams(inst, nic.nicparams).get("mode")
             if mode == "routed" and not nic.ip:
@@ -100,10 +104,10 @@ class DeviceChanges:
         used = {n.mac for i in self.cfg.instances.values() for n in i.nics}
         return used | {str(m) for m in self.lu.ctx.reservations.claimed("mac")}
 
-    def _claim_mac(self, wanted: str) -> str:
+    def _claim_mac(self, wanted: str, prefix: str | None = None) -> str:
         used = self._used_macs()
         if wanted == "generate":
-            mac = macs.generate_mac(self.cfg.cluster.mac_prefix, used)
+            mac = macs.generate_mac(prefix or self.cfg.cluster.mac_prefix, used)
         else:
             mac = macs.normalize_mac(wanted)
             if mac in used:
@@ -116,15 +120,52 @@ class DeviceChanges:
     def _new_nic(self, k: int, prm: dict[str, Any]) -> Nic:
         nicparams = params.check_nicparams({key: prm[key] for key in ("mode", "link", "vlan")
                                             if prm.get(key) is not None})
-        return Nic(mac=self._claim_mac(prm.get("mac") or "generate"), ip=prm.get("ip"),
-                   name=prm.get("name"), nicparams=nicparams)
+        net = nic_network(self.cfg, f"nic add {k}", prm.get("network"), nicparams)
+        ip = nic_ip(f"nic add {k}", prm.get("ip"), net)
+        prefix = net.mac_prefix if net is not None and net.mac_prefix else None
+        return Nic(mac=self._claim_mac(prm.get("mac") or "generate", prefix), ip=ip,
+                   name=prm.get("name"), nicparams=nicparams,
+                   network=net.uuid if net is not None else None)
 
     def _check_nic_change(self, uuid: str, changes: dict[str, Any]) -> None:
         nicparams = {k: v for k, v in changes.items() if k in ("mode", "link", "vlan")}
         if nicparams:
             params.check_nicparams({k: v for k, v in nicparams.items() if v is not None})
+        old = next(n for n in self.inst.nics if n.uuid == uuid)
+        where = f"nic.{self._old_index(uuid)}"
+        if "network" in changes:
+            net = nic_network(self.cfg, where, changes["network"], nicparams)
+            changes["network"] = net.uuid if net is not None else None
+        network = changes.get("network", old.network)
+        if network and nicparams and "network" not in changes:
+            nic_network(self.cfg, where, network, nicparams)  # refused beside a network
+        if "ip" in changes:
+            changes["ip"] = nic_ip(where, changes["ip"],
+                                   self.cfg.networks.get(network) if network else None)
         if "mac" in changes:
             changes["mac"] = self._claim_mac(changes["mac"])
+
+    def _assign_addresses(self) -> None:
+        """New NICs, and NICs whose network or address changes, get their network's NIC
+        parameters and their address claimed (herd.logic.instance_addresses)."""
+        cfg, lu = self.cfg, self.lu
+        pnode = cfg.nodes[self.inst.primary_node]
+        for index, nic in enumerate(self.new_nics):
+            assign_address(cfg, lu.ctx.reservations, lu, nic, pnode, f"nic add {index}")
+        for uuid, changes in self.nic_plan.modified.items():
+            if "network" not in changes and "ip" not in changes:
+                continue
+            old = next(n for n in self.inst.nics if n.uuid == uuid)
+            probe = Nic(mac=old.mac, ip=changes.get("ip", old.ip),
+                        network=changes.get("network", old.network),
+                        nicparams=dict(old.nicparams))
+            if probe.network == old.network and probe.ip == old.ip:
+                continue  # the address it holds already
+            where = f"nic.{self._old_index(uuid)}"
+            assign_address(cfg, lu.ctx.reservations, lu, probe, pnode, where)
+            changes["ip"] = probe.ip
+            if probe.network:
+                self.netparams[uuid] = probe.nicparams
 
     def _final_nics(self) -> list[Nic]:
         """The NICs as they will be (modifications applied to copies)."""
@@ -136,12 +177,14 @@ class DeviceChanges:
                 continue
             nic = Nic.from_dict(by_uuid[token].to_dict())
             changes = self.nic_plan.modified.get(token, {})
-            for key in ("mac", "ip", "name"):
+            for key in ("mac", "ip", "name", "network"):
                 if key in changes:
                     setattr(nic, key, changes[key])
             np = {k: v for k, v in changes.items() if k in ("mode", "link", "vlan")}
             if np:
                 nic.nicparams = params.update_overrides(nic.nicparams, np)
+            if token in self.netparams:
+                nic.nicparams = dict(self.netparams[token])
             out.append(nic)
         return out
 

@@ -179,7 +179,8 @@ def check_disk_params(action: str, where: str, given: dict[str, Any]) -> dict[st
 
 def check_nic_params(action: str, where: str, given: dict[str, Any]) -> dict[str, Any]:
     """A NIC add's or modify's parameters, checked: MAC normalized (``auto``/``generate``
-    kept for the caller to draw one), ip ``none`` as None, mode from Ganeti's list."""
+    kept for the caller to draw one), ip ``none`` as None (``pool`` kept for the network's
+    pool), network ``none`` as None, mode from Ganeti's list."""
     out: dict[str, Any] = {}
     for key, value in given.items():
         if key not in NIC_KEYS:
@@ -203,6 +204,8 @@ def check_nic_params(action: str, where: str, given: dict[str, Any]) -> dict[str
             text = "" if value is None else str(value).strip()
             if text.lower() in ("", "none"):
                 out[key] = None
+            elif text.lower() == "pool":
+                out[key] = "pool"  # the first free address of the NIC's network
             else:
                 try:
                     out[key] = str(ipaddress.ip_address(text))
@@ -218,9 +221,8 @@ def check_nic_params(action: str, where: str, given: dict[str, Any]) -> dict[str
             out[key] = _name(value)
         else:
             out[key] = None if value is None else str(value)
-    if "network" in out and out["network"] is not None:
-        raise errors.ParameterError(f"{where}: network= is not supported yet (Herd has no "
-                                    "networks); give mode= and link=")
+    if "network" in out and str(out["network"] or "").lower() in ("", "none"):
+        out["network"] = None  # off any network
     return out
 
 

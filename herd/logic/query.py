@@ -140,6 +140,7 @@ def _instance_fields(ctx: MasterContext, cfg: ConfigData, inst: Instance,
         "nic.names": [n.name for n, _ in nics],
         "nic.uuids": [n.uuid for n, _ in nics],
         "nic.networks": [n.network for n, _ in nics],
+        "nic.networks.names": [_network_name(cfg, n.network) for n, _ in nics],
         "nic.vlans": [p.get("vlan", "") for _, p in nics],
         "disks": inst.disk_dicts(),
         "nics": [dict(n.to_dict(), **{"mode": p["mode"], "link": p["link"]}) for n, p in nics],
@@ -153,6 +154,8 @@ def _instance_fields(ctx: MasterContext, cfg: ConfigData, inst: Instance,
         fields[f"nic.ip/{index}"] = nic.ip
         fields[f"nic.mode/{index}"] = p["mode"]
         fields[f"nic.link/{index}"] = p["link"]
+        fields[f"nic.network/{index}"] = nic.network
+        fields[f"nic.network.name/{index}"] = _network_name(cfg, nic.network)
     if live:
         fields["oper_state"] = None if node_live is None else running is not None
         fields["status"] = _status(inst, node, node_live, running)
@@ -332,3 +335,9 @@ async def query_volumes(ctx: MasterContext, names: list[str] | None) -> list[dic
         return out
     results = await asyncio.gather(*(one(n) for n in nodes))
     return [row for rows in results for row in rows]
+
+
+def _network_name(cfg: Any, uuid: str | None) -> str | None:
+    """A NIC's network by name (Ganeti's nic.networks.names), None when on none."""
+    net = cfg.networks.get(uuid) if uuid else None
+    return net.name if net is not None else uuid

@@ -1,4 +1,4 @@
-"""Tags on the cluster, nodes, instances and node groups (Ganeti's OP_TAGS_*).
+"""Tags on the cluster, nodes, instances, node groups and networks (Ganeti's OP_TAGS_*).
 
 Tags already live on every config object; these logical units read and change them with
 Ganeti's rules: a tag is 1-128 characters of letters, digits and ``.+*/:@_-``, an object holds
@@ -42,7 +42,7 @@ def tag_target(cfg: Any, kind: str, name: str | None) -> Any:
             if name in (group.name, group.uuid):
                 return group
         raise errors.NotFoundError(f"node group '{name}' does not exist")
-    raise errors.NotFoundError(f"network '{name}' does not exist (Herd has no networks yet)")
+    return cfg.get_network(name)
 
 
 class _TagsLU(LogicalUnit[Any]):
@@ -92,6 +92,7 @@ class LUTagsSearch(LogicalUnit[OpTagsSearch]):
         objects += [(f"/instances/{i.name}", i) for i in cfg.instances.values()]
         objects += [(f"/nodes/{n.name}", n) for n in cfg.nodes.values()]
         objects += [(f"/nodegroup/{g.name}", g) for g in cfg.nodegroups.values()]
+        objects += [(f"/networks/{n.name}", n) for n in cfg.networks.values()]
         return [[path, tag] for path, obj in sorted(objects, key=lambda o: o[0])
                 for tag in sorted(obj.tags) if self.regex.search(tag)]
 

@@ -9,6 +9,7 @@ from herd.errors import NotFoundError
 from herd.objects import params
 from herd.objects.base import ConfigObject
 from herd.objects.instance import Instance
+from herd.objects.network import Network
 from herd.objects.node import Node, NodeGroup
 
 NODED_PORT = 1811
@@ -93,12 +94,13 @@ class ConfigData:
     nodegroups: dict[str, NodeGroup] = dataclasses.field(default_factory=dict)
     nodes: dict[str, Node] = dataclasses.field(default_factory=dict)
     instances: dict[str, Instance] = dataclasses.field(default_factory=dict)
+    networks: dict[str, Network] = dataclasses.field(default_factory=dict)
     serial_no: int = 1
     version: int = 1
     mtime: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "version": self.version,
             "serial_no": self.serial_no,
             "mtime": self.mtime,
@@ -107,6 +109,9 @@ class ConfigData:
             "nodes": {k: v.to_dict() for k, v in self.nodes.items()},
             "instances": {k: v.to_dict() for k, v in self.instances.items()},
         }
+        if self.networks:  # only once there are: older Herds read the document unchanged
+            out["networks"] = {k: v.to_dict() for k, v in self.networks.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConfigData:
@@ -115,6 +120,7 @@ class ConfigData:
             nodegroups={k: NodeGroup.from_dict(v) for k, v in data.get("nodegroups", {}).items()},
             nodes={k: Node.from_dict(v) for k, v in data.get("nodes", {}).items()},
             instances={k: Instance.from_dict(v) for k, v in data.get("instances", {}).items()},
+            networks={k: Network.from_dict(v) for k, v in data.get("networks", {}).items()},
             serial_no=int(data.get("serial_no", 1)),
             version=int(data.get("version", 1)),
             mtime=float(data.get("mtime", 0.0)),
@@ -147,6 +153,19 @@ class ConfigData:
         if inst is None:
             raise NotFoundError(f"instance '{name}' does not exist")
         return inst
+
+    def find_network(self, name: str) -> Network | None:
+        for net in self.networks.values():
+            if name in (net.name, net.uuid):
+                return net
+        return None
+
+    def get_network(self, name: str) -> Network:
+        net = self.find_network(name)
+        if net is None:
+            known = ", ".join(sorted(n.name for n in self.networks.values())) or "none"
+            raise NotFoundError(f"network '{name}' does not exist; networks: {known}")
+        return net
 
     def node_name(self, uuid: str) -> str:
         node = self.nodes.get(uuid)

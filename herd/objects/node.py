@@ -18,7 +18,18 @@ class NodeGroup(ConfigObject):
     nicparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     hvparams: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     diskparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Networks connected to the group: network uuid -> its NIC parameters here
+    #: ({mode, link, vlan}; Ganeti's ``networks`` netparams), set by gnt-network connect.
+    networks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     tags: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form; ``networks`` only once connected, so that a group without
+        networks stores what it stored before they existed (older Herds read it)."""
+        out = super().to_dict()
+        if not out.get("networks"):
+            out.pop("networks", None)
+        return out
 
 
 @dataclasses.dataclass

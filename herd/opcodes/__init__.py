@@ -43,6 +43,14 @@ from herd.opcodes.mirror_ops import (
     OpNodeEvacuate,
     OpNodeMigrate,
 )
+from herd.opcodes.network import (
+    OpNetworkAdd,
+    OpNetworkConnect,
+    OpNetworkDisconnect,
+    OpNetworkRemove,
+    OpNetworkRename,
+    OpNetworkSetParams,
+)
 from herd.opcodes.storage import OpNodeQueryStorage
 from herd.opcodes.tags import OpTagsDel, OpTagsGet, OpTagsSearch, OpTagsSet
 
@@ -74,6 +82,12 @@ __all__ = [
     "OpInstanceSetParams",
     "OpInstanceShutdown",
     "OpInstanceStartup",
+    "OpNetworkAdd",
+    "OpNetworkConnect",
+    "OpNetworkDisconnect",
+    "OpNetworkRemove",
+    "OpNetworkRename",
+    "OpNetworkSetParams",
     "OpNodeAdd",
     "OpNodeEvacuate",
     "OpNodeMigrate",

@@ -7,7 +7,7 @@ import dataclasses
 
 from herd.opcodes.base import OpCode
 
-#: Ganeti's tag kinds (``network`` is accepted by Ganeti too; Herd has no networks yet).
+#: Ganeti's tag kinds.
 TAG_KINDS = ("cluster", "node", "instance", "nodegroup", "network")
 
 

@@ -78,7 +78,7 @@ def beparams(row: dict[str, Any]) -> dict[str, Any]:
 def instance(row: dict[str, Any]) -> dict[str, Any]:
     nics = row.get("nics") or []
     values = {
-        "nic.networks.names": [None for _ in nics],
+        "nic.networks.names": row.get("nic.networks.names") or [None for _ in nics],
         "beparams": beparams(row),
         "custom_nicparams": [dict(n.get("nicparams") or {}) for n in nics],
     }

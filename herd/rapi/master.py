@@ -32,6 +32,7 @@ class MasterUnavailable(errors.RpcError):
 READ_ONLY_METHODS = frozenset({
     "ping", "query_jobs", "wait_for_job_change", "query_instances", "query_nodes",
     "query_cluster", "query_os", "query_volumes", "query_locks", "query_groups", "query_tags",
+    "query_networks",
     "query_metrics",
 })
 

@@ -24,7 +24,7 @@ from herd.rapi.master import MasterPool
 METHODS = ("GET", "PUT", "POST", "DELETE")
 #: URL parameters naming an object, and the masterd query that finds it.
 _URL_OBJECTS = {"instance_name": "query_instances", "node_name": "query_nodes",
-                "group_name": "query_groups"}
+                "group_name": "query_groups", "network_name": "query_networks"}
 _QUERY_ARGS: dict[str, dict[str, Any]] = {"query_instances": {"live": False},
                                           "query_nodes": {"live": False}}
 _NAME = r"([^/]+)"

@@ -386,6 +386,40 @@ def test_the_shipped_logrotate_snippet_rotates_without_losing_a_line(
     assert "CLUSTER_VERIFY" not in "".join(rotated[len(before):])  # written after the HUP
 
 
+def test_networks_through_ganetis_client(rapi_lab: RapiLab) -> None:
+    """Ganeti's client creates, connects, reads, modifies, tags and removes a network, and
+    an instance takes its address from the pool (fake hypervisor, not started)."""
+    def job(method: str, *args: Any, **kwargs: Any) -> None:
+        done = rapi_lab.run_job(method, *args, **kwargs)
+        assert done["status"] == "success", done
+
+    job("CreateNetwork", "lan", "203.0.113.0/28", gateway="203.0.113.1",
+        add_reserved_ips="203.0.113.2", tags="a,b")
+    job("ConnectNetwork", "lan", "default", "bridged", "br-lan", vlan="")
+    assert rapi_lab.ok("GetNetworks") == ["lan"]
+    job("CreateInstance", "create", "net1.example.com", "diskless", [],
+        [{"network": "lan", "ip": "pool"}], pnode="node2.example.com", name_check=False,
+        ip_check=False, no_install=True, start=False, hypervisor="fake")
+    (inst,) = [r for r in rapi_lab.ok("GetInstances", bulk=True)
+               if r["name"] == "net1.example.com"]
+    assert inst["nic.ips"] == ["203.0.113.3"] and inst["nic.links"] == ["br-lan"]
+    assert inst["nic.networks.names"] == ["lan"]
+    (net,) = rapi_lab.ok("GetNetworks", bulk=True)
+    assert (net["free_count"], net["reserved_count"]) == (11, 5)
+    assert net["group_list"] == [["default", "bridged", "br-lan", ""]]
+    assert net["inst_list"] == ["net1.example.com"] and net["tags"] == ["a", "b"]
+    job("ModifyNetwork", "lan", remove_reserved_ips=["203.0.113.2"])
+    job("AddNetworkTags", "lan", ["c"])
+    assert rapi_lab.ok("GetNetworkTags", "lan") == ["a", "b", "c"]
+    refused = rapi_lab.run_job("DisconnectNetwork", "lan", "default")
+    assert refused["status"] == "error"
+    job("DeleteInstance", "net1.example.com")
+    assert rapi_lab.ok("GetNetwork", "lan")["free_count"] == 13
+    job("DisconnectNetwork", "lan", "default")
+    job("DeleteNetwork", "lan")
+    assert rapi_lab.ok("GetNetworks") == []
+
+
 def test_rapi_moves_with_the_master_role(rapi_lab: RapiLab) -> None:
     node1 = rapi_lab.lab.node("node1").paths
     old_pid = read_pid(node1.pid_file("rapi"))

@@ -212,3 +212,28 @@ def test_master_watch_leaves_a_handover_to_its_node() -> None:
             "etcd_answered": True}
     assert not should_start(**args, handed_to_other=True)
     assert should_start(**args, handed_to_other=False)
+
+
+def test_networks_are_objects_of_their_own() -> None:
+    """A network has its own key, comes back from etcd, and a connect writes the network's
+    group only; an instance holding an address writes only the instance (the address is
+    the NIC's, not a second copy in the network)."""
+    from herd.objects import Network, Nic
+
+    cfg = config(1)
+    net = Network(name="lan", network="10.0.0.0/24", ext_reservations=[0, 255])
+    cfg.networks[net.uuid] = net
+    texts = stored(cfg)
+    key = layout.object_key("networks", net.uuid)
+    assert layout.parse_key(key) == ("networks", net.uuid) and key in texts
+    back = layout.assemble(texts, 7)
+    assert back.networks[net.uuid].to_dict() == net.to_dict()
+    group = next(iter(cfg.nodegroups.values()))
+    group.networks[net.uuid] = {"mode": "bridged", "link": "br0", "vlan": ""}
+    assert list(layout.diff(cfg, texts).puts) == [layout.object_key("nodegroups", group.uuid)]
+    texts = stored(cfg)
+    inst = next(iter(cfg.instances.values()))
+    inst.nics.append(Nic(mac="aa:00:00:00:00:01", ip="10.0.0.1", network=net.uuid))
+    assert list(layout.diff(cfg, texts).puts) == [layout.object_key("instances", inst.uuid)]
+    del cfg.networks[net.uuid]
+    assert layout.diff(cfg, texts).deletes == [key]

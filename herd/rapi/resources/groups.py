@@ -1,4 +1,4 @@
-"""Node group resources: /2/groups and /2/groups/NAME (and /2/networks, which Herd lacks)."""
+"""Node group resources: /2/groups and /2/groups/NAME."""
 
 from __future__ import annotations
 
@@ -73,13 +73,3 @@ resource("/2/groups/[group_name]/assign-nodes")(
 @resource("/2/groups/[group_name]/tags")
 class GroupTags(TagsResource):
     KIND = "nodegroup"
-
-
-@resource("/2/networks")
-class Networks(Resource):
-    DOC = {"GET": "Networks (Herd manages none yet: always empty)."}
-    QUERY = {"GET": ("bulk",)}
-
-    async def GET(self, req: Req) -> Any:
-        req.bool_arg("bulk")  # checked as everywhere: a bad value is 400
-        return []
