@@ -217,22 +217,6 @@ def test_new_secondary_then_failover_keeps_data(drbd_lab: LabCluster) -> None:
     assert where(lab) == ("node1", "node3")
     lab.gnt("gnt-instance", "activate-disks", NAME)
     wait_in_sync(lab)
-    # an idle link (disks active, no guest writing) that dies is noticed within seconds:
-    # keep-alive on QEMU's replication socket (herd.storage.mirror.keepalive); without it
-    # the mirror said "in sync" until the next write
-    lab.lab.partition("node1", "node3")
-    cut = time.monotonic()
-    try:
-        while "degraded" not in mirror_state(lab):
-            assert time.monotonic() - cut < 20, "the death of an idle link went unnoticed"
-            time.sleep(0.2)
-        noticed = time.monotonic() - cut
-    finally:
-        lab.lab.heal()
-    print(f"idle link: its death seen by gnt-instance info after {noticed:.1f} s")
-    assert noticed < 8, f"an idle link's death took {noticed:.1f} s to be noticed"
-    lab.gnt("gnt-cluster", "verify-disks")
-    wait_in_sync(lab)
     lab.gnt("gnt-instance", "deactivate-disks", NAME)
     assert same_copies(lab, "node1", "node3")
 
