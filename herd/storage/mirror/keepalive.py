@@ -22,10 +22,12 @@ data-only watchdog.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger("herd.mirror.keepalive")
@@ -68,42 +70,43 @@ def _getfd(pid: int, fd: int) -> int:
         os.close(pidfd)
 
 
+@contextlib.contextmanager
+def _borrowed(pid: int, inode: int, proc: Path) -> Iterator[socket.socket | None]:
+    """Socket ``inode`` of process ``pid`` through a duplicate descriptor of ours (closed on
+    exit; the socket itself stays the owner's), or None if the process holds no such socket."""
+    fd = socket_fd(pid, inode, proc)
+    if fd is None:
+        yield None
+        return
+    mine = _getfd(pid, fd)
+    sock = socket.socket(fileno=mine)
+    try:
+        yield sock
+    finally:
+        sock.detach()
+        os.close(mine)
+
+
 def arm(pid: int, inode: int, idle: int = IDLE, interval: int = INTERVAL,
         count: int = COUNT, proc: Path = Path("/proc")) -> bool:
     """Set keep-alive on the socket ``inode`` that process ``pid`` holds; False if it has no
     such socket (gone meanwhile). OSError when the kernel refuses."""
-    fd = socket_fd(pid, inode, proc)
-    if fd is None:
-        return False
-    mine = _getfd(pid, fd)
-    try:
-        sock = socket.socket(fileno=mine)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
-        finally:
-            sock.detach()
-    finally:
-        os.close(mine)
-    return True
+    with _borrowed(pid, inode, proc) as sock:
+        if sock is None:
+            return False
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+        return True
 
 
 def armed(pid: int, inode: int, proc: Path = Path("/proc")) -> tuple[int, int, int, int] | None:
     """(SO_KEEPALIVE, idle, interval, count) of the socket, as the kernel has them (tests)."""
-    fd = socket_fd(pid, inode, proc)
-    if fd is None:
-        return None
-    mine = _getfd(pid, fd)
-    try:
-        sock = socket.socket(fileno=mine)
-        try:
-            return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
-                    sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
-                    sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
-                    sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT))
-        finally:
-            sock.detach()
-    finally:
-        os.close(mine)
+    with _borrowed(pid, inode, proc) as sock:
+        if sock is None:
+            return None
+        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT))
