@@ -269,6 +269,9 @@ class FakeMirrorManager(MirrorManager):
 
     async def grow_serve(self, disk: MirrorDisk) -> None:
         """The copy takes ``disk.size`` (real file or LV) and is served again."""
+        role, served = self.active.get(disk.uuid, ("down", disk))
+        if role == "primary" and disk.uuid not in self.holding and served.size == disk.size:
+            return  # as the real one: an undo of a hold that never began
         state = State.GROWING if disk.uuid in self.holding else await self._state_of(disk)
         transition(state, Event.GROW_SERVE, f"disk {disk.relpath}")
         data = self._data(disk)

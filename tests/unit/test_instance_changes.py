@@ -203,6 +203,19 @@ def test_grow_disk_of_a_running_mirror_grows_both_copies_under_the_paused_guest(
         return cluster.wait(drbd.status(ctx, inst))
 
     wait_until("the mirror in sync", lambda: mirror_states()[0]["in_sync"], 60, 0.2)
+    net = cluster.nodes[N3].service.mirror.net  # the secondary away: not in sync
+    listening = dict(net.listening)
+    net.listening.clear()
+    cluster.clear_calls()
+    refused = cluster.run(op("OP_INSTANCE_GROW_DISK", disk=0, amount=32))
+    assert refused.status == "error" and "is not in sync with" in refused.error[1]
+    assert not {"instance_pause", "blockdev_grow_hold"} & {m for _, m in cluster.all_calls()}
+    net.listening.update(listening)
+    cluster.fail_once(N2, "blockdev_grow_hold")  # refused before it changed anything
+    failed = cluster.run(op("OP_INSTANCE_GROW_DISK", disk=0, amount=32))
+    assert failed.status == "error" and not [m for m in failed.log if "WARNING" in m]
+    assert cluster.running(N2)[INST]["state"] == "running"
+
     cluster.fail_once(N2, "blockdev_grow_serve")  # the primary's step: N3 has grown already
     failed = cluster.run(op("OP_INSTANCE_GROW_DISK", disk=0, amount=32))
     assert failed.status == "error", failed.log

@@ -132,13 +132,19 @@ class DrbdTemplate(DiskTemplate):
         def spec(which: Instance, node: Node) -> list[dict[str, Any]]:
             return [drbd.mirror_spec(cfg, which, index, node.uuid).to_dict()]
 
+        mirror = (await drbd.status(ctx, inst))[index]
+        if not mirror.get("in_sync"):
+            raise errors.OpPrereqError(
+                f"disk {index} of {inst.name} is not in sync with {snode.name} (both copies "
+                "must hold every write before they grow under the guest): wait for the resync "
+                "('gnt-instance info' shows it) or stop the instance")
         state = (await prpc.instance_runstate(inst.name) or {}).get("state")
         feedback(f"* pausing the guest of {inst.name} while its mirror takes the new size")
         await prpc.instance_pause(inst.name)
         held, touched = False, []
         try:
+            held = True  # also when the hold fails half-way: serving again is a target
             await prpc.blockdev_grow_hold(spec(inst, pnode))
-            held = True
             for node, rpc in ((snode, srpc), (pnode, prpc)):
                 feedback(f"* growing disk {index} on {node.name} to {size_mib} MiB")
                 touched.append((node, rpc))  # also when the answer is lost: undo is a target

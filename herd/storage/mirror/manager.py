@@ -236,9 +236,11 @@ class MirrorManager:
             rt = files.read_runtime() or {}
             if files.pid() is None:
                 raise StorageError(f"mirrored disk {disk.index} has no storage daemon here")
-            transition(await self._phase(disk), Event.GROW_SERVE, f"disk {disk.relpath}")
             secondary = rt.get("role") == "secondary"
             served = MirrorDisk.from_dict(rt["disk"]).size if rt.get("disk") else disk.size
+            if not secondary and not rt.get("growing") and served == disk.size:
+                return  # an undo of a hold that never began: the mirror runs as it was
+            transition(await self._phase(disk), Event.GROW_SERVE, f"disk {disk.relpath}")
             async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
                 await self._end_exports(q, ["repl", "vm"] if secondary else ["vm"])
                 data = self._data(disk)
