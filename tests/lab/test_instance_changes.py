@@ -10,7 +10,9 @@ One lab, two guests, checks in order:
   OS rename script writes the new name into the disk header, the guest reports it at boot,
   data written by the guest before is still there); reinstall refused while running, then
   through RAPI (Ganeti's shutdown + reinstall + start): the guest's marker is gone.
-* drbd guest ``d1`` (node1 primary, node2 secondary): grow-disk while it runs (the same QEMU
+* drbd guest ``d1`` (node1 primary, node2 secondary): the node steps of a grow that fails
+  half-way and their undo leave both copies at the old size, in sync, the guest reading on;
+  grow-disk while it runs (the same QEMU
   sees the new size, both copies have it, the guest writes into the new tail, the mirror is in
   sync and the cluster verifies clean), a failover boots the secondary's copy with that size
   and data; then grown through RAPI while stopped: both copies grow, and a stopped rename (OS
@@ -122,6 +124,25 @@ def disk_file(lab: RapiLab, node: str, inst: dict) -> Path:
     return lab.lab.node(node).paths.file_storage_dir / rel
 
 
+def mirror_steps(lab: RapiLab, node: str, uuid: str, *steps: tuple[str, int]) -> None:
+    """Call MirrorManager methods on ``node`` for the running mirrored disk ``uuid`` (as
+    described by its storage daemon's runtime file), each with a size in MiB, as a job's
+    node calls would."""
+    script = (
+        "import asyncio, dataclasses\n"
+        "from herd import paths\n"
+        "from herd.storage.mirror import MirrorDisk, MirrorManager\n"
+        "from herd.storage.mirror.daemon import DaemonFiles\n"
+        "m = MirrorManager(paths.current())\n"
+        f"rt = DaemonFiles.for_disk(m.run_dir, {uuid!r}).read_runtime()\n"
+        "disk = MirrorDisk.from_dict(rt['disk'])\n"
+        "async def main():\n"
+        + "".join(f"    await m.{name}(dataclasses.replace(disk, size={size}))\n"
+                  for name, size in steps)
+        + "asyncio.run(main())\n")
+    lab.lab.run(node, "python3", "-c", script)
+
+
 def marker(path: Path) -> bytes:
     with open(path, "rb") as handle:
         handle.seek(MARKER_BLOCK * 4096)
@@ -199,6 +220,20 @@ def test_drbd_guest_grows_both_copies_and_renames(lab: RapiLab) -> None:
     assert d1.sectors() == 64 * 2048
     wait_until("d1's mirror in sync", lambda: "connected, in sync" in lab.gnt(
         "gnt-instance", "info", "d1").stdout, 180, 0.5)
+
+    # a grow that fails half-way (the primary's step after the secondary grew) is undone by
+    # the job with the same node calls it makes here: both copies served at 64 MiB again,
+    # the mirror in sync, the guest reading its disk (its NBD client reconnects)
+    uuid = config_of(lab, "d1")["disks"][0]["uuid"]
+    mirror_steps(lab, "node1", uuid, ("grow_hold", 64))
+    mirror_steps(lab, "node2", uuid, ("grow_serve", 96), ("grow_serve", 64))
+    mirror_steps(lab, "node1", uuid, ("grow_serve", 64))
+    d1.run("dd if=/dev/vda of=/dev/null bs=4096 count=64 skip=1000 2>/dev/null; echo R=$?",
+           r"R=0")
+    wait_until("d1's mirror in sync again", lambda: "connected, in sync" in lab.gnt(
+        "gnt-instance", "info", "d1").stdout, 60, 0.5)
+    assert [os.path.getsize(p) for p in (disk_file(lab, n, config_of(lab, "d1"))
+                                          for n in ("node1", "node2"))] == [64 << 20] * 2
 
     # grown while running: the same QEMU sees the new size, both copies have it, and the
     # guest's write into the new tail reaches both
