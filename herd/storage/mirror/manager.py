@@ -202,9 +202,9 @@ class MirrorManager:
     # NBD client learns an export's size only when it connects. So the master pauses the
     # guest, the primary ends its (in-sync) job and its VM export (grow_hold), each node
     # grows its copy and serves it again (grow_serve: the secondary first, then the primary,
-    # which also starts a new job that copies nothing: the copies are equal), and the guest
-    # moves to a new NBD connection (the hypervisor's grow_disk). The same grow_serve with
-    # the old size undoes a grow that could not finish.
+    # which also starts a new job that copies nothing: the copies are equal), and the guest's
+    # NBD client reconnects, learning the new size, before block_resize (the hypervisor's
+    # grow_disk). The same grow_serve with the old size undoes a grow that did not finish.
     async def grow_hold(self, disk: MirrorDisk) -> None:
         """On the primary, its guest paused: end the VM export and the mirror job (cleanly,
         so both copies are equal) and drop the peer's node. Refused unless in sync. The
@@ -243,6 +243,10 @@ class MirrorManager:
             transition(await self._phase(disk), Event.GROW_SERVE, f"disk {disk.relpath}")
             async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
                 await self._end_exports(q, ["repl", "vm"] if secondary else ["vm"])
+                if not secondary:  # a hold that failed half-way may have left them
+                    if await self._job(q) is not None:
+                        await self._cancel(q, force=False)
+                    await self._drop_target(q, rt.get("target_child"))
                 data = self._data(disk)
                 await data.grow(disk.size)
                 await data.undo_grow(disk.size)
