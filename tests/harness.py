@@ -81,7 +81,7 @@ from herd.storage.lvm import (
 from herd.storage.mirror.generation import bump
 from herd.storage.mirror.manager import MirrorManager
 from herd.storage.mirror.model import MirrorDisk, MirrorStatus
-from herd.storage.mirror.states import State
+from herd.storage.mirror.states import Event, State, transition
 
 T = TypeVar("T")
 
@@ -181,6 +181,8 @@ class FakeMirrorManager(MirrorManager):
         self.name = name
         #: disk uuid -> (role, the disk as last started)
         self.active: dict[str, tuple[str, MirrorDisk]] = {}
+        #: disks held for a grow (grow_hold): no job, no exports
+        self.holding: set[str] = set()
 
     def _peer(self, disk: MirrorDisk) -> FakeMirrorManager | None:
         peer = self.net.listening.get((disk.peer_ip, disk.port))
@@ -252,11 +254,32 @@ class FakeMirrorManager(MirrorManager):
         if not self._gen(disk).exists():
             return State.ABSENT
         role = self.active.get(disk.uuid, ("down",))[0]
+        if role == "primary" and disk.uuid in self.holding:
+            return State.GROWING
         if role == "primary":
             return State.SYNCED if self._peer(disk) is not None else State.DEGRADED
         return State.SECONDARY if role == "secondary" else State.STOPPED
 
     _phase = _state_of  # what the real manager's mark_synced and hand-over ask
+
+    async def grow_hold(self, disk: MirrorDisk) -> None:
+        """As the real one's rules: only a mirror in sync is held; the copy stays as it is."""
+        transition(await self._state_of(disk), Event.GROW_HOLD, f"disk {disk.relpath}")
+        self.holding.add(disk.uuid)
+
+    async def grow_serve(self, disk: MirrorDisk) -> None:
+        """The copy takes ``disk.size`` (real file or LV) and is served again."""
+        role, served = self.active.get(disk.uuid, ("down", disk))
+        if role == "primary" and disk.uuid not in self.holding and served.size == disk.size:
+            return  # as the real one: an undo of a hold that never began
+        state = State.GROWING if disk.uuid in self.holding else await self._state_of(disk)
+        transition(state, Event.GROW_SERVE, f"disk {disk.relpath}")
+        data = self._data(disk)
+        await data.grow(disk.size)
+        await data.undo_grow(disk.size)
+        self.holding.discard(disk.uuid)
+        role = self.active[disk.uuid][0]
+        self.active[disk.uuid] = (role, disk)
 
     async def observe(self, disk: MirrorDisk) -> State:
         return await self._state_of(disk)

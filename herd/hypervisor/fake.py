@@ -144,6 +144,13 @@ class FakeHypervisor(Hypervisor):
         if name not in self._load():
             raise HypervisorError(f"instance {name} is not running")
 
+    async def pause(self, name: str) -> None:
+        data = self._load()
+        if name not in data:
+            raise HypervisorError(f"instance {name} is not running")
+        data[name]["state"] = "paused"
+        self._save(data)
+
     async def resume(self, name: str) -> None:
         data = self._load()
         if name not in data:

@@ -7,9 +7,12 @@ a disk under a running guest. Then the volumes grow on the secondaries first and
 last (a mirror never has a primary larger than its secondary), the running guest is shown the
 new size (QMP block_resize), and the config records it.
 
-A mirrored (drbd) disk grows while its instance is stopped: the guest reads it over NBD, whose
-size is fixed for a connection, and the storage daemons' mirror job keeps the old length; both
-copies grow with the mirror down and their new tails read as zeros on both nodes.
+A mirrored (drbd) disk of a stopped instance grows with the mirror down; both copies' new
+tails read as zeros on both nodes. Under a running guest (QEMU >= 10.0 on the primary) the
+template pauses the guest for the moment its storage daemons end the in-sync mirror job and
+exports, grow both copies and serve them again (a new job copies nothing); the guest's NBD
+client then reconnects, which carries the new size (an NBD client learns it when it
+connects), and block_resize shows it to the guest.
 """
 
 from __future__ import annotations
@@ -60,6 +63,18 @@ def space_refusal(node: str, kind: str, needed: int, info: dict[str, Any]) -> st
     return None
 
 
+def grow_path(running: bool, grows_online: bool, refusal: str | None) -> str:
+    """How a disk grows: "volumes" (as they are, under a running guest too: the file
+    template), "stopped" (an instance that is not running, its disks' daemons down
+    meanwhile), "running" (the template's own way under a running guest: a mirror) or
+    "refused" (running, and ``refusal`` says why the template cannot)."""
+    if grows_online:
+        return "volumes"
+    if not running:
+        return "stopped"
+    return "refused" if refusal else "running"
+
+
 class LUInstanceGrowDisk(LogicalUnit[OpInstanceGrowDisk]):
     OPCODE = OpInstanceGrowDisk
 
@@ -89,11 +104,15 @@ class LUInstanceGrowDisk(LogicalUnit[OpInstanceGrowDisk]):
                 raise errors.OpPrereqError(f"node {node.name} holding disk {op.disk} of "
                                            f"{inst.name} is offline")
         self.running = await is_running(self.ctx, inst, self.pnode)
+        refusal = None
         if self.running and not self.template.grows_online:
-            raise errors.OpPrereqError(
-                f"instance {inst.name} is running and its {self.template.name} disks grow "
-                "only while it is stopped (its guest reads them over NBD, whose size is fixed "
-                "while connected): stop it first")
+            info = await self.ctx.rpc.node(self.pnode).node_info()
+            refusal = self.template.online_grow_refusal(
+                str((info.get("hypervisor") or {}).get("qemu_version") or ""))
+        self.path = grow_path(self.running, self.template.grows_online, refusal)
+        if self.path == "refused":
+            raise errors.OpPrereqError(f"instance {inst.name} is running and {refusal}: "
+                                       "stop it first")
         delta = self.target - self.current
         for uuid, (kind, needed) in self.template.grow_space(inst, op.disk, delta).items():
             node = cfg.nodes[uuid]
@@ -112,15 +131,19 @@ class LUInstanceGrowDisk(LogicalUnit[OpInstanceGrowDisk]):
         self.feedback(f"Growing disk {index} of instance '{inst.name}' by "
                       f"{format_size(self.target - self.current)} to "
                       f"{format_size(self.target)}")
-        if not self.running and not template.grows_online:
+        if self.path == "running":
+            await template.grow_running(self.ctx, inst, index, self.target, self.feedback)
+        elif self.path == "stopped":
             # the mirror's daemons keep a disk's length: grow with them down (a stopped
             # instance normally has none; disks activated by hand are activated again)
             await template.deactivate(self.ctx, inst)
-        try:
+            try:
+                await template.grow(self.ctx, inst, index, self.target, self.feedback)
+            finally:
+                if inst.disks_active:
+                    await template.activate(self.ctx, inst, self.feedback)
+        else:
             await template.grow(self.ctx, inst, index, self.target, self.feedback)
-        finally:
-            if not self.running and not template.grows_online and inst.disks_active:
-                await template.activate(self.ctx, inst, self.feedback)
         # every copy holds the new size now: the config says so, whatever the guest sees
         inst.disks[index].size = self.target
         inst.touch()
@@ -133,3 +156,6 @@ class LUInstanceGrowDisk(LogicalUnit[OpInstanceGrowDisk]):
             except errors.HerdError as exc:
                 self.feedback(f"  WARNING: the running guest was not told of the new size "
                               f"({exc.message}); it sees it after its next restart")
+            else:
+                self.feedback(f"* the running guest sees disk {index} at "
+                              f"{format_size(self.target)} now")

@@ -414,6 +414,18 @@ class NodeService:
     async def blockdev_reconnect(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [(await self.mirror.reconnect(d)).to_dict() for d in self._mirrors(devices)]
 
+    async def blockdev_grow_hold(self, devices: list[dict[str, Any]]) -> None:
+        """On a primary whose guest is paused: end each mirror's job and VM export, so that
+        its copy can grow (MirrorManager.grow_hold)."""
+        for disk in self._mirrors(devices):
+            await self.mirror.grow_hold(disk)
+
+    async def blockdev_grow_serve(self, devices: list[dict[str, Any]]) -> None:
+        """Each mirror's copy takes its spec's size under the running daemon and is served
+        again (MirrorManager.grow_serve); the old size undoes a grow."""
+        for disk in self._mirrors(devices):
+            await self.mirror.grow_serve(disk)
+
     async def blockdev_sync_record(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """On a primary, per mirror in one atomic read: in sync, generation, export."""
         return [await self.mirror.sync_record(d) for d in self._mirrors(devices)]

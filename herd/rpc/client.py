@@ -347,6 +347,14 @@ class NodeClient:
     async def blockdev_reconnect(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return await self.call("blockdev_reconnect", devices=devices, timeout=120)
 
+    async def blockdev_grow_hold(self, devices: list[dict[str, Any]]) -> None:
+        """On the primary, its guest paused: end the mirrors' jobs and VM exports for a grow."""
+        await self.call("blockdev_grow_hold", devices=devices, timeout=90)
+
+    async def blockdev_grow_serve(self, devices: list[dict[str, Any]]) -> None:
+        """The mirrors' copies take the specs' sizes under their daemons and serve again."""
+        await self.call("blockdev_grow_serve", devices=devices, timeout=120)
+
     async def blockdev_sync_record(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """On the primary, per mirror in one atomic read: in_sync, the generation (current,
         history) and the export the job replicates to (see MirrorManager.sync_record)."""

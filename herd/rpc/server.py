@@ -55,6 +55,7 @@ RPC_METHODS = frozenset({
     "mirror_stop", "mirror_mark_synced",
     "blockdev_generation", "blockdev_sync_status", "blockdev_wait_sync", "blockdev_reconnect",
     "blockdev_sync_record", "blockdev_mark_synced", "blockdev_copy",
+    "blockdev_grow_hold", "blockdev_grow_serve",
     "blockdev_export", "blockdev_unexport", "blockdev_fetch",
     "etcd_join", "etcd_leave", "etcd_status", "etcd_force_new_cluster",
     "export_list", "export_info", "export_remove", "export_begin", "export_finish",

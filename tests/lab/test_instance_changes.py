@@ -10,10 +10,14 @@ One lab, two guests, checks in order:
   OS rename script writes the new name into the disk header, the guest reports it at boot,
   data written by the guest before is still there); reinstall refused while running, then
   through RAPI (Ganeti's shutdown + reinstall + start): the guest's marker is gone.
-* drbd guest ``d1`` (node1 primary, node2 secondary): grow-disk refused while running, then
-  grown through RAPI while stopped: both copies grow, the guest sees the new size, and a
-  stopped rename (OS script on the primary's copy) is copied whole to the secondary at the next
-  start: both copies are byte-identical afterwards.
+* drbd guest ``d1`` (node1 primary, node2 secondary): the node steps of a grow that fails
+  half-way and their undo leave both copies at the old size, in sync, the guest reading on;
+  grow-disk while it runs (the same QEMU
+  sees the new size, both copies have it, the guest writes into the new tail, the mirror is in
+  sync and the cluster verifies clean), a failover boots the secondary's copy with that size
+  and data; then grown through RAPI while stopped: both copies grow, and a stopped rename (OS
+  script on the primary's copy) is copied whole to the secondary at the next start: both
+  copies are byte-identical afterwards.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ NO_CHECKS = ("--no-name-check", "--no-ip-check")
 #: Where the guest writes its marker (4 KiB blocks): past the 64 KiB header area, inside what
 #: the OS create script clears (16 MiB).
 MARKER_BLOCK = 100
+#: A block in what grow-disk adds to a 64 MiB disk (at 80 MiB).
+TAIL_BLOCK = 80 * 256
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +124,25 @@ def disk_file(lab: RapiLab, node: str, inst: dict) -> Path:
     return lab.lab.node(node).paths.file_storage_dir / rel
 
 
+def mirror_steps(lab: RapiLab, node: str, uuid: str, *steps: tuple[str, int]) -> None:
+    """Call MirrorManager methods on ``node`` for the running mirrored disk ``uuid`` (as
+    described by its storage daemon's runtime file), each with a size in MiB, as a job's
+    node calls would."""
+    script = (
+        "import asyncio, dataclasses\n"
+        "from herd import paths\n"
+        "from herd.storage.mirror import MirrorDisk, MirrorManager\n"
+        "from herd.storage.mirror.daemon import DaemonFiles\n"
+        "m = MirrorManager(paths.current())\n"
+        f"rt = DaemonFiles.for_disk(m.run_dir, {uuid!r}).read_runtime()\n"
+        "disk = MirrorDisk.from_dict(rt['disk'])\n"
+        "async def main():\n"
+        + "".join(f"    await m.{name}(dataclasses.replace(disk, size={size}))\n"
+                  for name, size in steps)
+        + "asyncio.run(main())\n")
+    lab.lab.run(node, "python3", "-c", script)
+
+
 def marker(path: Path) -> bytes:
     with open(path, "rb") as handle:
         handle.seek(MARKER_BLOCK * 4096)
@@ -193,23 +218,64 @@ def test_drbd_guest_grows_both_copies_and_renames(lab: RapiLab) -> None:
     d1 = Guest(lab, "node1", "d1")
     d1.ready()
     assert d1.sectors() == 64 * 2048
-    one_line_error(lab.gnt("gnt-instance", "grow-disk", "d1", "0", "32M", check=False),
-                   "grow only while it is stopped")
+    wait_until("d1's mirror in sync", lambda: "connected, in sync" in lab.gnt(
+        "gnt-instance", "info", "d1").stdout, 180, 0.5)
 
-    lab.gnt("gnt-instance", "shutdown", "d1")
-    done = lab.run_job("GrowInstanceDisk", "d1", 0, 32)
-    assert done["status"] == "success", done
+    # a grow that fails half-way (the primary's step after the secondary grew) is undone by
+    # the job with the same node calls it makes here: both copies served at 64 MiB again,
+    # the mirror in sync, the guest reading its disk (its NBD client reconnects)
+    uuid = config_of(lab, "d1")["disks"][0]["uuid"]
+    mirror_steps(lab, "node1", uuid, ("grow_hold", 64))
+    mirror_steps(lab, "node2", uuid, ("grow_serve", 96), ("grow_serve", 64))
+    mirror_steps(lab, "node1", uuid, ("grow_serve", 64))
+    d1.run("dd if=/dev/vda of=/dev/null bs=4096 count=64 skip=1000 2>/dev/null; echo R=$?",
+           r"R=0")
+    wait_until("d1's mirror in sync again", lambda: "connected, in sync" in lab.gnt(
+        "gnt-instance", "info", "d1").stdout, 60, 0.5)
+    assert [os.path.getsize(p) for p in (disk_file(lab, n, config_of(lab, "d1"))
+                                          for n in ("node1", "node2"))] == [64 << 20] * 2
+
+    # grown while running: the same QEMU sees the new size, both copies have it, and the
+    # guest's write into the new tail reaches both
+    pid = d1.pid()
+    out = lab.gnt("gnt-instance", "grow-disk", "d1", "0", "32M").stdout
+    assert "pausing the guest" in out and "sees disk 0 at 96M now" in out, out
+    assert d1.sectors() == 96 * 2048 and d1.pid() == pid
     inst = config_of(lab, "d1")
     assert inst["disks"][0]["size"] == 96
     copies = [disk_file(lab, node, inst) for node in ("node1", "node2")]
     assert [os.path.getsize(p) for p in copies] == [96 << 20, 96 << 20]
+    d1.run(f"echo NEW-TAIL | dd of=/dev/vda bs=4096 seek={TAIL_BLOCK} conv=fsync "
+           "2>/dev/null; echo WROTE=$?", r"WROTE=0")
+    info = lab.gnt("gnt-instance", "info", "d1").stdout
+    assert "connected, in sync" in info, info
+    # verify: nothing wrong with the instance or its mirror (this lab's RAPI users file is
+    # written on the master only, which verify rightly reports)
+    verify = lab.gnt("gnt-cluster", "verify", check=False).stdout
+    assert "Verifying mirrored disks" in verify, verify
+    assert not [line for line in verify.splitlines()
+                if "ERROR" in line and "rapi/users" not in line], verify
+
+    # failover: the secondary's copy boots with the new size and the guest's data
+    lab.gnt("gnt-instance", "failover", "d1")
+    d1 = Guest(lab, "node2", "d1")
+    d1.ready()
+    assert d1.sectors() == 96 * 2048
+    d1.run(f"dd if=/dev/vda bs=4096 skip={TAIL_BLOCK} count=1 2>/dev/null | head -c 8; "
+           "echo", r"NEW-TAIL")
+
+    lab.gnt("gnt-instance", "shutdown", "d1")
+    done = lab.run_job("GrowInstanceDisk", "d1", 0, 32)
+    assert done["status"] == "success", done
+    assert config_of(lab, "d1")["disks"][0]["size"] == 128
+    assert [os.path.getsize(p) for p in copies] == [128 << 20, 128 << 20]
 
     # renamed while stopped: the script writes the primary's copy; the next start syncs it
     lab.gnt("gnt-instance", "rename", *NO_CHECKS, "d1", "d2")
     lab.gnt("gnt-instance", "startup", "d2")
-    d2 = Guest(lab, "node1", "d2")
+    d2 = Guest(lab, "node2", "d2")
     d2.ready()
-    assert "HERD_GUEST_READY disk0=d2 " in d2.text() and d2.sectors() == 96 * 2048
+    assert "HERD_GUEST_READY disk0=d2 " in d2.text() and d2.sectors() == 128 * 2048
     wait_until("d2's mirror in sync", lambda: "connected, in sync" in lab.gnt(
         "gnt-instance", "info", "d2").stdout, 180, 0.5)
     lab.gnt("gnt-instance", "shutdown", "d2")

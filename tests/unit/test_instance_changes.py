@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 
 from herd import errors
-from herd.logic.instance_grow import grow_target, space_refusal
+from herd.logic.instance_grow import grow_path, grow_target, space_refusal
 from herd.logic.instance_reinstall import new_osparams
 from herd.logic.instance_rename import answer_means_in_use, check_flags
 from herd.logic.templates.base import DiskTemplate, grow_order
 from herd.objects import Disk, Instance
 from herd.objects.disk_ids import FileId, LvId
 from tests.harness import InProcessCluster, create_op, node_name, scratch_root
+from tests.waiting import wait_until
 
 N1, N2, N3 = node_name(1), node_name(2), node_name(3)
 INST = "inst1.example.com"
@@ -168,6 +169,79 @@ def test_grow_disk_of_a_mirror_grows_both_copies_while_stopped(
     assert cluster.run(op("OP_INSTANCE_STARTUP")).status == "success"
 
 
+def test_grow_path_picks_the_way_a_disk_grows() -> None:
+    # the file template grows its volumes under a running guest or not
+    assert grow_path(True, True, None) == "volumes" and grow_path(False, True, None) == "volumes"
+    # a mirror: stopped with its daemons down; running its own way, unless its QEMU cannot
+    assert grow_path(False, False, "old QEMU") == "stopped"
+    assert grow_path(True, False, None) == "running"
+    assert grow_path(True, False, "old QEMU") == "refused"
+
+
+def test_grow_disk_of_a_running_mirror_grows_both_copies_under_the_paused_guest(
+        cluster: InProcessCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job's steps (the harness's mirror manager: real data files, no storage daemons;
+    the lab runs the real ones): the guest is paused, the primary holds its mirror, both
+    copies grow, secondary first, and are served again, the guest is resumed and told; a
+    failure of the primary's step serves both copies at the old size again, and the config
+    keeps the old size."""
+    from herd.hypervisor.kvm import Kvm
+
+    outcome = cluster.run(create_op(INST, node=N2, template="drbd", snode=N3, start=True))
+    assert outcome.status == "success", outcome.log
+    refused = cluster.run(op("OP_INSTANCE_GROW_DISK", disk=0, amount=32))
+    assert refused.status == "error" and "QEMU >= 10.0.0 only (the primary node has " \
+        "unknown): stop it first" in refused.error[1], refused.error
+    facts = Kvm.node_facts  # what node_info reports, on every node
+    monkeypatch.setattr(Kvm, "node_facts", lambda self: {**facts(self), "qemu_version": "10.0.2"})
+
+    def mirror_states() -> list[dict[str, Any]]:
+        ctx = cluster.ctx
+        from herd.logic import drbd
+
+        inst = cluster.config.find_instance(INST)
+        return cluster.wait(drbd.status(ctx, inst))
+
+    wait_until("the mirror in sync", lambda: mirror_states()[0]["in_sync"], 60, 0.2)
+    net = cluster.nodes[N3].service.mirror.net  # the secondary away: not in sync
+    listening = dict(net.listening)
+    net.listening.clear()
+    cluster.clear_calls()
+    refused = cluster.run(op("OP_INSTANCE_GROW_DISK", disk=0, amount=32))
+    assert refused.status == "error" and "is not in sync with" in refused.error[1]
+    assert not {"instance_pause", "blockdev_grow_hold"} & {m for _, m in cluster.all_calls()}
+    net.listening.update(listening)
+    cluster.fail_once(N2, "blockdev_grow_hold")  # refused before it changed anything
+    failed = cluster.run(op("OP_INSTANCE_GROW_DISK", disk=0, amount=32))
+    assert failed.status == "error" and not [m for m in failed.log if "WARNING" in m]
+    assert cluster.running(N2)[INST]["state"] == "running"
+
+    cluster.fail_once(N2, "blockdev_grow_serve")  # the primary's step: N3 has grown already
+    failed = cluster.run(op("OP_INSTANCE_GROW_DISK", disk=0, amount=32))
+    assert failed.status == "error", failed.log
+    assert cluster.saved_config().find_instance(INST).disks[0].size == 64  # no lie
+    for node in (N2, N3):  # served again at the old size, both
+        assert os.path.getsize(disk_path(cluster, node)) == 64 << 20
+    assert cluster.running(N2)[INST]["state"] == "running"  # resumed
+    state = mirror_states()[0]
+    assert state["role"] == "primary" and state["connected"], state
+
+    done = cluster.run(op("OP_INSTANCE_GROW_DISK", disk=0, amount=32))
+    assert done.status == "success", done.log
+    log = "\n".join(done.log)
+    assert "pausing the guest" in log and "resuming the guest" in log, log
+    order = [m.split(" on ")[1].split(" ")[0] for m in done.log if "growing disk 0 on" in m]
+    assert order == [N3, N2]
+    for node in (N2, N3):
+        assert os.path.getsize(disk_path(cluster, node)) == 96 << 20
+    assert cluster.saved_config().find_instance(INST).disks[0].size == 96
+    assert cluster.running(N2)[INST]["state"] == "running"
+    fake = cluster.nodes[N2].service.hypervisor("fake")._load()[INST]
+    assert fake["disk_sizes"] == {"0": 96 << 20}
+    state = mirror_states()[0]
+    assert state["role"] == "primary" and state["in_sync"], state
+
+
 def test_rename_stopped_runs_the_os_script_and_running_keeps_the_guest(
         cluster: InProcessCluster) -> None:
     outcome = cluster.run(create_op(INST, node=N2, os_type=OS, no_install=False,
@@ -283,6 +357,23 @@ def test_kvm_rename_carries_a_running_instance_and_grow_resizes_its_drive(
         monkeypatch.setattr(kvm_mod.qmp, "execute", execute)
         asyncio.run(kvm.grow_disk("new", 0, 96 << 20))
         assert ("new.qmp", "block_resize", {"device": "virtio0", "size": 96 << 20}) in calls
+
+        # a mirrored disk (NBD): one read reconnects its client first, which then knows the
+        # export's new size (QEMU refuses to grow an NBD node past what it knows)
+        from herd.hypervisor.base import DiskSpec
+        from herd.hypervisor.kvm.runtime import read_record
+
+        record = read_record(new.runtime)
+        assert record is not None
+        disk_uuid = "5e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+        record.spec.disks = [DiskSpec(index=0, path="nbd+unix:///d0?socket=/run/m.sock",
+                                      uuid=disk_uuid)]
+        write_record(new.runtime, record)
+        calls.clear()
+        asyncio.run(kvm.grow_disk("new", 0, 128 << 20, disk_uuid))
+        assert [c[1:] for c in calls if c[1] != "query-status"] == [
+            ("human-monitor-command", {"command-line": 'qemu-io virtio0 "read 0 512"'}),
+            ("block_resize", {"device": "virtio0", "size": 128 << 20})]
     finally:
         proc.kill()
         proc.wait()

@@ -97,3 +97,23 @@ def test_create_generation_remove(tmp_path: Path) -> None:
     bad = MirrorDisk.from_dict({**DISK.to_dict(), "relpath": "../../etc/x"})
     with pytest.raises(StorageError, match="escapes"):
         mgr.backing_file(bad)
+
+
+def test_the_local_node_takes_a_new_size_by_resize_or_by_reopen() -> None:
+    # a file: QEMU resizes its node (the file has that length already)
+    assert graph.resize_local(Path("/d/f"), block=False, size=96 << 20) == (
+        "block_resize", {"node-name": "local", "size": 96 << 20})
+    # a block device: its raw node's fixed size changes by a reopen restating everything
+    command, args = graph.resize_local(Path("/dev/vg/lv"), block=True, size=96 << 20)
+    opened = graph.local_node(Path("/dev/vg/lv"), block=True, size=96 << 20)
+    assert command == "blockdev-reopen"
+    assert args == {"options": [{**opened, "file": "local-dev"}]}
+    assert args["options"][0]["size"] == 96 << 20
+
+
+def test_the_job_after_a_grow_copies_nothing_only_to_the_same_export() -> None:
+    from herd.storage.mirror.manager import grow_job_sync
+
+    assert grow_job_sync("u.tok1", "u.tok1") == "none"
+    assert grow_job_sync("u.tok2", "u.tok1") == "full"  # the peer's copy changed meanwhile
+    assert grow_job_sync("u.tok1", None) == "full"

@@ -143,3 +143,29 @@ def test_marking_a_copy_synced_is_a_compare_and_set_on_its_export(tmp_path: Path
             await mgr.mark_synced(DISK, primary, export)
 
     asyncio.run(scenario())
+
+
+# -- growing under a running guest ---------------------------------------------------------
+def test_a_primary_held_for_a_grow_is_growing_and_no_look_bumps_it() -> None:
+    held = Runtime(role="primary", target=None, export="disk.tok1", growing=True)
+    # no job and no link: a primary that is not held would be degraded (and bumped)
+    assert classify(gen(), held, True, None, False) is State.GROWING
+    seen = observe(gen(), held, None, False)
+    assert seen.state is State.GROWING and not seen.changes
+    assert observe(gen(), PRIMARY, None, False).bump  # not held
+
+
+def test_grow_events_follow_the_table() -> None:
+    assert transition(State.SYNCED, Event.GROW_HOLD) is State.GROWING
+    assert transition(State.GROWING, Event.GROW_SERVE) is State.SYNCING
+    assert transition(State.SECONDARY, Event.GROW_SERVE) is State.SECONDARY
+    for state in (State.SYNCING, State.DEGRADED, State.STOPPED):
+        with pytest.raises(StorageError, match="only a mirror in sync grows under its guest"):
+            transition(state, Event.GROW_HOLD)
+    for state in (State.SYNCED, State.STOPPED):  # a job runs, or no daemon
+        with pytest.raises(StorageError, match="only a copy held for a grow"):
+            transition(state, Event.GROW_SERVE)
+    # a reconnect would add a job beside the held one's missing exports: refused
+    with pytest.raises(StorageError, match="cannot reconnect"):
+        transition(State.GROWING, Event.RECONNECT)
+    assert transition(State.GROWING, Event.STOP) is State.STOPPED

@@ -226,3 +226,12 @@ def test_hand_over_resumes_before_ending_the_old_qemu(monkeypatch: pytest.Monkey
     assert calls[-1] == "n2.blockdev_wait_sync"
     assert len(notes) == 1 and "old QEMU of vm on n1 was not ended" in notes[0]
     assert "migrate --cleanup vm" in notes[0]
+
+
+def test_mirrored_disks_grow_under_a_running_guest_from_10_0_only() -> None:
+    assert qf.mirror_grow_refusal("10.0.2") is None
+    assert qf.mirror_grow_refusal("QEMU emulator version 10.1.0") is None
+    assert qf.features("10.0.2").mirror_online_grow and not qf.features("9.2.0").mirror_online_grow
+    old = qf.mirror_grow_refusal("7.2.22")
+    assert old is not None and "QEMU >= 10.0.0" in old and "has 7.2.22" in old
+    assert "has unknown" in (qf.mirror_grow_refusal("") or "")  # not detected: refused

@@ -431,11 +431,17 @@ class Kvm(Hypervisor):
                         uuid: str | None = None) -> None:
         """QMP ``block_resize`` of the drive of disk ``index``: the guest's virtio (or other)
         device reports the new capacity at once. The volume has grown first (a file is longer,
-        a loop device's size limit is raised), so QEMU only takes the size it already has."""
+        a loop device's size limit is raised, a mirror's export was served again at the new
+        size), so QEMU only takes the size it already has. A disk read over NBD reconnects
+        first (its export dropped it): its client knows the size it saw at connect time."""
         async with self._lock(name):
             record = await self._require(name)
-            await qmp.execute(self._files(name).qmp, "block_resize",
-                              {**resize_target(record, index, uuid), "size": size_bytes},
+            sock = self._files(name).qmp
+            target = resize_target(record, index, uuid)
+            path = disk_path(record, index, uuid)
+            if path is not None and disks.is_uri(path):
+                await hotplug.reconnect(sock, target)
+            await qmp.execute(sock, "block_resize", {**target, "size": size_bytes},
                               timeout=30.0)
 
     async def rename(self, old: str, new: str) -> None:
@@ -633,6 +639,17 @@ class Kvm(Hypervisor):
                 await qmp.execute(files.qmp, "cont")
             record.migration = None
             write_record(files.runtime, record)
+
+
+def disk_path(record: RuntimeRecord, index: int, uuid: str | None) -> str | None:
+    """Where the running QEMU reads the config's disk ``index`` (uuid ``uuid``) from: its
+    runtime spec's path (a file, a device or an NBD URI); None if the spec has no such disk."""
+    for disk in record.spec.disks:
+        if uuid and disk.uuid == uuid:
+            return disk.path
+    if uuid is None:
+        return next((d.path for d in record.spec.disks if d.index == index), None)
+    return None
 
 
 def resize_target(record: RuntimeRecord, index: int, uuid: str | None) -> dict[str, str]:

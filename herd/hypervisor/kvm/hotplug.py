@@ -67,16 +67,41 @@ def _is_block_device(path: str) -> bool:
         return False
 
 
+def nbd_client_args(path: str) -> dict[str, Any]:
+    """An NBD client node's options for the export at the URI ``path``, with the reconnect
+    settings of a disk from the command line."""
+    target = parse_nbd_uri(path)
+    server = ({"type": "unix", "path": target.socket} if target.socket is not None else
+              {"type": "inet", "host": target.host, "port": str(target.port)})
+    return {"driver": "nbd", "server": server, "export": target.export,
+            "reconnect-delay": NBD_RECONNECT_DELAY, "open-timeout": NBD_OPEN_TIMEOUT}
+
+
+def io_probe(target: dict[str, str]) -> str:
+    """The HMP command line that reads one sector of the disk ``target`` (``{"device": drive
+    id}`` or ``{"node-name": ...}``, as block_resize takes it): QEMU's NBD client reconnects
+    to an export that dropped it only at its next request, and learns the export's size on
+    that connection."""
+    name = target.get("device") or target["node-name"]
+    return f'qemu-io {name} "read 0 512"'
+
+
+async def reconnect(sock: Path, target: dict[str, str]) -> None:
+    """Have the NBD client of the disk ``target`` reconnect to its export (which dropped it:
+    a mirror served again at a new size) by one read, so that it knows the export's size now
+    and block_resize can grow the disk to it ("Cannot grow NBD nodes" otherwise)."""
+    out = await qmp.execute(sock, "human-monitor-command", {"command-line": io_probe(target)},
+                            timeout=60.0)
+    if isinstance(out, str) and out.strip().startswith("Error"):
+        raise HypervisorError(f"cannot read disk {target}: {out.strip()}")
+
+
 def blockdev_args(node: str, path: str, *, readonly: bool, cache: str) -> dict[str, Any]:
     """``blockdev-add`` arguments of a raw disk at ``path`` (file, block device or NBD URI,
     with the same reconnect settings as a disk from the command line)."""
     file: dict[str, Any]
     if is_uri(path):
-        target = parse_nbd_uri(path)
-        server = ({"type": "unix", "path": target.socket} if target.socket is not None else
-                  {"type": "inet", "host": target.host, "port": str(target.port)})
-        file = {"driver": "nbd", "server": server, "export": target.export,
-                "reconnect-delay": NBD_RECONNECT_DELAY, "open-timeout": NBD_OPEN_TIMEOUT}
+        file = nbd_client_args(path)
     else:
         file = {"driver": "host_device" if _is_block_device(path) else "file",
                 "filename": path}

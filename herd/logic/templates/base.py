@@ -78,9 +78,11 @@ class DiskTemplate:
     #: MiB the allocator protocol counts per disk beyond its size (Ganeti's DRBD_META_SIZE:
     #: hail and Ganeti's checks expect it in ``disk_space_total``).
     meta_mib: ClassVar[int] = 0
-    #: grow-disk can grow a disk of a running instance (the guest opens the volume itself, so
-    #: QMP block_resize shows it the new size); a mirror's guest reads an NBD export whose
-    #: size is fixed while connected, so its disks grow while the instance is stopped.
+    #: grow-disk grows the volumes of a running instance as they are (the guest opens the
+    #: volume itself, so QMP block_resize shows it the new size). A mirror's volumes are held
+    #: by its storage daemons and its guest reads an NBD export: it grows a running
+    #: instance's disk its own way (:meth:`grow_running`) and a stopped one's with the
+    #: mirror down.
     grows_online: ClassVar[bool] = False
 
     def disk_space_total(self, sizes: list[int]) -> int:
@@ -217,6 +219,18 @@ class DiskTemplate:
                     feedback(f"  WARNING: could not cut disk {index} back to "
                              f"{inst.disks[index].size} MiB on {node.name}: {exc.message}")
             raise
+
+    def online_grow_refusal(self, qemu_version: str) -> str | None:
+        """Why a disk of a running instance cannot grow on a primary with QEMU
+        ``qemu_version`` (the instance must be stopped); None when :meth:`grow_running` can."""
+        if self.grows_online:
+            return None
+        return f"its {self.name} disks grow only while it is stopped"
+
+    async def grow_running(self, ctx: MasterContext, inst: Instance, index: int,
+                           size_mib: int, feedback: Feedback) -> None:
+        """:meth:`grow` under a running guest (the caller then shows the guest the size)."""
+        await self.grow(ctx, inst, index, size_mib, feedback)
 
     async def missing(self, ctx: MasterContext, inst: Instance, node: Node,
                       indices: list[int] | None = None) -> list[int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from herd import errors
+from herd import errors, qemu_features
 from herd.logic import drbd, intents
 from herd.logic.base import MasterContext
 from herd.logic.templates.base import Claim, DiskTemplate, Feedback, Volumes
@@ -112,6 +112,57 @@ class DrbdTemplate(DiskTemplate):
             except errors.HerdError as exc:
                 problems.append(f"could not remove disks on {node.name}: {exc.message}")
         return problems
+
+    def online_grow_refusal(self, qemu_version: str) -> str | None:
+        return qemu_features.mirror_grow_refusal(qemu_version)
+
+    async def grow_running(self, ctx: MasterContext, inst: Instance, index: int,
+                           size_mib: int, feedback: Feedback) -> None:
+        """Both copies of a running instance's disk grow, the guest paused meanwhile (see
+        MirrorManager.grow_hold): the primary ends its in-sync job and VM export, the
+        secondary then the primary grow their copies and serve them again, the primary with
+        a new job that copies nothing. A failure serves both copies again at the old size;
+        the guest runs on as before either way."""
+        cfg = ctx.config.data
+        pnode, snode = cfg.nodes[inst.primary_node], drbd.secondary_of(cfg, inst)
+        prpc, srpc = ctx.rpc.node(pnode), ctx.rpc.node(snode)
+        grown = Instance.from_dict(inst.to_dict())
+        grown.disks[index].size = size_mib
+
+        def spec(which: Instance, node: Node) -> list[dict[str, Any]]:
+            return [drbd.mirror_spec(cfg, which, index, node.uuid).to_dict()]
+
+        mirror = (await drbd.status(ctx, inst))[index]
+        if not mirror.get("in_sync"):
+            raise errors.OpPrereqError(
+                f"disk {index} of {inst.name} is not in sync with {snode.name} (both copies "
+                "must hold every write before they grow under the guest): wait for the resync "
+                "('gnt-instance info' shows it) or stop the instance")
+        state = (await prpc.instance_runstate(inst.name) or {}).get("state")
+        feedback(f"* pausing the guest of {inst.name} while its mirror takes the new size")
+        await prpc.instance_pause(inst.name)
+        held, touched = False, []
+        try:
+            held = True  # also when the hold fails half-way: serving again is a target
+            await prpc.blockdev_grow_hold(spec(inst, pnode))
+            for node, rpc in ((snode, srpc), (pnode, prpc)):
+                feedback(f"* growing disk {index} on {node.name} to {size_mib} MiB")
+                touched.append((node, rpc))  # also when the answer is lost: undo is a target
+                await rpc.blockdev_grow_serve(spec(grown, node))
+        except BaseException:
+            # the copies keep one length and the primary mirrors again, at the old size
+            undo = [*touched, (pnode, prpc)] if held else touched
+            for node, rpc in {n.uuid: (n, r) for n, r in undo}.values():
+                try:
+                    await rpc.blockdev_grow_serve(spec(inst, node))
+                except errors.HerdError as exc:
+                    feedback(f"  WARNING: could not serve disk {index} on {node.name} at "
+                             f"{inst.disks[index].size} MiB again: {exc.message}")
+            raise
+        finally:
+            if state in (None, "running"):
+                feedback(f"* resuming the guest of {inst.name}")
+                await prpc.instance_resume(inst.name)
 
     async def missing(self, ctx: MasterContext, inst: Instance, node: Node,
                       indices: list[int] | None = None) -> list[int]:

@@ -60,6 +60,18 @@ def local_node(path: Path, *, block: bool = False, size: int | None = None) -> d
     return raw
 
 
+def resize_local(path: Path, *, block: bool, size: int) -> tuple[str, dict[str, Any]]:
+    """The QMP command that makes the ``local`` node ``size`` bytes long once its volume has
+    that size (a grow of a running disk, or its undo): a file's node is resized (QEMU
+    truncates the file to the length it already has and takes it); a block device's raw node
+    has a fixed ``size`` (:func:`local_node`) and is reopened with the new one, every other
+    option restated (a reopen resets what it does not name) and its child by name."""
+    if not block:
+        return "block_resize", {"node-name": LOCAL, "size": size}
+    raw = local_node(path, block=True, size=size)
+    return "blockdev-reopen", {"options": [{**raw, "file": raw["file"]["node-name"]}]}
+
+
 def unix_server(sock: Path) -> dict[str, Any]:
     return {"addr": {"type": "unix", "data": {"path": str(sock)}}}
 

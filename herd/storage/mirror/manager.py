@@ -197,6 +197,105 @@ class MirrorManager:
                                    "storage daemon runs")
             await self._data(disk).undo_grow(size_mib)
 
+    # -- growing under a running guest -------------------------------------------------------
+    # The mirror job and the NBD exports each forbid resizing the nodes below them, and an
+    # NBD client learns an export's size only when it connects. So the master pauses the
+    # guest, the primary ends its (in-sync) job and its VM export (grow_hold), each node
+    # grows its copy and serves it again (grow_serve: the secondary first, then the primary,
+    # which also starts a new job that copies nothing: the copies are equal), and the guest's
+    # NBD client reconnects, learning the new size, before block_resize (the hypervisor's
+    # grow_disk). The same grow_serve with the old size undoes a grow that did not finish.
+    async def grow_hold(self, disk: MirrorDisk) -> None:
+        """On the primary, its guest paused: end the VM export and the mirror job (cleanly,
+        so both copies are equal) and drop the peer's node. Refused unless in sync. The
+        runtime says ``growing`` first, so that no look takes the missing job for a lost
+        peer (:data:`.states.State.GROWING`) and a half-done hold is served again whole."""
+        async with self._lock(disk):
+            files = self._files(disk)
+            rt = files.read_runtime() or {}
+            transition(await self._settle(disk), Event.GROW_HOLD, f"the mirror of {disk.relpath}")
+            refusal = qemu_features.mirror_grow_refusal(str(rt.get("qsd_version", "")))
+            if refusal:
+                raise StorageError(f"disk {disk.index}: its storage daemon: {refusal}")
+            files.write_runtime({**rt, "growing": True})
+            async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
+                await self._end_exports(q, ["vm"])
+                if await self._job(q) is not None:
+                    await self._cancel(q, force=False)
+                await self._drop_target(q, rt.get("target_child"))
+            files.write_runtime({**rt, "growing": True, "target": None, "target_child": None})
+
+    async def grow_serve(self, disk: MirrorDisk) -> None:
+        """Under the running daemon, this copy takes ``disk.size`` MiB (grown, or cut back
+        for an undo; a new tail of a block device is zeroed, as :meth:`grow` does) and is
+        served again: a secondary re-adds its exports, a primary held by :meth:`grow_hold`
+        its VM export and a new mirror job (nothing to copy when the peer still serves the
+        export the old job wrote to; a full copy otherwise)."""
+        async with self._lock(disk):
+            files = self._files(disk)
+            rt = files.read_runtime() or {}
+            if files.pid() is None:
+                raise StorageError(f"mirrored disk {disk.index} has no storage daemon here")
+            secondary = rt.get("role") == "secondary"
+            served = MirrorDisk.from_dict(rt["disk"]).size if rt.get("disk") else disk.size
+            if not secondary and not rt.get("growing") and served == disk.size:
+                return  # an undo of a hold that never began: the mirror runs as it was
+            transition(await self._phase(disk), Event.GROW_SERVE, f"disk {disk.relpath}")
+            async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
+                await self._end_exports(q, ["repl", "vm"] if secondary else ["vm"])
+                if not secondary:  # a hold that failed half-way may have left them
+                    if await self._job(q) is not None:
+                        await self._cancel(q, force=False)
+                    await self._drop_target(q, rt.get("target_child"))
+                data = self._data(disk)
+                await data.grow(disk.size)
+                await data.undo_grow(disk.size)
+                path = (await data.assemble()).path
+                block = stat.S_ISBLK(os.stat(path).st_mode)
+                if block and disk.size > served:
+                    await asyncio.to_thread(_zero, path, served * MIB,
+                                            (disk.size - served) * MIB)
+                command, args = graph.resize_local(Path(path), block=block,
+                                                   size=disk.size_bytes)
+                await q.cmd(command, args)
+                if secondary:
+                    gen = self._gen(disk).read()
+                    await q.cmd("block-export-add",
+                                graph.repl_export(self._export_name(disk, gen), summary(gen)))
+                    await q.cmd("block-export-add", graph.vm_export(disk.uuid))
+                    files.write_runtime({**rt, "disk": disk.to_dict()})
+                    return
+                export, _ = await peer.probe(disk.peer_ip, disk.port, disk.uuid)
+                sync = grow_job_sync(export, rt.get("export"))
+                await q.cmd("block-export-add", graph.vm_export(disk.uuid))
+                seq = int(rt.get("target_seq", 1)) + 1
+                child, kind = await self._add_peer_node(q, disk, export, seq)
+                await q.cmd("blockdev-add", graph.target_node(child), timeout=SLOW_TIMEOUT)
+                plan = qemu_features.mirror_plan(str(rt.get("qsd_version", "")), sync)
+                await q.cmd("blockdev-mirror", graph.mirror_job(sync, disk.size_bytes,
+                                                                plan.copy_mode))
+            gf = self._gen(disk)
+            since = {} if sync == "none" else {"map_since": gf.read()["current"]}
+            gf.update(dirty_map_valid=True, **since)
+            files.write_runtime({**rt, "growing": False, "disk": disk.to_dict(),
+                                 "target": kind, "target_child": child, "target_seq": seq,
+                                 "export": export, "base_offset": 0, "sync": sync,
+                                 "copy_mode": plan.copy_mode,
+                                 "switch_when_ready": plan.switch_when_ready,
+                                 "sync_started": time.time()})
+
+    async def _end_exports(self, q: QmpSession, ids: list[str]) -> None:
+        """Remove the exports ``ids`` (dropping their clients) and wait until they are gone:
+        an export holds its node's size (QEMU refuses a resize under it)."""
+        for ident in ids:
+            with contextlib.suppress(QmpCommandError):  # gone already (a retried step)
+                await q.cmd("block-export-del", {"id": ident, "mode": "hard"})
+        deadline = time.monotonic() + CANCEL_TIMEOUT
+        while any(e.get("id") in ids for e in await q.cmd("query-block-exports")):
+            if time.monotonic() > deadline:
+                raise StorageError(f"exports {', '.join(ids)} did not end")
+            await asyncio.sleep(0.05)
+
     async def mark_written(self, disk: MirrorDisk) -> None:
         """This copy's data was written directly (an OS rename or reinstall script while the
         mirror was down): a new generation, whose ancestor the peer holds, so that the next
@@ -747,6 +846,14 @@ class MirrorManager:
                 await q.cmd("quit")
         if not await daemon.wait_gone(pid, 15.0):
             await daemon.terminate(pid)
+
+
+def grow_job_sync(export_now: str | None, export_before: str | None) -> str:
+    """The sync of the mirror job that follows a grow of a running disk: 'none' when the
+    peer serves the very export the ended job replicated to (its copy holds every write the
+    guest made: the job ended in sync, the guest was paused); 'full' when that is unknown or
+    the peer's copy changed meanwhile (its export name changes with every such change)."""
+    return "none" if export_now is not None and export_now == export_before else "full"
 
 
 def _zero(path: str, offset: int, length: int) -> None:

@@ -69,7 +69,8 @@ class Runtime(_Record):
     ``target``/``target_child``/``target_seq`` the peer node of the mirror job (``nbd`` or
     ``dead``); ``export`` the peer's export name the job replicates to; ``base_offset`` the job's
     offset when its current sync began; ``copy_mode`` the job's copy mode now and
-    ``switch_when_ready`` whether it must become write-blocking once the bulk copy is done.
+    ``switch_when_ready`` whether it must become write-blocking once the bulk copy is done;
+    ``growing`` a primary held for growing its disk under a paused guest (no job, no exports).
     """
 
     role: str = ""
@@ -87,4 +88,5 @@ class Runtime(_Record):
     switch_when_ready: bool = False
     sync: str = ""
     started: float = 0.0
+    growing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

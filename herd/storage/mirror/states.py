@@ -32,6 +32,9 @@ class State(StrEnum):
     SYNCING = "syncing"        # primary: the job runs and the peer lacks something yet
     SYNCED = "synced"          # primary: every acknowledged write is on the peer
     DEGRADED = "degraded"      # primary: no job, paused, I/O error or no link to the peer
+    #: primary: the mirror is held for growing the disk under its (paused) guest: no job and
+    #: no exports, both copies equal; not degraded (nothing is written meanwhile)
+    GROWING = "growing"
 
 
 class Event(StrEnum):
@@ -47,6 +50,8 @@ class Event(StrEnum):
     DIED = "daemon died"                  # observed: the daemon is gone without a stop
     MARK_SYNCED = "mark synced"
     REMOVE = "remove"
+    GROW_HOLD = "hold for a grow"         # end the job and the exports, copies equal
+    GROW_SERVE = "serve the grown copy"   # exports (and a new job) at the new size
 
 
 _PRIMARY = (State.SYNCING, State.SYNCED, State.DEGRADED)
@@ -72,6 +77,12 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.SYNCED, Event.SEEN_BROKEN): State.DEGRADED,
     **{(s, Event.RECONNECT): State.SYNCING for s in _PRIMARY},
     (State.SYNCED, Event.HAND_OVER): State.SECONDARY,
+    (State.SYNCED, Event.GROW_HOLD): State.GROWING,
+    (State.GROWING, Event.GROW_SERVE): State.SYNCING,
+    (State.SECONDARY, Event.GROW_SERVE): State.SECONDARY,
+    (State.GROWING, Event.STOP): State.STOPPED,
+    (State.GROWING, Event.REMOVE): State.ABSENT,
+    (State.GROWING, Event.DIED): State.CRASHED,
 }
 
 _WHY = {
@@ -79,6 +90,9 @@ _WHY = {
     Event.MARK_SYNCED: "only a copy that is not primary adopts its primary's generation",
     Event.RECONNECT: "only a primary reconnects to its peer",
     Event.CREATE: "the disk exists on this node already",
+    Event.GROW_HOLD: "only a mirror in sync grows under its guest (the peer would miss the "
+                     "writes of the grow's moment otherwise); wait for the resync",
+    Event.GROW_SERVE: "only a copy held for a grow, or a secondary, serves a grown copy",
 }
 
 
@@ -136,6 +150,8 @@ def classify(gen: Generation | None, rt: Runtime | None, alive: bool,
         return State.CRASHED if gen.crashed_primary else State.STOPPED
     if rt.role == "secondary":
         return State.SECONDARY
+    if rt.growing:
+        return State.GROWING
     if broken(job, linked):
         return State.DEGRADED
     assert job is not None  # not broken
