@@ -38,7 +38,7 @@ from herd.rpc import master_protocol as proto
 from tests.harness import InProcessCluster, create_op, node_name, scratch_root
 
 try:
-    from herd.logic import fields as registry
+    from herd import fields as registry
 except ImportError:  # the code before the registry
     registry = None  # type: ignore[assignment]
 

@@ -159,7 +159,7 @@ def print_rows(opts: Any, rows: list[dict[str, Any]], fields: Sequence[str],
 
 def list_fields(opts: Any, registry: Any, default_fields: Sequence[str]) -> list[str]:
     """The fields ``-o`` asks for (``+a,b`` adds to the defaults), checked against the field
-    registry (herd.logic.fields) before anything is asked of masterd."""
+    registry (herd.fields) before anything is asked of masterd."""
     fields = resolve_fields(getattr(opts, "output", None), default_fields)
     unknown = [f for f in fields if not registry.known(f)]
     if unknown:
@@ -178,7 +178,7 @@ def print_registry_list(opts: Any, rows: list[dict[str, Any]], fields: list[str]
 
 def print_fields(opts: Any, registry: Any) -> int:
     """``list-fields [FIELD...]``: Ganeti's table of name, type, title and description."""
-    from herd.logic.fields import KIND_NAMES
+    from herd.fields import KIND_NAMES
 
     names = list(getattr(opts, "fields", None) or sorted(registry.fields))
     unknown = [n for n in names if not registry.known(n)]

@@ -27,7 +27,7 @@ from herd.cli.options import (
     parse_net_option,
 )
 from herd.cli.tags import add_tag_commands
-from herd.logic.fields import INSTANCE as INSTANCE_FIELDS
+from herd.fields import INSTANCE as INSTANCE_FIELDS
 from herd.units import format_size
 
 PROG = "gnt-instance"

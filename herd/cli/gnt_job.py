@@ -11,11 +11,11 @@ from herd.cli.client import MasterClient
 from herd.cli.common import command_main, print_list, wait_for_job
 from herd.cli.formatting import format_info
 from herd.cli.options import LIST_OPTIONS, HerdArgumentParser, add_common_options
-from herd.logic.fields import JOB as JOB_FIELDS
+from herd.fields import JOB as JOB_FIELDS
 
 PROG = "gnt-job"
 DEFAULT_FIELDS = ["id", "status", "summary"]
-#: Titles from the one field registry (herd.logic.fields.JOB)
+#: Titles from the one field registry (herd.fields.JOB)
 TITLES = JOB_FIELDS.titles()
 
 

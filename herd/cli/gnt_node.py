@@ -26,7 +26,7 @@ from herd.cli.options import (
     yes_no,
 )
 from herd.cli.tags import add_tag_commands
-from herd.logic.fields import NODE as NODE_FIELDS
+from herd.fields import NODE as NODE_FIELDS
 
 PROG = "gnt-node"
 

@@ -1,9 +1,10 @@
 """Queries answered by masterd without a job: instances, nodes, cluster, OS definitions.
 
 Each object is described by a dict keyed by Ganeti's field names (``name``, ``pnode``,
-``oper_state``, ``be/memory``, ``disk.sizes``, ...); the CLI and RAPI pick the fields they show.
-Live fields ask the nodes concurrently, once per query, and mark what could not be learnt as
-None (shown as ``?``/``-``), never as a guess.
+``oper_state``, ``be/memory``, ``disk.sizes``, ...), defined once in :mod:`herd.fields`.
+Callers name the fields they show and only those are computed; the nodes are asked (once
+each, concurrently) only when a requested field needs live data, and what could not be
+learnt is None (shown as ``?``/``-``), never a guess.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import time
 from typing import Any
 
 from herd import errors
-from herd.logic import fields as _fields
+from herd import fields as _fields
 from herd.logic.base import MasterContext
+from herd.logic.specs import filled_hvparams
 from herd.objects import ConfigData, Instance, Node
 
 
@@ -76,9 +78,12 @@ async def query_instances(ctx: MasterContext, names: list[str] | None, live: boo
             wanted = [f for f in wanted if f.live is None]
     sources = _fields.INSTANCE.live_sources(wanted)
     state = await _instance_live(ctx, cfg, instances, sources)
+    def fill_hv(inst: Instance) -> dict[str, Any]:
+        return filled_hvparams(cfg, inst, ctx.paths)
+
     rows = []
     for inst in instances:
-        view = _fields.InstanceView(cfg, inst, ctx.paths, state)
+        view = _fields.InstanceView(cfg, inst, state, fill_hv)
         row = _fields.compute(wanted, view)
         if fields is None:
             _add_families(row, view)

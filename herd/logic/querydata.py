@@ -80,8 +80,8 @@ class LUInstanceQueryData(LogicalUnit[OpInstanceQueryData]):
 def query_groups(ctx: Any, names: list[str] | None = None,
                  fields: list[str] | None = None) -> list[dict[str, Any]]:
     """Node groups keyed by Ganeti's group fields (no live data needed): the ``fields``
-    asked for, or every field of the registry (herd.logic.fields.GROUP)."""
-    from herd.logic import fields as registry
+    asked for, or every field of the registry (herd.fields.GROUP)."""
+    from herd import fields as registry
 
     cfg = ctx.config.data
     groups = sorted(cfg.nodegroups.values(), key=lambda g: g.name)

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from herd.logic.fields import INSTANCE as INSTANCE_FIELDS
+from herd.fields import INSTANCE as INSTANCE_FIELDS
 from herd.objects.access import owners
 
 Row = dict[str, Any]
@@ -35,7 +35,7 @@ def _text(value: Any) -> str:
 
 
 def _field(name: str, key: str | None = None, search: str | None = None) -> Column:
-    """A column showing one registry field (herd.logic.fields.INSTANCE), titled as the CLI
+    """A column showing one registry field (herd.fields.INSTANCE), titled as the CLI
     and RAPI title it."""
     return Column(key or name, INSTANCE_FIELDS.title(name), lambda r: r.get(name), search)
 
@@ -51,6 +51,9 @@ INSTANCE_COLUMNS: tuple[Column, ...] = (
     Column("owner", "Owner", lambda r: sorted(owners(r.get("tags") or ())), "owner"),
     _field("tags", search="tag"),
 )
+#: The fields the instance table reads (its columns and its template, instances_table.html).
+INSTANCE_TABLE_FIELDS = ("name", "status", "pnode", "os", "be/vcpus", "be/memory",
+                         "disk_usage", "tags")
 #: The number of rows on one page, unless the request asks for another (at most MAX_PER_PAGE).
 PER_PAGE = 50
 MAX_PER_PAGE = 500

@@ -1,4 +1,4 @@
-"""The one field registry (herd.logic.fields) and queries that cost what they return.
+"""The one field registry (herd.fields) and queries that cost what they return.
 
 Registry checks are pure; the query checks run masterd's queries on an in-process cluster
 (tests.harness: real node services on the fake hypervisor) and count the node RPCs made.
@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from herd import errors
+from herd import fields as registry
 from herd.cli import common, gnt_instance, gnt_job, gnt_node
-from herd.logic import fields as registry
 from herd.logic.query import query_instances, query_nodes
 from herd.logic.querydata import query_groups
 from herd.rapi import convert

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from herd.logic import fields as registry
+from herd import fields as registry
 from herd.rapi import convert
 from herd.rapi.auth import ACCESS_READ
 from herd.rapi.errors import HttpError, bad_request
@@ -20,7 +20,7 @@ from herd.rapi.routing import Req, Resource, resource
 
 RS_NORMAL, RS_UNKNOWN, RS_NODATA = 0, 1, 2
 
-#: The resources /2/query answers, and their fields (one registry: herd.logic.fields).
+#: The resources /2/query answers, and their fields (one registry: herd.fields).
 FIELDS = registry.REGISTRIES
 
 

@@ -14,12 +14,12 @@ source it needs (``None``: the config alone answers it). Readers:
 - the web manager's instance table takes its column titles from here.
 
 This module imports only the standard library, so that the CLI can read titles without
-loading the config objects; the views import what they compute with on first use.
+loading the config objects or the logic (tests/unit/test_packaging.py); the views get what
+they compute with from the query that makes them (herd.logic.query).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -38,21 +38,22 @@ LIVE_NODE = "node_info"  # the node's memory, storage and CPU figures (one RPC a
 Getter = Callable[[Any], Any]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Field:
-    name: str
-    title: str
-    kind: str
-    doc: str
-    get: Getter = dataclasses.field(repr=False, compare=False)
-    #: the live source this field needs, None if the config alone answers it
-    live: str | None = None
-    #: values (or the items of a list) are sizes in MiB
-    unit: bool = False
+    """One field: Ganeti's name, title, kind and doc; how to compute it from a view; the
+    live source it needs (None: the config answers it); whether its values (or the items of
+    its list) are sizes in MiB. A plain slotted class: the CLI builds the registry at start,
+    and a dataclass would cost it the import of dataclasses and inspect."""
 
-    def __post_init__(self) -> None:
-        if self.kind == UNIT:
-            object.__setattr__(self, "unit", True)
+    __slots__ = ("doc", "get", "kind", "live", "name", "title", "unit")
+
+    def __init__(self, name: str, title: str, kind: str, doc: str, get: Getter,
+                 live: str | None = None, unit: bool = False) -> None:
+        self.name, self.title, self.kind, self.doc = name, title, kind, doc
+        self.get, self.live = get, live
+        self.unit = unit or kind == UNIT
+
+    def __repr__(self) -> str:
+        return f"Field({self.name!r}, {self.title!r}, {self.kind!r})"
 
     @property
     def numeric(self) -> bool:
@@ -172,10 +173,11 @@ class InstanceView:
     """One instance as its fields see it; what several fields share (filled parameters, the
     primary node, the live entry) is computed once, on first use."""
 
-    __slots__ = ("_be", "_hv", "_nics", "_node", "cfg", "live", "obj", "paths")
+    __slots__ = ("_be", "_hv", "_nics", "_node", "cfg", "fill_hv", "live", "obj")
 
-    def __init__(self, cfg: Any, inst: Any, paths: Any, live: InstanceLive) -> None:
-        self.cfg, self.obj, self.paths, self.live = cfg, inst, paths, live
+    def __init__(self, cfg: Any, inst: Any, live: InstanceLive,
+                 fill_hv: Callable[[Any], dict[str, Any]]) -> None:
+        self.cfg, self.obj, self.live, self.fill_hv = cfg, inst, live, fill_hv
         self._node: Any = None
         self._be: dict[str, Any] | None = None
         self._hv: dict[str, Any] | None = None
@@ -195,10 +197,8 @@ class InstanceView:
 
     @property
     def hv(self) -> dict[str, Any]:
-        if self._hv is None:
-            from herd.logic.specs import filled_hvparams
-
-            self._hv = filled_hvparams(self.cfg, self.obj, self.paths)
+        if self._hv is None:  # the hypervisor's defaults: the query's fill_hv knows them
+            self._hv = self.fill_hv(self.obj)
         return self._hv
 
     @property
