@@ -16,7 +16,7 @@ from typing import Any
 from herd import errors
 from herd import fields as _fields
 from herd.logic.base import MasterContext
-from herd.logic.specs import filled_hvparams
+from herd.logic.specs import hypervisor_class
 from herd.objects import ConfigData, Instance, Node
 
 
@@ -78,8 +78,14 @@ async def query_instances(ctx: MasterContext, names: list[str] | None, live: boo
             wanted = [f for f in wanted if f.live is None]
     sources = _fields.INSTANCE.live_sources(wanted)
     state = await _instance_live(ctx, cfg, instances, sources)
+    hv_defaults: dict[str, dict[str, Any]] = {}  # per hypervisor, once per query
+
     def fill_hv(inst: Instance) -> dict[str, Any]:
-        return filled_hvparams(cfg, inst, ctx.paths)
+        defaults = hv_defaults.get(inst.hypervisor)
+        if defaults is None:
+            defaults = hypervisor_class(inst.hypervisor, ctx.paths).parameter_defaults()
+            hv_defaults[inst.hypervisor] = defaults
+        return cfg.filled_hvparams(inst, defaults)
 
     rows = []
     for inst in instances:

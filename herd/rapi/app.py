@@ -87,6 +87,10 @@ def nesting_depth(raw: bytes) -> int:
     return deepest
 
 
+#: Answers with more rows than this are JSON-encoded off the event loop.
+BIG_ANSWER_ROWS = 200
+
+
 def json_response(value: Any, status: int = 200,
                   headers: dict[str, str] | None = None) -> Response:
     body = json.dumps(value, default=str).encode()
@@ -185,6 +189,10 @@ class RapiApp:
                   master=self.master, user=user, handler_name=handler_name,
                   template=template, client=f"{peer.host}:{peer.port}" if peer else "")
         result = await getattr(cls(), method)(req)
+        if isinstance(result, list) and len(result) > BIG_ANSWER_ROWS:
+            # a bulk list of thousands of rows: encoded in a worker thread, so that the
+            # other clients' requests are not held up behind it
+            return await asyncio.to_thread(json_response, result)
         return json_response(result)
 
     async def _check_instance_role(self, name: str, action: str, instance: str) -> None:
