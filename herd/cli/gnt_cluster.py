@@ -205,6 +205,42 @@ def cmd_list_grants(opts: Any) -> int:
     return 0
 
 
+def cmd_set_quota(opts: Any) -> int:
+    """gnt-cluster set-quota SUBJECT [--vcpus N] [--memory SIZE] [--disk SIZE]
+    [--instances N] | --remove: one job (OP_CLUSTER_SET_PARAMS), checked here first."""
+    from herd.logic import quota
+
+    limits = {k: getattr(opts, f"quota_{k}") for k in quota.KEYS
+              if getattr(opts, f"quota_{k}") is not None}
+    if not limits and not opts.remove:
+        raise errors.ParameterError("set-quota needs --vcpus, --memory, --disk or --instances "
+                                    "(or --remove)")
+    checked = {} if opts.remove else quota.check_limits(opts.subject, limits)
+    submit_or_run(opts, [{"OP_ID": "OP_CLUSTER_SET_PARAMS",
+                          "quotas": {opts.subject: checked or None}}])
+    return 0
+
+
+def cmd_list_quotas(opts: Any) -> int:
+    """Each subject's quota and what it owns now: "used/limit" per resource."""
+    from herd.units import format_size
+
+    with MasterClient() as client:
+        rows = client.call("query_quotas", subjects=opts.subjects or None)
+
+    def cell(res: dict[str, Any]) -> str:
+        show = format_size if res["unit"] == "MiB" else str
+        limit = "-" if res["limit"] is None else show(res["limit"])
+        return f"{show(res['used'])}/{limit}"
+
+    if not opts.no_headers:
+        print(f"{'Subject':<20} {'vCPUs':>9} {'Memory':>13} {'Disk':>13} {'Instances':>9}")
+    for row in rows:
+        cells = [cell(r) for r in row["resources"]]
+        print(f"{row['subject']:<20} {cells[0]:>9} {cells[1]:>13} {cells[2]:>13} {cells[3]:>9}")
+    return 0
+
+
 def cmd_master_failover(opts: Any) -> int:
     from herd.logic import failover
 
@@ -418,6 +454,22 @@ def build_parser() -> HerdArgumentParser:
     setgroup.add_argument("users", nargs="*")
     add_common_options(setgroup, "submit", "print_jobid", "priority")
     setgroup.set_defaults(func=cmd_set_group)
+
+    setquota = sub.add_parser("set-quota", help="limit what a user or @group may own "
+                              "(configured sizes of owned instances, stopped ones too)")
+    setquota.add_argument("subject", help="a RAPI users-file user, or @group")
+    setquota.add_argument("--vcpus", dest="quota_vcpus", metavar="N")
+    setquota.add_argument("--memory", dest="quota_memory", metavar="SIZE",
+                          help="e.g. 4G (default unit MiB)")
+    setquota.add_argument("--disk", dest="quota_disk", metavar="SIZE", help="e.g. 100G")
+    setquota.add_argument("--instances", dest="quota_instances", metavar="N")
+    setquota.add_argument("--remove", action="store_true", help="remove the quota")
+    add_common_options(setquota, "submit", "print_jobid", "priority")
+    setquota.set_defaults(func=cmd_set_quota)
+    quotas = sub.add_parser("list-quotas", help="list quotas and what each subject owns")
+    quotas.add_argument("subjects", nargs="*")
+    quotas.add_argument("--no-headers", dest="no_headers", action="store_true")
+    quotas.set_defaults(func=cmd_list_quotas)
 
     modify = sub.add_parser("modify", help="change cluster parameters")
     add_common_options(modify, "backend", "hvparams_list", *("submit", "print_jobid",

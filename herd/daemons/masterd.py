@@ -46,6 +46,7 @@ from herd.logic.base import MasterContext
 from herd.logic.etcd_sync import wait_ready as etcd_wait_ready
 from herd.network import masterip
 from herd.node.etcd_member import read_spec
+from herd.objects import access
 from herd.objects.cluster import NODED_PORT, Cluster
 from herd.opcodes.base import all_secret_fields, redact_input
 from herd.rpc import master_protocol as proto
@@ -185,9 +186,12 @@ class MasterDaemon:
             "query_groups": self.h_query_groups,
             "query_tags": self.h_query_tags,
             "query_metrics": self.h_query_metrics,
+            "query_quotas": self.h_query_quotas,
         }
         #: finished jobs by opcode, for /metrics
         self.job_stats = JobStats()
+        #: quota checks and the queuing of the job they allow happen one job at a time
+        self._quota_lock = asyncio.Lock()
 
     async def _write_facts(self, cfg: Any) -> None:
         write_facts(self.paths, cfg)
@@ -200,6 +204,45 @@ class MasterDaemon:
                       on_behalf: dict[str, Any] | None = None) -> int:
         if isinstance(ops, list) and all(isinstance(op, dict) for op in ops):
             ops = audit.stamp(ops, origin_for(_peer.get(), on_behalf))
+            if on_behalf is not None and self.config.data.cluster.access_quotas:
+                async with self._quota_lock:  # check and queue as one step
+                    ops = self._within_quota(ops, on_behalf)
+                    return await self._enqueue(ops)
+        return await self._enqueue(ops)
+
+    def _within_quota(self, ops: list[dict[str, Any]],
+                      on_behalf: dict[str, Any]) -> list[dict[str, Any]]:
+        """The job's opcodes (a creation by a limited user owned by that user), or
+        OpPrereqError with herd.logic.quota's one-line refusal. Admins are not limited."""
+        from herd.logic import quota
+
+        cfg = self.config.data
+        cluster = cfg.cluster
+        user = str(on_behalf.get("user"))
+        groups = access.groups_of(user, cluster.access_groups)
+        base = on_behalf.get("base_role")
+        who = access.Principal(user, groups, base if isinstance(base, str) else None)
+        grants = access.parse_grants(cluster.access_grants)
+        if access.role_on(who, access.CLUSTER, grants) == "admin":
+            return ops
+        quotas = cluster.access_quotas
+        ops = quota.creation_owner_tags(ops, user,
+                                        quota.limited_subjects(user, groups, quotas))
+        demands = quota.job_demands(cfg, ops)
+        if not demands:
+            return ops
+        used = quota.usage_by_owner(cfg)
+        for job in self.queue.pending():
+            waiting = [op.input for op in job.ops if op.status not in ("success", "error",
+                                                                      "canceled")]
+            for owner, more in quota.job_demands(cfg, waiting).items():
+                used[owner] = used.get(owner, quota.ZERO) + more
+        message = quota.refusal(quotas, used, demands)
+        if message:
+            raise errors.OpPrereqError(message)
+        return ops
+
+    async def _enqueue(self, ops: list[dict[str, Any]]) -> int:
         if self.job_ids is None:  # tests without etcd: the queue numbers jobs
             return self.executor.submit(ops)
         job_id = await self.executor.enqueue(ops, self.job_ids.take)
@@ -340,6 +383,13 @@ class MasterDaemon:
         from herd.logic import querydata
 
         return querydata.query_groups(self.ctx, names, _field_names(fields))
+
+    async def h_query_quotas(self, subjects: list[str] | None = None) -> list[dict[str, Any]]:
+        """Each subject's limits and usage (configured sizes of what it owns): those with a
+        quota, plus any asked for by name."""
+        from herd.logic import quota
+
+        return quota.report(self.config.data, subjects)
 
     async def h_query_tags(self, kind: str, name: str | None = None) -> list[str]:
         from herd.logic import querydata

@@ -10,7 +10,7 @@ from herd.allocator import protocol
 from herd.etcd import members as em
 from herd.etcd.client import EtcdClient, EtcdError, Status
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_NODE, LockRequest
-from herd.logic import drbd, etcd_sync, hooks, iallocator, intents, orphans, storage_units
+from herd.logic import drbd, etcd_sync, hooks, iallocator, intents, orphans, quota, storage_units
 from herd.logic.base import LogicalUnit
 from herd.logic.disk_health import mirror_findings
 from herd.logic.etcd_health import etcd_findings
@@ -188,6 +188,11 @@ def check_access_changes(op: Any, cfg: Any) -> None:
                                         "of user names")
         for member in members:
             access.check_grant("viewer", str(member))
+    for subject, limits in (op.quotas or {}).items():
+        if limits is not None and not isinstance(limits, dict):
+            raise errors.ParameterError(f"invalid quota for {subject!r}: expected "
+                                        "{resource: limit}")
+        quota.check_limits(subject, limits or {})
 
 
 def _instance_of(cfg: Any, path: str) -> Any:
@@ -235,6 +240,12 @@ def apply_access_changes(op: Any, cfg: Any) -> None:
             cluster.access_groups[group] = sorted(set(members))
         else:
             cluster.access_groups.pop(group, None)
+    for subject, limits in (op.quotas or {}).items():
+        checked = quota.check_limits(subject, limits or {})
+        if checked:
+            cluster.access_quotas[subject] = checked
+        else:
+            cluster.access_quotas.pop(subject, None)
 
 
 async def check_vg_on_nodes(ctx: Any, cfg: Any, vg_name: str) -> None:

@@ -71,12 +71,15 @@ class Cluster(ConfigObject):
     #: Users' groups for grants and owner tags: group name -> user names (gnt-cluster
     #: set-group). The users file knows no groups, so they live with the grants.
     access_groups: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    #: Quotas of owners (herd.logic.quota; gnt-cluster set-quota): subject (user or @group)
+    #: -> {vcpus, memory, disk, instances}, sizes in MiB; a missing key is no limit.
+    access_quotas: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form; the access fields only once set, so that a cluster without grants
         stores byte for byte what it stored before they existed (and older Herds read it)."""
         out = super().to_dict()
-        for name in ("access_grants", "access_groups"):
+        for name in ("access_grants", "access_groups", "access_quotas"):
             if not out.get(name):
                 out.pop(name, None)
         return out

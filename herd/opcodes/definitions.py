@@ -51,6 +51,8 @@ class OpClusterModify(OpCode):
     remove_grants: list[dict[str, str]] | None = None
     #: Herd's: set the members of access groups (group -> users; [] removes the group)
     access_groups: dict[str, list[str]] | None = None
+    #: Herd's: set quotas (subject -> {resource: limit}; None or {} removes the quota)
+    quotas: dict[str, dict[str, Any] | None] | None = None
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from herd import errors
 from herd.config.facts import read_facts
 from herd.objects import access
+from herd.objects.access import base_role as users_file_role
 from herd.paths import HerdPaths
 from herd.rapi import convert, openapi, resources  # noqa: F401 - registers the resources
 from herd.rapi.auth import ACCESS_READ, ACCESS_WRITE, UsersFile, authenticate
@@ -185,9 +186,11 @@ class RapiApp:
         handler_name = template.strip("/").replace("/", "_").replace("[", "") \
             .replace("]", "").replace("-", "_") or "root"
         peer = request.client
+        known = self.users.get(user) if user else None
         req = Req(method=method, path=path, items=items, query=query, body=body,
                   master=self.master, user=user, handler_name=handler_name,
-                  template=template, client=f"{peer.host}:{peer.port}" if peer else "")
+                  template=template, client=f"{peer.host}:{peer.port}" if peer else "",
+                  base_role=users_file_role(known.options) if known else None)
         result = await getattr(cls(), method)(req)
         if isinstance(result, list) and len(result) > BIG_ANSWER_ROWS:
             # a bulk list of thousands of rows: encoded in a worker thread, so that the

@@ -109,6 +109,9 @@ class Req:
     #: the route's template in Ganeti's notation (/2/instances/[instance_name]/...)
     template: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the user's role from the users file (herd.objects.access.base_role), which masterd
+    #: needs to tell an admin (not limited by quotas) from other users
+    base_role: str | None = None
 
     # -- query parameters (Ganeti's rules: booleans are 0/1 integers) ---------------------------
     def _one(self, name: str) -> str | None:
@@ -175,7 +178,10 @@ class Req:
 
     def on_behalf(self) -> dict[str, str]:
         """Whom masterd's audit names for this request's job (herd.jobs.audit)."""
-        return {"user": self.user or "anonymous", "address": self.client}
+        behalf = {"user": self.user or "anonymous", "address": self.client}
+        if self.base_role:
+            behalf["base_role"] = self.base_role
+        return behalf
 
     def reason_trail(self) -> list[list[Any]]:
         now = time.time_ns()

@@ -35,6 +35,7 @@ from herd.objects import access
 from herd.objects.access import Principal, Target
 from herd.rapi.auth import UsersFile, check_password
 from herd.rapi.throttle import LoginThrottle
+from herd.units import format_size
 from herd.web import listing
 from herd.web.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, new_token, same_token
 
@@ -161,6 +162,8 @@ class Context:
     async def submit(self, jobs: list[list[dict[str, Any]]]) -> list[tuple[bool, Any]]:
         peer = self.request.client
         behalf = {"user": self.principal.name, "address": peer.host if peer else ""}
+        if self.principal.base_role:
+            behalf["base_role"] = self.principal.base_role
         answer = await self.web.call("submit_many", jobs=jobs, on_behalf=behalf)
         return [(bool(ok), value) for ok, value in answer]
 
@@ -379,11 +382,15 @@ class WebUI:
 
     # -- pages ------------------------------------------------------------------------------
     async def overview(self, ctx: Context) -> Response:
-        nodes, rows, jobs = await asyncio.gather(
+        subjects = sorted(ctx.principal.subjects())
+        nodes, rows, jobs, quotas = await asyncio.gather(
             self.call("query_nodes", names=None, live=False,
                       fields=["name", "offline", "drained"]),
             ctx.instances(fields=("status", "admin_up", "pnode")),
-            self.call("query_jobs"))
+            self.call("query_jobs"), self.call("query_quotas", subjects=subjects))
+        # usage vs quota: the user's own and its groups' (those with a quota or owning some)
+        quotas = [q for q in quotas if q["subject"] in subjects
+                  and any(r["limit"] is not None or r["used"] for r in q["resources"])]
         visible = {r["name"] for r in rows}
         mine = [r for r in rows if ctx.is_mine(r)]
         owned = bool(mine)
@@ -399,7 +406,8 @@ class WebUI:
         }
         return self.render("overview.html", ctx=ctx, health=health,
                            mine=(mine or rows)[:20], owned=owned,
-                           failed=failed[:10], show_nodes=ctx.may("view"), nodes=nodes)
+                           failed=failed[:10], show_nodes=ctx.may("view"), nodes=nodes,
+                           quotas=quotas, fmt_size=format_size)
 
     async def instances(self, ctx: Context) -> Response:
         q = ctx.request.query_params
