@@ -137,6 +137,13 @@ def print_list(opts: Any, rows: list[dict[str, Any]], default_fields: Sequence[s
         if unknown:
             raise errors.ParameterError(f"unknown field(s) {', '.join(unknown)}; "
                                         "see 'list-fields'")
+    print_rows(opts, rows, fields, titles, unit_fields, numeric_fields, time_fields)
+
+
+def print_rows(opts: Any, rows: list[dict[str, Any]], fields: Sequence[str],
+               titles: dict[str, str], unit_fields: set[str], numeric_fields: set[str],
+               time_fields: frozenset[str] = frozenset({"ctime", "mtime"})) -> None:
+    """The table (or --json) of ``fields`` of ``rows``."""
     table = [[row.get(f) for f in fields] for row in rows]
     if getattr(opts, "json", False):
         print(format_json(fields, table))
@@ -148,3 +155,43 @@ def print_list(opts: Any, rows: list[dict[str, Any]], default_fields: Sequence[s
                          unit_fields=unit_fields, numeric_fields=numeric_fields)
     for line in lines:
         print(line)
+
+
+def list_fields(opts: Any, registry: Any, default_fields: Sequence[str]) -> list[str]:
+    """The fields ``-o`` asks for (``+a,b`` adds to the defaults), checked against the field
+    registry (herd.fields) before anything is asked of masterd."""
+    fields = resolve_fields(getattr(opts, "output", None), default_fields)
+    unknown = [f for f in fields if not registry.known(f)]
+    if unknown:
+        raise errors.ParameterError(f"unknown field(s) {', '.join(unknown)}; "
+                                    "see 'list-fields'")
+    return fields
+
+
+def print_registry_list(opts: Any, rows: list[dict[str, Any]], fields: list[str],
+                        registry: Any) -> None:
+    """A list command's table, with titles, units and alignment from the field registry."""
+    print_rows(opts, rows, fields, registry.titles(fields), registry.unit_fields(fields),
+               registry.numeric_fields(fields),
+               frozenset(f for f in fields if (d := registry.lookup(f)) and d.kind == "timestamp"))
+
+
+def print_fields(opts: Any, registry: Any) -> int:
+    """``list-fields [FIELD...]``: Ganeti's table of name, type, title and description."""
+    from herd.fields import KIND_NAMES
+
+    names = list(getattr(opts, "fields", None) or sorted(registry.fields))
+    unknown = [n for n in names if not registry.known(n)]
+    if unknown:
+        raise errors.ParameterError(f"unknown field(s) {', '.join(unknown)}")
+    rows = []
+    for name in names:
+        d = registry.definition(name)
+        rows.append([d["name"], KIND_NAMES.get(d["kind"], d["kind"]), d["title"], d["doc"]])
+    headers = {"name": "Name", "type": "Type", "title": "Title", "doc": "Description"}
+    for line in format_table(list(headers), headers, rows,
+                             separator=getattr(opts, "separator", None),
+                             header=not getattr(opts, "no_headers", False), units=None,
+                             unit_fields=set(), numeric_fields=set()):
+        print(line)
+    return 0

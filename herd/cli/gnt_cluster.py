@@ -50,8 +50,8 @@ def cmd_destroy(opts: Any) -> int:
     p = paths.current()
     with MasterClient(p) as client:
         info = client.call("query_cluster")
-        instances = client.call("query_instances", live=False)
-        nodes = client.call("query_nodes", live=False)
+        instances = client.call("query_instances", live=False, fields=["name"])
+        nodes = client.call("query_nodes", live=False, fields=["name"])
     if instances:
         raise errors.OpPrereqError(f"there are still {len(instances)} instance(s) in the "
                                    "cluster; remove them first")

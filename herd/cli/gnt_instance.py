@@ -9,7 +9,13 @@ from typing import Any
 from herd import errors
 from herd.cli import moves
 from herd.cli.client import MasterClient
-from herd.cli.common import command_main, print_list, submit_or_run
+from herd.cli.common import (
+    command_main,
+    list_fields,
+    print_fields,
+    print_registry_list,
+    submit_or_run,
+)
 from herd.cli.formatting import format_info
 from herd.cli.instance_changes import add_change_commands
 from herd.cli.options import (
@@ -21,38 +27,12 @@ from herd.cli.options import (
     parse_net_option,
 )
 from herd.cli.tags import add_tag_commands
+from herd.fields import INSTANCE as INSTANCE_FIELDS
 from herd.units import format_size
 
 PROG = "gnt-instance"
 
 DEFAULT_FIELDS = ["name", "hypervisor", "os", "pnode", "status", "oper_ram"]
-TITLES = {
-    "name": "Instance", "hypervisor": "Hypervisor", "os": "OS", "pnode": "Primary_node",
-    "snodes": "Secondary_Nodes", "status": "Status", "oper_ram": "Memory",
-    "oper_state": "Running", "oper_vcpus": "VCPUs", "admin_state": "InstanceState",
-    "admin_up": "Autostart", "disk_template": "Disk_template", "disk_usage": "DiskUsage",
-    "disk.count": "Disks", "disk.sizes": "Disk_sizes", "nic.count": "NICs",
-    "nic.macs": "NIC_MACs", "nic.ips": "NIC_IPs", "nic.modes": "NIC_modes",
-    "nic.links": "NIC_links", "nic.bridges": "NIC_bridges", "tags": "Tags", "uuid": "UUID",
-    "network_port": "Network_port", "ctime": "CTime", "mtime": "MTime",
-    "serial_no": "SerialNo", "be/memory": "ConfigMaxMem", "be/maxmem": "ConfigMaxMem",
-    "be/minmem": "ConfigMinMem", "be/vcpus": "ConfigVCPUs", "pnode.group": "PrimaryNodeGroup",
-    "disks_active": "DisksActive", "admin_state_source": "InstanceStateSource",
-}
-UNIT_FIELDS = {"oper_ram", "be/memory", "be/maxmem", "be/minmem", "disk_usage", "disk.sizes"}
-NUMERIC_FIELDS = UNIT_FIELDS | {"oper_vcpus", "be/vcpus", "disk.count", "nic.count",
-                                "serial_no", "network_port"}
-_ROW_ONLY = {"disks", "nics", "runtime", "console"}
-
-
-def _known_field(rows: list[dict[str, Any]]) -> Any:
-    def check(field: str) -> bool:
-        if rows:
-            return field in rows[0] or field in TITLES
-        return field in TITLES or "/" in field or field in ("hvparams", "beparams")
-    return check
-
-
 # -- add/remove ----------------------------------------------------------------------------------
 def cmd_add(opts: Any) -> int:
     if opts.sd_size is not None and opts.disks:
@@ -231,17 +211,16 @@ def _disk_indexes(text: str) -> list[int]:
 
 # -- queries ---------------------------------------------------------------------------------
 def cmd_list(opts: Any) -> int:
-    with MasterClient() as client:
-        rows = client.call("query_instances", names=opts.instances or None, live=True)
-    print_list(opts, rows, DEFAULT_FIELDS, TITLES, UNIT_FIELDS, NUMERIC_FIELDS,
-               known_fields=_known_field(rows))
+    fields = list_fields(opts, INSTANCE_FIELDS, DEFAULT_FIELDS)
+    with MasterClient() as client:  # masterd computes these fields only
+        rows = client.call("query_instances", names=opts.instances or None, live=True,
+                           fields=fields)
+    print_registry_list(opts, rows, fields, INSTANCE_FIELDS)
     return 0
 
 
 def cmd_list_fields(opts: Any) -> int:
-    for name in sorted(TITLES):
-        print(f"{name:<20} {TITLES[name]}")
-    return 0
+    return print_fields(opts, INSTANCE_FIELDS)
 
 
 def _state_line(row: dict[str, Any]) -> str:
@@ -474,6 +453,8 @@ def build_parser() -> HerdArgumentParser:
     lst.set_defaults(func=cmd_list)
 
     fields = sub.add_parser("list-fields", help="list the available fields")
+    fields.add_argument("fields", nargs="*", metavar="FIELD")
+    add_common_options(fields, "no_headers", "separator")
     fields.set_defaults(func=cmd_list_fields)
 
     info = sub.add_parser("info", help="show detailed information")

@@ -11,13 +11,12 @@ from herd.cli.client import MasterClient
 from herd.cli.common import command_main, print_list, wait_for_job
 from herd.cli.formatting import format_info
 from herd.cli.options import LIST_OPTIONS, HerdArgumentParser, add_common_options
+from herd.fields import JOB as JOB_FIELDS
 
 PROG = "gnt-job"
 DEFAULT_FIELDS = ["id", "status", "summary"]
-TITLES = {"id": "ID", "status": "Status", "summary": "Summary", "priority": "Priority",
-          "received_ts": "Received", "start_ts": "Start", "end_ts": "End",
-          "opstatus": "OpCode_status", "oplog": "OpCode_log", "opresult": "OpCode_result",
-          "ops": "OpCodes", "archived": "Archived", "origin": "Origin"}
+#: Titles from the one field registry (herd.fields.JOB)
+TITLES = JOB_FIELDS.titles()
 
 
 def _ids(values: list[str]) -> list[int]:

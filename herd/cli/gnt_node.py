@@ -9,7 +9,14 @@ from typing import Any
 from herd import errors
 from herd.cli import moves
 from herd.cli.client import MasterClient
-from herd.cli.common import command_main, print_list, submit_or_run
+from herd.cli.common import (
+    command_main,
+    list_fields,
+    print_fields,
+    print_list,
+    print_registry_list,
+    submit_or_run,
+)
 from herd.cli.formatting import format_info
 from herd.cli.options import (
     JOB_OPTIONS,
@@ -19,39 +26,24 @@ from herd.cli.options import (
     yes_no,
 )
 from herd.cli.tags import add_tag_commands
+from herd.fields import NODE as NODE_FIELDS
 
 PROG = "gnt-node"
 
 DEFAULT_FIELDS = ["name", "dtotal", "dfree", "mtotal", "mnode", "mfree", "pinst_cnt",
                   "sinst_cnt"]
-TITLES = {
-    "name": "Node", "dtotal": "DTotal", "dfree": "DFree", "mtotal": "MTotal", "mnode": "MNode",
-    "mfree": "MFree", "pinst_cnt": "Pinst", "sinst_cnt": "Sinst", "pinst_list": "PriInstances",
-    "sinst_list": "SecInstances", "pip": "PrimaryIP", "sip": "SecondaryIP", "role": "Role",
-    "offline": "Offline", "drained": "Drained", "master_candidate": "MasterC",
-    "master_capable": "MasterCapable", "vm_capable": "VMCapable", "master": "IsMaster",
-    "group": "Group", "group.uuid": "GroupUUID", "ctotal": "CTotal", "cnodes": "CNodes",
-    "csockets": "CSockets", "tags": "Tags", "uuid": "UUID", "serial_no": "SerialNo",
-    "ctime": "CTime", "mtime": "MTime", "hv_accel": "Accel", "kvm_usable": "KVMUsable",
-    "powered": "Powered",
-}
-UNIT_FIELDS = {"dtotal", "dfree", "mtotal", "mnode", "mfree"}
-NUMERIC_FIELDS = UNIT_FIELDS | {"pinst_cnt", "sinst_cnt", "ctotal", "cnodes", "csockets",
-                                "serial_no"}
 
 
 def cmd_list(opts: Any) -> int:
-    with MasterClient() as client:
-        rows = client.call("query_nodes", names=opts.nodes or None, live=True)
-    print_list(opts, rows, DEFAULT_FIELDS, TITLES, UNIT_FIELDS, NUMERIC_FIELDS,
-               known_fields=lambda f: f in TITLES or (bool(rows) and f in rows[0]))
+    fields = list_fields(opts, NODE_FIELDS, DEFAULT_FIELDS)
+    with MasterClient() as client:  # the nodes are asked only for live fields
+        rows = client.call("query_nodes", names=opts.nodes or None, live=True, fields=fields)
+    print_registry_list(opts, rows, fields, NODE_FIELDS)
     return 0
 
 
 def cmd_list_fields(opts: Any) -> int:
-    for name in sorted(TITLES):
-        print(f"{name:<20} {TITLES[name]}")
-    return 0
+    return print_fields(opts, NODE_FIELDS)
 
 
 def cmd_info(opts: Any) -> int:
@@ -200,6 +192,8 @@ def build_parser() -> HerdArgumentParser:
     add_common_options(lst, *LIST_OPTIONS)
     lst.set_defaults(func=cmd_list)
     fields = sub.add_parser("list-fields", help="list the available fields")
+    fields.add_argument("fields", nargs="*", metavar="FIELD")
+    add_common_options(fields, "no_headers", "separator")
     fields.set_defaults(func=cmd_list_fields)
     info = sub.add_parser("info", help="show detailed information")
     info.add_argument("nodes", nargs="*")

@@ -9,14 +9,20 @@ daemon reads back.
 
 from __future__ import annotations
 
+import copy
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 from herd.errors import HypervisorError, ParameterError
 from herd.paths import HerdPaths
+
+
+def _flat(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, values as they are (for flat, scalar-valued ones)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 @dataclass
@@ -63,7 +69,13 @@ class InstanceSpec:
     network_port: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # by hand: asdict() deep-copies every field of every disk and NIC, and noded answers
+        # instance_list with one spec per guest (a big node lists thousands)
+        d = _flat(self)
+        d["hvparams"] = copy.deepcopy(self.hvparams)
+        d["disks"] = [_flat(x) for x in self.disks]
+        d["nics"] = [_flat(x) for x in self.nics]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InstanceSpec:
@@ -96,7 +108,9 @@ class RuntimeInfo:
     migration: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # field by field: asdict() would deep-copy the spec once more only to be replaced
+        # (noded answers instance_list with one of these per guest: 20,000 on a big node)
+        d = _flat(self)
         d["spec"] = self.spec.to_dict()
         return d
 

@@ -1,9 +1,10 @@
 """Queries answered by masterd without a job: instances, nodes, cluster, OS definitions.
 
 Each object is described by a dict keyed by Ganeti's field names (``name``, ``pnode``,
-``oper_state``, ``be/memory``, ``disk.sizes``, ...); the CLI and RAPI pick the fields they show.
-Live fields ask the nodes concurrently, once per query, and mark what could not be learnt as
-None (shown as ``?``/``-``), never as a guess.
+``oper_state``, ``be/memory``, ``disk.sizes``, ...), defined once in :mod:`herd.fields`.
+Callers name the fields they show and only those are computed; the nodes are asked (once
+each, concurrently) only when a requested field needs live data, and what could not be
+learnt is None (shown as ``?``/``-``), never a guess.
 """
 
 from __future__ import annotations
@@ -13,20 +14,10 @@ import time
 from typing import Any
 
 from herd import errors
+from herd import fields as _fields
 from herd.logic.base import MasterContext
-from herd.logic.specs import filled_hvparams
+from herd.logic.specs import hypervisor_class
 from herd.objects import ConfigData, Instance, Node
-
-#: CPUs a node keeps for itself (Ganeti's ``cnos``; htools count them as used, and the
-#: balancer's document says the same: herd.logic.rebalance).
-NODE_OS_CPUS = 1
-
-
-def disk_usage(inst: Instance) -> int:
-    """MiB the instance's disks take on each of its nodes: their sizes (a mirror's metadata
-    is a small file beside the node's data, not in the volume group). RAPI's ``disk_usage``,
-    which htools read, and what the balancer counts (herd.logic.rebalance)."""
-    return sum(d.size for d in inst.disks)
 
 
 async def _gather_nodes(ctx: MasterContext, nodes: list[Node], method: str
@@ -42,189 +33,100 @@ async def _gather_nodes(ctx: MasterContext, nodes: list[Node], method: str
     return dict(results)
 
 
-def _status(inst: Instance, node: Node, live: dict[str, Any] | None,
-            running: dict[str, Any] | None) -> str:
-    """Ganeti's instance status values."""
-    if node.offline:
-        return "ERROR_nodeoffline"
-    if live is None:
-        return "ERROR_nodedown"
-    if running is not None:
-        if running.get("state") == "paused":
-            return "running" if inst.admin_state == "up" else "ERROR_up"
-        return "running" if inst.admin_state == "up" else "ERROR_up"
-    if inst.admin_state == "up":
-        return "ERROR_down"
-    if inst.admin_state == "offline":
-        return "ADMIN_offline"
-    return "USER_down" if inst.admin_state_source == "user" else "ADMIN_down"
-
-
-async def query_instances(ctx: MasterContext, names: list[str] | None,
-                          live: bool = True) -> list[dict[str, Any]]:
-    cfg = ctx.config.data
-    if names:
-        instances = [cfg.get_instance(n) for n in names]
-    else:
-        instances = sorted(cfg.instances.values(), key=lambda i: i.name)
-    live_data: dict[str, Any] = {}
-    if live and instances:
+async def _instance_live(ctx: MasterContext, cfg: ConfigData, instances: list[Instance],
+                         sources: set[str]) -> _fields.InstanceLive:
+    """Ask the nodes only what the requested fields need: each primary node's running guests
+    once (indexed by name), and mirror states only for templates that have one."""
+    live = _fields.InstanceLive()
+    if not instances:
+        return live
+    if _fields.LIVE_INSTANCES in sources:
         nodes = {i.primary_node for i in instances}
-        live_data = await _gather_nodes(ctx, [cfg.nodes[u] for u in nodes if u in cfg.nodes],
-                                        "instance_list")
-    rows = [_instance_fields(ctx, cfg, inst, live_data, live) for inst in instances]
-    if live:
+        listings = await _gather_nodes(ctx, [cfg.nodes[u] for u in nodes if u in cfg.nodes],
+                                       "instance_list")
+        for uuid, listing in listings.items():
+            live.by_node[uuid] = None if listing is None else {r["name"]: r for r in listing}
+        live.fetched.add(_fields.LIVE_INSTANCES)
+    if _fields.LIVE_MIRROR in sources:
         from herd.logic.templates import template_of
 
         # only templates with a live disk state (a mirror's) answer; the others cost no RPC
         states = await asyncio.gather(*(template_of(inst).status(ctx, inst)
                                         for inst in instances))
-        for row, state in zip(rows, states, strict=True):
-            if state is not None:
-                row["disk.mirror"] = state
+        live.mirror = {inst.name: state for inst, state in zip(instances, states, strict=True)
+                       if state is not None}
+        live.fetched.add(_fields.LIVE_MIRROR)
+    return live
+
+
+async def query_instances(ctx: MasterContext, names: list[str] | None, live: bool = True,
+                          fields: list[str] | None = None) -> list[dict[str, Any]]:
+    """Instance rows. With ``fields``, each row holds those fields only (unknown names are
+    left out: the callers report them) and the nodes are asked only if one of them needs
+    live data (and ``live``). Without, a full row as Herd always answered: every config
+    field, the per-disk/NIC/hypervisor-parameter families, and with ``live`` the live ones."""
+    cfg = ctx.config.data
+    if names:
+        instances = [cfg.get_instance(n) for n in names]
+    else:
+        instances = sorted(cfg.instances.values(), key=lambda i: i.name)
+    if fields is None:
+        wanted = [f for f in _fields.INSTANCE.fields.values() if live or f.live is None]
+    else:
+        wanted = _fields.INSTANCE.resolve(fields)
+        if not live:
+            wanted = [f for f in wanted if f.live is None]
+    sources = _fields.INSTANCE.live_sources(wanted)
+    state = await _instance_live(ctx, cfg, instances, sources)
+    hv_defaults: dict[str, dict[str, Any]] = {}  # per hypervisor, once per query
+
+    def fill_hv(inst: Instance) -> dict[str, Any]:
+        defaults = hv_defaults.get(inst.hypervisor)
+        if defaults is None:
+            defaults = hypervisor_class(inst.hypervisor, ctx.paths).parameter_defaults()
+            hv_defaults[inst.hypervisor] = defaults
+        return cfg.filled_hvparams(inst, defaults)
+
+    rows = []
+    for inst in instances:
+        view = _fields.InstanceView(cfg, inst, state, fill_hv)
+        row = _fields.compute(wanted, view)
+        if fields is None:
+            _add_families(row, view)
+            if row.get("disk.mirror") is None:
+                row.pop("disk.mirror", None)
+        rows.append(row)
     return rows
 
 
-def _instance_fields(ctx: MasterContext, cfg: ConfigData, inst: Instance,
-                     live_data: dict[str, Any], live: bool) -> dict[str, Any]:
-    node = cfg.nodes[inst.primary_node]
-    node_live = live_data.get(node.uuid)
-    running = None
-    if node_live is not None:
-        running = next((r for r in node_live if r["name"] == inst.name), None)
-    be = cfg.filled_beparams(inst)
-    hv = filled_hvparams(cfg, inst, ctx.paths)
-    nics = [(nic, cfg.filled_nicparams(inst, nic.nicparams)) for nic in inst.nics]
-    fields: dict[str, Any] = {
-        "name": inst.name,
-        "uuid": inst.uuid,
-        "os": inst.os,
-        "pnode": node.name,
-        "pnode.group": cfg.nodegroups[node.group].name if node.group in cfg.nodegroups else "",
-        "snodes": [cfg.node_name(u) for u in inst.secondary_nodes],
-        "admin_state": inst.admin_state,
-        "admin_state_source": inst.admin_state_source,
-        "admin_up": inst.admin_state == "up",
-        "disk_template": inst.disk_template,
-        "disks_active": inst.disks_active,
-        "hypervisor": inst.hypervisor,
-        "network_port": inst.network_port,
-        "tags": list(inst.tags),
-        "ctime": inst.ctime,
-        "mtime": inst.mtime,
-        "serial_no": inst.serial_no,
-        "beparams": dict(inst.beparams),
-        "custom_beparams": dict(inst.beparams),
-        "hvparams": hv,
-        "custom_hvparams": dict(inst.hvparams),
-        "osparams": cfg.filled_osparams(inst),
-        "custom_osparams": dict(inst.osparams),
-        "be/maxmem": be["maxmem"],
-        "be/minmem": be["minmem"],
-        "be/memory": be["maxmem"],
-        "be/vcpus": be["vcpus"],
-        "be/auto_balance": be["auto_balance"],
-        "be/always_failover": be["always_failover"],
-        "disk.count": len(inst.disks),
-        "disk.sizes": [d.size for d in inst.disks],
-        "disk.names": [d.name for d in inst.disks],
-        "disk.uuids": [d.uuid for d in inst.disks],
-        "disk_usage": disk_usage(inst),
-        "disk.spindles": [None for _ in inst.disks],
-        "nic.count": len(inst.nics),
-        "nic.macs": [n.mac for n, _ in nics],
-        "nic.ips": [n.ip for n, _ in nics],
-        "nic.modes": [p["mode"] for _, p in nics],
-        "nic.links": [p["link"] for _, p in nics],
-        "nic.bridges": [p["link"] if p["mode"] == "bridged" else None for _, p in nics],
-        "nic.names": [n.name for n, _ in nics],
-        "nic.uuids": [n.uuid for n, _ in nics],
-        "nic.networks": [n.network for n, _ in nics],
-        "nic.networks.names": [_network_name(cfg, n.network) for n, _ in nics],
-        "nic.vlans": [p.get("vlan", "") for _, p in nics],
-        "disks": inst.disk_dicts(),
-        "nics": [dict(n.to_dict(), **{"mode": p["mode"], "link": p["link"]}) for n, p in nics],
-    }
-    for key, value in hv.items():
-        fields[f"hv/{key}"] = value
-    for index, disk in enumerate(inst.disks):
-        fields[f"disk.size/{index}"] = disk.size
-    for index, (nic, p) in enumerate(nics):
-        fields[f"nic.mac/{index}"] = nic.mac
-        fields[f"nic.ip/{index}"] = nic.ip
-        fields[f"nic.mode/{index}"] = p["mode"]
-        fields[f"nic.link/{index}"] = p["link"]
-        fields[f"nic.network/{index}"] = nic.network
-        fields[f"nic.network.name/{index}"] = _network_name(cfg, nic.network)
-    if live:
-        fields["oper_state"] = None if node_live is None else running is not None
-        fields["status"] = _status(inst, node, node_live, running)
-        fields["oper_ram"] = running["memory"] if running else None
-        fields["oper_vcpus"] = running["vcpus"] if running else None
-        fields["runtime"] = running
-        fields["console"] = {"node": node.name, "kind": "serial"} if running else None
-    return fields
+def _add_families(row: dict[str, Any], view: _fields.InstanceView) -> None:
+    """The per-object fields of a full row: hv/KEY, disk.size/N, nic.{mac,ip,mode,link}/N."""
+    for key, value in view.hv.items():
+        row[f"hv/{key}"] = value
+    for index, disk in enumerate(view.obj.disks):
+        row[f"disk.size/{index}"] = disk.size
+    for index, (nic, p) in enumerate(view.nics):
+        row[f"nic.mac/{index}"] = nic.mac
+        row[f"nic.ip/{index}"] = nic.ip
+        row[f"nic.mode/{index}"] = p["mode"]
+        row[f"nic.link/{index}"] = p["link"]
 
 
-async def query_nodes(ctx: MasterContext, names: list[str] | None,
-                      live: bool = True) -> list[dict[str, Any]]:
+async def query_nodes(ctx: MasterContext, names: list[str] | None, live: bool = True,
+                      fields: list[str] | None = None) -> list[dict[str, Any]]:
+    """Node rows: with ``fields`` those fields only, the nodes asked for their figures only
+    if a requested field needs them; without, every field (the live ones None unless
+    ``live``), as Herd always answered."""
     cfg = ctx.config.data
     nodes = [cfg.get_node(n) for n in names] if names else \
         sorted(cfg.nodes.values(), key=lambda n: n.name)
-    infos = await _gather_nodes(ctx, nodes, "node_info") if live else {}
-    out = []
-    for node in nodes:
-        primaries = sorted(i.name for i in cfg.instances.values() if i.primary_node == node.uuid)
-        secondaries = sorted(i.name for i in cfg.instances.values()
-                             if node.uuid in i.secondary_nodes)
-        info = infos.get(node.uuid)
-        role = ("M" if node.uuid == cfg.cluster.master_node else
-                "O" if node.offline else "D" if node.drained else
-                "C" if node.master_candidate else "R")
-        fields: dict[str, Any] = {
-            "name": node.name, "uuid": node.uuid, "pip": node.primary_ip,
-            "sip": node.secondary_ip or node.primary_ip,
-            "group": cfg.nodegroups[node.group].name if node.group in cfg.nodegroups else "",
-            "group.uuid": node.group,
-            "master": node.uuid == cfg.cluster.master_node, "role": role,
-            "master_candidate": node.master_candidate, "offline": node.offline,
-            "drained": node.drained, "master_capable": node.master_capable,
-            "vm_capable": node.vm_capable, "ndparams": cfg.cluster.ndparams | node.ndparams,
-            "custom_ndparams": dict(node.ndparams),
-            "pinst_cnt": len(primaries), "sinst_cnt": len(secondaries),
-            "pinst_list": primaries, "sinst_list": secondaries, "tags": list(node.tags),
-            "ctime": node.ctime, "mtime": node.mtime, "serial_no": node.serial_no,
-            "powered": True,
-        }
-        hv = (info or {}).get("hypervisor", {})
-        fields.update({
-            "mtotal": info["memory_total"] if info else None,
-            "mnode": info["memory_dom0"] if info else None,
-            "mfree": info["memory_free"] if info else None,
-            "dtotal": info["storage_total"] if info else None,
-            "dfree": info["storage_free"] if info else None,
-            "ctotal": info["cpu_total"] if info else None,
-            "cnodes": 1 if info else None,
-            "csockets": info["cpu_sockets"] if info else None,
-            "cnos": NODE_OS_CPUS if info else None,
-            "spfree": None, "sptotal": None,
-            "bootid": None,
-            "hv_accel": hv.get("accel"),
-            "kvm_usable": hv.get("kvm_usable"),
-            "kvm_reason": hv.get("kvm_reason"),
-            "qemu_version": hv.get("qemu_version"),
-            "reachable": info is not None if not node.offline else False,
-            # Herd's: the file storage figures apart (dtotal/dfree are the VG's when the
-            # cluster has one) and how the node activates LVs (shown by gnt-node info)
-            "file_storage_total": (info or {}).get("file_storage_total"),
-            "file_storage_free": (info or {}).get("file_storage_free"),
-            "vg_name": (info or {}).get("vg_name"),
-            "vg_error": (info or {}).get("vg_error"),
-            "lvm_activation": ((info or {}).get("lvm_activation") or {}).get("mode"),
-            "lvm_reason": ((info or {}).get("lvm_activation") or {}).get("reason"),
-        })
-        out.append(fields)
-    return out
+    wanted = list(_fields.NODE.fields.values()) if fields is None else \
+        _fields.NODE.resolve(fields)
+    needs = live and _fields.LIVE_NODE in _fields.NODE.live_sources(wanted)
+    infos = await _gather_nodes(ctx, nodes, "node_info") if needs else {}
+    index = _fields.NodeIndex(cfg)
+    return [_fields.compute(wanted, _fields.NodeView(cfg, node, infos.get(node.uuid), index))
+            for node in nodes]
 
 
 def cluster_info(ctx: MasterContext) -> dict[str, Any]:
@@ -335,9 +237,3 @@ async def query_volumes(ctx: MasterContext, names: list[str] | None) -> list[dic
         return out
     results = await asyncio.gather(*(one(n) for n in nodes))
     return [row for rows in results for row in rows]
-
-
-def _network_name(cfg: Any, uuid: str | None) -> str | None:
-    """A NIC's network by name (Ganeti's nic.networks.names), None when on none."""
-    net = cfg.networks.get(uuid) if uuid else None
-    return net.name if net is not None else uuid

@@ -77,9 +77,11 @@ class LUInstanceQueryData(LogicalUnit[OpInstanceQueryData]):
         return out
 
 
-def query_groups(ctx: Any, names: list[str] | None = None) -> list[dict[str, Any]]:
-    """Node groups keyed by Ganeti's group fields (no live data needed)."""
-    from herd.objects import params
+def query_groups(ctx: Any, names: list[str] | None = None,
+                 fields: list[str] | None = None) -> list[dict[str, Any]]:
+    """Node groups keyed by Ganeti's group fields (no live data needed): the ``fields``
+    asked for, or every field of the registry (herd.fields.GROUP)."""
+    from herd import fields as registry
 
     cfg = ctx.config.data
     groups = sorted(cfg.nodegroups.values(), key=lambda g: g.name)
@@ -91,29 +93,10 @@ def query_groups(ctx: Any, names: list[str] | None = None) -> list[dict[str, Any
                 raise errors.NotFoundError(f"node group '{name}' does not exist")
             wanted.append(group)
         groups = wanted
-    out = []
-    for group in groups:
-        nodes = sorted(n.name for n in cfg.nodes.values() if n.group == group.uuid)
-        members = {n.uuid for n in cfg.nodes.values() if n.group == group.uuid}
-        pinst = sorted(i.name for i in cfg.instances.values() if i.primary_node in members)
-        out.append({
-            "name": group.name,
-            "uuid": group.uuid,
-            "alloc_policy": group.alloc_policy,
-            "node_cnt": len(nodes),
-            "node_list": nodes,
-            "pinst_cnt": len(pinst),
-            "pinst_list": pinst,
-            "ndparams": params.fill(params.ND_DEFAULTS, cfg.cluster.ndparams, group.ndparams),
-            "custom_ndparams": dict(group.ndparams),
-            "diskparams": params.fill(cfg.cluster.diskparams, group.diskparams),
-            "custom_diskparams": dict(group.diskparams),
-            "tags": list(group.tags),
-            "ctime": group.ctime,
-            "mtime": group.mtime,
-            "serial_no": group.serial_no,
-        })
-    return out
+    columns = list(registry.GROUP.fields.values()) if fields is None else \
+        registry.GROUP.resolve(fields)
+    index = registry.GroupIndex(cfg)
+    return [registry.compute(columns, registry.GroupView(cfg, g, index)) for g in groups]
 
 
 def query_tags(ctx: Any, kind: str, name: str | None) -> list[str]:

@@ -14,9 +14,9 @@ from typing import Any
 
 from herd import errors
 from herd.allocator import balance, protocol
+from herd.fields import NODE_OS_CPUS, disk_usage
 from herd.logic import iallocator
 from herd.logic.base import MasterContext
-from herd.logic.query import NODE_OS_CPUS, disk_usage
 
 #: The options a caller may pass (balance.Options' fields).
 OPTIONS = ("max_length", "min_gain", "min_gain_limit", "min_score", "disk_moves",

@@ -88,6 +88,10 @@ def nesting_depth(raw: bytes) -> int:
     return deepest
 
 
+#: Answers with more rows than this are JSON-encoded off the event loop.
+BIG_ANSWER_ROWS = 200
+
+
 def json_response(value: Any, status: int = 200,
                   headers: dict[str, str] | None = None) -> Response:
     body = json.dumps(value, default=str).encode()
@@ -188,6 +192,10 @@ class RapiApp:
                   template=template, client=f"{peer.host}:{peer.port}" if peer else "",
                   base_role=users_file_role(known.options) if known else None)
         result = await getattr(cls(), method)(req)
+        if isinstance(result, list) and len(result) > BIG_ANSWER_ROWS:
+            # a bulk list of thousands of rows: encoded in a worker thread, so that the
+            # other clients' requests are not held up behind it
+            return await asyncio.to_thread(json_response, result)
         return json_response(result)
 
     async def _check_instance_role(self, name: str, action: str, instance: str) -> None:

@@ -23,6 +23,12 @@ I_FIELDS = (
     "custom_hvparams", "custom_beparams", "custom_nicparams", "ctime", "mtime", "uuid",
     "serial_no", "tags")
 
+#: What masterd computes for one instance of /2/instances?bulk=1 (and nothing more): the
+#: fields of I_FIELDS it has, and those beparams() builds Ganeti's beparams from.
+I_QUERY_FIELDS = (*(f for f in I_FIELDS if f not in ("beparams", "nic.networks.names")),
+                  "be/minmem", "be/maxmem", "be/vcpus", "be/auto_balance",
+                  "be/always_failover")
+
 #: Ganeti's node fields of /2/nodes?bulk=1 and /2/nodes/NAME.
 N_FIELDS = (
     "name", "offline", "master_candidate", "drained", "dtotal", "dfree", "sptotal", "spfree",
@@ -76,12 +82,9 @@ def beparams(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def instance(row: dict[str, Any]) -> dict[str, Any]:
-    nics = row.get("nics") or []
-    values = {
-        "nic.networks.names": row.get("nic.networks.names") or [None for _ in nics],
-        "beparams": beparams(row),
-        "custom_nicparams": [dict(n.get("nicparams") or {}) for n in nics],
-    }
+    values = {"nic.networks.names": row.get("nic.networks.names")
+              or [None for _ in row.get("nic.uuids") or ()],
+              "beparams": beparams(row)}
     out: dict[str, Any] = {}
     for key in I_FIELDS:
         out[key] = values[key] if key in values else row.get(key)
@@ -224,6 +227,7 @@ def job(data: dict[str, Any], fields: tuple[str, ...] | list[str] = J_FIELDS) ->
         "opend": [timestamp(t) for t in data.get("opend", [])],
         "priority": data.get("priority", 0),
         "archived": data.get("archived", False),
+        "origin": data.get("origin"),
     }
     return {key: values.get(key) for key in fields}
 

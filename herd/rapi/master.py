@@ -23,6 +23,9 @@ from typing import Any
 from herd import errors
 from herd.rpc import master_protocol as proto
 
+#: Answers longer than this (bytes) are decoded in a worker thread.
+BIG_ANSWER = 256 * 1024
+
 
 class MasterUnavailable(errors.RpcError):
     code = "MasterUnavailable"
@@ -145,7 +148,10 @@ class MasterPool:
             self._idle.append(conn)
         else:
             conn.close()
-        answer = proto.decode(line)
+        # a bulk answer (megabytes of rows) is decoded off the event loop, as masterd
+        # encoded it: other RAPI requests go on meanwhile
+        answer = await asyncio.to_thread(proto.decode, line) if len(line) > BIG_ANSWER \
+            else proto.decode(line)
         if not answer.get("ok"):
             raise errors.from_dict(answer.get("error") or {})
         return answer.get("result")

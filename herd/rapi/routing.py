@@ -25,8 +25,11 @@ METHODS = ("GET", "PUT", "POST", "DELETE")
 #: URL parameters naming an object, and the masterd query that finds it.
 _URL_OBJECTS = {"instance_name": "query_instances", "node_name": "query_nodes",
                 "group_name": "query_groups", "network_name": "query_networks"}
-_QUERY_ARGS: dict[str, dict[str, Any]] = {"query_instances": {"live": False},
-                                          "query_nodes": {"live": False}}
+#: (whether it exists is all that is asked: the name field alone, no node asked)
+_QUERY_ARGS: dict[str, dict[str, Any]] = {
+    "query_instances": {"live": False, "fields": ["name"]},
+    "query_nodes": {"live": False, "fields": ["name"]},
+    "query_groups": {"fields": ["name"]}}
 _NAME = r"([^/]+)"
 
 

@@ -104,7 +104,7 @@ def _run_watcher_hooks(paths: HerdPaths, report: WatchReport) -> None:
 
 def _restart_instances(client: MasterClient, state: WatcherState,
                        report: WatchReport) -> None:
-    rows = client.call("query_instances", names=None)
+    rows = client.call("query_instances", names=None, fields=["name", "status"])
     state.forget_except({r["name"] for r in rows})
     for row in rows:
         name, status = row["name"], row["status"]

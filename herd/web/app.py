@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -60,6 +60,10 @@ INSTANCE_ACTIONS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "stop": ("power", {"OP_ID": "OP_INSTANCE_SHUTDOWN"}, True),
     "reboot": ("power", {"OP_ID": "OP_INSTANCE_REBOOT", "reboot_type": "hard"}, True),
 }
+
+
+#: What access checks (instance_target, Context.is_mine) read of an instance row.
+ACCESS_FIELDS = ("name", "uuid", "tags", "pnode.group")
 
 
 def instance_target(row: dict[str, Any]) -> Target:
@@ -124,12 +128,17 @@ class Context:
     def role(self, target: Target = access.CLUSTER) -> str | None:
         return access.role_on(self.principal, target, self.grants)
 
-    async def instances(self, names: list[str] | None = None) -> list[dict[str, Any]]:
+    async def instances(self, names: list[str] | None = None,
+                        fields: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """The instances (all, or those named) this user may see. An unknown name is simply
         not there: the answer must not tell an instance nobody showed you from one that does
-        not exist."""
+        not exist. With ``fields``, rows hold those and what access checks read (masterd
+        asks the nodes only if one of them is live); without, every field."""
+        args: dict[str, Any] = {}
+        if fields is not None:
+            args["fields"] = list(dict.fromkeys([*ACCESS_FIELDS, *fields]))
         try:
-            rows = await self.web.call("query_instances", names=names, live=True)
+            rows = await self.web.call("query_instances", names=names, live=True, **args)
         except errors.NotFoundError:
             if not names:
                 raise
@@ -380,7 +389,9 @@ class WebUI:
     async def overview(self, ctx: Context) -> Response:
         subjects = sorted(ctx.principal.subjects())
         nodes, rows, jobs, quotas = await asyncio.gather(
-            self.call("query_nodes", names=None, live=False), ctx.instances(),
+            self.call("query_nodes", names=None, live=False,
+                      fields=["name", "offline", "drained"]),
+            ctx.instances(fields=("status", "admin_up", "pnode")),
             self.call("query_jobs"), self.call("query_quotas", subjects=subjects))
         # usage vs quota: the user's own and its groups' (those with a quota or owning some)
         quotas = [q for q in quotas if q["subject"] in subjects
@@ -405,7 +416,7 @@ class WebUI:
 
     async def instances(self, ctx: Context) -> Response:
         q = ctx.request.query_params
-        rows = await ctx.instances()
+        rows = await ctx.instances(fields=listing.INSTANCE_TABLE_FIELDS)
         try:
             number = int(q.get("page", "1"))
             per_page = int(q.get("per_page", str(listing.PER_PAGE)))
@@ -467,7 +478,7 @@ class WebUI:
                               f"{', '.join(INSTANCE_ACTIONS)}")
         if not names:
             return self.error(ctx, 400, "Select at least one instance.")
-        rows = {r["name"]: r for r in await ctx.instances()}
+        rows = {r["name"]: r for r in await ctx.instances(fields=())}
         need, _, confirm = INSTANCE_ACTIONS[action]
         refused = [n for n in names if n not in rows or not ctx.may_instance(need, rows[n])]
         if refused:
@@ -579,7 +590,8 @@ class WebUI:
 
     async def _visible_jobs(self, ctx: Context, ids: list[int] | None = None
                             ) -> list[dict[str, Any]]:
-        jobs, rows = await asyncio.gather(self.call("query_jobs", ids=ids), ctx.instances())
+        jobs, rows = await asyncio.gather(self.call("query_jobs", ids=ids),
+                                          ctx.instances(fields=()))
         visible = {r["name"] for r in rows}
         return [j for j in jobs if j and ctx.job_visible(j, visible)]
 

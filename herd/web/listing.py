@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from herd.fields import INSTANCE as INSTANCE_FIELDS
 from herd.objects.access import owners
 
 Row = dict[str, Any]
@@ -33,17 +34,26 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _field(name: str, key: str | None = None, search: str | None = None) -> Column:
+    """A column showing one registry field (herd.fields.INSTANCE), titled as the CLI
+    and RAPI title it."""
+    return Column(key or name, INSTANCE_FIELDS.title(name), lambda r: r.get(name), search)
+
+
 INSTANCE_COLUMNS: tuple[Column, ...] = (
-    Column("name", "Name", lambda r: r.get("name"), "name"),
-    Column("status", "Status", lambda r: r.get("status"), "status"),
-    Column("pnode", "Primary node", lambda r: r.get("pnode"), "node"),
-    Column("os", "OS", lambda r: r.get("os"), "os"),
-    Column("vcpus", "vCPUs", lambda r: r.get("be/vcpus")),
-    Column("memory", "Memory (MiB)", lambda r: r.get("be/memory")),
-    Column("disk", "Disk (MiB)", lambda r: r.get("disk_usage")),
+    _field("name", search="name"),
+    _field("status", search="status"),
+    _field("pnode", search="node"),
+    _field("os", search="os"),
+    _field("be/vcpus", "vcpus"),
+    _field("be/memory", "memory"),
+    _field("disk_usage", "disk"),
     Column("owner", "Owner", lambda r: sorted(owners(r.get("tags") or ())), "owner"),
-    Column("tags", "Tags", lambda r: r.get("tags") or [], "tag"),
+    _field("tags", search="tag"),
 )
+#: The fields the instance table reads (its columns and its template, instances_table.html).
+INSTANCE_TABLE_FIELDS = ("name", "status", "pnode", "os", "be/vcpus", "be/memory",
+                         "disk_usage", "tags")
 #: The number of rows on one page, unless the request asks for another (at most MAX_PER_PAGE).
 PER_PAGE = 50
 MAX_PER_PAGE = 500

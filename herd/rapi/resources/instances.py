@@ -80,9 +80,11 @@ class Instances(Resource):
 
     async def GET(self, req: Req) -> Any:
         if req.bulk:
-            rows = await req.call("query_instances", names=None, live=True)
+            rows = await req.call("query_instances", names=None, live=True,
+                                  fields=list(convert.I_QUERY_FIELDS))
             return [convert.instance(r) for r in rows]
-        rows = await req.call("query_instances", names=None, live=False)
+        # names only: the config answers, no node is asked
+        rows = await req.call("query_instances", names=None, live=False, fields=["name"])
         return [{"id": r["name"], "uri": f"/2/instances/{r['name']}"} for r in rows]
 
     async def POST(self, req: Req) -> Any:

@@ -24,9 +24,9 @@ class Nodes(Resource):
 
     async def GET(self, req: Req) -> Any:
         if req.bulk:
-            return [convert.node(r) for r in await req.call("query_nodes", names=None,
-                                                            live=True)]
-        rows = await req.call("query_nodes", names=None, live=False)
+            return [convert.node(r) for r in await req.call(
+                "query_nodes", names=None, live=True, fields=list(convert.N_FIELDS))]
+        rows = await req.call("query_nodes", names=None, live=False, fields=["name"])
         return [{"id": r["name"], "uri": f"/2/nodes/{r['name']}"} for r in rows]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from herd import fields as registry
 from herd.rapi import convert
 from herd.rapi.auth import ACCESS_READ
 from herd.rapi.errors import HttpError, bad_request
@@ -19,83 +20,39 @@ from herd.rapi.routing import Req, Resource, resource
 
 RS_NORMAL, RS_UNKNOWN, RS_NODATA = 0, 1, 2
 
-T, B, N, U, TS, OT = "text", "bool", "number", "unit", "timestamp", "other"
-
-_COMMON = {"name": T, "uuid": T, "tags": OT, "ctime": TS, "mtime": TS, "serial_no": N}
-
-FIELDS: dict[str, dict[str, str]] = {
-    "instance": {**_COMMON, **{
-        "os": T, "pnode": T, "pnode.group": T, "snodes": OT, "admin_state": T,
-        "admin_state_source": T, "admin_up": B, "disk_template": T, "disks_active": B,
-        "hypervisor": T, "network_port": N, "beparams": OT, "custom_beparams": OT,
-        "hvparams": OT, "custom_hvparams": OT, "osparams": OT, "custom_osparams": OT,
-        "be/maxmem": U, "be/minmem": U, "be/memory": U, "be/vcpus": N, "be/auto_balance": B,
-        "be/always_failover": B, "disk.count": N, "disk.sizes": OT, "disk.names": OT,
-        "disk.uuids": OT, "disk_usage": U, "disk.spindles": OT, "nic.count": N, "nic.macs": OT,
-        "nic.ips": OT, "nic.modes": OT, "nic.links": OT, "nic.bridges": OT, "nic.names": OT,
-        "nic.uuids": OT, "nic.networks": OT, "nic.vlans": OT, "disks": OT, "nics": OT,
-        "oper_state": B, "status": T, "oper_ram": U, "oper_vcpus": N, "console": OT}},
-    "node": {**_COMMON, **{
-        "pip": T, "sip": T, "group": T, "group.uuid": T, "master": B, "role": T,
-        "master_candidate": B, "offline": B, "drained": B, "master_capable": B,
-        "vm_capable": B, "ndparams": OT, "custom_ndparams": OT, "pinst_cnt": N, "sinst_cnt": N,
-        "pinst_list": OT, "sinst_list": OT, "powered": B, "mtotal": U, "mnode": U, "mfree": U,
-        "dtotal": U, "dfree": U, "ctotal": N, "cnodes": N, "csockets": N, "cnos": N,
-        "spfree": N, "sptotal": N, "bootid": T, "hv_accel": T, "kvm_usable": B,
-        "kvm_reason": T, "qemu_version": T, "reachable": B}},
-    "group": {**_COMMON, **{
-        "alloc_policy": T, "node_cnt": N, "node_list": OT, "pinst_cnt": N, "pinst_list": OT,
-        "ndparams": OT, "custom_ndparams": OT, "diskparams": OT, "custom_diskparams": OT}},
-    "job": {
-        "id": N, "status": T, "priority": N, "ops": OT, "opstatus": OT, "opresult": OT,
-        "opstart": OT, "opexec": OT, "opend": OT, "oplog": OT, "received_ts": OT, "start_ts": OT,
-        "end_ts": OT, "summary": OT, "archived": B},
-}
-
-_LIVE = {"instance": {"oper_state", "status", "oper_ram", "oper_vcpus", "console"},
-         "node": {"mtotal", "mnode", "mfree", "dtotal", "dfree", "ctotal", "cnodes",
-                  "csockets", "cnos", "hv_accel", "kvm_usable", "kvm_reason", "qemu_version",
-                  "reachable"}}
-#: Dynamic fields (hv/NAME, disk.size/N, ...) exist per object; accept those prefixes.
-_PREFIXES = {"instance": ("hv/", "be/", "disk.size/", "nic.mac/", "nic.ip/", "nic.mode/",
-                          "nic.link/")}
-_TITLES = {"name": "Name", "uuid": "UUID", "tags": "Tags", "ctime": "CTime",
-           "mtime": "MTime", "serial_no": "SerialNo", "os": "OS", "pnode": "Primary_node",
-           "snodes": "Secondary_Nodes", "status": "Status", "id": "ID", "role": "Role"}
+#: The resources /2/query answers, and their fields (one registry: herd.fields).
+FIELDS = registry.REGISTRIES
 
 
 def _known(what: str, name: str) -> bool:
-    return name in FIELDS[what] or name.startswith(_PREFIXES.get(what, ("\0",)))
+    return FIELDS[what].known(name)
 
 
 def field_def(what: str, name: str) -> dict[str, str]:
-    if not _known(what, name):
-        return {"name": name, "title": name, "kind": "unknown",
-                "doc": f"Unknown field '{name}'"}
-    kind = FIELDS[what].get(name, OT)
-    return {"name": name, "title": _TITLES.get(name, name), "kind": kind,
-            "doc": f"{what} field {name}"}
+    return FIELDS[what].definition(name)
 
 
 async def _rows(req: Req, what: str, fields: list[str]) -> list[dict[str, Any]]:
-    live = bool(set(fields) & _LIVE.get(what, set()))
+    """Rows holding ``fields`` only: masterd computes those and asks the nodes only if one
+    of them needs live data."""
     if what == "instance":
-        return await req.call("query_instances", names=None, live=live)
+        return await req.call("query_instances", names=None, live=True, fields=fields)
     if what == "node":
-        return await req.call("query_nodes", names=None, live=live)
+        return await req.call("query_nodes", names=None, live=True, fields=fields)
     if what == "group":
-        return await req.call("query_groups")
+        return await req.call("query_groups", fields=fields)
     rows = await req.call("query_jobs")
-    return [convert.job(r, tuple(FIELDS["job"])) for r in rows]
+    return [convert.job(r, tuple(FIELDS["job"].fields)) for r in rows]
 
 
 def _value(what: str, row: dict[str, Any], name: str) -> list[Any]:
-    if not _known(what, name):
+    found = FIELDS[what].lookup(name)
+    if found is None:
         return [RS_UNKNOWN, None]
     if name not in row:
         return [RS_NODATA, None]
     value = row[name]
-    if value is None and name in _LIVE.get(what, set()):
+    if value is None and found.live is not None:
         return [RS_NODATA, None]
     return [RS_NORMAL, value]
 
@@ -227,5 +184,5 @@ class QueryFields(Resource):
 
     async def GET(self, req: Req) -> Any:
         what = _resource(req)
-        fields = _fields_arg(req) or sorted(FIELDS[what])
+        fields = _fields_arg(req) or sorted(FIELDS[what].fields)
         return {"fields": [field_def(what, f) for f in fields]}
