@@ -34,20 +34,23 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _field(name: str, key: str | None = None, search: str | None = None) -> Column:
-    """A column showing one registry field (herd.fields.INSTANCE), titled as the CLI
-    and RAPI title it."""
-    return Column(key or name, INSTANCE_FIELDS.title(name), lambda r: r.get(name), search)
+def _field(name: str, key: str | None = None, search: str | None = None,
+           label: str | None = None) -> Column:
+    """A column showing one registry field (herd.fields.INSTANCE): titled as the CLI and
+    RAPI title it, unless a page label reads better to people who never typed ``-o``
+    (Ganeti's "ConfigMaxMem" is "Memory" here)."""
+    return Column(key or name, label or INSTANCE_FIELDS.title(name), lambda r: r.get(name),
+                  search)
 
 
 INSTANCE_COLUMNS: tuple[Column, ...] = (
-    _field("name", search="name"),
+    _field("name", search="name", label="Name"),
     _field("status", search="status"),
-    _field("pnode", search="node"),
+    _field("pnode", search="node", label="Node"),
     _field("os", search="os"),
-    _field("be/vcpus", "vcpus"),
-    _field("be/memory", "memory"),
-    _field("disk_usage", "disk"),
+    _field("be/vcpus", "vcpus", label="vCPUs"),
+    _field("be/memory", "memory", label="Memory"),
+    _field("disk_usage", "disk", label="Disk"),
     Column("owner", "Owner", lambda r: sorted(owners(r.get("tags") or ())), "owner"),
     _field("tags", search="tag"),
 )
