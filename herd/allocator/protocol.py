@@ -122,7 +122,7 @@ def build_input(cfg: ConfigData, runtime: Mapping[str, NodeRuntime | None],
     templates = list(cluster.enabled_disk_templates)
     ipolicy = params.default_ipolicy(templates)
     groups = {uuid: {"name": g.name, "alloc_policy": g.alloc_policy, "networks": [],
-                     "ipolicy": params.default_ipolicy(templates), "tags": list(g.tags)}
+                     "ipolicy": cfg.filled_ipolicy(g), "tags": list(g.tags)}
               for uuid, g in cfg.nodegroups.items()}
     pri_mem: dict[str, int] = {}
     pri_up_mem: dict[str, int] = {}

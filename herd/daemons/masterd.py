@@ -459,6 +459,7 @@ class MasterDaemon:
                                  rpc=self.rpc, replicator=self.replicator)
         self.executor = JobExecutor(self.queue, self.ctx)
         self.executor.on_done = self._job_done
+        self.ctx.submit_job = self._submit
         store.add_listener(self._write_facts)
         store.add_listener(self.replicator.on_save)
 

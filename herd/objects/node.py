@@ -18,6 +18,9 @@ class NodeGroup(ConfigObject):
     nicparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     hvparams: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     diskparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Overrides of the cluster's instance policy (params.fill_ipolicy: a key set here
+    #: replaces the cluster's value).
+    ipolicy: dict[str, Any] = dataclasses.field(default_factory=dict)
     tags: list[str] = dataclasses.field(default_factory=list)
 
 

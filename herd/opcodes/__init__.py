@@ -18,6 +18,15 @@ from herd.opcodes.definitions import (
     OpNodeSetParams,
     OpTestDelay,
 )
+from herd.opcodes.group import (
+    OpGroupAdd,
+    OpGroupAssignNodes,
+    OpGroupEvacuate,
+    OpGroupRemove,
+    OpGroupRename,
+    OpGroupSetParams,
+    OpInstanceChangeGroup,
+)
 from herd.opcodes.instance_changes import (
     OpInstanceGrowDisk,
     OpInstanceReinstall,
@@ -57,7 +66,14 @@ __all__ = [
     "OpClusterVerify",
     "OpClusterVerifyDisks",
     "OpCode",
+    "OpGroupAdd",
+    "OpGroupAssignNodes",
+    "OpGroupEvacuate",
+    "OpGroupRemove",
+    "OpGroupRename",
+    "OpGroupSetParams",
     "OpInstanceActivateDisks",
+    "OpInstanceChangeGroup",
     "OpInstanceCreate",
     "OpInstanceDeactivateDisks",
     "OpInstanceFailover",

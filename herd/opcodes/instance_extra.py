@@ -149,22 +149,6 @@ UNBACKED: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         "repairing storage units",
         (*_NODE, "storage_type", "name", "ignore_consistency"),
         ("node_name", "storage_type", "name")),
-    "OP_GROUP_ADD": (
-        "adding node groups",
-        ("group_name", "ndparams", "alloc_policy", "diskparams", "ipolicy", "hv_state",
-         "disk_state"),
-        ("group_name",)),
-    "OP_GROUP_REMOVE": ("removing node groups", ("group_name",), ("group_name",)),
-    "OP_GROUP_RENAME": (
-        "renaming node groups", ("group_name", "new_name"), ("group_name", "new_name")),
-    "OP_GROUP_SET_PARAMS": (
-        "modifying node groups",
-        ("group_name", "alloc_policy", "ndparams", "diskparams", "ipolicy", "hv_state",
-         "disk_state"),
-        ("group_name",)),
-    "OP_GROUP_ASSIGN_NODES": (
-        "assigning nodes to node groups",
-        ("group_name", "force", "nodes", "node_uuids"), ("group_name", "nodes")),
 }
 
 

@@ -1,0 +1,271 @@
+"""Node groups: gnt-group add/modify/rename/remove/assign-nodes/evacuate and gnt-instance
+change-group (Ganeti's OP_GROUP_* and OP_INSTANCE_CHANGE_GROUP).
+
+Groups are config objects changed like the rest (one save per operation). A group's ndparams,
+diskparams and ipolicy are overrides of the cluster's (herd.objects.params). Moving
+instances between groups is planned by an instance allocator (a change-group request) and
+carried out, as in Ganeti, by jobs this operation submits: one per instance (replace-disks
+to the target group, migrate, replace-disks), whose ids are its result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from herd import errors, names
+from herd.allocator import protocol
+from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
+from herd.logic import group_checks, iallocator
+from herd.logic.base import LogicalUnit
+from herd.logic.templates import template_of
+from herd.objects import Instance, NodeGroup, params
+from herd.opcodes import (
+    OpGroupAdd,
+    OpGroupAssignNodes,
+    OpGroupEvacuate,
+    OpGroupRemove,
+    OpGroupRename,
+    OpGroupSetParams,
+    OpInstanceChangeGroup,
+)
+
+#: Ganeti's key of the job ids in the result of an operation that submits jobs.
+JOB_IDS_KEY = "jobs"
+
+
+def _no_static_state(op: Any) -> None:
+    for name in ("hv_state", "disk_state"):
+        if getattr(op, name):
+            raise errors.ParameterError(
+                f"{name} is not supported: Herd measures nodes' resources instead of "
+                "taking them from the admin (leave --hypervisor-state/--disk-state out)")
+
+
+class _GroupParams:
+    """The checked parameter changes of an add or modify."""
+
+    def __init__(self, op: Any) -> None:
+        _no_static_state(op)
+        self.alloc_policy = (params.check_alloc_policy(op.alloc_policy)
+                             if op.alloc_policy is not None else None)
+        self.ndparams = params.check_ndparams(op.ndparams or {})
+        self.diskparams = params.check_diskparams(op.diskparams or {})
+        self.ipolicy = params.check_ipolicy(op.ipolicy or {})
+
+    def apply(self, group: NodeGroup) -> None:
+        if self.alloc_policy is not None:
+            group.alloc_policy = self.alloc_policy
+        group.ndparams = params.update_overrides(group.ndparams, self.ndparams)
+        group.diskparams = params.update_overrides(group.diskparams, self.diskparams)
+        group.ipolicy = params.update_overrides(group.ipolicy, self.ipolicy)
+
+
+class LUGroupAdd(LogicalUnit[OpGroupAdd]):
+    OPCODE = OpGroupAdd
+
+    async def check(self) -> None:
+        names.GROUP.check(self.op.group_name)
+        if self.cfg.find_group(self.op.group_name) is not None:
+            raise errors.OpPrereqError(f"node group '{self.op.group_name}' already exists")
+        self.changes = _GroupParams(self.op)
+
+    async def execute(self) -> str:
+        group = NodeGroup(name=self.op.group_name)
+        self.changes.apply(group)
+        self.cfg.nodegroups[group.uuid] = group
+        await self.ctx.config.save()
+        return group.uuid
+
+
+class LUGroupSetParams(LogicalUnit[OpGroupSetParams]):
+    OPCODE = OpGroupSetParams
+
+    async def check(self) -> None:
+        op = self.op
+        self.group = self.cfg.get_group(op.group_name)
+        if all(getattr(op, f) is None for f in ("alloc_policy", "ndparams", "diskparams",
+                                                  "ipolicy", "hv_state", "disk_state")):
+            raise errors.ParameterError("please give at least one of the parameters to modify")
+        self.changes = _GroupParams(op)
+
+    async def execute(self) -> list[list[str]]:
+        group, cfg = self.group, self.cfg
+        self.changes.apply(group)
+        group.touch()
+        # Ganeti only warns about instances the new policy no longer allows
+        policy = cfg.filled_ipolicy(group)
+        for inst in sorted(cfg.instances.values(), key=lambda i: i.name):
+            if cfg.nodes.get(inst.primary_node) and cfg.nodes[inst.primary_node].group == \
+                    group.uuid:
+                why = ipolicy_violation(cfg, inst, policy)
+                if why:
+                    self.feedback(f"WARNING: instance {inst.name} violates the new instance "
+                                  f"policy: {why}")
+        await self.ctx.config.save()
+        changed = [["alloc_policy", group.alloc_policy]] if self.op.alloc_policy else []
+        for name in ("ndparams", "diskparams", "ipolicy"):
+            if getattr(self.op, name):
+                changed.append([name, str(getattr(group, name))])
+        return changed
+
+
+def ipolicy_violation(cfg: Any, inst: Instance, policy: dict[str, Any]) -> str | None:
+    """Why the instance's specs fall outside every min/max pair of ``policy`` (or its
+    template is not allowed), or None. ``disk-size`` is per disk (Ganeti #474)."""
+    be = cfg.filled_beparams(inst)
+    if inst.disk_template not in policy.get("disk-templates", [inst.disk_template]):
+        return f"disk template {inst.disk_template} is not allowed"
+    specs = {"memory-size": int(be["maxmem"]), "cpu-count": int(be["vcpus"]),
+             "disk-count": len(inst.disks), "nic-count": len(inst.nics),
+             "spindle-use": int(be.get("spindle_use", 1))}
+    sizes = [d.size for d in inst.disks]
+    reasons = []
+    for pair in policy.get("minmax", []):
+        low, high = pair["min"], pair["max"]
+        bad = [f"{k} {v} not in {low[k]}..{high[k]}" for k, v in specs.items()
+               if not low[k] <= v <= high[k]]
+        bad += [f"disk-size {s} not in {low['disk-size']}..{high['disk-size']}"
+                for s in sizes if not low["disk-size"] <= s <= high["disk-size"]]
+        if not bad:
+            return None
+        reasons.append(", ".join(bad))
+    return "; ".join(reasons) or None
+
+
+class LUGroupRename(LogicalUnit[OpGroupRename]):
+    OPCODE = OpGroupRename
+
+    async def check(self) -> None:
+        self.group = self.cfg.get_group(self.op.group_name)
+        names.GROUP.check(self.op.new_name)
+        other = self.cfg.find_group(self.op.new_name)
+        if other is not None and other.uuid != self.group.uuid:
+            raise errors.OpPrereqError(f"node group '{self.op.new_name}' already exists")
+
+    async def execute(self) -> str:
+        self.group.name = self.op.new_name
+        self.group.touch()
+        await self.ctx.config.save()
+        return self.op.new_name
+
+
+class LUGroupRemove(LogicalUnit[OpGroupRemove]):
+    OPCODE = OpGroupRemove
+
+    async def check(self) -> None:
+        self.group = self.cfg.get_group(self.op.group_name)
+        refusal = group_checks.removal_refusal(self.cfg, self.group)
+        if refusal:
+            raise errors.OpPrereqError(refusal)
+
+    async def execute(self) -> None:
+        del self.cfg.nodegroups[self.group.uuid]
+        await self.ctx.config.save()
+
+
+class LUGroupAssignNodes(LogicalUnit[OpGroupAssignNodes]):
+    OPCODE = OpGroupAssignNodes
+
+    async def check(self) -> None:
+        cfg, op = self.cfg, self.op
+        self.group = cfg.get_group(op.group_name)
+        self.nodes = [cfg.get_node(n) for n in op.nodes]
+        moving = [n.uuid for n in self.nodes if n.group != self.group.uuid]
+        new, still = group_checks.assignment_splits(cfg, moving, self.group.uuid)
+        if still:
+            self.feedback(f"WARNING: these instances are split between node groups and stay "
+                          f"split: {', '.join(still)}")
+        if new:
+            text = (f"moving node(s) {', '.join(cfg.node_name(u) for u in moving)} to group "
+                    f"{self.group.name} splits these mirrored instances between node groups: "
+                    f"{', '.join(new)}")
+            if not op.force:
+                raise errors.OpPrereqError(text + " (--force to do it anyway)")
+            self.feedback(f"WARNING: {text}")
+        self.moving = moving
+
+    async def execute(self) -> None:
+        for uuid in self.moving:
+            node = self.cfg.nodes[uuid]
+            node.group = self.group.uuid
+            node.touch()
+        self.group.touch()
+        await self.ctx.config.save()
+
+
+class _GroupMoves(LogicalUnit[Any]):
+    """Plans moves between groups with an allocator's change-group request and submits the
+    answer's jobs."""
+
+    USES_IALLOCATOR = True
+
+    def locks(self) -> list[LockRequest]:
+        return [LockRequest(LEVEL_CLUSTER, "cluster")]
+
+    async def plan(self, instances: list[Instance], current: set[str]) -> None:
+        cfg, op = self.cfg, self.op
+        bad = [i.name for i in instances if not template_of(i).needs_secondary]
+        if bad:
+            raise errors.OpPrereqError(
+                f"instance(s) {', '.join(sorted(bad))} have no mirrored disks and cannot "
+                "change node group (gnt-instance move copies one to a node of the other "
+                "group)")
+        targets = group_checks.target_groups(cfg, current, op.target_groups)
+        targets = group_checks.without_missing_networks(cfg, instances, targets)
+        self.allocator = protocol.resolve_name(op.iallocator, cfg.cluster.default_iallocator)
+        request = protocol.change_group_request([i.name for i in instances], targets)
+        lvm = any(template_of(i).uses_vg(cfg) for i in instances)
+        success, info, result = await iallocator.run(self.ctx, self.allocator, request,
+                                                     lvm=lvm, feedback=self.feedback)
+        if not success:
+            raise errors.OpPrereqError(f"instance allocator '{self.allocator}' cannot move "
+                                       f"the instance(s) to another group: {info}")
+        assert isinstance(result, protocol.EvacResult)
+        if result.failed:
+            raise errors.OpPrereqError(protocol.evac_failure_message(self.allocator,
+                                                                     result.failed))
+        for inst, group, nodes in result.moved:
+            self.feedback(f"Instance {inst} will go to group {group}, nodes "
+                          f"{', '.join(nodes)} (iallocator {self.allocator})")
+        self.jobs = group_checks.move_jobs(
+            result.jobs, early_release=op.early_release,
+            force_failover=getattr(op, "force_failover", False),
+            sequential=getattr(op, "sequential", False),
+            stopped=[i.name for i in instances if i.admin_state != "up"])
+
+    async def execute(self) -> dict[str, Any]:
+        submit = self.ctx.submit_job
+        if submit is None:
+            raise errors.ProgrammerError("this master cannot submit jobs")
+        ids = []
+        for ops in self.jobs:
+            job_id = await submit([{**op, "priority": self.op.priority} for op in ops])
+            self.feedback(f"Submitted job {job_id}: "
+                          f"{', '.join(o['OP_ID'].removeprefix('OP_') for o in ops)} "
+                          f"({ops[0]['instance_name']})")
+            ids.append([True, job_id])
+        return {JOB_IDS_KEY: ids}
+
+
+class LUInstanceChangeGroup(_GroupMoves):
+    OPCODE = OpInstanceChangeGroup
+
+    async def check(self) -> None:
+        inst = self.cfg.get_instance(self.op.instance_name)
+        await self.plan([inst], group_checks.groups_of(self.cfg, inst))
+
+
+class LUGroupEvacuate(_GroupMoves):
+    OPCODE = OpGroupEvacuate
+
+    async def check(self) -> None:
+        cfg = self.cfg
+        self.group = cfg.get_group(self.op.group_name)
+        instances = sorted((i for i in cfg.instances.values()
+                            if self.group.uuid in group_checks.groups_of(cfg, i)),
+                           key=lambda i: i.name)
+        if not instances:
+            self.jobs: list[list[dict[str, Any]]] = []
+            self.feedback(f"node group {self.group.name} has no instances to move")
+            return
+        await self.plan(instances, {self.group.uuid})
