@@ -240,3 +240,30 @@ def test_ipolicy_is_filled_as_ganeti_fills_it() -> None:
     with pytest.raises(errors.ParameterError, match="invalid ipolicy disk template"):
         params.check_ipolicy({"disk-templates": ["drbd", "rbd"]})
     assert params.check_ipolicy({"vcpu-ratio": "default"}) == {"vcpu-ratio": None}
+
+
+def test_gnt_group_options_read_as_ganetis() -> None:
+    from herd.cli import gnt_group
+
+    pairs = gnt_group.parse_bounds_specs(
+        "min:memory-size=128M,cpu-count=1,disk-count=1,disk-size=1G,nic-count=1,"
+        "spindle-use=1/max:memory-size=4G,cpu-count=4,disk-count=4,disk-size=100G,"
+        "nic-count=4,spindle-use=4//min:memory-size=8G,cpu-count=4,disk-count=1,"
+        "disk-size=1G,nic-count=1,spindle-use=1/max:memory-size=16G,cpu-count=8,"
+        "disk-count=4,disk-size=100G,nic-count=4,spindle-use=4")
+    assert len(pairs) == 2 and pairs[0]["max"]["memory-size"] == 4096
+    assert pairs[1]["min"]["disk-size"] == 1024
+    assert params.check_ipolicy({"minmax": pairs})["minmax"] == pairs
+    with pytest.raises(errors.ParameterError, match="needs both min: and max:"):
+        gnt_group.parse_bounds_specs("min:cpu-count=1")
+    with pytest.raises(errors.ParameterError, match="unknown spec 'memory'"):
+        gnt_group.parse_bounds_specs("min:memory=1/max:memory=2")
+    parser = gnt_group.build_parser()
+    opts = parser.parse_args(["modify", "g", "--ipolicy-vcpu-ratio", "default",
+                              "--ipolicy-disk-templates", "drbd,file", "-D", "drbd:",
+                              "--alloc-policy", "last_resort"])
+    op = gnt_group._params_op("OP_GROUP_SET_PARAMS", opts)
+    assert op["ipolicy"] == {"disk-templates": ["drbd", "file"], "vcpu-ratio": None}
+    assert op["diskparams"] == {"drbd": {}} and op["alloc_policy"] == "last_resort"
+    evac = parser.parse_args(["evacuate", "--to", "a", "--to", "b", "--sequential", "g"])
+    assert (evac.to, evac.sequential) == (["a", "b"], True)
