@@ -10,12 +10,18 @@ change-group (or a group evacuation) passes through such a state, one step of it
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
 from herd import errors
 from herd.logic.templates import template_of
 from herd.objects import ConfigData, Instance, Node, NodeGroup
+from herd.opcodes import OpInstanceFailover, OpInstanceMigrate, OpInstanceReplaceDisks
+
+#: The opcodes of move jobs (an allocator's answer holds only these: protocol.EVAC_OPCODES).
+_MOVE_OPS = {cls.OP_ID: cls for cls in (OpInstanceFailover, OpInstanceMigrate,
+                                         OpInstanceReplaceDisks)}
 
 
 def missing_networks(cfg: ConfigData, inst: Instance, group_uuid: str) -> list[str]:
@@ -127,7 +133,8 @@ def move_jobs(jobs: list[list[dict[str, Any]]], *, early_release: bool = False,
               stopped: Iterable[str] = ()) -> list[list[dict[str, Any]]]:
     """The jobs a change-group or group evacuation submits, from an allocator's answer (one
     job per instance, as Ganeti): replace-disks steps are marked as group changes (they pass
-    through a secondary in the target group) and take ``early_release``; ``force_failover``
+    through a secondary in the target group) and take ``early_release``; fields Herd's
+    opcodes lack are dropped (as node evacuation does); ``force_failover``
     turns migrations into failovers, as is a migration of a ``stopped`` instance (Ganeti's
     allow_failover); ``sequential`` runs every move in one job, one after
     the other, stopping at the first failure (Ganeti chains jobs with dependencies)."""
@@ -136,7 +143,10 @@ def move_jobs(jobs: list[list[dict[str, Any]]], *, early_release: bool = False,
     for job in jobs:
         ops = []
         for data in job:
-            op = copy.deepcopy(data)
+            # fields of Ganeti's opcodes Herd's lack (hail sends some) are left out
+            known = {f.name for f in dataclasses.fields(_MOVE_OPS[data["OP_ID"]])}
+            op = {k: copy.deepcopy(v) for k, v in data.items()
+                  if k == "OP_ID" or (k in known and v is not None)}
             if op["OP_ID"] == "OP_INSTANCE_REPLACE_DISKS":
                 op["change_group"] = True
                 op["early_release"] = early_release

@@ -173,6 +173,12 @@ class ConfigData:
         node = self.nodes.get(node_uuid)
         return self.nodegroups.get(node.group) if node else None
 
+    def filled_ndparams(self, node: Node) -> dict[str, Any]:
+        """A node's effective node parameters: cluster <- its group <- the node."""
+        group = self.nodegroups.get(node.group)
+        return params.fill(params.ND_DEFAULTS, self.cluster.ndparams,
+                           group.ndparams if group else None, node.ndparams)
+
     def filled_ipolicy(self, group: NodeGroup | None) -> dict[str, Any]:
         """A group's effective instance policy: the cluster's, overridden by the group's."""
         base = params.default_ipolicy(list(self.cluster.enabled_disk_templates))

@@ -16,6 +16,7 @@ from herd import errors
 from herd.logic import group_checks
 from herd.logic.querydata import query_groups
 from herd.objects import params
+from herd.paths import GANETI_IALLOCATOR_SEARCH_PATH
 from tests.harness import InProcessCluster, create_op, node_name, scratch_root
 
 GIB = 1024
@@ -87,6 +88,12 @@ def test_groups_are_added_modified_renamed_and_removed(cluster: InProcessCluster
     assert row["alloc_policy"] == "last_resort" and row["node_cnt"] == 0
     assert row["ndparams"]["spindle_count"] == 2 and row["custom_ndparams"] == {
         "spindle_count": 2}
+    ok(cluster, {"OP_ID": "OP_GROUP_ADD", "group_name": "g3", "ndparams": {"ssh_port": 2222}})
+    ok(cluster, {"OP_ID": "OP_GROUP_ASSIGN_NODES", "group_name": "g3", "nodes": [N4]})
+    node = cluster.config.get_node(N4)
+    assert cluster.config.filled_ndparams(node)["ssh_port"] == 2222  # cluster <- group
+    ok(cluster, {"OP_ID": "OP_GROUP_ASSIGN_NODES", "group_name": "g2", "nodes": [N4]})
+    ok(cluster, {"OP_ID": "OP_GROUP_REMOVE", "group_name": "g3"})
     # the cluster's policy, with the group's keys replacing it
     assert row["ipolicy"]["vcpu-ratio"] == 2.0 and row["ipolicy"]["disk-templates"] == ["drbd"]
     assert row["ipolicy"]["minmax"] == [{"min": params.ISPEC_MIN, "max": params.ISPEC_MAX}]
@@ -208,10 +215,12 @@ def test_move_jobs_follow_the_options() -> None:
     jobs = [[{"OP_ID": "OP_INSTANCE_REPLACE_DISKS", "instance_name": "a", "remote_node": "n3",
               "mode": "replace_new_secondary"},
              {"OP_ID": "OP_INSTANCE_MIGRATE", "instance_name": "a"}],
-            [{"OP_ID": "OP_INSTANCE_MIGRATE", "instance_name": "b"}]]
+            [{"OP_ID": "OP_INSTANCE_MIGRATE", "instance_name": "b", "iallocator": None,
+              "target_node": None, "ganeti_only": 1}]]
     plain = group_checks.move_jobs(jobs)
     assert len(plain) == 2 and plain[0][0]["change_group"] is True
     assert "change_group" not in jobs[0][0]  # the allocator's answer is left alone
+    assert plain[1] == [{"OP_ID": "OP_INSTANCE_MIGRATE", "instance_name": "b"}]
     failover = group_checks.move_jobs(jobs, force_failover=True, early_release=True)
     assert [op["OP_ID"] for op in failover[0]] == ["OP_INSTANCE_REPLACE_DISKS",
                                                    "OP_INSTANCE_FAILOVER"]
@@ -267,3 +276,14 @@ def test_gnt_group_options_read_as_ganetis() -> None:
     assert op["diskparams"] == {"drbd": {}} and op["alloc_policy"] == "last_resort"
     evac = parser.parse_args(["evacuate", "--to", "a", "--to", "b", "--sequential", "g"])
     assert (evac.to, evac.sequential) == (["a", "b"], True)
+
+
+@pytest.mark.skipif(not any((Path(d) / "hail").is_file()
+                            for d in GANETI_IALLOCATOR_SEARCH_PATH),
+                    reason="hail (ganeti-htools-3.0) is not installed")
+def test_hail_plans_a_change_group_herd_carries_out(cluster: InProcessCluster) -> None:
+    mirror(cluster, "h.example.com", nodes=(N1, N2), start=False)
+    result = ok(cluster, {"OP_ID": "OP_INSTANCE_CHANGE_GROUP", "instance_name": "h.example.com",
+                          "iallocator": "hail"})
+    run_jobs(cluster, result)
+    assert set(nodes_of(cluster, "h.example.com")) == {N3, N4}
