@@ -17,7 +17,7 @@ from herd.allocator import protocol
 from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
 from herd.logic import group_checks, iallocator
 from herd.logic.base import LogicalUnit
-from herd.logic.templates import template_of
+from herd.logic.templates import by_name, template_of
 from herd.objects import Instance, NodeGroup, params
 from herd.opcodes import (
     OpGroupAdd,
@@ -27,6 +27,7 @@ from herd.opcodes import (
     OpGroupRename,
     OpGroupSetParams,
     OpInstanceChangeGroup,
+    OpInstanceMultiAlloc,
 )
 
 #: Ganeti's key of the job ids in the result of an operation that submits jobs.
@@ -269,3 +270,102 @@ class LUGroupEvacuate(_GroupMoves):
             self.feedback(f"node group {self.group.name} has no instances to move")
             return
         await self.plan(instances, {self.group.uuid})
+
+
+class LUInstanceMultiAlloc(LogicalUnit[OpInstanceMultiAlloc]):
+    """One multi-allocate request for every instance, then one creation job per placed
+    instance with the nodes the allocator chose (Ganeti's LUInstanceMultiAlloc). Instances
+    it cannot place are reported, each with its reason, in ``allocation_failed``; the
+    operation fails only when the allocator itself refuses."""
+
+    OPCODE = OpInstanceMultiAlloc
+    USES_IALLOCATOR = True
+
+    def locks(self) -> list[LockRequest]:
+        return [LockRequest(LEVEL_CLUSTER, "cluster")]
+
+    async def check(self) -> None:
+        cfg, op = self.cfg, self.op
+        if not op.instances:
+            raise errors.ParameterError("no instances to allocate (instances is empty)")
+        creates = [multi_alloc_create(cfg, index, data)
+                   for index, data in enumerate(op.instances)]
+        seen: set[str] = set()
+        for create in creates:
+            if create.instance_name in seen:
+                raise errors.ParameterError(f"instance {create.instance_name} is given twice")
+            seen.add(create.instance_name)
+        requests = [multi_alloc_request(cfg, c) for c in creates]
+        name = protocol.resolve_name(op.iallocator, cfg.cluster.default_iallocator)
+        lvm = any(by_name(c.disk_template).uses_vg(cfg) for c in creates)
+        success, info, result = await iallocator.run(
+            self.ctx, name, protocol.multi_allocate_request(requests), lvm=lvm,
+            feedback=self.feedback)
+        if not success:
+            raise errors.OpPrereqError(f"instance allocator '{name}' cannot place the "
+                                       f"instances: {info}")
+        placed, failed = result
+        self.failed = list(failed)
+        self.jobs: list[dict[str, Any]] = []
+        for create in creates:
+            nodes = placed.get(create.instance_name)
+            if nodes is None:
+                continue
+            self.feedback(f"Selected nodes for instance {create.instance_name} via "
+                          f"iallocator {name}: {', '.join(nodes)}")
+            body = {k: v for k, v in create.to_dict().items() if k != "iallocator"}
+            body.update(pnode=nodes[0], snode=nodes[1] if len(nodes) > 1 else None,
+                        priority=op.priority)
+            self.jobs.append(body)
+        if self.failed:
+            self.feedback(f"WARNING: instance allocator '{name}' could not place "
+                          f"{', '.join(self.failed)}: {info}")
+
+    async def execute(self) -> dict[str, Any]:
+        submit = self.ctx.submit_job
+        if submit is None:
+            raise errors.ProgrammerError("this master cannot submit jobs")
+        ids = []
+        for body in self.jobs:
+            ids.append([True, await submit([body])])
+        return {JOB_IDS_KEY: ids,
+                "allocatable": [b["instance_name"] for b in self.jobs],
+                "allocation_failed": self.failed}
+
+
+def multi_alloc_create(cfg: Any, index: int, data: Any) -> Any:
+    """One instance of a multi-allocation as its OP_INSTANCE_CREATE, refused with the reason
+    when it names nodes or an allocator of its own (the multi-allocation chooses)."""
+    from herd.opcodes import opcode_from_dict
+
+    if not isinstance(data, dict) or data.get("OP_ID", "OP_INSTANCE_CREATE") != \
+            "OP_INSTANCE_CREATE":
+        raise errors.ParameterError(f"instance {index} of the multi-allocation must be an "
+                                    "OP_INSTANCE_CREATE body")
+    create = opcode_from_dict({**data, "OP_ID": "OP_INSTANCE_CREATE"})
+    if create.pnode or create.snode or create.iallocator:
+        raise errors.ParameterError(
+            f"instance {create.instance_name}: the multi-allocation chooses the nodes; give "
+            "no pnode, snode or iallocator per instance")
+    if cfg.find_instance(create.instance_name) is not None:
+        raise errors.OpPrereqError(f"instance {create.instance_name} already exists")
+    return create
+
+
+def multi_alloc_request(cfg: Any, create: Any) -> dict[str, Any]:
+    """The allocate request of one instance of a multi-allocation, from its create body."""
+    from herd.units import parse_size
+
+    template = by_name(create.disk_template)
+    be = params.fill(params.BE_DEFAULTS, cfg.cluster.beparams,
+                     params.check_beparams(create.beparams or {}))
+    disks = [{"size": parse_size(d.get("size"), f"size of disk {i}"),
+              "mode": d.get("mode", "rw")} for i, d in enumerate(create.disks)]
+    return protocol.allocate_request(
+        name=create.instance_name, disk_template=template.name, memory=int(be["maxmem"]),
+        vcpus=int(be["vcpus"]), spindle_use=int(be.get("spindle_use", 1)), disks=disks,
+        disk_space_total=template.disk_space_total([d["size"] for d in disks]),
+        nics=[dict(n) for n in create.nics],
+        required_nodes=2 if template.needs_secondary else 1,
+        hypervisor=create.hypervisor or cfg.cluster.enabled_hypervisors[0],
+        os=create.os_type or "", tags=list(create.tags))

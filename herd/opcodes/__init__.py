@@ -26,6 +26,7 @@ from herd.opcodes.group import (
     OpGroupRename,
     OpGroupSetParams,
     OpInstanceChangeGroup,
+    OpInstanceMultiAlloc,
 )
 from herd.opcodes.instance_changes import (
     OpInstanceGrowDisk,
@@ -80,6 +81,7 @@ __all__ = [
     "OpInstanceGrowDisk",
     "OpInstanceMigrate",
     "OpInstanceMove",
+    "OpInstanceMultiAlloc",
     "OpInstanceQueryData",
     "OpInstanceReboot",
     "OpInstanceRecreateDisks",

@@ -1,4 +1,5 @@
-"""Node group opcodes (Ganeti's OP_GROUP_* and OP_INSTANCE_CHANGE_GROUP, with its fields)."""
+"""Node group opcodes (Ganeti's OP_GROUP_* and OP_INSTANCE_CHANGE_GROUP, with its fields),
+and OP_INSTANCE_MULTI_ALLOC, the other operation whose result is jobs it submitted."""
 
 from __future__ import annotations
 
@@ -86,3 +87,16 @@ class OpInstanceChangeGroup(OpCode):
     early_release: bool = False
     iallocator: str | None = None
     target_groups: list[str] | None = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class OpInstanceMultiAlloc(OpCode):
+    """Place several new instances with one allocator run (Ganeti's OP_INSTANCE_MULTI_ALLOC):
+    ``instances`` are OP_INSTANCE_CREATE bodies without nodes; each placed one is created by
+    a job of its own."""
+
+    OP_ID = "OP_INSTANCE_MULTI_ALLOC"
+    instances: list[dict[str, Any]]
+    iallocator: str | None = None
+    #: Ganeti's: take only the node locks free now (Herd plans under the cluster lock)
+    opportunistic_locking: bool = False

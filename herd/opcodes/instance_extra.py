@@ -117,10 +117,6 @@ UNBACKED: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
          "remove_osparams_private", "wait_for_sync", "offline", "conflicts_check", "hotplug",
          "hotplug_if_possible", "instance_communication", "runtime_mem"),
         ("instance_name",)),
-    "OP_INSTANCE_MULTI_ALLOC": (
-        "allocating several instances at once",
-        ("instances", "iallocator", "opportunistic_locking"),
-        ("instances",)),
     "OP_BACKUP_PREPARE": (
         "exporting instances", (*_INSTANCE, "mode"), ("instance_name", "mode")),
     "OP_BACKUP_EXPORT": (
