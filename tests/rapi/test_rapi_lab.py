@@ -296,6 +296,17 @@ def test_node_groups_through_ganetis_client_and_gnt_group(rapi_lab: RapiLab) -> 
     assert "zone-b" in gnt_group("info", "group3").stdout
     assert rapi_lab.run_job("DeleteGroup", "group3")["status"] == "success"
     assert [g["name"] for g in rapi_lab.ok("GetGroups", bulk=True)] == ["default"]
+    # multi-allocation, with the entries the client's InstanceAllocation builds
+    alloc = {"mode": "create", "name": "multi1.example.com", "disk_template": "diskless",
+             "disks": [], "nics": [{}], "os": "busybox+default", "no_install": True,
+             "start": False, "name_check": False, "ip_check": False}
+    done = rapi_lab.run_job("InstancesMultiAlloc", [alloc])
+    assert done["status"] == "success", done
+    result = rapi_lab.ok("GetJobStatus", done["id"])["opresult"][0]
+    assert (result["allocatable"], result["allocation_failed"]) == (["multi1.example.com"], [])
+    ((submitted, job_id),) = result["jobs"]
+    assert submitted and rapi_lab.ok("WaitJob", job_id)["status"] == "success"
+    assert rapi_lab.run_job("DeleteInstance", "multi1.example.com")["status"] == "success"
     assert rapi_lab.ok("GetInstances") == [INSTANCE]
 
 

@@ -287,3 +287,30 @@ def test_hail_plans_a_change_group_herd_carries_out(cluster: InProcessCluster) -
                           "iallocator": "hail"})
     run_jobs(cluster, result)
     assert set(nodes_of(cluster, "h.example.com")) == {N3, N4}
+
+
+def test_change_group_and_evacuate_commands_submit_ganetis_opcodes(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from herd.cli import gnt_group, gnt_instance, instance_changes
+
+    ops: list[dict[str, Any]] = []
+
+    def capture(opts: Any, given: list[dict[str, Any]], client: Any = None) -> list[Any]:
+        assert not opts.submit_only  # the planning job is always waited for
+        ops.extend(given)
+        return [{"jobs": []}]
+
+    for module in (gnt_group, instance_changes):
+        monkeypatch.setattr(module, "submit_or_run", capture)
+    opts = gnt_instance.build_parser().parse_args(
+        ["change-group", "--to", "g2", "-I", "hail", "--submit", "i1.example.com"])
+    assert opts.func(opts) == 0
+    opts = gnt_group.build_parser().parse_args(["evacuate", "--force-failover", "g2"])
+    assert opts.func(opts) == 0
+    assert ops == [
+        {"OP_ID": "OP_INSTANCE_CHANGE_GROUP", "instance_name": "i1.example.com",
+         "target_groups": ["g2"], "iallocator": "hail", "early_release": False},
+        {"OP_ID": "OP_GROUP_EVACUATE", "group_name": "g2", "iallocator": None,
+         "target_groups": None, "early_release": False, "sequential": False,
+         "force_failover": True}]
+    assert capsys.readouterr().out.count("No jobs were needed") == 2
