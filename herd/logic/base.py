@@ -39,8 +39,9 @@ class MasterContext:
     replicator: Replicator | None = None
     #: names, MACs and ports handed out by running jobs (herd.config.reservations)
     reservations: Reservations = field(default_factory=Reservations)
-    #: submits a job of opcode dicts as a client would, returning its id (operations whose
-    #: result is other jobs, as Ganeti's ResultWithJobs: change-group, group evacuate)
+    #: submits a job of opcode dicts, returning its id (operations whose result is other
+    #: jobs, as Ganeti's ResultWithJobs: change-group, group evacuate, multi-allocation);
+    #: the opcodes carry the submitting job's reason trail, hence its origin
     submit_job: Callable[[list[dict[str, Any]]], Awaitable[int]] | None = None
 
 

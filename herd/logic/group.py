@@ -240,7 +240,8 @@ class _GroupMoves(LogicalUnit[Any]):
             raise errors.ProgrammerError("this master cannot submit jobs")
         ids = []
         for ops in self.jobs:
-            job_id = await submit([{**op, "priority": self.op.priority} for op in ops])
+            job_id = await submit([{**op, "priority": self.op.priority,
+                                    "reason": list(self.op.reason)} for op in ops])
             self.feedback(f"Submitted job {job_id}: "
                           f"{', '.join(o['OP_ID'].removeprefix('OP_') for o in ops)} "
                           f"({ops[0]['instance_name']})")
@@ -315,7 +316,7 @@ class LUInstanceMultiAlloc(LogicalUnit[OpInstanceMultiAlloc]):
                           f"iallocator {name}: {', '.join(nodes)}")
             body = {k: v for k, v in create.to_dict().items() if k != "iallocator"}
             body.update(pnode=nodes[0], snode=nodes[1] if len(nodes) > 1 else None,
-                        priority=op.priority)
+                        priority=op.priority, reason=list(op.reason))
             self.jobs.append(body)
         if self.failed:
             self.feedback(f"WARNING: instance allocator '{name}' could not place "

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from herd import errors
+from herd.jobs import audit
 from herd.logic import group_checks
 from herd.logic.querydata import query_groups
 from herd.objects import params
@@ -158,10 +159,14 @@ def test_change_group_moves_an_instance_through_its_own_jobs(
     # stopped: the fake hypervisor does not finish live migrations (the lab test migrates a
     # real guest); the allocator's migrate of a stopped instance is a failover
     assert mirror(cluster, "a.example.com", nodes=(N1, N2), start=False) == [N1, N2]
-    result = ok(cluster, {"OP_ID": "OP_INSTANCE_CHANGE_GROUP",
+    asked = [audit.SOURCE, "via=cli user=alice uid=1000 pid=1", 1]
+    result = ok(cluster, {"OP_ID": "OP_INSTANCE_CHANGE_GROUP", "reason": [asked],
                           "instance_name": "a.example.com", "target_groups": ["g2"]})
     (job,) = run_jobs(cluster, result)
     assert [op for op in job.op_status] == ["success"] * 3
+    # the move job is alice's, as the change-group that submitted it
+    moves = [op.input for op in cluster.queue.get(job.job_id).ops]
+    assert audit.origin_of(moves) == "via=cli user=alice uid=1000 pid=1"
     nodes = nodes_of(cluster, "a.example.com")
     assert set(nodes) == {N3, N4}
     verify = cluster.run({"OP_ID": "OP_CLUSTER_VERIFY"})
