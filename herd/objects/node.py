@@ -23,6 +23,15 @@ class NodeGroup(ConfigObject):
     ipolicy: dict[str, Any] = dataclasses.field(default_factory=dict)
     tags: list[str] = dataclasses.field(default_factory=list)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form; ``ipolicy`` only once set, so that a group without overrides
+        stores byte for byte what it stored before groups had policies (and older Herds
+        read it)."""
+        out = super().to_dict()
+        if not out.get("ipolicy"):
+            out.pop("ipolicy", None)
+        return out
+
 
 @dataclasses.dataclass
 class Node(ConfigObject):
