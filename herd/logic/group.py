@@ -17,6 +17,7 @@ from herd.allocator import protocol
 from herd.jobs.locking import LEVEL_CLUSTER, LockRequest
 from herd.logic import group_checks, iallocator
 from herd.logic.base import LogicalUnit
+from herd.logic.hooks import HookTargets
 from herd.logic.templates import by_name, template_of
 from herd.objects import Instance, NodeGroup, params
 from herd.opcodes import (
@@ -61,7 +62,13 @@ class _GroupParams:
         group.ipolicy = params.update_overrides(group.ipolicy, self.ipolicy)
 
 
-class LUGroupAdd(LogicalUnit[OpGroupAdd]):
+class _GroupLU(LogicalUnit[Any]):
+    def hooks_targets(self) -> HookTargets:
+        group = getattr(self, "group", None)  # (add: the group does not exist before)
+        return HookTargets(group=group.uuid if group is not None else None)
+
+
+class LUGroupAdd(_GroupLU):
     OPCODE = OpGroupAdd
 
     async def check(self) -> None:
@@ -78,7 +85,7 @@ class LUGroupAdd(LogicalUnit[OpGroupAdd]):
         return group.uuid
 
 
-class LUGroupSetParams(LogicalUnit[OpGroupSetParams]):
+class LUGroupSetParams(_GroupLU):
     OPCODE = OpGroupSetParams
 
     async def check(self) -> None:
@@ -133,7 +140,7 @@ def ipolicy_violation(cfg: Any, inst: Instance, policy: dict[str, Any]) -> str |
     return "; ".join(reasons) or None
 
 
-class LUGroupRename(LogicalUnit[OpGroupRename]):
+class LUGroupRename(_GroupLU):
     OPCODE = OpGroupRename
 
     async def check(self) -> None:
@@ -150,7 +157,7 @@ class LUGroupRename(LogicalUnit[OpGroupRename]):
         return self.op.new_name
 
 
-class LUGroupRemove(LogicalUnit[OpGroupRemove]):
+class LUGroupRemove(_GroupLU):
     OPCODE = OpGroupRemove
 
     async def check(self) -> None:
@@ -164,7 +171,7 @@ class LUGroupRemove(LogicalUnit[OpGroupRemove]):
         await self.ctx.config.save()
 
 
-class LUGroupAssignNodes(LogicalUnit[OpGroupAssignNodes]):
+class LUGroupAssignNodes(_GroupLU):
     OPCODE = OpGroupAssignNodes
 
     async def check(self) -> None:
@@ -213,6 +220,7 @@ class _GroupMoves(LogicalUnit[Any]):
                 "group)")
         targets = group_checks.target_groups(cfg, current, op.target_groups)
         targets = group_checks.without_missing_networks(cfg, instances, targets)
+        self.targets = targets
         self.allocator = protocol.resolve_name(op.iallocator, cfg.cluster.default_iallocator)
         request = protocol.change_group_request([i.name for i in instances], targets)
         lvm = any(template_of(i).uses_vg(cfg) for i in instances)
@@ -234,6 +242,9 @@ class _GroupMoves(LogicalUnit[Any]):
             sequential=getattr(op, "sequential", False),
             stopped=[i.name for i in instances if i.admin_state != "up"])
 
+    def hooks_env(self) -> dict[str, Any]:
+        return {"TARGET_GROUPS": " ".join(getattr(self, "targets", []))}
+
     async def execute(self) -> dict[str, Any]:
         submit = self.ctx.submit_job
         if submit is None:
@@ -253,12 +264,18 @@ class LUInstanceChangeGroup(_GroupMoves):
     OPCODE = OpInstanceChangeGroup
 
     async def check(self) -> None:
-        inst = self.cfg.get_instance(self.op.instance_name)
-        await self.plan([inst], group_checks.groups_of(self.cfg, inst))
+        self.inst = self.cfg.get_instance(self.op.instance_name)
+        await self.plan([self.inst], group_checks.groups_of(self.cfg, self.inst))
+
+    def hooks_targets(self) -> HookTargets:
+        return HookTargets(instance=self.inst)
 
 
 class LUGroupEvacuate(_GroupMoves):
     OPCODE = OpGroupEvacuate
+
+    def hooks_targets(self) -> HookTargets:
+        return HookTargets(group=self.group.uuid)
 
     async def check(self) -> None:
         cfg = self.cfg

@@ -319,3 +319,21 @@ def test_change_group_and_evacuate_commands_submit_ganetis_opcodes(
          "target_groups": None, "early_release": False, "sequential": False,
          "force_failover": True}]
     assert capsys.readouterr().out.count("No jobs were needed") == 2
+
+
+def test_group_hooks_follow_ganetis_table(cluster: InProcessCluster) -> None:
+    from herd.logic import hooks
+
+    cfg = cluster.config
+    g2 = hooks.HookTargets(group=cfg.get_group("g2").uuid)
+    for op_id in ("OP_GROUP_RENAME", "OP_GROUP_EVACUATE"):
+        decl = hooks.HOOKS[op_id]
+        assert hooks.resolve_nodes(decl.pre, cfg, g2) == [N1, N3, N4]
+    for op_id in ("OP_GROUP_ADD", "OP_GROUP_SET_PARAMS", "OP_GROUP_REMOVE",
+                  "OP_INSTANCE_CHANGE_GROUP"):
+        assert hooks.resolve_nodes(hooks.HOOKS[op_id].post, cfg, g2) == [N1]
+    assert hooks.HOOKS["OP_GROUP_RENAME"].op_vars == {"OLD_NAME": "group_name",
+                                                      "NEW_NAME": "new_name"}
+    # a rename runs its hooks and keeps finding the group's nodes after the new name
+    outcome = cluster.run({"OP_ID": "OP_GROUP_RENAME", "group_name": "g2", "new_name": "g9"})
+    assert outcome.status == "success", outcome.log
