@@ -337,3 +337,15 @@ def test_group_hooks_follow_ganetis_table(cluster: InProcessCluster) -> None:
     # a rename runs its hooks and keeps finding the group's nodes after the new name
     outcome = cluster.run({"OP_ID": "OP_GROUP_RENAME", "group_name": "g2", "new_name": "g9"})
     assert outcome.status == "success", outcome.log
+
+
+def test_node_add_needs_a_group_when_there_are_several(cluster: InProcessCluster) -> None:
+    from herd.rpc.join import PIN_HEX
+
+    op = {"OP_ID": "OP_NODE_ADD", "node_name": "node9.example.com", "primary_ip": "192.0.2.9",
+          "secondary_ip": "192.0.2.109", "join_token": "ab" * 16 + ":" + "0" * PIN_HEX}
+    with pytest.raises(errors.OpPrereqError, match=r"give the new node's group with "
+                                                    r"--node-group \(one of default, g2\)"):
+        cluster.check(op)
+    with pytest.raises(errors.NotFoundError, match="'nosuch' does not exist"):
+        cluster.check({**op, "group": "nosuch"})
