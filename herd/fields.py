@@ -578,7 +578,7 @@ def _node_fields() -> list[Field]:
         Field("vm_capable", "VMCapable", BOOL, "Whether node can host instances",
               lambda v: v.obj.vm_capable),
         Field("ndparams", "NodeParameters", OTHER, "Node parameters",
-              lambda v: v.cfg.cluster.ndparams | v.obj.ndparams),
+              lambda v: v.cfg.filled_ndparams(v.obj)),
         Field("custom_ndparams", "CustomNodeParameters", OTHER, "Custom node parameters",
               lambda v: dict(v.obj.ndparams)),
         Field("pinst_cnt", "Pinst", NUMBER, "Number of instances with this node as primary",
@@ -692,18 +692,6 @@ def _group_ndparams(v: GroupView) -> dict[str, Any]:
     return params.fill(params.ND_DEFAULTS, v.cfg.cluster.ndparams, v.obj.ndparams)
 
 
-def _group_diskparams(v: GroupView) -> dict[str, Any]:
-    from herd.objects import params
-
-    return params.fill(v.cfg.cluster.diskparams, v.obj.diskparams)
-
-
-def _group_ipolicy(v: GroupView) -> dict[str, Any]:
-    from herd.objects import params
-
-    return params.default_ipolicy(list(v.cfg.cluster.enabled_disk_templates))
-
-
 GROUP = Registry("group", [
     Field("name", "Group", TEXT, "Group name", lambda v: v.obj.name),
     *_common("Group"),
@@ -719,13 +707,13 @@ GROUP = Registry("group", [
     Field("custom_ndparams", "CustomNDParams", OTHER, "Custom node parameters",
           lambda v: dict(v.obj.ndparams)),
     Field("diskparams", "DiskParameters", OTHER, "Disk parameters (merged)",
-          _group_diskparams),
+          lambda v: v.cfg.filled_diskparams(v.obj)),
     Field("custom_diskparams", "CustomDiskParameters", OTHER, "Custom disk parameters",
           lambda v: dict(v.obj.diskparams)),
     Field("ipolicy", "InstancePolicy", OTHER, "Instance policy limitations (merged)",
-          _group_ipolicy),
+          lambda v: v.cfg.filled_ipolicy(v.obj)),
     Field("custom_ipolicy", "CustomInstancePolicy", OTHER,
-          "Custom instance policy limitations", lambda v: {}),
+          "Custom instance policy limitations", lambda v: dict(v.obj.ipolicy)),
 ])
 
 

@@ -655,6 +655,11 @@ class InProcessCluster:
         self.store.add_listener(self.replicator.on_save)
         self.queue = q.JobQueue(self.paths.queue_db)
         self.executor = JobExecutor(self.queue, self.ctx)
+
+        async def submit_job(ops: list[dict[str, Any]]) -> int:
+            return self.executor.submit(ops)
+
+        self.ctx.submit_job = submit_job
         failures = self.wait(self.replicator.push(data, force=True))
         if failures:
             raise RuntimeError(f"harness nodes did not take the cluster files: {failures}")

@@ -517,23 +517,72 @@ def run(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _change_group(model: Model, request: dict[str, Any]) -> dict[str, Any]:
-    """With one group an instance is where any target would put it; moving between groups
-    is not done by this allocator yet (refused per instance, with the reason)."""
+    """Move each instance into the best of the target groups (hail's change-group): a
+    mirrored instance gets the best primary/secondary pair there, reached as Ganeti does
+    (new secondary on the future primary, migrate onto it, new secondary on the future
+    secondary). Preferred groups before last_resort ones, never an unallocable one."""
     targets = list(request.get("target_groups") or [])
-    moved, failed = [], []
+    moved, failed, jobs = [], [], []
     for name in request["instances"]:
         inst = model.insts.get(name)
         if inst is None:
             failed.append([name, "unknown instance"])
             continue
         current = {model.nodes[n].group for n in inst.nodes if n in model.nodes}
-        wanted = targets or [g for g in model.groups if g not in current]
-        if wanted and set(wanted) <= current and len(current) == 1:
+        if targets and set(targets) <= current and len(current) == 1:
+            # already where any target would put it (Herd's caller never asks this)
             group = model.groups[next(iter(current))]["name"]
             moved.append([name, group, list(inst.nodes)])
-        elif not wanted:
+            continue
+        wanted = [g for g in (targets or model.groups) if g in model.groups
+                  and g not in current]
+        if not wanted:
             failed.append([name, "no other node group to move to"])
-        else:
-            failed.append([name, "moving instances between node groups is not supported by "
-                                 "the built-in allocator yet"])
-    return {"success": True, "info": "Request successful", "result": [moved, failed, []]}
+            continue
+        nodes, why = _change_group_one(model, inst, wanted)
+        if nodes is None:
+            failed.append([name, why])
+            continue
+        pnode, snode = nodes
+        model.move(inst, nodes)
+        moved.append([name, model.groups[model.nodes[pnode].group]["name"], nodes])
+        jobs.append([_replace_op(name, pnode), _migrate_op(name), _replace_op(name, snode)])
+    return {"success": True, "info": "Request successful", "result": [moved, failed, jobs]}
+
+
+def _change_group_one(model: Model, inst: _Inst,
+                      groups: list[str]) -> tuple[list[str] | None, str]:
+    """(new [primary, secondary], "") for one instance, or (None, why not)."""
+    if len(inst.nodes) != 2:
+        return None, (f"instance {inst.name} has no second copy (disk template "
+                      f"{inst.spec['disk-template']}) and cannot change group")
+    notes: list[str] = []
+    candidates = []
+    for group in groups:
+        policy = model.groups[group].get("alloc_policy", "preferred")
+        if policy == "unallocable":
+            notes.append(f"group {model.groups[group]['name']} is unallocable")
+            continue
+        violation = model.policy_violation(inst, group)
+        if violation:
+            notes.append(f"group {model.groups[group]['name']}: instance policy: {violation}")
+            continue
+        candidates.append(group)
+    if not candidates:
+        return None, "; ".join(notes) or "no target node group"
+    old = list(inst.nodes)
+    model.unplace(inst)
+    failures = _Failures()
+    choices = []
+    try:
+        for group in candidates:
+            choice = _best_in_group(model, inst, group, 2, failures)
+            if choice is not None:
+                choices.append(choice)
+    finally:
+        model.place(inst, old)
+    if not choices:
+        return None, _explain(inst.name, inst, failures, notes, 2)
+    best = min(choices, key=lambda c: (POLICY_RANK.get(
+        model.groups[c.group].get("alloc_policy", "preferred"), 2), c.score, c.nodes))
+    return best.nodes, ""

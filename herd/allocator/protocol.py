@@ -99,9 +99,7 @@ def node_runtime(info: Mapping[str, Any], *, lvm: bool, up_maxmem: int) -> NodeR
 
 def node_ndparams(cfg: ConfigData, node: Node) -> dict[str, Any]:
     """A node's filled ndparams (cluster <- group <- node), with the keys hail needs."""
-    group = cfg.nodegroups.get(node.group)
-    out = params.fill(params.ND_DEFAULTS, cfg.cluster.ndparams,
-                      group.ndparams if group else None, node.ndparams)
+    out = cfg.filled_ndparams(node)
     out.setdefault("cpu_speed", 1)
     return out
 
@@ -123,7 +121,7 @@ def build_input(cfg: ConfigData, runtime: Mapping[str, NodeRuntime | None],
     ipolicy = params.default_ipolicy(templates)
     groups = {uuid: {"name": g.name, "alloc_policy": g.alloc_policy,
                      "networks": sorted(g.networks),
-                     "ipolicy": params.default_ipolicy(templates), "tags": list(g.tags)}
+                     "ipolicy": cfg.filled_ipolicy(g), "tags": list(g.tags)}
               for uuid, g in cfg.nodegroups.items()}
     pri_mem: dict[str, int] = {}
     pri_up_mem: dict[str, int] = {}

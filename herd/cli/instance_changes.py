@@ -86,8 +86,32 @@ def cmd_reinstall(opts: Any) -> int:
     return 0
 
 
+def cmd_change_group(opts: Any) -> int:
+    """gnt-instance change-group [--to GROUP]... [-I NAME] INSTANCE: the planning job, then
+    the move job it submitted, followed (with --submit only its id is printed)."""
+    from herd.cli.gnt_group import follow_jobs
+
+    submit_only, opts.submit_only = opts.submit_only, False
+    result = submit_or_run(opts, [{"OP_ID": "OP_INSTANCE_CHANGE_GROUP",
+                                   "instance_name": opts.instance,
+                                   "target_groups": opts.to or None,
+                                   "iallocator": opts.iallocator,
+                                   "early_release": opts.early_release}])
+    opts.submit_only = submit_only
+    return follow_jobs(opts, result)
+
+
 def add_change_commands(sub: Any) -> None:
-    """Add grow-disk, rename and reinstall to gnt-instance's subcommands."""
+    """Add grow-disk, rename, reinstall and change-group to gnt-instance's subcommands."""
+    cg = sub.add_parser("change-group", help="move an instance to another node group")
+    cg.add_argument("instance")
+    cg.add_argument("--to", dest="to", action="append", default=[], metavar="GROUP",
+                    help="a group it may go to (repeatable; default: any other group)")
+    cg.add_argument("-I", "--iallocator", dest="iallocator", default=None)
+    cg.add_argument("--early-release", dest="early_release", action="store_true")
+    add_common_options(cg, *JOB_OPTIONS)
+    cg.set_defaults(func=cmd_change_group)
+
     grow = sub.add_parser("grow-disk", help="grow one disk of an instance")
     grow.add_argument("instance")
     grow.add_argument("disk", help="the disk's index (0 is the first)")

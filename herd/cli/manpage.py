@@ -20,6 +20,7 @@ from herd import __version__
 COMMANDS = {
     "gnt-cluster": "herd.cli.gnt_cluster",
     "gnt-node": "herd.cli.gnt_node",
+    "gnt-group": "herd.cli.gnt_group",
     "gnt-instance": "herd.cli.gnt_instance",
     "gnt-job": "herd.cli.gnt_job",
     "gnt-os": "herd.cli.gnt_os",

@@ -203,9 +203,15 @@ class MasterDaemon:
     async def h_ping(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "master": self.config.data.master.name}
 
+    async def _submit_from_job(self, ops: list[dict[str, Any]]) -> int:
+        """A job submitted by a running job (change-group's moves): its opcodes carry the
+        submitting job's reason trail, so it keeps that job's origin (who asked)."""
+        return await self._submit(ops, stamped=True)
+
     async def _submit(self, ops: list[dict[str, Any]],
-                      on_behalf: dict[str, Any] | None = None) -> int:
-        if isinstance(ops, list) and all(isinstance(op, dict) for op in ops):
+                      on_behalf: dict[str, Any] | None = None, *,
+                      stamped: bool = False) -> int:
+        if not stamped and isinstance(ops, list) and all(isinstance(op, dict) for op in ops):
             ops = audit.stamp(ops, origin_for(_peer.get(), on_behalf))
             if on_behalf is not None and self.config.data.cluster.access_quotas:
                 async with self._quota_lock:  # check and queue as one step
@@ -566,6 +572,7 @@ class MasterDaemon:
                                  rpc=self.rpc, replicator=self.replicator)
         self.executor = JobExecutor(self.queue, self.ctx)
         self.executor.on_done = self._job_done
+        self.ctx.submit_job = self._submit_from_job
         store.add_listener(self._write_facts)
         store.add_listener(self.replicator.on_save)
 

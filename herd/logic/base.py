@@ -8,7 +8,7 @@ that a failed job leaves the cluster and the config as they were.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -39,6 +39,10 @@ class MasterContext:
     replicator: Replicator | None = None
     #: names, MACs and ports handed out by running jobs (herd.config.reservations)
     reservations: Reservations = field(default_factory=Reservations)
+    #: submits a job of opcode dicts, returning its id (operations whose result is other
+    #: jobs, as Ganeti's ResultWithJobs: change-group, group evacuate, multi-allocation);
+    #: the opcodes carry the submitting job's reason trail, hence its origin
+    submit_job: Callable[[list[dict[str, Any]]], Awaitable[int]] | None = None
 
 
 _LU_REGISTRY: dict[str, type[LogicalUnit[Any]]] = {}
@@ -104,6 +108,7 @@ def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:
         cluster,
         cluster_disks,
         crypto,
+        group,
         instance,
         instance_create,
         instance_failover,

@@ -13,6 +13,7 @@ from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_NODE, LockRequest
 from herd.logic import (
     drbd,
     etcd_sync,
+    group_checks,
     hooks,
     iallocator,
     intents,
@@ -503,7 +504,24 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
                 self.error(f"instance {inst.name}: {exc.message}")
         for problem in network_pool.address_problems(cfg):
             self.error(problem)
+        for inst in sorted(cfg.instances.values(), key=lambda i: i.name):
+            groups = group_checks.groups_of(cfg, inst)
+            if template_of(inst).needs_secondary and len(groups) > 1 and \
+                    self._in_scope(groups):
+                names = ", ".join(sorted(cfg.nodegroups[g].name for g in groups
+                                         if g in cfg.nodegroups))
+                self.error(f"instance {inst.name}: primary and secondary nodes in different "
+                           f"node groups ({names}); gnt-instance change-group, or gnt-group "
+                           "assign-nodes, brings them together")
         self.feedback(f"  config serial {cfg.serial_no}")
+
+    def _in_scope(self, groups: set[str]) -> bool:
+        """Whether findings about these groups are reported (verify --node-group G)."""
+        wanted = self.op.group_name
+        if not wanted:
+            return True
+        group = self.cfg.find_group(wanted)
+        return group is not None and group.uuid in groups
 
     def _distributed_files(self, candidate: bool) -> list[str]:
         p = self.ctx.paths
@@ -586,7 +604,13 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
         """Ganeti's rule: each node must be able to take the memory of the instances for which
         it is secondary should any single primary of theirs fail."""
         cfg = self.cfg
-        for node_uuid, info in infos.items():
+        by_group = sorted(infos.items(), key=lambda kv: (
+            cfg.nodegroups[cfg.nodes[kv[0]].group].name
+            if cfg.nodes[kv[0]].group in cfg.nodegroups else "", cfg.node_name(kv[0])))
+        for node_uuid, info in by_group:
+            group = cfg.nodegroups.get(cfg.nodes[node_uuid].group)
+            if not self._in_scope({group.uuid if group else ""}):
+                continue
             needed: dict[str, int] = {}
             for inst in cfg.instances.values():
                 if node_uuid in inst.secondary_nodes and inst.admin_state == "up":
@@ -596,7 +620,8 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
                             int(be["maxmem"])
             for primary, memory in needed.items():
                 if memory > int(info.get("memory_free", 0)):
-                    self.error(f"node {cfg.node_name(node_uuid)}: not enough memory to "
+                    self.error(f"node {cfg.node_name(node_uuid)} (group "
+                               f"{group.name if group else '?'}): not enough memory to "
                                f"accommodate instance failovers should node "
                                f"{cfg.node_name(primary)} fail ({memory}MiB needed, "
                                f"{info.get('memory_free')}MiB available)")

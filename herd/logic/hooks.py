@@ -42,7 +42,7 @@ HOOKS_VERSION = 2
 PRE, POST = "pre", "post"
 
 # Object types (GANETI_OBJECT_TYPE)
-INSTANCE, NODE, CLUSTER, NETWORK = "INSTANCE", "NODE", "CLUSTER", "NETWORK"
+INSTANCE, NODE, CLUSTER, NETWORK, GROUP = "INSTANCE", "NODE", "CLUSTER", "NETWORK", "GROUP"
 
 # Node roles of Ganeti's hooks table, resolved by :func:`resolve_nodes`
 MASTER = "master"
@@ -52,7 +52,7 @@ TARGET = "target"              # the node an instance moves to, or its new secon
 THE_NODE = "node"              # the node a node operation is about (also a node being added)
 ALL_NODES = "all"              # every node in the config
 OTHER_NODES = "others"         # every node except the one the operation is about
-GROUP_NODES = "group-nodes"    # the nodes of the node group the operation is about
+GROUP_NODES = "group"          # the nodes of the node group the operation is about
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,20 @@ HOOKS: dict[str, HookDecl] = {
                                     "VM_CAPABLE": "vm_capable"}),
     "OP_NODE_MIGRATE": HookDecl("node-migrate", NODE, (MASTER,), (MASTER,),
                                 {"ALLOW_RUNTIME_CHANGES": "allow_runtime_changes"}),
+    "OP_INSTANCE_CHANGE_GROUP": HookDecl("instance-change-group", INSTANCE, (MASTER,),
+                                         (MASTER,)),
+    "OP_GROUP_ADD": HookDecl("group-add", GROUP, (MASTER,), (MASTER,),
+                             {"GROUP_NAME": "group_name"}),
+    "OP_GROUP_SET_PARAMS": HookDecl("group-modify", GROUP, (MASTER,), (MASTER,),
+                                    {"GROUP_NAME": "group_name",
+                                     "NEW_ALLOC_POLICY": "alloc_policy"}),
+    "OP_GROUP_REMOVE": HookDecl("group-remove", GROUP, (MASTER,), (MASTER,),
+                                {"GROUP_NAME": "group_name"}),
+    "OP_GROUP_RENAME": HookDecl("group-rename", GROUP, (MASTER, GROUP_NODES),
+                                (MASTER, GROUP_NODES),
+                                {"OLD_NAME": "group_name", "NEW_NAME": "new_name"}),
+    "OP_GROUP_EVACUATE": HookDecl("group-evacuate", GROUP, (MASTER, GROUP_NODES),
+                                  (MASTER, GROUP_NODES), {"GROUP_NAME": "group_name"}),
     "OP_CLUSTER_SET_PARAMS": HookDecl("cluster-modify", CLUSTER, (MASTER,), (MASTER,)),
     "OP_NETWORK_ADD": HookDecl("network-add", NETWORK, (MASTER,), (MASTER,)),
     "OP_NETWORK_REMOVE": HookDecl("network-remove", NETWORK, (MASTER,), (MASTER,)),
@@ -153,7 +167,8 @@ class HookTargets:
     node: str | None = None
     #: Name of the node an instance moves to, or of its new secondary.
     target: str | None = None
-    #: Uuid of the node group a network (dis)connect is about.
+    #: Uuid of the node group the operation is about (a group operation, a network
+    #: (dis)connect).
     group: str | None = None
 
 
@@ -185,7 +200,7 @@ def resolve_nodes(roles: Iterable[str], cfg: ConfigData, targets: HookTargets) -
         OTHER_NODES: lambda: sorted(n.name for n in cfg.nodes.values()
                                     if n.name != targets.node),
         GROUP_NODES: lambda: sorted(n.name for n in cfg.nodes.values()
-                                    if targets.group and n.group == targets.group),
+                                    if targets.group is not None and n.group == targets.group),
     }
     names: list[str] = []
     for role in roles:
@@ -429,6 +444,8 @@ class HooksRun:
             values["OP_TARGET"] = lu.cfg.cluster.cluster_name
         elif decl.object_type == NETWORK:
             values["OP_TARGET"] = lu.op.network_name
+        elif decl.object_type == GROUP:
+            values["OP_TARGET"] = lu.op.group_name
         values.update(op_env(decl, lu.op))
         values.update(lu.hooks_env())
         return values

@@ -14,7 +14,7 @@ from typing import Any
 from herd import errors, exportinfo, names
 from herd.allocator import protocol
 from herd.jobs.locking import LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE, LockRequest
-from herd.logic import iallocator, intents, network_port
+from herd.logic import group_checks, iallocator, intents, network_port
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_addresses import assign_addresses, nic_ip, nic_network
@@ -129,6 +129,7 @@ class LUInstanceCreate(LogicalUnit[OpInstanceCreate]):
             if not self.snode.vm_capable:
                 raise errors.OpPrereqError(f"secondary node {self.snode.name} is not "
                                            "vm_capable")
+            group_checks.check_same_group(cfg, self.pnode, self.snode)
         elif op.snode:
             raise errors.OpPrereqError("a secondary node is only used by mirrored templates")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from herd import errors
 from herd.jobs.locking import LockRequest
-from herd.logic import instance_mods, network_port
+from herd.logic import group_checks, instance_mods, network_port
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import check_vg_space, instance_locks, is_running
@@ -91,6 +91,7 @@ class LUInstanceSetParams(LogicalUnit[OpInstanceSetParams]):
                                                "primary")
                 if self.snode.offline or self.snode.drained:
                     raise errors.OpPrereqError(f"node {self.snode.name} is offline or drained")
+                group_checks.check_same_group(cfg, pnode, self.snode)
             # the new layout, to see what it needs (ports are claimed by execute)
             probe = Instance.from_dict(self.inst.to_dict())
             target.assign(cfg, probe, probe.disks, pnode.uuid,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from herd import errors
 from herd.allocator import protocol
 from herd.jobs.locking import LockRequest
-from herd.logic import iallocator
+from herd.logic import group_checks, iallocator
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import instance_locks, is_running
@@ -85,6 +85,8 @@ class LUInstanceRecreateDisks(LogicalUnit[OpInstanceRecreateDisks]):
             if node.offline or node.drained or not node.vm_capable:
                 raise errors.OpPrereqError(f"node {node.name} is offline, drained or not "
                                            "vm_capable")
+        for other in nodes[1:]:
+            group_checks.check_same_group(cfg, nodes[0], other)
         self.new_nodes = nodes
         self.indices = list(range(len(inst.disks)))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from herd import errors
 from herd.allocator import protocol
 from herd.jobs.locking import LockRequest
-from herd.logic import disk_health, iallocator, live_move, mirror_rebuild
+from herd.logic import disk_health, group_checks, iallocator, live_move, mirror_rebuild
 from herd.logic.base import LogicalUnit
 from herd.logic.hooks import HookTargets
 from herd.logic.instance_common import instance_locks, is_running
@@ -75,6 +75,8 @@ class LUInstanceReplaceDisks(LogicalUnit[OpInstanceReplaceDisks]):
             if self.new.uuid in (self.pnode.uuid, self.old.uuid):
                 raise errors.OpPrereqError(f"node {self.new.name} already holds a copy of "
                                            f"{self.inst.name}")
+            if not op.change_group:
+                group_checks.check_same_group(cfg, self.pnode, self.new)
         if self.new.offline or self.new.drained:
             raise errors.OpPrereqError(f"node {self.new.name} is offline or drained")
 

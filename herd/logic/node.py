@@ -78,10 +78,16 @@ class LUNodeAdd(LogicalUnit[OpNodeAdd]):
                 "the cluster uses " + ("separate secondary IPs: give -s SECONDARY_IP"
                                        if master.secondary_ip != master.primary_ip else
                                        "no separate secondary network: do not give -s"))
-        self.group = cfg.nodegroups[master.group] if not op.group else next(
-            (g for g in cfg.nodegroups.values() if g.name == op.group), None)
-        if self.group is None:
-            raise errors.NotFoundError(f"node group '{op.group}' does not exist")
+        # gnt-node add --node-group NAME|UUID; without it the only group (Ganeti's
+        # LookupNodeGroup: with several, the admin must say which)
+        if op.group:
+            self.group = cfg.get_group(op.group)
+        elif len(cfg.nodegroups) == 1:
+            self.group = cfg.default_group()
+        else:
+            known = ", ".join(sorted(g.name for g in cfg.nodegroups.values()))
+            raise errors.OpPrereqError("there is more than one node group: give the new "
+                                       f"node's group with --node-group (one of {known})")
         self.ndparams = params.check_ndparams(op.ndparams or {})
 
     def hooks_targets(self) -> HookTargets:

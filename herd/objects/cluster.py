@@ -178,6 +178,42 @@ class ConfigData:
     def default_group(self) -> NodeGroup:
         return next(iter(self.nodegroups.values()))
 
+    def find_group(self, name: str) -> NodeGroup | None:
+        for group in self.nodegroups.values():
+            if name in (group.name, group.uuid):
+                return group
+        return None
+
+    def get_group(self, name: str) -> NodeGroup:
+        group = self.find_group(name)
+        if group is None:
+            known = ", ".join(sorted(g.name for g in self.nodegroups.values())) or "none"
+            raise NotFoundError(f"node group '{name}' does not exist; groups: {known}")
+        return group
+
+    def group_of_node(self, node_uuid: str) -> NodeGroup | None:
+        node = self.nodes.get(node_uuid)
+        return self.nodegroups.get(node.group) if node else None
+
+    def filled_ndparams(self, node: Node) -> dict[str, Any]:
+        """A node's effective node parameters: cluster <- its group <- the node."""
+        group = self.nodegroups.get(node.group)
+        return params.fill(params.ND_DEFAULTS, self.cluster.ndparams,
+                           group.ndparams if group else None, node.ndparams)
+
+    def filled_ipolicy(self, group: NodeGroup | None) -> dict[str, Any]:
+        """A group's effective instance policy: the cluster's, overridden by the group's."""
+        base = params.default_ipolicy(list(self.cluster.enabled_disk_templates))
+        return params.fill_ipolicy(base, group.ipolicy if group else None)
+
+    def filled_diskparams(self, group: NodeGroup | None) -> dict[str, Any]:
+        """Per-template disk parameters, cluster <- group (Ganeti's GetGroupDiskParams)."""
+        out: dict[str, Any] = {}
+        for template in params.DISK_TEMPLATES:
+            out[template] = params.fill(self.cluster.diskparams.get(template),
+                                        (group.diskparams if group else {}).get(template))
+        return out
+
     # -- effective parameters (the one place where inheritance is computed) ------------------
     def filled_beparams(self, inst: Instance) -> dict[str, Any]:
         group = self._group_of(inst)

@@ -21,14 +21,19 @@ class NodeGroup(ConfigObject):
     #: Networks connected to the group: network uuid -> its NIC parameters here
     #: ({mode, link, vlan}; Ganeti's ``networks`` netparams), set by gnt-network connect.
     networks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: Overrides of the cluster's instance policy (params.fill_ipolicy: a key set here
+    #: replaces the cluster's value).
+    ipolicy: dict[str, Any] = dataclasses.field(default_factory=dict)
     tags: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The stored form; ``networks`` only once connected, so that a group without
-        networks stores what it stored before they existed (older Herds read it)."""
+        """The stored form; ``networks`` and ``ipolicy`` only once set, so that a group
+        without them stores byte for byte what it stored before they existed (and older
+        Herds read it)."""
         out = super().to_dict()
-        if not out.get("networks"):
-            out.pop("networks", None)
+        for name in ("networks", "ipolicy"):
+            if not out.get(name):
+                out.pop(name, None)
         return out
 
 

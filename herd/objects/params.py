@@ -35,8 +35,8 @@ ND_DEFAULTS: dict[str, Any] = {
 }
 
 #: Ganeti's default instance policy (``Types.hs``): an instance complies if its specs lie
-#: within one min/max pair; ``disk-size`` applies per disk. Herd has no per-group policy yet,
-#: so this is every group's filled policy (RAPI reports it, the allocators enforce it).
+#: within one min/max pair; ``disk-size`` applies per disk. It is the cluster's policy; a node
+#: group overrides keys of it (fill_ipolicy; gnt-group add/modify --ipolicy-*).
 ISPEC_MIN: dict[str, int] = {"memory-size": 128, "disk-size": 1024, "disk-count": 1,
                              "cpu-count": 1, "nic-count": 1, "spindle-use": 1}
 ISPEC_MAX: dict[str, int] = {"memory-size": 32768, "disk-size": 1048576, "disk-count": 16,
@@ -45,12 +45,137 @@ IPOLICY_VCPU_RATIO: float = 4  # Ganeti answers 4 and 32, not 4.0
 IPOLICY_SPINDLE_RATIO: float = 32
 
 
+ISPEC_KEYS = tuple(ISPEC_MIN)
+IPOLICY_KEYS = ("minmax", "std", "disk-templates", "vcpu-ratio", "spindle-ratio")
+#: A node group's allocation policies (Ganeti's): preferred groups first, last_resort ones
+#: only when no preferred group fits, unallocable ones never for new placements.
+ALLOC_POLICIES = ("preferred", "last_resort", "unallocable")
+
+
 def default_ipolicy(templates: list[str]) -> dict[str, Any]:
     """The filled instance policy (Ganeti's shape) for a cluster whose enabled disk templates
     are ``templates``."""
     return {"minmax": [{"min": dict(ISPEC_MIN), "max": dict(ISPEC_MAX)}],
             "std": dict(ISPEC_MIN), "disk-templates": list(templates),
             "vcpu-ratio": IPOLICY_VCPU_RATIO, "spindle-ratio": IPOLICY_SPINDLE_RATIO}
+
+
+def fill_ipolicy(cluster_policy: Mapping[str, Any],
+                 group_policy: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A group's filled policy, as Ganeti's FillIPolicy: a key the group sets replaces the
+    cluster's value wholesale (a group ``minmax`` replaces the whole list), except ``std``,
+    merged key by key."""
+    out = {key: _copy(value) for key, value in cluster_policy.items()}
+    for key, value in (group_policy or {}).items():
+        if key == "std":
+            out["std"] = {**out.get("std", {}), **value}
+        else:
+            out[key] = _copy(value)
+    return out
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _ispec(what: str, spec: Any, *, complete: bool) -> dict[str, int]:
+    if not isinstance(spec, Mapping):
+        raise ParameterError(f"invalid {what} spec {spec!r}: expected a mapping of "
+                             f"{', '.join(ISPEC_KEYS)}")
+    out = {}
+    for key, value in spec.items():
+        if key not in ISPEC_KEYS:
+            raise ParameterError(f"unknown {what} spec key '{key}'; known: "
+                                 f"{', '.join(ISPEC_KEYS)}")
+        out[key] = _to_int(f"{what}/{key}", value)
+    missing = [k for k in ISPEC_KEYS if k not in out]
+    if complete and missing:
+        raise ParameterError(f"the {what} spec must give all of {', '.join(ISPEC_KEYS)}; "
+                             f"missing: {', '.join(missing)}")
+    return out
+
+
+def check_ipolicy(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a (partial) group policy: ``minmax`` pairs complete (all six keys, min <= max,
+    issue #873 of Ganeti), known templates, positive ratios. A value of None (or
+    "default") removes the group's override."""
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        if value is None or value == "default":
+            out[key] = None
+            continue
+        if key == "minmax":
+            if not isinstance(value, list) or not value:
+                raise ParameterError(f"invalid ipolicy minmax {value!r}: expected a "
+                                     "non-empty list of {min, max}")
+            pairs = []
+            for pair in value:
+                if not isinstance(pair, Mapping) or set(pair) != {"min", "max"}:
+                    raise ParameterError(f"invalid ipolicy minmax entry {pair!r}: expected "
+                                         "{min: SPEC, max: SPEC}")
+                low = _ispec("min", pair["min"], complete=True)
+                high = _ispec("max", pair["max"], complete=True)
+                bad = [k for k in ISPEC_KEYS if low[k] > high[k]]
+                if bad:
+                    raise ParameterError(f"invalid ipolicy bounds: min above max for "
+                                         f"{', '.join(bad)}")
+                pairs.append({"min": low, "max": high})
+            out[key] = pairs
+        elif key == "std":
+            out[key] = _ispec("std", value, complete=False)
+        elif key == "disk-templates":
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list):
+                raise ParameterError(f"invalid ipolicy disk-templates {value!r}: expected "
+                                     "a list of templates")
+            unknown = [t for t in items if t not in DISK_TEMPLATES]
+            if unknown:
+                raise ParameterError(f"invalid ipolicy disk template(s) "
+                                     f"{', '.join(map(str, unknown))}: allowed are "
+                                     f"{', '.join(DISK_TEMPLATES)}")
+            out[key] = list(items)
+        elif key in ("vcpu-ratio", "spindle-ratio"):
+            try:
+                ratio = float(value)
+            except (TypeError, ValueError):
+                raise ParameterError(f"invalid ipolicy {key} {value!r}: expected a "
+                                     "number") from None
+            if ratio <= 0:
+                raise ParameterError(f"invalid ipolicy {key} {value!r}: must be positive")
+            out[key] = ratio
+        else:
+            raise ParameterError(f"unknown ipolicy key '{key}'; known: "
+                                 f"{', '.join(IPOLICY_KEYS)}")
+    return out
+
+
+def check_alloc_policy(value: Any) -> str:
+    if value not in ALLOC_POLICIES:
+        raise ParameterError(f"invalid allocation policy {value!r}: allowed are "
+                             f"{', '.join(ALLOC_POLICIES)}")
+    return str(value)
+
+
+def check_diskparams(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-template disk parameters ({template: {key: value}}); Herd's templates take no
+    parameters yet, so any given key is refused with the template named."""
+    out: dict[str, Any] = {}
+    for template, values in changes.items():
+        if template not in DISK_TEMPLATES:
+            raise ParameterError(f"invalid disk template '{template}' in disk parameters: "
+                                 f"allowed are {', '.join(DISK_TEMPLATES)}")
+        if not isinstance(values, Mapping):
+            raise ParameterError(f"invalid disk parameters for {template}: expected a "
+                                 "mapping")
+        if values:
+            raise ParameterError(f"unknown disk parameter(s) {', '.join(sorted(values))} "
+                                 f"for template {template}: Herd's {template} takes none")
+        out[template] = {}
+    return out
 
 
 DISK_TEMPLATES = ("diskless", "file", "plain", "drbd")

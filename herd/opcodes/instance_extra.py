@@ -117,10 +117,6 @@ UNBACKED: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
          "remove_osparams_private", "wait_for_sync", "offline", "conflicts_check", "hotplug",
          "hotplug_if_possible", "instance_communication", "runtime_mem"),
         ("instance_name",)),
-    "OP_INSTANCE_MULTI_ALLOC": (
-        "allocating several instances at once",
-        ("instances", "iallocator", "opportunistic_locking"),
-        ("instances",)),
     "OP_BACKUP_PREPARE": (
         "exporting instances", (*_INSTANCE, "mode"), ("instance_name", "mode")),
     "OP_BACKUP_EXPORT": (
@@ -149,22 +145,6 @@ UNBACKED: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         "repairing storage units",
         (*_NODE, "storage_type", "name", "ignore_consistency"),
         ("node_name", "storage_type", "name")),
-    "OP_GROUP_ADD": (
-        "adding node groups",
-        ("group_name", "ndparams", "alloc_policy", "diskparams", "ipolicy", "hv_state",
-         "disk_state"),
-        ("group_name",)),
-    "OP_GROUP_REMOVE": ("removing node groups", ("group_name",), ("group_name",)),
-    "OP_GROUP_RENAME": (
-        "renaming node groups", ("group_name", "new_name"), ("group_name", "new_name")),
-    "OP_GROUP_SET_PARAMS": (
-        "modifying node groups",
-        ("group_name", "alloc_policy", "ndparams", "diskparams", "ipolicy", "hv_state",
-         "disk_state"),
-        ("group_name",)),
-    "OP_GROUP_ASSIGN_NODES": (
-        "assigning nodes to node groups",
-        ("group_name", "force", "nodes", "node_uuids"), ("group_name", "nodes")),
 }
 
 

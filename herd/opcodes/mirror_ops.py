@@ -57,6 +57,10 @@ class OpInstanceReplaceDisks(OpCode):
     iallocator: str | None = None
     early_release: bool = False
     ignore_ipolicy: bool = False
+    #: Herd's: this replacement is a step of a change-group (or group evacuation), which
+    #: passes through a secondary in the target group; otherwise a new secondary must be in
+    #: the primary's node group (a mirror never spans groups)
+    change_group: bool = False
 
 
 @dataclasses.dataclass(kw_only=True)

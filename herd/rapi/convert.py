@@ -100,7 +100,8 @@ def node(row: dict[str, Any], single: bool = False) -> dict[str, Any]:
 
 
 def group(row: dict[str, Any], templates: list[str]) -> dict[str, Any]:
-    values = {"ipolicy": ipolicy(templates), "custom_ipolicy": {},
+    values = {"ipolicy": row.get("ipolicy") or ipolicy(templates),
+              "custom_ipolicy": row.get("custom_ipolicy") or {},
               "ndparams": ndparams(row.get("ndparams") or {})}
     return {key: values[key] if key in values else row.get(key) for key in G_FIELDS}
 

@@ -168,12 +168,12 @@ def test_writes_answer_with_a_job_id(api: Any) -> None:
 
 
 def test_placeholder_opcodes_accept_ganetis_fields_only() -> None:
-    op = opcode_from_dict({"OP_ID": "OP_GROUP_RENAME", "group_name": "a", "new_name": "b"})
-    assert isinstance(op, UnbackedOpCode) and not is_backed("OP_GROUP_RENAME")
-    assert op.to_dict()["new_name"] == "b" and op.summary() == "GROUP_RENAME(a)"
+    op = opcode_from_dict({"OP_ID": "OP_NODE_POWERCYCLE", "node_name": "a", "force": True})
+    assert isinstance(op, UnbackedOpCode) and not is_backed("OP_NODE_POWERCYCLE")
+    assert op.to_dict()["force"] is True and op.summary() == "NODE_POWERCYCLE(a)"
     with pytest.raises(errors.ParameterError):
-        opcode_from_dict({"OP_ID": "OP_GROUP_RENAME", "group_name": "a"})
-    assert is_backed("OP_INSTANCE_STARTUP")
+        opcode_from_dict({"OP_ID": "OP_NODE_POWERCYCLE", "force": True})
+    assert is_backed("OP_INSTANCE_STARTUP") and is_backed("OP_GROUP_RENAME")
     # a real opcode module took the placeholder over, with Ganeti's fields and defaults
     for op_id in ("OP_INSTANCE_RENAME", "OP_INSTANCE_REINSTALL", "OP_INSTANCE_GROW_DISK"):
         assert is_backed(op_id)

@@ -185,18 +185,13 @@ def test_recreate_disks_on_nodes_an_allocator_picks(cluster: InProcessCluster,
 
 
 def test_operations_without_an_allocator_say_which(cluster: InProcessCluster) -> None:
-    """-I on an operation that places nothing is refused, naming it (it used to be ignored);
-    on one Herd lacks, the lack is what the user reads."""
+    """-I on an operation that places nothing is refused, naming it (it used to be ignored)."""
     add(cluster, "u0.example.com")
     failover = cluster.run({"OP_ID": "OP_INSTANCE_FAILOVER", "instance_name": "u0.example.com",
                             "iallocator": "hail"})
     assert failover.error is not None
     assert "OP_INSTANCE_FAILOVER does not take an instance allocator ('hail'" in \
         failover.error[1]
-    change = cluster.run({"OP_ID": "OP_INSTANCE_MULTI_ALLOC", "instances": [],
-                          "iallocator": "hail"})
-    assert change.error is not None and "is not supported by this version of Herd" in \
-        change.error[1]
 
 
 def install(cluster: InProcessCluster, name: str, body: str) -> Path:
@@ -241,3 +236,34 @@ echo '{"success": true, "info": "fine", "result": ["node2.example.com"]}'
                                         disks=[{"size": GIB}], iallocator=name))
         assert refused.error is not None and said in refused.error[1], refused.error
         assert cluster.instance(f"{name}.example.com") is None
+
+
+def test_multi_allocate_places_what_fits_and_says_what_does_not(
+        cluster: InProcessCluster) -> None:
+    """OP_INSTANCE_MULTI_ALLOC (RAPI /2/instances-multi-alloc): one allocator run, one
+    creation job per placed instance, the rest named in allocation_failed."""
+    def body(name: str, memory: int, template: str = "drbd") -> dict[str, Any]:
+        op = create_op(name, template=template, disks=[{"size": GIB}],
+                       beparams={"memory": memory})
+        del op["OP_ID"], op["pnode"]
+        return op
+
+    outcome = cluster.run({"OP_ID": "OP_INSTANCE_MULTI_ALLOC", "instances": [
+        body("ma1.example.com", GIB), body("ma2.example.com", GIB, "file"),
+        body("huge.example.com", 24 * GIB)]})
+    assert outcome.status == "success", outcome.log
+    result = outcome.result
+    assert result["allocatable"] == ["ma1.example.com", "ma2.example.com"]
+    assert result["allocation_failed"] == ["huge.example.com"]
+    assert any("huge.example.com" in line and "free memory" in line for line in outcome.log), \
+        outcome.log
+    for submitted, job_id in result["jobs"]:
+        assert submitted and cluster.wait(cluster.finish(job_id)).status == "success"
+    assert len(cluster.instance("ma1.example.com").all_nodes) == 2
+    assert cluster.instance("huge.example.com") is None
+    refused = cluster.run({"OP_ID": "OP_INSTANCE_MULTI_ALLOC",
+                           "instances": [{**body("x.example.com", GIB), "pnode": "node1"}]})
+    assert refused.error is not None and "chooses the nodes" in refused.error[1]
+    refused = cluster.run({"OP_ID": "OP_INSTANCE_MULTI_ALLOC", "instances": [
+        body("ma1.example.com", GIB)]})
+    assert refused.error is not None and "already exists" in refused.error[1]

@@ -168,7 +168,7 @@ def test_every_declared_opcode_exists_and_has_a_logical_unit() -> None:
         lu = lu_for(_REGISTRY[op_id].__new__(_REGISTRY[op_id]))
         assert op_id == lu.OPCODE.OP_ID
         assert node_hooks.HOOKS_PATH.match(decl.path)
-        assert decl.object_type in ("INSTANCE", "NODE", "CLUSTER", "NETWORK")
+        assert decl.object_type in ("INSTANCE", "NODE", "CLUSTER", "NETWORK", "GROUP")  # HTYPE_*
         for attr in decl.op_vars.values():
             assert attr in _REGISTRY[op_id].__dataclass_fields__, (op_id, attr)
     # Ganeti's directory names, which existing scripts are installed under

@@ -41,7 +41,12 @@ def create_opcode(req: Req) -> dict[str, Any]:
         raise bad_request("Instance creation request version 0 is no longer supported")
     if version != 1:
         raise bad_request(f"Unsupported request data version {version}")
-    # the old names Ganeti still accepts
+    return req.opcode("OP_INSTANCE_CREATE", create_body(body))
+
+
+def create_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A create request's body as OP_INSTANCE_CREATE's fields (Ganeti's old names renamed,
+    its fields Herd lacks dropped when they hold the value that means "not used")."""
     for old, new in (("name", "instance_name"), ("os", "os_type")):
         rename_alias(body, old, new)
     for key in list(body):
@@ -52,7 +57,7 @@ def create_opcode(req: Req) -> dict[str, Any]:
             del body[key]
     if isinstance(body.get("nics"), list):
         body["nics"] = [_nic(n) for n in body["nics"]]
-    return req.opcode("OP_INSTANCE_CREATE", body)
+    return body
 
 
 def _nic(nic: Any) -> Any:
@@ -97,7 +102,12 @@ class InstancesMultiAlloc(Resource):
     BODY = {"POST": "OP_INSTANCE_MULTI_ALLOC"}
 
     async def POST(self, req: Req) -> Any:
-        return await req.submit(req.opcode("OP_INSTANCE_MULTI_ALLOC", req.body_dict()))
+        body = req.body_dict()
+        if isinstance(body.get("instances"), list):
+            body["instances"] = [
+                create_body({k: v for k, v in i.items() if k != "__version__"})
+                if isinstance(i, dict) else i for i in body["instances"]]
+        return await req.submit(req.opcode("OP_INSTANCE_MULTI_ALLOC", body))
 
 
 @resource("/2/instances/[instance_name]")
