@@ -349,3 +349,25 @@ def test_node_add_needs_a_group_when_there_are_several(cluster: InProcessCluster
         cluster.check(op)
     with pytest.raises(errors.NotFoundError, match="'nosuch' does not exist"):
         cluster.check({**op, "group": "nosuch"})
+
+
+def test_change_group_needs_the_instances_networks_in_the_target(
+        cluster: InProcessCluster) -> None:
+    """Ganeti #1016: change-group moved instances to groups without their networks."""
+    ok(cluster, {"OP_ID": "OP_NETWORK_ADD", "network_name": "lan",
+                 "network": "192.0.2.0/24"})
+    ok(cluster, {"OP_ID": "OP_NETWORK_CONNECT", "network_name": "lan",
+                 "group_name": "default", "network_mode": "bridged",
+                 "network_link": "br0"})
+    ok(cluster, create_op("n.example.com", template="drbd", node=N1, snode=N2, start=False,
+                          disks=[{"size": GIB}], beparams={"memory": 512},
+                          nics=[{"network": "lan", "ip": "pool"}]))
+    message = refused(cluster, {"OP_ID": "OP_INSTANCE_CHANGE_GROUP",
+                                "instance_name": "n.example.com", "target_groups": ["g2"]})
+    assert "g2 lacks network(s) lan" in message
+    ok(cluster, {"OP_ID": "OP_NETWORK_CONNECT", "network_name": "lan", "group_name": "g2",
+                 "network_mode": "bridged", "network_link": "br0"})
+    result = ok(cluster, {"OP_ID": "OP_INSTANCE_CHANGE_GROUP",
+                          "instance_name": "n.example.com", "target_groups": ["g2"]})
+    run_jobs(cluster, result)
+    assert set(nodes_of(cluster, "n.example.com")) == {N3, N4}
