@@ -25,7 +25,7 @@ I_FIELDS = (
 
 #: What masterd computes for one instance of /2/instances?bulk=1 (and nothing more): the
 #: fields of I_FIELDS it has, and those beparams() builds Ganeti's beparams from.
-I_QUERY_FIELDS = (*(f for f in I_FIELDS if f not in ("beparams", "nic.networks.names")),
+I_QUERY_FIELDS = (*(f for f in I_FIELDS if f != "beparams"),
                   "be/minmem", "be/maxmem", "be/vcpus", "be/auto_balance",
                   "be/always_failover")
 
@@ -82,9 +82,7 @@ def beparams(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def instance(row: dict[str, Any]) -> dict[str, Any]:
-    values = {"nic.networks.names": row.get("nic.networks.names")
-              or [None for _ in row.get("nic.uuids") or ()],
-              "beparams": beparams(row)}
+    values = {"beparams": beparams(row)}
     out: dict[str, Any] = {}
     for key in I_FIELDS:
         out[key] = values[key] if key in values else row.get(key)
