@@ -63,7 +63,7 @@ class NodeService:
         self.devices.resolve_vg = self._resolve_vg
         #: the last hour of the guests' and the node's use (herd.node.usage_history); noded
         #: runs its sampling loop, tools that use the service alone answer fresh readings only
-        self.usage = UsageHistory(self.instance_usage)
+        self.usage = UsageHistory(self._usage_if_guests)
 
     def hypervisor(self, name: str = "kvm") -> hvbase.Hypervisor:
         if name not in self._hypervisors:
@@ -693,6 +693,16 @@ class NodeService:
                 out.append({"name": info.name, "hypervisor": name,
                             **await hv.instance_usage(info)})
         return out
+
+    async def _usage_if_guests(self) -> list[dict[str, Any]]:
+        """``instance_usage`` when a guest may run here: a node without guests never loads
+        the hypervisors' code for the graphs' sampling (noded stays small at rest)."""
+        kvm_guests = self.paths.instance_run_dir.is_dir() and any(
+            p.name.endswith(".runtime.json") for p in self.paths.instance_run_dir.iterdir())
+        fake = self.paths.run_dir / "fake-hypervisor.json"
+        if not kvm_guests and not (fake.exists() and fake.stat().st_size > 2):
+            return []
+        return await self.instance_usage()
 
     async def usage_history(self, name: str | None = None) -> dict[str, Any]:
         """The graphs of guest ``name`` (None: this node) over the last hour."""

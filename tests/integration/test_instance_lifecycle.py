@@ -50,21 +50,22 @@ def test_boot_shows_marker_on_console(cluster: SingleNodeCluster) -> None:
     # the web manager's graphs: noded's history of the real guest's use (sampled every 10 s)
     usage = wait_for_usage(cluster, "boot1")
     assert usage["running"], usage
-    assert usage["series"]["cpu"][-1][1] > 0, "a booted TCG guest used no CPU?"
+    assert max(v for _, v in usage["series"]["cpu"]) > 0, "a running TCG guest used no CPU?"
     assert usage["series"]["memory"][-1][1] > 16, "the guest's QEMU holds under 16 MiB?"
     cluster.run("gnt-instance", "remove", "--shutdown-timeout=0", "boot1")
 
 
 def wait_for_usage(cluster: SingleNodeCluster, name: str, timeout: float = 40) -> dict:
-    """The instance's usage history once it has a CPU rate (a stored sample plus the fresh
-    reading a query adds: at most one sampling interval after the guest started)."""
+    """The instance's usage history once it shows CPU use (a stored sample plus the fresh
+    reading a query adds: within a sampling interval or two of the guest's start; CPU time
+    counts in ticks of 10 ms, so a short step of an idle guest may show none)."""
     from herd.cli.client import MasterClient
 
     deadline = time.monotonic() + timeout
     with MasterClient(cluster.paths) as client:
         while True:
             usage = client.call("query_usage", instance=name)
-            if usage["series"]["cpu"] or time.monotonic() > deadline:
+            if any(v > 0 for _, v in usage["series"]["cpu"]) or time.monotonic() > deadline:
                 return usage
             time.sleep(0.5)
 
