@@ -3,10 +3,10 @@ package.
 
 A version is a code tree (a checkout, a ``git archive`` of an older commit, a copy with a
 changed constant) run by the venv's interpreter: ``versions/V/bin/python`` is a two-line shell
-wrapper putting that tree on PYTHONPATH (``-P``: and not the working directory, which may
-be another checkout), and each command of the tree's pyproject is a
+wrapper putting that tree on PYTHONPATH (and, by PYTHONSAFEPATH, not the working directory,
+which may be another checkout), and each command of the tree's pyproject is a
 wrapper calling its entry point through it. Everything started from a wrapper (daemons started
-by herd-daemon-util, the restarter of herd.node.upgrade) inherits that PYTHONPATH, so a lab node
+by herd-daemon-util, the restarter of herd.node.upgrade) inherits those variables, so a lab node
 whose ``current`` points at a version runs that code, and another lab node another one.
 """
 
@@ -48,7 +48,8 @@ def install_tree(root: Path, tree: Path, python: Path | None = None,
     bindir = target / "bin"
     bindir.mkdir(parents=True, exist_ok=True)
     _script(bindir / "python",
-            f"PYTHONPATH={shlex.quote(str(tree))} exec {shlex.quote(str(python))} -P \"$@\"")
+            f"PYTHONPATH={shlex.quote(str(tree))} PYTHONSAFEPATH=1 exec {shlex.quote(str(python))} "
+            "\"$@\"")
     scripts = tomllib.loads((tree / "pyproject.toml").read_text())["project"]["scripts"]
     for name, entry in scripts.items():
         module, func = entry.split(":")

@@ -70,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             log.close()
             print(f"switched to {where}; restarting this node's daemons")
         else:
-            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} restarted: "
-                  f"{', '.join(restart(p)) or 'nothing was running'}", flush=True)
+            began = time.strftime("%Y-%m-%d %H:%M:%S")
+            done = restart(p)
+            print(f"{began} .. {time.strftime('%H:%M:%S')} restarted: "
+                  f"{', '.join(done) or 'nothing was running'}", flush=True)
     except (upgrade.UpgradeRefused, RuntimeError, OSError) as exc:
         print(f"herd-node-upgrade: {exc}", file=sys.stderr)
         return 1

@@ -134,7 +134,8 @@ def test_switch_points_current_at_an_installed_version_only(tmp_path: Path) -> N
 
 
 def test_a_checkout_installed_as_a_version_runs_its_own_code(tmp_path: Path) -> None:
-    """The wrapper runs the tree's code even from inside another checkout (-P)."""
+    """The wrapper runs the tree's code even from inside another checkout, and so
+    do the processes it starts (PYTHONSAFEPATH: no working directory on their path)."""
     tree = tmp_path / "tree"
     shutil.copytree(REPO / "herd", tree / "herd",
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -150,6 +151,11 @@ def test_a_checkout_installed_as_a_version_runs_its_own_code(tmp_path: Path) -> 
     bindir = upgrade.current_link(root) / "bin"
     out = subprocess.run([str(bindir / "python"), "-c", "import herd; print(herd.__file__)"],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(tree / "herd" / "__init__.py")
+    child = ("import subprocess, sys; print(subprocess.run([sys.executable, '-c', "
+             "'import herd; print(herd.__file__)'], capture_output=True, text=True).stdout)")
+    out = subprocess.run([str(bindir / "python"), "-c", child], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
     assert out.strip() == str(tree / "herd" / "__init__.py")
     out = subprocess.run([str(bindir / "gnt-cluster"), "version"], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout
