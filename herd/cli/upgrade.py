@@ -10,7 +10,6 @@ running: it uses only calls every version's masterd and noded answer.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import time
@@ -33,6 +32,8 @@ def _say(text: str) -> None:
 
 def running_versions(p: paths.HerdPaths, nodes: list[dict[str, Any]]) -> dict[str, str | None]:
     """The Herd version each node's noded announces in its ping (None: no answer)."""
+    import asyncio  # here: every gnt-cluster command loads this module (test_packaging)
+
     from herd.daemons.util import noded_port
     from herd.rpc.client import RpcRunner
     from herd.version import announced
