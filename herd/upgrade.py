@@ -121,10 +121,18 @@ def parse_survey(output: str) -> Survey:
     return out
 
 
-def switch_command(version: str) -> str:
-    """Shell run on a node to switch it to ``version``: that version's own code does it."""
-    python = f'"${{HERD_ROOT:-}}/{VERSIONS_REL}/{version}/bin/python"'
-    return f"{python} -m herd.node.upgrade switch {shlex.quote(version)}"
+def switch_command(version: str, helper: str | None = None) -> str:
+    """Shell run on a node to switch it to ``version``: by that version's own code, or, when
+    it has none for it (a version from before ``gnt-cluster upgrade``: a downgrade), by the
+    ``helper`` version's (the one driving the upgrade), else by the code the node runs now;
+    the daemons then start from ``current`` whichever code switched it."""
+    root = '"${HERD_ROOT:-}"'
+    switch = f"-m herd.node.upgrade switch {shlex.quote(version)}"
+    pythons = [f"{root}/{VERSIONS_REL}/{shlex.quote(v)}/bin/python"
+               for v in (version, helper) if v] + [f"{root}/{CURRENT_REL}/bin/python"]
+    tries = [f"if {py} -c 'import herd.node.upgrade' 2>/dev/null; then exec {py} {switch}; fi"
+             for py in pythons[:-1]]
+    return "; ".join([*tries, f"exec {pythons[-1]} {switch}"])
 
 
 # -- decisions ------------------------------------------------------------------------------------

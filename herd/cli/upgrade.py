@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any
 
-from herd import errors, paths, upgrade
+from herd import __version__, errors, paths, upgrade
 from herd.cli.client import MasterClient
 from herd.fileutil import atomic_write_json
 
@@ -112,6 +112,18 @@ def _wait_node(p: paths.HerdPaths, node: dict[str, Any], target: str) -> None:
         time.sleep(0.3)
 
 
+def _came_back(p: paths.HerdPaths, node: dict[str, Any], target: str,
+               timeout: float = 15.0) -> bool:
+    """Whether a node already switched to ``target`` runs it (within ``timeout``: its
+    restart may still be under way)."""
+    deadline = time.monotonic() + timeout
+    while running_versions(p, [node])[node["name"]] != target:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+    return True
+
+
 def _wait_masterd(p: paths.HerdPaths, old_pid: int | None) -> None:
     deadline = time.monotonic() + NODE_TIMEOUT
     while True:
@@ -159,10 +171,12 @@ def cmd_upgrade(opts: Any) -> int:
     except upgrade.UpgradeRefused as exc:
         raise errors.OpPrereqError(str(exc)) from None
     for name in todo:
+        if surveys[name].current == target and _came_back(p, by_name[name], target):
+            continue  # switched by the upgrade cut short, and its restart went through
         _say(f"Upgrading node {name} to Herd {target} (was {running.get(name) or 'unknown'})")
         with MasterClient(p) as client:
-            (result,) = client.call("node_command", command=upgrade.switch_command(target),
-                                    nodes=[name], timeout=60)
+            (result,) = client.call("node_command", nodes=[name], timeout=60,
+                                    command=upgrade.switch_command(target, __version__))
         if result["exit_code"] != 0:
             raise errors.OpExecError(f"node {name} could not switch to Herd {target}: "
                                      f"{result['output'].strip()}")

@@ -4,7 +4,8 @@ tree's code; the guests' QEMU processes stay the same and keep writing, every da
 new code, verify is clean. Before that the upgrade refuses a version missing on the nodes and a
 downgrade across a config schema; after it, a third node whose noded speaks an older node-RPC
 protocol (a copy of this tree with the constant changed) is refused by ``gnt-node add`` with one
-line naming both versions, and nothing was signed for it.
+line naming both versions, and nothing was signed for it. Last, an upgrade back to 0.1.0 (the
+same config schema) is killed while it switches node2 and ``--resume`` finishes it.
 
 Each lab node runs the code its ``current`` version points at (herd.lab.versions: a wrapper
 per version running the venv's interpreter on that tree), as a real node runs
@@ -192,4 +193,25 @@ def test_upgrade_keeps_guests_running_and_an_older_protocol_cannot_join(
                 f"(Herd {__version__}); upgrade that node first") in line, line
         assert not node3.paths.node_cert.exists() and not node3.paths.ca_cert.exists()
         assert "node3.example.com" not in cluster.nodes()
+
+        # -- an upgrade cut short is finished by --resume (here back to 0.1.0: same schema) --
+        proc = lab.popen("node1", new_cli, "upgrade", "--to", OLD_VERSION)
+        assert proc.stdout is not None
+        first = proc.stdout.readline().decode()
+        proc.kill()  # the command dies while node2 is being switched
+        proc.wait()
+        assert first.startswith("Upgrading node node2.example.com"), first
+        assert upgrade.read_intent(lab.node("node1").paths.data_dir)["to"] == OLD_VERSION
+        line = one_line(lab.run("node1", new_cli, "upgrade", "--to", "0.0.9", check=False))
+        assert f"an upgrade to Herd {OLD_VERSION} is unfinished" in line, line
+        out = lab.run("node1", new_cli, "upgrade", "--resume").stdout
+        assert out.splitlines()[-1] == (f"Cluster upgraded to Herd {OLD_VERSION}; run "
+                                        "'gnt-cluster verify'"), out
+        assert not (lab.node("node1").paths.data_dir / upgrade.INTENT_FILE).exists()
+        for guest, node in guests.items():
+            assert read_pid(lab.node(node).paths.instance_run_dir / f"{guest}.pid") == \
+                qemu[guest]
+            wait_acks(cluster, node, guest, acks(cluster, node, guest)[-1])
+        assert cluster.gnt("gnt-cluster", "version").stdout.startswith(
+            f"Software version: {OLD_VERSION}\n")
         print(f"upgrade of 2 nodes took {took:.1f} s")

@@ -117,6 +117,34 @@ def test_survey_command_runs_in_sh_and_parses(tmp_path: Path) -> None:
     assert upgrade.parse_survey(empty) == Survey()
 
 
+def test_switch_command_uses_the_targets_code_else_the_running_one(tmp_path: Path) -> None:
+    """Run for real in sh over fake interpreters that say which one ran: a target with the
+    switch code does it itself; an older target (no herd.node.upgrade) is switched to by the
+    code the node runs now."""
+    root = tmp_path
+    for version, has_switch in (("0.1.0", False), ("0.2.0", True)):
+        bindir = upgrade.versions_dir(root) / version / "bin"
+        bindir.mkdir(parents=True)
+        (bindir / "python").write_text(
+            '#!/bin/sh\nif [ "$1" = -c ]; then exit ' + ("0" if has_switch else "1") +
+            f'; fi\necho {version} "$@"\n')
+        (bindir / "python").chmod(0o755)
+    upgrade.current_link(root).symlink_to("versions/0.2.0")
+
+    def run(version: str) -> str:
+        return subprocess.run(["sh", "-c", upgrade.switch_command(version)],
+                              env={"HERD_ROOT": str(root)}, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    assert run("0.2.0") == "0.2.0 -m herd.node.upgrade switch 0.2.0"
+    assert run("0.1.0") == "0.2.0 -m herd.node.upgrade switch 0.1.0"
+    # switched already (an upgrade cut short): current is the old one, the helper still works
+    upgrade.current_link(root).unlink()
+    upgrade.current_link(root).symlink_to("versions/0.1.0")
+    assert subprocess.run(["sh", "-c", upgrade.switch_command("0.1.0", helper="0.2.0")],
+                          env={"HERD_ROOT": str(root)}, capture_output=True, text=True,
+                          check=True).stdout.strip() == "0.2.0 -m herd.node.upgrade switch 0.1.0"
+
+
 def test_switch_points_current_at_an_installed_version_only(tmp_path: Path) -> None:
     p = HerdPaths(tmp_path)
     for version in ("0.2.0", "0.3.0"):
