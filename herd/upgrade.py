@@ -22,8 +22,9 @@ The upgrade itself is driven from the master by the CLI (it outlives masterd's r
 using only calls every version has: masterd's ``query_nodes``/``query_cluster``/
 ``node_command`` and noded's ``ping`` (which announces the node's Herd and protocol). The
 switch on a node is run by the *target* version's own code (``versions/V/bin/python -m
-herd.node.upgrade``), so a node running an older Herd needs nothing new. Nodes go one at a
-time, the master last; each node's noded is restarted on the new code while its guests,
+herd.node.upgrade``), so a node running an older Herd needs nothing new (a target from
+before the command, a downgrade, is switched to by the driving version's code). Nodes go one
+at a time, the master last; each node's noded is restarted on the new code while its guests,
 storage daemons and etcd member keep running (they are in sessions or scopes of their own;
 noded's unit has KillMode=process). The config is migrated, if its schema changed, by the
 new masterd when it loads it (herd.config.layout.migrate). An intent file on the master
