@@ -35,3 +35,14 @@ def mismatch(node: str, theirs: tuple[int, str],
     return (f"node {node} runs {older} Herd: node RPC protocol {theirs[0]} (Herd {theirs[1]}), "
             f"this master speaks protocol {ours[0]} (Herd {ours[1]}); upgrade "
             f"{'that node' if theirs[0] < ours[0] else 'the master'} first")
+
+
+def release_note(node: str, theirs: tuple[int, str],
+                 ours: tuple[int, str] = (RPC_VERSION, __version__)) -> str | None:
+    """A warning when ``node`` speaks this master's protocol but runs another Herd release
+    (a rolling upgrade left unfinished: they work together, and should not stay so)."""
+    if theirs[0] != ours[0] or theirs[1] == ours[1]:
+        return None
+    return (f"node {node} runs Herd {theirs[1]}, the master Herd {ours[1]} (same node RPC "
+            f"protocol {ours[0]}); finish the upgrade: gnt-cluster upgrade --resume, or "
+            f"--to {ours[1]}")

@@ -8,10 +8,11 @@ import sys
 import time
 from typing import Any
 
-from herd import __version__, errors, paths
+from herd import errors, paths
 from herd.allocator.names import BUILTIN as BUILTIN_ALLOCATOR
 from herd.allocator.names import parse_params as parse_allocator_params
 from herd.cli import rebalance
+from herd.cli import upgrade as upgrade_cli
 from herd.cli.client import MasterClient
 from herd.cli.common import command_main, print_feedback, submit_or_run, wait_for_job
 from herd.cli.formatting import format_info
@@ -75,9 +76,12 @@ def cmd_getmaster(opts: Any) -> int:
 
 
 def cmd_version(opts: Any) -> int:
-    print(f"Software version: {__version__}")
-    print("Internode protocol: 1")
-    print("Configuration format: 1")
+    from herd.upgrade import describe
+
+    desc = describe()  # what a node's version.json says of this code (herd.upgrade)
+    print(f"Software version: {desc['herd']}")
+    print(f"Internode protocol: {desc['rpc']}")
+    print(f"Configuration format: {desc['config']}")
     print("OS api version: 20")
     print("Export interface: 0")
     print("VCS version: (none)")
@@ -552,6 +556,7 @@ def build_parser() -> HerdArgumentParser:
     watcher.add_argument("duration", nargs="?", default=None,
                          help="how long to pause (seconds, or with s/m/h/d/w)")
     watcher.set_defaults(func=cmd_watcher)
+    upgrade_cli.add_parser(sub)
     add_tag_commands(sub, "cluster", None)
     return parser
 

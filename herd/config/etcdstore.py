@@ -105,6 +105,9 @@ class EtcdConfigStore:
             raise errors.ConfigurationError(
                 f"the configuration in etcd has layout version {meta['version']}; this Herd "
                 f"knows up to {layout.LAYOUT_VERSION}: upgrade Herd on this node first")
+        if int(meta.get("version", 1)) < layout.LAYOUT_VERSION:
+            await _migrate(client, guard, texts, meta)
+            return await cls.load(client, guard)
         base = int(meta.get("serial_base", 0))
         try:
             # CPU for seconds at 20,000 instances: off the event loop, so that the master
@@ -115,6 +118,7 @@ class EtcdConfigStore:
                 f"the cluster configuration in etcd is damaged ({exc}); put a good object "
                 "back (gnt-debug dump-config shows what is stored; config.data.pre-etcd on "
                 "the first master is the imported copy)") from None
+        data.version = layout.LAYOUT_VERSION  # the schema it has now (gnt-cluster info)
         return cls(client, data, texts, revs, base, guard)
 
     def add_listener(self, listener: SaveListener) -> None:
@@ -252,6 +256,27 @@ class EtcdConfigStore:
                 objects.pop(uuid, None)
             else:
                 objects[uuid] = _CLASSES[collection].from_dict(json.loads(stored))
+
+
+async def _migrate(client: EtcdClient, guard: Guard, texts: dict[str, str],
+                   meta: dict[str, Any]) -> None:
+    """Bring the stored config to this code's schema (layout.migrate), the meta key last so
+    that a migration cut short is redone from the old version's meta."""
+    try:
+        new = await asyncio.to_thread(layout.migrate, texts, int(meta.get("version", 1)))
+    except layout.DamagedConfig as exc:
+        raise errors.ConfigurationError(f"cannot migrate the cluster configuration: {exc}") \
+            from None
+    for piece in layout.batches(layout.change_between(texts, new)):
+        ops = [Op.put(k, v) for k, v in piece.puts.items()] + \
+            [Op.delete(k) for k in piece.deletes]
+        if not (await client.txn([*guard()], ops)).succeeded:
+            raise MasterRoleLost("this node lost the master role while migrating the config")
+    meta = {**meta, "version": layout.LAYOUT_VERSION, "migrated_at": time.time()}
+    if not (await client.txn([*guard()], [Op.put(layout.META_KEY, layout.dumps(meta))])
+            ).succeeded:
+        raise MasterRoleLost("this node lost the master role while migrating the config")
+    log.info("config migrated to schema %d", layout.LAYOUT_VERSION)
 
 
 async def import_config(client: EtcdClient, data: ConfigData, guard: Guard) -> int:

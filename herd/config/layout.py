@@ -19,7 +19,7 @@ half-done object.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,8 @@ from herd.objects import ConfigData
 PREFIX = "/herd/config/"
 CLUSTER_KEY = PREFIX + "cluster"
 META_KEY = PREFIX + "meta"
+#: The config schema version: what is stored under PREFIX and how (etcd's meta key holds the
+#: version the stored config has; herd.upgrade compares it with a target version's).
 LAYOUT_VERSION = 1
 #: The collections of the document, each under its own key prefix.
 COLLECTIONS = ("nodegroups", "nodes", "instances", "networks")
@@ -248,3 +250,33 @@ def batches(change: Change, size: int = MAX_TXN_OPS) -> list[Change]:
                 piece.puts[key] = text
         out.append(piece)
     return out
+
+
+#: One schema step: the stored texts (key -> text, the meta key left out) of one version in,
+#: those of the next out.
+Migration = Callable[[dict[str, str]], dict[str, str]]
+#: The steps by the version they upgrade from. None yet: 1 is the first schema etcd held. A
+#: change of what is stored raises LAYOUT_VERSION and adds its step here; the new masterd
+#: migrates on its first load (``gnt-cluster upgrade`` restarts it onto the new code).
+MIGRATIONS: dict[int, Migration] = {}
+
+
+def migrate(texts: Mapping[str, str], version: int, target: int = LAYOUT_VERSION,
+            migrations: Mapping[int, Migration] = MIGRATIONS) -> dict[str, str]:
+    """Pure: the stored texts of schema ``version`` brought to ``target``, step by step.
+    Refuses (DamagedConfig) a version newer than ``target`` or a missing step."""
+    if version > target:
+        raise DamagedConfig(f"the stored config has schema {version}, this code reads up to "
+                            f"{target}")
+    out = dict(texts)
+    for step in range(version, target):
+        if step not in migrations:
+            raise DamagedConfig(f"no migration of the config from schema {step} to {step + 1}")
+        out = migrations[step](out)
+    return out
+
+
+def change_between(old: Mapping[str, str], new: Mapping[str, str]) -> Change:
+    """Pure: what turns the stored texts ``old`` into ``new``."""
+    return Change(puts={k: v for k, v in new.items() if old.get(k) != v},
+                  deletes=sorted(k for k in old if k not in new))

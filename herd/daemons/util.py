@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from herd import paths
+from herd import paths, upgrade
 from herd.fileutil import pid_alive, read_pid
 from herd.systemd import SYSTEMD_RUNTIME, systemd_manages
 
@@ -49,9 +49,17 @@ def systemd_unit(root: Path, daemon: str, runtime: Path = SYSTEMD_RUNTIME,
     return unit if any((d / unit).is_file() for d in unit_dirs) else None
 
 
-def _executable(name: str) -> list[str]:
-    """Run the daemon with the same interpreter as this command (the project's venv)."""
-    return [sys.executable, "-m", f"herd.daemons.{name}"]
+def _executable(root: Path, name: str) -> tuple[list[str], dict[str, str]]:
+    """The daemon's command line and environment: the interpreter of the version this node
+    runs (``current``, herd.upgrade) when it has versions, else this command's own (the
+    project's venv). A version's interpreter brings its own import path: a PYTHONPATH of
+    the code that runs this command must not leak into the other version."""
+    env = dict(os.environ, HERD_ROOT=str(root))
+    python = upgrade.current_python(root)
+    if python is None:
+        return [sys.executable, "-m", f"herd.daemons.{name}"], env
+    env.pop("PYTHONPATH", None)
+    return [str(python), "-m", f"herd.daemons.{name}"], env
 
 
 def is_running(p: paths.HerdPaths, daemon: str) -> int | None:
@@ -110,8 +118,8 @@ def _start_locked(p: paths.HerdPaths, daemon: str, port: int,
     if unit is not None:
         return _start_unit(p, daemon, port, unit)
     log = open(p.daemon_log(daemon), "ab")  # noqa: SIM115 - handed to the child
-    env = dict(os.environ, HERD_ROOT=str(p.root))
-    proc = subprocess.Popen([*_executable(daemon), *extra_args], stdin=subprocess.DEVNULL,
+    argv, env = _executable(p.root, daemon)
+    proc = subprocess.Popen([*argv, *extra_args], stdin=subprocess.DEVNULL,
                             stdout=log, stderr=log, env=env, start_new_session=True,
                             close_fds=True)
     log.close()

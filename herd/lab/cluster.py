@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from herd import upgrade
 from herd.fileutil import atomic_write_json
 from herd.paths import HerdPaths
 
@@ -365,7 +366,7 @@ class Lab:
     def _start_daemons(self, nodes: list[LabNodeInfo], *util_args: str) -> None:
         """Run ``herd-daemon-util ARGS`` in each node, all nodes at once (startup is slow)."""
         procs = [(info, subprocess.Popen(
-            self.argv(info, str(self.bindir / "herd-daemon-util"), *util_args),
+            self.argv(info, str(self._bindir(info) / "herd-daemon-util"), *util_args),
             env=self.env(info), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
             for info in nodes]
         errors = []
@@ -377,11 +378,26 @@ class Lab:
             raise LabError("herd-daemon-util " + " ".join(util_args) + " failed:\n"
                            + "\n".join(errors))
 
+    def start_daemons(self, nodes: list[str] | None = None) -> None:
+        """Start noded in the nodes (all by default) of a lab built with start_daemons=False,
+        e.g. after installing code versions into them (herd.lab.versions)."""
+        infos = [self.node(n) for n in nodes] if nodes else self.nodes
+        self._start_daemons(infos, "start", "noded")
+
     # -- running things in nodes -------------------------------------------------------------
+    def _bindir(self, info: LabNodeInfo) -> Path:
+        """Where the node's commands are: the version it runs (herd.upgrade's ``current``)
+        when versions were installed in it, else the venv of this process."""
+        current = upgrade.current_link(info.root) / "bin"
+        return current if current.is_dir() else self.bindir
+
     def env(self, node: str | int | LabNodeInfo) -> dict[str, str]:
         info = node if isinstance(node, LabNodeInfo) else self.node(node)
-        return dict(os.environ, HERD_ROOT=str(info.root),
-                    PATH=f"{self.bindir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/bin')}")
+        bindir = self._bindir(info)
+        path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/bin")
+        if bindir != self.bindir:  # the venv's commands after the version's
+            path = f"{self.bindir}:{path}"
+        return dict(os.environ, HERD_ROOT=str(info.root), PATH=f"{bindir}:{path}")
 
     def argv(self, node: str | int | LabNodeInfo, *args: str) -> list[str]:
         """The command line running ``args`` in the node; refused while it is powered off."""

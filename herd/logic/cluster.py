@@ -560,6 +560,9 @@ class LUClusterVerify(LogicalUnit[OpClusterVerify]):
         problem = version.mismatch(name, version.announced(info))
         if problem:
             self.error(problem)
+        note = version.release_note(name, version.announced(info))
+        if note:
+            self.warning(note)
         hv = info.get("hypervisor", {})
         if hv.get("accel") == "tcg":
             self._tcg[name] = hv.get("kvm_reason") or "KVM not usable"

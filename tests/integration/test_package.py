@@ -5,6 +5,7 @@ systemd-analyze accepts, man pages and completions for every gnt-* command."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from herd import __version__, upgrade
 from herd.cli.manpage import COMMANDS
 
 pytestmark = pytest.mark.slow
@@ -31,6 +33,12 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
     deb = Path(proc.stdout.strip().splitlines()[-1])
     root = tmp_path_factory.mktemp("root")
     subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    # what the postinst does: unpack the version beside others, point current at it
+    versions = root / "opt/herd/versions"
+    versions.mkdir(parents=True)
+    subprocess.run(["tar", "-C", str(versions), "-xf",
+                    str(root / f"usr/lib/herd/herd-{__version__}.tar")], check=True)
+    (root / "opt/herd/current").symlink_to(f"versions/{__version__}")
     yield deb, root
 
 
@@ -49,20 +57,35 @@ def test_control_names_what_a_node_needs(package: tuple[Path, Path]) -> None:
     assert b"conffiles" in conffiles
 
 
+def dpkg_files(deb: Path) -> set[str]:
+    """The paths the package itself holds (dpkg owns and replaces them)."""
+    out = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
+                         check=True).stdout
+    return {line.split()[5].removeprefix("./").rstrip("/") for line in out.splitlines()}
+
+
 def test_commands_run_from_the_relocated_virtualenv(package: tuple[Path, Path]) -> None:
+    """The virtualenv is a version under /opt/herd/versions (herd.upgrade), unpacked by the
+    postinst from a tar: no file of the package, so the next package leaves it in place."""
     _, root = package
+    venv = root / "opt/herd/versions" / __version__
     for command in (*COMMANDS, "herd-noded", "herd-masterd", "herd-rapi", "herd-watcher",
                     "herd-cleaner", "herd-daemon-util"):
         link = root / "usr/sbin" / command
-        assert link.is_symlink() and str(link.readlink()) == f"/opt/herd/bin/{command}"
-        script = root / "opt/herd/bin" / command
-        assert script.read_text().startswith("#!/opt/herd/bin/python"), command
-    cfg = (root / "opt/herd/pyvenv.cfg").read_text()
+        assert link.is_symlink() and \
+            str(link.readlink()) == f"/opt/herd/current/bin/{command}"
+        script = venv / "bin" / command
+        assert script.read_text().startswith(f"#!/opt/herd/versions/{__version__}/bin/python"), \
+            command
+    assert not any(f.startswith("opt") for f in dpkg_files(package[0]))
+    cfg = (venv / "pyvenv.cfg").read_text()
     assert "home = /usr/bin\n" in cfg  # Debian's python3, which the package depends on
-    leftovers = subprocess.run(["grep", "-rlI", "/tmp/herd-deb.", str(root / "opt/herd/bin")],
+    leftovers = subprocess.run(["grep", "-rlI", "/tmp/herd-deb.", str(venv / "bin")],
                                capture_output=True, text=True, check=False).stdout
     assert leftovers == ""  # no path of the build's staging directory
-    proc = subprocess.run([str(root / "opt/herd/bin/python"), "-m", "herd.cli.gnt_instance",
+    desc = json.loads((venv / "version.json").read_text())
+    assert desc == upgrade.describe()  # what gnt-cluster upgrade compares
+    proc = subprocess.run([str(venv / "bin/python"), "-m", "herd.cli.gnt_instance",
                            "add", "--help"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and "--disk-template" in proc.stdout, proc.stderr
     assert (root / "usr/share/herd/os/busybox/create").is_file()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from herd import __version__
-from herd.version import RPC_VERSION, announced, mismatch
+from herd.version import RPC_VERSION, announced, mismatch, release_note
 
 
 def test_same_protocol_mixes_whatever_the_release() -> None:
@@ -30,3 +30,10 @@ def test_verify_says_a_finding_shared_by_nodes_once() -> None:
     assert same_reason({"n1": "no /dev/kvm", "n2": "no /dev/kvm", "n3": "kvm hangs"}) == [
         ("nodes n1, n2", "no /dev/kvm"), ("node n3", "kvm hangs")]
     assert same_reason({}) == []
+
+
+def test_another_release_on_the_same_protocol_is_a_warning_naming_both() -> None:
+    line = release_note("n2", (RPC_VERSION, "0.1.0"), (RPC_VERSION, "0.2.0"))
+    assert line is not None and "n2 runs Herd 0.1.0, the master Herd 0.2.0" in line
+    assert release_note("n2", (RPC_VERSION, "0.2.0"), (RPC_VERSION, "0.2.0")) is None
+    assert release_note("n2", (RPC_VERSION - 1, "0.1.0")) is None  # mismatch() names that
