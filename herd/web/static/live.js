@@ -1,7 +1,8 @@
 /* Herd web manager: job panels and job lists kept live by server-sent events.
  * A panel with data-events opens an EventSource on it: "log" events append lines (the first
  * one, reset, replaces what the page was rendered with), "status" sets the status, "end"
- * closes the stream (and reloads a page that asked for it, to show the object's new state).
+ * closes the stream and puts the ended job's panel in place (or reloads a page that asked for
+ * it, to show the object's new state).
  * A job table with data-events gets "status" events {id, status}. No inline script: the
  * pages' Content-Security-Policy allows scripts from /ui/static/ only. */
 "use strict";
@@ -29,6 +30,8 @@
       var data = JSON.parse(event.data);
       panel.dataset.status = data.status;
       setStatus(status, data.status);
+      var cancel = panel.querySelector(".job-cancel");
+      if (cancel && data.status !== "queued" && data.status !== "waiting") { cancel.remove(); }
     });
     source.addEventListener("end", function (event) {
       var data = JSON.parse(event.data);
@@ -40,7 +43,18 @@
       if (cancel) { cancel.remove(); }
       var error = panel.querySelector(".job-error");
       if (error && data.error) { error.textContent = data.error; error.hidden = false; }
-      if (panel.dataset.refresh === "1") { window.location.reload(); }
+      if (panel.dataset.refresh === "1") { window.location.reload(); return; }
+      // the ended job's panel as the server renders it (end time, each opcode's status):
+      // our own escaped template, same origin
+      fetch(panel.dataset.panel, {credentials: "same-origin"}).then(function (answer) {
+        return answer.ok ? answer.text() : null;
+      }).then(function (html) {
+        if (!html) { return; }
+        var box = document.createElement("div");
+        box.innerHTML = html;
+        var fresh = box.querySelector("section.job");
+        if (fresh) { fresh.dataset.live = "ended"; panel.replaceWith(fresh); }
+      });
     });
   }
 
