@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -34,6 +35,11 @@ FINAL = frozenset({"success", "error", "canceled"})
 WAIT = 20.0
 #: The job list's stream re-reads the listed jobs at least this often (it long-polls one).
 LIST_WAIT = 2.0
+#: A stream closes after this long without ``end``: the browser's EventSource opens it again
+#: (after ``retry`` ms, from the whole log), so no connection outlives a herd-rapi restart's
+#: grace or a session's end for long.
+MAX_STREAM = 300.0
+RETRY_MS = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +176,9 @@ async def job_events(ctx: Context, job: dict[str, Any]) -> AsyncIterator[str]:
     job_id = int(job["id"])
     status: str | None = None
     serial = 0
-    while True:
+    deadline = time.monotonic() + MAX_STREAM
+    yield f"retry: {RETRY_MS}\n\n"
+    while time.monotonic() < deadline and ctx.web.sessions.holds(ctx.session):
         try:
             change = await ctx.web.call("wait_for_job_change", job_id=job_id,
                                         prev_status=status, prev_serial=serial, timeout=WAIT)
@@ -197,7 +205,9 @@ async def list_events(ctx: Context, ids: list[int]) -> AsyncIterator[str]:
     """The job list's stream: a ``status`` event for each listed job whose status changed,
     ``end`` once all are final."""
     known: dict[int, str] = {}
-    while True:
+    deadline = time.monotonic() + MAX_STREAM
+    yield f"retry: {RETRY_MS}\n\n"
+    while time.monotonic() < deadline and ctx.web.sessions.holds(ctx.session):
         jobs = [j for j in await ctx.web.call("query_jobs", ids=ids) if j]
         for j in jobs:
             if known.get(j["id"]) != j["status"]:

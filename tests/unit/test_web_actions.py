@@ -186,3 +186,20 @@ def test_operator_action_form_bad_value_queues_nothing(live: tuple[TestClient, L
     assert answer.status_code == 303 and answer.headers["location"] == "/ui/jobs/1"
     assert master.jobs == [[{"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": "vm1"}]]
     assert ROWS[0]["name"] == "vm1"
+
+
+def test_a_stream_ends_with_its_session(live: tuple[TestClient, LiveMaster]) -> None:
+    """Logged out (or idle too long): the stream stops without ``end``; the browser's
+    reconnect then meets the log-in redirect, which an EventSource does not follow."""
+    from herd.web.sessions import SessionStore
+
+    store = SessionStore(idle=10, clock=lambda: 0.0)
+    _, session = store.create("alice")
+    assert store.holds(session)
+    store.drop_user("alice")
+    assert not store.holds(session)
+    client, _ = live
+    login(client)
+    client.app.web.sessions.holds = lambda _s: False  # type: ignore[attr-defined]
+    got = client.get("/ui/jobs/7/events").text
+    assert got.startswith("retry: ") and "event:" not in got
