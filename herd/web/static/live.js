@@ -7,6 +7,8 @@
  * pages' Content-Security-Policy allows scripts from /ui/static/ only. */
 "use strict";
 (function () {
+  var FINAL = ["success", "error", "canceled"];
+
   function setStatus(el, status) {
     if (!el) { return; }
     el.textContent = status;
@@ -46,15 +48,7 @@
       if (panel.dataset.refresh === "1") { window.location.reload(); return; }
       // the ended job's panel as the server renders it (end time, each opcode's status):
       // our own escaped template, same origin
-      fetch(panel.dataset.panel, {credentials: "same-origin"}).then(function (answer) {
-        return answer.ok ? answer.text() : null;
-      }).then(function (html) {
-        if (!html) { return; }
-        var box = document.createElement("div");
-        box.innerHTML = html;
-        var fresh = box.querySelector("section.job");
-        if (fresh) { fresh.dataset.live = "ended"; panel.replaceWith(fresh); }
-      });
+      refreshPanel(panel);
     });
   }
 
@@ -71,8 +65,47 @@
     });
   }
 
+  function refreshPanel(panel) {
+    fetch(panel.dataset.panel, {credentials: "same-origin"}).then(function (answer) {
+      return answer.ok ? answer.text() : null;
+    }).then(function (html) {
+      if (!html) { return; }
+      var box = document.createElement("div");
+      box.innerHTML = html;
+      var fresh = box.querySelector("section.job");
+      if (fresh) { fresh.dataset.live = "ended"; panel.replaceWith(fresh); }
+    });
+  }
+
+  /* Many panels (a bulk action's jobs) share one stream of the job list: a browser opens
+   * only six HTTP/1.1 connections to a server, and each EventSource holds one. */
+  function watchPanels(panels) {
+    var byId = {};
+    panels.forEach(function (panel) {
+      byId[panel.id.replace("job-", "")] = panel;
+      panel.dataset.live = "open";
+    });
+    var source = new EventSource(panels[0].dataset.events.replace(/\/\d+\/events$/, "/events")
+                                 + "?ids=" + Object.keys(byId).join(","));
+    source.addEventListener("status", function (event) {
+      var data = JSON.parse(event.data);
+      var panel = byId[String(data.id)];
+      if (!panel) { return; }
+      panel.dataset.status = data.status;
+      setStatus(panel.querySelector(".job-status"), data.status);
+      if (FINAL.indexOf(data.status) >= 0) { refreshPanel(panel); }
+    });
+    source.addEventListener("end", function () { source.close(); });
+  }
+
   function start() {
-    document.querySelectorAll("section.job[data-events]").forEach(watchPanel);
+    var panels = Array.prototype.slice.call(
+      document.querySelectorAll("section.job[data-events]"));
+    if (panels.length > 2) {
+      watchPanels(panels);
+    } else {
+      panels.forEach(watchPanel);
+    }
     document.querySelectorAll("table.jobs[data-events]").forEach(watchList);
   }
 
