@@ -32,7 +32,10 @@ class LUTestDelay(LogicalUnit[OpTestDelay]):
             self.cfg.get_node(name)  # NotFoundError names the node and the known ones
 
     async def execute(self) -> None:
-        for _ in range(self.op.repeat + 1):
+        rounds = self.op.repeat + 1
+        for number in range(rounds):
+            if self.op.repeat:  # Ganeti's "Test delay iteration i/n": progress a watcher sees
+                self.feedback(f"test delay iteration {number + 1}/{rounds}")
             if self.op.duration:
                 await asyncio.sleep(self.op.duration)
         if self.op.fail:

@@ -36,7 +36,7 @@ from herd.objects.access import Principal, Target
 from herd.rapi.auth import UsersFile, check_password
 from herd.rapi.throttle import LoginThrottle
 from herd.units import format_size
-from herd.web import graphs, listing, wizard
+from herd.web import actions, graphs, listing, wizard
 from herd.web.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, new_token, same_token
 
 log = logging.getLogger("herd.web")
@@ -185,7 +185,9 @@ class WebUI:
         self.env.globals.update(prefix=PREFIX, quote=quote, fmt_time=fmt_time,
                                 job_summary=job_summary, job_error=job_error,
                                 owners=lambda tags: sorted(access.owners(tags or ())),
-                                actions=INSTANCE_ACTIONS, urlencode=urlencode)
+                                actions=INSTANCE_ACTIONS, urlencode=urlencode,
+                                job_submitter=origin_user, final=FINAL_JOB_STATES,
+                                more_actions=actions.ACTIONS, fmt_size=format_size)
         page = self._page
         routes = [
             Route(f"{PREFIX}", lambda r: RedirectResponse(f"{PREFIX}/", 307)),
@@ -207,6 +209,19 @@ class WebUI:
             Route(f"{PREFIX}/jobs/{{job_id:int}}", page(self.job), methods=["GET"]),
             Route(f"{PREFIX}/jobs/{{job_id:int}}/panel", page(self.job_panel),
                   methods=["GET"]),
+            # herd.web.actions: live jobs, cancel, operator actions, nodes, audit log
+            Route(f"{PREFIX}/jobs/events", page(actions.jobs_stream), methods=["GET"]),
+            Route(f"{PREFIX}/jobs/{{job_id:int}}/events", page(actions.job_stream),
+                  methods=["GET"]),
+            Route(f"{PREFIX}/jobs/{{job_id:int}}/cancel", page(actions.job_cancel, post=True),
+                  methods=["POST"]),
+            Route(f"{PREFIX}/instances/{{name}}/do/{{action}}", page(actions.action_form),
+                  methods=["GET"]),
+            Route(f"{PREFIX}/instances/{{name}}/do/{{action}}",
+                  page(actions.action_submit, post=True), methods=["POST"]),
+            Route(f"{PREFIX}/nodes", page(actions.nodes), methods=["GET"]),
+            Route(f"{PREFIX}/nodes/{{name}}", page(actions.node), methods=["GET"]),
+            Route(f"{PREFIX}/audit", page(actions.audit), methods=["GET"]),
             Mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         self.app = Starlette(routes=routes)
@@ -446,6 +461,7 @@ class WebUI:
         return self.render("instance.html", ctx=ctx, inst=row, jobs=jobs[:10],
                            possible=possible_actions(row),
                            current=current, may_power=ctx.may_instance("power", row),
+                           allowed_actions=actions.instance_actions(ctx, row),
                            final=FINAL_JOB_STATES)
 
     async def act(self, ctx: Context, form: FormData) -> Response:

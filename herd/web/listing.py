@@ -57,6 +57,18 @@ INSTANCE_COLUMNS: tuple[Column, ...] = (
 #: The fields the instance table reads (its columns and its template, instances_table.html).
 INSTANCE_TABLE_FIELDS = ("name", "status", "pnode", "os", "be/vcpus", "be/memory",
                          "disk_usage", "tags")
+NODE_COLUMNS: tuple[Column, ...] = (
+    Column("name", "Name", lambda r: r.get("name"), "name"),
+    Column("role", "Role", lambda r: r.get("role"), "role"),
+    Column("group", "Group", lambda r: r.get("group"), "group"),
+    Column("pinst", "Primaries", lambda r: r.get("pinst_cnt")),
+    Column("sinst", "Secondaries", lambda r: r.get("sinst_cnt")),
+    Column("mtotal", "Memory (MiB)", lambda r: r.get("mtotal")),
+    Column("mfree", "Free memory (MiB)", lambda r: r.get("mfree")),
+    Column("dtotal", "Disk (MiB)", lambda r: r.get("dtotal")),
+    Column("dfree", "Free disk (MiB)", lambda r: r.get("dfree")),
+    Column("tags", "Tags", lambda r: r.get("tags") or [], "tag"),
+)
 #: The number of rows on one page, unless the request asks for another (at most MAX_PER_PAGE).
 PER_PAGE = 50
 MAX_PER_PAGE = 500

@@ -79,6 +79,12 @@ class SessionStore:
         session.last_seen = now
         return session
 
+    def holds(self, session: Session) -> bool:
+        """Whether ``session`` is still live (not logged out, dropped or idle too long),
+        without restarting its idle clock: a job stream asks this as it goes."""
+        return any(s is session for s in self._sessions.values()) \
+            and not expired(session.last_seen, self._now(), self.idle)
+
     def drop(self, token: str | None) -> None:
         if token:
             self._sessions.pop(token, None)

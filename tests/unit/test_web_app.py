@@ -197,13 +197,14 @@ def test_oversized_or_unsized_forms_are_refused_unread(ui: Any) -> None:
     assert static.status_code == 200 and "cache-control" not in static.headers
 
 
-def test_job_panel_polls_while_running_and_reloads_the_page_when_done(ui: Any) -> None:
+def test_job_panel_streams_while_running_and_reloads_the_page_when_done(ui: Any) -> None:
     client, master, _ = ui
     login(client)  # alice submitted job 7 on her vm1
     running = client.get("/ui/jobs/7/panel?refresh=1", headers={"HX-Request": "true"})
-    assert 'hx-trigger="every 1s"' in running.text and "hx-refresh" not in running.headers
+    assert 'data-events="/ui/jobs/7/events"' in running.text  # live by server-sent events
+    assert 'data-refresh="1"' in running.text and "hx-refresh" not in running.headers
     master.job_status = "success"
     done = client.get("/ui/jobs/7/panel?refresh=1", headers={"HX-Request": "true"})
-    assert "hx-trigger" not in done.text and done.headers["hx-refresh"] == "true"
+    assert "data-events" not in done.text and done.headers["hx-refresh"] == "true"
     on_job_page = client.get("/ui/jobs/7/panel", headers={"HX-Request": "true"})
     assert "hx-refresh" not in on_job_page.headers  # the job page updates in place
