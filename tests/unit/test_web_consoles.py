@@ -295,3 +295,74 @@ def test_relay_ends_when_the_instance_stopped() -> None:
         assert why == "instance vm1 is not running"
 
     asyncio.run(scenario())
+
+
+# -- the ticket endpoint and the WebSocket's checks, over HTTP (no browser) -------------------
+
+
+@pytest.fixture
+def ui(tmp_path: Path) -> Any:
+    from starlette.testclient import TestClient
+
+    from tests.rapi_apps import rapi_app
+    from tests.unit import test_web_app as web
+
+    class Master(web.Master):
+        async def call(self, method: str, _timeout: float | None = None, **args: Any) -> Any:
+            if method == "query_instances":
+                return [{**r, "status": "running", "oper_state": True, "network_port": None}
+                        for r in await super().call(method, **args)]
+            return await super().call(method, **args)
+
+    app, _ = rapi_app(tmp_path, "alice s3cret-pw\nwatcher watchpw read\n", Master())
+    return lambda: TestClient(app, base_url="https://herd.test"), web
+
+
+def ticket(client: Any, web: Any, kind: str = "serial") -> Any:
+    return client.post("/ui/instances/vm1/console/ticket", data={"kind": kind},
+                       headers={"X-CSRF-Token": web.csrf(client)})
+
+
+def test_ticket_only_for_the_user_role_and_a_console_that_exists(ui: Any) -> None:
+    new_client, web = ui
+    client = new_client()
+    web.login(client, "watcher", "watchpw")  # a viewer: sees vm1, no console
+    answer = ticket(client, web)
+    assert answer.status_code == 403 and "ticket" not in answer.json()
+    assert client.get("/ui/instances/vm1/console").status_code == 403
+    client = new_client()
+    web.login(client, "alice")  # the owner: the user role
+    answer = ticket(client, web)
+    assert answer.status_code == 200 and len(answer.json()["ticket"]) >= 40
+    assert ticket(client, web, "vnc").status_code == 409  # vm1 has no VNC port
+    assert ticket(client, web, "rdp").status_code == 400
+    no_csrf = client.post("/ui/instances/vm1/console/ticket", data={"kind": "serial"})
+    assert no_csrf.status_code == 403
+
+
+def test_websocket_needs_origin_session_and_ticket(ui: Any) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    new_client, web = ui
+    client = new_client()
+    path = "/ui/instances/vm1/console/ws/serial"
+    good = {"origin": "https://herd.test", "host": "herd.test"}
+    with pytest.raises(WebSocketDisconnect) as refused, \
+            client.websocket_connect(path, headers=good):  # no session
+        pass
+    assert refused.value.code == consoles.CLOSE_REFUSED
+    web.login(client, "alice")
+    # the test client sends no Secure cookie over its ws:// URL: as a browser would on wss://
+    cookie = {"cookie": f"herd_session={client.cookies['herd_session']}"}
+    good.update(cookie)
+    for headers in (cookie, {"origin": "https://evil.test", **cookie}):
+        with pytest.raises(WebSocketDisconnect) as refused, \
+                client.websocket_connect(path, headers=headers):
+            pass
+        assert refused.value.code == consoles.CLOSE_REFUSED
+    with client.websocket_connect(path, headers=good) as ws:
+        ws.send_text("forged-ticket")
+        with pytest.raises(WebSocketDisconnect) as refused:
+            ws.receive_text()
+    assert refused.value.code == consoles.CLOSE_REFUSED
+    assert refused.value.reason == "unknown or already used console ticket"
