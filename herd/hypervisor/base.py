@@ -185,6 +185,11 @@ class Hypervisor(ABC):
     @abstractmethod
     def console_socket(self, name: str) -> Path: ...
 
+    async def vnc_endpoint(self, name: str) -> tuple[str, int] | None:
+        """Where noded reaches the running guest's VNC server (host, port), or None when it
+        has none this relay can serve (no VNC, or not running here)."""
+        return None
+
     # -- hotplug (gnt-instance modify --hotplug) ----------------------------------------------
     async def hotplug_add(self, name: str, device: DiskSpec | NicSpec) -> None:
         """Attach a disk or NIC to the running guest ``name``, all or nothing; the guest's

@@ -113,7 +113,7 @@ class RapiApp:
         self.master = MasterPool(paths.master_socket)
         self.logins = LoginThrottle()
         # the web manager (herd.web) under /ui: same port, certificate, users and masterd
-        self.web = WebUI(self.users, lambda: self.master, self.logins)
+        self.web = WebUI(self.users, lambda: self.master, self.logins, paths=paths)
 
     @property
     def require_auth(self) -> bool:

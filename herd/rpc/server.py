@@ -1,4 +1,4 @@
-"""noded's HTTPS endpoints: ``POST /rpc/<method>`` and the console websocket.
+"""noded's HTTPS endpoints: ``POST /rpc/<method>`` and the console websockets (serial, VNC).
 
 Mutual TLS is enforced by the server's SSL context (see :mod:`herd.rpc.tls`): a client without
 a certificate signed by the cluster CA, or whose certificate is not for TLS clients, never gets
@@ -27,6 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from herd import errors
 from herd.config.facts import read_facts
+from herd.node.console_hub import ConsoleHubs, serve_viewer
 from herd.node.service import NodeService
 from herd.paths import HerdPaths
 from herd.rpc import certs, tls
@@ -87,25 +88,76 @@ def build_app(service: NodeService) -> Starlette:
             return JSONResponse({"ok": False, "error": err.to_dict()})
         return JSONResponse({"ok": True, "result": result})
 
-    async def console(ws: WebSocket) -> None:
-        """Relay an instance's serial console; attaching resumes a paused instance (Ganeti)."""
-        name = ws.path_params["name"]
+    async def open_console(name: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The guest's serial console socket; attaching resumes a paused instance (Ganeti)."""
         hv = service.hypervisor()
         info = await hv.instance_info(name)
         if info is None:
-            await ws.close(code=4404, reason=f"instance {name} is not running on this node")
-            return
+            hubs.forget(name)
+            raise errors.NotFoundError(f"instance {name} is not running on this node")
         try:
             reader, writer = await asyncio.open_unix_connection(str(hv.console_socket(name)))
         except OSError as exc:
-            await ws.close(code=4500, reason=f"serial console of {name} unavailable: {exc}")
-            return
-        await ws.accept()
+            raise errors.HypervisorError(f"serial console of {name} unavailable: {exc}"
+                                         ) from None
         if info.state == "paused":
             await hv.resume(name)
+        return reader, writer
+
+    hubs = ConsoleHubs(open_console)
+
+    async def console(ws: WebSocket) -> None:
+        """One viewer of an instance's serial console (the CLI's or a browser's, relayed by
+        herd-rapi): the connection to the guest is shared (:mod:`herd.node.console_hub`)."""
+        name = ws.path_params["name"]
+        peer = f"{ws.client.host}:{ws.client.port}" if ws.client else "?"
+        try:
+            hub, viewer = await hubs.attach(name, peer)
+        except errors.NotFoundError as exc:
+            await ws.close(code=4404, reason=exc.message)
+            return
+        except errors.HerdError as exc:
+            await ws.close(code=4500, reason=exc.message)
+            return
+        try:
+            await ws.accept()
+        except Exception:
+            hub.remove(viewer)
+            raise
+
+        async def receive() -> bytes | None:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return None
+            return message.get("bytes") or (message.get("text") or "").encode()
+
+        reason = await serve_viewer(hub, viewer, ws.send_bytes, receive)
+        log.debug("console viewer %s of %s ended: %s", peer, name, reason)
+        with contextlib.suppress(Exception, WebSocketDisconnect):
+            await ws.close(code=1000 if reason == "viewer left" else 4410, reason=reason[:120])
+
+    async def vnc(ws: WebSocket) -> None:
+        """A byte relay to the instance's VNC server on this node, for herd-rapi's noVNC
+        relay; each viewer has its own RFB connection (QEMU shares the screen)."""
+        name = ws.path_params["name"]
+        hv = service.hypervisor()
+        try:
+            endpoint = await hv.vnc_endpoint(name)
+        except errors.HerdError as exc:
+            await ws.close(code=4500, reason=exc.message)
+            return
+        if endpoint is None:
+            await ws.close(code=4404, reason=f"instance {name} has no VNC console on this node")
+            return
+        try:
+            reader, writer = await asyncio.open_connection(*endpoint)
+        except OSError as exc:
+            await ws.close(code=4500, reason=f"VNC server of {name} unavailable: {exc}")
+            return
+        await ws.accept()
 
         async def to_client() -> None:
-            while data := await reader.read(4096):
+            while data := await reader.read(65536):
                 await ws.send_bytes(data)
 
         async def to_guest() -> None:
@@ -146,6 +198,7 @@ def build_app(service: NodeService) -> Starlette:
         Route("/rpc/{method}", rpc, methods=["POST"]),
         Route("/export-data/{name}/{dump}", export_data, methods=["PUT", "GET"]),
         WebSocketRoute("/console/{name}", console),
+        WebSocketRoute("/vnc/{name}", vnc),
     ])
 
 

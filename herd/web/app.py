@@ -15,6 +15,7 @@ sends one, an ``Origin`` equal to this server's; answers carry a strict Content-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,18 +26,20 @@ from urllib.parse import quote, urlencode
 import jinja2
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from herd import errors
 from herd.objects import access
 from herd.objects.access import Principal, Target
+from herd.paths import HerdPaths
 from herd.rapi.auth import UsersFile, check_password
 from herd.rapi.throttle import LoginThrottle
 from herd.units import format_size
-from herd.web import actions, graphs, listing, wizard
+from herd.web import actions, consoles, graphs, listing, wizard
 from herd.web.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, new_token, same_token
 
 log = logging.getLogger("herd.web")
@@ -172,8 +175,11 @@ class WebUI:
     """The /ui/ application; herd-rapi hands it every request under /ui."""
 
     def __init__(self, users: UsersFile, master: Callable[[], Any], logins: LoginThrottle,
-                 sessions: SessionStore | None = None) -> None:
+                 sessions: SessionStore | None = None, paths: HerdPaths | None = None) -> None:
         self.users = users
+        #: the node's files: the node RPC client certificate the console relay connects with
+        self.paths = paths
+        self.tickets = consoles.TicketBook()
         #: herd-rapi's connection pool to masterd, asked for at each call (tests replace it)
         self.master = master
         self.logins = logins
@@ -201,6 +207,13 @@ class WebUI:
             Route(f"{PREFIX}/instances/{{name}}/usage", page(self.instance_usage),
                   methods=["GET"]),
             Route(f"{PREFIX}/nodes/{{name}}/usage", page(self.node_usage), methods=["GET"]),
+            Route(f"{PREFIX}/instances/{{name}}/console", page(self.console_page),
+                  methods=["GET"]),
+            Route(f"{PREFIX}/instances/{{name}}/vnc", page(self.vnc_page), methods=["GET"]),
+            Route(f"{PREFIX}/instances/{{name}}/console/ticket",
+                  page(self.console_ticket, post=True), methods=["POST"]),
+            WebSocketRoute(f"{PREFIX}/instances/{{name}}/console/ws/{{kind}}",
+                           self.console_ws),
             Route(f"{PREFIX}/instances/{{name}}/{{action}}", page(self.act, post=True),
                   methods=["POST"]),
             Route(f"{PREFIX}/create", page(self.create_form), methods=["GET"]),
@@ -284,7 +297,7 @@ class WebUI:
         return self.render("error.html", status, ctx, message=message)
 
     # -- sessions, CSRF ---------------------------------------------------------------------
-    def _session(self, request: Request) -> Session | None:
+    def _session(self, request: HTTPConnection) -> Session | None:
         session = self.sessions.get(request.cookies.get(COOKIE))
         if session is not None and self.users.get(session.user) is None:
             self.sessions.drop_user(session.user)  # taken out of the users file
@@ -331,11 +344,8 @@ class WebUI:
                                       "missing or wrong. Reload the page and try again.")
             try:
                 cluster = await self.call("query_cluster")
-                user = self.users.get(session.user)
-                groups = access.groups_of(session.user, cluster.get("access_groups") or {})
-                principal = Principal(session.user, groups,
-                                      access.base_role(user.options if user else ()))
-                ctx = Context(self, request, session, principal, cluster)
+                ctx = Context(self, request, session, self._principal(session, cluster),
+                              cluster)
                 if post:
                     return await handler(ctx, form)
                 return await handler(ctx)
@@ -345,6 +355,11 @@ class WebUI:
                 return self.error(None, 502, f"The master daemon answered: {exc.message}")
 
         return endpoint
+
+    def _principal(self, session: Session, cluster: dict[str, Any]) -> Principal:
+        user = self.users.get(session.user)
+        groups = access.groups_of(session.user, cluster.get("access_groups") or {})
+        return Principal(session.user, groups, access.base_role(user.options if user else ()))
 
     # -- log-in -----------------------------------------------------------------------------
     def _login_page(self, request: Request, message: str = "", status: int = 200,
@@ -460,6 +475,8 @@ class WebUI:
             current = next((j for j in jobs if j["id"] == int(job_id)), None)
         return self.render("instance.html", ctx=ctx, inst=row, jobs=jobs[:10],
                            possible=possible_actions(row),
+                           may_console=ctx.may_instance("console", row)
+                           and bool(row.get("oper_state")),
                            current=current, may_power=ctx.may_instance("power", row),
                            allowed_actions=actions.instance_actions(ctx, row),
                            final=FINAL_JOB_STATES)
@@ -642,6 +659,116 @@ class WebUI:
         return self.render("job_panel.html", ctx=ctx, job=job, final=FINAL_JOB_STATES,
                            detail=q.get("detail") == "1", refresh=q.get("refresh") == "1",
                            headers=headers)
+
+
+    # -- consoles (herd.web.consoles) ------------------------------------------------------
+    async def _console_row(self, ctx: Context, kind: str) -> dict[str, Any] | Response:
+        """The instance if this user may open its ``kind`` console now, else the error page."""
+        name = ctx.request.path_params["name"]
+        rows = await ctx.instances([name])
+        if not rows:
+            return self.error(ctx, 404, f"No instance {name} that you may see.")
+        row = rows[0]
+        if not ctx.may_instance("console", row):
+            log.warning("refused the console of %s to %s (role %s)", name,
+                        ctx.principal.name, ctx.role(instance_target(row)))
+            return self.error(ctx, 403, f"You may not open the console of {name}: it needs "
+                              "the user role on the instance.")
+        problem = consoles.placement(row, {str(row.get("pnode")): {"pip": "-"}}, kind).problem
+        if problem:
+            return self.error(ctx, 409, f"No console: {problem}.")
+        return row
+
+    async def console_page(self, ctx: Context) -> Response:
+        row = await self._console_row(ctx, "serial")
+        if isinstance(row, Response):
+            return row
+        return self.render("console.html", ctx=ctx, inst=row, kind="serial")
+
+    async def vnc_page(self, ctx: Context) -> Response:
+        row = await self._console_row(ctx, "vnc")
+        if isinstance(row, Response):
+            return row
+        return self.render("vnc.html", ctx=ctx, inst=row, kind="vnc")
+
+    async def console_ticket(self, ctx: Context, form: FormData) -> Response:
+        """A one-time ticket (JSON) for the console page's WebSocket."""
+        kind = str(form.get("kind") or "serial")
+        if kind not in consoles.KINDS:
+            return JSONResponse({"error": f"invalid console kind {kind!r}: allowed are "
+                                          f"{', '.join(consoles.KINDS)}"}, 400)
+        row = await self._console_row(ctx, kind)
+        if isinstance(row, Response):
+            return JSONResponse({"error": f"no console ticket for {ctx.principal.name}"},
+                                row.status_code)
+        ticket = self.tickets.issue(ctx.principal.name, row["name"], kind, time.monotonic())
+        return JSONResponse({"ticket": ticket, "expires_in": self.tickets.lifetime})
+
+    async def console_ws(self, ws: WebSocket) -> None:
+        """The console WebSocket: Origin, session, then the ticket as the first message."""
+        name, kind = ws.path_params["name"], ws.path_params["kind"]
+        if not consoles.origin_matches(ws.headers.get("origin"), ws.headers.get("host", "")):
+            log.warning("refused a console WebSocket for %s from origin %r", name,
+                        ws.headers.get("origin"))
+            await ws.close(code=consoles.CLOSE_REFUSED)
+            return
+        session = self._session(ws)
+        if session is None or kind not in consoles.KINDS:
+            await ws.close(code=consoles.CLOSE_REFUSED)
+            return
+        await ws.accept()
+        try:
+            token = await asyncio.wait_for(ws.receive_text(), 10)
+            self.tickets.redeem(token, session.user, name, kind, time.monotonic())
+        except consoles.TicketError as exc:
+            log.warning("refused the %s console of %s to %s: %s", kind, name, session.user,
+                        exc)
+            await ws.close(code=consoles.CLOSE_REFUSED, reason=str(exc))
+            return
+        except (TimeoutError, WebSocketDisconnect, KeyError, RuntimeError):
+            with contextlib.suppress(Exception):
+                await ws.close(code=consoles.CLOSE_REFUSED, reason="no console ticket sent")
+            return
+        await ws.send_text("ok")
+        try:
+            reason = await consoles.relay(ws, kind, name, self._locator(name, kind),
+                                          self._connector(), session.user)
+        except errors.HerdError as exc:
+            reason = exc.message
+        log.info("%s console of %s for %s ended: %s", kind, name, session.user, reason)
+        with contextlib.suppress(Exception):
+            await ws.close(code=1000 if reason == "viewer left" else consoles.CLOSE_GONE,
+                           reason=reason[:120])
+
+    def _locator(self, name: str, kind: str) -> consoles.Locator:
+        async def locate() -> consoles.Placement:
+            try:
+                rows = await self.call("query_instances", names=[name], live=True)
+            except errors.NotFoundError:
+                rows = []
+            row = rows[0] if rows else None
+            nodes: dict[str, dict[str, Any]] = {}
+            if row is not None and row.get("pnode"):
+                for node in await self.call("query_nodes", names=[row["pnode"]], live=False):
+                    nodes[node["name"]] = node
+            return consoles.placement(row, nodes, kind)
+        return locate
+
+    def _connector(self) -> consoles.Connector:
+        async def connect(address: str, path: str) -> Any:
+            from websockets.asyncio.client import connect as ws_connect
+
+            from herd.rpc import tls
+
+            if self.paths is None:
+                raise errors.HerdError("this server has no node certificate to reach noded")
+            cluster = await self.call("query_cluster")
+            port = cluster.get("noded_port", 1811)
+            host = f"[{address}]" if ":" in address else address
+            ctx = tls.client_context(self.paths)
+            return await ws_connect(f"wss://{host}:{port}{path}", ssl=ctx, max_size=None,
+                                    ping_interval=None, open_timeout=10)
+        return connect
 
 
 def possible_actions(row: dict[str, Any]) -> set[str]:

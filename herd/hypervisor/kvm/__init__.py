@@ -133,6 +133,20 @@ class Kvm(Hypervisor):
     def console_socket(self, name: str) -> Path:
         return self._files(name).serial
 
+    async def vnc_endpoint(self, name: str) -> tuple[str, int] | None:
+        """The VNC listener of the running guest, as noded can connect to it: a wildcard bind
+        address is reached over loopback. A VNC with TLS or a password is not relayed (noVNC
+        in the web manager speaks neither VeNCrypt nor QEMU's password files)."""
+        record = await self._live_record(name)
+        if record is None or not record.vnc_port:
+            return None
+        hv = record.spec.hvparams
+        if hv.get("vnc_tls") or hv.get("vnc_password_file"):
+            return None
+        address = await asyncio.to_thread(display.resolve_address,
+                                          str(hv.get("vnc_bind_address") or "127.0.0.1"))
+        return display.connect_address(address), record.vnc_port
+
     async def _live_record(self, name: str) -> RuntimeRecord | None:
         """The runtime record if its QEMU is alive; otherwise clean up what is left."""
         files = self._files(name)

@@ -78,3 +78,13 @@ def check_assigned(address: str, port: int, taken: set[int], name: str) -> int:
         raise HypervisorError(f"VNC port {port} of instance {name} is busy on {address} on "
                               "this node (another program listens there)")
     return port
+
+
+def connect_address(bound: str) -> str:
+    """The address to connect to a listener bound to ``bound`` from this node: loopback for
+    the wildcard addresses (0.0.0.0, ::), the address itself otherwise."""
+    if bound == "0.0.0.0":
+        return "127.0.0.1"
+    if bound == "::":
+        return "::1"
+    return bound

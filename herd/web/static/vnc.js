@@ -1,0 +1,65 @@
+// The graphical console page: noVNC (vendored ES modules) over a WebSocket that herd-rapi
+// relays to QEMU's VNC server through the primary node's noded (herd/web/consoles.py). The
+// one-time ticket goes first on the socket; after the server's "ok" the socket is handed to
+// noVNC's RFB as an open channel. A VNC session cannot survive a migration: when the socket
+// closes the page starts a new session (new ticket) a few times before giving up.
+import RFB from "./vendor/novnc/core/rfb.js";
+
+const screen = document.getElementById("screen");
+const state = document.getElementById("console-state");
+let rfb = null;
+let attempts = 0;
+
+function show(name, text) {
+  state.dataset.state = name;
+  state.textContent = text || name;
+}
+
+async function ticket() {
+  const answer = await fetch(screen.dataset.ticketUrl, {
+    method: "POST", credentials: "same-origin",
+    headers: { "X-CSRF-Token": screen.dataset.csrf,
+               "Content-Type": "application/x-www-form-urlencoded" },
+    body: "kind=vnc",
+  });
+  const body = await answer.json();
+  if (!answer.ok) throw new Error(body.error || ("HTTP " + answer.status));
+  return body.ticket;
+}
+
+async function connect() {
+  show("connecting");
+  attempts += 1;
+  let t;
+  try {
+    t = await ticket();
+  } catch (err) {
+    show("closed", "refused: " + err.message);
+    return;
+  }
+  const ws = new WebSocket("wss://" + location.host + screen.dataset.wsPath);
+  ws.binaryType = "arraybuffer";
+  ws.onopen = () => ws.send(t);
+  ws.onclose = (event) => show("closed", "closed" + (event.reason ? ": " + event.reason : ""));
+  ws.onmessage = (event) => {
+    if (event.data !== "ok") return;
+    rfb = new RFB(screen, ws, { shared: true });
+    rfb.scaleViewport = true;
+    rfb.addEventListener("connect", () => {
+      attempts = 0;
+      show("connected");
+      screen.dataset.rfb = "connected"; // the RFB handshake is done (for the tests)
+    });
+    rfb.addEventListener("disconnect", (e) => {
+      screen.dataset.rfb = "disconnected";
+      show("closed", e.detail.clean ? "closed" : "connection lost");
+      if (attempts < 3) setTimeout(connect, 1000 * attempts);
+    });
+    rfb.addEventListener("desktopname", (e) => { screen.title = e.detail.name; });
+  };
+}
+
+document.getElementById("send-cad").addEventListener("click", () => {
+  if (rfb) rfb.sendCtrlAltDel();
+});
+connect();

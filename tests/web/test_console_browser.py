@@ -1,0 +1,186 @@
+"""Consoles in the browser against a real one-node cluster (herd.lab.single: real daemons in a
+network namespace, herd-rapi on the master) and one real busybox TCG guest with VNC: the serial
+console (xterm.js) shows the guest's boot marker and takes typed and pasted input, two viewers
+share it, tickets are single-use and bound to their console, a viewer gets none, and noVNC
+completes the RFB handshake. Chromium runs inside the cluster's namespace (a wrapper given to
+Playwright as its executable), so no lab traffic leaves it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from herd.lab.single import NODE_IP, SingleNodeCluster, build_test_guest
+from tests.web.conftest import CHROMIUM, screenshot
+
+pytestmark = pytest.mark.slow
+
+USERS = "oper operpw write\nroot-admin adminpw write\nwatcher watchpw read\n"
+NAME = "con1.example.com"
+URL = f"https://{NODE_IP}:5080"
+READ_TERMINAL = """() => {
+  const b = window.herdTerminal.buffer.active, out = [];
+  for (let i = 0; i < b.length; i++) out.push(b.getLine(i).translateToString(true));
+  return out.join("\\n");
+}"""
+#: Open a console WebSocket with a ticket: "ok" or "closed CODE REASON".
+TRY_TICKETS = """async ([ticketUrl, csrf, own, other]) => {
+  const ticket = async () => {
+    const r = await fetch(ticketUrl, {method: "POST", headers: {"X-CSRF-Token": csrf,
+      "Content-Type": "application/x-www-form-urlencoded"}, body: "kind=serial"});
+    return (await r.json()).ticket;
+  };
+  const attempt = (path, t) => new Promise(resolve => {
+    const ws = new WebSocket("wss://" + location.host + path);
+    ws.onopen = () => ws.send(t);
+    ws.onmessage = e => { if (e.data === "ok") { resolve("ok"); ws.close(); } };
+    ws.onclose = e => resolve("closed " + e.code + " " + e.reason);
+  });
+  const first = await ticket(), second = await ticket();
+  return [await attempt(other, first), await attempt(own, first),
+          await attempt(own, second), await attempt(own, second), first, second];
+}"""
+
+ASK_TICKET = """async ([ticketUrl, csrf]) => {
+  const r = await fetch(ticketUrl, {method: "POST", headers: {"X-CSRF-Token": csrf,
+    "Content-Type": "application/x-www-form-urlencoded"}, body: "kind=serial"});
+  return [r.status, await r.json()];
+}"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleNodeCluster]:
+    kernel, initrd = build_test_guest()
+    c = SingleNodeCluster(f"herdc{os.getpid()}", tmp_path_factory.mktemp("herd-console"))
+    c.create(kernel, initrd)
+    try:
+        c.paths.rapi_users_file.write_text(USERS)
+        c.run("gnt-instance", "add", "-t", "file", "-o", "busybox+default", "-s", "64M",
+              "--no-name-check", "--no-ip-check", "--no-start",
+              "-H", "vnc_bind_address=127.0.0.1", NAME)
+        # paused: attaching the first console resumes it, so the whole boot is on screen
+        c.run("gnt-instance", "startup", "--paused", NAME)
+        yield c
+    finally:
+        c.destroy()
+
+
+@pytest.fixture(scope="module")
+def browser(cluster: SingleNodeCluster, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    wrapper = tmp_path_factory.mktemp("chromium") / "chromium-in-lab"
+    wrapper.write_text("#!/bin/sh\nexec " + " ".join(cluster.node.exec_prefix)
+                       + f' {CHROMIUM} "$@"\n')
+    wrapper.chmod(0o755)
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(wrapper), args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def login(browser: Any, user: str, password: str) -> Any:
+    page = browser.new_context(ignore_https_errors=True, base_url=URL).new_page()
+    deadline = time.monotonic() + 60
+    while True:  # herd-rapi comes up with the master a moment after init
+        try:
+            page.goto("/ui/login")
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.click("#login")
+    page.wait_for_selector("#who")
+    return page
+
+
+def wait_terminal(page: Any, text: str, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        screen = str(page.evaluate(READ_TERMINAL))
+        if text in screen:
+            return screen
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not on the console; it shows:\n{screen[-2000:]}")
+        time.sleep(0.2)
+
+
+def test_consoles_in_the_browser(cluster: SingleNodeCluster, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=60_000)
+    started = time.monotonic()
+    one = login(browser, "oper", "operpw")
+    one.goto(f"/ui/instances/{NAME}")
+    one.click("#open-console")
+    expect(one.locator("#console-state")).to_have_attribute("data-state", "connected")
+    boot = wait_terminal(one, "HERD_GUEST_READY")
+    wait_terminal(one, "guest# ")
+    assert f"disk0={NAME.split('.')[0]}" in boot or "HERD_GUEST_READY" in boot
+    print(f"booted and seen in {time.monotonic() - started:.1f} s")
+
+    # a second viewer (another user with the role) attaches: the replay shows the boot
+    two = login(browser, "root-admin", "adminpw")
+    two.goto(f"/ui/instances/{NAME}/console")
+    expect(two.locator("#console-state")).to_have_attribute("data-state", "connected")
+    wait_terminal(two, "HERD_GUEST_READY", timeout=20)
+
+    one.click("#console")
+    one.keyboard.type("echo sum=$((40+2))\n")
+    for page in (one, two):
+        wait_terminal(page, "sum=42", timeout=30)
+    two.fill("#paste", "echo pasted=$((6*7))\n")
+    two.click("#paste-send")
+    for page in (one, two):
+        wait_terminal(page, "pasted=42", timeout=30)
+    screenshot(one, "console")
+
+    # tickets: one tried on another console is used up; one used once is gone
+    csrf = one.get_attribute("#console", "data-csrf")
+    base = f"/ui/instances/{NAME}/console"
+    results = one.evaluate(TRY_TICKETS, [f"{base}/ticket", csrf, f"{base}/ws/serial",
+                                         "/ui/instances/other.example.com/console/ws/serial"])
+    assert results[0] == "closed 4403 the console ticket is for another console", results
+    assert results[1] == "closed 4403 unknown or already used console ticket", results
+    assert results[2] == "ok", results
+    assert results[3] == "closed 4403 unknown or already used console ticket", results
+    tickets = results[4:]
+
+    # a viewer sees the instance but gets no console and no ticket
+    watcher = login(browser, "watcher", "watchpw")
+    watcher.goto(f"/ui/instances/{NAME}")
+    expect(watcher.locator("#state")).to_have_text("running")
+    assert watcher.query_selector("#open-console") is None
+    csrf_w = watcher.get_attribute("form.logout input[name=csrf]", "value")
+    status, body = watcher.evaluate(ASK_TICKET, [f"{base}/ticket", csrf_w])
+    assert status == 403 and "ticket" not in body, (status, body)
+    watcher.goto(base)
+    assert "You may not open the console" in watcher.inner_text("#error")
+
+    # the graphical console: noVNC completes the RFB handshake with QEMU's VNC server
+    two.goto(f"/ui/instances/{NAME}")
+    two.click("#open-vnc")
+    expect(two.locator("#screen")).to_have_attribute("data-rfb", "connected")
+    expect(two.locator("#screen canvas")).to_have_count(1)
+    expect(two.locator("#console-state")).to_have_attribute("data-state", "connected")
+    screenshot(two, "vnc")
+    for page in (one, two, watcher):
+        page.context.close()
+    # tickets are secrets: the daemons log who opened which console, never a ticket
+    logs = "\n".join(p.read_text(errors="replace")
+                     for p in cluster.paths.log_dir.rglob("*") if p.is_file())
+    assert "console of" in logs and not any(t in logs for t in tickets)
+    print(f"console test took {time.monotonic() - started:.1f} s after the cluster was up")
