@@ -8,7 +8,7 @@ from typing import Any
 from herd.objects.base import ConfigObject
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class NodeGroup(ConfigObject):
     name: str = "default"
     alloc_policy: str = "preferred"
@@ -21,7 +21,7 @@ class NodeGroup(ConfigObject):
     tags: list[str] = dataclasses.field(default_factory=list)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Node(ConfigObject):
     name: str = ""
     primary_ip: str = ""
