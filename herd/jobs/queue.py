@@ -15,12 +15,16 @@ inputs and results are the cluster's business only.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import json
 import logging
 import os
 import shlex
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -239,11 +243,28 @@ def job_record(job: Job) -> dict[str, Any]:
             "ops": [op.__dict__ for op in job.ops]}
 
 
+def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``method`` holding the queue's write lock: the writer thread and the event loop
+    share the writing connection, and a transaction must not interleave with another."""
+    @functools.wraps(method)
+    def locked(self: JobQueue, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class JobQueue:
     """SQLite-backed storage of jobs. Only masterd writes it.
 
     ``had_history`` says that the cluster has been in use (its config changed since init), so
     that an empty queue file is recognised as truncated even without the marker file.
+
+    Each commit waits for an fsync (synchronous=FULL: 2-3 ms on the lab disks, more on a busy
+    one), several per job. masterd's job path therefore writes through the ``*_async`` /
+    ``append_log_soon`` methods, which commit on one writer thread, in order, while the event
+    loop serves other clients and jobs; the listener (the etcd copy) is told on the loop once
+    the commit is done. Reads use a second connection (WAL: they see the last commit and never
+    wait for the writer). The plain methods stay for startup, tools and tests.
     """
 
     def __init__(self, path: Path, had_history: bool = False,
@@ -269,12 +290,17 @@ class JobQueue:
             raise JobQueueError(open_error_message(path, exc, self.free_bytes())) from None
         try:
             self._open_checked()
+            self._rdb = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             self._db.close()
             raise JobQueueError(open_error_message(path, exc, self.free_bytes())) from None
         except JobQueueError:
             self._db.close()
             raise
+        self._lock = threading.RLock()
+        #: the one thread that commits for the async methods (in submission order)
+        self._writer = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="job-queue-writer")
         if not marker.exists():
             marker.write_text("a job queue exists beside this file since "
                               f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -297,7 +323,13 @@ class JobQueue:
         db.executescript(_SCHEMA)
 
     def close(self) -> None:
-        self._db.close()
+        self._writer.shutdown(wait=True)
+        with self._lock:
+            self._db.close()
+        self._rdb.close()
+
+    async def _in_writer(self, func: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, func, *args)
 
     # -- writes -------------------------------------------------------------------------------
     def free_bytes(self) -> int:
@@ -314,10 +346,29 @@ class JobQueue:
         still refuse the job). ``job_id``: the id to use (from the cluster's counter,
         herd.jobs.ids); by default the queue numbers jobs itself.
         """
+        job_id = self._insert(json.dumps([OpState(input=op).__dict__ for op in ops]),
+                              priority, before_commit, job_id)
+        self._tell_stored(job_id)
+        return job_id
+
+    async def submit_async(self, ops: list[dict[str, Any]], priority: int = 0,
+                           job_id: int | None = None) -> int:
+        """:meth:`submit`, committed on the writer thread (see the class doc)."""
+        states = json.dumps([OpState(input=op).__dict__ for op in ops])
+        job_id = await self._in_writer(self._insert, states, priority, None, job_id)
+        self._tell_stored(job_id)
+        return int(job_id)
+
+    def _tell_stored(self, job_id: int) -> None:
+        if self.listener is not None:
+            self.listener.job_stored(job_record(self.get(job_id, with_log=False)))
+
+    @_serialized
+    def _insert(self, states: str, priority: int,
+                before_commit: Callable[[int], None] | None, job_id: int | None) -> int:
         problem = space_problem(self.path, self.free_bytes(), self.reserve)
         if problem:
             raise JobQueueError(problem)
-        states = json.dumps([OpState(input=op).__dict__ for op in ops])
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -334,8 +385,6 @@ class JobQueue:
                 raise
         except sqlite3.Error as exc:
             raise JobQueueError(write_error_message(self.path, exc)) from None
-        if self.listener is not None:
-            self.listener.job_stored(job_record(self.get(job_id, with_log=False)))
         return job_id
 
     def _rollback(self) -> None:
@@ -345,6 +394,7 @@ class JobQueue:
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
 
+    @_serialized
     def redact(self, fields: Iterable[str], redact_input: Callable[[dict[str, Any]],
                                                                    dict[str, Any]]) -> int:
         """Rewrite stored opcode inputs that still hold a value of a secret field (jobs
@@ -379,14 +429,58 @@ class JobQueue:
         return changed
 
     def save(self, job: Job) -> None:
-        self._db.execute(
-            "UPDATE jobs SET status=?, start_ts=?, end_ts=?, archived=?, ops=? WHERE id=?",
-            (job.status, job.start_ts, job.end_ts, int(job.archived),
-             json.dumps([op.__dict__ for op in job.ops], default=str), job.id))
+        self._update(_row(job))
+        self._tell_saved(job)
+
+    async def save_async(self, job: Job) -> None:
+        """:meth:`save`, committed on the writer thread. The row is encoded here, on the
+        caller's thread, as the job goes on changing meanwhile."""
+        await self._in_writer(self._update, _row(job))
+        self._tell_saved(job)
+
+    def _tell_saved(self, job: Job) -> None:
         if self.listener is not None:
             self.listener.job_stored(json.loads(json.dumps(job_record(job), default=str)))
 
+    @_serialized
+    def _update(self, row: tuple[Any, ...]) -> None:
+        self._db.execute(
+            "UPDATE jobs SET status=?, start_ts=?, end_ts=?, archived=?, ops=? WHERE id=?", row)
+
     def append_log(self, job_id: int, op_index: int, kind: str, message: str) -> int:
+        serial, now = self._insert_log(job_id, op_index, kind, message)
+        if self.listener is not None:
+            self.listener.log_added(job_id, (serial, op_index, now, kind, message))
+        return serial
+
+    def append_log_soon(self, job_id: int, op_index: int, kind: str, message: str,
+                        then: Callable[[], None]) -> None:
+        """:meth:`append_log` on the writer thread (after every write asked before it);
+        ``then`` runs on the event loop once the entry is committed. Called off the loop
+        (a thread of a logical unit), it writes at once as :meth:`append_log` does."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.append_log(job_id, op_index, kind, message)
+            then()
+            return
+        future = loop.run_in_executor(self._writer, self._insert_log, job_id, op_index, kind,
+                                      message)
+
+        def done(fut: asyncio.Future[tuple[int, float]]) -> None:
+            if fut.cancelled() or fut.exception() is not None:
+                log.error("job %s: could not record a log line (%s): %s", job_id,
+                          fut.exception() if not fut.cancelled() else "canceled", message)
+                return
+            serial, now = fut.result()
+            if self.listener is not None:
+                self.listener.log_added(job_id, (serial, op_index, now, kind, message))
+            then()
+        future.add_done_callback(done)
+
+    @_serialized
+    def _insert_log(self, job_id: int, op_index: int, kind: str,
+                    message: str) -> tuple[int, float]:
         with self._db:
             row = self._db.execute(
                 "SELECT COALESCE(MAX(serial), 0) FROM log WHERE job_id=?", (job_id,)).fetchone()
@@ -395,10 +489,13 @@ class JobQueue:
                 "INSERT INTO log (job_id, serial, op_index, ts, type, message) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (job_id, serial, op_index, now := time.time(), kind, message))
-        if self.listener is not None:
-            self.listener.log_added(job_id, (serial, op_index, now, kind, message))
-        return serial
+        return serial, now
 
+    async def drain(self) -> None:
+        """Wait until every write asked so far is committed."""
+        await self._in_writer(lambda: None)
+
+    @_serialized
     def archive(self, job_id: int) -> bool:
         cur = self._db.execute(
             "UPDATE jobs SET archived=1 WHERE id=? AND status IN (?, ?, ?)",
@@ -407,6 +504,7 @@ class JobQueue:
             self.listener.jobs_archived([job_id])
         return cur.rowcount > 0
 
+    @_serialized
     def archive_older_than(self, age: float) -> int:
         where = "archived=0 AND end_ts < ? AND status IN (?, ?, ?)"
         args = (time.time() - age, *FINAL_STATES)
@@ -419,6 +517,7 @@ class JobQueue:
             self.listener.jobs_archived(ids)
         return cur.rowcount
 
+    @_serialized
     def purge_archived_older_than(self, age: float) -> int:
         """Delete archived jobs that ended more than ``age`` seconds ago, with their logs
         (herd-cleaner; Ganeti's cleaner drops its queue archive after 21 days). Their ids are
@@ -434,6 +533,7 @@ class JobQueue:
                 self._db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", chunk)
         return len(ids)
 
+    @_serialized
     def import_job(self, record: dict[str, Any],
                    log: list[tuple[int, int, float, str, str]]) -> None:
         """Take a job as the cluster's copy has it (a new master, herd.jobs.replica): it
@@ -452,8 +552,9 @@ class JobQueue:
 
     def current_ids(self) -> list[int]:
         """Ids of the jobs not archived."""
-        return [r[0] for r in self._db.execute("SELECT id FROM jobs WHERE archived=0")]
+        return [r[0] for r in self._rdb.execute("SELECT id FROM jobs WHERE archived=0")]
 
+    @_serialized
     def set_archived(self, job_ids: list[int]) -> None:
         """Mark jobs archived without telling the listener (history the cluster's copy does
         not hold)."""
@@ -464,7 +565,7 @@ class JobQueue:
 
     # -- reads --------------------------------------------------------------------------------
     def get(self, job_id: int, with_log: bool = True) -> Job:
-        row = self._db.execute(
+        row = self._rdb.execute(
             "SELECT id, status, priority, received_ts, start_ts, end_ts, archived, ops "
             "FROM jobs WHERE id=?", (job_id,)).fetchone()
         if row is None:
@@ -475,17 +576,17 @@ class JobQueue:
         return job
 
     def log_since(self, job_id: int, serial: int) -> list[tuple[int, int, float, str, str]]:
-        return [tuple(r) for r in self._db.execute(  # type: ignore[misc]
+        return [tuple(r) for r in self._rdb.execute(  # type: ignore[misc]
             "SELECT serial, op_index, ts, type, message FROM log "
             "WHERE job_id=? AND serial>? ORDER BY serial", (job_id, serial))]
 
     def has_job(self, job_id: int) -> bool:
-        return self._db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() \
+        return self._rdb.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() \
             is not None
 
     def max_id(self) -> int:
         """The highest job id this queue holds (archived ones too); 0 when empty."""
-        row = self._db.execute("SELECT MAX(id) FROM jobs").fetchone()
+        row = self._rdb.execute("SELECT MAX(id) FROM jobs").fetchone()
         return int(row[0] or 0)
 
     def list(self, ids: list[int] | None = None, include_archived: bool = False) -> list[Job]:
@@ -501,14 +602,20 @@ class JobQueue:
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
         query += " ORDER BY id"
-        return [_job_from_row(r) for r in self._db.execute(query, args)]
+        return [_job_from_row(r) for r in self._rdb.execute(query, args)]
 
     def pending(self) -> list[Job]:
-        rows = self._db.execute(
+        rows = self._rdb.execute(
             "SELECT id, status, priority, received_ts, start_ts, end_ts, archived, ops "
             f"FROM jobs WHERE status IN ({','.join('?' * len(PENDING_STATES))}) ORDER BY id",
             PENDING_STATES)
         return [_job_from_row(r) for r in rows]
+
+
+def _row(job: Job) -> tuple[Any, ...]:
+    """The UPDATE parameters of ``job`` (its state now)."""
+    return (job.status, job.start_ts, job.end_ts, int(job.archived),
+            json.dumps([op.__dict__ for op in job.ops], default=str), job.id)
 
 
 def _job_from_row(row: tuple[Any, ...]) -> Job:
