@@ -299,16 +299,34 @@ def under_list_load(size: int, samples: int) -> float:
             run("gnt-instance", "list")
             lists[0] += 1
 
-    threads = [threading.Thread(target=lister) for _ in range(4)]
+    problems: list[str] = []
+
+    def guarded() -> None:
+        try:
+            lister()
+        except RuntimeError as exc:
+            problems.append(str(exc))
+
+    threads = [threading.Thread(target=guarded) for _ in range(4)]
     for thread in threads:
         thread.start()
     time.sleep(0.5)
     try:
         return timed(("gnt-debug", "delay", "0"), samples)
+    except RuntimeError as exc:
+        problems.append(str(exc))
+        return float("nan")
     finally:
         stop.set()
         for thread in threads:
             thread.join()
+        if problems:
+            log(f"under list load: {problems[0][:300]}")
+            UNDER_LOAD_PROBLEMS.extend(problems)
+
+
+#: Failures while 4 clients listed (masterd losing its role under load is a finding).
+UNDER_LOAD_PROBLEMS: list[str] = []
 
 
 def measure(size: int, quick: bool) -> dict[str, Any]:
@@ -321,6 +339,7 @@ def measure(size: int, quick: bool) -> dict[str, Any]:
     out["list_name_status_s"] = timed(("gnt-instance", "list", "-o", "name,status"), reps)
     out["query_s"] = master_query()
     out["node_list_s"] = timed(("gnt-node", "list"), reps)
+    out["help_s"] = timed(("gnt-instance", "list", "--help"), 5)
     rapi = Rapi()
     rapi.get("/2/instances?bulk=1")  # warm: the connection and the first answer
     bulk, names = [], []
@@ -353,6 +372,9 @@ def measure(size: int, quick: bool) -> dict[str, Any]:
         "tags": [f"load:{n}:{d}"]})
     out["idle_job_s"] = timed(("gnt-debug", "delay", "0"), 5)
     out["job_under_lists_s"] = under_list_load(size, 5)
+    out["under_load_problems"] = UNDER_LOAD_PROBLEMS[:3]
+    if UNDER_LOAD_PROBLEMS:
+        return out  # masterd is gone: nothing more to measure here
     out["rss_after"] = rss_all()
     out["load_avg_after"] = os.getloadavg()[0]
     return out
@@ -390,6 +412,9 @@ def bench_nodes(nodes: int, sizes: list[int], quick: bool) -> list[dict[str, Any
             result = dict(json.loads(proc.stdout), nodes=nodes, empty_rss=rest, **filled)
             log(f"  {json.dumps(result)}")
             results.append(result)
+            if result.get("under_load_problems"):
+                log(f"{nodes} node(s): masterd failed under list load at {size}; stopping")
+                break
     return results
 
 
@@ -407,6 +432,7 @@ ROWS: list[tuple[str, str, str, float]] = [
     ("masterd start with the config", "masterd_start_s", "s", 1),
     ("gnt-cluster verify", "verify_s", "s", 1),
     ("gnt-instance add (diskless, no start)", "add_s", "s", 1),
+    ("gnt-instance list --help", "help_s", "s", 1),
     ("trivial job via CLI (idle)", "trivial_job_s", "s", 1),
     ("config-changing job via CLI (add-tags)", "config_job_s", "s", 1),
     ("trivial job while 4 clients list", "job_under_lists_s", "s", 1),
@@ -446,11 +472,15 @@ def report(results: list[dict[str, Any]]) -> None:
             print(f"{label:42}{cells}{before:>22}{ganeti:>10}")
         for label, key in (("trivial jobs/s, 16 submitters", "trivial_16"),
                            ("add-tags jobs/s, 16 submitters", "tags_16")):
-            cells = "".join(f"{r[key]['jobs_per_s']:>12.1f}" for r in mine)
+            cells = "".join(f"{r.get(key, {}).get('jobs_per_s', float('nan')):>12.1f}"
+                            for r in mine)
             ganeti = GANETI["jobs_per_s"] if key == "trivial_16" else ""
             print(f"{label:42}{cells}{'':>22}{ganeti:>10}")
         ratio = "".join(f"{r['job_under_lists_s'] / r['idle_job_s']:>12.2f}" for r in mine)
         print(f"{'job latency under lists / idle':42}{ratio}{'goal < 2':>22}")
+        for r in mine:
+            for problem in r.get("under_load_problems", []):
+                print(f"at {r['size']:,}, while 4 clients listed: {problem[:200]}")
         empty = mine[0]["empty_rss"]
         print(f"RSS with no instances: masterd {empty['masterd']:.1f}, rapi "
               f"{empty['rapi']:.1f}, noded {empty['noded']:.1f}, etcd {empty['etcd']:.1f} MiB "

@@ -32,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 
 from herd import errors
 from herd.objects import access
-from herd.objects.access import Principal, Target
+from herd.objects.access import Principal, Target, instance_target
 from herd.rapi.auth import UsersFile, check_password
 from herd.rapi.throttle import LoginThrottle
 from herd.web import listing
@@ -59,11 +59,6 @@ INSTANCE_ACTIONS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "stop": ("power", {"OP_ID": "OP_INSTANCE_SHUTDOWN"}, True),
     "reboot": ("power", {"OP_ID": "OP_INSTANCE_REBOOT", "reboot_type": "hard"}, True),
 }
-
-
-def instance_target(row: dict[str, Any]) -> Target:
-    return Target(group=row.get("pnode.group") or None, instance=row["name"],
-                  tags=tuple(row.get("tags") or ()), uuid=row.get("uuid"))
 
 
 def origin_user(job: dict[str, Any]) -> str | None:
