@@ -33,7 +33,7 @@ from herd.daemons import util as daemon_util
 from herd.daemons.common import add_log_file, install_stop_handlers, pid_file, setup_logging
 from herd.etcd import maintenance as etcd_maintenance
 from herd.etcd.client import EtcdClient, EtcdError
-from herd.etcd.election import MasterLease
+from herd.etcd.election import KeeperThread, MasterLease
 from herd.etcd.members import client_urls_from_facts
 from herd.jobs import audit
 from herd.jobs.executor import JobExecutor
@@ -161,7 +161,7 @@ class MasterDaemon:
         self._clients: set[asyncio.Task[None]] = set()
         self._inflight = 0
         #: renews the master lease (herd.etcd.election), from the election on
-        self._keeper: asyncio.Task[None] | None = None
+        self._keeper: KeeperThread | None = None
         self.handlers: dict[str, Handler] = {
             "ping": self.h_ping,
             "submit_job": self.h_submit_job,
@@ -439,7 +439,10 @@ class MasterDaemon:
                 write_facts_dict(self.paths, facts)
             raise NotMaster(f"{holder} holds the master role; not starting masterd on {me}")
         # renew from now on: loading a big config takes seconds, longer than the lease
-        self._keeper = asyncio.get_running_loop().create_task(self.lease.keep(self.lose_role))
+        # (from a thread of its own: this loop may be busy with a long answer for seconds)
+        self._keeper = KeeperThread(self.lease, lambda: EtcdClient.for_node(self.paths, urls),
+                                    self.lose_role)
+        self._keeper.start()
         try:
             store = await EtcdConfigStore.load(self.etcd, self.lease.guard)
         except NotImported:
@@ -567,6 +570,7 @@ class MasterDaemon:
         log.info("masterd stopping")
         maintenance.cancel()
         keeper.cancel()
+        await asyncio.to_thread(keeper.join, 2.0)
         # requests being answered (a submit told that the role was lost) get their answer
         deadline = time.monotonic() + 2.0
         while self._inflight and time.monotonic() < deadline:
