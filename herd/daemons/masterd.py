@@ -111,6 +111,18 @@ class NotMaster(errors.OpPrereqError):
     code = "NotMaster"
 
 
+def release_free_memory() -> None:
+    """Give the kernel back the heap the config load freed (etcd's answer, the parsed
+    document: about 30 MiB of a 20,000-instance load that the C allocator would otherwise
+    keep as masterd's RSS for its whole life). glibc only; elsewhere nothing happens."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 #: Answers with more rows than this are encoded off the event loop (see encode_answer).
 BIG_ANSWER_ROWS = 500
 
@@ -479,6 +491,7 @@ class MasterDaemon:
         # scanning its objects again and again (at 20,000 instances each full collection
         # stalled the event loop for a noticeable time); refcounting still frees them
         gc.freeze()
+        release_free_memory()
 
     def attach(self, store: Any) -> None:
         """Serve ``store`` (an EtcdConfigStore; tests give a file-backed ConfigStore)."""
