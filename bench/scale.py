@@ -192,9 +192,20 @@ def rss_all() -> dict[str, float]:
     from herd.fileutil import read_pid
 
     p = paths.current()
-    out = {d: rss_mib(read_pid(p.pid_file(d))) for d in ("masterd", "rapi", "noded", "etcd")}
+    pids = {d: read_pid(p.pid_file(d)) for d in ("masterd", "rapi", "noded", "etcd")}
+    out: dict[str, Any] = {d: rss_mib(pid) for d, pid in pids.items()}
     out["herd_total"] = out["masterd"] + out["rapi"] + out["noded"]
+    # the big native libraries a daemon should not keep resident at rest
+    out["loaded"] = {d: sorted(lib for lib in ("cryptography", "markupsafe")
+                               if lib in _maps(pids[d])) for d in ("masterd", "rapi", "noded")}
     return out
+
+
+def _maps(pid: int | None) -> str:
+    try:
+        return Path(f"/proc/{pid}/maps").read_text() if pid else ""
+    except OSError:
+        return ""
 
 
 def config_load(size: int) -> dict[str, float]:
@@ -481,6 +492,9 @@ def report(results: list[dict[str, Any]]) -> None:
         for r in mine:
             for problem in r.get("under_load_problems", []):
                 print(f"at {r['size']:,}, while 4 clients listed: {problem[:200]}")
+        for r in mine:
+            print(f"at {r['size']:,}: native libraries resident: {r['rss_rest'].get('loaded')}"
+                  f" at rest, {r.get('rss_after', {}).get('loaded')} after the measures")
         empty = mine[0]["empty_rss"]
         print(f"RSS with no instances: masterd {empty['masterd']:.1f}, rapi "
               f"{empty['rapi']:.1f}, noded {empty['noded']:.1f}, etcd {empty['etcd']:.1f} MiB "
