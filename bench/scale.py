@@ -369,7 +369,7 @@ def measure(size: int, quick: bool) -> dict[str, Any]:
     extra = f"bench-add-{size}.example.com"
     out["add_s"] = run("gnt-instance", "add", "-t", "diskless", "-o", "busybox+default",
                        "--no-install", "--no-start", "--no-name-check", "--no-ip-check",
-                       "-H", "fake", "-B", "memory=32M", extra)
+                       "-H", "fake", "-B", "memory=128M", extra)
     run("gnt-instance", "remove", "-f", extra)
     out["trivial_job_s"] = timed(("gnt-debug", "delay", "0"), 5)
     out["config_job_s"] = median([run("gnt-instance", "add-tags", NAME.format(n % size),
