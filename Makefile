@@ -44,6 +44,7 @@ bench: bootstrap
 	$(PY) bench/jobs.py
 	$(PY) bench/config_save.py
 	$(PY) bench/failover.py
+	$(PY) bench/scale.py --quick
 
 clean: demo-clean
 	rm -rf $(VENV) build

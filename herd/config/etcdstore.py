@@ -95,8 +95,12 @@ class EtcdConfigStore:
     @classmethod
     async def load(cls, client: EtcdClient, guard: Guard) -> EtcdConfigStore:
         result = await client.range(layout.PREFIX, prefix=True)
-        texts = {kv.key.decode(): kv.value.decode() for kv in result.kvs}
-        revs = {kv.key.decode(): kv.mod_revision for kv in result.kvs}
+        texts: dict[str, str] = {}
+        revs: dict[str, int] = {}
+        for kv in result.kvs:  # one str per key for both maps (20,000 keys at a time)
+            key = kv.key.decode()
+            texts[key], revs[key] = kv.value.decode(), kv.mod_revision
+        del result
         if layout.META_KEY not in texts or layout.CLUSTER_KEY not in texts:
             raise NotImported("etcd holds no cluster configuration yet")
         meta = json.loads(texts.pop(layout.META_KEY))

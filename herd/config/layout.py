@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from herd.objects import ConfigData
+from herd.objects.base import gc_paused
 
 PREFIX = "/herd/config/"
 CLUSTER_KEY = PREFIX + "cluster"
@@ -225,14 +226,16 @@ def assemble(texts: Mapping[str, str], revision: int) -> ConfigData:
     """The config from the stored texts, checked as config.data is (herd.config.shape)."""
     from herd.config.shape import config_problem
 
-    doc = assemble_document(texts, revision)
-    problem = config_problem(doc)
-    if problem is None:
-        try:
-            return ConfigData.from_dict(doc)
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            problem = f"{type(exc).__name__}: {exc}"
+    with gc_paused():
+        doc = assemble_document(texts, revision)
+        problem = config_problem(doc)
+        if problem is None:
+            try:
+                return ConfigData.from_dict(doc)
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
     raise DamagedConfig(problem)
+
 
 
 def batches(change: Change, size: int = MAX_TXN_OPS) -> list[Change]:

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,13 +109,72 @@ def object_problem(where: str, data: Any, cls: type[ConfigObject]) -> str | None
     return None
 
 
+
+Check = Callable[[Any], bool]
+
+
+def _compile(hint: Any) -> Check | None:
+    """A fast yes/no check equivalent to :func:`_value_problem` for ``hint`` (None: every
+    value passes). Built once per field: interpreting type hints per value cost 1.2 s of a
+    20,000-instance load; the messages still come from :func:`_value_problem`, which runs
+    only on a document that fails."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        alternatives = [_compile(arg) for arg in typing.get_args(hint)]
+        if any(alt is None for alt in alternatives):
+            return None
+        return lambda v: any(alt(v) for alt in alternatives)  # type: ignore[misc]
+    if origin is list:
+        (inner,) = typing.get_args(hint) or (Any,)
+        item = _compile(inner)
+        if item is None:
+            return lambda v: isinstance(v, list)
+        return lambda v: isinstance(v, list) and all(item(x) for x in v)
+    if isinstance(hint, type) and issubclass(hint, ConfigObject):
+        return _object_check(hint)
+    return _SCALARS.get(origin or hint)
+
+
+_SCALARS: dict[Any, Check] = {
+    dict: lambda v: isinstance(v, dict),
+    bool: lambda v: isinstance(v, bool),
+    int: lambda v: (isinstance(v, int) and not isinstance(v, bool))
+    or (isinstance(v, float) and v.is_integer()),
+    float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    str: lambda v: v is None or isinstance(v, str),
+    type(None): lambda v: v is None,
+}
+
+
+@functools.cache
+def _object_check(cls: type[ConfigObject]) -> Check:
+    """Whether a value is a well-shaped JSON form of ``cls`` (see :func:`_compile`)."""
+    hints = type_hints(cls)
+    checks = [(f.name, check) for f in _fields(cls)
+              if (check := _compile(hints[f.name])) is not None]
+
+    def ok(data: Any) -> bool:
+        return isinstance(data, dict) and all(
+            check(data[name]) for name, check in checks if name in data)
+    return ok
+
+
+def _problem_of(where: str, data: Any, cls: type[ConfigObject]) -> str | None:
+    """:func:`object_problem`, through the compiled check first (the common case: fine)."""
+    if _object_check(cls)(data):
+        return None
+    return object_problem(where, data, cls) or f"{where} is not a valid {cls.__name__}"
+
+
 def config_problem(raw: Any) -> str | None:
     """Pure: the first thing wrong with a parsed configuration document, or None."""
     if not isinstance(raw, dict):
         return f"the document is {_kind(raw)}, expected a mapping"
     if "cluster" not in raw:
         return "'cluster' is missing"
-    problem = object_problem("cluster", raw["cluster"], Cluster)
+    problem = _problem_of("cluster", raw["cluster"], Cluster)
     if problem:
         return problem
     for key in ("serial_no", "version"):
@@ -128,7 +188,7 @@ def config_problem(raw: Any) -> str | None:
         if not isinstance(objects, dict):
             return f"'{key}' is {_kind(objects)}, expected a mapping of uuid to object"
         for uuid, data in objects.items():
-            problem = object_problem(f"{key}[{uuid}]", data, cls)
+            problem = _problem_of(f"{key}[{uuid}]", data, cls)
             if problem:
                 return problem
     return _reference_problem(raw)

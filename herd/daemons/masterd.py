@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
+import gc
 import logging
 import os
 import pwd
@@ -32,7 +33,7 @@ from herd.daemons import util as daemon_util
 from herd.daemons.common import add_log_file, install_stop_handlers, pid_file, setup_logging
 from herd.etcd import maintenance as etcd_maintenance
 from herd.etcd.client import EtcdClient, EtcdError
-from herd.etcd.election import MasterLease
+from herd.etcd.election import KeeperThread, MasterLease
 from herd.etcd.members import client_urls_from_facts
 from herd.jobs import audit
 from herd.jobs.executor import JobExecutor
@@ -103,18 +104,6 @@ def origin_for(peer: tuple[int, int] | None, on_behalf: dict[str, Any] | None) -
 Handler = Callable[..., Awaitable[Any]]
 
 
-#: Answers with more rows than this are JSON-encoded in a worker thread: encoding 20,000
-#: instance rows takes long enough to delay every job step and lease renewal on the loop.
-ENCODE_IN_THREAD_ROWS = 200
-
-
-async def encode_answer(answer: dict[str, Any]) -> bytes:
-    result = answer.get("result")
-    if isinstance(result, list | dict) and len(result) > ENCODE_IN_THREAD_ROWS:
-        return await asyncio.to_thread(proto.encode, answer)
-    return proto.encode(answer)
-
-
 def _field_names(fields: Any) -> list[str] | None:
     """A query's ``fields`` argument: None (every field) or a list of names."""
     if fields is None:
@@ -132,6 +121,38 @@ SUBMIT_FLUSH_WAIT = 20.0
 
 class NotMaster(errors.OpPrereqError):
     code = "NotMaster"
+
+
+def release_free_memory() -> None:
+    """Give the kernel back the heap the config load freed (etcd's answer, the parsed
+    document: about 30 MiB of a 20,000-instance load that the C allocator would otherwise
+    keep as masterd's RSS for its whole life). glibc only; elsewhere nothing happens."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+#: Answers with more rows than this are encoded off the event loop (see encode_answer).
+BIG_ANSWER_ROWS = 500
+
+
+async def encode_answer(answer: dict[str, Any]) -> bytes:
+    """The answer's line. A long list (every instance of a big cluster) is encoded on a
+    worker thread, in pieces, so that the event loop, which runs the jobs and renews the
+    master lease, is never held for the whole encoding: at 20,000 instances four clients
+    listing in a loop kept it busy past the lease's margin and masterd gave up the role. A
+    row changed by a job meanwhile (rows may share dicts with the config) makes the thread's
+    json.dumps fail: then it is encoded here, at once."""
+    result = answer.get("result")
+    if isinstance(result, list) and len(result) > BIG_ANSWER_ROWS:
+        try:
+            return await asyncio.to_thread(proto.encode_in_pieces, answer)
+        except RuntimeError:  # "dictionary changed size during iteration"
+            pass
+    return proto.encode(answer)
 
 
 class MasterDaemon:
@@ -164,7 +185,7 @@ class MasterDaemon:
         self._clients: set[asyncio.Task[None]] = set()
         self._inflight = 0
         #: renews the master lease (herd.etcd.election), from the election on
-        self._keeper: asyncio.Task[None] | None = None
+        self._keeper: KeeperThread | None = None
         self.handlers: dict[str, Handler] = {
             "ping": self.h_ping,
             "submit_job": self.h_submit_job,
@@ -531,7 +552,10 @@ class MasterDaemon:
                 write_facts_dict(self.paths, facts)
             raise NotMaster(f"{holder} holds the master role; not starting masterd on {me}")
         # renew from now on: loading a big config takes seconds, longer than the lease
-        self._keeper = asyncio.get_running_loop().create_task(self.lease.keep(self.lose_role))
+        # (from a thread of its own: this loop may be busy with a long answer for seconds)
+        self._keeper = KeeperThread(self.lease, lambda: EtcdClient.for_node(self.paths, urls),
+                                    self.lose_role)
+        self._keeper.start()
         try:
             store = await EtcdConfigStore.load(self.etcd, self.lease.guard)
         except NotImported:
@@ -564,6 +588,11 @@ class MasterDaemon:
             cfg.cluster.touch()
             await store.save()
         self.attach(store)
+        # the config just loaded lives as long as masterd: keep the cyclic collector from
+        # scanning its objects again and again (at 20,000 instances each full collection
+        # stalled the event loop for a noticeable time); refcounting still frees them
+        gc.freeze()
+        release_free_memory()
 
     def attach(self, store: Any) -> None:
         """Serve ``store`` (an EtcdConfigStore; tests give a file-backed ConfigStore)."""
@@ -656,6 +685,7 @@ class MasterDaemon:
         log.info("masterd stopping")
         maintenance.cancel()
         keeper.cancel()
+        await asyncio.to_thread(keeper.join, 2.0)
         # requests being answered (a submit told that the role was lost) get their answer
         deadline = time.monotonic() + 2.0
         while self._inflight and time.monotonic() < deadline:

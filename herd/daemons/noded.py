@@ -15,7 +15,6 @@ from herd.node.etcd_member import EtcdSupervisor, stop_stale_member
 from herd.node.master_watch import MasterWatch
 from herd.node.service import NodeService
 from herd.objects.cluster import NODED_PORT
-from herd.rpc.join import build_join_app, ensure_join_material
 from herd.rpc.server import build_app, uvicorn_tls_options
 from herd.storage.mirror.watchdog import LinkWatchdog
 
@@ -62,7 +61,10 @@ async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
         app = build_app(service)
         tls_args: dict[str, object] = uvicorn_tls_options(p)  # nodes only, see the module
     else:
-        # not in a cluster yet: wait to be joined (see herd.rpc.join)
+        # not in a cluster yet: wait to be joined (see herd.rpc.join; imported only here: it
+        # needs cryptography, about 9 MiB that a node of a cluster does not keep resident)
+        from herd.rpc.join import build_join_app, ensure_join_material
+
         ensure_join_material(p)
         stop_stale_member(p)
         app = build_join_app(p)

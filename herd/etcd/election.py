@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -224,6 +225,70 @@ class MasterLease:
         await self._revoke_quietly(term.lease)
         if self.state_file is not None:
             self.state_file.unlink(missing_ok=True)
+
+
+class KeeperThread:
+    """Renews a held term from a thread of its own, with its own event loop and etcd client.
+
+    masterd's event loop runs the jobs and answers every client; a long answer (every row of
+    20,000 instances, for four clients at once) kept it busy for seconds, the renewals waited
+    behind it, and masterd gave the role up although nothing was wrong. Renewed from here, the
+    lease lives as long as etcd confirms it, whatever the loop does (the interpreter switches
+    threads every few milliseconds). The rules do not change: :meth:`MasterLease.keep` runs
+    here on a copy of the term, and a loss is handed to ``on_lost`` on masterd's loop; every
+    write still carries :meth:`MasterLease.guard`.
+    """
+
+    def __init__(self, lease: MasterLease, make_client: Callable[[], EtcdClient],
+                 on_lost: Callable[[str], Awaitable[None]]) -> None:
+        if lease.term is None:
+            raise RuntimeError("not the master: no term to keep")
+        self.lease = lease
+        self._make_client = make_client
+        self._on_lost = on_lost
+        self._main: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._run, name="master-lease", daemon=True)
+        self._cancelled = threading.Event()
+
+    def start(self) -> None:
+        self._main = asyncio.get_running_loop()
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Stop renewing (masterd stops); the lease then runs out unless a restart adopts it."""
+        self._cancelled.set()
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # its loop already ended
+                loop.call_soon_threadsafe(task.cancel)
+
+    def join(self, timeout: float = 5.0) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            asyncio.run(self._keep())
+
+    async def _keep(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()  # type: ignore[assignment]
+        if self._cancelled.is_set():
+            return
+        client = self._make_client()
+        mirror = MasterLease(client, self.lease.node, ttl=self.lease.ttl,
+                             own_client_url=self.lease.own_client_url)
+        mirror.term, mirror._last_ok = self.lease.term, self.lease._last_ok
+        try:
+            await mirror.keep(self._lost)
+        finally:
+            await client.close()
+
+    async def _lost(self, reason: str) -> None:
+        if self._main is not None and not self._cancelled.is_set():
+            asyncio.run_coroutine_threadsafe(self._on_lost(reason), self._main)
 
 
 async def revoke_saved_term(client: EtcdClient, state_file: Path) -> bool:

@@ -125,7 +125,12 @@ class JobExecutor:
         job_id = await next_id()
         while self.queue.has_job(job_id):  # a queue from before the counter: skip its ids
             job_id = await next_id()
-        return self._store(parsed, job_id)
+        priority, secrets = self._prepare(parsed)
+        # committed on the queue's writer thread: the fsync does not stall the other jobs
+        job_id = await self.queue.submit_async([op.to_dict() for op in parsed], priority,
+                                               job_id=job_id)
+        self._schedule(job_id, secrets)
+        return job_id
 
     @staticmethod
     def validate(ops: list[dict[str, Any]]) -> list[OpCode]:
@@ -135,15 +140,22 @@ class JobExecutor:
         return [opcode_from_dict(op) for op in ops]
 
     def _store(self, parsed: list[OpCode], job_id: int | None) -> int:
-        priority = min(op.priority for op in parsed)
-        # the queue stores the inputs with secrets redacted; the secrets stay in memory
-        secrets = [op.secrets() for op in parsed]
+        priority, secrets = self._prepare(parsed)
         job_id = self.queue.submit([op.to_dict() for op in parsed], priority, job_id=job_id)
-        # scheduled only once the job is committed: a failed submit leaves nothing to run
+        self._schedule(job_id, secrets)
+        return job_id
+
+    @staticmethod
+    def _prepare(parsed: list[OpCode]) -> tuple[int, list[dict[str, Any]]]:
+        """The job's priority and its secrets: the queue stores the inputs with secrets
+        redacted; the secrets stay in memory."""
+        return min(op.priority for op in parsed), [op.secrets() for op in parsed]
+
+    def _schedule(self, job_id: int, secrets: list[dict[str, Any]]) -> None:
+        """Run a committed job (only then: a failed submit leaves nothing to run)."""
         if any(secrets):
             self._secrets[job_id] = secrets
         self._spawn(job_id)
-        return job_id
 
     def cancel(self, job_id: int) -> tuple[bool, str]:
         job = self.queue.get(job_id, with_log=False)
@@ -197,9 +209,11 @@ class JobExecutor:
         if missing:
             raise errors.OpPrereqError(SECRET_LOST_MESSAGE.format(fields=", ".join(missing)))
 
-    def _set_status(self, job: q.Job, status: str) -> None:
+    async def _set_status(self, job: q.Job, status: str) -> None:
+        """Record ``status``, then tell watchers (committed on the queue's writer thread,
+        so the fsync does not stall the event loop that runs the other jobs)."""
         job.status = status
-        self.queue.save(job)
+        await self.queue.save_async(job)
         self._notify(job.id)
         if status in q.FINAL_STATES:
             self._done(job)
@@ -225,10 +239,10 @@ class JobExecutor:
                             rest.status = q.ERROR
                             rest.result = ["OpExecError", ["Job aborted: an earlier opcode failed"]]
                         job.end_ts = time.time()
-                        self._set_status(job, q.ERROR)
+                        await self._set_status(job, q.ERROR)
                         return
                 job.end_ts = time.time()
-                self._set_status(job, q.SUCCESS)
+                await self._set_status(job, q.SUCCESS)
         except asyncio.CancelledError:
             if job_id in self._canceled:
                 now = time.time()
@@ -237,19 +251,21 @@ class JobExecutor:
                         state.status, state.end_ts = q.CANCELED, now
                         state.result = ["JobCanceled", ["Job canceled by request"]]
                 job.end_ts = now
-                self._set_status(job, q.CANCELED)
+                await self._set_status(job, q.CANCELED)
                 self._canceled.discard(job_id)
                 return
             raise
         except Exception:  # a bug in the executor itself: never leave a job hanging
             log.exception("job %s crashed", job_id)
             job.end_ts = time.time()
-            self._set_status(job, q.ERROR)
+            await self._set_status(job, q.ERROR)
 
     async def _run_op(self, job: q.Job, index: int, state: q.OpState, op: OpCode) -> bool:
         def feedback(message: str, kind: str = "message") -> None:
-            self.queue.append_log(job.id, index, kind, message)
-            self._notify(job.id)
+            # committed on the writer thread, in order with the job's status changes;
+            # watchers are woken once it is
+            self.queue.append_log_soon(job.id, index, kind, message,
+                                       lambda: self._notify(job.id))
 
         # the node RPC client and intent records speak of this job (see their modules)
         RPC_FEEDBACK.set(feedback)
@@ -257,7 +273,7 @@ class JobExecutor:
         intents.CURRENT_JOB.set(job.id)
         state.start_ts = time.time()
         state.status = q.WAITING
-        self._set_status(job, q.WAITING)
+        await self._set_status(job, q.WAITING)
         lu = None
         try:
             self._restore_secrets(job.id, index, op)
@@ -270,7 +286,7 @@ class JobExecutor:
                 if job.id in self._canceled:
                     raise asyncio.CancelledError
                 state.status, state.exec_ts = q.RUNNING, time.time()
-                self._set_status(job, q.RUNNING)
+                await self._set_status(job, q.RUNNING)
                 refusal = unsupported.allocator_refusal(op, type(lu))
                 if refusal:
                     raise errors.OpPrereqError(refusal)
@@ -290,5 +306,5 @@ class JobExecutor:
             if lu is not None:
                 lu.cleanup()
         state.status, state.result, state.end_ts = q.SUCCESS, result, time.time()
-        self.queue.save(job)
+        await self.queue.save_async(job)
         return True

@@ -120,6 +120,12 @@ class Target:
 CLUSTER = Target()
 
 
+def instance_target(row: dict[str, Any]) -> Target:
+    """The target of an instance from its query row (RAPI's and the web manager's checks)."""
+    return Target(group=row.get("pnode.group") or None, instance=row["name"],
+                  tags=tuple(row.get("tags") or ()), uuid=row.get("uuid"))
+
+
 def base_role(options: Iterable[str]) -> str | None:
     """The users file's part: ``write`` is an operator, an explicit ``read`` a viewer."""
     opts = set(options)

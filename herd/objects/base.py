@@ -7,10 +7,13 @@ dicts so that the config file, the node RPC and the job results share one repres
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import gc
 import time
 import uuid as uuidlib
+from collections.abc import Iterator
 from typing import Any, Self, get_type_hints
 
 
@@ -18,7 +21,7 @@ def new_uuid() -> str:
     return str(uuidlib.uuid4())
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class ConfigObject:
     """Base for config objects; subclasses are dataclasses with JSON-safe fields."""
 
@@ -56,18 +59,32 @@ class ConfigObject:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         names, nested_of = _init_fields(cls)
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in names:
-                continue  # tolerate fields written by a newer version
-            nested = nested_of.get(key)
-            if nested is not None and isinstance(value, list):
-                value = [nested.from_dict(v) for v in value]
-            kwargs[key] = value
+        # fields written by a newer version are dropped (tolerated); one comprehension, as a
+        # config of 20,000 instances builds 60,000 objects at every masterd start
+        kwargs = {key: value for key, value in data.items() if key in names}
+        for key, nested in nested_of.items():
+            value = kwargs.get(key)
+            if type(value) is list:
+                kwargs[key] = [nested.from_dict(v) for v in value]
         return cls(**kwargs)
 
     def copy(self) -> Self:
         return type(self).from_dict(self.to_dict())
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a config is built: building creates only objects
+    that live on, and the collector, run again and again as they pile up, scanned them all
+    each time (half of a 20,000-instance load). Reference counting still frees what is
+    dropped; the collector runs again afterwards as it would have."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @functools.cache

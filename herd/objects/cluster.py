@@ -7,7 +7,7 @@ from typing import Any
 
 from herd.errors import NotFoundError
 from herd.objects import params
-from herd.objects.base import ConfigObject
+from herd.objects.base import ConfigObject, gc_paused
 from herd.objects.instance import Instance
 from herd.objects.network import Network
 from herd.objects.node import Node, NodeGroup
@@ -15,7 +15,7 @@ from herd.objects.node import Node, NodeGroup
 NODED_PORT = 1811
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Cluster(ConfigObject):
     cluster_name: str = ""
     master_node: str = ""  # node uuid
@@ -79,7 +79,7 @@ class Cluster(ConfigObject):
     def to_dict(self) -> dict[str, Any]:
         """The stored form; the access fields only once set, so that a cluster without grants
         stores byte for byte what it stored before they existed (and older Herds read it)."""
-        out = super().to_dict()
+        out = ConfigObject.to_dict(self)  # (slots=True: no zero-argument super())
         for name in ("access_grants", "access_groups", "access_quotas"):
             if not out.get(name):
                 out.pop(name, None)
@@ -115,6 +115,11 @@ class ConfigData:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConfigData:
+        with gc_paused():
+            return cls._from_dict(data)
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> ConfigData:
         return cls(
             cluster=Cluster.from_dict(data["cluster"]),
             nodegroups={k: NodeGroup.from_dict(v) for k, v in data.get("nodegroups", {}).items()},

@@ -11,7 +11,7 @@ from herd.objects.disk_ids import TYPED, DiskId, RawId, parse
 ADMIN_STATES = ("up", "down", "offline")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Disk(ConfigObject):
     size: int = 0  # MiB
     mode: str = "rw"
@@ -59,7 +59,7 @@ class Disk(ConfigObject):
                                   "nodes": self.ordered_nodes(primary)})
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Nic(ConfigObject):
     mac: str = ""
     ip: str | None = None
@@ -69,7 +69,7 @@ class Nic(ConfigObject):
     nicparams: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Instance(ConfigObject):
     name: str = ""
     primary_node: str = ""  # node uuid

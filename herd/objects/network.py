@@ -18,7 +18,7 @@ import ipaddress
 from herd.objects.base import ConfigObject
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Network(ConfigObject):
     name: str = ""
     #: The IPv4 subnet in CIDR form ("192.0.2.0/24"); its pool is /30 to /16 (Ganeti's).

@@ -8,7 +8,7 @@ from typing import Any
 from herd.objects.base import ConfigObject
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class NodeGroup(ConfigObject):
     name: str = "default"
     alloc_policy: str = "preferred"
@@ -30,14 +30,14 @@ class NodeGroup(ConfigObject):
         """The stored form; ``networks`` and ``ipolicy`` only once set, so that a group
         without them stores byte for byte what it stored before they existed (and older
         Herds read it)."""
-        out = super().to_dict()
+        out = ConfigObject.to_dict(self)  # (slots=True: no zero-argument super())
         for name in ("networks", "ipolicy"):
             if not out.get(name):
                 out.pop(name, None)
         return out
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Node(ConfigObject):
     name: str = ""
     primary_ip: str = ""

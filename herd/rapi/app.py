@@ -36,7 +36,6 @@ from herd.rapi.errors import HttpError, bad_request, forbidden, from_herd
 from herd.rapi.master import MasterPool
 from herd.rapi.routing import Req, match
 from herd.rapi.throttle import LoginThrottle
-from herd.web.app import WebUI, instance_target
 
 log = logging.getLogger("herd.rapi")
 
@@ -112,8 +111,19 @@ class RapiApp:
         self.users = UsersFile(paths.rapi_users_file)
         self.master = MasterPool(paths.master_socket)
         self.logins = LoginThrottle()
-        # the web manager (herd.web) under /ui: same port, certificate, users and masterd
-        self.web = WebUI(self.users, lambda: self.master, self.logins, paths=paths)
+        self._web: Any = None
+
+    @property
+    def web(self) -> Any:
+        """The web manager (herd.web) under /ui: same port, certificate, users and masterd.
+        Built at its first request: it loads Jinja2 and its templates (about 5 MiB resident)
+        that a RAPI used only by scripts never needs."""
+        if self._web is None:
+            from herd.web.app import WebUI
+
+            self._web = WebUI(self.users, lambda: self.master, self.logins,
+                               paths=self.paths)
+        return self._web
 
     @property
     def require_auth(self) -> bool:
@@ -212,7 +222,7 @@ class RapiApp:
         if rows:
             groups = access.groups_of(name, cluster.get("access_groups") or {})
             who = access.Principal(name, groups, access.base_role(user.options if user else ()))
-            target = instance_target(rows[0])
+            target = access.instance_target(rows[0])
             if access.allowed(who, action, target,
                               access.parse_grants(cluster.get("access_grants") or [])):
                 return

@@ -17,5 +17,23 @@ def encode(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n"
 
 
+#: Rows per json.dumps call when a long answer is encoded in pieces (see encode_in_pieces).
+PIECE_ROWS = 200
+
+
+def encode_in_pieces(answer: dict[str, Any]) -> bytes:
+    """:func:`encode` of an answer whose result is a long list, one json.dumps per
+    :data:`PIECE_ROWS` rows. The same JSON; meant for a worker thread: one json.dumps holds
+    the GIL until it is done (a second or more for 20,000 instance rows), while between the
+    pieces the event loop gets its turn."""
+    rows = answer["result"]
+    head = json.dumps({k: v for k, v in answer.items() if k != "result"},
+                      separators=(",", ":"), default=str)
+    parts = [json.dumps(rows[start:start + PIECE_ROWS], separators=(",", ":"),
+                        default=str)[1:-1] for start in range(0, len(rows), PIECE_ROWS)]
+    body = ",".join(p for p in parts if p)
+    return f'{head[:-1]}{"," if len(head) > 2 else ""}"result":[{body}]}}\n'.encode()
+
+
 def decode(line: bytes) -> Any:
     return json.loads(line)

@@ -18,7 +18,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from cryptography import x509
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -30,7 +29,7 @@ from herd.config.facts import read_facts
 from herd.node.console_hub import ConsoleHubs, serve_viewer
 from herd.node.service import NodeService
 from herd.paths import HerdPaths
-from herd.rpc import certs, tls
+from herd.rpc import tls
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +229,15 @@ class NodePeerGate:
         if digest not in self._decided:
             if len(self._decided) >= self.MAX_REMEMBERED:
                 self._decided.clear()
+            if tls.peer_role(ssl_object.getpeercert()) == tls.ROLE_NODE:
+                # the common case, decided without loading cryptography: the handshake
+                # verified the CA's signature and the key usage; a node's role is a node's
+                self._decided[digest] = None
+                return None
+            from cryptography import x509
+
+            from herd.rpc import certs
+
             try:
                 cert = x509.load_der_x509_certificate(der)
             except ValueError:

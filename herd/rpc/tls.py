@@ -26,6 +26,19 @@ log = logging.getLogger(__name__)
 #: Roles, written as the subject's organizational unit.
 ROLE_NODE = "herd-node"
 ROLE_RAPI = "herd-rapi"
+ROLES = (ROLE_NODE, ROLE_RAPI)
+
+
+def peer_role(decoded: dict[str, Any] | None) -> str | None:
+    """The role a verified peer certificate names, from ``SSLObject.getpeercert()`` (the
+    decoded form the handshake made): the first subject OU that is a role, as
+    :func:`herd.rpc.certs.certificate_role` reads it. Pure, and needs no ``cryptography``
+    (about 9 MiB resident in noded, which checks every new node peer)."""
+    for rdn in (decoded or {}).get("subject", ()):
+        for name, value in rdn:
+            if name == "organizationalUnitName" and value in ROLES:
+                return str(value)
+    return None
 
 
 

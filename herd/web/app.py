@@ -34,7 +34,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from herd import errors
 from herd.objects import access
-from herd.objects.access import Principal, Target
+from herd.objects.access import Principal, Target, instance_target
 from herd.paths import HerdPaths
 from herd.rapi.auth import UsersFile, check_password
 from herd.rapi.throttle import LoginThrottle
@@ -67,11 +67,6 @@ INSTANCE_ACTIONS: dict[str, tuple[str, dict[str, Any], bool]] = {
 
 #: What access checks (instance_target, Context.is_mine) read of an instance row.
 ACCESS_FIELDS = ("name", "uuid", "tags", "pnode.group")
-
-
-def instance_target(row: dict[str, Any]) -> Target:
-    return Target(group=row.get("pnode.group") or None, instance=row["name"],
-                  tags=tuple(row.get("tags") or ()), uuid=row.get("uuid"))
 
 
 def origin_user(job: dict[str, Any]) -> str | None:

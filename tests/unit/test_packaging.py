@@ -79,3 +79,41 @@ def test_guests_and_storage_daemons_get_their_own_scope_only_on_a_real_systemd_n
     assert scope_argv(Path("/"), "x.scope", runtime, "") == []  # no systemd-run installed
     assert scope_unit("guest", "web1.example.com") == "herd-guest-web1.example.com.scope"
     assert scope_unit("storage", "a b/c") == "herd-storage-a_b_c.scope"
+
+
+def test_daemons_at_rest_leave_the_big_modules_unloaded(tmp_path: Path) -> None:
+    """RSS at rest (issue 17: all of a one-node cluster's Herd processes within 100 MiB):
+    noded of a cluster loads ``cryptography`` (about 9 MiB) only to join one or for a peer
+    certificate that is not a node's; herd-rapi builds the web manager (Jinja2, about 5 MiB)
+    at its first /ui request; masterd serves no HTTP and builds no certificates."""
+    import subprocess
+    import sys
+
+    rest = {  # module -> what its start builds, and what must stay unloaded
+        "herd.daemons.noded": ("import herd.rpc.server",
+                               ("cryptography", "herd.rpc.join", "jinja2", "yaml")),
+        "herd.daemons.rapi": (f"from herd.rapi.app import RapiApp\n"
+                              f"from pathlib import Path\nfrom herd.paths import HerdPaths\n"
+                              f"RapiApp(HerdPaths(Path({str(tmp_path)!r})))",
+                              ("cryptography", "jinja2", "herd.web.app", "yaml")),
+        "herd.daemons.masterd": ("", ("cryptography", "jinja2", "starlette", "uvicorn", "yaml")),
+    }
+    for module, (start, heavy) in rest.items():
+        code = f"import sys, {module}\n{start}\nprint(' '.join(sorted(sys.modules)))"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout.split()
+        assert [h for h in heavy if h in out] == [], module
+
+
+def test_a_node_peer_is_told_from_the_decoded_certificate() -> None:
+    from herd.rpc.tls import ROLE_NODE, ROLE_RAPI, peer_role
+
+    def subject(*ous: str) -> dict[str, object]:
+        return {"subject": ((("commonName", "node1.example.com"),),
+                            *((("organizationalUnitName", ou),) for ou in ous))}
+
+    assert peer_role(subject(ROLE_NODE)) == ROLE_NODE
+    assert peer_role(subject(ROLE_RAPI)) == ROLE_RAPI
+    assert peer_role(subject("sales", ROLE_RAPI, ROLE_NODE)) == ROLE_RAPI  # the first role
+    assert peer_role(subject()) is None  # before roles: the full check decides
+    assert peer_role({}) is None and peer_role(None) is None

@@ -276,28 +276,3 @@ def test_rapi_lists_ask_for_what_they_answer(cluster: InProcessCluster, tmp_path
     assert answer["data"][0] == [[0, "i0.example.com"], [0, N1], [1, None]]
     fields = get("/2/query/node/fields")["fields"]
     assert {f["name"] for f in fields} == set(registry.NODE.fields)
-
-
-def test_masterd_encodes_long_answers_off_the_loop_to_the_same_bytes() -> None:
-    import asyncio
-    import threading
-
-    from herd.daemons import masterd
-    from herd.rpc import master_protocol as proto
-
-    seen: list[str] = []
-    real = proto.encode
-
-    def spy(obj: Any) -> bytes:
-        seen.append(threading.current_thread().name)
-        return real(obj)
-
-    rows = [{"name": f"i{n}", "status": None} for n in range(masterd.ENCODE_IN_THREAD_ROWS + 1)]
-    big, small = {"ok": True, "result": rows}, {"ok": True, "result": rows[:3]}
-    masterd.proto.encode = spy  # type: ignore[assignment]
-    try:
-        assert asyncio.run(masterd.encode_answer(big)) == real(big)
-        assert asyncio.run(masterd.encode_answer(small)) == real(small)
-    finally:
-        masterd.proto.encode = real  # type: ignore[assignment]
-    assert seen[0] != "MainThread" and seen[1] == "MainThread"
