@@ -106,6 +106,8 @@ def cmd_info(opts: Any) -> int:
             "candidate pool size": info["candidate_pool_size"],
             "RAPI anonymous reads": bool(info.get("rapi_anonymous_reads")),
             "OS search path": ":".join(info.get("os_search_path") or []) or "(default)",
+            "user image directories": ":".join(info.get("user_image_dirs") or [])
+            or "(none: only admins set host paths)",
             "master netdev": info["master_netdev"],
             "master IP": info["master_ip"],
             "MAC prefix": info["mac_prefix"],
@@ -165,6 +167,8 @@ def cmd_modify(opts: Any) -> int:
         op["osparams"] = {os_name: keyval_type(rest)}
     if opts.os_search_path is not None:
         op["os_search_path"] = [d for d in opts.os_search_path.split(":") if d]
+    if opts.user_image_dirs is not None:
+        op["user_image_dirs"] = [d for d in opts.user_image_dirs.split(":") if d]
     anonymous = yes_no(opts.rapi_anonymous_reads, "--rapi-anonymous-reads")
     if anonymous is not None:
         op["rapi_anonymous_reads"] = anonymous
@@ -500,6 +504,9 @@ def build_parser() -> HerdArgumentParser:
     modify.add_argument("--os-search-path", dest="os_search_path", default=None,
                         metavar="DIR[:DIR...]", help="where nodes look for OS definitions, in "
                         "order ('' restores the default: Herd's, then Ganeti's directories)")
+    modify.add_argument("--user-image-dirs", dest="user_image_dirs", default=None,
+                        metavar="DIR[:DIR...]", help="where RAPI and web users who are not "
+                        "admins may name cdrom, floppy, kernel and initrd images ('' : nowhere)")
     modify.add_argument("--rapi-anonymous-reads", dest="rapi_anonymous_reads", default=None,
                         metavar="yes|no", help="let RAPI answer GETs without credentials, as "
                         "Ganeti's does (default: no; writes always need a user)")

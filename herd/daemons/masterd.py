@@ -234,27 +234,41 @@ class MasterDaemon:
                       stamped: bool = False) -> int:
         if not stamped and isinstance(ops, list) and all(isinstance(op, dict) for op in ops):
             ops = audit.stamp(ops, origin_for(_peer.get(), on_behalf))
-            if on_behalf is not None and self.config.data.cluster.access_quotas:
-                async with self._quota_lock:  # check and queue as one step
-                    ops = self._within_quota(ops, on_behalf)
-                    return await self._enqueue(ops)
+            if on_behalf is not None and not self._is_admin(on_behalf):
+                from herd.logic import host_paths
+
+                refused = host_paths.refusal(ops, self.config.data.cluster.user_image_dirs)
+                if refused:
+                    raise errors.OpPrereqError(refused)
+                if self.config.data.cluster.access_quotas:
+                    async with self._quota_lock:  # check and queue as one step
+                        ops = self._within_quota(ops, on_behalf)
+                        return await self._enqueue(ops)
         return await self._enqueue(ops)
+
+    def _is_admin(self, on_behalf: dict[str, Any]) -> bool:
+        """Whether the RAPI or web user a job is submitted for is an admin on / (grants and
+        the users file's role, herd.objects.access): admins are not limited by quotas or
+        the host-path rule."""
+        cluster = self.config.data.cluster
+        user = str(on_behalf.get("user"))
+        base = on_behalf.get("base_role")
+        who = access.Principal(user, access.groups_of(user, cluster.access_groups),
+                               base if isinstance(base, str) else None)
+        grants = access.parse_grants(cluster.access_grants)
+        return access.role_on(who, access.CLUSTER, grants) == "admin"
 
     def _within_quota(self, ops: list[dict[str, Any]],
                       on_behalf: dict[str, Any]) -> list[dict[str, Any]]:
         """The job's opcodes (a creation by a limited user owned by that user), or
-        OpPrereqError with herd.logic.quota's one-line refusal. Admins are not limited."""
+        OpPrereqError with herd.logic.quota's one-line refusal (for a user who is not an
+        admin)."""
         from herd.logic import quota
 
         cfg = self.config.data
         cluster = cfg.cluster
         user = str(on_behalf.get("user"))
         groups = access.groups_of(user, cluster.access_groups)
-        base = on_behalf.get("base_role")
-        who = access.Principal(user, groups, base if isinstance(base, str) else None)
-        grants = access.parse_grants(cluster.access_grants)
-        if access.role_on(who, access.CLUSTER, grants) == "admin":
-            return ops
         quotas = cluster.access_quotas
         ops = quota.creation_owner_tags(ops, user,
                                         quota.limited_subjects(user, groups, quotas))

@@ -77,6 +77,14 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
                 raise errors.ParameterError(
                     f"invalid OS search path entry {bad[0]!r}: expected absolute directories "
                     "(e.g. /srv/ganeti/os:/usr/share/ganeti/os)")
+        if op.user_image_dirs is not None:
+            bad = [d for d in op.user_image_dirs
+                   if not isinstance(d, str) or not d.startswith("/") or d.rstrip("/") == ""
+                   or ".." in d.split("/") or ":" in d]
+            if bad:
+                raise errors.ParameterError(
+                    f"invalid image directory {bad[0]!r}: expected absolute directories "
+                    "other than / (e.g. /srv/images:/srv/iso)")
         check_access_changes(op, self.cfg)
         if op.candidate_pool_size is not None and op.candidate_pool_size < 1:
             raise errors.ParameterError(f"invalid candidate pool size {op.candidate_pool_size}:"
@@ -165,6 +173,8 @@ class LUClusterModify(LogicalUnit[OpClusterModify]):
                 for k, v in op.default_iallocator_params.items()}
         if op.os_search_path is not None:
             cluster.os_search_path = list(op.os_search_path)
+        if op.user_image_dirs is not None:
+            cluster.user_image_dirs = [d.rstrip("/") for d in op.user_image_dirs]
         apply_access_changes(op, self.cfg)
         if op.vg_name is not None:
             cluster.volume_group_name = op.vg_name

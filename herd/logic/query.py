@@ -158,6 +158,7 @@ def cluster_info(ctx: MasterContext) -> dict[str, Any]:
         "candidate_pool_size": c.candidate_pool_size,
         "rapi_anonymous_reads": c.rapi_anonymous_reads,
         "os_search_path": list(c.os_search_path),
+        "user_image_dirs": list(c.user_image_dirs),
         "noded_port": c.noded_port,
         "mac_prefix": c.mac_prefix,
         "file_storage_dir": str(ctx.paths.file_storage_dir),

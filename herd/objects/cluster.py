@@ -75,12 +75,16 @@ class Cluster(ConfigObject):
     #: Quotas of owners (herd.logic.quota; gnt-cluster set-quota): subject (user or @group)
     #: -> {vcpus, memory, disk, instances}, sizes in MiB; a missing key is no limit.
     access_quotas: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    #: Directories below which users who are not admins may name image files in hypervisor
+    #: parameters (cdrom, floppy, kernel, initrd; herd.logic.host_paths): gnt-cluster modify
+    #: --user-image-dirs. Empty: only admins set host paths.
+    user_image_dirs: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form; the access fields only once set, so that a cluster without grants
         stores byte for byte what it stored before they existed (and older Herds read it)."""
         out = ConfigObject.to_dict(self)  # (slots=True: no zero-argument super())
-        for name in ("access_grants", "access_groups", "access_quotas"):
+        for name in ("access_grants", "access_groups", "access_quotas", "user_image_dirs"):
             if not out.get(name):
                 out.pop(name, None)
         return out

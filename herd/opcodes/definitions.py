@@ -53,6 +53,8 @@ class OpClusterModify(OpCode):
     access_groups: dict[str, list[str]] | None = None
     #: Herd's: set quotas (subject -> {resource: limit}; None or {} removes the quota)
     quotas: dict[str, dict[str, Any] | None] | None = None
+    #: Herd's: where non-admins may name image files (herd.logic.host_paths)
+    user_image_dirs: list[str] | None = None
 
 
 @dataclasses.dataclass(kw_only=True)

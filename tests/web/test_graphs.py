@@ -33,6 +33,11 @@ def test_instance_page_shows_usage_graphs_of_a_running_guest(browser: Any,
         assert float(cpu.locator(".last").inner_text().split()[0]) > 0
         expect(page.locator("#graph-memory .last")).to_contain_text("MiB")
         screenshot(page, "instance-usage")
+        # the node's own graphs on its page (its CPU and memory from /proc, its guests' I/O)
+        node = next(iter(web.cluster.nodes))
+        page.goto(f"/ui/nodes/{node}")
+        expect(page.locator("#graph-memory .last")).to_contain_text("MiB")
+        expect(page.locator("#graph-cpu polyline")).to_have_count(1)
         # a viewer of nothing gets no graphs of an instance it may not see
         bob = login(browser, web, "bob")
         answer = bob.request.get(f"/ui/instances/{name}/usage")

@@ -108,3 +108,25 @@ def test_wizard_checks_fields_shows_quota_refusals_and_creates(browser: Any,
     assert inst is not None and inst.disks[0].size == 1024
     assert inst.tags == ["herd:owner:root-admin"]
     web.wait_until(lambda: web.instance_running("wiz2.example.com"))
+
+
+def test_host_paths_only_inside_the_admins_image_directories(web: WebCluster) -> None:
+    """A RAPI write user (an operator, as in Ganeti) may not attach a node's file to a guest;
+    inside the admin's image directories it may (herd.logic.host_paths)."""
+    jobs_before = web.job_ids()
+    with rapi(web, "oper") as client:
+        answer = client.put("/2/instances/shared1.example.com/modify",
+                            json={"hvparams": {"cdrom_image_path": "/etc/shadow"}})
+        assert answer.status_code == 400, answer.text
+        assert "cdrom_image_path='/etc/shadow': only an admin may name a file outside the " \
+               "image directories" in answer.json()["explain"]
+        answer = client.put("/2/instances/shared1.example.com/modify",
+                            json={"hvparams": {"kvm_path": "/tmp/evil"}})
+        assert answer.status_code == 400
+        assert "only an admin may set this host path" in answer.json()["explain"]
+        assert web.job_ids() == jobs_before
+        web.wait_job(web.submit({"OP_ID": "OP_CLUSTER_SET_PARAMS",
+                                 "user_image_dirs": ["/srv/iso"]}))
+        answer = client.put("/2/instances/shared1.example.com/modify",
+                            json={"hvparams": {"cdrom_image_path": "/srv/iso/debian.iso"}})
+        assert answer.status_code == 200, answer.text
