@@ -161,6 +161,57 @@ class Rapi:
         return json.loads(body)
 
 
+class Web:
+    """A browser's requests to the web manager (issue 14): log in once (the log-in form's
+    CSRF cookie and field), then GET pages on one keep-alive connection with the session."""
+
+    def __init__(self) -> None:
+        import re
+        import urllib.parse
+
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.conn = http.client.HTTPSConnection("127.0.0.1", RAPI_PORT, context=ctx,
+                                                timeout=300)
+        self.conn.request("GET", "/ui/login")
+        resp = self.conn.getresponse()
+        page = resp.read().decode()
+        login_cookie = self._cookie(resp, "herd_login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        if csrf is None or login_cookie is None:
+            raise RuntimeError("the log-in page has no CSRF token")
+        form = urllib.parse.urlencode({"username": USER, "password": PASSWORD,
+                                       "csrf": csrf.group(1), "next": "/ui/"})
+        self.conn.request("POST", "/ui/login", body=form, headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": f"herd_login={login_cookie}", "Origin": f"https://127.0.0.1:{RAPI_PORT}",
+            "Host": f"127.0.0.1:{RAPI_PORT}"})
+        resp = self.conn.getresponse()
+        resp.read()
+        session = self._cookie(resp, "herd_session")
+        if session is None:
+            raise RuntimeError(f"web log-in failed: HTTP {resp.status}")
+        self.headers = {"Cookie": f"herd_session={session}"}
+
+    @staticmethod
+    def _cookie(resp: http.client.HTTPResponse, name: str) -> str | None:
+        for header in resp.headers.get_all("Set-Cookie") or []:
+            key, _, rest = header.partition("=")
+            if key.strip() == name:
+                return rest.split(";", 1)[0]
+        return None
+
+    def page(self, path: str) -> float:
+        started = time.perf_counter()
+        self.conn.request("GET", path, headers=self.headers)
+        resp = self.conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"GET {path}: HTTP {resp.status} {body[:200]!r}")
+        return time.perf_counter() - started
+
+
 def run(*argv: str, timeout: float = 900) -> float:
     """Seconds a command took; a failure stops the bench with its output."""
     started = time.perf_counter()
@@ -366,6 +417,10 @@ def measure(size: int, quick: bool) -> dict[str, Any]:
         raise RuntimeError(f"RAPI lists {len(rows)}/{len(listed)} instances, expected {size}")
     out["rapi_bulk_ms"] = median(bulk) * 1000
     out["rapi_names_ms"] = median(names) * 1000
+    web = Web()
+    web.page("/ui/instances")  # warm: templates compiled, first answer
+    out["web_instances_s"] = median([web.page("/ui/instances") for _ in range(5)])
+    out["web_overview_s"] = median([web.page("/ui/") for _ in range(5)])
     out["verify_s"] = run("gnt-cluster", "verify")
     extra = f"bench-add-{size}.example.com"
     out["add_s"] = run("gnt-instance", "add", "-t", "diskless", "-o", "busybox+default",
@@ -442,6 +497,8 @@ ROWS: list[tuple[str, str, str, float]] = [
     ("ConfigData.from_dict", "from_dict_s", "s", 1),
     ("etcd range of the config", "etcd_range_s", "s", 1),
     ("masterd start with the config", "masterd_start_s", "s", 1),
+    ("web manager: instances page (50 of all, sorted)", "web_instances_s", "s", 1),
+    ("web manager: overview", "web_overview_s", "s", 1),
     ("gnt-cluster verify", "verify_s", "s", 1),
     ("gnt-instance add (diskless, no start)", "add_s", "s", 1),
     ("gnt-instance list --help", "help_s", "s", 1),

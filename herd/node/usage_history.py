@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -36,6 +35,8 @@ log = logging.getLogger("herd.node.usage")
 #: Seconds between two samples, and how many samples make the hour kept.
 INTERVAL = 10.0
 KEEP = 360
+#: The shortest step a rate is computed over (a query's fresh reading right after a sample)
+MIN_STEP = 1.0
 #: The counters a sample holds besides its time ``t`` (bytes and seconds, as the kernel counts)
 COUNTERS = ("cpu_seconds", "disk_rd", "disk_wr", "net_rx", "net_tx")
 GAUGES = ("rss_bytes",)
@@ -90,22 +91,28 @@ def node_sample(t: float, guests: Iterable[Sample], proc: Path = Path("/proc")) 
 
 def rates(samples: list[Sample]) -> dict[str, list[list[float]]]:
     """The drawable series from consecutive samples: {key: [[t, value], ...]} for
-    :data:`SERIES`. Rates need two samples: a counter that went backwards leaves that step
-    out (a restart, or the node's guest set changing)."""
+    :data:`SERIES`. Rates need two samples at least :data:`MIN_STEP` apart (a closer one is
+    measured from the one before); a counter that went backwards leaves that step out (a
+    restart, or the node's guest set changing)."""
     out: dict[str, list[list[float]]] = {key: [] for key, _, _ in SERIES}
     for sample in samples:
         out["memory"].append([sample["t"], round(sample["rss_bytes"] / 2**20, 1)])
     steps = (("cpu", "cpu_seconds", 0.01), ("disk_read", "disk_rd", 1024.0),
              ("disk_write", "disk_wr", 1024.0), ("net_rx", "net_rx", 1024.0),
              ("net_tx", "net_tx", 1024.0))
-    for before, after in itertools.pairwise(samples):
-        dt = after["t"] - before["t"]
-        if dt <= 0:
+    before: Sample | None = None
+    for after in samples:
+        if before is None:
+            before = after
             continue
+        dt = after["t"] - before["t"]
+        if dt < MIN_STEP:
+            continue  # too short to tell (CPU time counts in 10 ms ticks): measure from before
         for series, key, scale in steps:
             delta = after[key] - before[key]
             if delta >= 0:
                 out[series].append([after["t"], round(delta / dt / scale, 2)])
+        before = after
     return out
 
 
@@ -113,16 +120,18 @@ class UsageHistory:
     """The rings, and the loop that fills them (one task in noded)."""
 
     def __init__(self, read_guests: Callable[[], Awaitable[list[dict[str, Any]]]],
-                 proc: Path = Path("/proc"), keep: int = KEEP) -> None:
+                 proc: Path = Path("/proc"), keep: int = KEEP,
+                 clock: Callable[[], float] = time.time) -> None:
         #: the node service's ``instance_usage``: [{name, hypervisor, cpu_seconds, ...}]
         self.read_guests = read_guests
         self.proc = proc
         self.keep = keep
         self.rings: dict[str, collections.deque[Sample]] = {}
+        self.clock = clock
 
     async def read(self) -> dict[str, Sample]:
         """A fresh reading of every guest and of the node, keyed by instance name and NODE."""
-        now = time.time()
+        now = self.clock()
         try:
             guests = await self.read_guests()
         except Exception as exc:  # a hypervisor that cannot answer must not stop the graphs

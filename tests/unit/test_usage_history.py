@@ -25,6 +25,9 @@ def test_rates_from_counters_and_a_gap_where_a_counter_went_back() -> None:
     assert out["disk_write"] == [[10, 100.0], [30, 0.0]]
     assert out["memory"] == [[0, 1.0], [10, 1.0], [20, 1.0], [30, 3.0]]
     assert uh.rates([sample(0, 1.0)])["cpu"] == []  # one sample: no rate yet
+    # a reading 0.1 s after the last sample says nothing yet: measured from the one before
+    close = uh.rates([sample(0, 0.0), sample(0.1, 0.0), sample(2, 1.0)])
+    assert close["cpu"] == [[2, 50.0]]
 
 
 def test_guest_and_node_samples_from_their_counters(tmp_path: Path) -> None:
@@ -52,7 +55,8 @@ def test_rings_keep_an_hour_drop_gone_guests_and_queries_store_nothing(tmp_path:
         running["a"] += 1.0
         return [{"name": n, "cpu_seconds": c} for n, c in running.items()]
 
-    history = uh.UsageHistory(guests, proc=tmp_path, keep=3)
+    ticks = iter(range(0, 10_000, 10))  # a sample every 10 s
+    history = uh.UsageHistory(guests, proc=tmp_path, keep=3, clock=lambda: float(next(ticks)))
 
     async def go() -> None:
         for _ in range(5):

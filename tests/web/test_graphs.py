@@ -24,7 +24,8 @@ def test_instance_page_shows_usage_graphs_of_a_running_guest(browser: Any,
     # noded samples every 10 s; here the loop samples fast so that rates exist at once
     sampler = web.call(_start(service.usage.run(0.2)))
     try:
-        web.wait_until(lambda: len(service.usage.rings.get(name, ())) >= 2)
+        # rates need samples at least a second apart (usage_history.MIN_STEP)
+        web.wait_until(lambda: len(service.usage.rings.get(name, ())) >= 8)
         page = login(browser, web, "root-admin")
         page.goto(f"/ui/instances/{name}")
         cpu = page.locator("#graph-cpu")
