@@ -31,6 +31,12 @@ def lab() -> Iterator[LabCluster]:
         cluster.gnt("gnt-group", "add", "g2")
         cluster.gnt("gnt-group", "assign-nodes", "g2", "node3.example.com",
                     "node4.example.com")
+        # small test guests: a policy whose smallest disk is 16 MiB (the default's is 1 GiB)
+        for group in ("default", "g2"):
+            cluster.gnt("gnt-group", "modify", "--ipolicy-bounds-specs",
+                        "min:disk-size=16,cpu-count=1,disk-count=1,memory-size=64,nic-count=1,"
+                        "spindle-use=1/max:disk-size=1048576,cpu-count=8,disk-count=16,"
+                        "memory-size=32768,nic-count=8,spindle-use=12", group)
         yield cluster
 
 
@@ -74,11 +80,13 @@ def test_placement_change_group_and_evacuation_with_real_guests(lab: LabCluster)
             f"{pnode}.example.com")
     new_pnode, after, status = placement(lab, "g1")
     assert new_pnode != pnode and one_group(after) and status == "running"
+    print(f"g1: placed on {sorted(nodes)}, change-group to {sorted(moved)}, "
+          f"evacuated from {pnode} to {sorted(after)} (hail: {HAIL})")
     assert lab.nodes()[f"{pnode}.example.com"]["pinst_cnt"] == 0
     # what no node can hold is refused with each node's room, and nothing is made
-    proc = lab.gnt(*ADD[:-4], "-B", "memory=512G", "--no-name-check", "--no-ip-check",
+    proc = lab.gnt(*ADD[:-4], "-B", "memory=30G", "--no-name-check", "--no-ip-check",
                    "huge", check=False)
     assert proc.returncode != 0
-    assert "512.0 GiB" in proc.stderr and "node1" in proc.stderr, proc.stderr
+    assert "30.0 GiB" in proc.stderr and "node1" in proc.stderr, proc.stderr
     assert "huge" not in lab.instances()
     lab.gnt("gnt-instance", "remove", "--shutdown-timeout=0", "g1")
