@@ -489,9 +489,9 @@ INSTANCE_ROW_FAMILIES = ("hv", "disk.size", "nic.mac", "nic.ip", "nic.mode", "ni
 
 
 # -- nodes -------------------------------------------------------------------------------------
-class NodeIndex:
-    """Per query: each node's primary and secondary instances, built once and only when a
-    field asks (one pass over the instances, not one per node)."""
+class _Lists:
+    """Two name lists per key, built on the first ask (one pass over the config) and sorted:
+    what a query of many rows needs instead of one scan per row."""
 
     __slots__ = ("_built", "cfg")
 
@@ -499,19 +499,33 @@ class NodeIndex:
         self.cfg = cfg
         self._built: tuple[dict[str, list[str]], dict[str, list[str]]] | None = None
 
+    def _build(self, first: dict[str, list[str]], second: dict[str, list[str]]) -> None:
+        raise NotImplementedError
+
     def lists(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         if self._built is None:
-            primaries: dict[str, list[str]] = {}
-            secondaries: dict[str, list[str]] = {}
-            for inst in self.cfg.instances.values():
-                primaries.setdefault(inst.primary_node, []).append(inst.name)
-                for uuid in inst.secondary_nodes:
-                    secondaries.setdefault(uuid, []).append(inst.name)
-            for table in (primaries, secondaries):
+            first: dict[str, list[str]] = {}
+            second: dict[str, list[str]] = {}
+            self._build(first, second)
+            for table in (first, second):
                 for names in table.values():
                     names.sort()
-            self._built = (primaries, secondaries)
+            self._built = (first, second)
         return self._built
+
+
+class NodeIndex(_Lists):
+    """Per query: each node's primary and secondary instances, built once and only when a
+    field asks (one pass over the instances, not one per node)."""
+
+    __slots__ = ()
+
+    def _build(self, primaries: dict[str, list[str]],
+               secondaries: dict[str, list[str]]) -> None:
+        for inst in self.cfg.instances.values():
+            primaries.setdefault(inst.primary_node, []).append(inst.name)
+            for uuid in inst.secondary_nodes:
+                secondaries.setdefault(uuid, []).append(inst.name)
 
 
 class NodeView:
@@ -645,30 +659,18 @@ NODE = Registry("node", _node_fields())
 
 
 # -- node groups -------------------------------------------------------------------------------
-class GroupIndex:
+class GroupIndex(_Lists):
     """Per query: each group's nodes and primary instances, built once."""
 
-    __slots__ = ("_built", "cfg")
+    __slots__ = ()
 
-    def __init__(self, cfg: Any) -> None:
-        self.cfg = cfg
-        self._built: tuple[dict[str, list[str]], dict[str, list[str]]] | None = None
-
-    def lists(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-        if self._built is None:
-            nodes: dict[str, list[str]] = {}
-            instances: dict[str, list[str]] = {}
-            for node in self.cfg.nodes.values():
-                nodes.setdefault(node.group, []).append(node.name)
-            for inst in self.cfg.instances.values():
-                node = self.cfg.nodes.get(inst.primary_node)
-                if node is not None:
-                    instances.setdefault(node.group, []).append(inst.name)
-            for table in (nodes, instances):
-                for names in table.values():
-                    names.sort()
-            self._built = (nodes, instances)
-        return self._built
+    def _build(self, nodes: dict[str, list[str]], instances: dict[str, list[str]]) -> None:
+        for node in self.cfg.nodes.values():
+            nodes.setdefault(node.group, []).append(node.name)
+        for inst in self.cfg.instances.values():
+            node = self.cfg.nodes.get(inst.primary_node)
+            if node is not None:
+                instances.setdefault(node.group, []).append(inst.name)
 
 
 class GroupView:
