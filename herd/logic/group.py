@@ -223,19 +223,9 @@ class _GroupMoves(LogicalUnit[Any]):
         self.targets = targets
         self.allocator = protocol.resolve_name(op.iallocator, cfg.cluster.default_iallocator)
         request = protocol.change_group_request([i.name for i in instances], targets)
-        lvm = any(template_of(i).uses_vg(cfg) for i in instances)
-        success, info, result = await iallocator.run(self.ctx, self.allocator, request,
-                                                     lvm=lvm, feedback=self.feedback)
-        if not success:
-            raise errors.OpPrereqError(f"instance allocator '{self.allocator}' cannot move "
-                                       f"the instance(s) to another group: {info}")
-        assert isinstance(result, protocol.EvacResult)
-        if result.failed:
-            raise errors.OpPrereqError(protocol.evac_failure_message(self.allocator,
-                                                                     result.failed))
-        for inst, group, nodes in result.moved:
-            self.feedback(f"Instance {inst} will go to group {group}, nodes "
-                          f"{', '.join(nodes)} (iallocator {self.allocator})")
+        result = await iallocator.plan_moves(
+            self.ctx, self.allocator, request, instances,
+            cannot="move the instance(s) to another group", feedback=self.feedback)
         self.jobs = group_checks.move_jobs(
             result.jobs, early_release=op.early_release,
             force_failover=getattr(op, "force_failover", False),

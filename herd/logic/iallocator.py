@@ -102,6 +102,27 @@ async def run(ctx: MasterContext, name: str, request: dict[str, Any], *, lvm: bo
     return protocol.validate_answer(name, data, answer)
 
 
+async def plan_moves(ctx: MasterContext, name: str, request: dict[str, Any],
+                     instances: list[Instance], *, cannot: str, note: str = "",
+                     extra_params: dict[str, Any] | None = None,
+                     feedback: Feedback) -> protocol.EvacResult:
+    """The moves an evacuation-kind request (node-evacuate, change-group) gets from allocator
+    ``name``: OpPrereqError when it refuses (``cannot`` says what: "evacuate node n1") or
+    fails any instance, each instance's destination in the job log otherwise."""
+    lvm = any(template_of(i).uses_vg(ctx.config.data) for i in instances)
+    success, info, result = await run(ctx, name, request, lvm=lvm, extra_params=extra_params,
+                                      feedback=feedback)
+    if not success:
+        raise errors.OpPrereqError(f"instance allocator '{name}' cannot {cannot}: {info}")
+    assert isinstance(result, protocol.EvacResult)
+    if result.failed:
+        raise errors.OpPrereqError(protocol.evac_failure_message(name, result.failed))
+    for inst, group, nodes in result.moved:
+        feedback(f"Instance {inst}{note} will go to group {group}, nodes {', '.join(nodes)} "
+                 f"(iallocator {name})")
+    return result
+
+
 def allocate_request(name: str, disk_template: str, be: dict[str, Any], disks: list[Any],
                      nics: list[Any], **rest: Any) -> dict[str, Any]:
     """An allocate request for an instance (made or to be made) from its filled beparams and

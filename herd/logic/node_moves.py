@@ -144,20 +144,10 @@ class LUNodeEvacuate(_NodeMoves):
         assert self.allocator is not None
         request = protocol.node_evacuate_request([i.name for i in instances], mode)
         extra = {"ignore-soft-errors": None} if self.op.ignore_soft_errors else None
-        lvm = any(template_of(i).uses_vg(self.cfg) for i in instances)
-        success, info, result = await iallocator.run(self.ctx, self.allocator, request,
-                                                     lvm=lvm, extra_params=extra,
-                                                     feedback=self.feedback)
-        if not success:
-            raise errors.OpPrereqError(f"instance allocator '{self.allocator}' cannot evacuate "
-                                       f"node {self.node.name} ({mode}): {info}")
-        assert isinstance(result, protocol.EvacResult)
-        if result.failed:
-            raise errors.OpPrereqError(protocol.evac_failure_message(self.allocator,
-                                                                     result.failed))
-        for inst, group, nodes in result.moved:
-            self.feedback(f"Instance {inst} ({mode}) will go to group {group}, nodes "
-                          f"{', '.join(nodes)} (iallocator {self.allocator})")
+        result = await iallocator.plan_moves(
+            self.ctx, self.allocator, request, instances,
+            cannot=f"evacuate node {self.node.name} ({mode})", note=f" ({mode})",
+            extra_params=extra, feedback=self.feedback)
         return result
 
     async def _run_jobs(self, plan: protocol.EvacResult, done: dict[str, list[str]]) -> None:
