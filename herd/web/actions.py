@@ -325,16 +325,8 @@ async def nodes(ctx: Context) -> Response:
 
     if not ctx.may("view"):
         return ctx.web.error(ctx, 403, "Only viewers of the whole cluster see its nodes.")
-    q = ctx.request.query_params
     rows = await ctx.web.call("query_nodes", names=None, live=True)
-    try:
-        number = int(q.get("page", "1"))
-        per_page = int(q.get("per_page", str(listing.PER_PAGE)))
-    except ValueError:
-        number, per_page = 1, listing.PER_PAGE
-    result = listing.page(rows, listing.NODE_COLUMNS, query=q.get("q", ""),
-                          sort=q.get("sort", "name"), descending=q.get("desc") == "1",
-                          number=number, per_page=per_page)
+    result = listing.page_for(rows, listing.NODE_COLUMNS, ctx.request.query_params)
     return ctx.web.render("nodes.html", ctx=ctx, result=result, columns=listing.NODE_COLUMNS)
 
 

@@ -440,16 +440,8 @@ class WebUI:
                            quotas=quotas, fmt_size=format_size)
 
     async def instances(self, ctx: Context) -> Response:
-        q = ctx.request.query_params
         rows = await ctx.instances(fields=listing.INSTANCE_TABLE_FIELDS)
-        try:
-            number = int(q.get("page", "1"))
-            per_page = int(q.get("per_page", str(listing.PER_PAGE)))
-        except ValueError:
-            number, per_page = 1, listing.PER_PAGE
-        result = listing.page(rows, listing.INSTANCE_COLUMNS, query=q.get("q", ""),
-                              sort=q.get("sort", "name"), descending=q.get("desc") == "1",
-                              number=number, per_page=per_page)
+        result = listing.page_for(rows, listing.INSTANCE_COLUMNS, ctx.request.query_params)
         powerable = {r["name"] for r in result.rows if ctx.may_instance("power", r)}
         template = "instances_table.html" if ctx.request.headers.get("hx-request") \
             else "instances.html"

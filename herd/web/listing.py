@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from herd.fields import INSTANCE as INSTANCE_FIELDS
@@ -131,3 +131,15 @@ def page(rows: Sequence[Row], columns: Sequence[Column], *, query: str = "",
     start = (number - 1) * per_page
     return Page(rows=kept[start:start + per_page], total=len(kept), page=number, pages=pages,
                 sort=col.key, descending=descending, query=query, per_page=per_page)
+
+
+def page_for(rows: Sequence[Row], columns: Sequence[Column], params: Mapping[str, str]) -> Page:
+    """:func:`page` as a list page's query string asks (``q``, ``sort``, ``desc``, ``page``,
+    ``per_page``; numbers that are not numbers: the first page, the default size)."""
+    try:
+        number = int(params.get("page", "1"))
+        per_page = int(params.get("per_page", str(PER_PAGE)))
+    except ValueError:
+        number, per_page = 1, PER_PAGE
+    return page(rows, columns, query=params.get("q", ""), sort=params.get("sort", "name"),
+                descending=params.get("desc") == "1", number=number, per_page=per_page)
