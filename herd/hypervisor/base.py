@@ -54,6 +54,37 @@ class NicSpec:
     uuid: str | None = None
 
 
+@dataclass(frozen=True)
+class VncEndpoint:
+    """Where noded reaches a running guest's VNC server, and how it must authenticate there
+    (noded does the RFB security handshake itself and offers the viewer no security, so the
+    browser's noVNC needs neither the password nor TLS). Holds the password file's path,
+    never the password: endpoints get passed around and printed."""
+
+    host: str
+    port: int
+    #: Ganeti's vnc_password_file ("" for none): its first line is the VNC password.
+    password_file: str = ""
+    #: The server speaks VeNCrypt (QEMU's tls-creds): anything else from it is refused.
+    tls: bool = False
+    #: vnc_x509_path ("" with TLS: anonymous TLS): ca-cert.pem, client-cert.pem/-key.pem.
+    x509_dir: str = ""
+    #: vnc_x509_verify: check the server's certificate against x509_dir/ca-cert.pem.
+    x509_verify: bool = False
+
+
+def read_display_password(path: str, param: str) -> str:
+    """The password in a Ganeti display password file (vnc_password_file,
+    spice_password_file): its first line without surrounding blanks. One reading for QEMU's
+    set_password at start and for noded's VNC relay, so both use the same password. The
+    error names the parameter and file, never the content."""
+    try:
+        return Path(path).read_text().splitlines()[0].strip()
+    except (OSError, UnicodeDecodeError, IndexError):
+        raise HypervisorError(f"cannot read {param} {path}: it must be a readable file whose "
+                              "first line is the password") from None
+
+
 @dataclass
 class InstanceSpec:
     """Everything a hypervisor needs to start one instance on this node."""
@@ -185,9 +216,9 @@ class Hypervisor(ABC):
     @abstractmethod
     def console_socket(self, name: str) -> Path: ...
 
-    async def vnc_endpoint(self, name: str) -> tuple[str, int] | None:
-        """Where noded reaches the running guest's VNC server (host, port), or None when it
-        has none this relay can serve (no VNC, or not running here)."""
+    async def vnc_endpoint(self, name: str) -> VncEndpoint | None:
+        """Where and how noded reaches the running guest's VNC server, or None when it has
+        none (no VNC, or not running here)."""
         return None
 
     # -- hotplug (gnt-instance modify --hotplug) ----------------------------------------------

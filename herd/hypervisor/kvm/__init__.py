@@ -20,7 +20,15 @@ from herd import qemu_features
 from herd.daemonize import scope_argv, scope_unit
 from herd.errors import HypervisorError
 from herd.hypervisor import stats
-from herd.hypervisor.base import DiskSpec, Hypervisor, InstanceSpec, NicSpec, RuntimeInfo
+from herd.hypervisor.base import (
+    DiskSpec,
+    Hypervisor,
+    InstanceSpec,
+    NicSpec,
+    RuntimeInfo,
+    VncEndpoint,
+    read_display_password,
+)
 from herd.hypervisor.kvm import (
     detect,
     disks,
@@ -133,19 +141,23 @@ class Kvm(Hypervisor):
     def console_socket(self, name: str) -> Path:
         return self._files(name).serial
 
-    async def vnc_endpoint(self, name: str) -> tuple[str, int] | None:
-        """The VNC listener of the running guest, as noded can connect to it: a wildcard bind
-        address is reached over loopback. A VNC with TLS or a password is not relayed (noVNC
-        in the web manager speaks neither VeNCrypt nor QEMU's password files)."""
+    async def vnc_endpoint(self, name: str) -> VncEndpoint | None:
+        """The VNC listener of the running guest, as noded can connect to it (a wildcard bind
+        address is reached over loopback), with the security QEMU was started with: noded
+        authenticates itself (password, VeNCrypt TLS) and the browser needs neither.
+        The parameters are those of the running QEMU (its runtime spec), not the config's
+        (a modify takes effect at the next start)."""
         record = await self._live_record(name)
         if record is None or not record.vnc_port:
             return None
         hv = record.spec.hvparams
-        if hv.get("vnc_tls") or hv.get("vnc_password_file"):
-            return None
         address = await asyncio.to_thread(display.resolve_address,
                                           str(hv.get("vnc_bind_address") or "127.0.0.1"))
-        return display.connect_address(address), record.vnc_port
+        tls = bool(hv.get("vnc_tls"))
+        return VncEndpoint(host=display.connect_address(address), port=record.vnc_port,
+                           password_file=str(hv.get("vnc_password_file") or ""), tls=tls,
+                           x509_dir=str(hv.get("vnc_x509_path") or "") if tls else "",
+                           x509_verify=bool(hv.get("vnc_x509_verify")) if tls else False)
 
     async def _live_record(self, name: str) -> RuntimeRecord | None:
         """The runtime record if its QEMU is alive; otherwise clean up what is left."""
@@ -287,10 +299,7 @@ class Kvm(Hypervisor):
                             files: InstanceFiles) -> None:
         for key, protocol in (("vnc_password_file", "vnc"), ("spice_password_file", "spice")):
             if hv[key] and (hv["vnc_bind_address"] if protocol == "vnc" else hv["spice_bind"]):
-                try:
-                    password = Path(hv[key]).read_text().splitlines()[0].strip()
-                except (OSError, IndexError):
-                    raise HypervisorError(f"cannot read {key} {hv[key]}") from None
+                password = read_display_password(hv[key], key)
                 await qmp.execute(files.qmp, "set_password",
                                   {"protocol": protocol, "password": password})
         if hv["cpu_mask"] != "all":
