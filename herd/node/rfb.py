@@ -44,6 +44,10 @@ VIEWER_SECONDS = 60.0
 MAX_REASON = 4096
 
 
+_CLIENT_CERT_HINT = ("with vnc_x509_verify QEMU wants a client certificate signed by its CA: "
+                     "noded presents {0}/client-cert.pem and {0}/client-key.pem")
+
+
 class RfbError(HerdError):
     """Why a handshake failed; safe to show to the viewer and to log (no password)."""
 
@@ -244,9 +248,7 @@ async def _vencrypt(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     except (ssl.SSLError, ConnectionError) as exc:
         hint = ""
         if subtype in (X509_NONE, X509_VNC):
-            hint = (f" (noded presents {endpoint.x509_dir or '<vnc_x509_path>'}/client-cert.pem "
-                    "and client-key.pem when they exist, which QEMU needs with "
-                    "vnc_x509_verify)")
+            hint = "; " + _CLIENT_CERT_HINT.format(endpoint.x509_dir or "<vnc_x509_path>")
         raise RfbError(f"TLS handshake with the VNC server failed: {exc}{hint}") from None
     return subtype
 
@@ -264,7 +266,8 @@ async def authenticate(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
                        ) from None
     except asyncio.IncompleteReadError:
         raise RfbError("the VNC server closed the connection during the handshake") from None
-    except ConnectionError as exc:
+    except OSError as exc:  # reset, or TLS refused after the handshake (a TLS 1.3 server
+        # checks the client's certificate then)
         raise RfbError(f"the VNC connection failed during the handshake: {exc}") from None
 
 
@@ -300,12 +303,21 @@ async def _authenticate(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
                                               f"{endpoint.password_file}")
         return
     subtype = await _vencrypt(reader, writer, endpoint)
-    if subtype in (TLS_VNC, X509_VNC):
-        await _vnc_auth(reader, writer, endpoint)
-        await _security_result(reader, 8, f"the password from vnc_password_file "
-                                          f"{endpoint.password_file}")
-    else:  # VeNCrypt always ends with a SecurityResult, with a reason (QEMU: 3.8 only)
-        await _security_result(reader, 8, "the TLS connection")
+    try:
+        if subtype in (TLS_VNC, X509_VNC):
+            await _vnc_auth(reader, writer, endpoint)
+            await _security_result(reader, 8, f"the password from vnc_password_file "
+                                              f"{endpoint.password_file}")
+        else:  # VeNCrypt always ends with a SecurityResult, with a reason (QEMU: 3.8 only)
+            await _security_result(reader, 8, "the TLS connection")
+    except (asyncio.IncompleteReadError, OSError) as exc:
+        if subtype not in (X509_NONE, X509_VNC):
+            raise
+        # TLS 1.3: the server checks the client's certificate after the client finished
+        # its handshake, so a refused one shows up as the connection closing here
+        raise RfbError(f"the VNC server closed the TLS connection ({type(exc).__name__}): "
+                       f"{_CLIENT_CERT_HINT.format(endpoint.x509_dir or '<vnc_x509_path>')}"
+                       ) from None
 
 
 # -- the viewer side: noded as a VNC server without security --------------------------------

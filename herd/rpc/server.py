@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from herd import errors
 from herd.config.facts import read_facts
+from herd.node import rfb
 from herd.node.console_hub import ConsoleHubs, serve_viewer
 from herd.node.service import NodeService
 from herd.paths import HerdPaths
@@ -136,8 +137,10 @@ def build_app(service: NodeService) -> Starlette:
             await ws.close(code=1000 if reason == "viewer left" else 4410, reason=reason[:120])
 
     async def vnc(ws: WebSocket) -> None:
-        """A byte relay to the instance's VNC server on this node, for herd-rapi's noVNC
-        relay; each viewer has its own RFB connection (QEMU shares the screen)."""
+        """A relay to the instance's VNC server on this node, for herd-rapi's noVNC relay;
+        each viewer has its own RFB connection (QEMU shares the screen). noded does the
+        security handshake with QEMU (password, VeNCrypt TLS: herd.node.rfb) and offers the
+        viewer none, then relays bytes from the viewer's ClientInit on."""
         name = ws.path_params["name"]
         hv = service.hypervisor()
         try:
@@ -149,19 +152,43 @@ def build_app(service: NodeService) -> Starlette:
             await ws.close(code=4404, reason=f"instance {name} has no VNC console on this node")
             return
         try:
-            reader, writer = await asyncio.open_connection(*endpoint)
+            reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
         except OSError as exc:
             await ws.close(code=4500, reason=f"VNC server of {name} unavailable: {exc}")
             return
+        failure: str | None = None
+        try:
+            await rfb.authenticate(reader, writer, endpoint)
+        except errors.HerdError as exc:  # told to the viewer in RFB terms, below
+            failure = f"VNC console of {name}: {exc.message}"
+            log.info("%s", failure)
+            writer.close()
         await ws.accept()
+
+        async def receive() -> bytes | None:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return None
+            return message.get("bytes") or (message.get("text") or "").encode()
+
+        viewer = rfb.MessageReader(receive)
+        try:
+            await rfb.greet_viewer(viewer, ws.send_bytes, failure)
+        except errors.HerdError as exc:
+            if failure is None:
+                log.info("VNC viewer of %s: %s", name, exc.message)
+                writer.close()
+            with contextlib.suppress(Exception, WebSocketDisconnect):
+                await ws.close(code=4403 if failure else 1000, reason=exc.message[:120])
+            return
+        writer.write(viewer.rest())  # the viewer's ClientInit (and anything after it)
 
         async def to_client() -> None:
             while data := await reader.read(65536):
                 await ws.send_bytes(data)
 
         async def to_guest() -> None:
-            while True:
-                data = await ws.receive_bytes()
+            while (data := await receive()) is not None:
                 writer.write(data)
                 await writer.drain()
 
