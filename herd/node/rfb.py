@@ -205,7 +205,9 @@ def security_result(minor: int, failure: str | None) -> bytes:
 async def _read_reason(reader: ByteReader) -> str:
     (length,) = struct.unpack(">I", await reader.readexactly(4))
     data = await reader.readexactly(min(length, MAX_REASON))
-    return data.decode(errors="replace").strip() or "no reason given"
+    # printable only: it goes to a log line and the viewer (QEMU counts a C string's NUL)
+    text = "".join(c for c in data.decode(errors="replace") if c.isprintable())
+    return text.strip() or "no reason given"
 
 
 async def _security_result(reader: ByteReader, minor: int, what: str) -> None:

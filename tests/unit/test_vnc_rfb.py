@@ -53,7 +53,7 @@ class FakeVnc:
         answer = await reader.readexactly(16)
         ok = answer == rfb.vnc_auth_response(self.password.encode(), challenge)
         writer.write(struct.pack(">I", 0) if ok else
-                     struct.pack(">II", 1, 21) + b"Authentication failed")
+                     struct.pack(">II", 1, 22) + b"Authentication failed\0")
         await writer.drain()
         return ok
 
