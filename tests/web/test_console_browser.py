@@ -2,8 +2,10 @@
 network namespace, herd-rapi on the master) and one real busybox TCG guest with VNC: the serial
 console (xterm.js) shows the guest's boot marker and takes typed and pasted input, two viewers
 share it, tickets are single-use and bound to their console, a viewer gets none, and noVNC
-completes the RFB handshake. Chromium runs inside the cluster's namespace (a wrapper given to
-Playwright as its executable), so no lab traffic leaves it.
+completes the RFB handshake, also with a guest whose VNC has TLS (X.509 both ways) and a
+password, which noded negotiates (a wrong password is shown on the page). Chromium runs inside
+the cluster's namespace (a wrapper given to Playwright as its executable), so no lab traffic
+leaves it.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from typing import Any
 import pytest
 
 from herd.lab.single import NODE_IP, SingleNodeCluster, build_test_guest
+from tests.vnc_x509 import make_vnc_x509_dir
 from tests.web.conftest import CHROMIUM, screenshot
 
 pytestmark = pytest.mark.slow
 
 USERS = "oper operpw write\nroot-admin adminpw write\nwatcher watchpw read\n"
 NAME = "con1.example.com"
+SECURE = "vnc-secure.example.com"
+SECRET = "Vnc-Secr3t"
 URL = f"https://{NODE_IP}:5080"
 READ_TERMINAL = """() => {
   const b = window.herdTerminal.buffer.active, out = [];
@@ -65,6 +70,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleNodeClus
               "-H", "vnc_bind_address=127.0.0.1", NAME)
         # paused: attaching the first console resumes it, so the whole boot is on screen
         c.run("gnt-instance", "startup", "--paused", NAME)
+        # VNC as careful Ganeti admins set it up: TLS with certificates checked both ways and
+        # a password; noded authenticates, noVNC sees security None (herd.node.rfb)
+        secure = c.root / "vnc-secure"
+        make_vnc_x509_dir(secure / "x509")
+        (secure / "password").write_text(SECRET + "\n")
+        c.run("gnt-instance", "add", "-t", "diskless", "--no-install", "-o", "busybox+default",
+              "--no-name-check", "--no-ip-check", "--no-start", "-H",
+              f"vnc_bind_address=127.0.0.1,vnc_tls=true,vnc_x509_path={secure / 'x509'},"
+              f"vnc_x509_verify=true,vnc_password_file={secure / 'password'}", SECURE)
+        c.run("gnt-instance", "startup", "--paused", SECURE)  # VNC answers, nothing boots
         yield c
     finally:
         c.destroy()
@@ -177,10 +192,23 @@ def test_consoles_in_the_browser(cluster: SingleNodeCluster, browser: Any) -> No
     expect(two.locator("#screen canvas")).to_have_count(1)
     expect(two.locator("#console-state")).to_have_attribute("data-state", "connected")
     screenshot(two, "vnc")
+
+    # VNC with TLS, client certificates and a password: the same for the browser
+    two.goto(f"/ui/instances/{SECURE}")
+    two.click("#open-vnc")
+    expect(two.locator("#screen")).to_have_attribute("data-rfb", "connected")
+    expect(two.locator("#screen canvas")).to_have_count(1)
+    # a password file changed after the start (QEMU keeps the old one): noVNC says why
+    (cluster.root / "vnc-secure" / "password").write_text("changed!\n")
+    two.goto(f"/ui/instances/{SECURE}/vnc")
+    expect(two.locator("#screen")).to_have_attribute("data-rfb", "refused")
+    expect(two.locator("#console-state")).to_contain_text(
+        "the VNC server refused the password from vnc_password_file")
     for page in (one, two, watcher):
         page.context.close()
     # tickets are secrets: the daemons log who opened which console, never a ticket
     logs = "\n".join(p.read_text(errors="replace")
                      for p in cluster.paths.log_dir.rglob("*") if p.is_file())
     assert "console of" in logs and not any(t in logs for t in tickets)
+    assert "refused the password" in logs and SECRET[:8] not in logs
     print(f"console test took {time.monotonic() - started:.1f} s after the cluster was up")

@@ -1,7 +1,8 @@
 // The graphical console page: noVNC (vendored ES modules) over a WebSocket that herd-rapi
 // relays to QEMU's VNC server through the primary node's noded (herd/web/consoles.py). The
 // one-time ticket goes first on the socket; after the server's "ok" the socket is handed to
-// noVNC's RFB as an open channel. A VNC session cannot survive a migration: when the socket
+// noVNC's RFB as an open channel. noded has done the guest's VNC security (password, TLS) and
+// offers noVNC none. A VNC session cannot survive a migration: when the socket
 // closes the page starts a new session (new ticket) a few times before giving up.
 import RFB from "./vendor/novnc/core/rfb.js";
 
@@ -9,6 +10,9 @@ const screen = document.getElementById("screen");
 const state = document.getElementById("console-state");
 let rfb = null;
 let attempts = 0;
+// why noded could not authenticate to the guest's VNC server (password file, TLS), as it told
+// noVNC in RFB terms: shown, and not retried (another attempt would fail the same way)
+let refused = null;
 
 function show(name, text) {
   state.dataset.state = name;
@@ -40,7 +44,9 @@ async function connect() {
   const ws = new WebSocket("wss://" + location.host + screen.dataset.wsPath);
   ws.binaryType = "arraybuffer";
   ws.onopen = () => ws.send(t);
-  ws.onclose = (event) => show("closed", "closed" + (event.reason ? ": " + event.reason : ""));
+  ws.onclose = (event) => {
+    if (refused === null) show("closed", "closed" + (event.reason ? ": " + event.reason : ""));
+  };
   ws.onmessage = (event) => {
     if (event.data !== "ok") return;
     rfb = new RFB(screen, ws, { shared: true });
@@ -50,7 +56,13 @@ async function connect() {
       show("connected");
       screen.dataset.rfb = "connected"; // the RFB handshake is done (for the tests)
     });
+    rfb.addEventListener("securityfailure", (e) => {
+      refused = e.detail.reason || "security negotiation failed";
+      screen.dataset.rfb = "refused";
+      show("closed", "refused: " + refused);
+    });
     rfb.addEventListener("disconnect", (e) => {
+      if (refused !== null) return;
       screen.dataset.rfb = "disconnected";
       show("closed", e.detail.clean ? "closed" : "connection lost");
       if (attempts < 3) setTimeout(connect, 1000 * attempts);
