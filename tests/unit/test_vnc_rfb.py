@@ -441,3 +441,20 @@ def test_route_tells_the_viewer_why(tmp_path: Path, caplog: Any) -> None:
         assert answer == b"\0" + struct.pack(">I", len(reason)) + reason
     assert "refused the password" in caplog.text
     assert "wrongpw1" not in caplog.text and PASSWORD not in caplog.text
+
+
+def test_password_file_reading_is_ganetis(tmp_path: Path) -> None:
+    """First line, blanks around it dropped; one reading for QEMU's set_password and noded."""
+    from herd.hypervisor.base import read_display_password
+
+    path = tmp_path / "pw"
+    path.write_text("  s3cret pw \nnot this\n")
+    assert read_display_password(str(path), "vnc_password_file") == "s3cret pw"
+    path.write_text("")
+    with pytest.raises(Exception, match=f"^cannot read vnc_password_file {path}: it must be a "
+                                        "readable file whose first line is the password$"):
+        read_display_password(str(path), "vnc_password_file")
+    path.write_bytes(b"\xff\xfehidden\n")
+    with pytest.raises(Exception, match="cannot read spice_password_file") as caught:
+        read_display_password(str(path), "spice_password_file")
+    assert "hidden" not in str(caught.value)
