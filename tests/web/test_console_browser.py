@@ -16,18 +16,15 @@ from typing import Any
 import pytest
 
 from herd.lab.single import NODE_IP, SingleNodeCluster, build_test_guest
-from tests.web.conftest import CHROMIUM, screenshot
+from tests.web.conftest import screenshot
+from tests.web.in_lab import chromium_in, wait_terminal
+from tests.web.in_lab import login as lab_login
 
 pytestmark = pytest.mark.slow
 
 USERS = "oper operpw write\nroot-admin adminpw write\nwatcher watchpw read\n"
 NAME = "con1.example.com"
 URL = f"https://{NODE_IP}:5080"
-READ_TERMINAL = """() => {
-  const b = window.herdTerminal.buffer.active, out = [];
-  for (let i = 0; i < b.length; i++) out.push(b.getLine(i).translateToString(true));
-  return out.join("\\n");
-}"""
 #: Open a console WebSocket with a ticket: "ok" or "closed CODE REASON".
 TRY_TICKETS = """async ([ticketUrl, csrf, own, other]) => {
   const ticket = async () => {
@@ -73,49 +70,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleNodeClus
 @pytest.fixture(scope="module")
 def browser(cluster: SingleNodeCluster, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    wrapper = tmp_path_factory.mktemp("chromium") / "chromium-in-lab"
-    wrapper.write_text("#!/bin/sh\nexec " + " ".join(cluster.node.exec_prefix)
-                       + f' {CHROMIUM} "$@"\n')
-    wrapper.chmod(0o755)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(wrapper), args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium_in(cluster.node.exec_prefix, tmp_path_factory.mktemp("chromium")) as b:
+        yield b
 
 
 def login(browser: Any, user: str, password: str) -> Any:
-    page = browser.new_context(ignore_https_errors=True, base_url=URL).new_page()
-    deadline = time.monotonic() + 60
-    while True:  # herd-rapi comes up with the master a moment after init
-        try:
-            page.goto("/ui/login")
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-    page.fill("#username", user)
-    page.fill("#password", password)
-    page.click("#login")
-    page.wait_for_selector("#who")
-    return page
-
-
-def wait_terminal(page: Any, text: str, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        screen = str(page.evaluate(READ_TERMINAL))
-        if text in screen:
-            return screen
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} not on the console; it shows:\n{screen[-2000:]}")
-        time.sleep(0.2)
+    return lab_login(browser, URL, user, password)
 
 
 def test_consoles_in_the_browser(cluster: SingleNodeCluster, browser: Any) -> None:
