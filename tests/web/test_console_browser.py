@@ -43,6 +43,12 @@ TRY_TICKETS = """async ([ticketUrl, csrf, own, other]) => {
           await attempt(own, second), await attempt(own, second), first, second];
 }"""
 
+#: How the console's screen looks: xterm.js's own colours and font, or the page's.
+TERMINAL_LOOK = """() => {
+  const rows = getComputedStyle(document.querySelector("#console .xterm-rows"));
+  return [rows.color, rows.fontFamily];
+}"""
+
 ASK_TICKET = """async ([ticketUrl, csrf]) => {
   const r = await fetch(ticketUrl, {method: "POST", headers: {"X-CSRF-Token": csrf,
     "Content-Type": "application/x-www-form-urlencoded"}, body: "kind=serial"});
@@ -90,6 +96,9 @@ def test_consoles_in_the_browser(cluster: SingleNodeCluster, browser: Any) -> No
     boot = wait_terminal(one, "HERD_GUEST_READY")
     wait_terminal(one, "guest# ")
     assert f"disk0={NAME.split('.')[0]}" in boot or "HERD_GUEST_READY" in boot
+    # xterm.js's run-time styles apply under the pages' CSP: its white on black, monospace
+    color, font = one.evaluate(TERMINAL_LOOK)
+    assert color == "rgb(255, 255, 255)" and "monospace" in font, (color, font)
     print(f"booted and seen in {time.monotonic() - started:.1f} s")
 
     # a second viewer (another user with the role) attaches: the replay shows the boot

@@ -186,5 +186,5 @@ def test_migration_live_in_the_job_panel_and_the_console_follows(lab: WebLab,
     console.keyboard.type("echo after=$((40+2))\n")
     wait_terminal(console, "after=42", timeout=60)
     assert "after=42" in lab.serial_log("node2")
-    screenshot(console, "console-after-migration")
+    screenshot(console, "console-migrated")
     print(f"migrated and reattached in {time.monotonic() - started:.1f} s")
