@@ -121,7 +121,9 @@ def test_wizard_creates_a_mirrored_guest_that_boots(lab: WebLab, browser: Any) -
                timeout=180, interval=0.2)
     page.goto(f"/ui/instances/{NAME}")
     expect(page.locator("#state")).to_have_text("running")
-    expect(page.locator("body")).to_contain_text("drbd")
+    expect(page.locator("dt:text-is('Primary') + dd")).to_contain_text("node1.example.com")
+    expect(page.locator("dt:text-is('Secondaries') + dd")).to_have_text("node2.example.com")
+    expect(page.locator("dt:text-is('Disk template') + dd")).to_have_text("drbd")
     expect(page.locator("#disks")).to_contain_text("128")
     lab.pages["oper"] = page
     print(f"booted in {time.monotonic() - started:.1f} s")
@@ -173,7 +175,8 @@ def test_migration_live_in_the_job_panel_and_the_console_follows(lab: WebLab,
     print(f"migration job {job_id} followed live: statuses {statuses}, "
           f"log lines {[len(t['text'].splitlines()) for t in seen]}")
     # once the job ended the instance page reloads itself to show the new primary
-    expect(page.locator("body")).to_contain_text("node2.example.com")
+    expect(page.locator("dt:text-is('Primary') + dd")).to_contain_text("node2.example.com")
+    expect(page.locator(f"#job-{job_id}")).to_have_attribute("data-status", "success")
     assert lab.instances()[NAME]["pnode"] == "node2.example.com"
 
     # the console followed the guest to node2: typed input reaches it there
