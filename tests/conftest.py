@@ -1,8 +1,9 @@
 """Markers by kind, from where a test lives: ``unit`` (in-process, milliseconds: tests/unit,
 the harness), ``integration`` (real daemons or QEMU on this machine, one node:
 tests/integration), ``lab`` (multi-node labs in network namespaces: tests/lab, tests/rapi's
-lab modules). ``-m unit`` is the seconds-long loop while editing; ``-m "not lab"`` skips the
-labs. ``slow`` stays as the modules declare it (CI runs everything)."""
+lab modules, tests/web's ``*_lab`` modules). ``-m unit`` is the seconds-long loop while
+editing; ``-m "not lab"`` skips the labs. ``slow`` stays as the modules declare it (CI runs
+everything)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ def kind_of(path: Path) -> str:
     parts = path.resolve().relative_to(HERE).parts
     if parts[0] == "lab" or (parts[0] == "rapi" and path.stem.endswith(("_lab", "_fuzz",
                                                                          "_load"))):
+        return "lab"
+    if parts[0] == "web" and path.stem.endswith("_lab"):
         return "lab"
     if parts[0] == "integration":
         return "integration"

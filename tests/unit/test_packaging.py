@@ -42,6 +42,8 @@ def test_test_kinds_follow_where_a_test_lives() -> None:
     assert kind_of(HERE / "rapi/test_rapi_fuzz.py") == "lab"
     assert kind_of(HERE / "integration/test_etcd.py") == "integration"
     assert kind_of(HERE / "lab/test_drbd.py") == "lab"
+    assert kind_of(HERE / "web/test_web_lab.py") == "lab"
+    assert kind_of(HERE / "web/test_web_pages.py") == "unit"
 
 
 def test_gnt_commands_start_without_the_heavy_modules() -> None:

@@ -19,7 +19,9 @@ import pytest
 
 from herd.lab.single import NODE_IP, SingleNodeCluster, build_test_guest
 from tests.vnc_x509 import make_vnc_x509_dir
-from tests.web.conftest import CHROMIUM, screenshot
+from tests.web.conftest import screenshot
+from tests.web.in_lab import chromium_in, wait_terminal
+from tests.web.in_lab import login as lab_login
 
 pytestmark = pytest.mark.slow
 
@@ -28,11 +30,6 @@ NAME = "con1.example.com"
 SECURE = "vnc-secure.example.com"
 SECRET = "Vnc-Secr3t"
 URL = f"https://{NODE_IP}:5080"
-READ_TERMINAL = """() => {
-  const b = window.herdTerminal.buffer.active, out = [];
-  for (let i = 0; i < b.length; i++) out.push(b.getLine(i).translateToString(true));
-  return out.join("\\n");
-}"""
 #: Open a console WebSocket with a ticket: "ok" or "closed CODE REASON".
 TRY_TICKETS = """async ([ticketUrl, csrf, own, other]) => {
   const ticket = async () => {
@@ -49,6 +46,12 @@ TRY_TICKETS = """async ([ticketUrl, csrf, own, other]) => {
   const first = await ticket(), second = await ticket();
   return [await attempt(other, first), await attempt(own, first),
           await attempt(own, second), await attempt(own, second), first, second];
+}"""
+
+#: How the console's screen looks: xterm.js's own colours and font, or the page's.
+TERMINAL_LOOK = """() => {
+  const rows = getComputedStyle(document.querySelector("#console .xterm-rows"));
+  return [rows.color, rows.fontFamily];
 }"""
 
 ASK_TICKET = """async ([ticketUrl, csrf]) => {
@@ -88,49 +91,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleNodeClus
 @pytest.fixture(scope="module")
 def browser(cluster: SingleNodeCluster, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    wrapper = tmp_path_factory.mktemp("chromium") / "chromium-in-lab"
-    wrapper.write_text("#!/bin/sh\nexec " + " ".join(cluster.node.exec_prefix)
-                       + f' {CHROMIUM} "$@"\n')
-    wrapper.chmod(0o755)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(wrapper), args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium_in(cluster.node.exec_prefix, tmp_path_factory.mktemp("chromium")) as b:
+        yield b
 
 
 def login(browser: Any, user: str, password: str) -> Any:
-    page = browser.new_context(ignore_https_errors=True, base_url=URL).new_page()
-    deadline = time.monotonic() + 60
-    while True:  # herd-rapi comes up with the master a moment after init
-        try:
-            page.goto("/ui/login")
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-    page.fill("#username", user)
-    page.fill("#password", password)
-    page.click("#login")
-    page.wait_for_selector("#who")
-    return page
-
-
-def wait_terminal(page: Any, text: str, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        screen = str(page.evaluate(READ_TERMINAL))
-        if text in screen:
-            return screen
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} not on the console; it shows:\n{screen[-2000:]}")
-        time.sleep(0.2)
+    return lab_login(browser, URL, user, password)
 
 
 def test_consoles_in_the_browser(cluster: SingleNodeCluster, browser: Any) -> None:
@@ -145,6 +111,9 @@ def test_consoles_in_the_browser(cluster: SingleNodeCluster, browser: Any) -> No
     boot = wait_terminal(one, "HERD_GUEST_READY")
     wait_terminal(one, "guest# ")
     assert f"disk0={NAME.split('.')[0]}" in boot or "HERD_GUEST_READY" in boot
+    # xterm.js's run-time styles apply under the pages' CSP: its white on black, monospace
+    color, font = one.evaluate(TERMINAL_LOOK)
+    assert color == "rgb(255, 255, 255)" and "monospace" in font, (color, font)
     print(f"booted and seen in {time.monotonic() - started:.1f} s")
 
     # a second viewer (another user with the role) attaches: the replay shows the boot

@@ -10,11 +10,37 @@
   const term = new Terminal({ cursorBlink: true, scrollback: 5000, convertEol: false });
   const fit = new FitAddon.FitAddon();
   term.loadAddon(fit);
+  const copyStyles = adoptTerminalStyles();
   term.open(el);
+  copyStyles(); // now, not at the observer's next turn: fit measures the laid-out screen
   fit.fit();
   window.addEventListener("resize", () => fit.fit());
   window.herdTerminal = term; // for the browser tests (read the whole buffer)
   let ws = null;
+
+  // xterm.js writes its colours, font and cell sizes into <style> elements it adds (in the
+  // terminal and in <head>) and rewrites them as they change. The pages' CSP (style-src
+  // 'self') keeps those from applying: the screen would be the page's dark text on black. A
+  // style sheet constructed by this (trusted) script may be adopted under that CSP, so the
+  // same rules are copied into one whenever xterm.js adds or rewrites a <style>.
+  function adoptTerminalStyles() {
+    const sheet = new CSSStyleSheet();
+    document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
+    const copy = () => sheet.replaceSync(
+      Array.from(document.querySelectorAll("style"), (s) => s.textContent).join("\n"));
+    const isStyle = (node) => node && (node.nodeName === "STYLE"
+      || (node.parentNode && node.parentNode.nodeName === "STYLE"));
+    const observer = new MutationObserver((records) => {
+      if (records.some((r) => isStyle(r.target) || Array.from(r.addedNodes).some(isStyle)
+                       || Array.from(r.removedNodes).some(isStyle))) {
+        copy();
+      }
+    });
+    for (const root of [document.head, el]) {
+      observer.observe(root, { childList: true, subtree: true, characterData: true });
+    }
+    return copy;
+  }
 
   function show(name, text) {
     state.dataset.state = name;
