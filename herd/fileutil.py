@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,8 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
     Temp file in the same directory, fsync, rename, fsync of the directory: a crash at any
     point leaves a complete file behind.
     """
+    import tempfile  # here: every gnt-* command imports this module, few write a file
+
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

@@ -4,7 +4,7 @@ following them, and printing lists.
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -25,11 +25,43 @@ class CommandFailed(Exception):
         self.code = code
 
 
+def quiet_herd_logs() -> None:
+    """Library modules log for daemons; a command says what matters itself: Herd's loggers
+    get a handler that drops everything and do not pass records on (else logging would print
+    their warnings on stderr)."""
+    import logging
+
+    logger = logging.getLogger("herd")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+
+
+class _QuietLogsOnLibraryImport:
+    """A finder on ``sys.meta_path`` that finds nothing: the first Herd module a command
+    imports after it started (library code a subcommand loads where it needs it) sets Herd's
+    loggers quiet before that module loads, then the finder leaves.
+
+    So a command that only talks to masterd never imports ``logging`` (with traceback,
+    threading, string and weakref: a few milliseconds of every command's start, issue 17),
+    and one that runs library code in-process still prints none of its log records."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.startswith("herd."):
+            self.leave()
+            quiet_herd_logs()
+
+    def leave(self) -> None:
+        with contextlib.suppress(ValueError):  # another thread's import got here first
+            sys.meta_path.remove(self)
+
+
 def run_command(prog: str, fn: Callable[[], int | None]) -> int:
     """Run a command; any Herd error becomes one line on stderr and exit code 1."""
-    # library modules log for daemons; a command says what matters itself
-    logging.getLogger("herd").addHandler(logging.NullHandler())
-    logging.getLogger("herd").propagate = False
+    if "logging" in sys.modules:  # the command's modules brought it: quiet Herd's now
+        quiet_herd_logs()
+    elif not any(isinstance(f, _QuietLogsOnLibraryImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietLogsOnLibraryImport())
     try:
         return fn() or 0
     except CommandFailed as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import ipaddress
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -387,6 +388,23 @@ def resolve_fields(spec: str | None, default_fields: Sequence[str]) -> list[str]
 
 # --- argparse -----------------------------------------------------------------------------------
 
+def terminal_columns() -> int:
+    """The width help text is wrapped to: ``shutil.get_terminal_size``'s answer ($COLUMNS,
+    else the terminal of stdout, else 80), found without importing shutil, which argparse
+    imports for it once per ``add_argument`` and which loads bz2, lzma and zlib with it: a few
+    milliseconds of every command's start (issue 17)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 class HerdArgumentParser(argparse.ArgumentParser):
     """ArgumentParser whose errors are one line, ``<prog>: error: <message>``, exit code 1.
 
@@ -394,6 +412,10 @@ class HerdArgumentParser(argparse.ArgumentParser):
     commands exit 1 on bad options; -h still prints the full usage. Sub-parsers made with
     ``add_subparsers()`` inherit this class.
     """
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # the width argparse would find, without its ``import shutil`` (see terminal_columns)
+        return self.formatter_class(prog=self.prog, width=terminal_columns() - 2)
 
     def error(self, message: str) -> NoReturn:
         one_line = message.replace("\r", " ").replace("\n", " ")
