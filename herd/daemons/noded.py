@@ -7,9 +7,8 @@ import asyncio
 import json
 import logging
 
-import uvicorn
-
 from herd import paths
+from herd.daemons import uvicorn_package
 from herd.daemons.common import GRACEFUL_STOP, install_stop_handlers, pid_file, setup_logging
 from herd.node.etcd_member import EtcdSupervisor, stop_stale_member
 from herd.node.master_watch import MasterWatch
@@ -40,6 +39,7 @@ def in_cluster(p: paths.HerdPaths) -> bool:
 
 
 async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
+    uvicorn = uvicorn_package()  # without its command-line tool (see herd.daemons)
     watchdog = None
     usage = None
     etcd: EtcdSupervisor | None = None
