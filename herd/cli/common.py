@@ -4,7 +4,6 @@ following them, and printing lists.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -43,20 +42,21 @@ def quiet_herd_logs() -> None:
 class _QuietLogsOnLibraryImport:
     """A finder on ``sys.meta_path`` that finds nothing: the first Herd module a command
     imports after it started (library code a subcommand loads where it needs it) sets Herd's
-    loggers quiet before that module loads, then the finder leaves.
+    loggers quiet before that module loads.
 
     So a command that only talks to masterd never imports ``logging`` (with traceback,
     threading, string and weakref: a few milliseconds of every command's start, issue 17),
-    and one that runs library code in-process still prints none of its log records."""
+    and one that runs library code in-process still prints none of its log records. It stays
+    in ``sys.meta_path``, idle, once done: the import system walks that list while it calls
+    a finder, and a finder removing itself would make it skip the next one."""
+
+    def __init__(self) -> None:
+        self.done = False
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name.startswith("herd."):
-            self.leave()
+        if not self.done and name.startswith("herd."):
+            self.done = True
             quiet_herd_logs()
-
-    def leave(self) -> None:
-        with contextlib.suppress(ValueError):  # another thread's import got here first
-            sys.meta_path.remove(self)
 
 
 def run_command(prog: str, fn: Callable[[], int | None]) -> int:
