@@ -13,7 +13,9 @@ instance). Inside it, after the daemons settle, this measures:
 - ``gnt-instance list --help`` and a trivial job through the CLI (``gnt-debug delay 0``),
   median and best of ``--runs`` runs; beside them the interpreter's own start (``python -c
   pass``, the floor no Herd change lowers) and the same trivial job submitted on an open master
-  socket (masterd's share of the latency).
+  socket (masterd's share of the latency); and the interpreter and the trivial job without
+  ``site`` (``python -S``: what the virtualenv's start-up hooks cost; a command needs only the
+  standard library).
 
 Python reads Herd's modules from bytecode when a ``__pycache__`` holds it (an installed package
 has it; a checkout gets it on first import, unless PYTHONDONTWRITEBYTECODE is set, as in some
@@ -81,12 +83,13 @@ def memory() -> dict[str, Any]:
     return out
 
 
-def runs_of(argv: list[str], runs: int) -> dict[str, float]:
+def runs_of(argv: list[str], runs: int, env: dict[str, str] | None = None) -> dict[str, float]:
     """Median and best wall time of ``runs`` runs of a command (which must succeed)."""
     samples = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       env=env)
         samples.append(time.perf_counter() - started)
     return {"median": statistics.median(samples), "best": min(samples)}
 
@@ -129,6 +132,13 @@ def inside(runs: int) -> dict[str, Any]:
     out["python_s"] = runs_of([sys.executable, "-c", "pass"], runs)
     out["help_s"] = runs_of([str(bindir / "gnt-instance"), "list", "--help"], runs)
     out["trivial_job_s"] = runs_of([str(bindir / "gnt-debug"), "delay", "0"], runs)
+    # the same command without site (python -S): no .pth hooks of the virtualenv (an editable
+    # install's finder imports pathlib, re and importlib.util before any command code runs);
+    # a command needs only the standard library, so it runs as it is
+    out["python_nosite_s"] = runs_of([sys.executable, "-S", "-c", "pass"], runs)
+    out["trivial_job_nosite_s"] = runs_of(
+        [sys.executable, "-S", "-c", "import sys\nfrom herd.cli.gnt_debug import main\n"
+         "sys.exit(main(['delay', '0']))"], runs, env=dict(os.environ, PYTHONPATH=str(REPO)))
     out["socket_job_s"] = socket_job(runs)
     out["memory_after"] = memory()
     out["load_after"] = os.getloadavg()[0]
@@ -143,7 +153,9 @@ def report(r: dict[str, Any]) -> None:
     for label, key in (("python -c pass (the floor)", "python_s"),
                        ("gnt-instance list --help", "help_s"),
                        ("gnt-debug delay 0 (trivial job)", "trivial_job_s"),
-                       ("  the same job on an open socket", "socket_job_s")):
+                       ("  the same job on an open socket", "socket_job_s"),
+                       ("python -S -c pass", "python_nosite_s"),
+                       ("  gnt-debug delay 0 under python -S", "trivial_job_nosite_s")):
         goal = f"{GOALS[key]:.3f}" if key in GOALS else ""
         print(f"{label:34}{r[key]['median']:>10.3f}{r[key]['best']:>10.3f}{goal:>10}")
     for when in ("memory", "memory_after"):
