@@ -13,7 +13,6 @@ modes); whether a parameter name is valid for a hypervisor or backend is the obj
 from __future__ import annotations
 
 import argparse
-import copy
 import ipaddress
 import os
 import re
@@ -434,6 +433,8 @@ class HerdArgumentParser(argparse.ArgumentParser):
         for action in self._actions:  # a caller may mutate opts.beparams: never the default
             value = getattr(opts, action.dest, None)
             if value is action.default and isinstance(value, dict | list | tuple):
+                import copy  # here: few commands have such defaults (copy loads weakref)
+
                 setattr(opts, action.dest, copy.deepcopy(value))
         return opts, extras
 
