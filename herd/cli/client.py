@@ -11,7 +11,6 @@ from __future__ import annotations
 import _socket
 
 from herd import errors, paths
-from herd.config.facts import read_facts
 from herd.rpc import master_protocol as proto
 
 TYPE_CHECKING = False
@@ -39,6 +38,8 @@ class MasterClient:
         return self._sock
 
     def _not_master_message(self) -> str:
+        from herd.config.facts import read_facts  # here: only when masterd is not reachable
+
         facts = read_facts(self.paths)
         if facts is None:
             return ("this node is not part of a cluster (no cluster facts); "
