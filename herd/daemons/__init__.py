@@ -17,6 +17,7 @@ every daemon process would keep resident for nothing:
 """
 
 import sys
+from collections.abc import Callable
 from types import ModuleType
 
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
@@ -56,3 +57,25 @@ def uvicorn_package() -> ModuleType:
     package.__getattr__ = __getattr__  # type: ignore[method-assign]
     sys.modules["uvicorn"] = package
     return package
+
+
+def lazy_websocket_protocol(kind: str) -> Callable[..., object]:
+    """uvicorn's websocket protocol ``kind`` ("websockets", "auto": uvicorn's names), for
+    ``uvicorn.Config(ws=...)``, imported at the first websocket upgrade instead of at start.
+
+    Given a name, uvicorn imports the protocol when it loads its config, and the
+    ``websockets`` library with it: about 1.5 MiB in each of noded and herd-rapi, which
+    upgrade only for a console (a viewer or ``gnt-instance console``). uvicorn calls what it
+    is given to make the protocol of an upgraded connection (and tests it against None only),
+    so a function that imports the class once, then makes it, serves as well."""
+    protocol: list[Callable[..., object]] = []
+
+    def make(**kwargs: object) -> object:
+        if not protocol:
+            from uvicorn.config import WS_PROTOCOLS
+            from uvicorn.importer import import_from_string
+
+            protocol.append(import_from_string(WS_PROTOCOLS[kind]))
+        return protocol[0](**kwargs)
+
+    return make

@@ -8,7 +8,7 @@ import json
 import logging
 
 from herd import paths
-from herd.daemons import uvicorn_package
+from herd.daemons import lazy_websocket_protocol, uvicorn_package
 from herd.daemons.common import GRACEFUL_STOP, install_stop_handlers, pid_file, setup_logging
 from herd.node.etcd_member import EtcdSupervisor, stop_stale_member
 from herd.node.master_watch import MasterWatch
@@ -73,7 +73,7 @@ async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
         log.info("no cluster certificate: waiting to join (token: herd-join-token)")
     config = uvicorn.Config(
         app, host=bind, port=port, log_level="warning", access_log=False,
-        lifespan="off", ws="websockets", ws_ping_interval=None,
+        lifespan="off", ws=lazy_websocket_protocol("websockets"), ws_ping_interval=None,
         timeout_graceful_shutdown=GRACEFUL_STOP, **tls_args)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

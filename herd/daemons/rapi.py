@@ -17,7 +17,7 @@ import time
 
 from herd import paths
 from herd.config.facts import is_master
-from herd.daemons import uvicorn_package
+from herd.daemons import lazy_websocket_protocol, uvicorn_package
 from herd.daemons.common import GRACEFUL_STOP, install_stop_handlers, pid_file, setup_logging
 from herd.fileutil import pid_alive, read_pid
 from herd.rapi.app import build_app
@@ -57,6 +57,7 @@ async def serve(p: paths.HerdPaths, bind: str, port: int, require_auth: bool) ->
     config = uvicorn.Config(
         app, host=bind, port=port, log_level="warning", access_log=False, lifespan="off",
         server_header=False, timeout_keep_alive=15, timeout_graceful_shutdown=GRACEFUL_STOP,
+        ws=lazy_websocket_protocol("auto"),  # the web manager's consoles only
         # the certificate on disk at each handshake: renew-crypto needs no restart
         ssl_context_factory=lambda _config, _default: tls.rapi_server_context(p))
     server = uvicorn.Server(config)

@@ -129,3 +129,30 @@ def test_a_node_peer_is_told_from_the_decoded_certificate() -> None:
     assert peer_role(subject("sales", ROLE_RAPI, ROLE_NODE)) == ROLE_RAPI  # the first role
     assert peer_role(subject()) is None  # before roles: the full check decides
     assert peer_role({}) is None and peer_role(None) is None
+
+
+def test_the_websocket_protocol_is_imported_at_the_first_upgrade() -> None:
+    """noded and herd-rapi give uvicorn a maker of its websocket protocol (herd.daemons): the
+    websockets library (~1.5 MiB) loads when a console connects, not at start, and the
+    connection then gets uvicorn's own protocol."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys\n"
+        "from herd.daemons import lazy_websocket_protocol, uvicorn_package\n"
+        "uvicorn = uvicorn_package()\n"
+        "async def app(scope, receive, send): pass\n"
+        "config = uvicorn.Config(app, lifespan='off', ws=lazy_websocket_protocol('websockets'))\n"
+        "config.load()\n"
+        "print('websockets' in sys.modules)\n"
+        "from uvicorn.server import ServerState\n"
+        "async def upgrade():\n"
+        "    made = config.ws_protocol_class(config=config, server_state=ServerState(),\n"
+        "                                    app_state={})\n"
+        "    print(type(made).__module__, type(made).__name__)\n"
+        "asyncio.run(upgrade())\n")
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    assert out[0] == "False"
+    assert out[1] == "uvicorn.protocols.websockets.websockets_impl WebSocketProtocol"
