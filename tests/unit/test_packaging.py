@@ -85,7 +85,7 @@ def test_daemons_at_rest_leave_the_big_modules_unloaded(tmp_path: Path) -> None:
     """RSS at rest (issue 17: all of a one-node cluster's Herd processes within 100 MiB):
     noded of a cluster loads ``cryptography`` (about 9 MiB) only to join one or for a peer
     certificate that is not a node's; herd-rapi builds the web manager (Jinja2, about 5 MiB)
-    at its first /ui request; masterd serves no HTTP and builds no certificates, and after a
+    at its first /ui request and the opcodes at its first write; masterd serves no HTTP and builds no certificates, and after a
     trivial job it holds the logic of that operation only (herd.logic.lu_index)."""
     import subprocess
     import sys
@@ -104,7 +104,7 @@ def test_daemons_at_rest_leave_the_big_modules_unloaded(tmp_path: Path) -> None:
                               f"from pathlib import Path\nfrom herd.paths import HerdPaths\n"
                               f"RapiApp(HerdPaths(Path({str(tmp_path)!r})))\n" + serve,
                               ("cryptography", "jinja2", "herd.web.app", "yaml", "click",
-                               "multiprocessing", "uvicorn.main")),
+                               "multiprocessing", "uvicorn.main", "herd.opcodes")),
         "herd.daemons.masterd": (
             "from herd.logic.base import lu_for\nfrom herd.opcodes import opcode_from_dict\n"
             "lu_for(opcode_from_dict({'OP_ID': 'OP_TEST_DELAY', 'duration': 0}))\n",
