@@ -13,7 +13,6 @@ from herd.daemons.common import GRACEFUL_STOP, install_stop_handlers, pid_file, 
 from herd.node.etcd_member import EtcdSupervisor, stop_stale_member
 from herd.node.master_watch import MasterWatch
 from herd.node.service import NodeService
-from herd.objects.cluster import NODED_PORT
 from herd.rpc.server import build_app, uvicorn_tls_options
 from herd.storage.mirror.watchdog import LinkWatchdog
 
@@ -22,9 +21,15 @@ log = logging.getLogger("herd.noded")
 
 def default_port(p: paths.HerdPaths) -> int:
     try:
-        return int(json.loads(p.cluster_facts_file.read_text()).get("noded_port", NODED_PORT))
+        port = json.loads(p.cluster_facts_file.read_text()).get("noded_port")
+        if port is not None:
+            return int(port)
     except (OSError, ValueError):
-        return NODED_PORT
+        pass
+    # here: herd.objects (~0.75 MiB) for this one constant is not worth keeping resident
+    from herd.objects.cluster import NODED_PORT
+
+    return NODED_PORT
 
 
 async def _observe(service: NodeService, disk: dict[str, object]) -> None:

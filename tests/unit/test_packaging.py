@@ -85,8 +85,9 @@ def test_daemons_at_rest_leave_the_big_modules_unloaded(tmp_path: Path) -> None:
     """RSS at rest (issue 17: all of a one-node cluster's Herd processes within 100 MiB):
     noded of a cluster loads ``cryptography`` (about 9 MiB) only to join one or for a peer
     certificate that is not a node's; herd-rapi builds the web manager (Jinja2, about 5 MiB)
-    at its first /ui request and the opcodes at its first write; masterd serves no HTTP and builds no certificates, and after a
-    trivial job it holds the logic of that operation only (herd.logic.lu_index)."""
+    at its first /ui request and the opcodes at its first write; masterd serves no HTTP and
+    builds no certificates, and after a trivial job it holds the logic of that operation only
+    (herd.logic.lu_index); noded keeps no config objects (herd.objects)."""
     import subprocess
     import sys
 
@@ -99,7 +100,7 @@ def test_daemons_at_rest_leave_the_big_modules_unloaded(tmp_path: Path) -> None:
         "herd.daemons.noded": ("from pathlib import Path\nfrom herd.paths import HerdPaths\n"
                                + serve,
                                ("cryptography", "herd.rpc.join", "jinja2", "yaml", "click",
-                                "multiprocessing", "uvicorn.main")),
+                                "multiprocessing", "uvicorn.main", "herd.objects")),
         "herd.daemons.rapi": (f"from herd.rapi.app import RapiApp\n"
                               f"from pathlib import Path\nfrom herd.paths import HerdPaths\n"
                               f"RapiApp(HerdPaths(Path({str(tmp_path)!r})))\n" + serve,
