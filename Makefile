@@ -45,6 +45,7 @@ bench: bootstrap
 	$(PY) bench/config_save.py
 	$(PY) bench/failover.py
 	$(PY) bench/scale.py --quick
+	$(PY) bench/at_rest.py --compile
 
 clean: demo-clean
 	rm -rf $(VENV) build

@@ -69,6 +69,14 @@ BEFORE = {
     "rss_noded_mib": {100: 58, 1000: 62, 5000: 80},
     "trivial_job_s": {100: 0.11},
 }
+#: Issue 17's goals, beside each figure (the RSS goals are for all of Herd's processes).
+GOALS = {
+    "list_s": "<1 at 20k", "list_name_status_s": "<0.5 at 20k", "rapi_bulk_ms": "<400 at 20k",
+    "rapi_names_ms": "<50 at 20k", "from_dict_s": "<0.5 at 20k", "help_s": "<=0.1",
+    "trivial_job_s": "<=0.05 quiet", "rss_herd_total_mib": "<=300 at 20k",
+}
+#: A one-node cluster at rest: all of Herd's processes together (bench/at_rest.py has more).
+GOAL_RSS_AT_REST_MIB = 100
 
 
 def log(message: str) -> None:
@@ -247,10 +255,22 @@ def rss_all() -> dict[str, float]:
     pids = {d: read_pid(p.pid_file(d)) for d in ("masterd", "rapi", "noded", "etcd")}
     out: dict[str, Any] = {d: rss_mib(pid) for d, pid in pids.items()}
     out["herd_total"] = out["masterd"] + out["rapi"] + out["noded"]
+    # the proportional sets: shared pages (libpython, libcrypto) divided among the processes
+    out["pss_herd_total"] = sum(_pss_mib(pids[d]) for d in ("masterd", "rapi", "noded"))
     # the big native libraries a daemon should not keep resident at rest
     out["loaded"] = {d: sorted(lib for lib in ("cryptography", "markupsafe")
                                if lib in _maps(pids[d])) for d in ("masterd", "rapi", "noded")}
     return out
+
+
+def _pss_mib(pid: int | None) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def _maps(pid: int | None) -> str:
@@ -532,13 +552,13 @@ def report(results: list[dict[str, Any]]) -> None:
         print(f"\n== {nodes} node(s); load average at each size {loads} (a shared machine: "
               "other sessions' tests ran meanwhile) ==")
         head = f"{'metric':42}" + "".join(f"{r['size']:>12,}" for r in mine)
-        print(head + f"{'before(1n)':>22}{'Ganeti':>10}")
+        print(head + f"{'before(1n)':>22}{'Ganeti':>10}{'goal':>15}")
         for label, key, unit, _scale in [*ROWS, *RSS_ROWS]:
             cells = "".join(f"{_get(r, key):>12.3f}" if unit == "s" else f"{_get(r, key):>12.1f}"
                             for r in mine)
             before = "/".join(f"{v:g}" for v in BEFORE.get(key, {}).values())
             ganeti = GANETI.get(key, "")
-            print(f"{label:42}{cells}{before:>22}{ganeti:>10}")
+            print(f"{label:42}{cells}{before:>22}{ganeti:>10}{GOALS.get(key, ''):>15}")
         for label, key in (("trivial jobs/s, 16 submitters", "trivial_16"),
                            ("add-tags jobs/s, 16 submitters", "tags_16")):
             cells = "".join(f"{r.get(key, {}).get('jobs_per_s', float('nan')):>12.1f}"
@@ -556,7 +576,9 @@ def report(results: list[dict[str, Any]]) -> None:
         empty = mine[0]["empty_rss"]
         print(f"RSS with no instances: masterd {empty['masterd']:.1f}, rapi "
               f"{empty['rapi']:.1f}, noded {empty['noded']:.1f}, etcd {empty['etcd']:.1f} MiB "
-              f"(Herd {empty['herd_total']:.1f}; Ganeti 3.0.2's daemons: "
+              f"(Herd {empty['herd_total']:.1f}, PSS {empty.get('pss_herd_total', 0):.1f}; "
+              f"goal <= {GOAL_RSS_AT_REST_MIB}; with etcd "
+              f"{empty['herd_total'] + empty['etcd']:.1f}; Ganeti 3.0.2's daemons: "
               f"{GANETI['rss_total_mib']} MiB in all)")
     print("\nbefore(1n): issue 17's figures on main before this work at 100/1,000/5,000; "
           "Ganeti: 3.0.2, recorded on a 1-2 node cluster with 3 instances (ganeti-samples).")

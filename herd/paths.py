@@ -8,7 +8,6 @@ explicit root).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 #: Ganeti's default OS search path (its configure's --with-os-search-path), relative to root.
@@ -25,11 +24,38 @@ GANETI_IALLOCATOR_SEARCH_PATH = ("/usr/local/lib/ganeti/iallocators",
 BUNDLED_OS_DIR = Path(__file__).resolve().parent.parent / "os"
 
 
-@dataclass(frozen=True)
 class HerdPaths:
-    """The layout of one node's files under ``root``."""
+    """The layout of one node's files under ``root``.
 
+    A value (immutable, equal and hashable by its root) written by hand, not as a dataclass:
+    every gnt-* command builds one, and ``dataclasses`` imports ``inspect`` (with ``ast`` and
+    ``dis``), a few milliseconds of each command's start (issue 17)."""
+
+    __slots__ = ("root",)
     root: Path
+
+    def __init__(self, root: Path) -> None:
+        object.__setattr__(self, "root", root)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"HerdPaths is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"HerdPaths is immutable: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.root == other.root  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.__class__, self.root))
+
+    def __repr__(self) -> str:
+        return f"HerdPaths(root={self.root!r})"
+
+    def __reduce__(self) -> tuple[type[HerdPaths], tuple[Path]]:
+        return (self.__class__, (self.root,))
 
     # -- persistent state -------------------------------------------------------------------
     @property

@@ -1,25 +1,33 @@
-"""The gnt-* commands' connection to masterd (unix socket, line-delimited JSON)."""
+"""The gnt-* commands' connection to masterd (unix socket, line-delimited JSON).
+
+It speaks through ``_socket``, the C module that the ``socket`` module wraps: a unix stream
+socket needs none of the wrapper's additions (constants as enums, ``makefile``, ``sendfile``),
+and importing the wrapper (an enum made of every constant, ``selectors``) was about 3 ms of
+every command's start (issue 17), a tenth of a trivial job's latency.
+"""
 
 from __future__ import annotations
 
-import socket
-from typing import Any
+import _socket
 
 from herd import errors, paths
-from herd.config.facts import read_facts
 from herd.rpc import master_protocol as proto
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing costs each gnt-* command ~2 ms at start
+    from typing import Any
 
 
 class MasterClient:
     def __init__(self, p: paths.HerdPaths | None = None, timeout: float = 120.0) -> None:
         self.paths = p or paths.current()
         self.timeout = timeout
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None
         self._buf = b""
 
-    def _connect(self) -> socket.socket:
+    def _connect(self) -> _socket.socket:
         if self._sock is None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             sock.settimeout(self.timeout)
             try:
                 sock.connect(str(self.paths.master_socket))
@@ -30,6 +38,8 @@ class MasterClient:
         return self._sock
 
     def _not_master_message(self) -> str:
+        from herd.config.facts import read_facts  # here: only when masterd is not reachable
+
         facts = read_facts(self.paths)
         if facts is None:
             return ("this node is not part of a cluster (no cluster facts); "

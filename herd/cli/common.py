@@ -4,17 +4,19 @@ following them, and printing lists.
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from herd import errors
 from herd.cli.client import MasterClient
 from herd.cli.formatting import format_json, format_table, format_time
 from herd.cli.options import resolve_fields
 from herd.jobs import states as q
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing costs each gnt-* command ~2 ms at start
+    from typing import Any
 
 
 class CommandFailed(Exception):
@@ -25,11 +27,44 @@ class CommandFailed(Exception):
         self.code = code
 
 
+def quiet_herd_logs() -> None:
+    """Library modules log for daemons; a command says what matters itself: Herd's loggers
+    get a handler that drops everything and do not pass records on (else logging would print
+    their warnings on stderr)."""
+    import logging
+
+    logger = logging.getLogger("herd")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+
+
+class _QuietLogsOnLibraryImport:
+    """A finder on ``sys.meta_path`` that finds nothing: the first Herd module a command
+    imports after it started (library code a subcommand loads where it needs it) sets Herd's
+    loggers quiet before that module loads.
+
+    So a command that only talks to masterd never imports ``logging`` (with traceback,
+    threading, string and weakref: a few milliseconds of every command's start, issue 17),
+    and one that runs library code in-process still prints none of its log records. It stays
+    in ``sys.meta_path``, idle, once done: the import system walks that list while it calls
+    a finder, and a finder removing itself would make it skip the next one."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if not self.done and name.startswith("herd."):
+            self.done = True
+            quiet_herd_logs()
+
+
 def run_command(prog: str, fn: Callable[[], int | None]) -> int:
     """Run a command; any Herd error becomes one line on stderr and exit code 1."""
-    # library modules log for daemons; a command says what matters itself
-    logging.getLogger("herd").addHandler(logging.NullHandler())
-    logging.getLogger("herd").propagate = False
+    if "logging" in sys.modules:  # the command's modules brought it: quiet Herd's now
+        quiet_herd_logs()
+    elif not any(isinstance(f, _QuietLogsOnLibraryImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietLogsOnLibraryImport())
     try:
         return fn() or 0
     except CommandFailed as exc:

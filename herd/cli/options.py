@@ -13,15 +13,20 @@ modes); whether a parameter name is valid for a hypervisor or backend is the obj
 from __future__ import annotations
 
 import argparse
-import copy
 import ipaddress
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, NoReturn, overload
 
 from herd.errors import HerdError, ParameterError, ProgrammerError
 from herd.units import parse_size
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing costs each gnt-* command ~2 ms at start
+    from typing import Any, Literal, NoReturn, overload
+
+    _Spec = tuple[tuple[str, ...], dict[str, Any]]
 
 #: Ganeti's "no_x" (x=False) and "-x" (x=None: reset to the inherited default) prefixes.
 NO_PREFIX = "no_"
@@ -118,16 +123,16 @@ def _merge(into: dict[str, Any], more: dict[str, Any], what: str) -> None:
 
 # --- -H -----------------------------------------------------------------------------------------
 
-@overload
-def parse_hv_option(
-    text: str | Sequence[str], *, with_hypervisor: Literal[True]
-) -> dict[str, dict[str, Any]]: ...
+if TYPE_CHECKING:
+    @overload
+    def parse_hv_option(
+        text: str | Sequence[str], *, with_hypervisor: Literal[True]
+    ) -> dict[str, dict[str, Any]]: ...
 
-
-@overload
-def parse_hv_option(
-    text: str | Sequence[str], *, with_hypervisor: Literal[False]
-) -> tuple[str | None, dict[str, Any]]: ...
+    @overload
+    def parse_hv_option(
+        text: str | Sequence[str], *, with_hypervisor: Literal[False]
+    ) -> tuple[str | None, dict[str, Any]]: ...
 
 
 def parse_hv_option(
@@ -387,6 +392,23 @@ def resolve_fields(spec: str | None, default_fields: Sequence[str]) -> list[str]
 
 # --- argparse -----------------------------------------------------------------------------------
 
+def terminal_columns() -> int:
+    """The width help text is wrapped to: ``shutil.get_terminal_size``'s answer ($COLUMNS,
+    else the terminal of stdout, else 80), found without importing shutil, which argparse
+    imports for it once per ``add_argument`` and which loads bz2, lzma and zlib with it: a few
+    milliseconds of every command's start (issue 17)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 class HerdArgumentParser(argparse.ArgumentParser):
     """ArgumentParser whose errors are one line, ``<prog>: error: <message>``, exit code 1.
 
@@ -394,6 +416,10 @@ class HerdArgumentParser(argparse.ArgumentParser):
     commands exit 1 on bad options; -h still prints the full usage. Sub-parsers made with
     ``add_subparsers()`` inherit this class.
     """
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # the width argparse would find, without its ``import shutil`` (see terminal_columns)
+        return self.formatter_class(prog=self.prog, width=terminal_columns() - 2)
 
     def error(self, message: str) -> NoReturn:
         one_line = message.replace("\r", " ").replace("\n", " ")
@@ -407,6 +433,8 @@ class HerdArgumentParser(argparse.ArgumentParser):
         for action in self._actions:  # a caller may mutate opts.beparams: never the default
             value = getattr(opts, action.dest, None)
             if value is action.default and isinstance(value, dict | list | tuple):
+                import copy  # here: few commands have such defaults (copy loads weakref)
+
                 setattr(opts, action.dest, copy.deepcopy(value))
         return opts, extras
 
@@ -484,8 +512,6 @@ class _PriorityAction(argparse.Action):
                  values: Any, option_string: str | None = None) -> None:
         setattr(namespace, self.dest, PRIORITIES[str(values)])
 
-
-_Spec = tuple[tuple[str, ...], dict[str, Any]]
 
 #: name -> (flags, argparse keyword arguments); flags and dest names are Ganeti's.
 _SPECS: dict[str, _Spec] = {

@@ -7,14 +7,12 @@ import asyncio
 import json
 import logging
 
-import uvicorn
-
 from herd import paths
+from herd.daemons import lazy_websocket_protocol, uvicorn_package
 from herd.daemons.common import GRACEFUL_STOP, install_stop_handlers, pid_file, setup_logging
 from herd.node.etcd_member import EtcdSupervisor, stop_stale_member
 from herd.node.master_watch import MasterWatch
 from herd.node.service import NodeService
-from herd.objects.cluster import NODED_PORT
 from herd.rpc.server import build_app, uvicorn_tls_options
 from herd.storage.mirror.watchdog import LinkWatchdog
 
@@ -23,9 +21,15 @@ log = logging.getLogger("herd.noded")
 
 def default_port(p: paths.HerdPaths) -> int:
     try:
-        return int(json.loads(p.cluster_facts_file.read_text()).get("noded_port", NODED_PORT))
+        port = json.loads(p.cluster_facts_file.read_text()).get("noded_port")
+        if port is not None:
+            return int(port)
     except (OSError, ValueError):
-        return NODED_PORT
+        pass
+    # here: herd.objects (~0.75 MiB) for this one constant is not worth keeping resident
+    from herd.objects.cluster import NODED_PORT
+
+    return NODED_PORT
 
 
 async def _observe(service: NodeService, disk: dict[str, object]) -> None:
@@ -40,6 +44,7 @@ def in_cluster(p: paths.HerdPaths) -> bool:
 
 
 async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
+    uvicorn = uvicorn_package()  # without its command-line tool (see herd.daemons)
     watchdog = None
     usage = None
     etcd: EtcdSupervisor | None = None
@@ -73,7 +78,7 @@ async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
         log.info("no cluster certificate: waiting to join (token: herd-join-token)")
     config = uvicorn.Config(
         app, host=bind, port=port, log_level="warning", access_log=False,
-        lifespan="off", ws="websockets", ws_ping_interval=None,
+        lifespan="off", ws=lazy_websocket_protocol("websockets"), ws_ping_interval=None,
         timeout_graceful_shutdown=GRACEFUL_STOP, **tls_args)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

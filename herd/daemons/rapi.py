@@ -15,10 +15,9 @@ import logging
 import sys
 import time
 
-import uvicorn
-
 from herd import paths
 from herd.config.facts import is_master
+from herd.daemons import lazy_websocket_protocol, uvicorn_package
 from herd.daemons.common import GRACEFUL_STOP, install_stop_handlers, pid_file, setup_logging
 from herd.fileutil import pid_alive, read_pid
 from herd.rapi.app import build_app
@@ -53,10 +52,12 @@ async def _watch_master(p: paths.HerdPaths, stop: asyncio.Event) -> None:
 
 
 async def serve(p: paths.HerdPaths, bind: str, port: int, require_auth: bool) -> None:
+    uvicorn = uvicorn_package()  # without its command-line tool (see herd.daemons)
     app = build_app(p, require_auth=require_auth)
     config = uvicorn.Config(
         app, host=bind, port=port, log_level="warning", access_log=False, lifespan="off",
         server_header=False, timeout_keep_alive=15, timeout_graceful_shutdown=GRACEFUL_STOP,
+        ws=lazy_websocket_protocol("auto"),  # the web manager's consoles only
         # the certificate on disk at each handshake: renew-crypto needs no restart
         ssl_context_factory=lambda _config, _default: tls.rapi_server_context(p))
     server = uvicorn.Server(config)

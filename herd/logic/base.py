@@ -102,33 +102,16 @@ class LogicalUnit(Generic[OpT]):
 
 
 def lu_for(op: OpCode) -> type[LogicalUnit[Any]]:
-    # importing the modules registers their logical units
-    from herd.logic import (  # noqa: F401
-        backup,
-        cluster,
-        cluster_disks,
-        crypto,
-        group,
-        instance,
-        instance_create,
-        instance_failover,
-        instance_grow,
-        instance_migrate,
-        instance_modify,
-        instance_move,
-        instance_recreate,
-        instance_reinstall,
-        instance_rename,
-        instance_replace,
-        misc,
-        network,
-        node,
-        node_moves,
-        querydata,
-        tags,
-        unsupported,
-    )
+    """The logical unit of ``op``: importing a logic module registers its units, and only the
+    module of this operation is imported (herd.logic.lu_index says which; an operation it
+    does not name gets all of them imported, as before the index)."""
+    import importlib
 
+    from herd.logic.lu_index import LOGIC_MODULES, LU_MODULES
+
+    module = LU_MODULES.get(op.OP_ID)
+    for name in [module] if module else [f"herd.logic.{m}" for m in LOGIC_MODULES]:
+        importlib.import_module(name)
     try:
         return _LU_REGISTRY[op.OP_ID]
     except KeyError:

@@ -10,7 +10,6 @@ import typing
 from typing import Any
 
 from herd import __version__
-from herd.opcodes.base import _REGISTRY
 from herd.rapi.auth import ACCESS_WRITE
 from herd.rapi.routing import ROUTES, Resource
 
@@ -76,6 +75,8 @@ _REASON = {"type": "array", "items": {"type": "array", "minItems": 3, "maxItems"
 
 def _opcode_schema(op_id: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """A body holding an opcode's fields (unknown fields are refused with 400)."""
+    from herd.opcodes.base import _REGISTRY  # here: the document is made on request
+
     cls = _REGISTRY.get(op_id)
     if cls is None:
         return {"type": "object"}

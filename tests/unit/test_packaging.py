@@ -87,18 +87,31 @@ def test_daemons_at_rest_leave_the_big_modules_unloaded(tmp_path: Path) -> None:
     """RSS at rest (issue 17: all of a one-node cluster's Herd processes within 100 MiB):
     noded of a cluster loads ``cryptography`` (about 9 MiB) only to join one or for a peer
     certificate that is not a node's; herd-rapi builds the web manager (Jinja2, about 5 MiB)
-    at its first /ui request; masterd serves no HTTP and builds no certificates."""
+    at its first /ui request and the opcodes at its first write; masterd serves no HTTP and
+    builds no certificates, and after a trivial job it holds the logic of that operation only
+    (herd.logic.lu_index); noded keeps no config objects (herd.objects)."""
     import subprocess
     import sys
 
+    # both HTTPS daemons build uvicorn's server as they do at start (without its CLI: click
+    # and the multiprocessing supervisors, about 2 MiB each; see herd.daemons)
+    serve = ("from herd.daemons import uvicorn_package\nuvicorn = uvicorn_package()\n"
+             "import herd.rpc.server\nherd.rpc.server.node_only_protocol(HerdPaths(Path('/')))\n"
+             "uvicorn.Server(uvicorn.Config(app=None, lifespan='off', http='h11'))\n")
     rest = {  # module -> what its start builds, and what must stay unloaded
-        "herd.daemons.noded": ("import herd.rpc.server",
-                               ("cryptography", "herd.rpc.join", "jinja2", "yaml")),
+        "herd.daemons.noded": ("from pathlib import Path\nfrom herd.paths import HerdPaths\n"
+                               + serve,
+                               ("cryptography", "herd.rpc.join", "jinja2", "yaml", "click",
+                                "multiprocessing", "uvicorn.main", "herd.objects")),
         "herd.daemons.rapi": (f"from herd.rapi.app import RapiApp\n"
                               f"from pathlib import Path\nfrom herd.paths import HerdPaths\n"
-                              f"RapiApp(HerdPaths(Path({str(tmp_path)!r})))",
-                              ("cryptography", "jinja2", "herd.web.app", "yaml")),
-        "herd.daemons.masterd": ("", ("cryptography", "jinja2", "starlette", "uvicorn", "yaml")),
+                              f"RapiApp(HerdPaths(Path({str(tmp_path)!r})))\n" + serve,
+                              ("cryptography", "jinja2", "herd.web.app", "yaml", "click",
+                               "multiprocessing", "uvicorn.main", "herd.opcodes")),
+        "herd.daemons.masterd": (
+            "from herd.logic.base import lu_for\nfrom herd.opcodes import opcode_from_dict\n"
+            "lu_for(opcode_from_dict({'OP_ID': 'OP_TEST_DELAY', 'duration': 0}))\n",
+            ("cryptography", "jinja2", "starlette", "uvicorn", "yaml", "statistics")),
     }
     for module, (start, heavy) in rest.items():
         code = f"import sys, {module}\n{start}\nprint(' '.join(sorted(sys.modules)))"
@@ -119,3 +132,30 @@ def test_a_node_peer_is_told_from_the_decoded_certificate() -> None:
     assert peer_role(subject("sales", ROLE_RAPI, ROLE_NODE)) == ROLE_RAPI  # the first role
     assert peer_role(subject()) is None  # before roles: the full check decides
     assert peer_role({}) is None and peer_role(None) is None
+
+
+def test_the_websocket_protocol_is_imported_at_the_first_upgrade() -> None:
+    """noded and herd-rapi give uvicorn a maker of its websocket protocol (herd.daemons): the
+    websockets library (~1.5 MiB) loads when a console connects, not at start, and the
+    connection then gets uvicorn's own protocol."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys\n"
+        "from herd.daemons import lazy_websocket_protocol, uvicorn_package\n"
+        "uvicorn = uvicorn_package()\n"
+        "async def app(scope, receive, send): pass\n"
+        "config = uvicorn.Config(app, lifespan='off', ws=lazy_websocket_protocol('websockets'))\n"
+        "config.load()\n"
+        "print('websockets' in sys.modules)\n"
+        "from uvicorn.server import ServerState\n"
+        "async def upgrade():\n"
+        "    made = config.ws_protocol_class(config=config, server_state=ServerState(),\n"
+        "                                    app_state={})\n"
+        "    print(type(made).__module__, type(made).__name__)\n"
+        "asyncio.run(upgrade())\n")
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    assert out[0] == "False"
+    assert out[1] == "uvicorn.protocols.websockets.websockets_impl WebSocketProtocol"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from herd import errors
-from herd.opcodes.instance_extra import is_backed
 from herd.rapi import convert
 from herd.rapi.errors import HttpError, bad_request
 from herd.rapi.resources.tags import TagsResource
@@ -195,6 +194,8 @@ class InstanceReinstall(Resource):
         if osparams:
             reinstall["osparams"] = osparams
         reinstall_op = req.opcode("OP_INSTANCE_REINSTALL", reinstall, instance_name=name)
+        from herd.opcodes.instance_extra import is_backed  # here: see herd.rapi.routing
+
         if not is_backed("OP_INSTANCE_REINSTALL"):
             # never stop an instance for an operation that cannot follow
             return await req.submit(reinstall_op)
