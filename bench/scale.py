@@ -352,8 +352,28 @@ def submitters(count: int, duration: float, op: Any) -> dict[str, float]:
             "jobs": len(latencies)}
 
 
-def under_list_load(size: int, samples: int) -> float:
-    """Median latency of a trivial job through the CLI while 4 clients list everything."""
+def socket_job(samples: int) -> float:
+    """Median latency of a trivial job submitted on the master socket and waited for (the
+    CLI's calls, without starting a CLI process)."""
+    from herd.cli.client import MasterClient
+    from herd.cli.common import wait_for_job
+
+    out = []
+    with MasterClient(timeout=600) as client:
+        for _ in range(samples):
+            started = time.perf_counter()
+            job_id = client.call("submit_job", ops=[{
+                "OP_ID": "OP_TEST_DELAY", "duration": 0, "on_master": True, "on_nodes": [],
+                "repeat": 0}])
+            wait_for_job(client, job_id, feedback=lambda _entry: None)
+            out.append(time.perf_counter() - started)
+    return median(out)
+
+
+def under_list_load(size: int, samples: int,
+                    measure: Any = None) -> float:
+    """Median latency of a trivial job through the CLI (or ``measure(samples)``) while 4
+    clients list everything."""
     stop = threading.Event()
     lists = [0]
 
@@ -375,6 +395,8 @@ def under_list_load(size: int, samples: int) -> float:
         thread.start()
     time.sleep(0.5)
     try:
+        if measure is not None:
+            return float(measure(samples))
         return timed(("gnt-debug", "delay", "0"), samples)
     except RuntimeError as exc:
         problems.append(str(exc))
@@ -392,11 +414,29 @@ def under_list_load(size: int, samples: int) -> float:
 UNDER_LOAD_PROBLEMS: list[str] = []
 
 
-def measure(size: int, quick: bool) -> dict[str, Any]:
+def measure_list_load(size: int, out: dict[str, Any]) -> dict[str, Any]:
+    """``--only list-load``: one list's time, then a trivial job idle and while 4 clients
+    list, side by side (the ratio is what counts on a shared machine)."""
+    out["list_s"] = timed(("gnt-instance", "list"), 3)
+    for _ in range(2):  # idle, loaded, idle, loaded: both see the same machine
+        out.setdefault("idle_runs", []).append(timed(("gnt-debug", "delay", "0"), 5))
+        out.setdefault("loaded_runs", []).append(under_list_load(size, 5))
+        out.setdefault("socket_idle_runs", []).append(socket_job(5))
+        out.setdefault("socket_loaded_runs", []).append(under_list_load(size, 5, socket_job))
+    out["idle_job_s"] = median(out["idle_runs"])
+    out["job_under_lists_s"] = median(out["loaded_runs"])
+    out["under_load_problems"] = UNDER_LOAD_PROBLEMS[:3]
+    out["load_avg_after"] = os.getloadavg()[0]
+    return out
+
+
+def measure(size: int, quick: bool, only: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"size": size, "load_avg_before": os.getloadavg()[0]}
     reps = 3
     time.sleep(2)  # at rest: after masterd's start and the first pushes
     out["rss_rest"] = rss_all()
+    if only == "list-load":
+        return measure_list_load(size, out)
     out.update(config_load(size))
     out["list_s"] = timed(("gnt-instance", "list"), reps)
     out["list_name_status_s"] = timed(("gnt-instance", "list", "-o", "name,status"), reps)
@@ -448,7 +488,8 @@ def measure(size: int, quick: bool) -> dict[str, Any]:
 
 
 # -- outside: the labs --------------------------------------------------------------------------
-def bench_nodes(nodes: int, sizes: list[int], quick: bool) -> list[dict[str, Any]]:
+def bench_nodes(nodes: int, sizes: list[int], quick: bool,
+                only: str | None = None) -> list[dict[str, Any]]:
     from herd.lab.cluster import lab_cluster
     from herd.lab.single import build_test_guest
 
@@ -475,7 +516,8 @@ def bench_nodes(nodes: int, sizes: list[int], quick: bool) -> list[dict[str, Any
                                         timeout=1800).stdout)
             log(f"  {filled}")
             proc = lab.run("node1", *me, "--measure", str(size),
-                           *(["--quick"] if quick else []), timeout=3600)
+                           *(["--quick"] if quick else []),
+                           *(["--only", only] if only else []), timeout=3600)
             result = dict(json.loads(proc.stdout), nodes=nodes, empty_rss=rest, **filled)
             log(f"  {json.dumps(result)}")
             results.append(result)
@@ -568,6 +610,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="100,1000,5000,20000")
     parser.add_argument("--nodes", default="1,3")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--only", choices=["list-load"],
+                        help="list-load: only a trivial job's latency idle and while 4 "
+                             "clients list (and one list's time)")
     parser.add_argument("--populate", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rss", action="store_true", help=argparse.SUPPRESS)
@@ -576,7 +621,7 @@ def main() -> int:
         print(json.dumps(populate(args.populate)))
         return 0
     if args.measure is not None:
-        print(json.dumps(measure(args.measure, args.quick)))
+        print(json.dumps(measure(args.measure, args.quick, args.only)))
         return 0
     if args.rss:
         time.sleep(2)
@@ -590,7 +635,7 @@ def main() -> int:
     node_counts = [1] if args.quick else [int(n) for n in args.nodes.split(",")]
     results = []
     for nodes in node_counts:
-        results += bench_nodes(nodes, sizes, args.quick)
+        results += bench_nodes(nodes, sizes, args.quick, args.only)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     report(results)

@@ -275,10 +275,14 @@ class JobExecutor:
         state.status = q.WAITING
         await self._set_status(job, q.WAITING)
         lu = None
+        # whether the opcode may have changed config objects in memory (see the finally)
+        may_change = True
         try:
             self._restore_secrets(job.id, index, op)
             lu = lu_for(op)(op, self.ctx, feedback)
             requests = lu.locks()
+            # a change needs an exclusive lock; its saves mark the config changed themselves
+            may_change = any(not req.shared for req in requests)
             # a save of this job writes only what it holds exclusively (herd.config.layout)
             SAVE_SCOPE.set(scope_from_locks(requests, LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE,
                                             ALL))
@@ -294,8 +298,10 @@ class JobExecutor:
                 # pre hooks, execute (unless a dry run), post hooks
                 result: Any = await hooks.execute(lu)
         except asyncio.CancelledError:
+            may_change = True
             raise
         except Exception as exc:  # every failure is recorded in the job, never lost
+            may_change = True
             if not isinstance(exc, errors.HerdError):
                 log.exception("opcode %s of job %s failed unexpectedly", op.OP_ID, job.id)
             state.status, state.result, state.end_ts = q.ERROR, encode_error(exc), time.time()
@@ -305,6 +311,10 @@ class JobExecutor:
         finally:
             if lu is not None:
                 lu.cleanup()
+            if may_change:
+                # what a failed opcode (or one holding objects exclusively) changed in memory,
+                # saved or not: no kept query answer (herd.daemons.lists) predates it
+                self.ctx.config.note_change()
         state.status, state.result, state.end_ts = q.SUCCESS, result, time.time()
         await self.queue.save_async(job)
         return True
