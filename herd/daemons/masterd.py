@@ -353,10 +353,11 @@ class MasterDaemon:
         return [j.to_dict() for j in self.queue.list(include_archived=archived)]
 
     async def h_wait_for_job_change(self, job_id: int, prev_status: str | None,
-                                    prev_serial: int, timeout: float = 30.0) -> Any:
+                                    prev_serial: int, timeout: float = 30.0,
+                                    until_final: bool = False) -> Any:
         self.queue.get(job_id, with_log=False)  # raises NotFoundError
         return await self.executor.wait_for_change(job_id, prev_status, prev_serial,
-                                                   min(timeout, 60.0))
+                                                   min(timeout, 60.0), bool(until_final))
 
     async def h_cancel_job(self, job_id: int) -> list[Any]:
         return list(self.executor.cancel(job_id))

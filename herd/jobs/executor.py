@@ -170,14 +170,25 @@ class JobExecutor:
         return True, f"Job {job_id} canceled"
 
     async def wait_for_change(self, job_id: int, prev_status: str | None, prev_serial: int,
-                              timeout: float) -> dict[str, Any] | None:
-        """Long poll: return the job's status and new log entries once something changed."""
+                              timeout: float, until_final: bool = False
+                              ) -> dict[str, Any] | None:
+        """Long poll: return the job's status and new log entries once something changed.
+
+        ``until_final`` (the CLI, which prints only log entries): a status change alone does
+        not end the wait, only new log entries or the end of the job, whose whole record
+        comes along (``job``). A trivial job then costs its waiter one wake-up instead of
+        four (queued, waiting, running, success), each of which waited for a CPU while other
+        clients kept the master busy."""
         deadline = time.monotonic() + timeout
         while True:
             event = self._changed.setdefault(job_id, asyncio.Event())
             job = self.queue.get(job_id, with_log=False)
             entries = self.queue.log_since(job_id, prev_serial)
-            if job.status != prev_status or entries or job.status in q.FINAL_STATES:
+            final = job.status in q.FINAL_STATES
+            if until_final and final:
+                return {"status": job.status, "log": entries,
+                        "job": self.queue.get(job_id).to_dict()}
+            if entries or final or (job.status != prev_status and not until_final):
                 return {"status": job.status, "log": entries}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
