@@ -84,9 +84,12 @@ def _make(ctx: MasterContext, key: tuple[Any, ...]) -> ListQuery:
 class ListAnswers:
     """The list queries of one masterd (see the module doc)."""
 
-    def __init__(self, context: Callable[[], MasterContext]) -> None:
+    def __init__(self, context: Callable[[], MasterContext],
+                 release: Callable[[], None] = lambda: None) -> None:
         #: masterd's master context, looked up at each query (tests attach it late)
         self._context = context
+        #: gives the memory of dropped answers back to the system (masterd: malloc_trim)
+        self._release = release
         self.cache = AnswerCache()
         self.rounds: Rounds[Entry] = Rounds()
         #: per key, the query object of the last round and the config generation it chose
@@ -159,8 +162,9 @@ class ListAnswers:
         """Drop answers nobody asked for in a while (masterd at rest keeps no megabytes)."""
         while True:
             await asyncio.sleep(every)
-            self.cache.prune()
-            self._queries = {k: v for k, v in self._queries.items() if k in self.cache}
+            if self.cache.prune():
+                self._queries = {k: v for k, v in self._queries.items() if k in self.cache}
+                self._release()
 
     async def close(self) -> None:
         await self.rounds.close()

@@ -219,7 +219,7 @@ class MasterDaemon:
         #: quota checks and the queuing of the job they allow happen one job at a time
         self._quota_lock = asyncio.Lock()
         #: query_instances and query_nodes: shared, kept, computed in pieces (lists.py)
-        self.lists = ListAnswers(lambda: self.ctx)
+        self.lists = ListAnswers(lambda: self.ctx, release_free_memory)
 
     async def _write_facts(self, cfg: Any) -> None:
         write_facts(self.paths, cfg)

@@ -30,10 +30,12 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-#: Bytes of kept answers per cache (masterd's, RAPI's): a few 20,000-instance lists.
-MAX_BYTES = 96 * 1024 * 1024
+#: Bytes of kept answers per cache (masterd's, RAPI's): at 20,000 instances a RAPI bulk
+#: list (20 MB) and the CLI's default list (3 MB) fit; every field of every instance (36 MB)
+#: is answered but not kept (the RSS goal counts: at most 300 MiB for all daemons).
+MAX_BYTES = 32 * 1024 * 1024
 #: Seconds a kept answer stays unused before it is dropped.
-IDLE_SECONDS = 120.0
+IDLE_SECONDS = 60.0
 
 
 class Entry:
