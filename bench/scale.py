@@ -20,7 +20,11 @@ RAPI ``/2/instances?bulk=1`` and ``/2/instances`` on a keep-alive connection, RS
 RAPI, noded and the etcd member at rest, the latency of a trivial job (``gnt-debug delay 0``)
 and of a config-changing one (``gnt-instance add-tags``) through the CLI, jobs/s of 16
 submitters (trivial jobs through the master socket), and the latency of a trivial job while 4
-clients run ``gnt-instance list`` in a loop. Each figure is printed beside Ganeti 3.0.2's
+clients run ``gnt-instance list`` in a loop, side by side with idle, also through the master
+socket (masterd's part, no new process) and for an empty interpreter (``python -c pass``: on
+a machine with few cores, four listing processes take their fair share of the CPU from any
+new process, which bounds the CLI job's ratio whatever masterd does). ``--only list-load``
+measures only these. Each figure is printed beside Ganeti 3.0.2's
 recorded one where one exists (/work/shared/ganeti-samples/README.md; a small cluster) and
 beside the figure the issue recorded before this work (1 node).
 
@@ -372,8 +376,28 @@ def submitters(count: int, duration: float, op: Any) -> dict[str, float]:
             "jobs": len(latencies)}
 
 
-def under_list_load(size: int, samples: int) -> float:
-    """Median latency of a trivial job through the CLI while 4 clients list everything."""
+def socket_job(samples: int) -> float:
+    """Median latency of a trivial job submitted on the master socket and waited for (the
+    CLI's calls, without starting a CLI process)."""
+    from herd.cli.client import MasterClient
+    from herd.cli.common import wait_for_job
+
+    out = []
+    with MasterClient(timeout=600) as client:
+        for _ in range(samples):
+            started = time.perf_counter()
+            job_id = client.call("submit_job", ops=[{
+                "OP_ID": "OP_TEST_DELAY", "duration": 0, "on_master": True, "on_nodes": [],
+                "repeat": 0}])
+            wait_for_job(client, job_id, feedback=lambda _entry: None)
+            out.append(time.perf_counter() - started)
+    return median(out)
+
+
+def under_list_load(size: int, samples: int,
+                    measure: Any = None) -> float:
+    """Median latency of a trivial job through the CLI (or ``measure(samples)``) while 4
+    clients list everything."""
     stop = threading.Event()
     lists = [0]
 
@@ -395,6 +419,8 @@ def under_list_load(size: int, samples: int) -> float:
         thread.start()
     time.sleep(0.5)
     try:
+        if measure is not None:
+            return float(measure(samples))
         return timed(("gnt-debug", "delay", "0"), samples)
     except RuntimeError as exc:
         problems.append(str(exc))
@@ -412,11 +438,48 @@ def under_list_load(size: int, samples: int) -> float:
 UNDER_LOAD_PROBLEMS: list[str] = []
 
 
-def measure(size: int, quick: bool) -> dict[str, Any]:
+def empty_python(samples: int) -> float:
+    """Median time of an interpreter that does nothing (``python -c pass``): the share of the
+    CPU any new process gets, whatever Herd does (the floor of the CLI job's ratio)."""
+    return timed((sys.executable, "-c", "pass"), samples)
+
+
+def list_load_ratios(size: int, out: dict[str, Any], rounds: int) -> None:
+    """A trivial job idle and while 4 clients list, side by side (idle, loaded, idle, ...:
+    both see the same machine), through the CLI and through the master socket (masterd's
+    part, without a new process), and an empty interpreter the same way."""
+    for _ in range(rounds):
+        out.setdefault("idle_runs", []).append(timed(("gnt-debug", "delay", "0"), 5))
+        out.setdefault("loaded_runs", []).append(under_list_load(size, 5))
+        out.setdefault("socket_idle_runs", []).append(socket_job(5))
+        out.setdefault("socket_loaded_runs", []).append(under_list_load(size, 5, socket_job))
+        out.setdefault("python_idle_runs", []).append(empty_python(5))
+        out.setdefault("python_loaded_runs", []).append(under_list_load(size, 5,
+                                                                        empty_python))
+    out["idle_job_s"] = median(out["idle_runs"])
+    out["job_under_lists_s"] = median(out["loaded_runs"])
+    out["socket_idle_s"] = median(out["socket_idle_runs"])
+    out["socket_under_lists_s"] = median(out["socket_loaded_runs"])
+    out["python_idle_s"] = median(out["python_idle_runs"])
+    out["python_under_lists_s"] = median(out["python_loaded_runs"])
+    out["under_load_problems"] = UNDER_LOAD_PROBLEMS[:3]
+
+
+def measure_list_load(size: int, out: dict[str, Any]) -> dict[str, Any]:
+    """``--only list-load``: one list's time, then :func:`list_load_ratios`."""
+    out["list_s"] = timed(("gnt-instance", "list"), 3)
+    list_load_ratios(size, out, 2)
+    out["load_avg_after"] = os.getloadavg()[0]
+    return out
+
+
+def measure(size: int, quick: bool, only: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"size": size, "load_avg_before": os.getloadavg()[0]}
     reps = 3
     time.sleep(2)  # at rest: after masterd's start and the first pushes
     out["rss_rest"] = rss_all()
+    if only == "list-load":
+        return measure_list_load(size, out)
     out.update(config_load(size))
     out["list_s"] = timed(("gnt-instance", "list"), reps)
     out["list_name_status_s"] = timed(("gnt-instance", "list", "-o", "name,status"), reps)
@@ -457,9 +520,7 @@ def measure(size: int, quick: bool) -> dict[str, Any]:
     out["tags_16"] = submitters(16, duration, lambda n, d: {
         "OP_ID": "OP_TAGS_SET", "kind": "instance", "name": NAME.format(n % size),
         "tags": [f"load:{n}:{d}"]})
-    out["idle_job_s"] = timed(("gnt-debug", "delay", "0"), 5)
-    out["job_under_lists_s"] = under_list_load(size, 5)
-    out["under_load_problems"] = UNDER_LOAD_PROBLEMS[:3]
+    list_load_ratios(size, out, 1)
     if UNDER_LOAD_PROBLEMS:
         return out  # masterd is gone: nothing more to measure here
     out["rss_after"] = rss_all()
@@ -468,7 +529,8 @@ def measure(size: int, quick: bool) -> dict[str, Any]:
 
 
 # -- outside: the labs --------------------------------------------------------------------------
-def bench_nodes(nodes: int, sizes: list[int], quick: bool) -> list[dict[str, Any]]:
+def bench_nodes(nodes: int, sizes: list[int], quick: bool,
+                only: str | None = None) -> list[dict[str, Any]]:
     from herd.lab.cluster import lab_cluster
     from herd.lab.single import build_test_guest
 
@@ -495,7 +557,8 @@ def bench_nodes(nodes: int, sizes: list[int], quick: bool) -> list[dict[str, Any
                                         timeout=1800).stdout)
             log(f"  {filled}")
             proc = lab.run("node1", *me, "--measure", str(size),
-                           *(["--quick"] if quick else []), timeout=3600)
+                           *(["--quick"] if quick else []),
+                           *(["--only", only] if only else []), timeout=3600)
             result = dict(json.loads(proc.stdout), nodes=nodes, empty_rss=rest, **filled)
             log(f"  {json.dumps(result)}")
             results.append(result)
@@ -565,8 +628,15 @@ def report(results: list[dict[str, Any]]) -> None:
                             for r in mine)
             ganeti = GANETI["jobs_per_s"] if key == "trivial_16" else ""
             print(f"{label:42}{cells}{'':>22}{ganeti:>10}")
-        ratio = "".join(f"{r['job_under_lists_s'] / r['idle_job_s']:>12.2f}" for r in mine)
-        print(f"{'job latency under lists / idle':42}{ratio}{'goal < 2':>22}")
+        for label, loaded, idle, note in (
+                ("job latency under lists / idle", "job_under_lists_s", "idle_job_s",
+                 "goal < 2"),
+                ("  the same through the master socket", "socket_under_lists_s",
+                 "socket_idle_s", "masterd's part"),
+                ("  python -c pass under lists / idle", "python_under_lists_s",
+                 "python_idle_s", "any new process")):
+            ratio = "".join(f"{_get(r, loaded) / _get(r, idle):>12.2f}" for r in mine)
+            print(f"{label:42}{ratio}{note:>22}")
         for r in mine:
             for problem in r.get("under_load_problems", []):
                 print(f"at {r['size']:,}, while 4 clients listed: {problem[:200]}")
@@ -590,6 +660,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="100,1000,5000,20000")
     parser.add_argument("--nodes", default="1,3")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--only", choices=["list-load"],
+                        help="list-load: only a trivial job's latency idle and while 4 "
+                             "clients list (and one list's time)")
     parser.add_argument("--populate", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rss", action="store_true", help=argparse.SUPPRESS)
@@ -598,7 +671,7 @@ def main() -> int:
         print(json.dumps(populate(args.populate)))
         return 0
     if args.measure is not None:
-        print(json.dumps(measure(args.measure, args.quick)))
+        print(json.dumps(measure(args.measure, args.quick, args.only)))
         return 0
     if args.rss:
         time.sleep(2)
@@ -612,7 +685,7 @@ def main() -> int:
     node_counts = [1] if args.quick else [int(n) for n in args.nodes.split(",")]
     results = []
     for nodes in node_counts:
-        results += bench_nodes(nodes, sizes, args.quick)
+        results += bench_nodes(nodes, sizes, args.quick, args.only)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     report(results)

@@ -108,12 +108,25 @@ def print_feedback(entry: Sequence[Any]) -> None:
 
 def wait_for_job(client: MasterClient, job_id: int,
                  feedback: Callable[[Sequence[Any]], None] = print_feedback) -> dict[str, Any]:
-    """Follow a job, printing its log, until it ends; return the final job."""
+    """Follow a job, printing its log, until it ends; return the final job.
+
+    masterd is asked to answer only with log entries or the end of the job (``until_final``,
+    which brings the final job along); a masterd from before that option refuses it, and is
+    then asked as before (every status change, then the job)."""
     status: str | None = None
     serial = 0
+    until_final = True
     while True:
-        change = client.call("wait_for_job_change", job_id=job_id, prev_status=status,
-                             prev_serial=serial, timeout=30)
+        args: dict[str, Any] = {"job_id": job_id, "prev_status": status,
+                                "prev_serial": serial, "timeout": 30}
+        try:
+            change = client.call("wait_for_job_change", **args, until_final=until_final) \
+                if until_final else client.call("wait_for_job_change", **args)
+        except errors.ParameterError as exc:
+            if not until_final or "until_final" not in exc.message:
+                raise
+            until_final = False
+            continue
         if change is None:
             continue
         for entry in change["log"]:
@@ -121,7 +134,8 @@ def wait_for_job(client: MasterClient, job_id: int,
             feedback(entry)
         status = change["status"]
         if status in q.FINAL_STATES:
-            return client.call("query_jobs", ids=[job_id])[0]
+            job = change.get("job")
+            return job if isinstance(job, dict) else client.call("query_jobs", ids=[job_id])[0]
 
 
 def job_error(job: dict[str, Any]) -> errors.HerdError:

@@ -84,6 +84,8 @@ class EtcdConfigStore:
         self._names = {inst.name: uuid for uuid, inst in data.instances.items()}
         self._guard = guard
         self._listeners: list[SaveListener] = []
+        #: bumped by every save and after every opcode (see note_change)
+        self.generation = 0
         #: saves waiting for the next transaction, and the task that sends them
         self._pending: list[tuple[layout.Change, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
@@ -128,17 +130,26 @@ class EtcdConfigStore:
     def add_listener(self, listener: SaveListener) -> None:
         self._listeners.append(listener)
 
+    def note_change(self) -> None:
+        """See :meth:`herd.config.store.ConfigStore.note_change`."""
+        self.generation += 1
+
     # -- writing --------------------------------------------------------------------------------
     async def save(self) -> None:
         """Persist the changes of the running operation (see the module doc)."""
-        change = layout.diff(self.data, self._texts, SAVE_SCOPE.get(), self._index,
-                             self._names)
-        if change:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._pending.append((change, done))
-            if self._committer is None or self._committer.done():
-                self._committer = asyncio.get_running_loop().create_task(self._commit_all())
-            await done
+        self.note_change()
+        try:
+            change = layout.diff(self.data, self._texts, SAVE_SCOPE.get(), self._index,
+                                 self._names)
+            if change:
+                done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._pending.append((change, done))
+                if self._committer is None or self._committer.done():
+                    self._committer = asyncio.get_running_loop().create_task(
+                        self._commit_all())
+                await done
+        finally:
+            self.note_change()
         for listener in self._listeners:
             await listener(self.data)
 

@@ -26,6 +26,8 @@ class ConfigStore:
         self.path = path
         self.data = data
         self._listeners: list[SaveListener] = []
+        #: bumped by every save and after every opcode (see note_change)
+        self.generation = 0
 
     @classmethod
     def load(cls, path: Path) -> ConfigStore:
@@ -63,14 +65,25 @@ class ConfigStore:
     def add_listener(self, listener: SaveListener) -> None:
         self._listeners.append(listener)
 
+    def note_change(self) -> None:
+        """The in-memory config may differ from what the last query saw: answers kept for
+        the old generation are not served again (herd.rpc.answer_cache). Called at the start
+        and the end of every save (a refused one restores objects without a new serial) and
+        after every opcode (one that changed objects but failed before saving)."""
+        self.generation += 1
+
     def write(self) -> None:
         self.data.mtime = time.time()
         atomic_write_json(self.path, self.data.to_dict())
 
     async def save(self) -> None:
         """Persist a change: bump the document serial, write atomically, notify listeners."""
-        self.data.serial_no += 1
-        self.write()
+        self.note_change()
+        try:
+            self.data.serial_no += 1
+            self.write()
+        finally:
+            self.note_change()
         for listener in self._listeners:
             await listener(self.data)
 

@@ -31,6 +31,8 @@ from herd.config.replication import Replicator
 from herd.config.store import ConfigStore
 from herd.daemons import util as daemon_util
 from herd.daemons.common import add_log_file, install_stop_handlers, pid_file, setup_logging
+from herd.daemons.lists import METHODS as LIST_METHODS
+from herd.daemons.lists import ListAnswers
 from herd.etcd import maintenance as etcd_maintenance
 from herd.etcd.client import EtcdClient, EtcdError
 from herd.etcd.election import KeeperThread, MasterLease
@@ -216,6 +218,8 @@ class MasterDaemon:
         self.job_stats = JobStats()
         #: quota checks and the queuing of the job they allow happen one job at a time
         self._quota_lock = asyncio.Lock()
+        #: query_instances and query_nodes: shared, kept, computed in pieces (lists.py)
+        self.lists = ListAnswers(lambda: self.ctx, release_free_memory)
 
     async def _write_facts(self, cfg: Any) -> None:
         write_facts(self.paths, cfg)
@@ -349,10 +353,11 @@ class MasterDaemon:
         return [j.to_dict() for j in self.queue.list(include_archived=archived)]
 
     async def h_wait_for_job_change(self, job_id: int, prev_status: str | None,
-                                    prev_serial: int, timeout: float = 30.0) -> Any:
+                                    prev_serial: int, timeout: float = 30.0,
+                                    until_final: bool = False) -> Any:
         self.queue.get(job_id, with_log=False)  # raises NotFoundError
         return await self.executor.wait_for_change(job_id, prev_status, prev_serial,
-                                                   min(timeout, 60.0))
+                                                   min(timeout, 60.0), bool(until_final))
 
     async def h_cancel_job(self, job_id: int) -> list[Any]:
         return list(self.executor.cancel(job_id))
@@ -513,27 +518,32 @@ class MasterDaemon:
         try:
             while line := await reader.readline():
                 answer = await self.dispatch(line)
-                writer.write(await encode_answer(answer))
+                writer.write(answer if isinstance(answer, bytes) else await encode_answer(answer))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
 
-    async def dispatch(self, line: bytes) -> dict[str, Any]:
+    async def dispatch(self, line: bytes) -> dict[str, Any] | bytes:
+        """The answer to one request line: a dict, or the encoded line of a list query."""
         self._inflight += 1
         try:
             return await self._dispatch(line)
         finally:
             self._inflight -= 1
 
-    async def _dispatch(self, line: bytes) -> dict[str, Any]:
+    async def _dispatch(self, line: bytes) -> dict[str, Any] | bytes:
         try:
             request = proto.decode(line)
             if self._lost_reason is not None:
                 raise NotMaster(f"this node lost the master role ({self._lost_reason}); "
                                 "ask the new master")
-            handler = self.handlers.get(request.get("method"))
+            method = request.get("method")
+            if method in LIST_METHODS:
+                return await self.lists.answer(method, request.get("args") or {},
+                                               request.get("etag"))
+            handler = self.handlers.get(method)
             if handler is None:
                 raise errors.ParameterError(f"unknown request {request.get('method')!r}")
             return {"ok": True, "result": await handler(**(request.get("args") or {}))}
@@ -694,10 +704,12 @@ class MasterDaemon:
         os.chmod(sock, 0o660)
         log.info("masterd serving on %s", sock)
         maintenance = asyncio.get_running_loop().create_task(self._etcd_maintenance())
+        tidy = asyncio.get_running_loop().create_task(self.lists.tidy())
         async with server:
             await self._stop.wait()
         log.info("masterd stopping")
         maintenance.cancel()
+        tidy.cancel()
         keeper.cancel()
         await asyncio.to_thread(keeper.join, 2.0)
         # requests being answered (a submit told that the role was lost) get their answer
@@ -710,6 +722,7 @@ class MasterDaemon:
         for task in list(self._clients):
             task.cancel()
         await asyncio.gather(*self._clients, return_exceptions=True)
+        await self.lists.close()
         await self.replicator.close()
         if self._lost_reason is None:
             # a stop, not a loss: keep the term (a restart adopts it, see election) but let

@@ -19,10 +19,17 @@ from typing import Any, ClassVar
 from herd.errors import HypervisorError, ParameterError
 from herd.paths import HerdPaths
 
+#: Field names per dataclass (dataclasses.fields() costs more than the copy: noded answers
+#: instance_list with one spec per guest, and RAPI clients ask for it many times a second).
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
 
 def _flat(obj: Any) -> dict[str, Any]:
     """A dataclass's fields as a dict, values as they are (for flat, scalar-valued ones)."""
-    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+    names = _FIELD_NAMES.get(type(obj))
+    if names is None:
+        names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in fields(obj))
+    return {name: getattr(obj, name) for name in names}
 
 
 @dataclass

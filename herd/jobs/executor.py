@@ -170,14 +170,25 @@ class JobExecutor:
         return True, f"Job {job_id} canceled"
 
     async def wait_for_change(self, job_id: int, prev_status: str | None, prev_serial: int,
-                              timeout: float) -> dict[str, Any] | None:
-        """Long poll: return the job's status and new log entries once something changed."""
+                              timeout: float, until_final: bool = False
+                              ) -> dict[str, Any] | None:
+        """Long poll: return the job's status and new log entries once something changed.
+
+        ``until_final`` (the CLI, which prints only log entries): a status change alone does
+        not end the wait, only new log entries or the end of the job, whose whole record
+        comes along (``job``). A trivial job then costs its waiter one wake-up instead of
+        four (queued, waiting, running, success), each of which waited for a CPU while other
+        clients kept the master busy."""
         deadline = time.monotonic() + timeout
         while True:
             event = self._changed.setdefault(job_id, asyncio.Event())
             job = self.queue.get(job_id, with_log=False)
             entries = self.queue.log_since(job_id, prev_serial)
-            if job.status != prev_status or entries or job.status in q.FINAL_STATES:
+            final = job.status in q.FINAL_STATES
+            if until_final and final:
+                return {"status": job.status, "log": entries,
+                        "job": self.queue.get(job_id).to_dict()}
+            if entries or final or (job.status != prev_status and not until_final):
                 return {"status": job.status, "log": entries}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -275,10 +286,14 @@ class JobExecutor:
         state.status = q.WAITING
         await self._set_status(job, q.WAITING)
         lu = None
+        # whether the opcode may have changed config objects in memory (see the finally)
+        may_change = True
         try:
             self._restore_secrets(job.id, index, op)
             lu = lu_for(op)(op, self.ctx, feedback)
             requests = lu.locks()
+            # a change needs an exclusive lock; its saves mark the config changed themselves
+            may_change = any(not req.shared for req in requests)
             # a save of this job writes only what it holds exclusively (herd.config.layout)
             SAVE_SCOPE.set(scope_from_locks(requests, LEVEL_CLUSTER, LEVEL_INSTANCE, LEVEL_NODE,
                                             ALL))
@@ -294,8 +309,10 @@ class JobExecutor:
                 # pre hooks, execute (unless a dry run), post hooks
                 result: Any = await hooks.execute(lu)
         except asyncio.CancelledError:
+            may_change = True
             raise
         except Exception as exc:  # every failure is recorded in the job, never lost
+            may_change = True
             if not isinstance(exc, errors.HerdError):
                 log.exception("opcode %s of job %s failed unexpectedly", op.OP_ID, job.id)
             state.status, state.result, state.end_ts = q.ERROR, encode_error(exc), time.time()
@@ -305,6 +322,10 @@ class JobExecutor:
         finally:
             if lu is not None:
                 lu.cleanup()
+            if may_change:
+                # what a failed opcode (or one holding objects exclusively) changed in memory,
+                # saved or not: no kept query answer (herd.daemons.lists) predates it
+                self.ctx.config.note_change()
         state.status, state.result, state.end_ts = q.SUCCESS, result, time.time()
         await self.queue.save_async(job)
         return True

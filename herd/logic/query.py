@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from herd import errors
@@ -34,14 +35,16 @@ async def _gather_nodes(ctx: MasterContext, nodes: list[Node], method: str
 
 
 async def _instance_live(ctx: MasterContext, cfg: ConfigData, instances: list[Instance],
-                         sources: set[str]) -> _fields.InstanceLive:
+                         sources: set[str],
+                         primaries: set[str] | None = None) -> _fields.InstanceLive:
     """Ask the nodes only what the requested fields need: each primary node's running guests
-    once (indexed by name), and mirror states only for templates that have one."""
+    once (indexed by name), and mirror states only for templates that have one.
+    ``primaries``: the instances' primary nodes, when the caller knows them already."""
     live = _fields.InstanceLive()
     if not instances:
         return live
     if _fields.LIVE_INSTANCES in sources:
-        nodes = {i.primary_node for i in instances}
+        nodes = primaries if primaries is not None else {i.primary_node for i in instances}
         listings = await _gather_nodes(ctx, [cfg.nodes[u] for u in nodes if u in cfg.nodes],
                                        "instance_list")
         for uuid, listing in listings.items():
@@ -59,44 +62,73 @@ async def _instance_live(ctx: MasterContext, cfg: ConfigData, instances: list[In
     return live
 
 
+class InstanceQuery:
+    """One instance query in its steps, so that masterd can ask the nodes, compare what they
+    said with what a kept answer was computed from (herd.rpc.answer_cache), and only then
+    compute rows, in pieces between which its event loop runs other work.
+
+    ``names``: those instances (NotFoundError names a missing one), else all by name. With
+    ``fields``, each row holds those fields only (unknown names are left out: the callers
+    report them) and the nodes are asked only if one of them needs live data (and ``live``).
+    Without, a full row as Herd always answered: every config field, the per-disk/NIC/
+    hypervisor-parameter families, and with ``live`` the live ones."""
+
+    def __init__(self, ctx: MasterContext, names: list[str] | None, live: bool = True,
+                 fields: list[str] | None = None) -> None:
+        self.ctx = ctx
+        self.cfg = cfg = ctx.config.data
+        if names:
+            self.instances = [cfg.get_instance(n) for n in names]
+        else:
+            self.instances = sorted(cfg.instances.values(), key=lambda i: i.name)
+        self.full = fields is None
+        if fields is None:
+            self.wanted = [f for f in _fields.INSTANCE.fields.values() if live or f.live is None]
+        else:
+            self.wanted = _fields.INSTANCE.resolve(fields)
+            if not live:
+                self.wanted = [f for f in self.wanted if f.live is None]
+        self.sources = _fields.INSTANCE.live_sources(self.wanted)
+        self.primaries = {i.primary_node for i in self.instances} \
+            if _fields.LIVE_INSTANCES in self.sources else None
+
+    async def fetch(self) -> _fields.InstanceLive:
+        """What the nodes say now, for the fields asked (nothing is asked for config fields).
+        May be called again (masterd asks again for each round of a kept query)."""
+        return await _instance_live(self.ctx, self.cfg, self.instances, self.sources,
+                                    self.primaries)
+
+    @staticmethod
+    def stamp(state: _fields.InstanceLive) -> Any:
+        """What of the nodes' answers the rows depend on (compared with ==)."""
+        return (state.by_node, state.mirror) if state.fetched else None
+
+    def rows(self, state: _fields.InstanceLive) -> Iterator[dict[str, Any]]:
+        cfg, ctx, wanted, full = self.cfg, self.ctx, self.wanted, self.full
+        hv_defaults: dict[str, dict[str, Any]] = {}  # per hypervisor, once per query
+
+        def fill_hv(inst: Instance) -> dict[str, Any]:
+            defaults = hv_defaults.get(inst.hypervisor)
+            if defaults is None:
+                defaults = hypervisor_class(inst.hypervisor, ctx.paths).parameter_defaults()
+                hv_defaults[inst.hypervisor] = defaults
+            return cfg.filled_hvparams(inst, defaults)
+
+        for inst in self.instances:
+            view = _fields.InstanceView(cfg, inst, state, fill_hv)
+            row = _fields.compute(wanted, view)
+            if full:
+                _add_families(row, view)
+                if row.get("disk.mirror") is None:
+                    row.pop("disk.mirror", None)
+            yield row
+
+
 async def query_instances(ctx: MasterContext, names: list[str] | None, live: bool = True,
                           fields: list[str] | None = None) -> list[dict[str, Any]]:
-    """Instance rows. With ``fields``, each row holds those fields only (unknown names are
-    left out: the callers report them) and the nodes are asked only if one of them needs
-    live data (and ``live``). Without, a full row as Herd always answered: every config
-    field, the per-disk/NIC/hypervisor-parameter families, and with ``live`` the live ones."""
-    cfg = ctx.config.data
-    if names:
-        instances = [cfg.get_instance(n) for n in names]
-    else:
-        instances = sorted(cfg.instances.values(), key=lambda i: i.name)
-    if fields is None:
-        wanted = [f for f in _fields.INSTANCE.fields.values() if live or f.live is None]
-    else:
-        wanted = _fields.INSTANCE.resolve(fields)
-        if not live:
-            wanted = [f for f in wanted if f.live is None]
-    sources = _fields.INSTANCE.live_sources(wanted)
-    state = await _instance_live(ctx, cfg, instances, sources)
-    hv_defaults: dict[str, dict[str, Any]] = {}  # per hypervisor, once per query
-
-    def fill_hv(inst: Instance) -> dict[str, Any]:
-        defaults = hv_defaults.get(inst.hypervisor)
-        if defaults is None:
-            defaults = hypervisor_class(inst.hypervisor, ctx.paths).parameter_defaults()
-            hv_defaults[inst.hypervisor] = defaults
-        return cfg.filled_hvparams(inst, defaults)
-
-    rows = []
-    for inst in instances:
-        view = _fields.InstanceView(cfg, inst, state, fill_hv)
-        row = _fields.compute(wanted, view)
-        if fields is None:
-            _add_families(row, view)
-            if row.get("disk.mirror") is None:
-                row.pop("disk.mirror", None)
-        rows.append(row)
-    return rows
+    """Instance rows at once (see :class:`InstanceQuery`)."""
+    query = InstanceQuery(ctx, names, live, fields)
+    return list(query.rows(await query.fetch()))
 
 
 def _add_families(row: dict[str, Any], view: _fields.InstanceView) -> None:
@@ -112,21 +144,41 @@ def _add_families(row: dict[str, Any], view: _fields.InstanceView) -> None:
         row[f"nic.link/{index}"] = p["link"]
 
 
+class NodeQuery:
+    """One node query in steps (as :class:`InstanceQuery`): with ``fields`` those fields only,
+    the nodes asked for their figures only if a requested field needs them; without, every
+    field (the live ones None unless ``live``), as Herd always answered."""
+
+    def __init__(self, ctx: MasterContext, names: list[str] | None, live: bool = True,
+                 fields: list[str] | None = None) -> None:
+        self.ctx = ctx
+        self.cfg = cfg = ctx.config.data
+        self.nodes = [cfg.get_node(n) for n in names] if names else \
+            sorted(cfg.nodes.values(), key=lambda n: n.name)
+        self.wanted = list(_fields.NODE.fields.values()) if fields is None else \
+            _fields.NODE.resolve(fields)
+        self.needs = live and _fields.LIVE_NODE in _fields.NODE.live_sources(self.wanted)
+
+    async def fetch(self) -> dict[str, Any] | None:
+        return await _gather_nodes(self.ctx, self.nodes, "node_info") if self.needs else None
+
+    @staticmethod
+    def stamp(state: dict[str, Any] | None) -> Any:
+        return state
+
+    def rows(self, state: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+        infos = state or {}
+        index = _fields.NodeIndex(self.cfg)
+        for node in self.nodes:
+            yield _fields.compute(self.wanted, _fields.NodeView(self.cfg, node,
+                                                                infos.get(node.uuid), index))
+
+
 async def query_nodes(ctx: MasterContext, names: list[str] | None, live: bool = True,
                       fields: list[str] | None = None) -> list[dict[str, Any]]:
-    """Node rows: with ``fields`` those fields only, the nodes asked for their figures only
-    if a requested field needs them; without, every field (the live ones None unless
-    ``live``), as Herd always answered."""
-    cfg = ctx.config.data
-    nodes = [cfg.get_node(n) for n in names] if names else \
-        sorted(cfg.nodes.values(), key=lambda n: n.name)
-    wanted = list(_fields.NODE.fields.values()) if fields is None else \
-        _fields.NODE.resolve(fields)
-    needs = live and _fields.LIVE_NODE in _fields.NODE.live_sources(wanted)
-    infos = await _gather_nodes(ctx, nodes, "node_info") if needs else {}
-    index = _fields.NodeIndex(cfg)
-    return [_fields.compute(wanted, _fields.NodeView(cfg, node, infos.get(node.uuid), index))
-            for node in nodes]
+    """Node rows at once (see :class:`NodeQuery`)."""
+    query = NodeQuery(ctx, names, live, fields)
+    return list(query.rows(await query.fetch()))
 
 
 def cluster_info(ctx: MasterContext) -> dict[str, Any]:

@@ -34,8 +34,9 @@ from herd.rapi import convert, openapi, resources  # noqa: F401 - registers the 
 from herd.rapi.auth import ACCESS_READ, ACCESS_WRITE, UsersFile, authenticate
 from herd.rapi.errors import HttpError, bad_request, forbidden, from_herd
 from herd.rapi.master import MasterPool
-from herd.rapi.routing import Req, match
+from herd.rapi.routing import Encoded, Req, encode_body, json_body, match
 from herd.rapi.throttle import LoginThrottle
+from herd.rpc.answer_cache import AnswerCache
 
 log = logging.getLogger("herd.rapi")
 
@@ -87,13 +88,13 @@ def nesting_depth(raw: bytes) -> int:
     return deepest
 
 
-#: Answers with more rows than this are JSON-encoded off the event loop.
-BIG_ANSWER_ROWS = 200
-
-
 def json_response(value: Any, status: int = 200,
                   headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(value, default=str).encode()
+    return body_response(json_body(value), status, headers)
+
+
+def body_response(body: bytes, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
     return Response(body, status_code=status, media_type=JSON,
                     headers={"Server": SERVER, **(headers or {})})
 
@@ -110,6 +111,8 @@ class RapiApp:
         self._facts_seen: tuple[int, bool] | None = None
         self.users = UsersFile(paths.rapi_users_file)
         self.master = MasterPool(paths.master_socket)
+        #: list bodies kept with masterd's etags (Req.kept_answer)
+        self.kept = AnswerCache()
         self.logins = LoginThrottle()
         self._web: Any = None
 
@@ -200,13 +203,12 @@ class RapiApp:
         req = Req(method=method, path=path, items=items, query=query, body=body,
                   master=self.master, user=user, handler_name=handler_name,
                   template=template, client=f"{peer.host}:{peer.port}" if peer else "",
-                  base_role=users_file_role(known.options) if known else None)
+                  base_role=users_file_role(known.options) if known else None,
+                  kept=self.kept)
         result = await getattr(cls(), method)(req)
-        if isinstance(result, list) and len(result) > BIG_ANSWER_ROWS:
-            # a bulk list of thousands of rows: encoded in a worker thread, so that the
-            # other clients' requests are not held up behind it
-            return await asyncio.to_thread(json_response, result)
-        return json_response(result)
+        if isinstance(result, Encoded):
+            return body_response(result.body)
+        return body_response(await encode_body(result))
 
     async def _check_instance_role(self, name: str, action: str, instance: str) -> None:
         """403 unless ``name`` has write access (Ganeti's operator) or a role on the instance

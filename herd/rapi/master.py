@@ -118,7 +118,24 @@ class MasterPool:
         return line
 
     async def call(self, method: str, _timeout: float | None = None, **args: Any) -> Any:
-        request = proto.encode({"method": method, "args": args})
+        answer = await self._answer(method, _timeout, None, args)
+        return answer.get("result")
+
+    async def call_kept(self, method: str, etag: str | None,
+                        **args: Any) -> tuple[str | None, Any, bool]:
+        """A list query answered with an etag (herd.daemons.lists): (etag, result, same);
+        ``same`` (and no result) when ``etag``, given back, is still the answer."""
+        answer = await self._answer(method, None, etag, args)
+        if answer.get("same"):
+            return etag, None, True
+        return answer.get("etag"), answer.get("result"), False
+
+    async def _answer(self, method: str, _timeout: float | None, etag: str | None,
+                      args: dict[str, Any]) -> dict[str, Any]:
+        message: dict[str, Any] = {"method": method, "args": args}
+        if etag is not None:
+            message["etag"] = etag
+        request = proto.encode(message)
         conn = self._pooled()
         pooled = conn is not None
         while True:
@@ -154,7 +171,7 @@ class MasterPool:
             else proto.decode(line)
         if not answer.get("ok"):
             raise errors.from_dict(answer.get("error") or {})
-        return answer.get("result")
+        return answer  # type: ignore[no-any-return]
 
     def close(self) -> None:
         while self._idle:

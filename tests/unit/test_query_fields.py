@@ -236,10 +236,10 @@ def test_rapi_lists_ask_for_what_they_answer(cluster: InProcessCluster, tmp_path
     import httpx
 
     from herd.paths import HerdPaths
-    from herd.rapi import app as rapi_app
+    from herd.rapi import routing
     from herd.rapi.app import RapiApp
 
-    monkeypatch.setattr(rapi_app, "BIG_ANSWER_ROWS", 2)
+    monkeypatch.setattr(routing, "BIG_ANSWER_ROWS", 2)
 
     paths = HerdPaths(tmp_path)
     paths.rapi_users_file.parent.mkdir(parents=True)

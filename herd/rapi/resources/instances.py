@@ -84,15 +84,23 @@ class Instances(Resource):
 
     async def GET(self, req: Req) -> Any:
         if req.bulk:
-            rows = await req.call("query_instances", names=None, live=True,
-                                  fields=list(convert.I_QUERY_FIELDS))
-            return [convert.instance(r) for r in rows]
+            return await req.kept_answer("instances-bulk", "query_instances", _bulk,
+                                         names=None, live=True,
+                                         fields=list(convert.I_QUERY_FIELDS))
         # names only: the config answers, no node is asked
-        rows = await req.call("query_instances", names=None, live=False, fields=["name"])
-        return [{"id": r["name"], "uri": f"/2/instances/{r['name']}"} for r in rows]
+        return await req.kept_answer("instances", "query_instances", _links, names=None,
+                                     live=False, fields=["name"])
 
     async def POST(self, req: Req) -> Any:
         return await req.submit(create_opcode(req))
+
+
+def _bulk(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [convert.instance(r) for r in rows]
+
+
+def _links(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"id": r["name"], "uri": f"/2/instances/{r['name']}"} for r in rows]
 
 
 @resource("/2/instances-multi-alloc")

@@ -24,10 +24,18 @@ class Nodes(Resource):
 
     async def GET(self, req: Req) -> Any:
         if req.bulk:
-            return [convert.node(r) for r in await req.call(
-                "query_nodes", names=None, live=True, fields=list(convert.N_FIELDS))]
-        rows = await req.call("query_nodes", names=None, live=False, fields=["name"])
-        return [{"id": r["name"], "uri": f"/2/nodes/{r['name']}"} for r in rows]
+            return await req.kept_answer("nodes-bulk", "query_nodes", _bulk, names=None,
+                                         live=True, fields=list(convert.N_FIELDS))
+        return await req.kept_answer("nodes", "query_nodes", _links, names=None, live=False,
+                                     fields=["name"])
+
+
+def _bulk(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [convert.node(r) for r in rows]
+
+
+def _links(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"id": r["name"], "uri": f"/2/nodes/{r['name']}"} for r in rows]
 
 
 @resource("/2/nodes/[node_name]")
