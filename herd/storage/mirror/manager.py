@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 CANCEL_TIMEOUT = 30.0
 SETTLE_TIMEOUT = 1.0  # how long a status waits out a guest write in flight
 LOCK_POLL = 0.01  # seconds between two tries of another process's disk lock
+#: Seconds between looks at a job or export being ended: a hand-over does it while the guest
+#: is paused, and a ready job ends in a few milliseconds (50 ms polls made it 50).
+END_POLL = 0.003
 #: QMP calls that may wait for the NBD client (drain of requests stuck on a lost peer).
 SLOW_TIMEOUT = graph.RECONNECT_DELAY + 20.0
 SYNC_MODES = ("auto", "none", "dirty", "full")
@@ -294,7 +297,7 @@ class MirrorManager:
         while any(e.get("id") in ids for e in await q.cmd("query-block-exports")):
             if time.monotonic() > deadline:
                 raise StorageError(f"exports {', '.join(ids)} did not end")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(END_POLL)
 
     async def mark_written(self, disk: MirrorDisk) -> None:
         """This copy's data was written directly (an OS rename or reinstall script while the
@@ -424,7 +427,11 @@ class MirrorManager:
             own = gf.read()
             if pid is None and own.get("role") == "primary" and not own.get("clean", True):
                 own["dirty_map_valid"] = False  # our daemon crashed: its dirty map is gone
-            await asyncio.to_thread(ensure_quickack, disk.peer_ip)
+            if pid is None or rt.get("role") != "secondary":
+                # a secondary's daemon made the route when it started; renewing it at a
+                # live migration's hand-over cost 5-20 ms of the guest's pause (a thread and
+                # a netlink socket on a busy node) for nothing
+                await asyncio.to_thread(ensure_quickack, disk.peer_ip)
             try:
                 export, peer_gen = await peer.probe(disk.peer_ip, disk.port, disk.uuid)
             except peer.PeerUnreachable as exc:
@@ -468,6 +475,7 @@ class MirrorManager:
                     await q.cmd("blockdev-add", graph.target_node(child), timeout=SLOW_TIMEOUT)
                     await q.cmd("blockdev-mirror", graph.mirror_job(job_sync, disk.size_bytes,
                                                                     plan.copy_mode))
+                    job = await self._job(q)
             except BaseException:
                 if started:
                     await daemon.terminate(pid)
@@ -480,7 +488,7 @@ class MirrorManager:
                                  "copy_mode": plan.copy_mode,
                                  "switch_when_ready": plan.switch_when_ready,
                                  "sync": job_sync, "started": time.time()})
-            return await self._status(disk)
+            return await self._status(disk, job_seen=job)
 
     def _choose_sync(self, disk: MirrorDisk, own: dict[str, Any], peer_gen: dict[str, Any],
                      sync: str) -> tuple[str, dict[str, Any]]:
@@ -596,13 +604,16 @@ class MirrorManager:
         """Poll until in sync; the last status either way (check ``in_sync``). A job asks for
         this, so each look also settles the records (a background copy becomes
         write-blocking as soon as it is ready, not a supervisor tick later)."""
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
+        deadline = began + timeout
         while True:
             await self.observe(disk)
             st = await self.status(disk)
             if st.in_sync or st.role != "primary" or time.monotonic() >= deadline:
                 return st
-            await asyncio.sleep(0.2)
+            # a mirror that copies nothing (after a live migration) is ready within a few
+            # milliseconds; a migration job waited here a whole 0.2 s step for it
+            await asyncio.sleep(0.02 if time.monotonic() - began < 1.0 else 0.2)
 
     async def sync_record(self, disk: MirrorDisk) -> dict[str, Any]:
         """One atomic read for marking the secondary synced: settled first, then whether
@@ -663,7 +674,10 @@ class MirrorManager:
             gf.update(degraded=False)
         return seen.state
 
-    async def _status(self, disk: MirrorDisk) -> MirrorStatus:
+    async def _status(self, disk: MirrorDisk,
+                      job_seen: dict[str, Any] | None = None) -> MirrorStatus:
+        """``job_seen``: a primary's job as just looked at in an open session (saves a
+        connection, which a hand-over makes while the guest is paused)."""
         files = self._files(disk)
         gen = self._gen(disk).read()
         rt = files.read_runtime() or {}
@@ -677,7 +691,12 @@ class MirrorManager:
                 in_sync=connected and not gen.get("fresh") and not gen.get("needs_full"),
                 degraded=not connected, generation=gen["current"],
                 vm_uri=graph.vm_uri_tcp(disk.uuid, disk.local_ip, disk.port))
-        job, linked = await self._look(disk, files, rt)
+        if job_seen is not None:
+            job = job_seen
+            linked = rt.get("target") == "nbd" and _has_link(disk.local_ip, disk.peer_ip,
+                                                              disk.port)
+        else:
+            job, linked = await self._look(disk, files, rt)
         state = classify(Generation.from_dict(gen), Runtime.from_dict(rt), True, job, linked)
         in_sync = state is State.SYNCED
         uri = (graph.vm_uri_unix(disk.uuid, files.sock) if rt.get("server") == "unix"
@@ -788,7 +807,7 @@ class MirrorManager:
         while await self._job(q) is not None:
             if time.monotonic() > deadline:
                 raise StorageError("mirror job did not end after cancel")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(END_POLL)
 
     async def _resume(self, q: QmpSession, timeout: float = 15.0) -> None:
         """Resume the paused job until it stays running. The NBD client reconnects in the
