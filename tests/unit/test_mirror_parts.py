@@ -36,6 +36,9 @@ def test_mirror_job_arguments() -> None:
     assert job["copy-mode"] == "write-blocking" and job["on-target-error"] == "stop"
     assert job["granularity"] == 4096
     assert graph.granularity(2**40) == 65536  # 1 TiB: the map stays at 2 MiB
+    # a job with nothing to copy starts in the guest's pause: a small buffer starts fast
+    assert job["buf-size"] == graph.BUF_SIZE
+    assert graph.mirror_job("none", 10 * 2**30)["buf-size"] == graph.NONE_BUF_SIZE < job["buf-size"]
     with pytest.raises(AssertionError):
         graph.mirror_job("dirty", 1)
 
