@@ -640,13 +640,13 @@ class Kvm(Hypervisor):
                     f"not ending {name} here: its migration is '{status}' and the guest is "
                     f"'{state}' on this node (use abort_migration to keep it here)")
             # Nothing of the guest is left here: QEMU flushed and inactivated its disks when
-            # the migration completed. Its quit can hang on an NBD client reconnecting to an
-            # export the disk hand-over removed (a primary's unix socket): 8 s of the first
-            # migration after a start went into 'quit', waiting and SIGTERM; so wait briefly
-            # and kill.
+            # the migration completed. Its main loop can hang on an NBD client reconnecting
+            # to an export the disk hand-over removed (a primary's unix socket), so that
+            # neither 'quit' nor SIGTERM ends it: 8 s of the first migration after a start
+            # went into waiting for them (a clean quit takes ~0.1 s); so wait briefly and kill.
             with contextlib.suppress(HypervisorError):  # QEMU may exit before it answers
-                await qmp.execute(files.qmp, "quit", timeout=1.0)
-            if not await process.wait_gone(record.pid, 1.0):
+                await qmp.execute(files.qmp, "quit", timeout=0.5)
+            if not await process.wait_gone(record.pid, 0.5):
                 await process.terminate(record.pid, grace=0.2)
             await self._cleanup(files, record)
 
