@@ -391,8 +391,9 @@ class MirrorManager:
     async def _primary_to_secondary(self, disk: MirrorDisk, files: daemon.DaemonFiles) -> None:
         """Hand-over after live migration: the guest now runs on the peer. The mirror must be in
         sync; it ends cleanly, and the daemon serves the file to the new primary instead."""
-        transition(await self._settle(disk), Event.HAND_OVER, f"the mirror of {disk.relpath}")
-        async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
+        async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:  # one: the guest is paused
+            transition(await self._settle(disk, q), Event.HAND_OVER,
+                       f"the mirror of {disk.relpath}")
             if await self._job(q) is not None:
                 await self._cancel(q, force=False)
             await self._drop_target(q, (files.read_runtime() or {}).get("target_child"))
@@ -628,16 +629,28 @@ class MirrorManager:
                     "current": gen["current"], "history": list(gen.get("history", [])),
                     "export": rt.get("export") if state is State.SYNCED else None}
 
-    async def _look(self, disk: MirrorDisk, files: daemon.DaemonFiles,
-                    rt: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+    @staticmethod
+    @contextlib.asynccontextmanager
+    async def _qmp(files: daemon.DaemonFiles,
+                   q: QmpSession | None) -> AsyncIterator[QmpSession]:
+        """``q`` if the caller has a session open (a hand-over, while the guest is paused:
+        each new connection costs a millisecond or more), else a new one."""
+        if q is not None:
+            yield q
+            return
+        async with session(files.qmp) as new:
+            yield new
+
+    async def _look(self, disk: MirrorDisk, files: daemon.DaemonFiles, rt: dict[str, Any],
+                    q: QmpSession | None = None) -> tuple[dict[str, Any] | None, bool]:
         """A running primary's mirror job (a write in flight waited out) and its link."""
-        async with session(files.qmp) as q:
-            job = await self._settled_job(q, rt)
+        async with self._qmp(files, q) as s:
+            job = await self._settled_job(s, rt)
         # An idle NBD client notices a dead peer only at its next request: look at the socket
         linked = rt.get("target") == "nbd" and _has_link(disk.local_ip, disk.peer_ip, disk.port)
         return job, linked
 
-    async def _phase(self, disk: MirrorDisk) -> State:
+    async def _phase(self, disk: MirrorDisk, q: QmpSession | None = None) -> State:
         """The disk's state without a look at a primary's job (enough to refuse an event)."""
         gf, files = self._gen(disk), self._files(disk)
         if not gf.exists():
@@ -648,23 +661,23 @@ class MirrorManager:
             return classify(gen, None, False)
         if rt.get("role") == "secondary":
             return State.SECONDARY
-        job, linked = await self._look(disk, files, rt)
+        job, linked = await self._look(disk, files, rt, q)
         return classify(gen, Runtime.from_dict(rt), True, job, linked)
 
-    async def _settle(self, disk: MirrorDisk) -> State:
+    async def _settle(self, disk: MirrorDisk, q: QmpSession | None = None) -> State:
         """Under the disk's lock: apply the observed events of a running primary (see
-        :meth:`observe`); the state after them."""
+        :meth:`observe`); the state after them. ``q``: the caller's open session, if any."""
         files, gf = self._files(disk), self._gen(disk)
         rt = files.read_runtime() or {}
         if files.pid() is None or rt.get("role") != "primary" or not gf.exists():
-            return await self._phase(disk)
+            return await self._phase(disk, q)
         gen = gf.read()
-        job, linked = await self._look(disk, files, rt)
+        job, linked = await self._look(disk, files, rt, q)
         seen = observe(Generation.from_dict(gen), Runtime.from_dict(rt), job, linked)
         if seen.switch:
             # the bulk copy is done: from now on every guest write waits for the peer
-            async with session(files.qmp) as q:
-                await q.cmd("block-job-change", {"id": graph.JOB, "type": "mirror",
+            async with self._qmp(files, q) as s:
+                await s.cmd("block-job-change", {"id": graph.JOB, "type": "mirror",
                                                  "copy-mode": "write-blocking"})
             files.write_runtime({**rt, "copy_mode": "write-blocking"})
         elif seen.bump:
