@@ -13,8 +13,10 @@ from herd import __version__
 
 #: 1: disks_*/mirror_* storage calls; 2: blockdev_* calls, instance_usage; 3: the mirror's
 #: status only reads, ``mirror_sync_record`` + ``mirror_mark_synced(exports=...)`` mark a
-#: secondary (compare-and-set on its export)
-RPC_VERSION = 3
+#: secondary (compare-and-set on its export); 4: ``instance_migrate(hand_over=...)`` and
+#: ``instance_finish_migration(take_over=..., syncs=...)`` (the disk hand-over of a live
+#: migration in the same calls), whose answer is a dict (``resumed_at``, ``mirror_back_ms``)
+RPC_VERSION = 4
 
 
 def announced(answer: dict[str, object]) -> tuple[int, str]:

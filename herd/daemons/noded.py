@@ -17,6 +17,10 @@ from herd.rpc.server import build_app, uvicorn_tls_options
 from herd.storage.mirror.watchdog import LinkWatchdog
 
 log = logging.getLogger("herd.noded")
+#: Seconds an idle connection from the master stays open: longer than the master's own
+#: expiry (herd.rpc.client), so that it is the master that drops one, never a connection the
+#: master is about to reuse.
+KEEP_ALIVE = 75
 
 
 def default_port(p: paths.HerdPaths) -> int:
@@ -76,9 +80,13 @@ async def serve(p: paths.HerdPaths, bind: str, port: int) -> None:
         tls_args = dict(ssl_certfile=str(p.ssl_dir / "join.pem"),
                         ssl_keyfile=str(p.ssl_dir / "join.key"))
         log.info("no cluster certificate: waiting to join (token: herd-join-token)")
+    # keep-alive beyond the master's (60 s, herd.rpc.client): with uvicorn's 5 s the master's
+    # connection to a migration's target was gone after a memory copy of more than 5 s, and
+    # the call that resumes the guest opened a new mutual-TLS connection inside its pause
     config = uvicorn.Config(
         app, host=bind, port=port, log_level="warning", access_log=False,
         lifespan="off", ws=lazy_websocket_protocol("websockets"), ws_ping_interval=None,
+        timeout_keep_alive=KEEP_ALIVE,
         timeout_graceful_shutdown=GRACEFUL_STOP, **tls_args)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

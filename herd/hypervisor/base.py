@@ -287,8 +287,9 @@ class Hypervisor(ABC):
         """After a completed migration: end the source QEMU, remove its taps and files."""
 
     @abstractmethod
-    async def finish_migration_target(self, name: str, success: bool) -> None:
-        """success: resume the guest here. Failure: kill the incoming QEMU and clean up."""
+    async def finish_migration_target(self, name: str, success: bool) -> float | None:
+        """success: resume the guest here. Failure: kill the incoming QEMU and clean up.
+        The wall-clock time of the resume, if known (the end of the guest's pause)."""
 
     @abstractmethod
     async def abort_migration(self, name: str) -> None:

@@ -21,6 +21,7 @@ later step fails, and the error points to ``migrate --cleanup``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -91,6 +92,7 @@ def migration_port(ctx: MasterContext, inst: Instance) -> int:
     return int(filled_hvparams(ctx.config.data, inst, ctx.paths).get("migration_port", 8102))
 
 
+
 async def migrate(ctx: MasterContext, inst: Instance, source: Node, target: Node, *,
                   live: bool, feedback: Feedback) -> dict[str, Any]:
     """Steps 1-4: move the running ``inst`` from ``source`` to ``target``; QEMU's figures."""
@@ -105,7 +107,9 @@ async def migrate(ctx: MasterContext, inst: Instance, source: Node, target: Node
                                                       mirror_node=target.uuid), port, listen)
     feedback(f"* migrating {inst.name} to {target.name} ({'live' if live else 'non-live'})")
     try:
-        stats = await src.instance_migrate(inst.name, listen, port, live)
+        # the source turns its disks secondary as soon as QEMU completed (same RPC)
+        stats = await src.instance_migrate(inst.name, listen, port, live,
+                                           hand_over=drbd.mirror_disks(cfg, inst, source.uuid))
     except OutcomeUnknown:
         raise  # the guest may be whole only on the target now: 'migrate --cleanup' decides
     except BaseException:
@@ -117,8 +121,16 @@ async def migrate(ctx: MasterContext, inst: Instance, source: Node, target: Node
              f"paused {stats.get('downtime_ms', '?')} ms so far")
     handed = loop.time()
     steps: dict[str, int] = {}
-    resumed = await hand_over(ctx, inst, source, target, feedback, steps=steps)
-    stats.update(guest_pause(stats, (resumed - handed) * 1000, loop.time() - began))
+    marks: dict[str, float] = {}
+    if stats.get("hand_over_error"):
+        feedback(f"  the disks of {inst.name} on {source.name} did not turn secondary at "
+                 f"once ({stats['hand_over_error']}); trying again")
+    source_done = stats.get("handed_over_ms")
+    resumed = await hand_over(ctx, inst, source, target, feedback, steps=steps, marks=marks,
+                              source_done=source_done)
+    handover_ms = (resumed - handed) * 1000 + (source_done or 0)
+    stats.update(guest_pause(stats, handover_ms, loop.time() - began))
+    stats.update(wall_pause(stats, marks.get("resumed_at")))
     stats["handover_steps_ms"] = steps
     copy = "QEMU's stop-and-copy" if stats.get("live") else "memory copy"
     feedback(f"* instance {inst.name} now runs on {target.name}: guest paused "
@@ -126,6 +138,10 @@ async def migrate(ctx: MasterContext, inst: Instance, source: Node, target: Node
              f"hand-over {stats['handover_ms']} ms: "
              f"{', '.join(f'{k} {v}' for k, v in steps.items())}), migration took "
              f"{stats['migration_ms'] / 1000:.2f} s")
+    if "wall_pause_max_ms" in stats:
+        feedback(f"  guest paused by the nodes' clocks: {stats['wall_pause_min_ms']}-"
+                 f"{stats['wall_pause_max_ms']} ms (QEMU's stop on {source.name} to the "
+                 f"resume on {target.name}, bounded by the polls that saw QEMU finish)")
     return stats
 
 
@@ -140,10 +156,28 @@ def guest_pause(stats: dict[str, Any], handover_ms: float, total_s: float) -> di
             "migration_ms": round(total_s * 1000)}
 
 
+def wall_pause(stats: dict[str, Any], resumed_at: float | None) -> dict[str, int]:
+    """The guest's pause by wall clock, from QEMU's stop on the source to the resume on the
+    target (both nodes' clocks: equal in a lab, NTP-close in a cluster), as bounds: QEMU
+    stopped the guest ``downtime_ms`` before it completed, and completed between the
+    source's last two polls (``completed_after`` .. ``completed_by``); ``resumed_at`` is the
+    target's time right after its ``cont``. Unlike :func:`guest_pause` this includes the time
+    until the source noticed the end and both RPC legs. Empty when a time is missing (an
+    older noded, a non-live move)."""
+    after, by = stats.get("completed_after"), stats.get("completed_by")
+    if resumed_at is None or after is None or by is None or not stats.get("live"):
+        return {}
+    downtime = float(stats.get("qemu_downtime_ms", stats.get("downtime_ms", 0)) or 0)
+    return {"wall_pause_min_ms": round((resumed_at - by) * 1000 + downtime),
+            "wall_pause_max_ms": round((resumed_at - after) * 1000 + downtime)}
+
+
 async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: Node,
                     feedback: Feedback, *, sync: str = "none",
                     resume: Callable[[], Awaitable[None]] | None = None,
-                    steps: dict[str, int] | None = None) -> float:
+                    steps: dict[str, int] | None = None,
+                    marks: dict[str, float] | None = None,
+                    source_done: int | None = None) -> float:
     """Steps 3-4, once the guest's memory is on ``target``: turn the mirror around, name
     ``target`` primary, resume the guest there, then end the source's QEMU (if any); the
     event loop's time when the resume returned (the end of the guest's pause).
@@ -157,29 +191,49 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
     was in sync); 'auto' or 'full' let the generation rules copy more. ``resume`` defaults to
     finishing QEMU's incoming migration. Each step accepts having been done already, so that
     ``migrate --cleanup`` can repeat them. ``steps`` receives each step's milliseconds (where
-    the guest's pause goes).
+    the guest's pause goes); ``marks`` the target's wall-clock ``resumed_at``, if it said.
+
+    One RPC per node while the guest is paused (each round trip through the master is time in
+    the pause): ``source_done`` (its milliseconds) says the source already turned secondary
+    in its migration call; without ``resume`` the target turns primary and resumes in one
+    call. If that call fails to start the mirror back, the target is asked again allowing a
+    degraded start, then to resume, as separate calls.
     """
     cfg = ctx.config.data
     src, dst = ctx.rpc.node(source), ctx.rpc.node(target)
     lap = _Laps(steps)
-    await src.blockdev_assemble(drbd.mirror_disks(cfg, inst, source.uuid), role="secondary")
-    lap("source mirror ended")
+    if source_done is None:
+        await src.blockdev_assemble(drbd.mirror_disks(cfg, inst, source.uuid),
+                                    role="secondary")
+        lap("source mirror ended")
+    elif steps is not None:
+        steps["source mirror ended"] = source_done
     inst.swap_primary()
     tdisks = drbd.mirror_disks(cfg, inst, target.uuid)
+    syncs = [sync] * len(inst.disks)
     try:
-        try:
-            await dst.blockdev_assemble(tdisks, role="primary", syncs=[sync] * len(inst.disks))
-        except errors.HerdError as exc:
-            feedback(f"  WARNING: mirror back to {source.name} failed ({exc.message}); "
-                     "running degraded, activate-disks repairs it")
-            await dst.blockdev_assemble(tdisks, role="primary", syncs=[sync] * len(inst.disks),
-                                        allow_degraded=True)
-        lap("mirror back started")
+        answer: dict[str, Any] | None = None
         if resume is None:
-            await dst.instance_finish_migration(inst.name, source=False, success=True)
-        else:
-            await resume()
-        resumed = lap("guest resumed")
+            with contextlib.suppress(errors.HerdError):  # step by step below tells why
+                answer = await dst.instance_finish_migration(
+                    inst.name, source=False, success=True, take_over=tdisks, syncs=syncs)
+        if answer is None:
+            await _mirror_back(dst, tdisks, syncs, source, feedback)
+            lap("mirror back started")
+            if resume is None:
+                answer = await dst.instance_finish_migration(inst.name, source=False,
+                                                             success=True)
+            else:
+                await resume()
+            resumed = lap("guest resumed")
+        else:  # one call: the target's own figure for the mirror, the rest is the resume
+            resumed = lap("guest resumed")
+            if steps is not None:
+                mirror = int(answer.get("mirror_back_ms") or 0)
+                rest = steps.pop("guest resumed") - mirror
+                steps.update({"mirror back started": mirror, "guest resumed": rest})
+        if marks is not None and answer and answer.get("resumed_at") is not None:
+            marks["resumed_at"] = float(answer["resumed_at"])
     except errors.HerdError as exc:
         # the guest's memory is on the target only now: the config must say so
         await ctx.config.save()
@@ -196,6 +250,18 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
     await dst.blockdev_wait_sync(tdisks, timeout=30)
     await drbd.settle_secondary(ctx, inst)
     return resumed
+
+
+async def _mirror_back(dst: Any, tdisks: list[dict[str, Any]], syncs: list[str],
+                       source: Node, feedback: Feedback) -> None:
+    """The target's disks turn primary, mirroring back to ``source``; degraded (warned) if
+    the mirror back cannot start: the guest's memory is on the target only by now."""
+    try:
+        await dst.blockdev_assemble(tdisks, role="primary", syncs=syncs)
+    except errors.HerdError as exc:
+        feedback(f"  WARNING: mirror back to {source.name} failed ({exc.message}); "
+                 "running degraded, activate-disks repairs it")
+        await dst.blockdev_assemble(tdisks, role="primary", syncs=syncs, allow_degraded=True)
 
 
 class _Laps:

@@ -229,14 +229,28 @@ class NodeClient:
     async def instance_migrate(self, name: str, target_address: str, port: int, live: bool,
                                bandwidth_mibps: int | None = None,
                                downtime_ms: int | None = None,
-                               timeout: float = 3600) -> dict[str, Any]:
+                               timeout: float = 3600,
+                               hand_over: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """QEMU's figures; ``hand_over``: the source's mirrored disks, turned secondary as
+        soon as QEMU completed (see the node's ``instance_migrate``)."""
+        args: dict[str, Any] = {}
+        if hand_over is not None:
+            args["hand_over"] = hand_over
         return await self.call("instance_migrate", name=name, target_address=target_address,
                                port=port, live=live, bandwidth_mibps=bandwidth_mibps,
-                               downtime_ms=downtime_ms, timeout=timeout)
+                               downtime_ms=downtime_ms, timeout=timeout, **args)
 
-    async def instance_finish_migration(self, name: str, source: bool, success: bool) -> None:
-        await self.call("instance_finish_migration", name=name, source=source,
-                        success=success, timeout=120)
+    async def instance_finish_migration(self, name: str, source: bool, success: bool,
+                                        take_over: list[dict[str, Any]] | None = None,
+                                        syncs: list[str] | None = None) -> dict[str, Any]:
+        """The target's ``resumed_at`` (wall clock) and ``mirror_back_ms`` (with
+        ``take_over``: its mirrored disks turned primary first, in the same call)."""
+        args: dict[str, Any] = {}
+        if take_over is not None:
+            args.update(take_over=take_over, syncs=syncs)
+        answer = await self.call("instance_finish_migration", name=name, source=source,
+                                 success=success, timeout=120, **args)
+        return answer if isinstance(answer, dict) else {}
 
     async def instance_abort_migration(self, name: str) -> None:
         await self.call("instance_abort_migration", name=name, timeout=120)

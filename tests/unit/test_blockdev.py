@@ -443,3 +443,60 @@ def test_a_block_device_data_volume_is_cut_to_the_disk_size() -> None:
     node = graph.local_node(Path("/dev/loop7"), block=True, size=6 * MIB)
     assert (node["driver"], node["node-name"], node["size"]) == ("raw", graph.LOCAL, 6 * MIB)
     assert (node["file"]["driver"], node["file"]["filename"]) == ("host_device", "/dev/loop7")
+
+
+def test_migration_calls_hand_the_disks_over_in_the_same_call(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The source turns its disks secondary in its migration call once QEMU completed (an
+    error is told in the answer, never raised: the guest is on the target by then); the
+    target turns them primary before it resumes, in one call."""
+    service = NodeService(HerdPaths(tmp_path))
+    steps: list[str] = []
+    fail: dict[str, BaseException] = {}
+
+    class Hv:
+        async def migrate(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            steps.append("migrate")
+            return {"status": "completed"}
+
+        async def finish_migration_target(self, name: str, success: bool) -> float:
+            steps.append(f"resume {success}")
+            return 12.5
+
+    async def running_on(name: str) -> Hv:
+        return Hv()
+
+    async def assemble(devices: list[dict[str, Any]], role: str = "primary",
+                       syncs: list[str] | None = None, allow_degraded: bool = False) -> list:
+        steps.append(f"{role} {syncs}")
+        if role in fail:
+            raise fail[role]
+        return []
+
+    monkeypatch.setattr(service, "_running_on", running_on)
+    monkeypatch.setattr(service, "hypervisor", lambda *a: Hv())
+    monkeypatch.setattr(service, "blockdev_assemble", assemble)
+    disks = [{"uuid": "d"}]
+
+    stats = run(service.instance_migrate("vm", "192.0.2.2", 8102, True, hand_over=disks))
+    assert steps == ["migrate", "secondary None"] and "handed_over_ms" in stats
+    steps.clear()
+    assert run(service.instance_migrate("vm", "192.0.2.2", 8102, True)) == \
+        {"status": "completed"} and steps == ["migrate"]  # an older master: no hand-over
+    for exc in (StorageError("not in sync"), KeyError("bug")):
+        fail["secondary"] = exc
+        stats = run(service.instance_migrate("vm", "192.0.2.2", 8102, True, hand_over=disks))
+        assert "handed_over_ms" not in stats and stats["hand_over_error"] in (
+            "not in sync", "KeyError: 'bug'")
+
+    steps.clear()
+    answer = run(service.instance_finish_migration("vm", False, True, take_over=disks,
+                                                   syncs=["none"]))
+    assert steps == ["primary ['none']", "resume True"]
+    assert answer["resumed_at"] == 12.5 and "mirror_back_ms" in answer
+    steps.clear()
+    fail["primary"] = StorageError("peer gone")
+    with pytest.raises(StorageError):  # nothing resumes when the mirror back fails
+        run(service.instance_finish_migration("vm", False, True, take_over=disks,
+                                              syncs=["none"]))
+    assert steps == ["primary ['none']"]

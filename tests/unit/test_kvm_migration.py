@@ -8,7 +8,10 @@ pinned in milliseconds by replacing the QMP call with a small state machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +93,14 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Kvm, Any]:
 
 def _install(monkeypatch: pytest.MonkeyPatch, qemu: ScriptedQemu) -> ScriptedQemu:
     monkeypatch.setattr(kvm_mod.qmp, "execute", qemu.execute)
+
+    @contextlib.asynccontextmanager
+    async def connected(sock: Path, *, timeout: float = 5.0) -> AsyncIterator[Any]:
+        async def run(command: str, arguments: dict[str, Any] | None = None) -> Any:
+            return await qemu.execute(sock, command, arguments)
+        yield run
+
+    monkeypatch.setattr(kvm_mod.qmp, "connected", connected)
     return qemu
 
 
@@ -120,6 +131,8 @@ def test_live_success_then_finish_source(env: tuple[Kvm, Any],
     assert stats["status"] == "completed" and stats["live"]
     assert stats["total_time_ms"] == 120 and stats["downtime_ms"] == 9
     assert stats["transferred_bytes"] == 5 << 20
+    # wall-clock bounds of QEMU's end: after the last poll that saw it under way was sent
+    assert 0 < stats["completed_after"] <= stats["completed_by"]
     record = _runtime(kvm)
     assert record is not None and record.migration is not None
     assert record.migration["role"] == "source" and record.migration["status"] == "completed"
@@ -242,8 +255,10 @@ def test_target_finish(env: tuple[Kvm, Any], monkeypatch: pytest.MonkeyPatch) ->
     kvm, ended = env
     qemu = _install(monkeypatch, ScriptedQemu(runstate="paused", status="completed"))
     _record(kvm, migration_state={"role": "target"})
-    asyncio.run(kvm.finish_migration_target("vm", True))
+    before = time.time()
+    resumed = asyncio.run(kvm.finish_migration_target("vm", True))
     assert qemu.commands() == ["cont"]
+    assert resumed is not None and before <= resumed <= time.time()  # the pause's end
     record = _runtime(kvm)
     assert record is not None and record.migration is None
 
@@ -257,6 +272,27 @@ def test_target_finish(env: tuple[Kvm, Any], monkeypatch: pytest.MonkeyPatch) ->
     _record(kvm, migration_state={"role": "target"})
     asyncio.run(kvm.abort_migration("vm"))
     assert ended == [os.getpid()] * 2 and _runtime(kvm) is None
+
+
+def test_poll_interval_is_short_only_near_the_end() -> None:
+    fast, slow = migration.FAST_POLL, migration.POLL_INTERVAL
+    mib = 1 << 20
+
+    def active(remaining_mib: int) -> dict[str, Any]:
+        return {"status": "active", "ram": {"remaining": remaining_mib * mib}}
+
+    # 32 MiB/s: what is left takes more than NEAR_END (0.3 s) above 9.6 MiB
+    assert migration.poll_interval(active(100), 32) == slow
+    assert migration.poll_interval(active(9), 32) == fast
+    assert migration.poll_interval(active(0), 32) == fast
+    assert migration.poll_interval(active(30), 128) == fast  # 0.23 s at 128 MiB/s
+    # QEMU's stop-and-copy and after: the guest is paused, poll short
+    for status in ("device", "pre-switchover", "cancelling"):
+        assert migration.poll_interval({"status": status}, 32) == fast
+    # not sending yet; an unknown bandwidth cannot tell how near the end is
+    assert migration.poll_interval({"status": "setup"}, 32) == slow
+    assert migration.poll_interval({}, 32) == slow
+    assert migration.poll_interval(active(100), None) == fast
 
 
 def test_nbd_disks_pass_the_startable_check(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +36,9 @@ def test_mirror_job_arguments() -> None:
     assert job["copy-mode"] == "write-blocking" and job["on-target-error"] == "stop"
     assert job["granularity"] == 4096
     assert graph.granularity(2**40) == 65536  # 1 TiB: the map stays at 2 MiB
+    # a job with nothing to copy starts in the guest's pause: a small buffer starts fast
+    assert job["buf-size"] == graph.BUF_SIZE
+    assert graph.mirror_job("none", 10 * 2**30)["buf-size"] == graph.NONE_BUF_SIZE < job["buf-size"]
     with pytest.raises(AssertionError):
         graph.mirror_job("dirty", 1)
 
@@ -117,3 +122,83 @@ def test_the_job_after_a_grow_copies_nothing_only_to_the_same_export() -> None:
     assert grow_job_sync("u.tok1", "u.tok1") == "none"
     assert grow_job_sync("u.tok2", "u.tok1") == "full"  # the peer's copy changed meanwhile
     assert grow_job_sync("u.tok1", None) == "full"
+
+
+async def _fake_nbd_server(replies: list[tuple[int, bytes]],
+                           greeting: bytes | None = None) -> tuple[asyncio.Server, int, list]:
+    """An NBD server that answers NBD_OPT_LIST with ``replies`` ((type, data) each); what the
+    client sent (flags, options) goes into the returned list."""
+    seen: list = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(greeting if greeting is not None else
+                     peer.NBD_MAGIC + peer.IHAVEOPT + struct.pack(">H", 3))
+        await writer.drain()
+        try:
+            seen.append(struct.unpack(">I", await reader.readexactly(4))[0])
+            while True:
+                _magic, option, length = struct.unpack(">8sII", await reader.readexactly(16))
+                await reader.readexactly(length)
+                seen.append(option)
+                if option == peer.OPT_ABORT:
+                    break
+                for kind, data in replies:
+                    writer.write(struct.pack(">QIII", peer.REPLY_MAGIC, option, kind, len(data))
+                                 + data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], seen
+
+
+def _server_reply(name: str, description: str) -> tuple[int, bytes]:
+    raw = name.encode()
+    return peer.REP_SERVER, struct.pack(">I", len(raw)) + raw + description.encode()
+
+
+def test_probe_reads_the_export_list_in_process() -> None:
+    async def run() -> None:
+        summary = json.dumps({"current": "abc", "history": ["old"]})
+        server, port, seen = await _fake_nbd_server(
+            [_server_reply("u", ""), _server_reply("other.x", summary),
+             _server_reply("u.tok", summary), (peer.REP_ACK, b"")])
+        async with server:
+            assert await peer.probe("127.0.0.1", port, "u") == \
+                ("u.tok", {"current": "abc", "history": ["old"]})
+            with pytest.raises(peer.PeerUnreachable, match="no mirror export of disk nope"):
+                await peer.probe("127.0.0.1", port, "nope")
+        # fixed newstyle + no zeroes; one list, then a polite abort
+        assert seen[:3] == [3, peer.OPT_LIST, peer.OPT_ABORT]
+
+    asyncio.run(run())
+
+
+def test_probe_falls_back_to_qemu_nbd_on_a_surprise(monkeypatch: pytest.MonkeyPatch) -> None:
+    called: list[int] = []
+
+    async def fallback(host: str, port: int, uuid: str, timeout: float = 5.0) -> Any:
+        called.append(port)
+        return "u.tok", {"current": "abc"}
+
+    monkeypatch.setattr(peer, "probe_with_qemu_nbd", fallback)
+
+    async def run() -> None:
+        refused = (peer.REP_ERROR_BIT | 1, b"")  # NBD_REP_ERR_UNSUP
+        oldstyle = b"NBDMAGIC" + bytes.fromhex("0000420281861253") + bytes(8)  # + size
+        for replies, greeting in (([refused], None), ([], oldstyle)):
+            server, port, _ = await _fake_nbd_server(replies, greeting)
+            async with server:
+                assert await peer.probe("127.0.0.1", port, "u") == ("u.tok", {"current": "abc"})
+        assert len(called) == 2
+        # nobody listening: unreachable, no fallback
+        server, port, _ = await _fake_nbd_server([])
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(peer.PeerUnreachable, match="unreachable"):
+            await peer.probe("127.0.0.1", port, "u")
+        assert len(called) == 2
+
+    asyncio.run(run())

@@ -15,7 +15,7 @@ from herd import errors
 from herd import qemu_features as qf
 from herd.hypervisor.kvm import detect, migration
 from herd.logic import live_move
-from herd.logic.live_move import _Laps, guest_pause
+from herd.logic.live_move import _Laps, guest_pause, wall_pause
 from herd.paths import HerdPaths
 from herd.storage.mirror import daemon, graph, states
 from herd.storage.mirror.records import Runtime
@@ -162,6 +162,17 @@ def test_guest_pause_adds_the_disk_hand_over() -> None:
     assert guest_pause({}, 5, 0.1)["guest_pause_ms"] == 5
 
 
+def test_wall_pause_bounds_the_pause_by_the_clock() -> None:
+    # QEMU completed between 100.000 and 100.004 after a 12 ms stop-and-copy; resumed at .050
+    stats = {"live": True, "downtime_ms": 12, "qemu_downtime_ms": 12,
+             "completed_after": 100.000, "completed_by": 100.004}
+    assert wall_pause(stats, 100.050) == {"wall_pause_min_ms": 58, "wall_pause_max_ms": 62}
+    # nothing claimed without every time (an older noded) or for a non-live move
+    assert wall_pause(stats, None) == {}
+    assert wall_pause({**stats, "completed_after": None}, 100.05) == {}
+    assert wall_pause({**stats, "live": False}, 100.05) == {}
+
+
 def test_hand_over_laps_name_each_step() -> None:
     async def run() -> dict[str, int]:
         steps: dict[str, int] = {}
@@ -186,15 +197,22 @@ class _Node:
     def __getattr__(self, rpc: str) -> Any:
         async def call(*args: Any, **kwargs: Any) -> Any:
             what = (f"{self.name}.{rpc}" + (":source" if kwargs.get("source") else "")
-                    + (f":{kwargs['role']}" if "role" in kwargs else ""))
+                    + (f":{kwargs['role']}" if "role" in kwargs else "")
+                    + (":degraded" if kwargs.get("allow_degraded") else ""))
             self.calls.append(what)
-            if what == self.fail:
+            fails = self.fail.split("|")  # "NAME*": the call with take_over only
+            if what in fails or (f"{what}*" in fails and kwargs.get("take_over")):
                 raise errors.HypervisorError("QEMU did not answer")
+            if rpc == "instance_finish_migration" and not kwargs.get("source"):
+                return {"resumed_at": 5.0, "mirror_back_ms": 7} if kwargs.get("take_over") \
+                    else {"resumed_at": 6.0}
             return [] if rpc == "blockdev_wait_sync" else None
         return call
 
 
-def _hand_over(monkeypatch: pytest.MonkeyPatch, fail: str = "") -> tuple[list[str], list[str]]:
+def _hand_over(monkeypatch: pytest.MonkeyPatch, fail: str = "", source_done: int | None = None,
+               steps: dict[str, int] | None = None,
+               marks: dict[str, float] | None = None) -> tuple[list[str], list[str]]:
     calls: list[str] = []
     notes: list[str] = []
     nodes = {"n1": _Node("n1", calls, fail), "n2": _Node("n2", calls, fail)}
@@ -211,13 +229,16 @@ def _hand_over(monkeypatch: pytest.MonkeyPatch, fail: str = "") -> tuple[list[st
     monkeypatch.setattr(live_move.drbd, "settle_secondary", settle_secondary)
     inst = SimpleNamespace(name="vm", disks=[1], swap_primary=lambda: calls.append("swap"))
     src, dst = SimpleNamespace(name="n1", uuid="u1"), SimpleNamespace(name="n2", uuid="u2")
-    asyncio.run(live_move.hand_over(ctx, inst, src, dst, notes.append))  # type: ignore[arg-type]
+    asyncio.run(live_move.hand_over(ctx, inst, src, dst, notes.append,  # type: ignore[arg-type]
+                                    source_done=source_done, steps=steps, marks=marks))
     return calls, notes
 
 
 def test_hand_over_resumes_before_ending_the_old_qemu(monkeypatch: pytest.MonkeyPatch) -> None:
     calls, notes = _hand_over(monkeypatch)
-    assert calls == ["n1.blockdev_assemble:secondary", "swap", "n2.blockdev_assemble:primary",
+    # one call per node while the guest is paused: the target's turns its disks primary
+    # (mirroring back) and resumes
+    assert calls == ["n1.blockdev_assemble:secondary", "swap",
                      "n2.instance_finish_migration", "config saved",
                      "n1.instance_finish_migration:source", "n2.blockdev_wait_sync"]
     assert notes == []
@@ -226,6 +247,36 @@ def test_hand_over_resumes_before_ending_the_old_qemu(monkeypatch: pytest.Monkey
     assert calls[-1] == "n2.blockdev_wait_sync"
     assert len(notes) == 1 and "old QEMU of vm on n1 was not ended" in notes[0]
     assert "migrate --cleanup vm" in notes[0]
+
+
+def test_hand_over_after_the_source_turned_secondary_in_its_migration_call(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    steps: dict[str, int] = {}
+    marks: dict[str, float] = {}
+    calls, notes = _hand_over(monkeypatch, source_done=12, steps=steps, marks=marks)
+    assert calls[:2] == ["swap", "n2.instance_finish_migration"]  # no call to the source
+    assert list(steps) == ["source mirror ended", "mirror back started", "guest resumed"]
+    assert steps["source mirror ended"] == 12 and steps["mirror back started"] == 7
+    assert marks == {"resumed_at": 5.0} and notes == []
+
+
+def test_hand_over_goes_step_by_step_when_the_one_call_fails(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the target's combined call fails: its disks turn primary, then it resumes, one by one
+    marks: dict[str, float] = {}
+    calls, notes = _hand_over(monkeypatch, fail="n2.instance_finish_migration*", marks=marks)
+    assert calls == ["n1.blockdev_assemble:secondary", "swap",
+                     "n2.instance_finish_migration", "n2.blockdev_assemble:primary",
+                     "n2.instance_finish_migration", "config saved",
+                     "n1.instance_finish_migration:source", "n2.blockdev_wait_sync"]
+    assert marks == {"resumed_at": 6.0} and notes == []
+    # the mirror back cannot start: degraded, with a warning, then the resume
+    calls, notes = _hand_over(
+        monkeypatch, fail="n2.instance_finish_migration*|n2.blockdev_assemble:primary")
+    assert calls[2:6] == ["n2.instance_finish_migration", "n2.blockdev_assemble:primary",
+                          "n2.blockdev_assemble:primary:degraded",
+                          "n2.instance_finish_migration"]
+    assert len(notes) == 1 and "running degraded" in notes[0]
 
 
 def test_mirrored_disks_grow_under_a_running_guest_from_10_0_only() -> None:

@@ -554,7 +554,8 @@ class Kvm(Hypervisor):
         if timeout is None:
             timeout = migration.timeout_for(record.spec.memory, bandwidth)
         try:
-            info = last = await migration.wait(files.qmp, timeout)
+            stamps: dict[str, float] = {}
+            info = last = await migration.wait(files.qmp, timeout, bandwidth, stamps=stamps)
             timed_out = info.get("status") not in migration.FINAL_STATES
             if timed_out:
                 log.warning("migration of %s to %s not done after %g s; cancelling",
@@ -567,7 +568,10 @@ class Kvm(Hypervisor):
         result = {**migration.stats(info, paused_throughout=not live), "live": live,
                   "live_requested": requested, "live_note": plan.note, "target": target,
                   "bandwidth_mibps": bandwidth, "downtime_limit_ms": downtime,
-                  "wall_time_ms": int((time.monotonic() - started) * 1000)}
+                  "wall_time_ms": int((time.monotonic() - started) * 1000),
+                  # wall clock: QEMU finished after the first and was seen finished by the second
+                  "completed_after": stamps.get("final_after"),
+                  "completed_by": stamps.get("final_by")}
         if result["status"] == "completed":
             async with self._lock(name):  # re-read: abort_migration may have run meanwhile
                 current = read_record(files.runtime)
@@ -635,15 +639,21 @@ class Kvm(Hypervisor):
                 raise HypervisorError(
                     f"not ending {name} here: its migration is '{status}' and the guest is "
                     f"'{state}' on this node (use abort_migration to keep it here)")
+            # Nothing of the guest is left here: QEMU flushed and inactivated its disks when
+            # the migration completed. Its main loop can hang on an NBD client reconnecting
+            # to an export the disk hand-over removed (a primary's unix socket), so that
+            # neither 'quit' nor SIGTERM ends it: 8 s of the first migration after a start
+            # went into waiting for them (a clean quit takes ~0.1 s); so wait briefly and kill.
             with contextlib.suppress(HypervisorError):  # QEMU may exit before it answers
-                await qmp.execute(files.qmp, "quit", timeout=2.0)
-            if not await process.wait_gone(record.pid, 5.0):
-                await process.terminate(record.pid)
+                await qmp.execute(files.qmp, "quit", timeout=0.5)
+            if not await process.wait_gone(record.pid, 0.5):
+                await process.terminate(record.pid, grace=0.2)
             await self._cleanup(files, record)
 
-    async def finish_migration_target(self, name: str, success: bool) -> None:
+    async def finish_migration_target(self, name: str, success: bool) -> float | None:
         """Target: on success wait for the state to be loaded and resume the guest; on
-        failure kill the incoming QEMU and remove its taps and files."""
+        failure kill the incoming QEMU and remove its taps and files. The wall-clock time
+        right after the resume (the end of the guest's pause), None when there was none."""
         async with self._lock(name):
             files = self._files(name)
             record = read_record(files.runtime)
@@ -653,15 +663,20 @@ class Kvm(Hypervisor):
             if record is None or not is_our_qemu(record.pid, files, record.spec.uuid):
                 await self._cleanup(files, record)
                 raise HypervisorError(f"incoming QEMU of {name} is gone; migration failed")
-            state = await migration.wait_incoming_done(files.qmp, 30.0)
-            status = (await migration.query(files.qmp)).get("status")
-            if status != "completed":
-                raise HypervisorError(f"incoming migration of {name} is '{status}' "
-                                      f"(guest '{state}'); not resuming it")
-            if state not in _RUNNING_STATES:
-                await qmp.execute(files.qmp, "cont")
+            resumed = None
+            async with qmp.connected(files.qmp) as run:  # the guest is paused meanwhile
+                state = await migration.wait_incoming_done(run, 30.0)
+                info = await run("query-migrate")
+                status = info.get("status") if isinstance(info, dict) else None
+                if status != "completed":
+                    raise HypervisorError(f"incoming migration of {name} is '{status}' "
+                                          f"(guest '{state}'); not resuming it")
+                if state not in _RUNNING_STATES:
+                    await run("cont")
+                    resumed = time.time()
             record.migration = None
             write_record(files.runtime, record)
+            return resumed
 
 
 def disk_path(record: RuntimeRecord, index: int, uuid: str | None) -> str | None:

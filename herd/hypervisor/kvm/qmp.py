@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,44 @@ async def execute(socket: Path, command: str, arguments: dict[str, Any] | None =
             f"QMP command '{command}' on {socket} timed out after {timeout:g} s") from None
     except (QMPError, OSError) as exc:
         raise HypervisorError(f"QMP command '{command}' on {socket} failed: {exc}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await client.disconnect()
+
+
+#: Runs one command on an open connection (see :func:`connected`).
+Run = Callable[..., Awaitable[Any]]
+
+
+@contextlib.asynccontextmanager
+async def connected(socket: Path, *, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[Run]:
+    """One connection for a few commands in a row, each with ``timeout``: for steps where
+    the guest is paused (the resume after a migration), as every new connection costs a few
+    milliseconds. Yields ``run(command, arguments=None)``; keep the block short, QEMU serves
+    no other client meanwhile."""
+    client = QMPClient(socket.stem)
+
+    async def run(command: str, arguments: dict[str, Any] | None = None) -> Any:
+        try:
+            async with asyncio.timeout(timeout):
+                return await client.execute(command, arguments)
+        except TimeoutError:
+            raise HypervisorError(
+                f"QMP command '{command}' on {socket} timed out after {timeout:g} s") from None
+        except (QMPError, OSError) as exc:
+            raise HypervisorError(f"QMP command '{command}' on {socket} failed: {exc}") from None
+
+    try:
+        try:
+            async with asyncio.timeout(timeout):
+                await client.connect(str(socket))
+        except TimeoutError:
+            raise HypervisorError(f"QMP connection to {socket} timed out after {timeout:g} s"
+                                  ) from None
+        except (QMPError, OSError) as exc:
+            raise HypervisorError(f"QMP connection to {socket} failed: {exc}") from None
+        yield run
     finally:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):

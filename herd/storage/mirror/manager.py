@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 CANCEL_TIMEOUT = 30.0
 SETTLE_TIMEOUT = 1.0  # how long a status waits out a guest write in flight
 LOCK_POLL = 0.01  # seconds between two tries of another process's disk lock
+#: Seconds between looks at a job or export being ended: a hand-over does it while the guest
+#: is paused, and a ready job ends in a few milliseconds (50 ms polls made it 50).
+END_POLL = 0.003
 #: QMP calls that may wait for the NBD client (drain of requests stuck on a lost peer).
 SLOW_TIMEOUT = graph.RECONNECT_DELAY + 20.0
 SYNC_MODES = ("auto", "none", "dirty", "full")
@@ -294,7 +297,7 @@ class MirrorManager:
         while any(e.get("id") in ids for e in await q.cmd("query-block-exports")):
             if time.monotonic() > deadline:
                 raise StorageError(f"exports {', '.join(ids)} did not end")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(END_POLL)
 
     async def mark_written(self, disk: MirrorDisk) -> None:
         """This copy's data was written directly (an OS rename or reinstall script while the
@@ -388,8 +391,9 @@ class MirrorManager:
     async def _primary_to_secondary(self, disk: MirrorDisk, files: daemon.DaemonFiles) -> None:
         """Hand-over after live migration: the guest now runs on the peer. The mirror must be in
         sync; it ends cleanly, and the daemon serves the file to the new primary instead."""
-        transition(await self._settle(disk), Event.HAND_OVER, f"the mirror of {disk.relpath}")
-        async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
+        async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:  # one: the guest is paused
+            transition(await self._settle(disk, q), Event.HAND_OVER,
+                       f"the mirror of {disk.relpath}")
             if await self._job(q) is not None:
                 await self._cancel(q, force=False)
             await self._drop_target(q, (files.read_runtime() or {}).get("target_child"))
@@ -424,7 +428,11 @@ class MirrorManager:
             own = gf.read()
             if pid is None and own.get("role") == "primary" and not own.get("clean", True):
                 own["dirty_map_valid"] = False  # our daemon crashed: its dirty map is gone
-            await asyncio.to_thread(ensure_quickack, disk.peer_ip)
+            if pid is None or rt.get("role") != "secondary":
+                # a secondary's daemon made the route when it started; renewing it at a
+                # live migration's hand-over cost 5-20 ms of the guest's pause (a thread and
+                # a netlink socket on a busy node) for nothing
+                await asyncio.to_thread(ensure_quickack, disk.peer_ip)
             try:
                 export, peer_gen = await peer.probe(disk.peer_ip, disk.port, disk.uuid)
             except peer.PeerUnreachable as exc:
@@ -468,6 +476,7 @@ class MirrorManager:
                     await q.cmd("blockdev-add", graph.target_node(child), timeout=SLOW_TIMEOUT)
                     await q.cmd("blockdev-mirror", graph.mirror_job(job_sync, disk.size_bytes,
                                                                     plan.copy_mode))
+                    job = await self._job(q)
             except BaseException:
                 if started:
                     await daemon.terminate(pid)
@@ -480,7 +489,7 @@ class MirrorManager:
                                  "copy_mode": plan.copy_mode,
                                  "switch_when_ready": plan.switch_when_ready,
                                  "sync": job_sync, "started": time.time()})
-            return await self._status(disk)
+            return await self._status(disk, job_seen=job)
 
     def _choose_sync(self, disk: MirrorDisk, own: dict[str, Any], peer_gen: dict[str, Any],
                      sync: str) -> tuple[str, dict[str, Any]]:
@@ -596,13 +605,16 @@ class MirrorManager:
         """Poll until in sync; the last status either way (check ``in_sync``). A job asks for
         this, so each look also settles the records (a background copy becomes
         write-blocking as soon as it is ready, not a supervisor tick later)."""
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
+        deadline = began + timeout
         while True:
             await self.observe(disk)
             st = await self.status(disk)
             if st.in_sync or st.role != "primary" or time.monotonic() >= deadline:
                 return st
-            await asyncio.sleep(0.2)
+            # a mirror that copies nothing (after a live migration) is ready within a few
+            # milliseconds; a migration job waited here a whole 0.2 s step for it
+            await asyncio.sleep(0.02 if time.monotonic() - began < 1.0 else 0.2)
 
     async def sync_record(self, disk: MirrorDisk) -> dict[str, Any]:
         """One atomic read for marking the secondary synced: settled first, then whether
@@ -617,16 +629,28 @@ class MirrorManager:
                     "current": gen["current"], "history": list(gen.get("history", [])),
                     "export": rt.get("export") if state is State.SYNCED else None}
 
-    async def _look(self, disk: MirrorDisk, files: daemon.DaemonFiles,
-                    rt: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+    @staticmethod
+    @contextlib.asynccontextmanager
+    async def _qmp(files: daemon.DaemonFiles,
+                   q: QmpSession | None) -> AsyncIterator[QmpSession]:
+        """``q`` if the caller has a session open (a hand-over, while the guest is paused:
+        each new connection costs a millisecond or more), else a new one."""
+        if q is not None:
+            yield q
+            return
+        async with session(files.qmp) as new:
+            yield new
+
+    async def _look(self, disk: MirrorDisk, files: daemon.DaemonFiles, rt: dict[str, Any],
+                    q: QmpSession | None = None) -> tuple[dict[str, Any] | None, bool]:
         """A running primary's mirror job (a write in flight waited out) and its link."""
-        async with session(files.qmp) as q:
-            job = await self._settled_job(q, rt)
+        async with self._qmp(files, q) as s:
+            job = await self._settled_job(s, rt)
         # An idle NBD client notices a dead peer only at its next request: look at the socket
         linked = rt.get("target") == "nbd" and _has_link(disk.local_ip, disk.peer_ip, disk.port)
         return job, linked
 
-    async def _phase(self, disk: MirrorDisk) -> State:
+    async def _phase(self, disk: MirrorDisk, q: QmpSession | None = None) -> State:
         """The disk's state without a look at a primary's job (enough to refuse an event)."""
         gf, files = self._gen(disk), self._files(disk)
         if not gf.exists():
@@ -637,23 +661,23 @@ class MirrorManager:
             return classify(gen, None, False)
         if rt.get("role") == "secondary":
             return State.SECONDARY
-        job, linked = await self._look(disk, files, rt)
+        job, linked = await self._look(disk, files, rt, q)
         return classify(gen, Runtime.from_dict(rt), True, job, linked)
 
-    async def _settle(self, disk: MirrorDisk) -> State:
+    async def _settle(self, disk: MirrorDisk, q: QmpSession | None = None) -> State:
         """Under the disk's lock: apply the observed events of a running primary (see
-        :meth:`observe`); the state after them."""
+        :meth:`observe`); the state after them. ``q``: the caller's open session, if any."""
         files, gf = self._files(disk), self._gen(disk)
         rt = files.read_runtime() or {}
         if files.pid() is None or rt.get("role") != "primary" or not gf.exists():
-            return await self._phase(disk)
+            return await self._phase(disk, q)
         gen = gf.read()
-        job, linked = await self._look(disk, files, rt)
+        job, linked = await self._look(disk, files, rt, q)
         seen = observe(Generation.from_dict(gen), Runtime.from_dict(rt), job, linked)
         if seen.switch:
             # the bulk copy is done: from now on every guest write waits for the peer
-            async with session(files.qmp) as q:
-                await q.cmd("block-job-change", {"id": graph.JOB, "type": "mirror",
+            async with self._qmp(files, q) as s:
+                await s.cmd("block-job-change", {"id": graph.JOB, "type": "mirror",
                                                  "copy-mode": "write-blocking"})
             files.write_runtime({**rt, "copy_mode": "write-blocking"})
         elif seen.bump:
@@ -663,7 +687,10 @@ class MirrorManager:
             gf.update(degraded=False)
         return seen.state
 
-    async def _status(self, disk: MirrorDisk) -> MirrorStatus:
+    async def _status(self, disk: MirrorDisk,
+                      job_seen: dict[str, Any] | None = None) -> MirrorStatus:
+        """``job_seen``: a primary's job as just looked at in an open session (saves a
+        connection, which a hand-over makes while the guest is paused)."""
         files = self._files(disk)
         gen = self._gen(disk).read()
         rt = files.read_runtime() or {}
@@ -677,7 +704,12 @@ class MirrorManager:
                 in_sync=connected and not gen.get("fresh") and not gen.get("needs_full"),
                 degraded=not connected, generation=gen["current"],
                 vm_uri=graph.vm_uri_tcp(disk.uuid, disk.local_ip, disk.port))
-        job, linked = await self._look(disk, files, rt)
+        if job_seen is not None:
+            job = job_seen
+            linked = rt.get("target") == "nbd" and _has_link(disk.local_ip, disk.peer_ip,
+                                                              disk.port)
+        else:
+            job, linked = await self._look(disk, files, rt)
         state = classify(Generation.from_dict(gen), Runtime.from_dict(rt), True, job, linked)
         in_sync = state is State.SYNCED
         uri = (graph.vm_uri_unix(disk.uuid, files.sock) if rt.get("server") == "unix"
@@ -788,7 +820,7 @@ class MirrorManager:
         while await self._job(q) is not None:
             if time.monotonic() > deadline:
                 raise StorageError("mirror job did not end after cancel")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(END_POLL)
 
     async def _resume(self, q: QmpSession, timeout: float = 15.0) -> None:
         """Resume the paused job until it stays running. The NBD client reconnects in the
