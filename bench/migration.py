@@ -12,9 +12,9 @@ migration on this machine kind is 7.2 s; the QEMU 7.2 figures of issue 13 are pr
 Beside the job's figure it prints the pause by the nodes' (shared) clock: QEMU's stop on the
 source to the resume on the target, which also counts the time until the source noticed the
 end of the copy and the RPC legs the job's figure leaves out (a range: bounded by the polls
-that saw QEMU finish). The rounds run at the hvparam ``migration_bandwidth`` default (Ganeti's
-32 MiB/s), then again at ``--bandwidth`` MiB/s (default 128, QEMU's own default) after a
-restart of the guest with ``-H migration_bandwidth=...``.
+that saw QEMU finish). The rounds run at the hvparam ``migration_bandwidth`` default (Herd's
+128 MiB/s, QEMU's own default), then again at ``--bandwidth`` MiB/s (default 32, Ganeti's
+default) after a restart of the guest with ``-H migration_bandwidth=...``.
 Run: `.venv/bin/python bench/migration.py [--bandwidth MIBPS]` (as root).
 """
 
@@ -170,7 +170,7 @@ class Rounds:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bandwidth", type=int, default=128,
+    parser.add_argument("--bandwidth", type=int, default=32,
                         help="MiB/s of the second series (the first uses the default hvparam)")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args()

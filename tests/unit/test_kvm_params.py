@@ -18,7 +18,8 @@ def test_defaults_follow_ganeti() -> None:
     assert d["kernel_args"] == "ro" and d["root_path"] == "/dev/vda1"
     assert d["kernel_path"] == ""  # Herd: boot from disk unless a kernel is named
     assert d["kvm_flag"] == "" and d["reboot_behavior"] == "allow"
-    assert d["migration_bandwidth"] == 32 and d["migration_downtime"] == 30
+    assert d["migration_bandwidth"] == 128  # Herd: QEMU's default, Ganeti has 32
+    assert d["migration_downtime"] == 30
     assert d["migration_port"] == 8102 and d["disk_cache"] == "default"
     for name in ("cdrom2_image_path", "floppy_image_path", "vnc_bind_address", "vnc_tls",
                  "keymap", "cpu_type", "cpu_cores", "cpu_threads", "cpu_sockets",
