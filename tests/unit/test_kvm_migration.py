@@ -126,7 +126,7 @@ def test_live_success_then_finish_source(env: tuple[Kvm, Any],
     stats = asyncio.run(kvm.migrate("vm", "203.0.113.2", 8102))
     assert qemu.commands() == ["migrate-set-parameters", "migrate"]
     assert qemu.calls[2:4] == [("migrate-set-parameters",
-                                {"max-bandwidth": 32 << 20, "downtime-limit": 30}),
+                                {"max-bandwidth": 128 << 20, "downtime-limit": 30}),
                                ("migrate", {"uri": "tcp:203.0.113.2:8102"})]
     assert stats["status"] == "completed" and stats["live"]
     assert stats["total_time_ms"] == 120 and stats["downtime_ms"] == 9
