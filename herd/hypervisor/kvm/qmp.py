@@ -30,18 +30,26 @@ async def execute(socket: Path, command: str, arguments: dict[str, Any] | None =
     """Run one QMP command and return its result; HypervisorError if QEMU does not answer."""
     client = QMPClient(socket.stem)
     try:
-        async with asyncio.timeout(timeout):
+        async with _answered(f"QMP command '{command}' on {socket}", timeout):
             await client.connect(str(socket))
             return await client.execute(command, arguments)
-    except TimeoutError:
-        raise HypervisorError(
-            f"QMP command '{command}' on {socket} timed out after {timeout:g} s") from None
-    except (QMPError, OSError) as exc:
-        raise HypervisorError(f"QMP command '{command}' on {socket} failed: {exc}") from None
     finally:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):
                 await client.disconnect()
+
+
+@contextlib.asynccontextmanager
+async def _answered(what: str, timeout: float) -> AsyncIterator[None]:
+    """QEMU's silence and the QMP library's errors as the one HypervisorError callers know,
+    naming ``what`` was asked (one wording for single commands and open connections)."""
+    try:
+        async with asyncio.timeout(timeout):
+            yield
+    except TimeoutError:
+        raise HypervisorError(f"{what} timed out after {timeout:g} s") from None
+    except (QMPError, OSError) as exc:
+        raise HypervisorError(f"{what} failed: {exc}") from None
 
 
 #: Runs one command on an open connection (see :func:`connected`).
@@ -57,24 +65,12 @@ async def connected(socket: Path, *, timeout: float = DEFAULT_TIMEOUT) -> AsyncI
     client = QMPClient(socket.stem)
 
     async def run(command: str, arguments: dict[str, Any] | None = None) -> Any:
-        try:
-            async with asyncio.timeout(timeout):
-                return await client.execute(command, arguments)
-        except TimeoutError:
-            raise HypervisorError(
-                f"QMP command '{command}' on {socket} timed out after {timeout:g} s") from None
-        except (QMPError, OSError) as exc:
-            raise HypervisorError(f"QMP command '{command}' on {socket} failed: {exc}") from None
+        async with _answered(f"QMP command '{command}' on {socket}", timeout):
+            return await client.execute(command, arguments)
 
     try:
-        try:
-            async with asyncio.timeout(timeout):
-                await client.connect(str(socket))
-        except TimeoutError:
-            raise HypervisorError(f"QMP connection to {socket} timed out after {timeout:g} s"
-                                  ) from None
-        except (QMPError, OSError) as exc:
-            raise HypervisorError(f"QMP connection to {socket} failed: {exc}") from None
+        async with _answered(f"QMP connection to {socket}", timeout):
+            await client.connect(str(socket))
         yield run
     finally:
         with contextlib.suppress(Exception):
