@@ -81,6 +81,9 @@ def lab() -> Iterator[WebLab]:
         cluster.pages = {}
         cluster.lab.node("node1").paths.rapi_users_file.write_text(USERS)
         cluster.gnt("gnt-group", "modify", "--ipolicy-bounds-specs", SMALL_POLICY, "default")
+        # Ganeti's default bandwidth (Herd's is 128 MiB/s): the guest's memory copy then lasts
+        # ~2 s, so the page that the submit leads to finds the migration still under way
+        cluster.gnt("gnt-cluster", "modify", "-H", "kvm:migration_bandwidth=32")
         yield cluster
 
 
