@@ -320,6 +320,9 @@ def test_node_migrate_and_evacuate(drbd_lab: LabCluster) -> None:
     assert where(lab) == ("node3", "node2")
     assert not backing_file(lab, "node1").exists()
     wait_in_sync(lab)
+    # the guest was started, moved and re-mirrored within its boot: once it writes, it is up
+    # and heeds the ACPI power button (one pressed during boot is lost: 120 s, then a kill)
+    wait_acks(lab, "node3", (acks(serial_log(lab, "node3")) or [0])[-1] + 3)
     lab.gnt("gnt-instance", "shutdown", NAME)
     assert read_records(backing_file(lab, "node3")).gap_at is None
 
