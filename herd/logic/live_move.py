@@ -92,7 +92,6 @@ def migration_port(ctx: MasterContext, inst: Instance) -> int:
     return int(filled_hvparams(ctx.config.data, inst, ctx.paths).get("migration_port", 8102))
 
 
-
 async def migrate(ctx: MasterContext, inst: Instance, source: Node, target: Node, *,
                   live: bool, feedback: Feedback) -> dict[str, Any]:
     """Steps 1-4: move the running ``inst`` from ``source`` to ``target``; QEMU's figures."""

@@ -22,7 +22,7 @@ MAX_LINE = 64 * 1024 * 1024
 
 
 def encode(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n"
+    return encode_json(obj).encode() + b"\n"
 
 
 #: Rows per json.dumps call when a long answer is encoded in pieces (see encode_in_pieces).
@@ -35,10 +35,9 @@ def encode_in_pieces(answer: dict[str, Any]) -> bytes:
     the GIL until it is done (a second or more for 20,000 instance rows), while between the
     pieces the event loop gets its turn."""
     rows = answer["result"]
-    head = json.dumps({k: v for k, v in answer.items() if k != "result"},
-                      separators=(",", ":"), default=str)
-    parts = [json.dumps(rows[start:start + PIECE_ROWS], separators=(",", ":"),
-                        default=str)[1:-1] for start in range(0, len(rows), PIECE_ROWS)]
+    head = encode_json({k: v for k, v in answer.items() if k != "result"})
+    parts = [encode_json(rows[start:start + PIECE_ROWS])[1:-1]
+             for start in range(0, len(rows), PIECE_ROWS)]
     body = ",".join(p for p in parts if p)
     return f'{head[:-1]}{"," if len(head) > 2 else ""}"result":[{body}]}}\n'.encode()
 
