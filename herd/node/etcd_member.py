@@ -32,6 +32,7 @@ from herd import errors
 from herd.etcd.members import TUNING_ENV, MemberSpec, TlsFiles, etcd_argv
 from herd.fileutil import atomic_write, pid_alive, read_pid
 from herd.paths import HerdPaths
+from herd.priority import niced_argv
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +184,8 @@ class EtcdSupervisor:
         env = dict(os.environ, **TUNING_ENV)
         with open(p.daemon_log("etcd"), "ab") as logf:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=logf, env=env,
-                start_new_session=True, cwd=str(p.etcd_dir))
+                *niced_argv("etcd", argv), stdin=asyncio.subprocess.DEVNULL, stdout=logf,
+                stderr=logf, env=env, start_new_session=True, cwd=str(p.etcd_dir))
         self._proc = proc
         self.started_at = time.monotonic()
         atomic_write(self.pid_file, f"{proc.pid}\n", 0o644)
