@@ -146,3 +146,17 @@ def install_stop_handlers(stop: asyncio.Event) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reopen_logs)
+
+
+def release_free_memory() -> None:
+    """Give the kernel back the heap the process freed: glibc keeps freed memory as the
+    process's RSS until it is trimmed (masterd's config load of 20,000 instances frees about
+    30 MiB of etcd's answer and the parsed document; a list of them as much in rows). glibc
+    only; elsewhere nothing happens. ctypes is imported here, at the first big release, not
+    by every daemon at start."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -33,7 +33,7 @@ from herd import errors
 from herd.logic import query
 from herd.logic.base import MasterContext
 from herd.rpc import master_protocol as proto
-from herd.rpc.answer_cache import AnswerCache, Entry, Rounds
+from herd.rpc.answer_cache import TIDY_EVERY, AnswerCache, Entry, Rounds, tidy
 
 #: Rows computed and encoded between two looks at the clock.
 PIECE_ROWS = 100
@@ -158,13 +158,13 @@ class ListAnswers:
                 held_since = time.perf_counter()
         return "[" + ",".join(pieces) + "]"
 
-    async def tidy(self, every: float = 30.0) -> None:
-        """Drop answers nobody asked for in a while (masterd at rest keeps no megabytes)."""
-        while True:
-            await asyncio.sleep(every)
-            if self.cache.prune():
-                self._queries = {k: v for k, v in self._queries.items() if k in self.cache}
-                self._release()
+    async def tidy(self, every: float = TIDY_EVERY) -> None:
+        """Drop answers nobody asked for in a while and give the heap of the rows built
+        and freed back (herd.rpc.answer_cache.tidy): masterd at rest keeps no megabytes."""
+        await tidy(self.cache, self._release, every, self._forget_queries)
+
+    def _forget_queries(self) -> None:
+        self._queries = {k: v for k, v in self._queries.items() if k in self.cache}
 
     async def close(self) -> None:
         await self.rounds.close()

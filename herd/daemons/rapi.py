@@ -18,10 +18,17 @@ import time
 from herd import paths
 from herd.config.facts import is_master
 from herd.daemons import lazy_websocket_protocol, uvicorn_package
-from herd.daemons.common import GRACEFUL_STOP, install_stop_handlers, pid_file, setup_logging
+from herd.daemons.common import (
+    GRACEFUL_STOP,
+    install_stop_handlers,
+    pid_file,
+    release_free_memory,
+    setup_logging,
+)
 from herd.fileutil import pid_alive, read_pid
 from herd.rapi.app import build_app
 from herd.rpc import tls
+from herd.rpc.answer_cache import tidy
 
 log = logging.getLogger("herd.rapi")
 
@@ -66,11 +73,14 @@ async def serve(p: paths.HerdPaths, bind: str, port: int, require_auth: bool) ->
     install_stop_handlers(stop)
     task = asyncio.create_task(server.serve())
     watcher = asyncio.create_task(_watch_master(p, stop))
+    # the kept list bodies: dropped when unused, their heap given back (answer_cache.tidy)
+    upkeep = asyncio.create_task(tidy(app.kept, release_free_memory))
     log.info("herd-rapi listening on %s:%s", bind, port)
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
     watcher.cancel()
+    upkeep.cancel()
     await task
     app.close()
 

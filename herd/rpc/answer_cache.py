@@ -36,6 +36,11 @@ T = TypeVar("T")
 MAX_BYTES = 32 * 1024 * 1024
 #: Seconds a kept answer stays unused before it is dropped.
 IDLE_SECONDS = 60.0
+#: How often a daemon tidies its cache (:func:`tidy`).
+TIDY_EVERY = 30.0
+#: Answers built or dropped since the last tidy worth giving their heap back for: a list of
+#: 20,000 instances leaves tens of MiB of freed rows that the C allocator keeps otherwise.
+RELEASE_AFTER_BYTES = 1024 * 1024
 
 
 class Entry:
@@ -59,6 +64,7 @@ class AnswerCache:
         self._bytes = 0
         self._prefix = prefix if prefix is not None else secrets.token_hex(4)
         self._count = 0
+        self._churn = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -102,6 +108,7 @@ class AnswerCache:
         """Keep ``body`` for ``key`` (replacing what was kept) and return its entry. An answer
         larger than the whole budget is returned but not kept."""
         self.prune()
+        self._churn += len(body)
         entry = Entry(body, etag, stamp, self._clock())
         if key in self._entries:
             self._drop(key)
@@ -125,9 +132,32 @@ class AnswerCache:
         self._entries.clear()
         self._bytes = 0
 
+    def take_churn(self) -> int:
+        """Bytes of the answers built (kept or not) and dropped since the last call: what
+        the process allocated and freed for them, its heap to give back when large."""
+        churn, self._churn = self._churn, 0
+        return churn
+
     def _drop(self, key: Hashable) -> None:
         entry = self._entries.pop(key)
         self._bytes -= len(entry.body)
+        self._churn += len(entry.body)
+
+
+async def tidy(cache: AnswerCache, release: Callable[[], None],
+               every: float = TIDY_EVERY,
+               dropped: Callable[[], None] | None = None) -> None:
+    """A daemon's upkeep of ``cache``, run as a task for its life: every ``every`` seconds
+    drop the answers nobody asked for in a while (at rest a daemon keeps no megabytes), tell
+    ``dropped`` so, and when answers were built or dropped meanwhile, ``release`` the freed
+    heap to the system (glibc keeps freed memory as the process's RSS until it is trimmed:
+    herd-rapi kept ~130 MiB after a few 20,000-instance lists)."""
+    while True:
+        await asyncio.sleep(every)
+        if cache.prune() and dropped is not None:
+            dropped()
+        if cache.take_churn() >= RELEASE_AFTER_BYTES:
+            release()
 
 
 class Rounds(Generic[T]):

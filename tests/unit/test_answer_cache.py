@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from herd.rpc.answer_cache import AnswerCache, Rounds
+from herd.rpc.answer_cache import RELEASE_AFTER_BYTES, AnswerCache, Rounds, tidy
 
 
 class Clock:
@@ -67,6 +67,40 @@ def test_answers_unused_for_a_while_are_dropped() -> None:
     clock.now += 61
     cache.store("c", 1, b"c")  # storing prunes too
     assert "a" not in cache and len(cache) == 1
+
+
+def test_the_heap_is_given_back_after_big_answers_were_built_or_dropped_not_at_rest() -> None:
+    """A daemon's upkeep (answer_cache.tidy): unused answers dropped (and told), the freed
+    heap released after big answers came and went, and nothing done by an idle daemon."""
+    clock = Clock()
+    cache = AnswerCache(idle=60, clock=clock)
+    released: list[float] = []
+    forgotten: list[float] = []
+    big = b"x" * RELEASE_AFTER_BYTES
+
+    async def scenario() -> None:
+        task = asyncio.create_task(tidy(cache, lambda: released.append(clock.now), every=0.01,
+                                        dropped=lambda: forgotten.append(clock.now)))
+
+        async def ticks(count: int = 3) -> None:
+            for _ in range(count):
+                await asyncio.sleep(0.02)
+
+        await ticks()
+        assert released == [] and forgotten == []  # at rest: no work, no trim
+        cache.store("bulk", 1, big)  # a 20,000-instance list was built
+        await ticks()
+        assert len(released) == 1 and forgotten == []  # once, not at every tick
+        cache.store("small", 1, b"names")
+        await ticks()
+        assert len(released) == 1  # small answers are not worth a trim
+        clock.now += 61
+        await ticks()
+        assert len(forgotten) == 1 and len(cache) == 0
+        assert len(released) == 2  # the dropped megabyte given back too
+        task.cancel()
+
+    asyncio.run(scenario())
 
 
 # -- Rounds --------------------------------------------------------------------------------------
