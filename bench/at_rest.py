@@ -76,11 +76,21 @@ def memory() -> dict[str, Any]:
         pid = read_pid(p.pid_file(daemon))
         out["rss"][daemon] = proc_kib(pid, "status", "VmRSS") / 1024
         out["pss"][daemon] = proc_kib(pid, "smaps_rollup", "Pss") / 1024
+        out.setdefault("nice", {})[daemon] = _nice(pid)
     for kind in ("rss", "pss"):
         herd = sum(out[kind][d] for d in DAEMONS)
         out[kind]["herd_total"] = herd
         out[kind]["with_etcd"] = herd + out[kind]["etcd"]
     return out
+
+
+def _nice(pid: int | None) -> int | None:
+    """A process's nice value (herd.priority), from /proc/PID/stat (field 19)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, TypeError):
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[16])
 
 
 def runs_of(argv: list[str], runs: int, env: dict[str, str] | None = None) -> dict[str, float]:
@@ -167,6 +177,7 @@ def report(r: dict[str, Any]) -> None:
                      "with_etcd": "  and etcd"}.get(name, name)
             print(f"  {label:30}{mem['rss'][name]:>10.1f}{mem['pss'][name]:>10.1f}")
     print(f"goal: Herd's processes together <= {GOALS['rss_herd_mib']:.0f} MiB")
+    print("nice: " + ", ".join(f"{d} {n}" for d, n in r["memory"]["nice"].items()))
 
 
 def main() -> int:
