@@ -44,6 +44,35 @@ TUNING_FLAGS: tuple[str, ...] = (
 #: and two OS threads run Go code at once at most (etcd needs little CPU here; the node's
 #: cores belong to guests).
 TUNING_ENV: dict[str, str] = {"GOGC": "50", "GOMAXPROCS": "2"}
+#: Go's soft memory limit for a member (see :func:`memory_limit`): at least this ...
+MEMORY_LIMIT_MIN = 64 << 20
+#: ... or this many times its database file, whichever is more.
+MEMORY_LIMIT_PER_DB = 3
+
+
+def memory_limit(db_bytes: int) -> int:
+    """The soft memory limit (``GOMEMLIMIT``, bytes) to start a member with, given the size
+    of its database file.
+
+    Go returns freed heap to the system lazily, so a member that took a burst of writes (the
+    import of a big config, or a bench filling 20,000 instances) kept 132 MiB of heap at rest
+    whose live part was under 50 MiB; with a soft limit the collector and the scavenger work
+    to stay under it, which took the same member to 49 MiB. The limit must stay above the
+    live heap or the collector runs again and again (Go caps it at about half the CPU, still
+    far too much): the live heap is the key index and the raft entries kept between
+    snapshots, which grow with the data, so the limit is a multiple of the database file as
+    the member finds it at start (each restart adjusts it), never below a floor that a
+    small cluster's bursts fit in. The file includes free pages, which only raises it."""
+    return max(MEMORY_LIMIT_MIN, MEMORY_LIMIT_PER_DB * max(0, db_bytes))
+
+
+def memory_env(db_file: Path) -> dict[str, str]:
+    """The environment for a member: :data:`TUNING_ENV` and its :func:`memory_limit`."""
+    try:
+        size = db_file.stat().st_size
+    except OSError:
+        size = 0  # a new member: no file yet
+    return {**TUNING_ENV, "GOMEMLIMIT": str(memory_limit(size))}
 
 
 def client_url(primary_ip: str) -> str:

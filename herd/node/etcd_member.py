@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from herd import errors
-from herd.etcd.members import TUNING_ENV, MemberSpec, TlsFiles, etcd_argv
+from herd.etcd.members import MemberSpec, TlsFiles, etcd_argv, memory_env
 from herd.fileutil import atomic_write, pid_alive, read_pid
 from herd.paths import HerdPaths
 from herd.priority import niced_argv
@@ -181,7 +181,7 @@ class EtcdSupervisor:
             log.warning("starting etcd member %s as a new one-member cluster with its data "
                         "(master-failover --no-voting)", spec.name)
         self._force_new = False
-        env = dict(os.environ, **TUNING_ENV)
+        env = dict(os.environ, **memory_env(p.etcd_data_dir / "member" / "snap" / "db"))
         with open(p.daemon_log("etcd"), "ab") as logf:
             proc = await asyncio.create_subprocess_exec(
                 *niced_argv("etcd", argv), stdin=asyncio.subprocess.DEVNULL, stdout=logf,
