@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -203,13 +203,27 @@ def _reference_problem(raw: dict[str, Any]) -> str | None:
         if node.get("group", "") not in groups:
             return f"node {node.get('name', uuid)} is in an unknown group {node.get('group')!r}"
     for uuid, inst in raw.get("instances", {}).items():
-        if inst.get("primary_node", "") not in nodes:
-            return (f"instance {inst.get('name', uuid)} has an unknown primary node "
-                    f"{inst.get('primary_node')!r}")
-        problem = disks_problem(inst, uuid)
+        problem = _instance_reference_problem(uuid, inst, nodes)
         if problem:
             return problem
     return None
+
+
+def _instance_reference_problem(uuid: str, inst: dict[str, Any],
+                                nodes: Collection[str]) -> str | None:
+    if inst.get("primary_node", "") not in nodes:
+        return (f"instance {inst.get('name', uuid)} has an unknown primary node "
+                f"{inst.get('primary_node')!r}")
+    return disks_problem(inst, uuid)
+
+
+def instance_problem(uuid: str, data: Any, nodes: Collection[str]) -> str | None:
+    """Pure: what :func:`config_problem` finds wrong with one instance of a document whose
+    other parts passed it (``nodes``: the node uuids), or None. For a document checked one
+    object at a time (herd.config.layout.assemble builds each instance as soon as it is
+    checked, so that the parsed document never exists whole)."""
+    return (_problem_of(f"instances[{uuid}]", data, Instance)
+            or _instance_reference_problem(uuid, data, nodes))
 
 
 def disks_problem(inst: dict[str, Any], uuid: str = "") -> str | None:

@@ -143,6 +143,33 @@ def test_damaged_stored_objects_are_named() -> None:
         layout.assemble({k: v for k, v in texts.items() if k != layout.CLUSTER_KEY}, 1)
 
 
+def test_damaged_instances_are_named_though_each_is_built_as_it_is_read() -> None:
+    """assemble checks and builds the instances one at a time (memory: see its doc); every
+    check of the whole-document path still applies to each, naming the key or instance."""
+    import json
+
+    cfg = config(3)
+    texts = stored(cfg)
+    inst = list(cfg.instances.values())[1]
+    key = layout.object_key("instances", inst.uuid)
+    good = json.loads(texts[key])
+    with pytest.raises(layout.DamagedConfig, match=f"{key} is not JSON"):
+        layout.assemble({**texts, key: "{"}, 1)
+    with pytest.raises(layout.DamagedConfig, match=rf"instances\[{inst.uuid}\].name is list"):
+        layout.assemble({**texts, key: json.dumps({**good, "name": []})}, 1)
+    with pytest.raises(layout.DamagedConfig, match=r"i1\.example\.com has an unknown primary"):
+        layout.assemble({**texts, key: json.dumps({**good, "primary_node": "gone"})}, 1)
+    plain = {**good, "disk_template": "plain", "disks": [{"dev_type": "plain", "size": 1,
+                                                         "logical_id": [], "nodes": []}]}
+    with pytest.raises(layout.DamagedConfig, match="no copy on the primary node"):
+        layout.assemble({**texts, key: json.dumps(plain)}, 1)
+    back = layout.assemble(texts, 1)  # and the good one, in the order etcd gave the keys
+    assert list(back.instances) == [layout.parse_key(k)[1] for k in texts  # type: ignore[index]
+                                    if k.startswith(layout.object_key("instances", ""))]
+    assert back.to_dict() | {"serial_no": 0} == cfg.to_dict() | {"serial_no": 0}
+    assert all(type(i).__name__ == "Instance" for i in back.instances.values())
+
+
 def test_big_imports_are_cut_into_transactions() -> None:
     cfg = config(250)
     pieces = layout.batches(layout.diff(cfg, {}), size=100)
