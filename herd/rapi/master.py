@@ -124,14 +124,16 @@ class MasterPool:
     async def call_kept(self, method: str, etag: str | None,
                         **args: Any) -> tuple[str | None, Any, bool]:
         """A list query answered with an etag (herd.daemons.lists): (etag, result, same);
-        ``same`` (and no result) when ``etag``, given back, is still the answer."""
-        answer = await self._answer(method, None, etag, args)
+        ``same`` (and no result) when ``etag``, given back, is still the answer. The result's
+        rows are left undecoded (a ``master_protocol.ListResult``: decode them with
+        ``batches_of``), so that a caller converting them never holds them all decoded."""
+        answer = await self._answer(method, None, etag, args, lazy_rows=True)
         if answer.get("same"):
             return etag, None, True
         return answer.get("etag"), answer.get("result"), False
 
     async def _answer(self, method: str, _timeout: float | None, etag: str | None,
-                      args: dict[str, Any]) -> dict[str, Any]:
+                      args: dict[str, Any], lazy_rows: bool = False) -> dict[str, Any]:
         message: dict[str, Any] = {"method": method, "args": args}
         if etag is not None:
             message["etag"] = etag
@@ -167,8 +169,9 @@ class MasterPool:
             conn.close()
         # a bulk answer (megabytes of rows) is decoded off the event loop, as masterd
         # encoded it: other RAPI requests go on meanwhile
-        answer = await asyncio.to_thread(proto.decode, line) if len(line) > BIG_ANSWER \
-            else proto.decode(line)
+        decode = _decode_lazily if lazy_rows else proto.decode
+        answer = await asyncio.to_thread(decode, line) if len(line) > BIG_ANSWER \
+            else decode(line)
         if not answer.get("ok"):
             raise errors.from_dict(answer.get("error") or {})
         return answer  # type: ignore[no-any-return]
@@ -176,3 +179,11 @@ class MasterPool:
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
+
+
+def _decode_lazily(line: bytes) -> dict[str, Any]:
+    """An answer with a list result left for ``batches_of`` (see MasterClient.call_kept)."""
+    head, text, start = proto.decode_head(line)
+    if text is not None:
+        head["result"] = proto.ListResult(text, start)
+    return head

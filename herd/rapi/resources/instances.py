@@ -95,12 +95,12 @@ class Instances(Resource):
         return await req.submit(create_opcode(req))
 
 
-def _bulk(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [convert.instance(r) for r in rows]
+def _bulk(row: dict[str, Any]) -> dict[str, Any]:
+    return convert.instance(row)
 
 
-def _links(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [{"id": r["name"], "uri": f"/2/instances/{r['name']}"} for r in rows]
+def _links(row: dict[str, Any]) -> dict[str, str]:
+    return {"id": row["name"], "uri": f"/2/instances/{row['name']}"}
 
 
 @resource("/2/instances-multi-alloc")

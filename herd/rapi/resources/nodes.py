@@ -30,12 +30,12 @@ class Nodes(Resource):
                                      fields=["name"])
 
 
-def _bulk(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [convert.node(r) for r in rows]
+def _bulk(row: dict[str, Any]) -> dict[str, Any]:
+    return convert.node(row)
 
 
-def _links(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [{"id": r["name"], "uri": f"/2/nodes/{r['name']}"} for r in rows]
+def _links(row: dict[str, Any]) -> dict[str, str]:
+    return {"id": row["name"], "uri": f"/2/nodes/{row['name']}"}
 
 
 @resource("/2/nodes/[node_name]")
