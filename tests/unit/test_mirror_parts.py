@@ -202,3 +202,64 @@ def test_probe_falls_back_to_qemu_nbd_on_a_surprise(monkeypatch: pytest.MonkeyPa
         assert len(called) == 2
 
     asyncio.run(run())
+
+
+def test_the_local_copy_bypasses_the_page_cache_where_it_can(tmp_path: Path) -> None:
+    # O_DIRECT with native AIO: a completed write reached the node's disk layer
+    node = graph.local_node(Path("/srv/f"))
+    assert node["cache"] == {"direct": True, "no-flush": False} and node["aio"] == "native"
+    dev = graph.local_node(Path("/dev/loop7"), block=True, size=6 << 20)
+    assert dev["cache"]["direct"] and dev["file"]["cache"]["direct"]
+    assert dev["file"]["aio"] == "native"
+    # a filesystem that refuses O_DIRECT (tmpfs): the page cache and QEMU's thread pool, as
+    # native AIO needs O_DIRECT
+    buffered = graph.local_node(Path("/srv/f"), direct=False)
+    assert buffered["cache"]["direct"] is False and buffered["aio"] == "threads"
+    # a reopen restates the mode the node was opened with
+    _, args = graph.resize_local(Path("/dev/vg/lv"), block=True, size=8 << 20, direct=False)
+    assert args["options"][0]["cache"]["direct"] is False
+    assert graph.direct_io_works(tmp_path / "missing") is False
+    (tmp_path / "f").write_bytes(b"\0" * 4096)
+    assert graph.direct_io_works(tmp_path / "f") in (True, False)  # asks, never raises
+
+
+def test_the_target_sends_zeros_as_write_zeroes() -> None:
+    node = graph.target_node("peer3")
+    assert node["file"] == "peer3" and node["node-name"] == graph.TARGET
+    assert node["detect-zeroes"] == "unmap" and node["discard"] == "unmap"
+
+
+class _Jobs:
+    """A storage daemon's monitor as far as resuming a paused job goes: the job stays paused
+    (a request fails again at once) until the NBD client's reconnect thread has connected."""
+
+    def __init__(self, connect_after_resumes: int) -> None:
+        self.paused, self.resumes, self.connect_after = True, 0, connect_after_resumes
+
+    def linked(self) -> bool:
+        return self.resumes >= self.connect_after
+
+    async def cmd(self, command: str, arguments: dict[str, Any] | None = None,
+                  **_: Any) -> Any:
+        if command == "query-block-jobs":
+            return [{"device": graph.JOB, "paused": self.paused}]
+        assert command == "block-job-resume", command
+        self.resumes += 1
+        self.paused = not self.linked()
+        return {}
+
+
+def test_a_reconnect_resumes_until_the_job_runs_connected(monkeypatch: pytest.MonkeyPatch,
+                                                           tmp_path: Path) -> None:
+    from herd.storage.mirror import manager
+
+    mgr = MirrorManager(HerdPaths(tmp_path))
+    monkeypatch.setattr(manager, "RESUME_POLL", 0.001)
+    jobs = _Jobs(connect_after_resumes=3)
+    monkeypatch.setattr(manager, "_has_link", lambda *_: jobs.linked())
+    asyncio.run(mgr._resume(jobs, DISK))  # type: ignore[arg-type]
+    assert jobs.resumes == 3 and not jobs.paused
+    # never connected: an error once the timeout is over, not a job reported running
+    jobs = _Jobs(connect_after_resumes=10**9)
+    with pytest.raises(StorageError, match="keeps failing"):
+        asyncio.run(mgr._resume(jobs, DISK, timeout=0.05))  # type: ignore[arg-type]

@@ -61,6 +61,10 @@ END_POLL = 0.003
 #: QMP calls that may wait for the NBD client (drain of requests stuck on a lost peer).
 SLOW_TIMEOUT = graph.RECONNECT_DELAY + 20.0
 SYNC_MODES = ("auto", "none", "dirty", "full")
+#: A reconnect waits this long for the job's NBD client to be back: QEMU's reconnect thread
+#: tries again at most 16 s after its last try, and a connect takes a moment.
+RESUME_TIMEOUT = 20.0
+RESUME_POLL = 0.02
 
 
 def data_spec(disk: MirrorDisk) -> DeviceSpec:
@@ -259,7 +263,8 @@ class MirrorManager:
                     await asyncio.to_thread(_zero, path, served * MIB,
                                             (disk.size - served) * MIB)
                 command, args = graph.resize_local(Path(path), block=block,
-                                                   size=disk.size_bytes)
+                                                   size=disk.size_bytes,
+                                                   direct=graph.direct_io_works(Path(path)))
                 await q.cmd(command, args)
                 if secondary:
                     gen = self._gen(disk).read()
@@ -565,7 +570,7 @@ class MirrorManager:
                         seq -= 1
                     base = int(job.get("offset", 0))
                     if swapped:
-                        await self._resume(q)
+                        await self._resume(q, disk)
                 if decision == "full" or job is None or not swapped:
                     if job is not None:
                         await self._cancel(q, force=True)
@@ -786,7 +791,8 @@ class MirrorManager:
         size = info.size_bytes or 0
         if (size < disk.size_bytes) if block else (size != disk.size_bytes):
             raise StorageError(f"{path} has {size} bytes, expected {disk.size_bytes}")
-        return graph.local_node(Path(path), block=block, size=disk.size_bytes if block else None)
+        return graph.local_node(Path(path), block=block, size=disk.size_bytes if block else None,
+                                direct=graph.direct_io_works(Path(path)))
 
     @staticmethod
     async def _job(q: QmpSession) -> dict[str, Any] | None:
@@ -822,23 +828,30 @@ class MirrorManager:
                 raise StorageError("mirror job did not end after cancel")
             await asyncio.sleep(END_POLL)
 
-    async def _resume(self, q: QmpSession, timeout: float = 15.0) -> None:
-        """Resume the paused job until it stays running. The NBD client reconnects in the
-        background: the first request after the peer's return fails and pauses the job again,
-        and a later one finds the new connection."""
+    async def _resume(self, q: QmpSession, disk: MirrorDisk,
+                      timeout: float = RESUME_TIMEOUT) -> None:
+        """Resume the paused job until it runs over a live connection to the peer.
+
+        The job's NBD client reconnects in a thread of its own that QEMU retries 1, 2, 4, 8,
+        then every 16 s after the peer went away: until that thread's next try, a request fails
+        at once and pauses the job again. So the job is looked at every RESUME_POLL seconds,
+        resumed whenever it is paused, and done once it runs with the connection established
+        (the TCP table: a job with nothing left to copy makes no request that could fail). It
+        slept a fixed 0.5 s twice before, a second of every partial resync."""
         deadline = time.monotonic() + timeout
         while True:
             job = await self._job(q)
-            if job is None or not job.get("paused"):
+            if job is None:
                 return
+            if not job.get("paused"):
+                if _has_link(disk.local_ip, disk.peer_ip, disk.port):
+                    return
+            else:
+                with contextlib.suppress(QmpCommandError):
+                    await q.cmd("block-job-resume", {"device": graph.JOB})
             if time.monotonic() > deadline:
                 raise StorageError("mirror job keeps failing against the peer after resume")
-            with contextlib.suppress(QmpCommandError):
-                await q.cmd("block-job-resume", {"device": graph.JOB})
-            await asyncio.sleep(0.5)
-            job = await self._job(q)
-            if job is not None and not job.get("paused"):
-                await asyncio.sleep(0.5)  # still running a moment later?
+            await asyncio.sleep(RESUME_POLL)
 
     async def _swap_peer(self, q: QmpSession, disk: MirrorDisk, export: str, seq: int,
                          old: str | None) -> tuple[bool, str | None, str]:
