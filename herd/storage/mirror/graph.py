@@ -120,7 +120,18 @@ def repl_export(name: str, generation_summary: dict[str, Any]) -> dict[str, Any]
     """The secondary's export to its primary. ``writethrough``: every write the primary sends
     is flushed to stable storage here before it is acknowledged, so a guest write (and thus a
     guest flush) is durable on the secondary before the guest sees it complete: the mirror's
-    filter forwards flushes only to the local file (QEMU's mirror-top flushes its backing only)."""
+    filter forwards flushes only to the local file (QEMU's mirror-top flushes its backing only,
+    and the job flushes its target only when it first becomes ready), so a guest flush cannot
+    reach the peer by itself. Stricter than DRBD's protocol C (which sends the peer the
+    guest's flushes instead), and needed for more than double failures: without it a
+    secondary that loses power drops acknowledged writes from its disk cache that the
+    primary's dirty map (writes made while the peer was away) does not name, and a resync
+    would leave its copy silently stale. On O_DIRECT with native AIO (:func:`local_node`) QEMU
+    puts RWF_DSYNC on each write, synced by the kernel several at a time, instead of one
+    fdatasync after another. Measured (bench/mirror.py, 3 rounds, file copies), replicated /
+    local with and without it: random 4 KiB qd16 0.32 vs 0.29, sequential 1 MiB qd16 0.45 vs
+    0.43, random 4 KiB qd1 0.31 vs 0.35 (~0.1 ms more per write), partial resync copy 0.57 vs
+    0.64 s: the same within the spread, bar the lone writer's latency."""
     return {"type": "nbd", "id": "repl", "node-name": LOCAL, "name": name, "writable": True,
             "writethrough": True,
             "description": json.dumps(generation_summary, separators=(",", ":"))}
