@@ -223,10 +223,52 @@ def test_the_local_copy_bypasses_the_page_cache_where_it_can(tmp_path: Path) -> 
     assert graph.direct_io_works(tmp_path / "f") in (True, False)  # asks, never raises
 
 
-def test_the_target_sends_zeros_as_write_zeroes() -> None:
+def test_the_target_is_a_quorum_of_one_that_sends_zeros_as_write_zeroes() -> None:
     node = graph.target_node("peer3")
-    assert node["file"] == "peer3" and node["node-name"] == graph.TARGET
+    assert node["driver"] == "quorum" and node["node-name"] == graph.TARGET
+    assert node["children"] == ["peer3"] and node["vote-threshold"] == 1
     assert node["detect-zeroes"] == "unmap" and node["discard"] == "unmap"
+    assert graph.quorum_child(0) == "children.0"
+    assert graph.raw_target_node("peer3") == {"driver": "raw", "node-name": graph.TARGET,
+                                              "file": "peer3"}
+
+
+class _Monitor:
+    """Records the commands a storage daemon's monitor gets; fails the ones named."""
+
+    def __init__(self, fail: tuple[str, ...] = ()) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.fail = fail
+
+    async def cmd(self, command: str, arguments: dict[str, Any] | None = None,
+                  **_: Any) -> Any:
+        from herd.storage.mirror.qmp import QmpCommandError
+
+        self.calls.append((command, arguments))
+        if command in self.fail:
+            raise QmpCommandError(f"{command} failed", "no")
+        return {}
+
+
+def test_a_peer_swap_keeps_the_job_by_trading_the_quorum_child(tmp_path: Path) -> None:
+    mgr = MirrorManager(HerdPaths(tmp_path))
+    q = _Monitor()
+    done = asyncio.run(mgr._swap_peer(q, DISK, "u.tok", 3, "peer2", 1))  # type: ignore[arg-type]
+    assert done == (True, "peer3", "nbd", 2)
+    names = [c for c, _ in q.calls]
+    assert names == ["blockdev-add", "x-blockdev-change", "x-blockdev-change", "blockdev-del"]
+    assert q.calls[1][1] == {"parent": graph.TARGET, "node": "peer3"}
+    assert q.calls[2][1] == {"parent": graph.TARGET, "child": "children.1"}
+    assert q.calls[3][1]["node-name"] == "peer2"
+    # no flush on the way: no blockdev-reopen
+    assert "blockdev-reopen" not in names
+    # a raw target of a daemon started before: reopened; refused (the old client is gone):
+    # not swapped, the new node deleted, the caller syncs fully
+    q = _Monitor(fail=("blockdev-reopen",))
+    done = asyncio.run(mgr._swap_peer(q, DISK, "u.tok", 3, "peer2", None))  # type: ignore[arg-type]
+    assert done == (False, "peer2", "nbd", None)
+    assert q.calls[1] == ("blockdev-reopen", {"options": [graph.raw_target_node("peer3")]})
+    assert q.calls[-1][0] == "blockdev-del" and q.calls[-1][1]["node-name"] == "peer3"
 
 
 class _Jobs:
