@@ -231,7 +231,9 @@ def test_partition_stalls_briefly_then_resyncs(pair: Pair, lab: Lab) -> None:
 
 
 def test_primary_daemon_crash_means_full_sync_with_progress(pair: Pair) -> None:
-    pair.size = 512
+    # large enough that a status (a Python start, ~0.3 s) sees the copy under way: with
+    # O_DIRECT copies 384 MiB were copied in ~0.6 s, between two looks
+    pair.size = 1536
     for node in ("node1", "node2"):
         pair.call(node, "remove")
         pair.call(node, "create")
@@ -241,7 +243,8 @@ def test_primary_daemon_crash_means_full_sync_with_progress(pair: Pair) -> None:
     assert pair.call("node1", "status")["role"] == "down"
     # data the peer never saw: written straight into the (now unowned) primary file
     with open(pair.file("node1"), "r+b") as f:
-        f.write(os.urandom(384 * MiB))
+        for _ in range(12):
+            f.write(os.urandom(128 * MiB))
     gen = pair.call("node1", "generation")
     assert not gen["dirty_map_valid"]
     assert decide_sync(gen, pair.call("node2", "generation")) == "full"
@@ -262,7 +265,7 @@ def test_primary_daemon_crash_means_full_sync_with_progress(pair: Pair) -> None:
     partial = [s for s in seen if s["sync_percent"] is not None and s["sync_percent"] < 100]
     assert partial, seen
     assert any(s["speed_bps"] for s in partial), partial
-    assert seen[-1]["total_bytes"] >= 512 * MiB
+    assert seen[-1]["total_bytes"] >= 1536 * MiB
     assert pair.digest("node1") == pair.digest("node2")
     pair.call("node1", "stop")
     pair.call("node2", "stop")
