@@ -202,3 +202,106 @@ def test_probe_falls_back_to_qemu_nbd_on_a_surprise(monkeypatch: pytest.MonkeyPa
         assert len(called) == 2
 
     asyncio.run(run())
+
+
+def test_the_local_copy_bypasses_the_page_cache_where_it_can(tmp_path: Path) -> None:
+    # O_DIRECT with native AIO: a completed write reached the node's disk layer
+    node = graph.local_node(Path("/srv/f"))
+    assert node["cache"] == {"direct": True, "no-flush": False} and node["aio"] == "native"
+    dev = graph.local_node(Path("/dev/loop7"), block=True, size=6 << 20)
+    assert dev["cache"]["direct"] and dev["file"]["cache"]["direct"]
+    assert dev["file"]["aio"] == "native"
+    # a filesystem that refuses O_DIRECT (tmpfs): the page cache and QEMU's thread pool, as
+    # native AIO needs O_DIRECT
+    buffered = graph.local_node(Path("/srv/f"), direct=False)
+    assert buffered["cache"]["direct"] is False and buffered["aio"] == "threads"
+    # a reopen restates the mode the node was opened with
+    _, args = graph.resize_local(Path("/dev/vg/lv"), block=True, size=8 << 20, direct=False)
+    assert args["options"][0]["cache"]["direct"] is False
+    assert graph.direct_io_works(tmp_path / "missing") is False
+    (tmp_path / "f").write_bytes(b"\0" * 4096)
+    assert graph.direct_io_works(tmp_path / "f") in (True, False)  # asks, never raises
+
+
+def test_the_target_is_a_quorum_of_one_that_sends_zeros_as_write_zeroes() -> None:
+    node = graph.target_node("peer3")
+    assert node["driver"] == "quorum" and node["node-name"] == graph.TARGET
+    assert node["children"] == ["peer3"] and node["vote-threshold"] == 1
+    assert node["detect-zeroes"] == "unmap" and node["discard"] == "unmap"
+    assert graph.quorum_child(0) == "children.0"
+    assert graph.raw_target_node("peer3") == {"driver": "raw", "node-name": graph.TARGET,
+                                              "file": "peer3"}
+
+
+class _Monitor:
+    """Records the commands a storage daemon's monitor gets; fails the ones named."""
+
+    def __init__(self, fail: tuple[str, ...] = ()) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.fail = fail
+
+    async def cmd(self, command: str, arguments: dict[str, Any] | None = None,
+                  **_: Any) -> Any:
+        from herd.storage.mirror.qmp import QmpCommandError
+
+        self.calls.append((command, arguments))
+        if command in self.fail:
+            raise QmpCommandError(f"{command} failed", "no")
+        return {}
+
+
+def test_a_peer_swap_keeps_the_job_by_trading_the_quorum_child(tmp_path: Path) -> None:
+    mgr = MirrorManager(HerdPaths(tmp_path))
+    q = _Monitor()
+    done = asyncio.run(mgr._swap_peer(q, DISK, "u.tok", 3, "peer2", 1))  # type: ignore[arg-type]
+    assert done == (True, "peer3", "nbd", 2)
+    names = [c for c, _ in q.calls]
+    assert names == ["blockdev-add", "x-blockdev-change", "x-blockdev-change", "blockdev-del"]
+    assert q.calls[1][1] == {"parent": graph.TARGET, "node": "peer3"}
+    assert q.calls[2][1] == {"parent": graph.TARGET, "child": "children.1"}
+    assert q.calls[3][1]["node-name"] == "peer2"
+    # no flush on the way: no blockdev-reopen
+    assert "blockdev-reopen" not in names
+    # a raw target of a daemon started before: reopened; refused (the old client is gone):
+    # not swapped, the new node deleted, the caller syncs fully
+    q = _Monitor(fail=("blockdev-reopen",))
+    done = asyncio.run(mgr._swap_peer(q, DISK, "u.tok", 3, "peer2", None))  # type: ignore[arg-type]
+    assert done == (False, "peer2", "nbd", None)
+    assert q.calls[1] == ("blockdev-reopen", {"options": [graph.raw_target_node("peer3")]})
+    assert q.calls[-1][0] == "blockdev-del" and q.calls[-1][1]["node-name"] == "peer3"
+
+
+class _Jobs:
+    """A storage daemon's monitor as far as resuming a paused job goes: the job stays paused
+    (a request fails again at once) until the NBD client's reconnect thread has connected."""
+
+    def __init__(self, connect_after_resumes: int) -> None:
+        self.paused, self.resumes, self.connect_after = True, 0, connect_after_resumes
+
+    def linked(self) -> bool:
+        return self.resumes >= self.connect_after
+
+    async def cmd(self, command: str, arguments: dict[str, Any] | None = None,
+                  **_: Any) -> Any:
+        if command == "query-block-jobs":
+            return [{"device": graph.JOB, "paused": self.paused}]
+        assert command == "block-job-resume", command
+        self.resumes += 1
+        self.paused = not self.linked()
+        return {}
+
+
+def test_a_reconnect_resumes_until_the_job_runs_connected(monkeypatch: pytest.MonkeyPatch,
+                                                           tmp_path: Path) -> None:
+    from herd.storage.mirror import manager
+
+    mgr = MirrorManager(HerdPaths(tmp_path))
+    monkeypatch.setattr(manager, "RESUME_POLL", 0.001)
+    jobs = _Jobs(connect_after_resumes=3)
+    monkeypatch.setattr(manager, "_has_link", lambda *_: jobs.linked())
+    asyncio.run(mgr._resume(jobs, DISK))  # type: ignore[arg-type]
+    assert jobs.resumes == 3 and not jobs.paused
+    # never connected: an error once the timeout is over, not a job reported running
+    jobs = _Jobs(connect_after_resumes=10**9)
+    with pytest.raises(StorageError, match="keeps failing"):
+        asyncio.run(mgr._resume(jobs, DISK, timeout=0.05))  # type: ignore[arg-type]

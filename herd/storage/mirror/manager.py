@@ -61,6 +61,10 @@ END_POLL = 0.003
 #: QMP calls that may wait for the NBD client (drain of requests stuck on a lost peer).
 SLOW_TIMEOUT = graph.RECONNECT_DELAY + 20.0
 SYNC_MODES = ("auto", "none", "dirty", "full")
+#: A reconnect waits this long for the job's NBD client to be back: QEMU's reconnect thread
+#: tries again at most 16 s after its last try, and a connect takes a moment.
+RESUME_TIMEOUT = 20.0
+RESUME_POLL = 0.02
 
 
 def data_spec(disk: MirrorDisk) -> DeviceSpec:
@@ -226,7 +230,8 @@ class MirrorManager:
                 if await self._job(q) is not None:
                     await self._cancel(q, force=False)
                 await self._drop_target(q, rt.get("target_child"))
-            files.write_runtime({**rt, "growing": True, "target": None, "target_child": None})
+            files.write_runtime({**rt, "growing": True, "target": None, "target_child": None,
+                                 "target_slot": None})
 
     async def grow_serve(self, disk: MirrorDisk) -> None:
         """Under the running daemon, this copy takes ``disk.size`` MiB (grown, or cut back
@@ -259,7 +264,8 @@ class MirrorManager:
                     await asyncio.to_thread(_zero, path, served * MIB,
                                             (disk.size - served) * MIB)
                 command, args = graph.resize_local(Path(path), block=block,
-                                                   size=disk.size_bytes)
+                                                   size=disk.size_bytes,
+                                                   direct=graph.direct_io_works(Path(path)))
                 await q.cmd(command, args)
                 if secondary:
                     gen = self._gen(disk).read()
@@ -282,6 +288,7 @@ class MirrorManager:
             gf.update(dirty_map_valid=True, **since)
             files.write_runtime({**rt, "growing": False, "disk": disk.to_dict(),
                                  "target": kind, "target_child": child, "target_seq": seq,
+                                 "target_slot": 0,
                                  "export": export, "base_offset": 0, "sync": sync,
                                  "copy_mode": plan.copy_mode,
                                  "switch_when_ready": plan.switch_when_ready,
@@ -404,7 +411,7 @@ class MirrorManager:
             await self._serve_secondary(q, disk, gen)
         rt = files.read_runtime() or {}
         files.write_runtime({**rt, "role": "secondary", "server": "tcp", "target": None,
-                             "target_child": None, "export": None})
+                             "target_child": None, "target_slot": None, "export": None})
 
     # -- primary -----------------------------------------------------------------------------
     async def start_primary(self, disk: MirrorDisk, sync: str, *,
@@ -484,6 +491,7 @@ class MirrorManager:
                 raise
             files.write_runtime({"role": "primary", "disk": disk.to_dict(), "server": server,
                                  "pid": pid, "target": kind, "target_child": child,
+                                 "target_slot": 0,
                                  "export": export, "target_seq": 1, "base_offset": 0,
                                  "sync_started": time.time(), "qsd_version": version,
                                  "copy_mode": plan.copy_mode,
@@ -553,19 +561,25 @@ class MirrorManager:
                 # The same export: a paused job's retries reconnect its NBD client. A job that
                 # is not paused with no connection had an idle client, which learns only at its
                 # next request that the peer's daemon went away: give the target a new client.
+                # A paused job whose client has not reconnected yet gets a new client too when
+                # its target can take one without a flush (a quorum): the old client's own
+                # retries come 1, 2, 4, 8, 16 s apart.
+                slot = rt.get("target_slot")
+                linked = _has_link(disk.local_ip, disk.peer_ip, disk.port)
+                waits = bool(job and job.get("paused")) and slot is None
                 same_peer = (rt.get("target") == "nbd" and rt.get("export") in (None, export)
-                             and (job is None or bool(job.get("paused"))
-                                  or _has_link(disk.local_ip, disk.peer_ip, disk.port)))
+                             and (job is None or waits or linked))
                 swapped = True
                 if decision != "full" and job is not None:
                     kind, child = "nbd", rt.get("target_child")
                     if not same_peer:  # swap the target's peer for the one just checked
-                        swapped, child, kind = await self._swap_peer(q, disk, export, seq, child)
+                        swapped, child, kind, slot = await self._swap_peer(
+                            q, disk, export, seq, child, slot)
                     else:
                         seq -= 1
                     base = int(job.get("offset", 0))
                     if swapped:
-                        await self._resume(q)
+                        await self._resume(q, disk)
                 if decision == "full" or job is None or not swapped:
                     if job is not None:
                         await self._cancel(q, force=True)
@@ -577,9 +591,10 @@ class MirrorManager:
                                                                     plan.copy_mode))
                     modes = {"copy_mode": plan.copy_mode,
                              "switch_when_ready": plan.switch_when_ready}
-                    base, seq = 0, seq + 1
+                    base, seq, slot = 0, seq + 1, 0
                     gf.update(dirty_map_valid=True, map_since=own["current"])
             files.write_runtime({**rt, "target": kind, "target_child": child,
+                                 "target_slot": slot,
                                  "target_seq": seq, "export": export, "base_offset": base,
                                  **modes, "sync_started": time.time()})
             return await self._status(disk)
@@ -786,7 +801,8 @@ class MirrorManager:
         size = info.size_bytes or 0
         if (size < disk.size_bytes) if block else (size != disk.size_bytes):
             raise StorageError(f"{path} has {size} bytes, expected {disk.size_bytes}")
-        return graph.local_node(Path(path), block=block, size=disk.size_bytes if block else None)
+        return graph.local_node(Path(path), block=block, size=disk.size_bytes if block else None,
+                                direct=graph.direct_io_works(Path(path)))
 
     @staticmethod
     async def _job(q: QmpSession) -> dict[str, Any] | None:
@@ -822,39 +838,59 @@ class MirrorManager:
                 raise StorageError("mirror job did not end after cancel")
             await asyncio.sleep(END_POLL)
 
-    async def _resume(self, q: QmpSession, timeout: float = 15.0) -> None:
-        """Resume the paused job until it stays running. The NBD client reconnects in the
-        background: the first request after the peer's return fails and pauses the job again,
-        and a later one finds the new connection."""
+    async def _resume(self, q: QmpSession, disk: MirrorDisk,
+                      timeout: float = RESUME_TIMEOUT) -> None:
+        """Resume the paused job until it runs over a live connection to the peer.
+
+        The job's NBD client reconnects in a thread of its own that QEMU retries 1, 2, 4, 8,
+        then every 16 s after the peer went away: until that thread's next try, a request fails
+        at once and pauses the job again. So the job is looked at every RESUME_POLL seconds,
+        resumed whenever it is paused, and done once it runs with the connection established
+        (the TCP table: a job with nothing left to copy makes no request that could fail). It
+        slept a fixed 0.5 s twice before, a second of every partial resync."""
         deadline = time.monotonic() + timeout
         while True:
             job = await self._job(q)
-            if job is None or not job.get("paused"):
+            if job is None:
                 return
+            if not job.get("paused"):
+                if _has_link(disk.local_ip, disk.peer_ip, disk.port):
+                    return
+            else:
+                with contextlib.suppress(QmpCommandError):
+                    await q.cmd("block-job-resume", {"device": graph.JOB})
             if time.monotonic() > deadline:
                 raise StorageError("mirror job keeps failing against the peer after resume")
-            with contextlib.suppress(QmpCommandError):
-                await q.cmd("block-job-resume", {"device": graph.JOB})
-            await asyncio.sleep(0.5)
-            job = await self._job(q)
-            if job is not None and not job.get("paused"):
-                await asyncio.sleep(0.5)  # still running a moment later?
+            await asyncio.sleep(RESUME_POLL)
 
     async def _swap_peer(self, q: QmpSession, disk: MirrorDisk, export: str, seq: int,
-                         old: str | None) -> tuple[bool, str | None, str]:
-        """Give the job's target a new peer node, keeping the job and its dirty map.
+                         old: str | None, slot: int | None
+                         ) -> tuple[bool, str | None, str, int | None]:
+        """Give the job's target a new peer node, keeping the job and its dirty map:
+        (swapped, child, kind, slot). Not swapped: the caller syncs fully.
 
-        ``blockdev-reopen`` flushes the target first, which fails while the old child is an
-        NBD client whose peer is gone; then (False, old, "nbd") and the caller syncs fully."""
+        A quorum target (``slot``: where it holds the old node, see :func:`graph.target_node`)
+        takes the new node beside the old and drops the old. A raw target (a daemon started
+        before the quorum, ``slot`` None) is reopened over the new node, which flushes it
+        first: that fails while the old child is an NBD client whose peer is gone."""
         child, kind = await self._add_peer_node(q, disk, export, seq)
         try:
-            await q.cmd("blockdev-reopen", {"options": [graph.target_node(child)]})
+            if slot is None:
+                await q.cmd("blockdev-reopen", {"options": [graph.raw_target_node(child)]})
+            else:
+                await q.cmd("x-blockdev-change", {"parent": graph.TARGET, "node": child})
+                await q.cmd("x-blockdev-change", {"parent": graph.TARGET,
+                                                  "child": graph.quorum_child(slot)})
         except QmpCommandError:
+            if slot is not None:  # the new one may have been added: the target goes anyway
+                with contextlib.suppress(QmpCommandError):
+                    await q.cmd("x-blockdev-change", {"parent": graph.TARGET,
+                                                      "child": graph.quorum_child(slot + 1)})
             await self._del_node(q, child)
-            return False, old, "nbd"
+            return False, old, "nbd", slot
         if old:
             await self._del_node(q, old)
-        return True, child, kind
+        return True, child, kind, None if slot is None else slot + 1
 
     @staticmethod
     async def _del_node(q: QmpSession, name: str) -> None:
