@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import QMPClient, QMPError
+from qemu.qmp import EventListener, QMPClient, QMPError
 
 from herd.errors import HypervisorError
 
@@ -57,11 +57,8 @@ Run = Callable[..., Awaitable[Any]]
 
 
 @contextlib.asynccontextmanager
-async def connected(socket: Path, *, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[Run]:
-    """One connection for a few commands in a row, each with ``timeout``: for steps where
-    the guest is paused (the resume after a migration), as every new connection costs a few
-    milliseconds. Yields ``run(command, arguments=None)``; keep the block short, QEMU serves
-    no other client meanwhile."""
+async def _open(socket: Path, timeout: float) -> AsyncIterator[tuple[QMPClient, Run]]:
+    """A negotiated client and its ``run(command, arguments=None)``, closed on exit."""
     client = QMPClient(socket.stem)
 
     async def run(command: str, arguments: dict[str, Any] | None = None) -> Any:
@@ -71,11 +68,34 @@ async def connected(socket: Path, *, timeout: float = DEFAULT_TIMEOUT) -> AsyncI
     try:
         async with _answered(f"QMP connection to {socket}", timeout):
             await client.connect(str(socket))
-        yield run
+        yield client, run
     finally:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):
                 await client.disconnect()
+
+
+@contextlib.asynccontextmanager
+async def connected(socket: Path, *, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[Run]:
+    """One connection for a few commands in a row, each with ``timeout``: for steps where
+    the guest is paused (the resume after a migration), as every new connection costs a few
+    milliseconds. Yields ``run(command, arguments=None)``; keep the block short, QEMU serves
+    no other client meanwhile."""
+    async with _open(socket, timeout) as (_, run):
+        yield run
+
+
+@contextlib.asynccontextmanager
+async def listening(socket: Path, names: tuple[str, ...], *,
+                    timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[tuple[Run, EventListener]]:
+    """:func:`connected`, also receiving QEMU's events ``names`` from the moment it is
+    connected: for waiting on something QEMU announces (the end of a migration) without
+    polling, which costs a command per look and notices the end only at the next look.
+    Yields ``(run, events)``; ``await events.get()`` returns the next event (a dict with
+    ``event``, ``data`` and QEMU's wall-clock ``timestamp``)."""
+    async with _open(socket, timeout) as (client, run):
+        with client.listener(names) as events:
+            yield run, events
 
 
 async def query_status(socket: Path, *, timeout: float = DEFAULT_TIMEOUT) -> str:
