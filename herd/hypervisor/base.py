@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -287,9 +288,13 @@ class Hypervisor(ABC):
         """After a completed migration: end the source QEMU, remove its taps and files."""
 
     @abstractmethod
-    async def finish_migration_target(self, name: str, success: bool) -> float | None:
+    async def finish_migration_target(
+            self, name: str, success: bool,
+            beforehand: Callable[[], Awaitable[Any]] | None = None) -> float | None:
         """success: resume the guest here. Failure: kill the incoming QEMU and clean up.
-        The wall-clock time of the resume, if known (the end of the guest's pause)."""
+        The wall-clock time of the resume, if known (the end of the guest's pause).
+        ``beforehand`` (success only): what must be done before the guest runs here (its
+        disks turning primary); its error is raised and nothing resumes."""
 
     @abstractmethod
     async def abort_migration(self, name: str) -> None:

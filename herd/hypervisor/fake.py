@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -113,13 +114,19 @@ class FakeHypervisor(Hypervisor):
         del data[name]
         self._save(data)
 
-    async def finish_migration_target(self, name: str, success: bool) -> None:
+    async def finish_migration_target(
+            self, name: str, success: bool,
+            beforehand: Callable[[], Awaitable[Any]] | None = None) -> None:
         data = self._load()
         if not success:
             if data.pop(name, None) is not None:
                 self._save(data)
             return
         inst = self._get(data, name)
+        if beforehand is not None:
+            await beforehand()
+            data = self._load()
+            inst = self._get(data, name)
         inst.update(migration=None, state="running")
         self._save(data)
 
