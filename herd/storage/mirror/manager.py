@@ -398,11 +398,20 @@ class MirrorManager:
 
     async def _primary_to_secondary(self, disk: MirrorDisk, files: daemon.DaemonFiles) -> None:
         """Hand-over after live migration: the guest now runs on the peer. The mirror must be in
-        sync; it ends cleanly, and the daemon serves the file to the new primary instead."""
+        sync; it ends cleanly, and the daemon serves the file to the new primary instead.
+
+        "In sync" is judged by the job alone here, the link to the peer taken as up: the
+        guest is stopped and its disk flushed, so a job that holds every acknowledged write
+        on the peer (write-blocking, ready, no error, nothing left) says all the peer's copy
+        needs; an idle connection that died meanwhile loses nothing (a write on a dead one
+        would have paused the job), and the new primary connects anew. That look is the
+        node's TCP table, 1-2 ms in the guest's pause."""
         rt = files.read_runtime() or {}
+        gf = self._gen(disk)
         async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:  # one: the guest is paused
-            transition(await self._settle(disk, q), Event.HAND_OVER,
-                       f"the mirror of {disk.relpath}")
+            state = classify(Generation.from_dict(gf.read()), Runtime.from_dict(rt), True,
+                             await self._settled_job(q, rt), linked=True)
+            transition(state, Event.HAND_OVER, f"the mirror of {disk.relpath}")
             await self._cancel(q, force=False)  # in sync (just seen): it has a job
             await self._drop_target(q, rt.get("target_child"))
             await q.cmd("block-export-del", {"id": "vm", "mode": "hard"})
@@ -413,9 +422,16 @@ class MirrorManager:
                    and was.get("port") == disk.port)
             if not tcp:
                 await q.cmd("nbd-server-stop")
-            gen = self._gen(disk).update(role="secondary", clean=False, degraded=False,
-                                         dirty_map_valid=False, map_since=None, needs_full=False)
-            await self._serve_secondary(q, disk, gen, server=not tcp)
+            gen = {**gf.read(), "role": "secondary", "clean": False, "degraded": False,
+                   "dirty_map_valid": False, "map_since": None, "needs_full": False}
+            # the record (fsync'd) is written while the exports are added: should the node
+            # crash before it is on disk, the record left says "primary, not clean", and
+            # this copy is then fully synced from the new primary (never trusted)
+            writing = asyncio.ensure_future(asyncio.to_thread(gf.write, gen))
+            try:
+                await self._serve_secondary(q, disk, gen, server=not tcp)
+            finally:
+                await writing
         rt = files.read_runtime() or {}
         files.write_runtime({**rt, "role": "secondary", "server": "tcp", "target": None,
                              "target_child": None, "export": None})
@@ -498,6 +514,7 @@ class MirrorManager:
             # on disk before the job exists: from then on a guest write reaches the peer
             # only through this copy, which the record must call a primary's
             writing = asyncio.ensure_future(asyncio.to_thread(gf.write, own))
+            running: asyncio.Future[None] | None = None
             try:
                 async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
                     if converting:
@@ -512,23 +529,31 @@ class MirrorManager:
                     child, kind = await self._add_peer_node(q, disk, export, seq=1)
                     await q.cmd("blockdev-add", graph.target_node(child), timeout=SLOW_TIMEOUT)
                     await writing
+                    # the runtime is written while the job starts (this disk's lock keeps
+                    # every reader out until both are done; a failure puts the old back)
+                    running = asyncio.ensure_future(asyncio.to_thread(files.write_runtime, {
+                        "role": "primary", "disk": disk.to_dict(), "server": server,
+                        "pid": pid, "target": kind, "target_child": child, "export": export,
+                        "target_seq": 1, "base_offset": 0, "sync_started": time.time(),
+                        "qsd_version": version, "copy_mode": plan.copy_mode,
+                        "switch_when_ready": plan.switch_when_ready, "sync": job_sync,
+                        "started": time.time()}))
                     await q.cmd("blockdev-mirror", graph.mirror_job(job_sync, disk.size_bytes,
                                                                     plan.copy_mode))
                     job = await self._job(q)
+                    await running
             except BaseException:
                 with contextlib.suppress(Exception):
                     await writing  # a thread: it ends on its own; not left behind
+                if running is not None:
+                    with contextlib.suppress(Exception):
+                        await running
+                    if rt:
+                        files.write_runtime(rt)
                 if started:
                     await daemon.terminate(pid)
                     files.cleanup()
                 raise
-            files.write_runtime({"role": "primary", "disk": disk.to_dict(), "server": server,
-                                 "pid": pid, "target": kind, "target_child": child,
-                                 "export": export, "target_seq": 1, "base_offset": 0,
-                                 "sync_started": time.time(), "qsd_version": version,
-                                 "copy_mode": plan.copy_mode,
-                                 "switch_when_ready": plan.switch_when_ready,
-                                 "sync": job_sync, "started": time.time()})
             # the job's NBD client connected just now, or it has none (degraded)
             return await self._status(disk, job_seen=job, linked=kind == "nbd")
 
