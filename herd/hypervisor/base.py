@@ -273,11 +273,15 @@ class Hypervisor(ABC):
     @abstractmethod
     async def migrate(self, name: str, target_address: str, port: int, *, live: bool = True,
                       bandwidth_mibps: int | None = None,
-                      downtime_ms: int | None = None) -> dict[str, Any]:
+                      downtime_ms: int | None = None,
+                      then: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+                      ) -> dict[str, Any]:
         """Send the running instance to the target and wait until the transfer is done.
 
         ``live=False`` is Ganeti's --non-live: the guest is paused first. Bandwidth (MiB/s) and
         downtime (ms) default to the hvparams migration_bandwidth / migration_downtime.
+        ``then``: run with the figures as soon as the transfer completed, before returning
+        (the disks' hand-over); it may add to the figures and should not raise.
         Returns statistics (status, total_time_ms, downtime_ms, transferred_bytes, ...).
         On success the source is left paused; on failure or timeout the migration is
         cancelled, the guest keeps (or resumes) running here and HypervisorError is raised.

@@ -642,12 +642,13 @@ class NodeService:
         time in that pause. The figures say ``handed_over_ms``, or ``hand_over_error`` (the
         master then asks again, as it did before, and reports the error)."""
         hv = await self._running_on(name)
-        stats = await hv.migrate(name, target_address, port, live=live,
-                                 bandwidth_mibps=bandwidth_mibps, downtime_ms=downtime_ms)
-        if hand_over and stats.get("status") == "completed":
+
+        async def hand_over_disks(stats: dict[str, Any]) -> None:
+            if stats.get("status") != "completed":
+                return
             began = time.monotonic()
             try:
-                await self.blockdev_assemble(hand_over, role="secondary")
+                await self.blockdev_assemble(hand_over or [], role="secondary")
                 stats["handed_over_ms"] = round((time.monotonic() - began) * 1000)
             except Exception as exc:
                 # told in the answer, never raised: the migration completed and the guest's
@@ -657,8 +658,12 @@ class NodeService:
                 stats["hand_over_error"] = (exc.message if isinstance(exc, errors.HerdError)
                                             else f"{type(exc).__name__}: {exc}")
             else:
-                stats["served"] = self._served(hand_over)
-        return stats
+                stats["served"] = self._served(hand_over or [])
+
+        # the hand-over starts the moment QEMU completed (beside the hypervisor's record)
+        return await hv.migrate(name, target_address, port, live=live,
+                                bandwidth_mibps=bandwidth_mibps, downtime_ms=downtime_ms,
+                                then=hand_over_disks if hand_over else None)
 
     def _served(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
         """What each mirror of ``devices`` serves its peer as a secondary here (export and

@@ -455,9 +455,13 @@ def test_migration_calls_hand_the_disks_over_in_the_same_call(
     fail: dict[str, BaseException] = {}
 
     class Hv:
-        async def migrate(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        async def migrate(self, name: str, *args: Any, then: Any = None,
+                          **kwargs: Any) -> dict[str, Any]:
             steps.append("migrate")
-            return {"status": "completed"}
+            stats = {"status": "completed"}
+            if then is not None:
+                await then(stats)  # the moment QEMU completed
+            return stats
 
         async def finish_migration_target(self, name: str, success: bool,
                                           beforehand: Any = None) -> float:

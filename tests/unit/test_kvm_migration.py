@@ -225,6 +225,31 @@ def test_hvparams_and_arguments_set_the_limits(env: tuple[Kvm, Any],
         in qemu.calls
 
 
+def test_the_next_step_runs_as_soon_as_qemu_completed_and_only_then(
+        env: tuple[Kvm, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``then`` (the disks' hand-over) runs with the figures once QEMU completed, beside the
+    record's update, and may add to them; after a failed migration it does not run."""
+    kvm, _ = env
+    seen: list[dict[str, Any]] = []
+
+    async def then(stats: dict[str, Any]) -> None:
+        seen.append(dict(stats))
+        stats["handed_over_ms"] = 3
+
+    _install(monkeypatch, ScriptedQemu())
+    _record(kvm)
+    stats = asyncio.run(kvm.migrate("vm", "203.0.113.2", 8102, then=then))
+    assert [s["status"] for s in seen] == ["completed"] and stats["handed_over_ms"] == 3
+    record = _runtime(kvm)
+    assert record is not None and (record.migration or {}).get("status") == "completed"
+    seen.clear()
+    _install(monkeypatch, ScriptedQemu(script=["active", "failed"]))
+    _record(kvm)
+    with pytest.raises(HypervisorError):
+        asyncio.run(kvm.migrate("vm", "203.0.113.2", 8102, then=then))
+    assert seen == []
+
+
 def test_non_live_failure_resumes_the_guest(env: tuple[Kvm, Any],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     kvm, _ = env

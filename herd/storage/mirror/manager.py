@@ -424,17 +424,25 @@ class MirrorManager:
                 await q.cmd("nbd-server-stop")
             gen = {**gf.read(), "role": "secondary", "clean": False, "degraded": False,
                    "dirty_map_valid": False, "map_since": None, "needs_full": False}
-            # the record (fsync'd) is written while the exports are added: should the node
-            # crash before it is on disk, the record left says "primary, not clean", and
-            # this copy is then fully synced from the new primary (never trusted)
-            writing = asyncio.ensure_future(asyncio.to_thread(gf.write, gen))
+
+            def persist() -> None:
+                gf.write(gen)
+                files.write_runtime({**rt, "role": "secondary", "server": "tcp",
+                                     "target": None, "target_child": None, "export": None})
+
+            # the records (fsync'd) are written while the exports are added: should the node
+            # crash before the generation is on disk, the record left says "primary, not
+            # clean", and this copy is then fully synced from the new primary (never
+            # trusted); should the exports fail, the runtime says primary again, as before
+            writing = asyncio.ensure_future(asyncio.to_thread(persist))
             try:
                 await self._serve_secondary(q, disk, gen, server=not tcp)
-            finally:
-                await writing
-        rt = files.read_runtime() or {}
-        files.write_runtime({**rt, "role": "secondary", "server": "tcp", "target": None,
-                             "target_child": None, "export": None})
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await writing
+                files.write_runtime(rt)
+                raise
+            await writing
 
     def served(self, disk: MirrorDisk) -> dict[str, Any] | None:
         """What this node's secondary serves its peer: the replication export's name and
