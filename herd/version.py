@@ -15,8 +15,12 @@ from herd import __version__
 #: status only reads, ``mirror_sync_record`` + ``mirror_mark_synced(exports=...)`` mark a
 #: secondary (compare-and-set on its export); 4: ``instance_migrate(hand_over=...)`` and
 #: ``instance_finish_migration(take_over=..., syncs=...)`` (the disk hand-over of a live
-#: migration in the same calls), whose answer is a dict (``resumed_at``, ``mirror_back_ms``)
-RPC_VERSION = 4
+#: migration in the same calls), whose answer is a dict (``resumed_at``, ``mirror_back_ms``);
+#: 5: ``instance_migrate``'s answer says what the source then serves (``served``) and
+#: ``instance_finish_migration(peers=...)`` takes it, so the target attaches without a probe
+#: (a master passes ``peers`` only when the source answered it and asks a node refusing the
+#: argument again without it)
+RPC_VERSION = 5
 
 
 def announced(answer: dict[str, object]) -> tuple[int, str]:

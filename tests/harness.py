@@ -216,8 +216,15 @@ class FakeMirrorManager(MirrorManager):
         self.active[disk.uuid] = ("secondary", disk)
         self.net.listening[(disk.local_ip, disk.port)] = self
 
+    def served(self, disk: MirrorDisk) -> dict[str, Any] | None:
+        if self.active.get(disk.uuid, ("",))[0] != "secondary":
+            return None
+        gen = self._gen(disk).read()
+        return {"export": f"{disk.uuid}.{gen['current']}", "generation": gen}
+
     async def start_primary(self, disk: MirrorDisk, sync: str, *,
-                            allow_degraded: bool = False) -> MirrorStatus:
+                            allow_degraded: bool = False,
+                            peer_served: dict[str, Any] | None = None) -> MirrorStatus:
         if self.active.get(disk.uuid, ("",))[0] == "primary":
             return self._state(disk)
         gf = self._gen(disk)

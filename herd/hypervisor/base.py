@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -272,11 +273,15 @@ class Hypervisor(ABC):
     @abstractmethod
     async def migrate(self, name: str, target_address: str, port: int, *, live: bool = True,
                       bandwidth_mibps: int | None = None,
-                      downtime_ms: int | None = None) -> dict[str, Any]:
+                      downtime_ms: int | None = None,
+                      then: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+                      ) -> dict[str, Any]:
         """Send the running instance to the target and wait until the transfer is done.
 
         ``live=False`` is Ganeti's --non-live: the guest is paused first. Bandwidth (MiB/s) and
         downtime (ms) default to the hvparams migration_bandwidth / migration_downtime.
+        ``then``: run with the figures as soon as the transfer completed, before returning
+        (the disks' hand-over); it may add to the figures and should not raise.
         Returns statistics (status, total_time_ms, downtime_ms, transferred_bytes, ...).
         On success the source is left paused; on failure or timeout the migration is
         cancelled, the guest keeps (or resumes) running here and HypervisorError is raised.
@@ -287,9 +292,13 @@ class Hypervisor(ABC):
         """After a completed migration: end the source QEMU, remove its taps and files."""
 
     @abstractmethod
-    async def finish_migration_target(self, name: str, success: bool) -> float | None:
+    async def finish_migration_target(
+            self, name: str, success: bool,
+            beforehand: Callable[[], Awaitable[Any]] | None = None) -> float | None:
         """success: resume the guest here. Failure: kill the incoming QEMU and clean up.
-        The wall-clock time of the resume, if known (the end of the guest's pause)."""
+        The wall-clock time of the resume, if known (the end of the guest's pause).
+        ``beforehand`` (success only): what must be done before the guest runs here (its
+        disks turning primary); its error is raised and nothing resumes."""
 
     @abstractmethod
     async def abort_migration(self, name: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -91,7 +92,9 @@ class FakeHypervisor(Hypervisor):
 
     async def migrate(self, name: str, target_address: str, port: int, *, live: bool = True,
                       bandwidth_mibps: int | None = None, downtime_ms: int | None = None,
-                      timeout: float | None = None) -> dict[str, Any]:
+                      timeout: float | None = None,
+                      then: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+                      ) -> dict[str, Any]:
         data = self._load()
         inst = self._get(data, name)
         if inst.get("migration"):
@@ -99,10 +102,14 @@ class FakeHypervisor(Hypervisor):
         inst.update(migration="source", state="paused", was_running=inst["state"] == "running")
         self._save(data)
         total = int(inst["memory"]) << 20
-        return {"status": "completed", "total_time_ms": 0, "downtime_ms": 0,
-                "setup_time_ms": 0, "transferred_bytes": total, "ram_total_bytes": total,
-                "live": live, "target": migration_uri(target_address, port),
-                "bandwidth_mibps": bandwidth_mibps, "downtime_limit_ms": downtime_ms}
+        stats: dict[str, Any] = {
+            "status": "completed", "total_time_ms": 0, "downtime_ms": 0, "setup_time_ms": 0,
+            "transferred_bytes": total, "ram_total_bytes": total, "live": live,
+            "target": migration_uri(target_address, port), "bandwidth_mibps": bandwidth_mibps,
+            "downtime_limit_ms": downtime_ms}
+        if then is not None:
+            await then(stats)
+        return stats
 
     async def finish_migration_source(self, name: str) -> None:
         data = self._load()
@@ -113,13 +120,19 @@ class FakeHypervisor(Hypervisor):
         del data[name]
         self._save(data)
 
-    async def finish_migration_target(self, name: str, success: bool) -> None:
+    async def finish_migration_target(
+            self, name: str, success: bool,
+            beforehand: Callable[[], Awaitable[Any]] | None = None) -> None:
         data = self._load()
         if not success:
             if data.pop(name, None) is not None:
                 self._save(data)
             return
         inst = self._get(data, name)
+        if beforehand is not None:
+            await beforehand()
+            data = self._load()
+            inst = self._get(data, name)
         inst.update(migration=None, state="running")
         self._save(data)
 

@@ -21,7 +21,6 @@ later step fails, and the error points to ``migrate --cleanup``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -126,7 +125,7 @@ async def migrate(ctx: MasterContext, inst: Instance, source: Node, target: Node
                  f"once ({stats['hand_over_error']}); trying again")
     source_done = stats.get("handed_over_ms")
     resumed = await hand_over(ctx, inst, source, target, feedback, steps=steps, marks=marks,
-                              source_done=source_done)
+                              source_done=source_done, served=stats.get("served"))
     handover_ms = (resumed - handed) * 1000 + (source_done or 0)
     stats.update(guest_pause(stats, handover_ms, loop.time() - began))
     stats.update(wall_pause(stats, marks.get("resumed_at")))
@@ -176,7 +175,8 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
                     resume: Callable[[], Awaitable[None]] | None = None,
                     steps: dict[str, int] | None = None,
                     marks: dict[str, float] | None = None,
-                    source_done: int | None = None) -> float:
+                    source_done: int | None = None,
+                    served: list[dict[str, Any]] | None = None) -> float:
     """Steps 3-4, once the guest's memory is on ``target``: turn the mirror around, name
     ``target`` primary, resume the guest there, then end the source's QEMU (if any); the
     event loop's time when the resume returned (the end of the guest's pause).
@@ -194,9 +194,10 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
 
     One RPC per node while the guest is paused (each round trip through the master is time in
     the pause): ``source_done`` (its milliseconds) says the source already turned secondary
-    in its migration call; without ``resume`` the target turns primary and resumes in one
-    call. If that call fails to start the mirror back, the target is asked again allowing a
-    degraded start, then to resume, as separate calls.
+    in its migration call, ``served`` what it then serves (passed on, so that the target
+    attaches without probing the source); without ``resume`` the target turns primary and
+    resumes in one call. If that call fails to start the mirror back, the target is asked
+    again allowing a degraded start, then to resume, as separate calls.
     """
     cfg = ctx.config.data
     src, dst = ctx.rpc.node(source), ctx.rpc.node(target)
@@ -213,9 +214,7 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
     try:
         answer: dict[str, Any] | None = None
         if resume is None:
-            with contextlib.suppress(errors.HerdError):  # step by step below tells why
-                answer = await dst.instance_finish_migration(
-                    inst.name, source=False, success=True, take_over=tdisks, syncs=syncs)
+            answer = await _finish_on_target(dst, inst.name, tdisks, syncs, served)
         if answer is None:
             await _mirror_back(dst, tdisks, syncs, source, feedback)
             lap("mirror back started")
@@ -249,6 +248,28 @@ async def hand_over(ctx: MasterContext, inst: Instance, source: Node, target: No
     await dst.blockdev_wait_sync(tdisks, timeout=30)
     await drbd.settle_secondary(ctx, inst)
     return resumed
+
+
+async def _finish_on_target(dst: Any, name: str, tdisks: list[dict[str, Any]],
+                            syncs: list[str],
+                            served: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The target's one call: disks primary, then resume; None if it failed (the caller
+    goes step by step, which tells why). ``served`` (RPC 5) is offered only when the source
+    answered it; a node of RPC 4 refuses the argument before doing anything, and is asked
+    again without it."""
+    kwargs: dict[str, Any] = {"take_over": tdisks, "syncs": syncs}
+    if served:
+        try:
+            return await dst.instance_finish_migration(name, source=False, success=True,
+                                                       peers=served, **kwargs)
+        except errors.ParameterError:
+            pass  # an older target: the call as RPC 4 knew it
+        except errors.HerdError:
+            return None
+    try:
+        return await dst.instance_finish_migration(name, source=False, success=True, **kwargs)
+    except errors.HerdError:
+        return None
 
 
 async def _mirror_back(dst: Any, tdisks: list[dict[str, Any]], syncs: list[str],

@@ -642,12 +642,13 @@ class NodeService:
         time in that pause. The figures say ``handed_over_ms``, or ``hand_over_error`` (the
         master then asks again, as it did before, and reports the error)."""
         hv = await self._running_on(name)
-        stats = await hv.migrate(name, target_address, port, live=live,
-                                 bandwidth_mibps=bandwidth_mibps, downtime_ms=downtime_ms)
-        if hand_over and stats.get("status") == "completed":
+
+        async def hand_over_disks(stats: dict[str, Any]) -> None:
+            if stats.get("status") != "completed":
+                return
             began = time.monotonic()
             try:
-                await self.blockdev_assemble(hand_over, role="secondary")
+                await self.blockdev_assemble(hand_over or [], role="secondary")
                 stats["handed_over_ms"] = round((time.monotonic() - began) * 1000)
             except Exception as exc:
                 # told in the answer, never raised: the migration completed and the guest's
@@ -656,27 +657,75 @@ class NodeService:
                 log.exception("disk hand-over of %s after its migration failed", name)
                 stats["hand_over_error"] = (exc.message if isinstance(exc, errors.HerdError)
                                             else f"{type(exc).__name__}: {exc}")
-        return stats
+            else:
+                stats["served"] = self._served(hand_over or [])
+
+        # the hand-over starts the moment QEMU completed (beside the hypervisor's record)
+        return await hv.migrate(name, target_address, port, live=live,
+                                bandwidth_mibps=bandwidth_mibps, downtime_ms=downtime_ms,
+                                then=hand_over_disks if hand_over else None)
+
+    def _served(self, devices: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """What each mirror of ``devices`` serves its peer as a secondary here (export and
+        generation summary, MirrorManager.served); None unless every one is a serving
+        mirror (the new primary then probes, as before; a hint, so never an error)."""
+        from herd.storage.blockdev.mirror import to_mirror_disk
+
+        try:
+            specs = self._specs(devices)
+            if not specs or any(s.kind != MIRROR for s in specs):
+                return None
+            served = [self.mirror.served(to_mirror_disk(s)) for s in specs]
+        except Exception as exc:  # a hint: the target probes without it
+            log.warning("cannot tell what the handed-over disks serve: %s", exc)
+            return None
+        return None if any(x is None for x in served) else served
+
+    async def _take_over(self, devices: list[dict[str, Any]], syncs: list[str] | None,
+                         peers: list[dict[str, Any]] | None) -> None:
+        """The target's disks turn primary, mirroring back to the old source; with
+        ``peers`` (the source's :meth:`_served`, one per disk) without probing it."""
+        if not peers or len(peers) != len(devices):
+            await self.blockdev_assemble(devices, role="primary", syncs=syncs)
+            return
+        from herd.storage.blockdev.mirror import to_mirror_disk
+
+        specs = self._specs(devices)
+        wanted = syncs if syncs is not None else ["auto"] * len(specs)
+        if any(s.kind != MIRROR for s in specs) or len(wanted) != len(specs):
+            raise errors.ParameterError("take-over hints given for disks that are not "
+                                        "all mirrors, or syncs of another count")
+        for spec, sync, served in zip(specs, wanted, peers, strict=True):
+            await self.mirror.start_primary(to_mirror_disk(spec), sync, peer_served=served)
 
     async def instance_finish_migration(self, name: str, source: bool, success: bool,
                                         take_over: list[dict[str, Any]] | None = None,
-                                        syncs: list[str] | None = None) -> dict[str, Any]:
+                                        syncs: list[str] | None = None,
+                                        peers: list[dict[str, Any]] | None = None
+                                        ) -> dict[str, Any]:
         """Source: end the old QEMU. Target: resume the guest (success) or end the incoming
         QEMU; with ``take_over`` (the instance's mirrored disks here) its disks first turn
         primary, mirroring back at least ``syncs``, in the same call for the reason told at
-        :meth:`instance_migrate` (a failure there is raised before anything resumes). The
-        answer: ``resumed_at`` (wall clock right after the resume, if there was one) and
+        :meth:`instance_migrate` (a failure there is raised before anything resumes);
+        ``peers``: what the source said it serves after its hand-over (its migration
+        answer's ``served``), so that the disks attach to it without probing. The answer:
+        ``resumed_at`` (wall clock right after the resume, if there was one) and
         ``mirror_back_ms``."""
         hv = self.hypervisor()
         if source:
             await hv.finish_migration_source(name)
             return {}
         answer: dict[str, Any] = {}
-        if take_over and success:
+
+        async def mirror_back() -> None:
             began = time.monotonic()
-            await self.blockdev_assemble(take_over, role="primary", syncs=syncs)
+            await self._take_over(take_over or [], syncs, peers)
             answer["mirror_back_ms"] = round((time.monotonic() - began) * 1000)
-        answer["resumed_at"] = await hv.finish_migration_target(name, success)
+
+        # the disks turn primary while QEMU's incoming state is looked at (both before the
+        # resume, their times overlap)
+        answer["resumed_at"] = await hv.finish_migration_target(
+            name, success, beforehand=mirror_back if take_over and success else None)
         return answer
 
     async def instance_abort_migration(self, name: str) -> None:

@@ -242,12 +242,17 @@ class NodeClient:
 
     async def instance_finish_migration(self, name: str, source: bool, success: bool,
                                         take_over: list[dict[str, Any]] | None = None,
-                                        syncs: list[str] | None = None) -> dict[str, Any]:
+                                        syncs: list[str] | None = None,
+                                        peers: list[dict[str, Any]] | None = None
+                                        ) -> dict[str, Any]:
         """The target's ``resumed_at`` (wall clock) and ``mirror_back_ms`` (with
-        ``take_over``: its mirrored disks turned primary first, in the same call)."""
+        ``take_over``: its mirrored disks turned primary first, in the same call; ``peers``,
+        RPC 5: what the source serves, so that they attach without probing it)."""
         args: dict[str, Any] = {}
         if take_over is not None:
             args.update(take_over=take_over, syncs=syncs)
+        if peers is not None:
+            args["peers"] = peers
         answer = await self.call("instance_finish_migration", name=name, source=source,
                                  success=success, timeout=120, **args)
         return answer if isinstance(answer, dict) else {}

@@ -326,7 +326,10 @@ def test_live_migration_hand_over_keeps_copies_identical(pair: Pair) -> None:
     pair.io("node1", st["vm_uri"], "write -P 0x61 0 1M")
     # after the guest moved: the old primary ends its mirror and serves the new one
     pair.call("node1", "start-secondary")
-    st = pair.call("node2", "start-primary", "none")
+    # what the old primary now serves, as its migration answer tells the new one (no probe)
+    served = pair.call("node1", "served")
+    assert served["export"].startswith(f"{pair.uuid}.") and served["generation"]
+    st = pair.call("node2", "start-primary", "none", "-", json.dumps(served))
     assert st["in_sync"] and st["copied_bytes"] == 0, st
     pair.io("node2", st["vm_uri"], "write -P 0x62 2M 1M", "flush")
     assert pair.call("node2", "status")["in_sync"]

@@ -455,11 +455,18 @@ def test_migration_calls_hand_the_disks_over_in_the_same_call(
     fail: dict[str, BaseException] = {}
 
     class Hv:
-        async def migrate(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        async def migrate(self, name: str, *args: Any, then: Any = None,
+                          **kwargs: Any) -> dict[str, Any]:
             steps.append("migrate")
-            return {"status": "completed"}
+            stats = {"status": "completed"}
+            if then is not None:
+                await then(stats)  # the moment QEMU completed
+            return stats
 
-        async def finish_migration_target(self, name: str, success: bool) -> float:
+        async def finish_migration_target(self, name: str, success: bool,
+                                          beforehand: Any = None) -> float:
+            if beforehand is not None:
+                await beforehand()  # what must be done before the resume
             steps.append(f"resume {success}")
             return 12.5
 
@@ -480,6 +487,7 @@ def test_migration_calls_hand_the_disks_over_in_the_same_call(
 
     stats = run(service.instance_migrate("vm", "192.0.2.2", 8102, True, hand_over=disks))
     assert steps == ["migrate", "secondary None"] and "handed_over_ms" in stats
+    assert "hand_over_error" not in stats and stats["served"] is None  # not a mirror spec
     steps.clear()
     assert run(service.instance_migrate("vm", "192.0.2.2", 8102, True)) == \
         {"status": "completed"} and steps == ["migrate"]  # an older master: no hand-over

@@ -37,12 +37,21 @@ class ScriptedQemu:
         self.script = list(script or ["active", "completed"])
         self.status = status
         self.calls: list[tuple[str, dict[str, Any] | None]] = []
+        self.capabilities: dict[str, bool] = {}
+        #: MIGRATION events QEMU would send to a listening client (see _install)
+        self.events: asyncio.Queue[dict[str, Any]] | None = None
 
     async def execute(self, sock: Path, command: str, arguments: dict[str, Any] | None = None,
                       *, timeout: float = 5.0) -> Any:
         self.calls.append((command, arguments))
         if command == "query-status":
             return {"status": self.runstate}
+        if command == "query-migrate-capabilities":
+            return [{"capability": k, "state": v} for k, v in self.capabilities.items()]
+        if command == "migrate-set-capabilities":
+            self.capabilities.update({c["capability"]: c["state"]
+                                      for c in (arguments or {})["capabilities"]})
+            return {}
         if command == "query-migrate":
             if self.status is None:
                 return {}
@@ -100,7 +109,15 @@ def _install(monkeypatch: pytest.MonkeyPatch, qemu: ScriptedQemu) -> ScriptedQem
             return await qemu.execute(sock, command, arguments)
         yield run
 
+    @contextlib.asynccontextmanager
+    async def listening(sock: Path, names: tuple[str, ...], *,
+                        timeout: float = 5.0) -> AsyncIterator[Any]:
+        qemu.events = asyncio.Queue()
+        async with connected(sock) as run:
+            yield run, qemu.events
+
     monkeypatch.setattr(kvm_mod.qmp, "connected", connected)
+    monkeypatch.setattr(kvm_mod.qmp, "listening", listening)
     return qemu
 
 
@@ -118,15 +135,64 @@ def _runtime(kvm: Kvm) -> RuntimeRecord | None:
     return read_record(kvm._files("vm").runtime)
 
 
+def test_the_end_is_seen_by_qemus_event_not_by_a_later_poll(
+        env: tuple[Kvm, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Near the end the source waits on one connection for QEMU's MIGRATION event: the end
+    is seen as QEMU announces it (no poll interval in the guest's pause), and QEMU's own
+    time of the event bounds when it finished."""
+    kvm, _ = env
+    qemu = _install(monkeypatch, ScriptedQemu(script=["active"]))
+    _record(kvm)
+    monkeypatch.setattr(migration, "FAST_POLL", 10.0)  # a poll would come far too late
+    ended_at = time.time() + 0.05
+
+    async def scenario() -> dict[str, Any]:
+        async def qemu_ends() -> None:
+            while qemu.events is None:
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(ended_at - time.time())
+            qemu.script = ["completed"]
+            await qemu.events.put({"event": "MIGRATION", "data": {"status": "device"}})
+            await qemu.events.put({"event": "MIGRATION", "data": {"status": "completed"},
+                                   "timestamp": {"seconds": int(ended_at),
+                                                 "microseconds": int(ended_at % 1 * 1e6)}})
+
+        ending = asyncio.create_task(qemu_ends())
+        began = time.monotonic()
+        stats = await kvm.migrate("vm", "203.0.113.2", 8102)
+        await ending
+        assert time.monotonic() - began < migration.HOLD
+        return stats
+
+    stats = asyncio.run(scenario())
+    assert stats["status"] == "completed"
+    assert abs(stats["completed_after"] - ended_at) < 1e-5
+    assert stats["completed_after"] <= stats["completed_by"] < ended_at + 0.2
+
+
+def test_without_the_events_capability_the_end_is_polled(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A migration an older noded started has no MIGRATION events: the held connection polls
+    (else it would wait for an event that never comes until the hold ends)."""
+    qemu = _install(monkeypatch, ScriptedQemu(script=["active"] * 5 + ["completed"]))
+    qemu.status = "active"
+    began = time.monotonic()
+    info = asyncio.run(migration.wait(Path("/nonexistent"), 5.0, 128))
+    assert info["status"] == "completed" and time.monotonic() - began < migration.HOLD
+    assert "query-migrate-capabilities" in [c for c, _ in qemu.calls]
+
+
 def test_live_success_then_finish_source(env: tuple[Kvm, Any],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     kvm, _ = env
     qemu = _install(monkeypatch, ScriptedQemu())
     _record(kvm)
     stats = asyncio.run(kvm.migrate("vm", "203.0.113.2", 8102))
-    assert qemu.commands() == ["migrate-set-parameters", "migrate"]
-    assert qemu.calls[2:4] == [("migrate-set-parameters",
+    assert qemu.commands() == ["migrate-set-parameters", "migrate-set-capabilities", "migrate"]
+    assert qemu.calls[2:5] == [("migrate-set-parameters",
                                 {"max-bandwidth": 128 << 20, "downtime-limit": 30}),
+                               ("migrate-set-capabilities",
+                                {"capabilities": [{"capability": "events", "state": True}]}),
                                ("migrate", {"uri": "tcp:203.0.113.2:8102"})]
     assert stats["status"] == "completed" and stats["live"]
     assert stats["total_time_ms"] == 120 and stats["downtime_ms"] == 9
@@ -159,6 +225,31 @@ def test_hvparams_and_arguments_set_the_limits(env: tuple[Kvm, Any],
         in qemu.calls
 
 
+def test_the_next_step_runs_as_soon_as_qemu_completed_and_only_then(
+        env: tuple[Kvm, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``then`` (the disks' hand-over) runs with the figures once QEMU completed, beside the
+    record's update, and may add to them; after a failed migration it does not run."""
+    kvm, _ = env
+    seen: list[dict[str, Any]] = []
+
+    async def then(stats: dict[str, Any]) -> None:
+        seen.append(dict(stats))
+        stats["handed_over_ms"] = 3
+
+    _install(monkeypatch, ScriptedQemu())
+    _record(kvm)
+    stats = asyncio.run(kvm.migrate("vm", "203.0.113.2", 8102, then=then))
+    assert [s["status"] for s in seen] == ["completed"] and stats["handed_over_ms"] == 3
+    record = _runtime(kvm)
+    assert record is not None and (record.migration or {}).get("status") == "completed"
+    seen.clear()
+    _install(monkeypatch, ScriptedQemu(script=["active", "failed"]))
+    _record(kvm)
+    with pytest.raises(HypervisorError):
+        asyncio.run(kvm.migrate("vm", "203.0.113.2", 8102, then=then))
+    assert seen == []
+
+
 def test_non_live_failure_resumes_the_guest(env: tuple[Kvm, Any],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     kvm, _ = env
@@ -167,7 +258,8 @@ def test_non_live_failure_resumes_the_guest(env: tuple[Kvm, Any],
     with pytest.raises(HypervisorError, match="failed: Connection reset by peer; the "
                                               "instance stays on this node"):
         asyncio.run(kvm.migrate("vm", "203.0.113.2", 8102, live=False))
-    assert qemu.commands() == ["migrate-set-parameters", "stop", "migrate", "cont"]
+    assert qemu.commands() == ["migrate-set-parameters", "migrate-set-capabilities", "stop",
+                               "migrate", "cont"]
     assert qemu.runstate == "running"
     record = _runtime(kvm)
     assert record is not None and record.migration is None

@@ -16,8 +16,10 @@ GREETING = {"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7},
                                 "package": ""}, "capabilities": []}}
 
 
-async def serve(sock: Path, drop_first: int) -> asyncio.AbstractServer:
-    """A minimal QMP monitor: closes the first ``drop_first`` connections before greeting."""
+async def serve(sock: Path, drop_first: int, event_first: int = 0) -> asyncio.AbstractServer:
+    """A minimal QMP monitor: closes the first ``drop_first`` connections before greeting;
+    sends an event before the greeting to the ``event_first`` after them (as QEMU's monitor
+    can to a client that connects as an event is raised)."""
     seen = 0
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -26,6 +28,10 @@ async def serve(sock: Path, drop_first: int) -> asyncio.AbstractServer:
         if seen <= drop_first:
             writer.close()
             return
+        if seen <= drop_first + event_first:
+            event = {"event": "MIGRATION", "data": {"status": "active"},
+                     "timestamp": {"seconds": 1, "microseconds": 2}}
+            writer.write(json.dumps(event).encode() + b"\r\n")
         writer.write(json.dumps(GREETING).encode() + b"\r\n")
         buf, decoder = "", json.JSONDecoder()
         while chunk := await reader.read(4096):  # QMP is a stream of JSON objects
@@ -64,3 +70,19 @@ def test_a_missing_daemon_fails_at_once(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot connect to storage daemon"):
         asyncio.run(main())
     assert time.monotonic() - start < 2  # no retries when there is no daemon at all
+
+
+def test_qemu_connections_survive_an_event_before_the_greeting(tmp_path: Path) -> None:
+    """The kvm hypervisor's QMP: an event that reaches a new connection before its greeting
+    (QEMU's monitor raising one as the client connects) costs a new try, not the command."""
+    from herd.hypervisor.kvm import qmp as kvm_qmp
+
+    async def main() -> tuple[object, object]:
+        server = await serve(tmp_path / "vm.qmp", drop_first=0, event_first=2)
+        async with server:
+            one = await kvm_qmp.execute(tmp_path / "vm.qmp", "query-status", timeout=5)
+            async with kvm_qmp.connected(tmp_path / "vm.qmp", timeout=5) as run:
+                two = await run("query-status")
+            return one, two
+
+    assert asyncio.run(main()) == ({"status": "running", "running": True},) * 2

@@ -198,11 +198,15 @@ class _Node:
         async def call(*args: Any, **kwargs: Any) -> Any:
             what = (f"{self.name}.{rpc}" + (":source" if kwargs.get("source") else "")
                     + (f":{kwargs['role']}" if "role" in kwargs else "")
+                    + (f":peers={kwargs['peers']}" if "peers" in kwargs else "")
                     + (":degraded" if kwargs.get("allow_degraded") else ""))
             self.calls.append(what)
             fails = self.fail.split("|")  # "NAME*": the call with take_over only
             if what in fails or (f"{what}*" in fails and kwargs.get("take_over")):
                 raise errors.HypervisorError("QEMU did not answer")
+            if "peers" in kwargs and "old" in fails:  # a node of RPC 4
+                raise errors.ParameterError("bad arguments for node RPC "
+                                            f"'{rpc}': unexpected keyword argument 'peers'")
             if rpc == "instance_finish_migration" and not kwargs.get("source"):
                 return {"resumed_at": 5.0, "mirror_back_ms": 7} if kwargs.get("take_over") \
                     else {"resumed_at": 6.0}
@@ -212,7 +216,8 @@ class _Node:
 
 def _hand_over(monkeypatch: pytest.MonkeyPatch, fail: str = "", source_done: int | None = None,
                steps: dict[str, int] | None = None,
-               marks: dict[str, float] | None = None) -> tuple[list[str], list[str]]:
+               marks: dict[str, float] | None = None,
+               served: list[dict[str, Any]] | None = None) -> tuple[list[str], list[str]]:
     calls: list[str] = []
     notes: list[str] = []
     nodes = {"n1": _Node("n1", calls, fail), "n2": _Node("n2", calls, fail)}
@@ -230,7 +235,8 @@ def _hand_over(monkeypatch: pytest.MonkeyPatch, fail: str = "", source_done: int
     inst = SimpleNamespace(name="vm", disks=[1], swap_primary=lambda: calls.append("swap"))
     src, dst = SimpleNamespace(name="n1", uuid="u1"), SimpleNamespace(name="n2", uuid="u2")
     asyncio.run(live_move.hand_over(ctx, inst, src, dst, notes.append,  # type: ignore[arg-type]
-                                    source_done=source_done, steps=steps, marks=marks))
+                                    source_done=source_done, steps=steps, marks=marks,
+                                    served=served))
     return calls, notes
 
 
@@ -258,6 +264,22 @@ def test_hand_over_after_the_source_turned_secondary_in_its_migration_call(
     assert list(steps) == ["source mirror ended", "mirror back started", "guest resumed"]
     assert steps["source mirror ended"] == 12 and steps["mirror back started"] == 7
     assert marks == {"resumed_at": 5.0} and notes == []
+
+
+def test_the_target_attaches_to_what_the_source_said_it_serves(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """RPC 5: the source's migration answer says what it serves after its hand-over and
+    the target's one call gets it (no probe in the guest's pause); a target of RPC 4
+    refuses the argument before doing anything and is asked again without it."""
+    served = [{"export": "d.t", "generation": {"current": "g"}}]
+    calls, _ = _hand_over(monkeypatch, source_done=12, served=served)
+    assert calls[:2] == ["swap", f"n2.instance_finish_migration:peers={served}"]
+    calls, _ = _hand_over(monkeypatch, source_done=12, served=served, fail="old")
+    assert calls[:3] == ["swap", f"n2.instance_finish_migration:peers={served}",
+                         "n2.instance_finish_migration"]
+    assert "n2.blockdev_assemble:primary" not in calls  # still one call, not step by step
+    calls, _ = _hand_over(monkeypatch, source_done=12)  # a source of RPC 4 said nothing
+    assert calls[:2] == ["swap", "n2.instance_finish_migration"]
 
 
 def test_hand_over_goes_step_by_step_when_the_one_call_fails(

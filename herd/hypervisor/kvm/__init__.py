@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -506,12 +507,16 @@ class Kvm(Hypervisor):
 
     async def migrate(self, name: str, target_address: str, port: int, *, live: bool = True,
                       bandwidth_mibps: int | None = None, downtime_ms: int | None = None,
-                      timeout: float | None = None) -> dict[str, Any]:
+                      timeout: float | None = None,
+                      then: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+                      ) -> dict[str, Any]:
         """Source: send the guest to ``target_address:port`` and wait for the outcome.
 
         ``timeout`` defaults to a few passes over the RAM at the bandwidth limit; after it the
         migration is cancelled. The lock is held only while starting, so abort_migration
-        (another RPC) can cancel a migration that is under way.
+        (another RPC) can cancel a migration that is under way. ``then``: run with the
+        figures as soon as QEMU completed (the disks' hand-over), beside the runtime record's
+        update; it may add to the figures and should not raise.
         """
         files = self._files(name)
         target = migration.uri(target_address, port)
@@ -573,11 +578,22 @@ class Kvm(Hypervisor):
                   "completed_after": stamps.get("final_after"),
                   "completed_by": stamps.get("final_by")}
         if result["status"] == "completed":
-            async with self._lock(name):  # re-read: abort_migration may have run meanwhile
-                current = read_record(files.runtime)
-                if current is not None and (current.migration or {}).get("role") == "source":
-                    current.migration = {**(current.migration or {}), "status": "completed"}
-                    write_record(files.runtime, current)
+            async def mark() -> None:
+                async with self._lock(name):  # re-read: abort_migration may have run meanwhile
+                    current = read_record(files.runtime)
+                    if current is not None and \
+                            (current.migration or {}).get("role") == "source":
+                        current.migration = {**(current.migration or {}), "status": "completed"}
+                        await asyncio.to_thread(write_record, files.runtime, current)
+
+            # the record (fsync'd) is only bookkeeping (QEMU itself says 'completed' to
+            # whoever asks): the caller's next step, on which the guest's pause waits, runs
+            # beside its write
+            done = await asyncio.gather(mark(), *([then(result)] if then else []),
+                                        return_exceptions=True)
+            for outcome in done:
+                if isinstance(outcome, BaseException):
+                    raise outcome
             log.info("migrated %s to %s: %s", name, target, result)
             return result
         try:
@@ -650,30 +666,47 @@ class Kvm(Hypervisor):
                 await process.terminate(record.pid, grace=0.2)
             await self._cleanup(files, record)
 
-    async def finish_migration_target(self, name: str, success: bool) -> float | None:
+    async def finish_migration_target(
+            self, name: str, success: bool,
+            beforehand: Callable[[], Awaitable[Any]] | None = None) -> float | None:
         """Target: on success wait for the state to be loaded and resume the guest; on
         failure kill the incoming QEMU and remove its taps and files. The wall-clock time
-        right after the resume (the end of the guest's pause), None when there was none."""
+        right after the resume (the end of the guest's pause), None when there was none.
+
+        ``beforehand``: what must be done before the guest may run here (the disks turning
+        primary), run while QMP connects and QEMU's incoming state is checked, so that
+        their milliseconds overlap in the guest's pause. Its error is raised (before
+        QEMU's; it is always let finish) and nothing resumes then."""
         async with self._lock(name):
             files = self._files(name)
             record = read_record(files.runtime)
             if not success:
                 await self._end_target(files, record)
-                return
+                return None
             if record is None or not is_our_qemu(record.pid, files, record.spec.uuid):
                 await self._cleanup(files, record)
                 raise HypervisorError(f"incoming QEMU of {name} is gone; migration failed")
             resumed = None
-            async with qmp.connected(files.qmp) as run:  # the guest is paused meanwhile
-                state = await migration.wait_incoming_done(run, 30.0)
-                info = await run("query-migrate")
-                status = info.get("status") if isinstance(info, dict) else None
-                if status != "completed":
-                    raise HypervisorError(f"incoming migration of {name} is '{status}' "
-                                          f"(guest '{state}'); not resuming it")
-                if state not in _RUNNING_STATES:
-                    await run("cont")
-                    resumed = time.time()
+            prepared = asyncio.ensure_future(beforehand()) if beforehand else None
+            try:
+                async with qmp.connected(files.qmp) as run:  # the guest is paused meanwhile
+                    state = await migration.wait_incoming_done(run, 30.0)
+                    info = await run("query-migrate")
+                    if prepared is not None:
+                        await prepared
+                    status = info.get("status") if isinstance(info, dict) else None
+                    if status != "completed":
+                        raise HypervisorError(f"incoming migration of {name} is '{status}' "
+                                              f"(guest '{state}'); not resuming it")
+                    if state not in _RUNNING_STATES:
+                        await run("cont")
+                        resumed = time.time()
+            except BaseException:
+                if prepared is not None:
+                    await asyncio.wait([prepared])  # never left half-way
+                    if not prepared.cancelled() and prepared.exception() is not None:
+                        raise prepared.exception() from None  # type: ignore[misc]
+                raise
             record.migration = None
             write_record(files.runtime, record)
             return resumed

@@ -1,8 +1,9 @@
 """``python -m herd.storage.mirror OP DISK_JSON [ARG]``: one MirrorManager call, JSON out.
 
 For tests, benchmarks and debugging inside a node (its namespace and HERD_ROOT), where noded
-is not involved. OP: create remove generation start-secondary start-primary reconnect status
-wait-sync stop list-active sync-record mark-synced [GEN_JSON [EXPORT]] observe, and watch (the
+is not involved. OP: create remove generation start-secondary start-primary [SYNC [degraded|-]
+[SERVED_JSON]] served reconnect status wait-sync stop list-active sync-record mark-synced
+[GEN_JSON [EXPORT]] observe, and watch (the
 supervisor: link watchdog and observation of this node's primaries, until interrupted).
 DISK_JSON is a MirrorDisk dict or the DeviceSpec (kind mirror) a master sends. Errors: JSON
 ``{"error": {...}}`` and exit status 1.
@@ -48,10 +49,14 @@ async def run(op: str, disk: MirrorDisk | None, args: list[str]) -> Any:
         return str(await mgr.observe(disk))
     if op == "start-secondary":
         return await mgr.start_secondary(disk)
-    if op == "start-primary":
+    if op == "served":
+        return mgr.served(disk)
+    if op == "start-primary":  # SYNC [degraded|-] [SERVED_JSON: the peer's 'served']
         degraded = len(args) > 1 and args[1] == "degraded"
+        hint = json.loads(args[2]) if len(args) > 2 else None
         return (await mgr.start_primary(disk, args[0] if args else "auto",
-                                        allow_degraded=degraded)).to_dict()
+                                        allow_degraded=degraded,
+                                        peer_served=hint)).to_dict()
     if op == "reconnect":
         return (await mgr.reconnect(disk)).to_dict()
     if op == "status":

@@ -58,6 +58,11 @@ LOCK_POLL = 0.01  # seconds between two tries of another process's disk lock
 #: Seconds between looks at a job or export being ended: a hand-over does it while the guest
 #: is paused, and a ready job ends in a few milliseconds (50 ms polls made it 50).
 END_POLL = 0.003
+#: The events that tell a block job's end (cancelled, or completed: a ready mirror cancelled
+#: without force completes without pivoting).
+JOB_ENDED = ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED")
+#: Seconds between looks at a job being cancelled when no event came (a fallback).
+END_LOOK = 0.05
 #: QMP calls that may wait for the NBD client (drain of requests stuck on a lost peer).
 SLOW_TIMEOUT = graph.RECONNECT_DELAY + 20.0
 SYNC_MODES = ("auto", "none", "dirty", "full")
@@ -389,38 +394,88 @@ class MirrorManager:
                                  "pid": pid, "qsd_version": version, "started": time.time()})
 
     async def _serve_secondary(self, q: QmpSession, disk: MirrorDisk,
-                               gen: dict[str, Any]) -> None:
-        await q.cmd("nbd-server-start", graph.tcp_server(disk.local_ip, disk.port))
+                               gen: dict[str, Any], server: bool = True) -> None:
+        """The secondary's exports; ``server``: start the NBD server (TCP) first, unless it
+        runs already (a primary converted from a secondary kept it)."""
+        if server:
+            await q.cmd("nbd-server-start", graph.tcp_server(disk.local_ip, disk.port))
         name = self._export_name(disk, gen)
         await q.cmd("block-export-add", graph.repl_export(name, summary(gen)))
         await q.cmd("block-export-add", graph.vm_export(disk.uuid))
 
     async def _primary_to_secondary(self, disk: MirrorDisk, files: daemon.DaemonFiles) -> None:
         """Hand-over after live migration: the guest now runs on the peer. The mirror must be in
-        sync; it ends cleanly, and the daemon serves the file to the new primary instead."""
-        async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:  # one: the guest is paused
-            transition(await self._settle(disk, q), Event.HAND_OVER,
-                       f"the mirror of {disk.relpath}")
-            if await self._job(q) is not None:
-                await self._cancel(q, force=False)
-            await self._drop_target(q, (files.read_runtime() or {}).get("target_child"))
-            await q.cmd("block-export-del", {"id": "vm", "mode": "hard"})
-            await q.cmd("nbd-server-stop")
-            gen = self._gen(disk).update(role="secondary", clean=False, degraded=False,
-                                         dirty_map_valid=False, map_since=None, needs_full=False)
-            await self._serve_secondary(q, disk, gen)
+        sync; it ends cleanly, and the daemon serves the file to the new primary instead.
+
+        "In sync" is judged by the job alone here, the link to the peer taken as up: the
+        guest is stopped and its disk flushed, so a job that holds every acknowledged write
+        on the peer (write-blocking, ready, no error, nothing left) says all the peer's copy
+        needs; an idle connection that died meanwhile loses nothing (a write on a dead one
+        would have paused the job), and the new primary connects anew. That look is the
+        node's TCP table, 1-2 ms in the guest's pause."""
         rt = files.read_runtime() or {}
-        files.write_runtime({**rt, "role": "secondary", "server": "tcp", "target": None,
-                             "target_child": None, "target_slot": None, "export": None})
+        gf = self._gen(disk)
+        async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:  # one: the guest is paused
+            state = classify(Generation.from_dict(gf.read()), Runtime.from_dict(rt), True,
+                             await self._settled_job(q, rt), linked=True)
+            transition(state, Event.HAND_OVER, f"the mirror of {disk.relpath}")
+            await self._cancel(q, force=False)  # in sync (just seen): it has a job
+            await self._drop_target(q, rt.get("target_child"))
+            await q.cmd("block-export-del", {"id": "vm", "mode": "hard"})
+            # a primary that took over in a live migration still serves where a secondary
+            # does (its TCP server): only a primary started as one serves on a unix socket
+            was = rt.get("disk") or {}
+            tcp = (rt.get("server") == "tcp" and was.get("local_ip") == disk.local_ip
+                   and was.get("port") == disk.port)
+            if not tcp:
+                await q.cmd("nbd-server-stop")
+            gen = {**gf.read(), "role": "secondary", "clean": False, "degraded": False,
+                   "dirty_map_valid": False, "map_since": None, "needs_full": False}
+
+            def persist() -> None:
+                gf.write(gen)
+                files.write_runtime({**rt, "role": "secondary", "server": "tcp",
+                                     "target": None, "target_child": None,
+                                     "target_slot": None, "export": None})
+
+            # the records (fsync'd) are written while the exports are added: should the node
+            # crash before the generation is on disk, the record left says "primary, not
+            # clean", and this copy is then fully synced from the new primary (never
+            # trusted); should the exports fail, the runtime says primary again, as before
+            writing = asyncio.ensure_future(asyncio.to_thread(persist))
+            try:
+                await self._serve_secondary(q, disk, gen, server=not tcp)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await writing
+                files.write_runtime(rt)
+                raise
+            await writing
+
+    def served(self, disk: MirrorDisk) -> dict[str, Any] | None:
+        """What this node's secondary serves its peer: the replication export's name and
+        the generation summary in its description (what :func:`.peer.probe` reads there);
+        None unless a secondary's daemon runs. A live migration's source answers it, so
+        that the new primary attaches without probing while the guest is paused."""
+        files = self._files(disk)
+        if (files.read_runtime() or {}).get("role") != "secondary" or files.pid() is None:
+            return None
+        gen = self._gen(disk).read()
+        return {"export": self._export_name(disk, gen), "generation": summary(gen)}
 
     # -- primary -----------------------------------------------------------------------------
     async def start_primary(self, disk: MirrorDisk, sync: str, *,
-                            allow_degraded: bool = False) -> MirrorStatus:
+                            allow_degraded: bool = False,
+                            peer_served: dict[str, Any] | None = None) -> MirrorStatus:
         """Own the file, replicate every write to the peer, export the result to the local VM.
 
         ``sync`` is the least the caller wants copied: 'none' asserts that both copies are
         identical (after live migration) and is trusted; otherwise the generation rules may
         ask for more ('dirty' without a live dirty map means 'full'). Split brain is refused.
+        ``peer_served``: what the peer said it serves (its :meth:`served`, passed on by the
+        master in a live migration) instead of probing it: the probe is a connection and an
+        NBD negotiation (1-7 ms) in the guest's pause, and the NBD client's connection to
+        the export by that name fails just as well if the peer does not serve it.
         """
         if sync not in SYNC_MODES:
             raise StorageError(f"invalid sync mode {sync!r}, expected one of {SYNC_MODES}")
@@ -441,7 +496,11 @@ class MirrorManager:
                 # a netlink socket on a busy node) for nothing
                 await asyncio.to_thread(ensure_quickack, disk.peer_ip)
             try:
-                export, peer_gen = await peer.probe(disk.peer_ip, disk.port, disk.uuid)
+                if peer_served is not None:
+                    export = str(peer_served["export"])
+                    peer_gen = dict(peer_served["generation"])
+                else:
+                    export, peer_gen = await peer.probe(disk.peer_ip, disk.port, disk.uuid)
             except peer.PeerUnreachable as exc:
                 if not allow_degraded:
                     raise StorageError(f"cannot attach mirrored disk {disk.relpath}: {exc} "
@@ -467,7 +526,11 @@ class MirrorManager:
             else:  # the running daemon's own version (it may predate an upgrade)
                 version = str(rt.get("qsd_version", ""))
             plan = qemu_features.mirror_plan(version, job_sync)
-            gf.write(own)
+            # the record (fsync'd) is written while the daemon's graph is built, and must be
+            # on disk before the job exists: from then on a guest write reaches the peer
+            # only through this copy, which the record must call a primary's
+            writing = asyncio.ensure_future(asyncio.to_thread(gf.write, own))
+            running: asyncio.Future[None] | None = None
             try:
                 async with session(files.qmp, timeout=SLOW_TIMEOUT) as q:
                     if converting:
@@ -481,23 +544,35 @@ class MirrorManager:
                         server = "unix"
                     child, kind = await self._add_peer_node(q, disk, export, seq=1)
                     await q.cmd("blockdev-add", graph.target_node(child), timeout=SLOW_TIMEOUT)
+                    await writing
+                    # the runtime is written while the job starts (this disk's lock keeps
+                    # every reader out until both are done; a failure puts the old back)
+                    running = asyncio.ensure_future(asyncio.to_thread(files.write_runtime, {
+                        "role": "primary", "disk": disk.to_dict(), "server": server,
+                        "pid": pid, "target": kind, "target_child": child, "target_slot": 0,
+                        "export": export, "target_seq": 1, "base_offset": 0,
+                        "sync_started": time.time(),
+                        "qsd_version": version, "copy_mode": plan.copy_mode,
+                        "switch_when_ready": plan.switch_when_ready, "sync": job_sync,
+                        "started": time.time()}))
                     await q.cmd("blockdev-mirror", graph.mirror_job(job_sync, disk.size_bytes,
                                                                     plan.copy_mode))
                     job = await self._job(q)
+                    await running
             except BaseException:
+                with contextlib.suppress(Exception):
+                    await writing  # a thread: it ends on its own; not left behind
+                if running is not None:
+                    with contextlib.suppress(Exception):
+                        await running
+                    if rt:
+                        files.write_runtime(rt)
                 if started:
                     await daemon.terminate(pid)
                     files.cleanup()
                 raise
-            files.write_runtime({"role": "primary", "disk": disk.to_dict(), "server": server,
-                                 "pid": pid, "target": kind, "target_child": child,
-                                 "target_slot": 0,
-                                 "export": export, "target_seq": 1, "base_offset": 0,
-                                 "sync_started": time.time(), "qsd_version": version,
-                                 "copy_mode": plan.copy_mode,
-                                 "switch_when_ready": plan.switch_when_ready,
-                                 "sync": job_sync, "started": time.time()})
-            return await self._status(disk, job_seen=job)
+            # the job's NBD client connected just now, or it has none (degraded)
+            return await self._status(disk, job_seen=job, linked=kind == "nbd")
 
     def _choose_sync(self, disk: MirrorDisk, own: dict[str, Any], peer_gen: dict[str, Any],
                      sync: str) -> tuple[str, dict[str, Any]]:
@@ -702,10 +777,12 @@ class MirrorManager:
             gf.update(degraded=False)
         return seen.state
 
-    async def _status(self, disk: MirrorDisk,
-                      job_seen: dict[str, Any] | None = None) -> MirrorStatus:
+    async def _status(self, disk: MirrorDisk, job_seen: dict[str, Any] | None = None,
+                      linked: bool | None = None) -> MirrorStatus:
         """``job_seen``: a primary's job as just looked at in an open session (saves a
-        connection, which a hand-over makes while the guest is paused)."""
+        connection, which a hand-over makes while the guest is paused); ``linked`` with it:
+        whether the job's NBD client is connected, when the caller knows (it connected it
+        just now), which saves reading the node's TCP table (2 ms in a guest's pause)."""
         files = self._files(disk)
         gen = self._gen(disk).read()
         rt = files.read_runtime() or {}
@@ -721,8 +798,9 @@ class MirrorManager:
                 vm_uri=graph.vm_uri_tcp(disk.uuid, disk.local_ip, disk.port))
         if job_seen is not None:
             job = job_seen
-            linked = rt.get("target") == "nbd" and _has_link(disk.local_ip, disk.peer_ip,
-                                                              disk.port)
+            if linked is None:
+                linked = _has_link(disk.local_ip, disk.peer_ip, disk.port)
+            linked = rt.get("target") == "nbd" and linked
         else:
             job, linked = await self._look(disk, files, rt)
         state = classify(Generation.from_dict(gen), Runtime.from_dict(rt), True, job, linked)
@@ -829,14 +907,23 @@ class MirrorManager:
         return job
 
     async def _cancel(self, q: QmpSession, *, force: bool) -> None:
-        """Cancel the mirror; a ready job cancelled without force ends as a consistent copy."""
-        with contextlib.suppress(QmpCommandError):
-            await q.cmd("block-job-cancel", {"device": graph.JOB, "force": force})
-        deadline = time.monotonic() + CANCEL_TIMEOUT
-        while await self._job(q) is not None:
-            if time.monotonic() > deadline:
-                raise StorageError("mirror job did not end after cancel")
-            await asyncio.sleep(END_POLL)
+        """Cancel the mirror; a ready job cancelled without force ends as a consistent copy.
+
+        The end is awaited on the job's BLOCK_JOB_* event (a hand-over does this while the
+        guest is paused: a poll every :data:`END_POLL` added half of that on average, and a
+        busy node let a poll take much longer); a look every :data:`END_LOOK` stays as a
+        fallback should an event be missed."""
+        with q.events(*JOB_ENDED) as ended:
+            with contextlib.suppress(QmpCommandError):
+                await q.cmd("block-job-cancel", {"device": graph.JOB, "force": force})
+            deadline = time.monotonic() + CANCEL_TIMEOUT
+            while await self._job(q) is not None:
+                if time.monotonic() > deadline:
+                    raise StorageError("mirror job did not end after cancel")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(END_LOOK):
+                        while (await ended.get()).get("data", {}).get("device") != graph.JOB:
+                            pass
 
     async def _resume(self, q: QmpSession, disk: MirrorDisk,
                       timeout: float = RESUME_TIMEOUT) -> None:

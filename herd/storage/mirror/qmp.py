@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import ExecuteError, QMPClient, QMPError
+from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError
 
 from herd.errors import StorageError
 
@@ -57,6 +57,12 @@ class QmpSession:
                                   desc) from None
         except (QMPError, OSError, EOFError) as exc:
             raise StorageError(f"QMP '{command}' on {self._socket} failed: {exc!r}") from None
+
+    def events(self, *names: str) -> contextlib.AbstractContextManager[EventListener]:
+        """Receive the daemon's events ``names`` from now on, within the ``with`` block
+        (``await listener.get()``): to wait for something the daemon announces, such as the
+        end of a block job, instead of polling for it."""
+        return self._client.listener(names)
 
 
 async def _connect(socket: Path, timeout: float) -> QMPClient:
