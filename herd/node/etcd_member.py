@@ -32,7 +32,6 @@ from herd import errors
 from herd.etcd.members import MemberSpec, TlsFiles, etcd_argv, memory_env
 from herd.fileutil import atomic_write, pid_alive, read_pid
 from herd.paths import HerdPaths
-from herd.priority import niced_argv
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +183,8 @@ class EtcdSupervisor:
         env = dict(os.environ, **memory_env(p.etcd_data_dir / "member" / "snap" / "db"))
         with open(p.daemon_log("etcd"), "ab") as logf:
             proc = await asyncio.create_subprocess_exec(
-                *niced_argv("etcd", argv), stdin=asyncio.subprocess.DEVNULL, stdout=logf,
-                stderr=logf, env=env, start_new_session=True, cwd=str(p.etcd_dir))
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=logf, env=env,
+                start_new_session=True, cwd=str(p.etcd_dir))
         self._proc = proc
         self.started_at = time.monotonic()
         atomic_write(self.pid_file, f"{proc.pid}\n", 0o644)
