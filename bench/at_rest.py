@@ -85,7 +85,7 @@ def memory() -> dict[str, Any]:
 
 
 def _nice(pid: int | None) -> int | None:
-    """A process's nice value (herd.priority), from /proc/PID/stat (field 19)."""
+    """A process's nice value, from /proc/PID/stat (field 19): the figures depend on it."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (OSError, TypeError):
