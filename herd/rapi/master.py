@@ -182,7 +182,7 @@ class MasterPool:
 
 
 def _decode_lazily(line: bytes) -> dict[str, Any]:
-    """An answer with a list result left for ``batches_of`` (see MasterClient.call_kept)."""
+    """An answer with a list result left for ``batches_of`` (see MasterPool.call_kept)."""
     head, text, start = proto.decode_head(line)
     if text is not None:
         head["result"] = proto.ListResult(text, start)

@@ -39,9 +39,14 @@ BIG_ANSWER_ROWS = 200
 BIG_ANSWER_BYTES = 128 * 1024
 
 
+def json_text(value: Any) -> str:
+    """``value`` as the JSON text of a response body."""
+    return json.dumps(value, default=str)
+
+
 def json_body(value: Any) -> bytes:
     """A response body: ``value`` as JSON."""
-    return json.dumps(value, default=str).encode()
+    return json_text(value).encode()
 
 
 def rows_body(result: Any, row: Callable[[Any], Any]) -> bytes:
@@ -51,16 +56,16 @@ def rows_body(result: Any, row: Callable[[Any], Any]) -> bytes:
     never holds 20,000 decoded rows and their conversions at once, which had left ~40 MiB of
     Python's small-object pools fragmented for good after a few bulk lists. For a worker
     thread (seconds of CPU at 20,000 rows)."""
-    pieces = [json.dumps([row(r) for r in batch], default=str)[1:-1]  # as json_body
-              for batch in proto.batches_of(result)]
+    pieces = [json_text([row(r) for r in batch])[1:-1] for batch in proto.batches_of(result)]
     return ("[" + ", ".join(p for p in pieces if p) + "]").encode()
 
 
-def _big(result: Any) -> bool:
-    """Whether building a list answer's body is worth a worker thread."""
-    if isinstance(result, proto.ListResult):
-        return result.size > BIG_ANSWER_BYTES
-    return isinstance(result, list) and len(result) > BIG_ANSWER_ROWS
+async def build_rows_body(result: Any, row: Callable[[Any], Any]) -> bytes:
+    """:func:`rows_body`, in a worker thread when the answer is big (other clients' requests
+    are not held up behind it)."""
+    big = (result.size > BIG_ANSWER_BYTES if isinstance(result, proto.ListResult)
+           else len(result) > BIG_ANSWER_ROWS)
+    return await asyncio.to_thread(rows_body, result, row) if big else rows_body(result, row)
 
 
 class Encoded:
@@ -224,7 +229,7 @@ class Req:
         (:func:`rows_body`). ``name`` tells the resources' bodies apart."""
         call_kept = getattr(self.master, "call_kept", None)
         if self.kept is None or call_kept is None:  # (test doubles of masterd)
-            return Encoded(await encode_body([row(r) for r in await self.call(method, **args)]))
+            return Encoded(await build_rows_body(await self.call(method, **args), row))
         key = (name, method, json.dumps(args, sort_keys=True))
         kept = self.kept.get(key)
         try:
@@ -233,8 +238,7 @@ class Req:
             raise from_herd(exc) from None
         if same and kept is not None:
             return Encoded(kept.body)
-        body = await asyncio.to_thread(rows_body, result, row) if _big(result) \
-            else rows_body(result, row)
+        body = await build_rows_body(result, row)
         if etag is not None:
             self.kept.store(key, None, body, etag)
         return Encoded(body)
