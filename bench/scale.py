@@ -476,21 +476,22 @@ def list_load_ratios(size: int, out: dict[str, Any], rounds: int) -> None:
     out["under_load_problems"] = UNDER_LOAD_PROBLEMS[:3]
 
 
-def measure_list_load(size: int, out: dict[str, Any]) -> dict[str, Any]:
-    """``--only list-load``: one list's time, then :func:`list_load_ratios`."""
+def measure_list_load(size: int, out: dict[str, Any], rounds: int) -> dict[str, Any]:
+    """``--only list-load``: one list's time, then ``rounds`` of :func:`list_load_ratios`."""
     out["list_s"] = timed(("gnt-instance", "list"), 3)
-    list_load_ratios(size, out, 2)
+    list_load_ratios(size, out, rounds)
     out["load_avg_after"] = os.getloadavg()[0]
     return out
 
 
-def measure(size: int, quick: bool, only: str | None = None) -> dict[str, Any]:
+def measure(size: int, quick: bool, only: str | None = None,
+            rounds: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"size": size, "load_avg_before": os.getloadavg()[0]}
     reps = 3
     time.sleep(2)  # at rest: after masterd's start and the first pushes
     out["rss_rest"] = rss_all()
     if only == "list-load":
-        return measure_list_load(size, out)
+        return measure_list_load(size, out, rounds or 2)
     out.update(config_load(size))
     out["list_s"] = timed(("gnt-instance", "list"), reps)
     out["list_name_status_s"] = timed(("gnt-instance", "list", "-o", "name,status"), reps)
@@ -533,7 +534,7 @@ def measure(size: int, quick: bool, only: str | None = None) -> dict[str, Any]:
     out["tags_16"] = submitters(16, duration, lambda n, d: {
         "OP_ID": "OP_TAGS_SET", "kind": "instance", "name": NAME.format(n % size),
         "tags": [f"load:{n}:{d}"]})
-    list_load_ratios(size, out, 1)
+    list_load_ratios(size, out, rounds or 1)
     if UNDER_LOAD_PROBLEMS:
         return out  # masterd is gone: nothing more to measure here
     out["rss_after"] = rss_all()
@@ -548,8 +549,8 @@ def measure(size: int, quick: bool, only: str | None = None) -> dict[str, Any]:
 
 
 # -- outside: the labs --------------------------------------------------------------------------
-def bench_nodes(nodes: int, sizes: list[int], quick: bool,
-                only: str | None = None) -> list[dict[str, Any]]:
+def bench_nodes(nodes: int, sizes: list[int], quick: bool, only: str | None = None,
+                rounds: int | None = None) -> list[dict[str, Any]]:
     from herd.lab.cluster import lab_cluster
     from herd.lab.single import build_test_guest
 
@@ -577,7 +578,8 @@ def bench_nodes(nodes: int, sizes: list[int], quick: bool,
             log(f"  {filled}")
             proc = lab.run("node1", *me, "--measure", str(size),
                            *(["--quick"] if quick else []),
-                           *(["--only", only] if only else []), timeout=3600)
+                           *(["--only", only] if only else []),
+                           *(["--rounds", str(rounds)] if rounds else []), timeout=3600)
             result = dict(json.loads(proc.stdout), nodes=nodes, empty_rss=rest, **filled)
             log(f"  {json.dumps(result)}")
             results.append(result)
@@ -636,6 +638,17 @@ RSS_ROWS: list[tuple[str, str, str, float]] = [
 ]
 
 
+def _round_ratios(result: dict[str, Any], loaded: str, idle: str) -> list[float]:
+    """Loaded/idle of each round of :func:`list_load_ratios` (``*_s`` keys -> ``*_runs``)."""
+    runs = {"job_under_lists_s": "loaded_runs", "idle_job_s": "idle_runs"}
+
+    def key(name: str) -> str:
+        return runs.get(name, name.removesuffix("_s").replace("_under_lists", "_loaded")
+                        + "_runs")
+    pairs = zip(result.get(key(loaded), []), result.get(key(idle), []), strict=True)
+    return [a / b for a, b in pairs if b]
+
+
 def report(results: list[dict[str, Any]]) -> None:
     for nodes in sorted({r["nodes"] for r in results}):
         mine = [r for r in results if r["nodes"] == nodes]
@@ -665,6 +678,13 @@ def report(results: list[dict[str, Any]]) -> None:
                  "python_idle_s", "any new process")):
             ratio = "".join(f"{_get(r, loaded) / _get(r, idle):>12.2f}" for r in mine)
             print(f"{label:42}{ratio}{note:>22}")
+            for r in mine:  # each round's own ratio: its idle and loaded runs are neighbours
+                rounds = _round_ratios(r, loaded, idle)
+                if len(rounds) > 1:
+                    print(f"{'':4}at {r['size']:,}, {len(rounds)} rounds: median "
+                          f"{statistics.median(rounds):.2f} [{min(rounds):.2f}-"
+                          f"{max(rounds):.2f}], each "
+                          + " ".join(f"{x:.2f}" for x in rounds))
         for r in mine:
             for problem in r.get("under_load_problems", []):
                 print(f"at {r['size']:,}, while 4 clients listed: {problem[:200]}")
@@ -691,6 +711,10 @@ def main() -> int:
     parser.add_argument("--only", choices=["list-load"],
                         help="list-load: only a trivial job's latency idle and while 4 "
                              "clients list (and one list's time)")
+    parser.add_argument("--rounds", type=int,
+                        help="rounds of the idle/loaded job latency pairs (5 samples each; "
+                             "default 1, 2 with --only list-load): the figure is noisy on a "
+                             "small machine, take several before deciding on it")
     parser.add_argument("--populate", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rss", action="store_true", help=argparse.SUPPRESS)
@@ -699,7 +723,7 @@ def main() -> int:
         print(json.dumps(populate(args.populate)))
         return 0
     if args.measure is not None:
-        print(json.dumps(measure(args.measure, args.quick, args.only)))
+        print(json.dumps(measure(args.measure, args.quick, args.only, args.rounds)))
         return 0
     if args.rss:
         time.sleep(2)
@@ -713,7 +737,7 @@ def main() -> int:
     node_counts = [1] if args.quick else [int(n) for n in args.nodes.split(",")]
     results = []
     for nodes in node_counts:
-        results += bench_nodes(nodes, sizes, args.quick, args.only)
+        results += bench_nodes(nodes, sizes, args.quick, args.only, args.rounds)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     report(results)
