@@ -176,11 +176,6 @@ class Query(Resource):
 class QueryFields(Resource):
     DOC = {"GET": "Field definitions of a resource (optionally fields=a,b)."}
     QUERY = {"GET": ("fields",)}
-    BODY_SCHEMA = {"PUT": {"type": "object", "properties": {
-        "fields": {"anyOf": [{"type": "array", "items": {"type": "string"}},
-                             {"type": "string"}]},
-        "qfilter": {"type": "array", "nullable": True},
-        "filter": {"type": "array", "nullable": True}}}}
 
     async def GET(self, req: Req) -> Any:
         what = _resource(req)
