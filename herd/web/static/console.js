@@ -1,8 +1,11 @@
 // The serial console page: xterm.js on a WebSocket that herd-rapi relays to the primary
 // node's noded (herd/web/consoles.py). A one-time ticket is fetched with the page's CSRF
 // token and sent as the socket's first message; the server answers "ok", then raw bytes flow.
-// No inline script: the page's CSP allows scripts from /ui/static only.
-"use strict";
+// No inline script: the page's CSP allows scripts from /ui/static only. An ES module (strict,
+// deferred, its names its own), run after xterm.js and its fit addon, which come first in the
+// page as deferred classic scripts.
+import { fetchTicket, stateShower } from "./console-session.js";
+
 (function () {
   const el = document.getElementById("console");
   const state = document.getElementById("console-state");
@@ -42,22 +45,7 @@
     return copy;
   }
 
-  function show(name, text) {
-    state.dataset.state = name;
-    state.textContent = text || name;
-  }
-
-  async function ticket() {
-    const answer = await fetch(el.dataset.ticketUrl, {
-      method: "POST", credentials: "same-origin",
-      headers: { "X-CSRF-Token": el.dataset.csrf,
-                 "Content-Type": "application/x-www-form-urlencoded" },
-      body: "kind=serial",
-    });
-    const body = await answer.json();
-    if (!answer.ok) throw new Error(body.error || ("HTTP " + answer.status));
-    return body.ticket;
-  }
+  const show = stateShower(state);
 
   function send(text) {
     if (ws && ws.readyState === WebSocket.OPEN && state.dataset.state === "connected") {
@@ -69,7 +57,7 @@
     show("connecting");
     let t;
     try {
-      t = await ticket();
+      t = await fetchTicket(el, "serial");
     } catch (err) {
       show("closed", "refused: " + err.message);
       return;

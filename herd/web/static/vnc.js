@@ -5,6 +5,7 @@
 // offers noVNC none. A VNC session cannot survive a migration: when the socket
 // closes the page starts a new session (new ticket) a few times before giving up.
 import RFB from "./vendor/novnc/core/rfb.js";
+import { fetchTicket, stateShower } from "./console-session.js";
 
 const screen = document.getElementById("screen");
 const state = document.getElementById("console-state");
@@ -14,29 +15,14 @@ let attempts = 0;
 // noVNC in RFB terms: shown, and not retried (another attempt would fail the same way)
 let refused = null;
 
-function show(name, text) {
-  state.dataset.state = name;
-  state.textContent = text || name;
-}
-
-async function ticket() {
-  const answer = await fetch(screen.dataset.ticketUrl, {
-    method: "POST", credentials: "same-origin",
-    headers: { "X-CSRF-Token": screen.dataset.csrf,
-               "Content-Type": "application/x-www-form-urlencoded" },
-    body: "kind=vnc",
-  });
-  const body = await answer.json();
-  if (!answer.ok) throw new Error(body.error || ("HTTP " + answer.status));
-  return body.ticket;
-}
+const show = stateShower(state);
 
 async function connect() {
   show("connecting");
   attempts += 1;
   let t;
   try {
-    t = await ticket();
+    t = await fetchTicket(screen, "vnc");
   } catch (err) {
     show("closed", "refused: " + err.message);
     return;
