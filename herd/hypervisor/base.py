@@ -315,6 +315,41 @@ _REGISTRY = {
     "kvm": "herd.hypervisor.kvm:Kvm",
     "fake": "herd.hypervisor.fake:FakeHypervisor",
 }
+#: What a guest of each hypervisor leaves on its node, readable without importing the
+#: hypervisor's code: the kvm hypervisor writes ``NAME`` + :data:`KVM_RUNTIME_SUFFIX` in the
+#: instances' run folder per guest; the fake one keeps all its guests in one JSON file.
+KVM_RUNTIME_SUFFIX = ".runtime.json"
+FAKE_STATE_FILE = "fake-hypervisor.json"
+
+
+def _kvm_guests_may_run(paths: HerdPaths) -> bool:
+    folder = paths.instance_run_dir
+    return folder.is_dir() and any(p.name.endswith(KVM_RUNTIME_SUFFIX) for p in folder.iterdir())
+
+
+def _fake_guests_may_run(paths: HerdPaths) -> bool:
+    state = paths.run_dir / FAKE_STATE_FILE
+    return state.exists() and state.stat().st_size > 2  # more than "{}"
+
+
+#: One cheap check per registered hypervisor (the same names as :data:`_REGISTRY`).
+_GUEST_TRACES: dict[str, Callable[[HerdPaths], bool]] = {
+    "kvm": _kvm_guests_may_run,
+    "fake": _fake_guests_may_run,
+}
+
+
+def hypervisor_names() -> tuple[str, ...]:
+    """Every hypervisor a node can run guests with, kvm first (the default)."""
+    return tuple(_REGISTRY)
+
+
+def guests_may_run(paths: HerdPaths) -> bool:
+    """Whether any hypervisor has left a trace of a guest on this node, without loading any
+    hypervisor's code: noded's usage sampler asks every minute, and a node that never ran a
+    guest keeps the hypervisors unimported (noded stays small at rest). False means no guest
+    runs here; True that one may (a trace outlives a guest until it is cleaned up)."""
+    return any(check(paths) for check in _GUEST_TRACES.values())
 
 
 def get_hypervisor(name: str, paths: HerdPaths) -> Hypervisor:

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from herd.errors import HypervisorError
-from herd.hypervisor.base import DiskSpec, Hypervisor, InstanceSpec, NicSpec, RuntimeInfo
+from herd.hypervisor.base import (
+    FAKE_STATE_FILE,
+    DiskSpec,
+    Hypervisor,
+    InstanceSpec,
+    NicSpec,
+    RuntimeInfo,
+)
 from herd.paths import HerdPaths
 
 
@@ -33,7 +40,7 @@ class FakeHypervisor(Hypervisor):
 
     def __init__(self, paths: HerdPaths) -> None:
         super().__init__(paths)
-        self._file = paths.run_dir / "fake-hypervisor.json"
+        self._file = paths.run_dir / FAKE_STATE_FILE
 
     @classmethod
     def parameter_defaults(cls) -> dict[str, Any]:

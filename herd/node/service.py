@@ -33,7 +33,7 @@ from herd.version import RPC_VERSION
 
 log = logging.getLogger(__name__)
 #: Hypervisors whose guests a node looks for (the fake one is for scale tests).
-HYPERVISORS = ("kvm", "fake")
+HYPERVISORS = hvbase.hypervisor_names()
 #: The storage RPC generation this noded speaks: 2 adds ``blockdev_*`` (DeviceSpec lists); the
 #: ``disks_*``/``mirror_*`` names of 1 still work (translated, :mod:`herd.rpc.legacy_storage`).
 
@@ -780,10 +780,7 @@ class NodeService:
     async def _usage_if_guests(self) -> list[dict[str, Any]]:
         """``instance_usage`` when a guest may run here: a node without guests never loads
         the hypervisors' code for the graphs' sampling (noded stays small at rest)."""
-        kvm_guests = self.paths.instance_run_dir.is_dir() and any(
-            p.name.endswith(".runtime.json") for p in self.paths.instance_run_dir.iterdir())
-        fake = self.paths.run_dir / "fake-hypervisor.json"
-        if not kvm_guests and not (fake.exists() and fake.stat().st_size > 2):
+        if not hvbase.guests_may_run(self.paths):
             return []
         return await self.instance_usage()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from herd.errors import HypervisorError
-from herd.hypervisor.base import InstanceSpec
+from herd.hypervisor.base import KVM_RUNTIME_SUFFIX, InstanceSpec
 
 #: Linux limit for a unix socket path (sun_path is 108 bytes including the NUL).
 MAX_SOCKET_PATH = 107
@@ -52,7 +52,7 @@ class InstanceFiles:
 
     @property
     def runtime(self) -> Path:
-        return self._f("runtime.json")
+        return self.run_dir / f"{self.name}{KVM_RUNTIME_SUFFIX}"
 
     @property
     def qemu_log(self) -> Path:
@@ -174,7 +174,7 @@ def is_our_qemu(pid: int, files: InstanceFiles, uuid: str) -> bool:
 
 def list_names(run_dir: Path) -> list[str]:
     """Instance names that have a runtime file."""
-    suffix = ".runtime.json"
+    suffix = KVM_RUNTIME_SUFFIX
     if not run_dir.is_dir():
         return []
     return sorted(p.name[: -len(suffix)] for p in run_dir.iterdir()
