@@ -283,8 +283,11 @@ class JobExecutor:
         NODES_DOWN.set({})
         intents.CURRENT_JOB.set(job.id)
         state.start_ts = time.time()
-        state.status = q.WAITING
-        await self._set_status(job, q.WAITING)
+        state.status = job.status = q.WAITING
+        # not waited for: a job found waiting after a crash is run again as a queued one is
+        # (recover), so nothing depends on this being durable before the locks are asked;
+        # RUNNING, which does (a job found running is failed, never run twice), is waited for
+        self.queue.save_soon(job, lambda: self._notify(job.id))
         lu = None
         # whether the opcode may have changed config objects in memory (see the finally)
         may_change = True
@@ -327,5 +330,8 @@ class JobExecutor:
                 # saved or not: no kept query answer (herd.daemons.lists) predates it
                 self.ctx.config.note_change()
         state.status, state.result, state.end_ts = q.SUCCESS, result, time.time()
-        await self.queue.save_async(job)
+        # not waited for either: the next opcode's RUNNING or the job's end is, and commits
+        # after it (the writer keeps the order), so no one is told of this result before it is
+        # durable; a crash in between fails the job (it was running), as it did before
+        self.queue.save_soon(job)
         return True

@@ -503,6 +503,28 @@ class JobQueue:
         await self._in_writer(self._update_row, _row(job))
         self._tell_saved(job)
 
+    def save_soon(self, job: Job, then: Callable[[], None] | None = None) -> None:
+        """:meth:`save_async` without waiting for the commit: the row, encoded now, goes to
+        the writer thread in order with every other write (a later save of the same job
+        commits after it, often in the same transaction); once it is committed the listener
+        is given the job as it was here (it goes on changing meanwhile), then ``then`` runs
+        on the loop. For the changes of a job that nothing needs durable before the job goes
+        on (see JobExecutor._run_op): each awaited commit is an fsync in the job's path."""
+        row = _row(job)
+        record = json.loads(json.dumps(job_record(job), default=str))
+        future = self._write_soon(self._update_row, row)
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            if fut.cancelled() or fut.exception() is not None:
+                log.error("job %s: could not record its state %s (%s)", job.id, row[0],
+                          fut.exception() if not fut.cancelled() else "canceled")
+                return
+            if self.listener is not None:
+                self.listener.job_stored(record)
+            if then is not None:
+                then()
+        future.add_done_callback(done)
+
     def _tell_saved(self, job: Job) -> None:
         if self.listener is not None:
             self.listener.job_stored(json.loads(json.dumps(job_record(job), default=str)))
