@@ -33,14 +33,21 @@ async def until(condition: Any) -> None:
         await asyncio.sleep(0)
 
 
+async def submitted(job_id: int) -> tuple[HeldEtcd, JobReplica, asyncio.Future[None]]:
+    """A replica whose first write (job ``job_id``'s record) etcd holds, and the flush of
+    that job's submit."""
+    etcd = HeldEtcd()
+    replica = JobReplica(etcd, lambda: [])  # type: ignore[arg-type]
+    replica.start()
+    replica.job_stored({"id": job_id, "status": "queued"})
+    flush = asyncio.ensure_future(replica.flush())
+    await until(lambda: len(etcd.txns) == 1)
+    return etcd, replica, flush
+
+
 def test_a_flush_waits_for_earlier_changes_only() -> None:
     async def body() -> None:
-        etcd = HeldEtcd()
-        replica = JobReplica(etcd, lambda: [])  # type: ignore[arg-type]
-        replica.start()
-        replica.job_stored({"id": 7, "status": "queued"})
-        submit = asyncio.ensure_future(replica.flush())  # the submit of job 7
-        await until(lambda: len(etcd.txns) == 1)
+        etcd, replica, submit = await submitted(7)  # the submit of job 7
         assert etcd.txns[0] == [rec_key(7)]
         # job 7 runs on meanwhile: its status and a log line pile up behind the write
         replica.job_stored({"id": 7, "status": "running"})
@@ -62,12 +69,7 @@ def test_a_flush_waits_for_earlier_changes_only() -> None:
 
 def test_a_cancelled_flush_leaves_no_waiter_behind() -> None:
     async def body() -> None:
-        etcd = HeldEtcd()
-        replica = JobReplica(etcd, lambda: [])  # type: ignore[arg-type]
-        replica.start()
-        replica.job_stored({"id": 8, "status": "queued"})
-        waiter = asyncio.ensure_future(replica.flush())
-        await until(lambda: len(etcd.txns) == 1)
+        etcd, replica, waiter = await submitted(8)
         waiter.cancel()  # masterd gives up after SUBMIT_FLUSH_WAIT or when it stops
         await asyncio.sleep(0)
         assert replica._flushes == []
