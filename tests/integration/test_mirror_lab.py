@@ -125,6 +125,9 @@ def test_full_sync_replicates_writes_and_flushes_durably(pair: Pair) -> None:
         routes = pair.lab.run(node, "ip", "route", "show", "proto", "77").stdout
         assert f"{pair.lab.node(other).secondary_ip} dev eth1" in routes, routes
         assert "quickack 1" in routes, routes
+        # and an unpaced congestion control where the namespace's default paces (BBR)
+        default = pair.lab.run(node, "sysctl", "-n", "net.ipv4.tcp_congestion_control").stdout
+        assert ("congctl cubic" in routes) == (default.strip() == "bbr"), (default, routes)
 
     # Flush durability: the secondary's storage daemon makes a replicated write durable
     # before acknowledging it (export writethrough), so a guest's flush finds the replica

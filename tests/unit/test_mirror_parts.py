@@ -12,7 +12,7 @@ import pytest
 
 from herd.errors import StorageError
 from herd.paths import HerdPaths
-from herd.storage.mirror import MirrorDisk, MirrorManager, MirrorStatus, graph, peer
+from herd.storage.mirror import MirrorDisk, MirrorManager, MirrorStatus, graph, peer, quickack
 from herd.storage.mirror.daemon import MAX_SOCKET_PATH, DaemonFiles
 from herd.storage.mirror.records import Runtime
 from herd.storage.mirror.states import in_sync
@@ -305,3 +305,18 @@ def test_a_reconnect_resumes_until_the_job_runs_connected(monkeypatch: pytest.Mo
     jobs = _Jobs(connect_after_resumes=10**9)
     with pytest.raises(StorageError, match="keeps failing"):
         asyncio.run(mgr._resume(jobs, DISK, timeout=0.05))  # type: ignore[arg-type]
+
+
+def test_the_replication_route_takes_an_unpaced_congestion_control_only_instead_of_bbr(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # BBR paces with a timer re-armed per send (a hypervisor exit per re-arm on a VM): the
+    # route to the peer says CUBIC; an admin's other choice is left alone
+    assert quickack.route_metrics("bbr") == {"quickack": 1, "cc_algo": "cubic"}
+    for other in ("cubic", "dctcp", "reno", None):
+        assert quickack.route_metrics(other) == {"quickack": 1}
+    # the namespace's default as the kernel shows it
+    sysctl = tmp_path / "tcp_congestion_control"
+    monkeypatch.setattr(quickack, "DEFAULT_CC", sysctl)
+    assert quickack.default_cc() is None
+    sysctl.write_text("bbr\n")
+    assert quickack.default_cc() == "bbr"
