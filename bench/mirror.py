@@ -192,24 +192,35 @@ def parse_size(s: str) -> int:
     return int(s[:-1]) * units[s[-1]] if s[-1] in units else int(s)
 
 
+def storage_daemon(lab: Lab, node: str, cpu: int, pidfile: Path, *args: str) -> int:
+    """A qemu-storage-daemon in ``node`` with ``args``, pinned to ``cpu``: its pid."""
+    lab.run(node, "qemu-storage-daemon", "--daemonize", "--pidfile", str(pidfile), *args)
+    pid = int(pidfile.read_text())
+    pin(lab, node, pid, cpu)
+    return pid
+
+
 def local_qsd(lab: Lab, node: str, size: int, cpu: int) -> tuple[int, str]:
     """A storage daemon serving a preallocated file in ``node`` as a mirror's primary serves
     its local copy (the same ``local_node``), pinned to ``cpu``: (pid, NBD URI)."""
     run = lab.node(node).paths.run_dir
     image, sock, pidfile = run / "local.img", run / "local.sock", run / "local.pid"
     preallocate_file(lab, node, image, size)
-    blockdev = json.dumps(graph.local_node(image))
-    lab.run(node, "qemu-storage-daemon", "--daemonize", "--pidfile", str(pidfile),
-            "--blockdev", blockdev,
-            "--nbd-server", f"addr.type=unix,addr.path={sock}",
-            "--export", f"type=nbd,id=vm,node-name={graph.LOCAL},name=local,writable=on")
-    pid = int(pidfile.read_text())
-    pin(lab, node, pid, cpu)
+    pid = storage_daemon(
+        lab, node, cpu, pidfile, "--blockdev", json.dumps(graph.local_node(image)),
+        "--nbd-server", f"addr.type=unix,addr.path={sock}",
+        "--export", f"type=nbd,id=vm,node-name={graph.LOCAL},name=local,writable=on")
     return pid, f"nbd+unix:///local?socket={sock}"
 
 
 #: 4 KiB writes scattered over the whole disk: a step of 4 KiB times a prime.
 RAND_STEP = 4096 * 7919
+#: The workloads, as ``qemu-img bench`` arguments (each measured the same way everywhere).
+WORKLOADS: dict[str, dict[str, Any]] = {
+    "seq 1 MiB qd16": {"size": "1M", "step": MiB, "count": 512, "depth": 16},
+    "rand 4 KiB qd16": {"size": "4k", "step": RAND_STEP, "count": 20000, "depth": 16},
+    "rand 4 KiB qd1": {"size": "4k", "step": RAND_STEP, "count": 3000, "depth": 1},
+}
 
 
 def ceiling(lab: Lab, uris: list[tuple[str, str, int]]) -> dict[str, float]:
@@ -217,24 +228,11 @@ def ceiling(lab: Lab, uris: list[tuple[str, str, int]]) -> dict[str, float]:
     is left of the machine for one copy when the other copy is written too. Both nodes'
     data sit on this machine's one disk, so a replicated write costs it twice the local
     bytes; in a real cluster each node has its own."""
-    return {
-        "seq 1 MiB qd16": img_bench_pair(lab, uris, size="1M", step=MiB, count=512,
-                                         depth=16)[0],
-        "rand 4 KiB qd16": img_bench_pair(lab, uris, size="4k", step=RAND_STEP, count=20000,
-                                          depth=16)[0],
-        "rand 4 KiB qd1": img_bench_pair(lab, uris, size="4k", step=RAND_STEP, count=3000,
-                                         depth=1)[0],
-    }
+    return {name: img_bench_pair(lab, uris, **args)[0] for name, args in WORKLOADS.items()}
 
 
 def workloads(lab: Lab, node: str, uri: str) -> dict[str, float]:
-    return {
-        "seq 1 MiB qd16": img_bench(lab, node, uri, size="1M", step=MiB, count=512, depth=16),
-        "rand 4 KiB qd16": img_bench(lab, node, uri, size="4k", step=RAND_STEP, count=20000,
-                                     depth=16),
-        "rand 4 KiB qd1": img_bench(lab, node, uri, size="4k", step=RAND_STEP, count=3000,
-                                    depth=1),
-    }
+    return {name: img_bench(lab, node, uri, **args) for name, args in WORKLOADS.items()}
 
 
 def partial_resync(lab: Lab, d: Disk, uri: str) -> dict[str, Any]:

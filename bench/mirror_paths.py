@@ -63,13 +63,9 @@ def cpu_busy(run: Callable[[], float]) -> tuple[float, dict[str, float]]:
 
 
 def daemon(lab: Lab, node: str, cpu: int, *args: str) -> int:
-    """A qemu-storage-daemon in ``node`` pinned to ``cpu``: its pid."""
-    run = lab.node(node).paths.run_dir
-    pidfile = run / f"paths-{time.monotonic_ns()}.pid"
-    lab.run(node, "qemu-storage-daemon", "--daemonize", "--pidfile", str(pidfile), *args)
-    pid = int(pidfile.read_text())
-    bm.pin(lab, node, pid, cpu)
-    return pid
+    """A storage daemon in ``node`` pinned to ``cpu`` (a pid file of its own): its pid."""
+    pidfile = lab.node(node).paths.run_dir / f"paths-{time.monotonic_ns()}.pid"
+    return bm.storage_daemon(lab, node, cpu, pidfile, *args)
 
 
 def peer_export(lab: Lab, size: int, port: int) -> tuple[int, str]:
@@ -102,10 +98,20 @@ def parallel_primary(lab: Lab, size: int, peer_ip: str, port: int) -> tuple[int,
     return pid, f"nbd+unix:///vm?socket={sock}"
 
 
+#: The workload during which each CPU's busy share is read.
+BUSY_WORKLOAD = "rand 4 KiB qd16"
+
+
 def measure(lab: Lab, uri: str) -> dict[str, Any]:
-    out: dict[str, Any] = bm.workloads(lab, "node1", uri)
-    _, out["busy"] = cpu_busy(lambda: bm.img_bench(lab, "node1", uri, size="4k",
-                                                   step=bm.RAND_STEP, count=20000, depth=16))
+    """bench/mirror.py's workloads on ``uri``, with the CPUs' busy shares during one."""
+    out: dict[str, Any] = {}
+    for name, args in bm.WORKLOADS.items():
+        def run(args: dict[str, Any] = args) -> float:
+            return bm.img_bench(lab, "node1", uri, **args)
+        if name == BUSY_WORKLOAD:
+            out[name], out["busy"] = cpu_busy(run)
+        else:
+            out[name] = run()
     return out
 
 

@@ -638,14 +638,11 @@ RSS_ROWS: list[tuple[str, str, str, float]] = [
 ]
 
 
-def _round_ratios(result: dict[str, Any], loaded: str, idle: str) -> list[float]:
-    """Loaded/idle of each round of :func:`list_load_ratios` (``*_s`` keys -> ``*_runs``)."""
-    runs = {"job_under_lists_s": "loaded_runs", "idle_job_s": "idle_runs"}
-
-    def key(name: str) -> str:
-        return runs.get(name, name.removesuffix("_s").replace("_under_lists", "_loaded")
-                        + "_runs")
-    pairs = zip(result.get(key(loaded), []), result.get(key(idle), []), strict=True)
+def _round_ratios(result: dict[str, Any], runs: str) -> list[float]:
+    """Loaded/idle of each round of :func:`list_load_ratios` (``runs``: the prefix of its
+    ``*loaded_runs`` and ``*idle_runs`` lists)."""
+    pairs = zip(result.get(f"{runs}loaded_runs", []), result.get(f"{runs}idle_runs", []),
+                strict=True)
     return [a / b for a, b in pairs if b]
 
 
@@ -669,17 +666,17 @@ def report(results: list[dict[str, Any]]) -> None:
                             for r in mine)
             ganeti = GANETI["jobs_per_s"] if key == "trivial_16" else ""
             print(f"{label:42}{cells}{'':>22}{ganeti:>10}")
-        for label, loaded, idle, note in (
-                ("job latency under lists / idle", "job_under_lists_s", "idle_job_s",
+        for label, loaded, idle, runs, note in (
+                ("job latency under lists / idle", "job_under_lists_s", "idle_job_s", "",
                  "goal < 2"),
                 ("  the same through the master socket", "socket_under_lists_s",
-                 "socket_idle_s", "masterd's part"),
+                 "socket_idle_s", "socket_", "masterd's part"),
                 ("  python -c pass under lists / idle", "python_under_lists_s",
-                 "python_idle_s", "any new process")):
+                 "python_idle_s", "python_", "any new process")):
             ratio = "".join(f"{_get(r, loaded) / _get(r, idle):>12.2f}" for r in mine)
             print(f"{label:42}{ratio}{note:>22}")
             for r in mine:  # each round's own ratio: its idle and loaded runs are neighbours
-                rounds = _round_ratios(r, loaded, idle)
+                rounds = _round_ratios(r, runs)
                 if len(rounds) > 1:
                     print(f"{'':4}at {r['size']:,}, {len(rounds)} rounds: median "
                           f"{statistics.median(rounds):.2f} [{min(rounds):.2f}-"

@@ -310,11 +310,6 @@ class Hypervisor(ABC):
     def node_facts(self) -> dict[str, Any]: ...
 
 
-#: Hypervisor name -> "module:Class"; imported lazily so that importing base stays cheap.
-_REGISTRY = {
-    "kvm": "herd.hypervisor.kvm:Kvm",
-    "fake": "herd.hypervisor.fake:FakeHypervisor",
-}
 #: What a guest of each hypervisor leaves on its node, readable without importing the
 #: hypervisor's code: the kvm hypervisor writes ``NAME`` + :data:`KVM_RUNTIME_SUFFIX` in the
 #: instances' run folder per guest; the fake one keeps all its guests in one JSON file.
@@ -332,10 +327,11 @@ def _fake_guests_may_run(paths: HerdPaths) -> bool:
     return state.exists() and state.stat().st_size > 2  # more than "{}"
 
 
-#: One cheap check per registered hypervisor (the same names as :data:`_REGISTRY`).
-_GUEST_TRACES: dict[str, Callable[[HerdPaths], bool]] = {
-    "kvm": _kvm_guests_may_run,
-    "fake": _fake_guests_may_run,
+#: Hypervisor name -> ("module:Class", a cheap check for traces of its guests on a node). The
+#: class is imported lazily so that importing base stays cheap; the check reads files only.
+_REGISTRY: dict[str, tuple[str, Callable[[HerdPaths], bool]]] = {
+    "kvm": ("herd.hypervisor.kvm:Kvm", _kvm_guests_may_run),
+    "fake": ("herd.hypervisor.fake:FakeHypervisor", _fake_guests_may_run),
 }
 
 
@@ -349,15 +345,15 @@ def guests_may_run(paths: HerdPaths) -> bool:
     hypervisor's code: noded's usage sampler asks every minute, and a node that never ran a
     guest keeps the hypervisors unimported (noded stays small at rest). False means no guest
     runs here; True that one may (a trace outlives a guest until it is cleaned up)."""
-    return any(check(paths) for check in _GUEST_TRACES.values())
+    return any(check(paths) for _target, check in _REGISTRY.values())
 
 
 def get_hypervisor(name: str, paths: HerdPaths) -> Hypervisor:
     """The hypervisor called ``name`` (Ganeti's names), bound to one node's paths."""
-    target = _REGISTRY.get(name)
-    if target is None:
+    entry = _REGISTRY.get(name)
+    if entry is None:
         raise ParameterError(
             f"unknown hypervisor '{name}': expected one of {', '.join(sorted(_REGISTRY))}")
-    module, cls_name = target.split(":")
+    module, cls_name = entry[0].split(":")
     cls: type[Hypervisor] = getattr(importlib.import_module(module), cls_name)
     return cls(paths)

@@ -243,6 +243,12 @@ def job_record(job: Job) -> dict[str, Any]:
             "ops": [op.__dict__ for op in job.ops]}
 
 
+def _listener_record(job: Job) -> dict[str, Any]:
+    """The job as the listener (the etcd copy) is given it: a copy in JSON's types, taken
+    now, as the job goes on changing."""
+    return json.loads(json.dumps(job_record(job), default=str))
+
+
 def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``method`` holding the queue's write lock: the writer thread and the event loop
     share the writing connection, and a transaction must not interleave with another."""
@@ -511,7 +517,7 @@ class JobQueue:
         on the loop. For the changes of a job that nothing needs durable before the job goes
         on (see JobExecutor._run_op): each awaited commit is an fsync in the job's path."""
         row = _row(job)
-        record = json.loads(json.dumps(job_record(job), default=str))
+        record = _listener_record(job) if self.listener is not None else None
         future = self._write_soon(self._update_row, row)
 
         def done(fut: asyncio.Future[Any]) -> None:
@@ -519,7 +525,7 @@ class JobQueue:
                 log.error("job %s: could not record its state %s (%s)", job.id, row[0],
                           fut.exception() if not fut.cancelled() else "canceled")
                 return
-            if self.listener is not None:
+            if self.listener is not None and record is not None:
                 self.listener.job_stored(record)
             if then is not None:
                 then()
@@ -527,7 +533,7 @@ class JobQueue:
 
     def _tell_saved(self, job: Job) -> None:
         if self.listener is not None:
-            self.listener.job_stored(json.loads(json.dumps(job_record(job), default=str)))
+            self.listener.job_stored(_listener_record(job))
 
     @_serialized
     def _update(self, row: tuple[Any, ...]) -> None:

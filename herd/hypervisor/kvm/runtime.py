@@ -174,8 +174,7 @@ def is_our_qemu(pid: int, files: InstanceFiles, uuid: str) -> bool:
 
 def list_names(run_dir: Path) -> list[str]:
     """Instance names that have a runtime file."""
-    suffix = KVM_RUNTIME_SUFFIX
     if not run_dir.is_dir():
         return []
-    return sorted(p.name[: -len(suffix)] for p in run_dir.iterdir()
-                  if p.name.endswith(suffix) and not p.name.startswith("."))
+    return sorted(p.name.removesuffix(KVM_RUNTIME_SUFFIX) for p in run_dir.iterdir()
+                  if p.name.endswith(KVM_RUNTIME_SUFFIX) and not p.name.startswith("."))
