@@ -163,9 +163,12 @@ def test_migration_live_in_the_job_panel_and_the_console_follows(lab: WebLab,
         except PlaywrightError:  # read while the page reloads itself (the job ended)
             return []
 
-    wait_until("the migration's success in the panel",
-               lambda: any(t["status"] == "success" for t in trace()), timeout=180)
-    seen = trace()
+    def ended() -> list[dict[str, str]] | None:
+        seen = trace()
+        return seen if any(t["status"] == "success" for t in seen) else None
+
+    # the trace that showed the end: a second read may land in the page's reload after it
+    seen = wait_until("the migration's success in the panel", ended, timeout=180)
     first = seen[0]
     assert first["status"] in ("queued", "waiting", "running"), first
     assert {t["doc"] for t in seen} == {first["doc"]}, "the page was reloaded mid-job"
