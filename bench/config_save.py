@@ -49,6 +49,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from procmem import rss_mib  # bench/procmem.py (this script's folder)
+
 from herd.config import layout
 from herd.config.etcdstore import SAVE_SCOPE, EtcdConfigStore, import_config
 from herd.config.store import ConfigStore
@@ -83,16 +85,6 @@ def log(message: str) -> None:
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 # -- the synthetic configuration ------------------------------------------------------------

@@ -17,6 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from procmem import rss_mib  # bench/procmem.py (this script's folder)
+
 from herd.cli.client import MasterClient
 from herd.lab.single import SingleNodeCluster, build_test_guest
 
@@ -38,15 +40,6 @@ def timed(fn: Callable[[], object], repeat: int = 5) -> float:
         fn()
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
-
-
-def rss_mib(pid: int | None) -> float:
-    if not pid:
-        return float("nan")
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def wait_for_boot(cluster: SingleNodeCluster, names: list[str], timeout: float = 120) -> None:

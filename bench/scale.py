@@ -53,6 +53,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import procmem  # noqa: E402  (bench/procmem.py)
 
 USER, PASSWORD = "bench", "benchpw"
 RAPI_PORT = 5080
@@ -247,45 +250,25 @@ def timed(argv: tuple[str, ...], times: int) -> float:
     return median([run(*argv) for _ in range(times)])
 
 
-def rss_mib(pid: int | None) -> float:
-    if pid is None:
-        return float("nan")
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 def rss_all() -> dict[str, float]:
     from herd import paths
     from herd.fileutil import read_pid
 
     p = paths.current()
     pids = {d: read_pid(p.pid_file(d)) for d in ("masterd", "rapi", "noded", "etcd")}
-    out: dict[str, Any] = {d: rss_mib(pid) for d, pid in pids.items()}
+    out: dict[str, Any] = {d: procmem.rss_mib(pid) for d, pid in pids.items()}
     out["herd_total"] = out["masterd"] + out["rapi"] + out["noded"]
     # the etcd member noded runs is one of Herd's processes for the goals (bench/at_rest.py)
     out["with_etcd"] = out["herd_total"] + out["etcd"]
     # the proportional sets: shared pages (libpython, libcrypto) divided among the processes
-    out["pss_herd_total"] = sum(_pss_mib(pids[d]) for d in ("masterd", "rapi", "noded"))
-    out["pss_with_etcd"] = out["pss_herd_total"] + _pss_mib(pids["etcd"])
+    out["pss_herd_total"] = sum(procmem.pss_mib(pids[d]) for d in ("masterd", "rapi", "noded"))
+    out["pss_with_etcd"] = out["pss_herd_total"] + procmem.pss_mib(pids["etcd"])
+    # each physical page once, however many of the four map it (bench/procmem.py)
+    out["together_with_etcd"] = procmem.together_mib(pids.values())
     # the big native libraries a daemon should not keep resident at rest
     out["loaded"] = {d: sorted(lib for lib in ("cryptography", "markupsafe")
                                if lib in _maps(pids[d])) for d in ("masterd", "rapi", "noded")}
     return out
-
-
-def _pss_mib(pid: int | None) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 def _maps(pid: int | None) -> str:
@@ -632,9 +615,11 @@ RSS_ROWS: list[tuple[str, str, str, float]] = [
     ("RSS Herd total at rest (MiB)", "rss_herd_total_mib", "", 1),
     ("  with etcd (MiB)", "rss_with_etcd_mib", "", 1),
     ("  PSS with etcd (MiB)", "rss_pss_with_etcd_mib", "", 1),
+    ("  together with etcd, each page once (MiB)", "rss_together_with_etcd_mib", "", 1),
     ("RSS after the measures, settled (MiB)", "settled_herd_total_mib", "", 1),
     ("  with etcd (MiB)", "settled_with_etcd_mib", "", 1),
     ("  PSS with etcd (MiB)", "settled_pss_with_etcd_mib", "", 1),
+    ("  together with etcd, each page once (MiB)", "settled_together_with_etcd_mib", "", 1),
 ]
 
 
@@ -693,7 +678,9 @@ def report(results: list[dict[str, Any]]) -> None:
               f"{empty['rapi']:.1f}, noded {empty['noded']:.1f}, etcd {empty['etcd']:.1f} MiB "
               f"(Herd {empty['herd_total']:.1f}, PSS {empty.get('pss_herd_total', 0):.1f}; "
               f"goal <= {GOAL_RSS_AT_REST_MIB}; with etcd "
-              f"{empty['herd_total'] + empty['etcd']:.1f}; Ganeti 3.0.2's daemons: "
+              f"{empty['herd_total'] + empty['etcd']:.1f}, PSS "
+              f"{empty.get('pss_with_etcd', float('nan')):.1f}, each page once "
+              f"{empty.get('together_with_etcd', float('nan')):.1f}; Ganeti 3.0.2's daemons: "
               f"{GANETI['rss_total_mib']} MiB in all)")
     print("\nbefore(1n): issue 17's figures on main before this work at 100/1,000/5,000; "
           "Ganeti: 3.0.2, recorded on a 1-2 node cluster with 3 instances (ganeti-samples).")
