@@ -30,7 +30,13 @@ from herd.config.facts import read_facts, write_facts, write_facts_dict
 from herd.config.replication import Replicator
 from herd.config.store import ConfigStore
 from herd.daemons import util as daemon_util
-from herd.daemons.common import add_log_file, install_stop_handlers, pid_file, setup_logging
+from herd.daemons.common import (
+    add_log_file,
+    install_stop_handlers,
+    pid_file,
+    release_free_memory,
+    setup_logging,
+)
 from herd.daemons.lists import METHODS as LIST_METHODS
 from herd.daemons.lists import ListAnswers
 from herd.etcd import maintenance as etcd_maintenance
@@ -123,18 +129,6 @@ SUBMIT_FLUSH_WAIT = 20.0
 
 class NotMaster(errors.OpPrereqError):
     code = "NotMaster"
-
-
-def release_free_memory() -> None:
-    """Give the kernel back the heap the config load freed (etcd's answer, the parsed
-    document: about 30 MiB of a 20,000-instance load that the C allocator would otherwise
-    keep as masterd's RSS for its whole life). glibc only; elsewhere nothing happens."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 #: Answers with more rows than this are encoded off the event loop (see encode_answer).
