@@ -110,9 +110,11 @@ class RapiApp:
         self.forced_anonymous = not require_auth
         self._facts_seen: tuple[int, bool] | None = None
         self.users = UsersFile(paths.rapi_users_file)
-        self.master = MasterPool(paths.master_socket)
         #: list bodies kept with masterd's etags (Req.kept_answer)
         self.kept = AnswerCache()
+        # big answers used and dropped (the web manager's lists) count for the heap release
+        # of the kept bodies' upkeep (herd.daemons.rapi: answer_cache.tidy)
+        self.master = MasterPool(paths.master_socket, on_big_answer=self.kept.note_churn)
         self.logins = LoginThrottle()
         self._web: Any = None
 

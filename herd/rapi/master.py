@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,12 @@ class _RoundTripError(Exception):
 
 
 class MasterPool:
-    def __init__(self, socket_path: Path, max_idle: int = 32, timeout: float = 120.0) -> None:
+    def __init__(self, socket_path: Path, max_idle: int = 32, timeout: float = 120.0,
+                 on_big_answer: Callable[[int], None] | None = None) -> None:
         self.socket_path = socket_path
+        #: told the size of each answer big enough to leave megabytes of freed heap behind
+        #: once it is used and dropped (herd-rapi counts them for its next heap release)
+        self.on_big_answer = on_big_answer
         self.max_idle = max_idle
         self.timeout = timeout
         self._idle: list[_Conn] = []
@@ -170,8 +175,12 @@ class MasterPool:
         # a bulk answer (megabytes of rows) is decoded off the event loop, as masterd
         # encoded it: other RAPI requests go on meanwhile
         decode = _decode_lazily if lazy_rows else proto.decode
-        answer = await asyncio.to_thread(decode, line) if len(line) > BIG_ANSWER \
-            else decode(line)
+        if len(line) > BIG_ANSWER:
+            if self.on_big_answer is not None:
+                self.on_big_answer(len(line))
+            answer = await asyncio.to_thread(decode, line)
+        else:
+            answer = decode(line)
         if not answer.get("ok"):
             raise errors.from_dict(answer.get("error") or {})
         return answer  # type: ignore[no-any-return]

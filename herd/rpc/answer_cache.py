@@ -132,6 +132,12 @@ class AnswerCache:
         self._entries.clear()
         self._bytes = 0
 
+    def note_churn(self, size: int) -> None:
+        """Count ``size`` bytes of an answer handled outside the cache (decoded, used,
+        dropped: the web manager's pages sort and page every instance of masterd's answer):
+        the next tidy gives their freed heap back too, as it does for kept answers."""
+        self._churn += size
+
     def take_churn(self) -> int:
         """Bytes of the answers built (kept or not) and dropped since the last call: what
         the process allocated and freed for them, its heap to give back when large."""

@@ -129,6 +129,36 @@ def test_a_lost_answer_repeats_a_query_but_never_a_submit(tmp_path: Path) -> Non
     run(scenario())
 
 
+def test_big_answers_are_told_to_the_hook_small_ones_not(tmp_path: Path) -> None:
+    """herd-rapi's heap release counts the big answers it used and dropped (rapi/app.py)."""
+    from herd.rapi.master import BIG_ANSWER
+
+    sock = tmp_path / "master.sock"
+    sizes: list[int] = []
+    big_line = json.dumps({"ok": True, "result": ["x" * 100] * (BIG_ANSWER // 100)}).encode()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            method = json.loads(line)["method"]
+            writer.write((big_line if method == "big" else b'{"ok": true, "result": 7}')
+                         + b"\n")
+            await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_unix_server(serve, str(sock))
+        pool = MasterPool(sock, timeout=5, on_big_answer=sizes.append)
+        assert await pool.call("small") == 7
+        assert sizes == []
+        assert len(await pool.call("big")) == BIG_ANSWER // 100
+        assert sizes == [len(big_line) + 1]
+        pool.close()
+        server.close()
+        await server.wait_closed()
+
+    run(scenario())
+
+
 def test_masterd_down_is_502_at_once(tmp_path: Path) -> None:
     pool = MasterPool(tmp_path / "nothing.sock", timeout=5)
     with pytest.raises(MasterUnavailable, match="Can't connect"):

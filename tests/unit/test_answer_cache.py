@@ -103,6 +103,26 @@ def test_the_heap_is_given_back_after_big_answers_were_built_or_dropped_not_at_r
     asyncio.run(scenario())
 
 
+def test_big_answers_used_outside_the_cache_count_for_the_release() -> None:
+    """The web manager's lists decode and drop masterd's whole answer without keeping it:
+    herd-rapi kept ~70 MiB of freed heap after a few pages of 20,000 instances until its
+    next kept answer, since only the kept bodies counted for the release."""
+    cache = AnswerCache()
+    released: list[int] = []
+
+    async def scenario() -> None:
+        task = asyncio.create_task(tidy(cache, lambda: released.append(1), every=0.01))
+        cache.note_churn(RELEASE_AFTER_BYTES // 4)
+        await asyncio.sleep(0.03)
+        assert released == []  # a quarter of a megabyte: not worth a trim
+        cache.note_churn(RELEASE_AFTER_BYTES)
+        await asyncio.sleep(0.03)
+        assert released == [1] and len(cache) == 0  # nothing kept, the heap given back
+        task.cancel()
+
+    asyncio.run(scenario())
+
+
 # -- Rounds --------------------------------------------------------------------------------------
 def test_requests_during_a_computation_share_the_next_one() -> None:
     """The first caller's computation serves it alone; the three that arrive meanwhile wait
