@@ -1,4 +1,4 @@
-"""The one registry of query fields: instances, nodes, node groups and jobs.
+"""The one registry of query fields: instances, nodes, node groups, networks and jobs.
 
 Every field has Ganeti's name, title and kind (``text``, ``bool``, ``number``, ``unit``,
 ``timestamp``, ``other``), a doc line, whether its values are sizes in MiB (``unit``: the CLI
@@ -7,8 +7,8 @@ source it needs (``None``: the config alone answers it). Readers:
 
 - masterd's queries (:mod:`herd.logic.query`) compute only the fields asked for and ask the
   nodes only for the live sources those fields need;
-- ``gnt-instance``/``gnt-node``/``gnt-job list -o`` and ``list-fields`` take titles, units and
-  alignment from here;
+- ``gnt-instance``/``gnt-node``/``gnt-group``/``gnt-network``/``gnt-job list -o`` and
+  ``list-fields`` take titles, units and alignment from here;
 - RAPI ``/2/query/RESOURCE`` and ``/fields`` take kinds, titles and docs from here, and the
   bulk lists ask masterd for the fields their answer holds;
 - the web manager's instance table takes its column titles from here.
@@ -722,6 +722,75 @@ GROUP = Registry("group", [
 ])
 
 
+# -- networks ----------------------------------------------------------------------------------
+class NetworkView:
+    """One network in one query. Its address pool's state comes from ``pool_state`` (the
+    logic layer's, given by the query: this module does not import it), worked out once and
+    only when a field needs it, as are the groups it is connected to and its users."""
+
+    __slots__ = ("_groups", "_pool_state", "_state", "_users", "cfg", "obj")
+
+    def __init__(self, cfg: Any, net: Any, pool_state: Callable[[Any, Any], Any]) -> None:
+        self.cfg, self.obj, self._pool_state = cfg, net, pool_state
+        self._state: Any = None
+        self._groups: list[list[str]] | None = None
+        self._users: list[str] | None = None
+
+    @property
+    def state(self) -> Any:
+        if self._state is None:
+            self._state = self._pool_state(self.cfg, self.obj)
+        return self._state
+
+    @property
+    def groups(self) -> list[list[str]]:
+        """[group name, NIC mode, NIC link, VLAN] of each group it is connected to."""
+        if self._groups is None:
+            self._groups = []
+            for group in sorted(self.cfg.nodegroups.values(), key=lambda g: g.name):
+                found = group.networks.get(self.obj.uuid)
+                if found is not None:
+                    self._groups.append([group.name, found.get("mode"), found.get("link"),
+                                         found.get("vlan") or ""])
+        return self._groups
+
+    @property
+    def users(self) -> list[str]:
+        """The instances with a NIC on it."""
+        if self._users is None:
+            uuid = self.obj.uuid
+            self._users = sorted({i.name for i in self.cfg.instances.values()
+                                  if any(n.network == uuid for n in i.nics)})
+        return self._users
+
+
+def _external_reservations(v: NetworkView) -> str:
+    return ", ".join(v.obj.address(o) for o in sorted(v.state.external))
+
+
+NETWORK = Registry("network", [
+    Field("name", "Network", TEXT, "Name", lambda v: v.obj.name),
+    Field("network", "Subnet", TEXT, "IPv4 subnet", lambda v: v.obj.network),
+    Field("gateway", "Gateway", OTHER, "IPv4 gateway", lambda v: v.obj.gateway),
+    Field("network6", "IPv6Subnet", OTHER, "IPv6 subnet", lambda v: v.obj.network6),
+    Field("gateway6", "IPv6Gateway", OTHER, "IPv6 gateway", lambda v: v.obj.gateway6),
+    Field("mac_prefix", "MacPrefix", OTHER, "MAC address prefix", lambda v: v.obj.mac_prefix),
+    Field("free_count", "FreeCount", NUMBER, "Number of available addresses",
+          lambda v: v.state.free_count),
+    Field("reserved_count", "ReservedCount", NUMBER, "Number of reserved addresses",
+          lambda v: v.state.reserved_count),
+    Field("map", "Map", TEXT, "Actual mapping", lambda v: v.state.map()),
+    Field("external_reservations", "ExternalReservations", TEXT, "External reservations",
+          _external_reservations),
+    Field("group_list", "GroupList", OTHER,
+          "List of nodegroups (group name, NIC mode, NIC link)", lambda v: v.groups),
+    Field("group_cnt", "NodeGroups", NUMBER, "Number of nodegroups", lambda v: len(v.groups)),
+    Field("inst_list", "InstanceList", OTHER, "List of instances", lambda v: v.users),
+    Field("inst_cnt", "Instances", NUMBER, "Number of instances", lambda v: len(v.users)),
+    *_common("Network"),
+])
+
+
 # -- jobs --------------------------------------------------------------------------------------
 def _key(name: str) -> Getter:
     return lambda job: job.get(name)
@@ -749,4 +818,5 @@ JOB = Registry("job", [
         ("origin", "Origin", OTHER, "Who submitted the job, and how (Herd)"),
     )])
 
-REGISTRIES: dict[str, Registry] = {r.resource: r for r in (INSTANCE, NODE, GROUP, JOB)}
+REGISTRIES: dict[str, Registry] = {r.resource: r for r in (INSTANCE, NODE, GROUP, NETWORK,
+                                                                  JOB)}

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from herd import errors
 from herd.cli.client import MasterClient
 from herd.cli.formatting import format_json, format_table, format_time
-from herd.cli.options import resolve_fields
+from herd.cli.options import add_common_options, resolve_fields
 from herd.jobs import states as q
 
 TYPE_CHECKING = False
@@ -223,6 +223,17 @@ def print_registry_list(opts: Any, rows: list[dict[str, Any]], fields: list[str]
     print_rows(opts, rows, fields, registry.titles(fields), registry.unit_fields(fields),
                registry.numeric_fields(fields),
                frozenset(f for f in fields if (d := registry.lookup(f)) and d.kind == "timestamp"))
+
+
+def add_list_fields_command(sub: Any, registry: Any) -> None:
+    """A command's ``list-fields [FIELD...]``, with Ganeti's --no-headers and --separator:
+    the fields of ``registry`` (herd.fields) as :func:`print_fields` prints them. One place,
+    so that every gnt-* command lists its fields alike (gnt-group's and gnt-network's had
+    kept their own tables without the options)."""
+    parser = sub.add_parser("list-fields", help="list the available fields")
+    parser.add_argument("fields", nargs="*", metavar="FIELD")
+    add_common_options(parser, "no_headers", "separator")
+    parser.set_defaults(func=lambda opts: print_fields(opts, registry))
 
 
 def print_fields(opts: Any, registry: Any) -> int:

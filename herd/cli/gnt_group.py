@@ -11,9 +11,11 @@ from typing import Any
 from herd import errors
 from herd.cli.client import MasterClient
 from herd.cli.common import (
+    add_list_fields_command,
     command_main,
     job_error,
-    print_list,
+    list_fields,
+    print_registry_list,
     submit_or_run,
     wait_for_job,
 )
@@ -28,21 +30,13 @@ from herd.cli.options import (
     split_escaped,
 )
 from herd.cli.tags import add_tag_commands
+from herd.fields import GROUP as GROUP_FIELDS
 from herd.jobs import states as q
 from herd.units import parse_size
 
 PROG = "gnt-group"
 
 DEFAULT_FIELDS = ["name", "node_cnt", "pinst_cnt", "alloc_policy", "ndparams"]
-TITLES = {
-    "name": "Group", "node_cnt": "Nodes", "pinst_cnt": "Instances",
-    "alloc_policy": "AllocPolicy", "ndparams": "NDParams", "node_list": "NodeList",
-    "pinst_list": "InstanceList", "custom_ndparams": "CustomNDParams",
-    "diskparams": "DiskParameters", "custom_diskparams": "CustomDiskParameters",
-    "ipolicy": "InstancePolicy", "custom_ipolicy": "CustomInstancePolicy", "tags": "Tags",
-    "uuid": "UUID", "serial_no": "SerialNo", "ctime": "CTime", "mtime": "MTime",
-}
-NUMERIC_FIELDS = {"node_cnt", "pinst_cnt", "serial_no"}
 ISPEC_KEYS = ("memory-size", "cpu-count", "disk-count", "disk-size", "nic-count",
               "spindle-use")
 _SIZE_KEYS = ("memory-size", "disk-size")
@@ -197,21 +191,15 @@ def cmd_evacuate(opts: Any) -> int:
     return follow_jobs(opts, result)
 
 
-def _rows(names: list[str] | None) -> list[dict[str, Any]]:
+def _rows(names: list[str] | None, fields: list[str] | None = None) -> list[dict[str, Any]]:
     with MasterClient() as client:
-        return client.call("query_groups", names=names or None)  # type: ignore[no-any-return]
+        return client.call("query_groups", names=names or None,  # type: ignore[no-any-return]
+                           fields=fields)
 
 
 def cmd_list(opts: Any) -> int:
-    rows = _rows(opts.groups)
-    print_list(opts, rows, DEFAULT_FIELDS, TITLES, set(), NUMERIC_FIELDS,
-               known_fields=lambda f: f in TITLES)
-    return 0
-
-
-def cmd_list_fields(opts: Any) -> int:
-    for name in sorted(TITLES):
-        print(f"{name:<20} {TITLES[name]}")
+    fields = list_fields(opts, GROUP_FIELDS, DEFAULT_FIELDS)
+    print_registry_list(opts, _rows(opts.groups, fields), fields, GROUP_FIELDS)
     return 0
 
 
@@ -309,8 +297,7 @@ def build_parser() -> HerdArgumentParser:
     lst.add_argument("groups", nargs="*", metavar="GROUP")
     add_common_options(lst, *LIST_OPTIONS)
     lst.set_defaults(func=cmd_list)
-    fields = sub.add_parser("list-fields", help="list the available fields")
-    fields.set_defaults(func=cmd_list_fields)
+    add_list_fields_command(sub, GROUP_FIELDS)
     info = sub.add_parser("info", help="show node groups' details")
     info.add_argument("groups", nargs="*", metavar="GROUP")
     info.set_defaults(func=cmd_info)

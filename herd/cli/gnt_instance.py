@@ -9,9 +9,9 @@ from herd import errors
 from herd.cli import moves
 from herd.cli.client import MasterClient
 from herd.cli.common import (
+    add_list_fields_command,
     command_main,
     list_fields,
-    print_fields,
     print_registry_list,
     submit_or_run,
 )
@@ -220,10 +220,6 @@ def cmd_list(opts: Any) -> int:
                            fields=fields)
     print_registry_list(opts, rows, fields, INSTANCE_FIELDS)
     return 0
-
-
-def cmd_list_fields(opts: Any) -> int:
-    return print_fields(opts, INSTANCE_FIELDS)
 
 
 def _state_line(row: dict[str, Any]) -> str:
@@ -455,10 +451,7 @@ def build_parser() -> HerdArgumentParser:
     add_common_options(lst, *LIST_OPTIONS)
     lst.set_defaults(func=cmd_list)
 
-    fields = sub.add_parser("list-fields", help="list the available fields")
-    fields.add_argument("fields", nargs="*", metavar="FIELD")
-    add_common_options(fields, "no_headers", "separator")
-    fields.set_defaults(func=cmd_list_fields)
+    add_list_fields_command(sub, INSTANCE_FIELDS)
 
     info = sub.add_parser("info", help="show detailed information")
     info.add_argument("instances", nargs="*")

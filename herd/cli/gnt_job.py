@@ -8,7 +8,7 @@ from typing import Any
 
 from herd import errors
 from herd.cli.client import MasterClient
-from herd.cli.common import command_main, print_list, wait_for_job
+from herd.cli.common import add_list_fields_command, command_main, print_list, wait_for_job
 from herd.cli.formatting import format_info
 from herd.cli.options import LIST_OPTIONS, HerdArgumentParser, add_common_options
 from herd.fields import JOB as JOB_FIELDS
@@ -145,6 +145,7 @@ def build_parser() -> HerdArgumentParser:
     lst.add_argument("--pending", action="store_true")
     lst.add_argument("--error", action="store_true")
     lst.set_defaults(func=cmd_list)
+    add_list_fields_command(sub, JOB_FIELDS)
     info = sub.add_parser("info", help="show job details")
     info.add_argument("jobs", nargs="+")
     info.set_defaults(func=cmd_info)

@@ -9,7 +9,13 @@ from typing import Any
 
 from herd import errors
 from herd.cli.client import MasterClient
-from herd.cli.common import command_main, print_list, submit_or_run
+from herd.cli.common import (
+    add_list_fields_command,
+    command_main,
+    list_fields,
+    print_registry_list,
+    submit_or_run,
+)
 from herd.cli.options import (
     JOB_OPTIONS,
     LIST_OPTIONS,
@@ -20,20 +26,11 @@ from herd.cli.options import (
     split_escaped,
 )
 from herd.cli.tags import add_tag_commands
+from herd.fields import NETWORK as NETWORK_FIELDS
 
 PROG = "gnt-network"
 
 DEFAULT_FIELDS = ["name", "network", "gateway", "mac_prefix", "group_list", "tags"]
-TITLES = {
-    "name": "Network", "network": "Subnet", "gateway": "Gateway", "network6": "IPv6Subnet",
-    "gateway6": "IPv6Gateway", "mac_prefix": "MacPrefix", "free_count": "FreeCount",
-    "reserved_count": "ReservedCount", "map": "Map",
-    "external_reservations": "ExternalReservations", "group_list": "GroupList",
-    "group_cnt": "NodeGroups", "inst_list": "InstanceList", "inst_cnt": "Instances",
-    "tags": "Tags", "uuid": "UUID", "serial_no": "SerialNo", "ctime": "CTime",
-    "mtime": "MTime",
-}
-NUMERIC_FIELDS = {"free_count", "reserved_count", "group_cnt", "inst_cnt", "serial_no"}
 
 
 def _ips(text: str | None) -> list[str] | None:
@@ -43,31 +40,30 @@ def _ips(text: str | None) -> list[str] | None:
     return [ip for ip in split_escaped(text) if ip]
 
 
-def _query(names: list[str] | None) -> list[dict[str, Any]]:
+def _query(names: list[str] | None, fields: list[str] | None = None) -> list[dict[str, Any]]:
     with MasterClient() as client:
-        return client.call("query_networks", names=names or None)
+        return client.call("query_networks", names=names or None,  # type: ignore[no-any-return]
+                           fields=fields)
 
 
 def _for_table(row: dict[str, Any]) -> dict[str, Any]:
+    """The list fields as Ganeti's table shows them (``--json`` keeps them as lists)."""
     out = dict(row)
-    out["group_list"] = ", ".join(f"{g} ({m}, {lk}, {v})" for g, m, lk, v in row["group_list"])
-    out["inst_list"] = ",".join(row["inst_list"])
-    out["tags"] = ",".join(row["tags"])
+    if "group_list" in row:
+        out["group_list"] = ", ".join(f"{g} ({m}, {lk}, {v})"
+                                      for g, m, lk, v in row["group_list"])
+    for key in ("inst_list", "tags"):
+        if key in row:
+            out[key] = ",".join(row[key])
     return out
 
 
 def cmd_list(opts: Any) -> int:
-    rows = _query(opts.networks)
+    fields = list_fields(opts, NETWORK_FIELDS, DEFAULT_FIELDS)
+    rows = _query(opts.networks, fields)
     if not opts.json:
         rows = [_for_table(r) for r in rows]
-    print_list(opts, rows, DEFAULT_FIELDS, TITLES, set(), NUMERIC_FIELDS,
-               known_fields=lambda f: f in TITLES)
-    return 0
-
-
-def cmd_list_fields(opts: Any) -> int:
-    for name in sorted(TITLES):
-        print(f"{name:<22} {TITLES[name]}")
+    print_registry_list(opts, rows, fields, NETWORK_FIELDS)
     return 0
 
 
@@ -228,8 +224,7 @@ def build_parser() -> HerdArgumentParser:
     add_common_options(lst, *LIST_OPTIONS)
     lst.add_argument("-v", "--verbose", dest="verbose", action="store_true")
     lst.set_defaults(func=cmd_list)
-    fields = sub.add_parser("list-fields", help="list the available fields")
-    fields.set_defaults(func=cmd_list_fields)
+    add_list_fields_command(sub, NETWORK_FIELDS)
     info = sub.add_parser("info", help="show detailed information")
     info.add_argument("networks", nargs="*", metavar="NETWORK")
     info.set_defaults(func=cmd_info)

@@ -10,9 +10,9 @@ from herd import errors
 from herd.cli import moves
 from herd.cli.client import MasterClient
 from herd.cli.common import (
+    add_list_fields_command,
     command_main,
     list_fields,
-    print_fields,
     print_list,
     print_registry_list,
     submit_or_run,
@@ -40,10 +40,6 @@ def cmd_list(opts: Any) -> int:
         rows = client.call("query_nodes", names=opts.nodes or None, live=True, fields=fields)
     print_registry_list(opts, rows, fields, NODE_FIELDS)
     return 0
-
-
-def cmd_list_fields(opts: Any) -> int:
-    return print_fields(opts, NODE_FIELDS)
 
 
 def cmd_info(opts: Any) -> int:
@@ -191,10 +187,7 @@ def build_parser() -> HerdArgumentParser:
     lst.add_argument("nodes", nargs="*")
     add_common_options(lst, *LIST_OPTIONS)
     lst.set_defaults(func=cmd_list)
-    fields = sub.add_parser("list-fields", help="list the available fields")
-    fields.add_argument("fields", nargs="*", metavar="FIELD")
-    add_common_options(fields, "no_headers", "separator")
-    fields.set_defaults(func=cmd_list_fields)
+    add_list_fields_command(sub, NODE_FIELDS)
     info = sub.add_parser("info", help="show detailed information")
     info.add_argument("nodes", nargs="*")
     info.set_defaults(func=cmd_info)

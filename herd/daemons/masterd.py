@@ -427,10 +427,11 @@ class MasterDaemon:
 
         return querydata.query_groups(self.ctx, names, _field_names(fields))
 
-    async def h_query_networks(self, names: list[str] | None = None) -> list[dict[str, Any]]:
+    async def h_query_networks(self, names: list[str] | None = None,
+                               fields: list[str] | None = None) -> list[dict[str, Any]]:
         from herd.logic import network
 
-        return network.query_networks(self.ctx.config.data, names)
+        return network.query_networks(self.ctx.config.data, names, _field_names(fields))
 
     async def h_query_quotas(self, subjects: list[str] | None = None) -> list[dict[str, Any]]:
         """Each subject's limits and usage (configured sizes of what it owns): those with a

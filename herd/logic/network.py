@@ -292,31 +292,16 @@ class LUNetworkDisconnect(_GroupHooks, LogicalUnit[OpNetworkDisconnect]):
 
 
 # -- query --------------------------------------------------------------------------------------
-def network_row(cfg: ConfigData, net: Network) -> dict[str, Any]:
-    """One network with Ganeti's query fields (gnt-network list, RAPI bulk)."""
-    state = pool.pool_state(cfg, net)
-    groups = []
-    for group in sorted(cfg.nodegroups.values(), key=lambda g: g.name):
-        found = group.networks.get(net.uuid)
-        if found is not None:
-            groups.append([group.name, found.get("mode"), found.get("link"),
-                           found.get("vlan") or ""])
-    users = sorted({i.name for i in cfg.instances.values()
-                    if any(n.network == net.uuid for n in i.nics)})
-    return {
-        "name": net.name, "network": net.network, "gateway": net.gateway,
-        "network6": net.network6, "gateway6": net.gateway6, "mac_prefix": net.mac_prefix,
-        "free_count": state.free_count, "reserved_count": state.reserved_count,
-        "map": state.map(),
-        "external_reservations": ", ".join(net.address(o) for o in sorted(state.external)),
-        "group_list": groups, "group_cnt": len(groups),
-        "inst_list": users, "inst_cnt": len(users),
-        "tags": list(net.tags), "uuid": net.uuid, "serial_no": net.serial_no,
-        "ctime": net.ctime, "mtime": net.mtime,
-    }
+def query_networks(cfg: ConfigData, names: list[str] | None = None,
+                   fields: list[str] | None = None) -> list[dict[str, Any]]:
+    """Networks keyed by Ganeti's network fields (gnt-network list, RAPI): the ``fields``
+    asked for, or every field of the registry (herd.fields.NETWORK); a network's address
+    pool is worked out only for the fields that show it."""
+    from herd import fields as registry
 
-
-def query_networks(cfg: ConfigData, names: list[str] | None = None) -> list[dict[str, Any]]:
     nets = [cfg.get_network(n) for n in names] if names else \
         sorted(cfg.networks.values(), key=lambda n: n.name)
-    return [network_row(cfg, net) for net in nets]
+    columns = list(registry.NETWORK.fields.values()) if fields is None else \
+        registry.NETWORK.resolve(fields)
+    return [registry.compute(columns, registry.NetworkView(cfg, net, pool.pool_state))
+            for net in nets]

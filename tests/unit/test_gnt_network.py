@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from herd.cli import common, gnt_instance, gnt_network, tags
+from herd.cli import common, gnt_group, gnt_instance, gnt_job, gnt_network, tags
 from herd.logic import query, querydata
 from herd.logic.network import query_networks
 from tests.harness import InProcessCluster, node_name, scratch_root
@@ -43,10 +43,10 @@ class Bridge:
                                                      args["prev_serial"], 10))
         if method == "query_jobs":
             return [c.queue.get(i).to_dict() for i in args["ids"]]
-        if method == "query_networks":
-            return query_networks(c.config, args.get("names"))
+        if method == "query_networks":  # as masterd: only the fields asked for
+            return query_networks(c.config, args.get("names"), args.get("fields"))
         if method == "query_groups":
-            return querydata.query_groups(c.ctx, args.get("names"))
+            return querydata.query_groups(c.ctx, args.get("names"), args.get("fields"))
         if method == "query_instances":
             return c.wait(query.query_instances(c.ctx, args.get("names"), False))
         if method == "query_tags":
@@ -57,7 +57,7 @@ class Bridge:
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessCluster]:
     with scratch_root(tmp_path) as root, InProcessCluster(root, nodes=2) as cluster:
-        for module in (common, gnt_network, gnt_instance, tags):
+        for module in (common, gnt_network, gnt_instance, gnt_group, tags):
             monkeypatch.setattr(module, "MasterClient", lambda: Bridge(cluster))
         yield cluster
 
@@ -108,6 +108,35 @@ def test_admin_flow(cli: InProcessCluster, capsys: pytest.CaptureFixture[str]) -
     assert code == 1 and "used by instance(s) web.example.com" in err
     code, _, err = run(gnt_network, ["list-fields"], capsys)
     assert code == 0
+
+
+def test_group_network_and_job_lists_take_the_field_registry(
+        cli: InProcessCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    """``list-fields`` is Ganeti's table with its field arguments and options for every
+    command (gnt-group's and gnt-network's printed a table of their own without them, and
+    gnt-job had none), and ``list -o`` knows the fields the registry knows."""
+    for module, argv, lines in (
+            (gnt_network, ["free_count", "map"], ["free_count|Number|FreeCount|Number of "
+                                                  "available addresses",
+                                                  "map|Text|Map|Actual mapping"]),
+            (gnt_group, ["pinst_cnt"], ["pinst_cnt|Number|Instances|Number of primary "
+                                        "instances"]),
+            (gnt_job, ["id"], ["id|Number|ID|Job ID"])):
+        code, out, _ = run(module, ["list-fields", "--no-headers", "--separator=|", *argv],
+                           capsys)
+        assert (code, out.splitlines()) == (0, lines), module
+    code, out, _ = run(gnt_group, ["list-fields"], capsys)
+    assert out.splitlines()[0].split() == ["Name", "Type", "Title", "Description"]
+    code, out, _ = run(gnt_group, ["list", "-o", "name,node_cnt,pinst_cnt,serial_no",
+                                   "--no-headers", "--separator=|"], capsys)
+    assert (code, out.strip()) == (0, "default|2|0|1")
+    code, out, _ = run(gnt_group, ["list"], capsys)
+    assert out.splitlines()[0].split() == ["Group", "Nodes", "Instances", "AllocPolicy",
+                                           "NDParams"]
+    code, _, err = run(gnt_group, ["list", "-o", "name,bogus"], capsys)
+    assert code != 0 and "unknown field(s) bogus" in err
+    code, _, err = run(gnt_network, ["list", "-o", "name,bogus"], capsys)
+    assert code != 0 and "unknown field(s) bogus" in err
 
 
 def test_connect_args() -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from herd import errors
 from herd import fields as registry
-from herd.cli import common, gnt_instance, gnt_job, gnt_node
+from herd.cli import common, gnt_group, gnt_instance, gnt_job, gnt_network, gnt_node
 from herd.logic.query import query_instances, query_nodes
 from herd.logic.querydata import query_groups
 from herd.rapi import convert
@@ -82,7 +82,7 @@ def test_dynamic_fields_are_built_on_lookup_and_unknown_names_are_not() -> None:
 
 
 def test_cli_rapi_and_web_take_their_titles_from_the_registry() -> None:
-    for module in (gnt_instance, gnt_node):  # no second table of titles in the CLI
+    for module in (gnt_instance, gnt_node, gnt_group, gnt_network):  # no second table of titles
         assert not hasattr(module, "TITLES") and not hasattr(module, "UNIT_FIELDS")
     assert registry.JOB.titles() == gnt_job.TITLES
     for what, reg in registry.REGISTRIES.items():

@@ -30,7 +30,8 @@ class Networks(Resource):
     BODY_EXTRA = {"POST": {"name": {"type": "string"}}}
 
     async def GET(self, req: Req) -> Any:
-        rows = await req.call("query_networks")
+        # names only: no address pool is worked out
+        rows = await req.call("query_networks", fields=list(N_FIELDS) if req.bulk else ["name"])
         if req.bulk:
             return [network(r) for r in rows]
         return [{"name": r["name"], "uri": f"/2/networks/{r['name']}"} for r in rows]
@@ -48,7 +49,8 @@ class NetworkResource(Resource):
 
     async def GET(self, req: Req) -> Any:
         try:
-            rows = await req.master.call("query_networks", names=[req.items[0]])
+            rows = await req.master.call("query_networks", names=[req.items[0]],
+                                         fields=list(N_FIELDS))
         except errors.NotFoundError:
             raise HttpError(404) from None
         return network(rows[0])

@@ -32,15 +32,22 @@ def field_def(what: str, name: str) -> dict[str, str]:
     return FIELDS[what].definition(name)
 
 
+#: masterd's query of each resource that computes the fields it is given, and its arguments
+#: beside them (live: the nodes are asked, only if a field asked for needs them).
+_QUERIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "instance": ("query_instances", {"names": None, "live": True}),
+    "node": ("query_nodes", {"names": None, "live": True}),
+    "group": ("query_groups", {}),
+    "network": ("query_networks", {}),
+}
+
+
 async def _rows(req: Req, what: str, fields: list[str]) -> list[dict[str, Any]]:
     """Rows holding ``fields`` only: masterd computes those and asks the nodes only if one
-    of them needs live data."""
-    if what == "instance":
-        return await req.call("query_instances", names=None, live=True, fields=fields)
-    if what == "node":
-        return await req.call("query_nodes", names=None, live=True, fields=fields)
-    if what == "group":
-        return await req.call("query_groups", fields=fields)
+    of them needs live data. Jobs are kept whole by masterd and converted here."""
+    if what in _QUERIES:
+        method, args = _QUERIES[what]
+        return await req.call(method, fields=fields, **args)
     rows = await req.call("query_jobs")
     return [convert.job(r, tuple(FIELDS["job"].fields)) for r in rows]
 
