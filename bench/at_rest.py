@@ -67,7 +67,6 @@ def memory() -> dict[str, Any]:
     for daemon, pid in pids.items():
         out["rss"][daemon] = procmem.rss_mib(pid)
         out["pss"][daemon] = procmem.pss_mib(pid)
-        out["together"][daemon] = procmem.together_mib([pid])
         out.setdefault("nice", {})[daemon] = _nice(pid)
     for kind in ("rss", "pss"):
         herd = sum(out[kind][d] for d in DAEMONS)
@@ -169,8 +168,10 @@ def report(r: dict[str, Any]) -> None:
         for name in (*DAEMONS, "etcd", "herd_total", "with_etcd"):
             label = {"herd_total": "Herd's three daemons",
                      "with_etcd": "  and etcd"}.get(name, name)
+            # together: for the groups only (one process alone is its VmRSS)
+            together = mem.get("together", {}).get(name)
             print(f"  {label:30}{mem['rss'][name]:>10.1f}{mem['pss'][name]:>10.1f}"
-                  f"{mem.get('together', {}).get(name, float('nan')):>10.1f}")
+                  + (f"{together:>10.1f}" if together is not None else ""))
     print(f"goal: Herd's processes together <= {GOALS['rss_herd_mib']:.0f} MiB ('together': "
           "each physical page once, however many of them map it; see bench/procmem.py)")
     print("nice: " + ", ".join(f"{d} {n}" for d, n in r["memory"]["nice"].items()))

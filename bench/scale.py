@@ -678,7 +678,7 @@ def report(results: list[dict[str, Any]]) -> None:
               f"{empty['rapi']:.1f}, noded {empty['noded']:.1f}, etcd {empty['etcd']:.1f} MiB "
               f"(Herd {empty['herd_total']:.1f}, PSS {empty.get('pss_herd_total', 0):.1f}; "
               f"goal <= {GOAL_RSS_AT_REST_MIB}; with etcd "
-              f"{empty['herd_total'] + empty['etcd']:.1f}, PSS "
+              f"{empty['with_etcd']:.1f}, PSS "
               f"{empty.get('pss_with_etcd', float('nan')):.1f}, each page once "
               f"{empty.get('together_with_etcd', float('nan')):.1f}; Ganeti 3.0.2's daemons: "
               f"{GANETI['rss_total_mib']} MiB in all)")
